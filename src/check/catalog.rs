@@ -1,0 +1,227 @@
+//! Every check forge knows, with its id, phase and title, in one table.
+//!
+//! Ids are the spec's numbers where the spec numbers the check (`1.3`, `3.5`), so a report maps
+//! line by line onto `validation-suite.md`; checks forge adds have ids of their own
+//! (`host.docker`, `wheel.gpu-targets`). Implementations look their titles up here.
+
+use crate::recipe::Recipe;
+
+/// One entry of the catalog.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// Check id.
+    pub id: &'static str,
+    /// Phase (1-7; 8 for the deliverables).
+    pub phase: u8,
+    /// Short title.
+    pub title: &'static str,
+    /// Whether it needs an AMD GPU to run.
+    pub needs_gpu: bool,
+}
+
+const fn e(id: &'static str, phase: u8, title: &'static str, needs_gpu: bool) -> Entry {
+    Entry {
+        id,
+        phase,
+        title,
+        needs_gpu,
+    }
+}
+
+/// All checks, in report order.
+pub const CATALOG: &[Entry] = &[
+    e("1.1", 1, "amdgpu kernel module loaded", true),
+    e("1.2", 1, "/dev/kfd and /dev/dri/renderD* read-write", true),
+    e(
+        "host.groups",
+        1,
+        "user in the video and render groups",
+        true,
+    ),
+    e("1.3", 1, "rocminfo lists the target arch", true),
+    e("1.4", 1, "host ROCm version", true),
+    e("host.docker", 1, "Docker engine reachable", false),
+    e(
+        "host.disk",
+        1,
+        "free disk under the engine's data root",
+        false,
+    ),
+    e("host.memory", 1, "memory per compile job", false),
+    e(
+        "2.1",
+        2,
+        "USE_DISTRIBUTED and USE_ROCM on in the summary",
+        false,
+    ),
+    e(
+        "build.hip",
+        2,
+        "HIP proven (the spec's USE_HIP line)",
+        false,
+    ),
+    e(
+        "build.arch",
+        2,
+        "target arch in PyTorch's GPU arch list",
+        false,
+    ),
+    e("build.cuda", 2, "USE_CUDA off", false),
+    e("2.2", 2, "no line turns distributed off", false),
+    e("build.fatal", 2, "no fatal compile error", false),
+    e("build.clipped", 2, "log not clipped by BuildKit", false),
+    e("3.1", 3, "wheel size", false),
+    e("3.2", 3, "c10d symbols in libtorch_cpu.so", false),
+    e("3.3", 3, "PrefixStore defined in libtorch_cpu.so", false),
+    e("3.4", 3, "ProcessGroup defined in libtorch_cpu.so", false),
+    e(
+        "3.5",
+        3,
+        "libtorch_hip.so needs libamdhip64 and libhsa-runtime64",
+        false,
+    ),
+    e("3.6", 3, "no unresolved rsmi/hip/hsa symbols", false),
+    e(
+        "wheel.flavour",
+        3,
+        "build flavour (ROCm / CUDA / CPU)",
+        false,
+    ),
+    e(
+        "wheel.gpu-targets",
+        3,
+        "GPU code objects for the target arch",
+        false,
+    ),
+    e("wheel.glibc", 3, "highest GLIBC/GLIBCXX needed", false),
+    e("4.1", 4, "image size", false),
+    e("4.2", 4, "system packages installed", false),
+    e("4.3", 4, "Python packages installed", false),
+    e("4.4", 4, "ROCm libraries present", false),
+    e("4.5", 4, "libamd_smi.so present", false),
+    e("5.1", 5, "torch imports", true),
+    e("5.2", 5, "torch sees the GPU through HIP", true),
+    e(
+        "5.3",
+        5,
+        "torch.distributed imports (the critical test)",
+        true,
+    ),
+    e("5.4", 5, "GPU tensor compute", true),
+    e("5.5", 5, "amdsmi enumerates the GPU", true),
+    e("5.6", 5, "vLLM imports", true),
+    e("5.7", 5, "vLLM detects the ROCm platform", true),
+    e("6.1", 6, "server container starts", true),
+    e("6.2", 6, "`Uvicorn running` within the timeout", true),
+    e("6.3", 6, "/health returns 200", true),
+    e("6.4", 6, "/v1/models lists the model", true),
+    e("6.5", 6, "completion returns text", true),
+    e("6.6", 6, "clean shutdown", true),
+    e("7.1", 7, "no double free on exit", true),
+    e("7.2", 7, "repeated import cycles", true),
+    e("export.archive", 8, "image exported as .tar.gz", false),
+    e("export.sha256", 8, "SHA256 checksum file", false),
+    e("export.size", 8, "compressed archive size", false),
+];
+
+/// The catalog entry of `id`.
+///
+/// # Panics
+/// When `id` is not in the catalog: a programming error caught by the tests.
+pub fn entry(id: &str) -> &'static Entry {
+    CATALOG
+        .iter()
+        .find(|e| e.id == id)
+        .unwrap_or_else(|| panic!("check `{id}` is not in the catalog"))
+}
+
+/// The title of check `id`.
+pub fn title(id: &str) -> &'static str {
+    entry(id).title
+}
+
+fn gb(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
+}
+
+/// The pass condition of `id` under `recipe`, with its threshold.
+pub fn condition(id: &str, r: &Recipe) -> String {
+    let c = &r.file.checks;
+    let arch = r.archs().join(";");
+    match id {
+        "1.1" => "`amdgpu` in /proc/modules".into(),
+        "1.2" => "/dev/kfd and every /dev/dri/renderD* exist, read-write for this user".into(),
+        "host.groups" => "user in `video` and `render` (or devices otherwise accessible)".into(),
+        "1.3" => format!("rocminfo lists an agent named {arch}"),
+        "1.4" => format!("/opt/rocm/.info/version starts with {}", r.rocm_version()),
+        "host.docker" => "engine answers; API version and builder reported".into(),
+        "host.disk" => format!(">= {} GB free", r.file.preflight.min_free_disk_gb),
+        "host.memory" => format!(
+            ">= {} GB per job x MAX_JOBS={}",
+            r.file.preflight.min_memory_per_job_gb,
+            r.max_jobs()
+        ),
+        "2.1" => "USE_DISTRIBUTED and USE_ROCM on (ON/1/TRUE)".into(),
+        "build.hip" => "USE_ROCM on and LoadHIP's `HIP VERSION` line".into(),
+        "build.arch" => format!("`Building PyTorch for GPU arch:` includes {arch}"),
+        "build.cuda" => "USE_CUDA off in a ROCm build".into(),
+        "2.2" => "no line turns distributed off or disables it".into(),
+        "build.fatal" => "no OOM kill, ninja stop, link failure, disk full".into(),
+        "build.clipped" => "no `[output clipped, log limit ...]`".into(),
+        "3.1" => format!("> {}", gb(c.wheel_min_bytes)),
+        "3.2" => "> 0 defined dynamic symbols containing c10d".into(),
+        "3.3" | "3.4" => "defined (not merely referenced)".into(),
+        "3.5" => "DT_NEEDED has libamdhip64 and libhsa-runtime64".into(),
+        "3.6" => "every undefined rsmi*/hip*/hsa* symbol resolves via DT_NEEDED".into(),
+        "wheel.flavour" => "ROCm (libtorch_hip.so present)".into(),
+        "wheel.gpu-targets" => format!("every HIP ELF carries code for {arch}"),
+        "wheel.glibc" => "reported".into(),
+        "4.1" => format!("> {}", gb(c.image_min_bytes)),
+        "4.2" => format!("installed: {}", c.system_packages.join(", ")),
+        "4.3" => format!("installed: {}", c.pip_packages.join(", ")),
+        "4.4" | "4.5" => {
+            let (smi, rest): (Vec<&String>, Vec<&String>) =
+                c.files.iter().partition(|f| f.contains("amd_smi"));
+            let list = if id == "4.5" { smi } else { rest };
+            let names: Vec<&str> = list.iter().map(|s| s.as_str()).collect();
+            format!("exist: {}", names.join(", "))
+        }
+        "5.1" | "5.3" | "5.6" => "imports succeed".into(),
+        "5.2" => "torch.cuda.is_available() and torch.version.hip".into(),
+        "5.4" => "zeros(100,100)+1 sums to 10000 on the GPU".into(),
+        "5.5" => ">= 1 processor handle".into(),
+        "5.7" => "current_platform.is_rocm()".into(),
+        "6.1" => format!("{} starts", c.server.model),
+        "6.2" => format!("within {} s", c.server.startup_timeout_secs),
+        "6.3" => "HTTP 200".into(),
+        "6.4" => format!("lists {}", c.server.model),
+        "6.5" => "JSON with generated text".into(),
+        "6.6" => "container stops and is removed".into(),
+        "7.1" => "no `double free`, `corruption`, `segfault` in the output".into(),
+        "7.2" => "3 cycles complete".into(),
+        "export.archive" => "written to a temporary name, renamed when complete".into(),
+        "export.sha256" => "`<hex>  <name>` (sha256sum -c reads it)".into(),
+        "export.size" => format!("> {}", gb(c.archive_min_bytes)),
+        other => format!("see `{other}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_every_spec_check_is_there() {
+        let mut ids: Vec<&str> = CATALOG.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), CATALOG.len());
+        for id in [
+            "1.1", "1.2", "1.3", "1.4", "2.1", "2.2", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6",
+            "4.1", "4.2", "4.3", "4.4", "4.5", "5.1", "5.2", "5.3", "5.4", "5.5", "5.6", "5.7",
+            "6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "7.1", "7.2",
+        ] {
+            assert!(CATALOG.iter().any(|e| e.id == id), "{id}");
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Phase 1 (spec 1.1-1.4) and what the build needs from the host: the preflight.
+//!
+//! Every missing piece is a failed check with its hint, never a crash; a missing tool
+//! (`rocminfo` absent) is a finding too. Parsers are pure and tested on real output shapes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{check, check_when};
+use crate::engine::EngineInfo;
+use crate::error::Error;
+use crate::recipe::Recipe;
+use crate::report::{Check, Status};
+use crate::tool::{self, ToolRun};
+
+/// Where the host's facts are read from (the real paths by default; tests point elsewhere).
+#[derive(Debug, Clone)]
+pub struct HostPaths {
+    /// What `lsmod` reads.
+    pub proc_modules: PathBuf,
+    /// Present when amdgpu is loaded or built in.
+    pub sys_module: PathBuf,
+    /// The compute device.
+    pub kfd: PathBuf,
+    /// The DRM device directory.
+    pub dri: PathBuf,
+    /// ROCm's version file.
+    pub rocm_version: PathBuf,
+    /// The group database.
+    pub group_file: PathBuf,
+    /// Memory facts.
+    pub meminfo: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        HostPaths {
+            proc_modules: "/proc/modules".into(),
+            sys_module: "/sys/module/amdgpu".into(),
+            kfd: "/dev/kfd".into(),
+            dri: "/dev/dri".into(),
+            rocm_version: "/opt/rocm/.info/version".into(),
+            group_file: "/etc/group".into(),
+            meminfo: "/proc/meminfo".into(),
+        }
+    }
+}
+
+/// Module names from `lsmod` output or `/proc/modules`.
+pub fn parse_modules(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|m| *m != "Module")
+        .collect()
+}
+
+/// One agent of `rocminfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// `Name:` (gfx1151 for a GPU, the CPU's model for a CPU).
+    pub name: String,
+    /// `Marketing Name:`.
+    pub marketing_name: String,
+    /// `Device Type:` (CPU, GPU).
+    pub device_type: String,
+    /// ISA names (`amdgcn-amd-amdhsa--gfx1151`).
+    pub isas: Vec<String>,
+}
+
+/// Parse `rocminfo` output into agents.
+pub fn parse_rocminfo(text: &str) -> Vec<Agent> {
+    let mut agents = Vec::new();
+    let mut cur: Option<Agent> = None;
+    let mut in_isa = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("Agent ") && t[6..].trim().chars().all(|c| c.is_ascii_digit()) {
+            agents.extend(cur.take());
+            cur = Some(Agent {
+                name: String::new(),
+                marketing_name: String::new(),
+                device_type: String::new(),
+                isas: Vec::new(),
+            });
+            in_isa = false;
+            continue;
+        }
+        let Some(a) = cur.as_mut() else { continue };
+        if t.starts_with("ISA Info:") {
+            in_isa = true;
+            continue;
+        }
+        let Some((key, value)) = t.split_once(':') else {
+            continue;
+        };
+        let value = value.trim().to_owned();
+        match key.trim() {
+            "Name" if in_isa => a.isas.push(value),
+            "Name" if a.name.is_empty() => a.name = value,
+            "Marketing Name" if a.marketing_name.is_empty() => a.marketing_name = value,
+            "Device Type" => a.device_type = value,
+            _ => {}
+        }
+    }
+    agents.extend(cur);
+    agents
+}
+
+/// The gfx names of an agent: its name and its ISAs' (`amdgcn-amd-amdhsa--gfx1151` -> gfx1151).
+pub fn agent_archs(a: &Agent) -> Vec<String> {
+    let mut out: Vec<String> = std::iter::once(a.name.as_str())
+        .chain(a.isas.iter().map(|i| i.rsplit("--").next().unwrap_or(i)))
+        .filter(|n| n.starts_with("gfx"))
+        .map(|n| n.split(':').next().unwrap_or(n).to_owned())
+        .collect();
+    out.dedup();
+    out
+}
+
+/// A value in kB from `/proc/meminfo`, in bytes.
+pub fn meminfo_bytes(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| {
+            v.split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+                .map(|kb| kb * 1024)
+        })?
+    })
+}
+
+fn rw_access(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
+}
+
+fn gb(b: u64) -> String {
+    format!("{:.1} GB", b as f64 / 1e9)
+}
+
+/// 1.1: amdgpu loaded.
+pub fn check_amdgpu(paths: &HostPaths) -> Check {
+    let modules = std::fs::read_to_string(&paths.proc_modules).unwrap_or_default();
+    if parse_modules(&modules).contains(&"amdgpu") {
+        return check("1.1", Status::Pass, "amdgpu in /proc/modules");
+    }
+    if paths.sys_module.exists() {
+        return check(
+            "1.1",
+            Status::Pass,
+            format!("{} present (built in)", paths.sys_module.display()),
+        );
+    }
+    check("1.1", Status::Fail, "amdgpu is not loaded (not in /proc/modules, no /sys/module/amdgpu)")
+        .with_hint("load the driver (`sudo modprobe amdgpu`); on Strix Halo a 6.11+ kernel or amdgpu-dkms is needed")
+}
+
+/// 1.2: /dev/kfd and /dev/dri/renderD* present and read-write.
+pub fn check_devices(paths: &HostPaths) -> Check {
+    let mut problems = Vec::new();
+    let mut ok = Vec::new();
+    for dev in std::iter::once(paths.kfd.clone()).chain(render_nodes(&paths.dri)) {
+        if !dev.exists() {
+            problems.push(format!("{} missing", dev.display()));
+        } else if !rw_access(&dev) {
+            problems.push(format!("{} not read-write for this user", dev.display()));
+        } else {
+            ok.push(dev.display().to_string());
+        }
+    }
+    if render_nodes(&paths.dri).is_empty() {
+        problems.push(format!("no {}/renderD* node", paths.dri.display()));
+    }
+    if problems.is_empty() {
+        check(
+            "1.2",
+            Status::Pass,
+            format!("read-write: {}", ok.join(", ")),
+        )
+    } else {
+        check("1.2", Status::Fail, problems.join("; ")).with_hint(
+            "no AMD GPU driver exposes devices here; on the GPU machine add yourself to the video and render groups",
+        )
+    }
+}
+
+fn render_nodes(dri: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dri)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("renderD"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Group names this process is in, from `getgroups` and the group file.
+fn my_groups(group_file: &Path) -> Vec<String> {
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let mut gids = vec![0 as libc::gid_t; usize::try_from(n).unwrap_or(0)];
+    // SAFETY: the buffer holds `n` entries.
+    let got = unsafe { libc::getgroups(n, gids.as_mut_ptr()) };
+    gids.truncate(usize::try_from(got).unwrap_or(0));
+    gids.push(unsafe { libc::getegid() });
+    let text = std::fs::read_to_string(group_file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid: libc::gid_t = f.nth(1)?.parse().ok()?;
+            gids.contains(&gid).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+/// host.groups: the user in video and render.
+pub fn check_groups(paths: &HostPaths) -> Check {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return check(
+            "host.groups",
+            Status::Pass,
+            "running as root: group membership not needed on the host (containers still need --group-add video --group-add render)",
+        );
+    }
+    let groups = my_groups(&paths.group_file);
+    let missing: Vec<&str> = ["video", "render"]
+        .into_iter()
+        .filter(|g| !groups.iter().any(|x| x == g))
+        .collect();
+    if missing.is_empty() {
+        check("host.groups", Status::Pass, "in video and render")
+    } else {
+        check(
+            "host.groups",
+            Status::Fail,
+            format!(
+                "not in: {} (groups: {})",
+                missing.join(", "),
+                groups.join(", ")
+            ),
+        )
+        .with_hint(format!(
+            "sudo usermod -aG {} $USER, then log in again",
+            missing.join(",")
+        ))
+    }
+}
+
+/// 1.3: rocminfo lists the recipe's arch.
+pub fn check_rocminfo(recipe: &Recipe, timeout: Duration) -> Check {
+    let want = recipe.archs();
+    match tool::run("rocminfo", &[], timeout) {
+        ToolRun::Missing => check("1.3", Status::Fail, "`rocminfo` is not installed").with_hint(
+            "install rocminfo (Debian/Ubuntu: `apt install rocminfo`, or ROCm's package)",
+        ),
+        ToolRun::TimedOut => check(
+            "1.3",
+            Status::Fail,
+            format!("`rocminfo` did not finish within {timeout:?}"),
+        )
+        .with_hint("the HSA runtime may hang on a wedged GPU: check `dmesg` for amdgpu errors"),
+        ToolRun::Failed(e) => check(
+            "1.3",
+            Status::Fail,
+            format!("`rocminfo` could not start: {e}"),
+        ),
+        ToolRun::Exited {
+            code,
+            stdout,
+            stderr,
+        } => {
+            let agents = parse_rocminfo(&stdout);
+            let gpus: Vec<String> = agents
+                .iter()
+                .filter(|a| a.device_type == "GPU")
+                .flat_map(agent_archs)
+                .collect();
+            let missing: Vec<&String> = want.iter().filter(|a| !gpus.contains(a)).collect();
+            if code == 0 && missing.is_empty() {
+                check(
+                    "1.3",
+                    Status::Pass,
+                    format!("GPU agents: {}", gpus.join(", ")),
+                )
+            } else {
+                let why = if code != 0 {
+                    let msg = format!("{stderr}\n{stdout}");
+                    let first = msg
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| !l.is_empty())
+                        .unwrap_or("");
+                    format!("`rocminfo` exited {code}: {first}")
+                } else {
+                    format!(
+                        "GPU agents: [{}]; missing: {}",
+                        gpus.join(", "),
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                check("1.3", Status::Fail, why)
+                    .with_hint("no GPU agent with the recipe's arch: is this the Strix Halo machine, with amdgpu loaded and /dev/kfd accessible?")
+            }
+        }
+    }
+}
+
+/// 1.4: the host's ROCm version against the recipe's.
+pub fn check_rocm_version(recipe: &Recipe, paths: &HostPaths) -> Check {
+    match std::fs::read_to_string(&paths.rocm_version) {
+        Err(e) => check(
+            "1.4",
+            Status::Fail,
+            format!("cannot read {}: {e}", paths.rocm_version.display()),
+        )
+        .with_hint(format!(
+            "install ROCm {} on the host (the kernel side must support the image's ROCm)",
+            recipe.rocm_version()
+        )),
+        Ok(v) => {
+            let v = v.trim();
+            let want = recipe.rocm_version();
+            let matches = v == want
+                || v.starts_with(&format!("{want}-"))
+                || v.starts_with(&format!("{want}."));
+            check_when(matches, "1.4", format!("host ROCm {v}, recipe {want}")).with_hint(format!(
+                "host and image ROCm differ: use `--rocm` matching the host, or install ROCm {want}"
+            ))
+        }
+    }
+}
+
+/// host.docker: the engine answers.
+pub fn check_docker(engine: &Result<EngineInfo, Error>) -> Check {
+    match engine {
+        Ok(i) => check(
+            "host.docker",
+            Status::Pass,
+            format!(
+                "{} at {}: engine {}, API {}, {}{}",
+                i.platform,
+                i.host,
+                i.version,
+                i.api_version,
+                if i.buildkit {
+                    "BuildKit via the API"
+                } else {
+                    "classic builder only"
+                },
+                i.ncpu.map(|n| format!(", {n} CPUs")).unwrap_or_default()
+            ),
+        ),
+        Err(e) => {
+            let c = check("host.docker", Status::Fail, e.to_string());
+            match e.hint() {
+                Some(h) => c.with_hint(h),
+                None => c,
+            }
+        }
+    }
+}
+
+/// Free bytes on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid path and `s` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::useless_conversion)] // the field types differ between libc targets
+    Ok(u64::from(s.f_bavail) * u64::from(s.f_frsize))
+}
+
+/// host.disk: free space under the engine's data root.
+pub fn check_disk(recipe: &Recipe, engine: &Result<EngineInfo, Error>) -> Check {
+    let need = recipe.file.preflight.min_free_disk_gb * 1_000_000_000;
+    let Ok(info) = engine else {
+        return check(
+            "host.disk",
+            Status::Skip,
+            "the engine did not answer, so its data root is unknown",
+        );
+    };
+    let Some(root) = info.root_dir.as_deref().filter(|_| info.local) else {
+        return check(
+            "host.disk",
+            Status::Skip,
+            format!(
+                "engine at {} is not local: its disk cannot be measured from here",
+                info.host
+            ),
+        );
+    };
+    match free_bytes(Path::new(root)) {
+        Ok(free) => check_when(free >= need, "host.disk", format!("{} free under {root}, need {}", gb(free), gb(need)))
+            .with_hint("free space (`docker builder prune`, `docker image prune`) or move the engine's data root to a bigger disk"),
+        Err(e) => check("host.disk", Status::Fail, format!("cannot measure {root}: {e}")),
+    }
+}
+
+/// host.memory: memory per compile job for the recipe's MAX_JOBS.
+pub fn check_memory(
+    recipe: &Recipe,
+    engine: &Result<EngineInfo, Error>,
+    paths: &HostPaths,
+) -> Check {
+    let jobs = u64::from(recipe.max_jobs());
+    let per_job_need = recipe.file.preflight.min_memory_per_job_gb * 1_000_000_000;
+    let (total, source) = match engine
+        .as_ref()
+        .ok()
+        .filter(|i| !i.local)
+        .and_then(|i| i.mem_total)
+    {
+        Some(m) => (Some(m), "the engine's machine"),
+        None => (
+            std::fs::read_to_string(&paths.meminfo)
+                .ok()
+                .and_then(|t| meminfo_bytes(&t, "MemTotal")),
+            "this machine",
+        ),
+    };
+    let Some(total) = total else {
+        return check(
+            "host.memory",
+            Status::Fail,
+            format!("cannot read {}", paths.meminfo.display()),
+        );
+    };
+    let per_job = total / jobs;
+    let fit = (total / per_job_need.max(1)).max(1);
+    check_when(
+        per_job >= per_job_need,
+        "host.memory",
+        format!(
+            "{} on {source} / MAX_JOBS={jobs} = {} per job, need {}",
+            gb(total),
+            gb(per_job),
+            gb(per_job_need)
+        ),
+    )
+    .with_hint(format!(
+        "set MAX_JOBS = \"{fit}\" in the recipe's [build-args] (OOM-killed compiles fail hours in)"
+    ))
+}
+
+/// The whole preflight.
+pub fn preflight(
+    recipe: &Recipe,
+    engine: &Result<EngineInfo, Error>,
+    paths: &HostPaths,
+) -> Vec<Check> {
+    vec![
+        check_amdgpu(paths),
+        check_devices(paths),
+        check_groups(paths),
+        check_rocminfo(recipe, Duration::from_secs(30)),
+        check_rocm_version(recipe, paths),
+        check_docker(engine),
+        check_disk(recipe, engine),
+        check_memory(recipe, engine, paths),
+    ]
+}
+
+#[cfg(test)]
+mod tests;

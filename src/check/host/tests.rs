@@ -1,0 +1,189 @@
+use super::*;
+
+/// Shape of real `rocminfo` output on a Ryzen AI MAX+ 395 (ROCm 7.x), trimmed.
+const ROCMINFO: &str = r"ROCk module version 6.12.12 is loaded
+=====================
+HSA System Attributes
+=====================
+Runtime Version:         1.18
+Runtime Ext Version:     1.11
+System Timestamp Freq.:  1000.000000MHz
+Sig. Max Wait Duration:  18446744073709551615 (0xFFFFFFFFFFFFFFFF) (timestamp count)
+Machine Model:           LARGE
+System Endianness:       LITTLE
+Mwaitx:                  DISABLED
+XNACK enabled:           NO
+DMAbuf Support:          YES
+VMM Support:             YES
+
+==========
+HSA Agents
+==========
+*******
+Agent 1
+*******
+  Name:                    AMD RYZEN AI MAX+ 395 w/ Radeon 8060S
+  Uuid:                    CPU-XX
+  Marketing Name:          AMD RYZEN AI MAX+ 395 w/ Radeon 8060S
+  Vendor Name:             CPU
+  Feature:                 None specified
+  Profile:                 FULL_PROFILE
+  Float Round Mode:        NEAR
+  Max Queue Number:        0(0x0)
+  Queue Min Size:          0(0x0)
+  Queue Max Size:          0(0x0)
+  Queue Type:              MULTI
+  Node:                    0
+  Device Type:             CPU
+  Cache Info:
+    L1:                      49152(0xc000) KB
+  Chip ID:                 0(0x0)
+  ISA Info:
+*******
+Agent 2
+*******
+  Name:                    gfx1151
+  Uuid:                    GPU-XX
+  Marketing Name:          AMD Radeon Graphics
+  Vendor Name:             AMD
+  Feature:                 KERNEL_DISPATCH
+  Profile:                 BASE_PROFILE
+  Node:                    1
+  Device Type:             GPU
+  Cache Info:
+    L1:                      32(0x20) KB
+    L2:                      2048(0x800) KB
+  Chip ID:                 5510(0x1586)
+  ISA Info:
+    ISA 1
+      Name:                    amdgcn-amd-amdhsa--gfx1151
+      Machine Models:          HSA_MACHINE_MODEL_LARGE
+    ISA 2
+      Name:                    amdgcn-amd-amdhsa--gfx11-generic
+      Machine Models:          HSA_MACHINE_MODEL_LARGE
+*** Done ***
+";
+
+#[test]
+fn rocminfo_agents_and_archs() {
+    let agents = parse_rocminfo(ROCMINFO);
+    assert_eq!(agents.len(), 2);
+    assert_eq!(agents[0].device_type, "CPU");
+    assert_eq!(agents[1].name, "gfx1151");
+    assert_eq!(agents[1].marketing_name, "AMD Radeon Graphics");
+    assert_eq!(agents[1].device_type, "GPU");
+    assert_eq!(
+        agents[1].isas,
+        [
+            "amdgcn-amd-amdhsa--gfx1151",
+            "amdgcn-amd-amdhsa--gfx11-generic"
+        ]
+    );
+    assert_eq!(agent_archs(&agents[1]), ["gfx1151", "gfx11-generic"]);
+    assert!(agent_archs(&agents[0]).is_empty());
+}
+
+#[test]
+fn rocminfo_with_features_in_isa_name() {
+    let t = "Agent 1\n  Name: gfx90a\n  Device Type: GPU\n  ISA Info:\n    ISA 1\n      Name: amdgcn-amd-amdhsa--gfx90a:sramecc+:xnack-\n";
+    assert_eq!(agent_archs(&parse_rocminfo(t)[0]), ["gfx90a"]);
+}
+
+#[test]
+fn lsmod_and_proc_modules_shapes() {
+    let lsmod = "Module                  Size  Used by\namdgpu              15900672  42\namdxcp                 12288  1 amdgpu\ndrm_exec               12288  1 amdgpu\n";
+    assert!(parse_modules(lsmod).contains(&"amdgpu"));
+    assert!(!parse_modules(lsmod).contains(&"Module"));
+    let proc = "amdxcp 12288 1 amdgpu, Live 0x0000000000000000\namdgpu 15900672 42 - Live 0x0000000000000000\n";
+    assert_eq!(parse_modules(proc), ["amdxcp", "amdgpu"]);
+    let no_gpu = "overlay 212992 0 - Live 0x0\nbr_netfilter 32768 0 - Live 0x0\n";
+    assert!(!parse_modules(no_gpu).contains(&"amdgpu"));
+}
+
+#[test]
+fn meminfo_values() {
+    let t =
+        "MemTotal:       131072000 kB\nMemFree:         1000 kB\nMemAvailable:   120000000 kB\n";
+    assert_eq!(meminfo_bytes(t, "MemTotal"), Some(131_072_000 * 1024));
+    assert_eq!(meminfo_bytes(t, "MemAvailable"), Some(120_000_000 * 1024));
+    assert_eq!(meminfo_bytes(t, "Nope"), None);
+}
+
+fn fake_root() -> (PathBuf, HostPaths) {
+    let dir = std::env::temp_dir().join(format!(
+        "forge-host-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("dri")).unwrap();
+    let paths = HostPaths {
+        proc_modules: dir.join("modules"),
+        sys_module: dir.join("sys-amdgpu"),
+        kfd: dir.join("kfd"),
+        dri: dir.join("dri"),
+        rocm_version: dir.join("version"),
+        group_file: dir.join("group"),
+        meminfo: dir.join("meminfo"),
+    };
+    (dir, paths)
+}
+
+#[test]
+fn missing_gpu_pieces_fail_with_hints() {
+    let (dir, paths) = fake_root();
+    let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    std::fs::write(&paths.proc_modules, "overlay 1 0 - Live 0x0\n").unwrap();
+    let c = check_amdgpu(&paths);
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.hint.is_some());
+    let c = check_devices(&paths);
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.evidence.contains("kfd missing") && c.evidence.contains("renderD"));
+    let c = check_rocm_version(&r, &paths);
+    assert_eq!(c.status, Status::Fail);
+
+    std::fs::write(&paths.proc_modules, "amdgpu 15900672 42 - Live 0x0\n").unwrap();
+    assert_eq!(check_amdgpu(&paths).status, Status::Pass);
+    std::fs::write(&paths.kfd, "").unwrap();
+    std::fs::write(paths.dri.join("renderD128"), "").unwrap();
+    assert_eq!(check_devices(&paths).status, Status::Pass);
+    std::fs::write(&paths.rocm_version, "7.1.1-43\n").unwrap();
+    assert_eq!(check_rocm_version(&r, &paths).status, Status::Pass);
+    std::fs::write(&paths.rocm_version, "6.2.4-120\n").unwrap();
+    let c = check_rocm_version(&r, &paths);
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.evidence.contains("6.2.4"));
+    std::fs::write(&paths.rocm_version, "7.1.10\n").unwrap();
+    assert_eq!(check_rocm_version(&r, &paths).status, Status::Fail);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn memory_per_job_uses_max_jobs() {
+    let (dir, paths) = fake_root();
+    let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    let no_engine = Err(Error::usage("x", None));
+    std::fs::write(&paths.meminfo, "MemTotal: 131072000 kB\n").unwrap();
+    let c = check_memory(&r, &no_engine, &paths);
+    assert_eq!(c.status, Status::Pass, "{}", c.evidence);
+    std::fs::write(&paths.meminfo, "MemTotal: 24000000 kB\n").unwrap();
+    let c = check_memory(&r, &no_engine, &paths);
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.hint.as_deref().unwrap().contains("MAX_JOBS = \"3\""),
+        "{:?}",
+        c.hint
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_rocminfo_is_a_finding() {
+    let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    // Whatever this machine has, 1.3 is never a crash, and without the GPU never a pass.
+    let c = check_rocminfo(&r, Duration::from_secs(10));
+    if !Path::new("/dev/kfd").exists() {
+        assert_eq!(c.status, Status::Fail, "{}", c.evidence);
+    }
+}

@@ -1,0 +1,16 @@
+//! The checks, one file a phase family. Each returns [`crate::report::Check`]s; none prints.
+
+pub mod catalog;
+pub mod host;
+
+use crate::report::{Check, Status};
+
+/// A check from the catalog, by id, with its catalog title.
+pub fn check(id: &str, status: Status, evidence: impl Into<String>) -> Check {
+    Check::new(id, catalog::title(id), status, evidence)
+}
+
+/// Pass or fail by condition, title from the catalog.
+pub fn check_when(ok: bool, id: &str, evidence: impl Into<String>) -> Check {
+    check(id, if ok { Status::Pass } else { Status::Fail }, evidence)
+}

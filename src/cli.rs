@@ -1,0 +1,64 @@
+//! The command line: clap derive types only, no I/O.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// forge: build, check and release PyTorch + vLLM images for AMD ROCm GPUs (gfx1151 first).
+///
+/// Exit codes: 0 every check passed (or was skipped with its reason), 1 a check failed,
+/// 2 forge itself could not run.
+#[derive(Debug, Parser)]
+#[command(name = "forge", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout (humans still get stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which recipe to use.
+#[derive(Debug, Clone, Args)]
+pub struct RecipeArgs {
+    /// A shipped recipe by ROCm version (7.1.1, 7.0.2, 6.2.4); default 7.1.1.
+    #[arg(long, value_name = "VERSION", conflicts_with = "recipe")]
+    pub rocm: Option<String>,
+    /// A recipe file of your own.
+    #[arg(long, value_name = "PATH")]
+    pub recipe: Option<PathBuf>,
+    /// Accept a ROCm version vLLM does not support for the target arch.
+    #[arg(long)]
+    pub allow_unsupported: bool,
+}
+
+/// forge's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the fully resolved plan (build args, stages, checks, artifacts) without touching Docker.
+    Plan {
+        #[command(flatten)]
+        recipe: RecipeArgs,
+        /// Where runs write their files.
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
+    },
+    /// Phase 1: check the GPU host and the build host (driver, devices, rocminfo, Docker, disk, memory).
+    Preflight {
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    },
+    /// Name the known failures in a log or pasted error text (FILE, or - for stdin).
+    Diagnose {
+        /// The file to read; `-` or nothing reads stdin.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,344 @@
+//! recipe -> fully resolved plan, without touching Docker: build args, Dockerfile and its stages,
+//! image tag, every check that will run with its threshold, the artifact paths.
+//!
+//! Pure apart from reading the Dockerfile, so `forge plan` and its tests are free. The plan also
+//! checks the Dockerfile against the recipe (every build arg declared and used, the stages exist,
+//! `PYTORCH_ROCM_ARCH` exported to the RUN environment): those are its own checks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::check::catalog::{self, CATALOG};
+use crate::dockerfile::{self, Stage};
+use crate::error::Result;
+use crate::recipe::Recipe;
+use crate::report::{Check, Outcome};
+
+/// A check the run will perform.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedCheck {
+    /// Check id.
+    pub id: &'static str,
+    /// Phase number (8 = deliverables).
+    pub phase: u8,
+    /// Title.
+    pub title: &'static str,
+    /// Pass condition with the recipe's threshold.
+    pub pass_condition: String,
+    /// Needs an AMD GPU (skipped with the reason where none is present).
+    pub needs_gpu: bool,
+}
+
+/// Where a run's files go.
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifacts {
+    /// The run's directory.
+    pub dir: PathBuf,
+    /// The live build log.
+    pub build_log: PathBuf,
+    /// Wheels taken out of the wheel stage.
+    pub wheels: PathBuf,
+    /// The exported image.
+    pub archive: PathBuf,
+    /// Its checksum file.
+    pub sha256: PathBuf,
+    /// The deliverables report, Markdown.
+    pub report_md: PathBuf,
+    /// The same, JSON.
+    pub report_json: PathBuf,
+}
+
+/// The resolved plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Where the recipe came from.
+    pub recipe: String,
+    /// Its name.
+    pub name: String,
+    /// ROCm version.
+    pub rocm: String,
+    /// Target archs.
+    pub archs: Vec<String>,
+    /// Base image.
+    pub base_image: String,
+    /// Dockerfile (path or embedded name).
+    pub dockerfile: String,
+    /// Build context, if any.
+    pub context: Option<PathBuf>,
+    /// The Dockerfile's stages.
+    pub stages: Vec<Stage>,
+    /// Stage built as the image.
+    pub target_stage: String,
+    /// Stage holding the wheels.
+    pub wheel_stage: String,
+    /// Image tag.
+    pub image_tag: String,
+    /// Build args, as passed.
+    pub build_args: BTreeMap<String, String>,
+    /// Every check the run performs.
+    pub planned_checks: Vec<PlannedCheck>,
+    /// Artifact paths.
+    pub artifacts: Artifacts,
+}
+
+/// File-name-safe form of an image tag (`forge/vllm-rocm:7.1.1` -> `forge-vllm-rocm-7.1.1`).
+pub fn tag_slug(tag: &str) -> String {
+    tag.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Artifact paths for a run.
+pub fn artifacts(root: &Path, run: &str, tag: &str) -> Artifacts {
+    let dir = root.join(run);
+    let archive = dir.join(format!("{}.tar.gz", tag_slug(tag)));
+    Artifacts {
+        build_log: dir.join("build.log"),
+        wheels: dir.join("wheels"),
+        sha256: PathBuf::from(format!("{}.sha256", archive.display())),
+        archive,
+        report_md: dir.join("report.md"),
+        report_json: dir.join("report.json"),
+        dir,
+    }
+}
+
+/// Resolve `recipe` into a plan and check its Dockerfile against it.
+pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Plan, Vec<Check>)> {
+    let text = recipe.dockerfile.read()?;
+    let df = dockerfile::parse(&text);
+    let f = &recipe.file;
+    let mut checks = Vec::new();
+
+    let problems: Vec<String> = recipe
+        .build_args
+        .keys()
+        .filter_map(|k| df.arg_problem(k))
+        .collect();
+    checks.push(if problems.is_empty() {
+        Check::pass(
+            "plan.args",
+            "every build arg declared and used",
+            format!(
+                "{} build args, all declared by ARG and used",
+                recipe.build_args.len()
+            ),
+        )
+    } else {
+        Check::fail(
+            "plan.args",
+            "every build arg declared and used",
+            problems.join("; "),
+        )
+        .with_hint("add the `ARG` to the stage that uses it, or drop the arg from the recipe")
+    });
+
+    let missing: Vec<&str> = [f.image.target.as_str(), f.image.wheel_stage.as_str()]
+        .into_iter()
+        .filter(|s| !df.has_stage(s))
+        .collect();
+    checks.push(if missing.is_empty() {
+        Check::pass(
+            "plan.stages",
+            "target and wheel stages exist",
+            format!("stages: {}", df.stage_names().join(", ")),
+        )
+    } else {
+        Check::fail(
+            "plan.stages",
+            "target and wheel stages exist",
+            format!(
+                "no stage named {} (stages: {})",
+                missing.join(", "),
+                df.stage_names().join(", ")
+            ),
+        )
+        .with_hint("set `image.target` and `image.wheel-stage` to stages of the Dockerfile")
+    });
+
+    let unexported: Vec<String> = df
+        .stages_without_env("PYTORCH_ROCM_ARCH")
+        .iter()
+        .map(|s| {
+            format!(
+                "stage `{}` (line {})",
+                s.name.as_deref().unwrap_or("?"),
+                s.line
+            )
+        })
+        .collect();
+    checks.push(if unexported.is_empty() {
+        Check::pass(
+            "plan.arch-env",
+            "PYTORCH_ROCM_ARCH exported to RUN",
+            "every stage that declares it sets it with ENV",
+        )
+    } else {
+        Check::fail(
+            "plan.arch-env",
+            "PYTORCH_ROCM_ARCH exported to RUN",
+            format!("declared but not exported in {}", unexported.join(", ")),
+        )
+        .with_hint(
+            "add `ENV PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH}`: otherwise LoadHIP.cmake fails \
+             with `Could not detect ROCm arch for GPUs on machine`",
+        )
+    });
+
+    let planned_checks = CATALOG
+        .iter()
+        .map(|e| PlannedCheck {
+            id: e.id,
+            phase: e.phase,
+            title: e.title,
+            pass_condition: catalog::condition(e.id, recipe),
+            needs_gpu: e.needs_gpu,
+        })
+        .collect();
+
+    let plan = Plan {
+        recipe: recipe.origin.to_string(),
+        name: f.name.clone(),
+        rocm: recipe.rocm_version().to_owned(),
+        archs: recipe.archs().to_vec(),
+        base_image: f.base_image.clone(),
+        dockerfile: recipe.dockerfile.display(),
+        context: recipe.context.clone(),
+        stages: df.stages.clone(),
+        target_stage: f.image.target.clone(),
+        wheel_stage: f.image.wheel_stage.clone(),
+        image_tag: f.image.tag.clone(),
+        build_args: recipe.build_args.clone(),
+        planned_checks,
+        artifacts: artifacts(artifacts_root, run, &f.image.tag),
+    };
+    Ok((plan, checks))
+}
+
+impl Plan {
+    /// The plan as a command outcome: its own checks, the plan as data.
+    pub fn outcome(&self, checks: Vec<Check>) -> Outcome {
+        let data = serde_json::to_value(self).expect("plan serializes");
+        let mut o = Outcome::new(format!("plan {} ({})", self.name, self.recipe), checks);
+        if let serde_json::Value::Object(m) = data {
+            o.data = m;
+        }
+        o
+    }
+
+    /// Human rendering of the plan (the checks table follows it).
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("recipe      {} ({})\n", self.name, self.recipe));
+        s.push_str(&format!("rocm        {}\n", self.rocm));
+        s.push_str(&format!("archs       {}\n", self.archs.join(";")));
+        s.push_str(&format!("base image  {}\n", self.base_image));
+        s.push_str(&format!("dockerfile  {}\n", self.dockerfile));
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .map(|st| st.name.clone().unwrap_or_else(|| st.from.clone()))
+            .collect();
+        s.push_str(&format!("stages      {}\n", stages.join(" -> ")));
+        s.push_str(&format!(
+            "image       {} (stage {}; wheels from stage {})\n",
+            self.image_tag, self.target_stage, self.wheel_stage
+        ));
+        s.push_str("build args\n");
+        for (k, v) in &self.build_args {
+            s.push_str(&format!("  {k}={v}\n"));
+        }
+        s.push_str("checks\n");
+        for c in &self.planned_checks {
+            s.push_str(&format!(
+                "  {:17} {:48} {}{}\n",
+                c.id,
+                c.title,
+                c.pass_condition,
+                if c.needs_gpu { "  [GPU]" } else { "" }
+            ));
+        }
+        let a = &self.artifacts;
+        s.push_str("artifacts\n");
+        for (what, p) in [
+            ("build log", &a.build_log),
+            ("wheels", &a.wheels),
+            ("archive", &a.archive),
+            ("sha256", &a.sha256),
+            ("report", &a.report_md),
+            ("report json", &a.report_json),
+        ] {
+            s.push_str(&format!("  {what:12} {}\n", p.display()));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::LoadOptions;
+
+    #[test]
+    fn default_plan_builds_distributed_for_gfx1151() {
+        let r = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
+        let (plan, checks) = resolve(&r, Path::new("artifacts"), "<run>").unwrap();
+        assert_eq!(plan.build_args["USE_DISTRIBUTED"], "1");
+        assert!(
+            plan.build_args["PYTORCH_ROCM_ARCH"]
+                .split(';')
+                .any(|a| a == "gfx1151")
+        );
+        assert!(
+            checks
+                .iter()
+                .all(|c| c.status == crate::report::Status::Pass),
+            "{checks:?}"
+        );
+        assert_eq!(
+            plan.artifacts.sha256,
+            Path::new("artifacts/<run>/forge-vllm-rocm-7.1.1-gfx1151.tar.gz.sha256")
+        );
+        assert!(
+            plan.planned_checks
+                .iter()
+                .any(|c| c.id == "3.1" && c.pass_condition == "> 2.0 GB")
+        );
+    }
+
+    #[test]
+    fn plan_flags_a_dockerfile_that_lacks_an_arg() {
+        let dir = std::env::temp_dir().join(format!("forge-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("Dockerfile"),
+            "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS wheels\nARG PYTORCH_ROCM_ARCH\nRUN echo $PYTORCH_ROCM_ARCH\nFROM wheels AS runtime\n",
+        )
+        .unwrap();
+        let text = crate::recipe::SHIPPED[0].2.replace(
+            "dockerfile = \"../dockerfiles/vllm-rocm.Dockerfile\"",
+            "dockerfile = \"Dockerfile\"",
+        );
+        std::fs::write(dir.join("r.toml"), text).unwrap();
+        let r = Recipe::from_path(&dir.join("r.toml"), LoadOptions::default()).unwrap();
+        let (_, checks) = resolve(&r, Path::new("artifacts"), "x").unwrap();
+        let args = checks.iter().find(|c| c.id == "plan.args").unwrap();
+        assert_eq!(args.status, crate::report::Status::Fail);
+        assert!(
+            args.evidence.contains("`USE_DISTRIBUTED` is not declared"),
+            "{}",
+            args.evidence
+        );
+        let env = checks.iter().find(|c| c.id == "plan.arch-env").unwrap();
+        assert_eq!(env.status, crate::report::Status::Fail);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

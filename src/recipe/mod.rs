@@ -1,0 +1,289 @@
+//! Recipes: one TOML file describes one release (ROCm version, arch list, Dockerfile, sources,
+//! build args and the checks' expectations).
+//!
+//! The format is versioned (`schema = 1`) and strict: unknown keys are rejected with the file,
+//! line and a hint, and invalid combinations (no arch, `USE_DISTRIBUTED=0`, a build arg that
+//! contradicts the arch list) are errors, never warnings. The shipped recipes are embedded in the
+//! binary so `forge` works from any directory.
+
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use schema::{
+    ArgValue, Checks, Image, Preflight, RecipeFile, RuleSpec, ServerCheck, Severity, Source,
+    parse_flag,
+};
+
+use crate::error::{Error, RecipeProblem, Result};
+
+/// The recipe used when neither `--rocm` nor `--recipe` is given.
+pub const DEFAULT_ROCM: &str = "7.1.1";
+
+/// Shipped recipes, embedded: (ROCm version, file name, text).
+pub const SHIPPED: &[(&str, &str, &str)] = &[
+    (
+        "7.1.1",
+        "rocm-7.1.1.toml",
+        include_str!("../../recipes/rocm-7.1.1.toml"),
+    ),
+    (
+        "7.0.2",
+        "rocm-7.0.2.toml",
+        include_str!("../../recipes/rocm-7.0.2.toml"),
+    ),
+    (
+        "6.2.4",
+        "rocm-6.2.4.toml",
+        include_str!("../../recipes/rocm-6.2.4.toml"),
+    ),
+];
+
+/// Shipped Dockerfiles, embedded: (file name, text).
+pub const SHIPPED_DOCKERFILES: &[(&str, &str)] = &[(
+    "vllm-rocm.Dockerfile",
+    include_str!("../../dockerfiles/vllm-rocm.Dockerfile"),
+)];
+
+/// The oldest ROCm that vLLM supports on the gfx1150/gfx1151 APUs (vllm-project/vllm#31333).
+pub const MIN_ROCM_FOR_APU: [u32; 3] = [7, 0, 2];
+
+/// Archs that need [`MIN_ROCM_FOR_APU`].
+pub const APU_ARCHS: &[&str] = &["gfx1150", "gfx1151"];
+
+/// Where a recipe came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Embedded in the binary (`--rocm X`).
+    Shipped {
+        /// The file name under `recipes/`.
+        file: &'static str,
+    },
+    /// Read from disk (`--recipe PATH`).
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Shipped { file } => write!(f, "recipes/{file}"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A Dockerfile as the recipe names it, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileRef {
+    /// Embedded in the binary (the shipped recipes').
+    Embedded {
+        /// File name under `dockerfiles/`.
+        name: &'static str,
+        /// Its text.
+        text: &'static str,
+    },
+    /// On disk, resolved against the recipe file's directory.
+    File(PathBuf),
+}
+
+impl DockerfileRef {
+    /// How the plan shows it.
+    pub fn display(&self) -> String {
+        match self {
+            DockerfileRef::Embedded { name, .. } => format!("dockerfiles/{name} (embedded)"),
+            DockerfileRef::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// The Dockerfile's text.
+    pub fn read(&self) -> Result<String> {
+        match self {
+            DockerfileRef::Embedded { text, .. } => Ok((*text).to_owned()),
+            DockerfileRef::File(p) => {
+                std::fs::read_to_string(p).map_err(|e| Error::io("read Dockerfile", p, e))
+            }
+        }
+    }
+}
+
+/// A parsed and validated recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// Where it came from.
+    pub origin: Origin,
+    /// The parsed file.
+    pub file: RecipeFile,
+    /// The ROCm version as numbers.
+    pub rocm: Vec<u32>,
+    /// The build args as the Dockerfile receives them, all resolved (recipe fields included).
+    pub build_args: BTreeMap<String, String>,
+    /// The Dockerfile.
+    pub dockerfile: DockerfileRef,
+    /// Build context directory (None: only the Dockerfile is sent).
+    pub context: Option<PathBuf>,
+}
+
+/// Options that change what is accepted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Accept a ROCm version that vLLM does not support for the target arch.
+    pub allow_unsupported: bool,
+}
+
+impl Recipe {
+    /// The recipe picked by `--rocm`/`--recipe` (default: the shipped 7.1.1).
+    pub fn select(rocm: Option<&str>, path: Option<&Path>, opts: LoadOptions) -> Result<Recipe> {
+        match (rocm, path) {
+            (Some(_), Some(_)) => Err(Error::usage(
+                "`--rocm` and `--recipe` both given",
+                Some("pick one: `--rocm X` for a shipped recipe, `--recipe PATH` for a file"),
+            )),
+            (_, Some(p)) => Recipe::from_path(p, opts),
+            (r, None) => Recipe::shipped(r.unwrap_or(DEFAULT_ROCM), opts),
+        }
+    }
+
+    /// A shipped recipe by ROCm version.
+    pub fn shipped(version: &str, opts: LoadOptions) -> Result<Recipe> {
+        let want = version.trim_start_matches("rocm-");
+        let Some((_, file, text)) = SHIPPED.iter().find(|(v, _, _)| *v == want) else {
+            let known: Vec<&str> = SHIPPED.iter().map(|(v, _, _)| *v).collect();
+            return Err(Error::usage(
+                format!("no shipped recipe for ROCm `{version}`"),
+                Some(&format!(
+                    "shipped: {}; or write your own and pass `--recipe PATH`",
+                    known.join(", ")
+                )),
+            ));
+        };
+        Recipe::parse(text, Origin::Shipped { file }, opts)
+    }
+
+    /// A recipe file on disk.
+    pub fn from_path(path: &Path, opts: LoadOptions) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read recipe", path, e))?;
+        Recipe::parse(&text, Origin::File(path.to_owned()), opts)
+    }
+
+    /// Parse and validate recipe text.
+    pub fn parse(text: &str, origin: Origin, opts: LoadOptions) -> Result<Recipe> {
+        let fail = |problems: Vec<RecipeProblem>| Error::Recipe {
+            origin: origin.to_string(),
+            problems,
+        };
+        let file: RecipeFile = match toml::from_str(text) {
+            Ok(f) => f,
+            Err(e) => return Err(fail(vec![schema::toml_problem(text, &e)])),
+        };
+        let mut problems = Vec::new();
+        let rocm = schema::validate(&file, text, opts, &mut problems);
+        let build_args = schema::resolve_build_args(&file, text, &mut problems);
+        let dockerfile = resolve_dockerfile(&file, &origin, text, &mut problems);
+        let context = file.context.as_ref().map(|c| relative_to(&origin, c));
+        if !problems.is_empty() {
+            problems.sort_by_key(|p| p.line.unwrap_or(0));
+            return Err(fail(problems));
+        }
+        Ok(Recipe {
+            origin,
+            file,
+            rocm: rocm.unwrap_or_default(),
+            build_args,
+            dockerfile: dockerfile.expect("no problems means the Dockerfile resolved"),
+            context,
+        })
+    }
+
+    /// The target arch list.
+    pub fn archs(&self) -> &[String] {
+        self.file.archs.get_ref()
+    }
+
+    /// `MAX_JOBS` as a number.
+    pub fn max_jobs(&self) -> u32 {
+        self.build_args
+            .get("MAX_JOBS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(schema::DEFAULT_MAX_JOBS)
+    }
+
+    /// The ROCm version as written (`7.1.1`).
+    pub fn rocm_version(&self) -> &str {
+        self.file.rocm.get_ref()
+    }
+}
+
+fn relative_to(origin: &Origin, rel: &str) -> PathBuf {
+    match origin {
+        Origin::File(p) => p.parent().unwrap_or(Path::new(".")).join(rel),
+        Origin::Shipped { .. } => PathBuf::from(rel),
+    }
+}
+
+fn resolve_dockerfile(
+    file: &RecipeFile,
+    origin: &Origin,
+    text: &str,
+    problems: &mut Vec<RecipeProblem>,
+) -> Option<DockerfileRef> {
+    let rel = file.dockerfile.get_ref();
+    let line = Some(schema::line_of(text, file.dockerfile.span().start));
+    let embedded = |name: &str| {
+        SHIPPED_DOCKERFILES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(name, text)| DockerfileRef::Embedded { name, text })
+    };
+    let shipped_name = match (rel.strip_prefix("forge:"), origin) {
+        (Some(n), _) => Some(n),
+        (None, Origin::Shipped { .. }) => Path::new(rel).file_name().and_then(|n| n.to_str()),
+        (None, Origin::File(_)) => None,
+    };
+    if let Some(name) = shipped_name {
+        let found = embedded(name);
+        if found.is_none() {
+            let known: Vec<&str> = SHIPPED_DOCKERFILES.iter().map(|(n, _)| *n).collect();
+            problems.push(RecipeProblem {
+                line,
+                message: format!("no shipped Dockerfile named `{name}`"),
+                hint: Some(format!("shipped: {}", known.join(", "))),
+            });
+        }
+        return found;
+    }
+    let path = relative_to(origin, rel);
+    if path.is_file() {
+        return Some(DockerfileRef::File(path));
+    }
+    problems.push(RecipeProblem {
+        line,
+        message: format!("Dockerfile `{}` does not exist", path.display()),
+        hint: Some(
+            "paths are relative to the recipe file's directory; \
+             `forge:vllm-rocm.Dockerfile` names the shipped one"
+                .into(),
+        ),
+    });
+    None
+}
+
+/// Parse `7.1.1` / `7.0` into numbers.
+pub fn parse_version(s: &str) -> Option<Vec<u32>> {
+    let parts: Option<Vec<u32>> = s.split('.').map(|p| p.parse().ok()).collect();
+    parts.filter(|p| (1..=4).contains(&p.len()))
+}
+
+/// Compare two versions, missing parts counting as 0.
+pub fn version_lt(a: &[u32], b: &[u32]) -> bool {
+    let n = a.len().max(b.len());
+    let pad = |v: &[u32]| {
+        (0..n)
+            .map(|i| v.get(i).copied().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
+    pad(a) < pad(b)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,505 @@
+//! The recipe file's schema (serde) and its validation.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::{APU_ARCHS, LoadOptions, MIN_ROCM_FOR_APU, parse_version, version_lt};
+use crate::error::RecipeProblem;
+
+/// `MAX_JOBS` when the recipe gives none: what Strix Halo builders use on 64-128 GB machines.
+pub const DEFAULT_MAX_JOBS: u32 = 4;
+
+/// Build args that recipe fields set; `[build-args]` may not set them itself.
+const FIELD_ARGS: &[(&str, &str)] = &[
+    ("BASE_IMAGE", "base-image"),
+    ("ROCM_VERSION", "rocm"),
+    ("PYTORCH_REPO", "pytorch.repo"),
+    ("PYTORCH_REF", "pytorch.ref"),
+    ("VLLM_REPO", "vllm.repo"),
+    ("VLLM_REF", "vllm.ref"),
+];
+
+/// A recipe file, schema 1.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RecipeFile {
+    /// Format version; must be 1.
+    pub schema: Spanned<u32>,
+    /// Short name of the release (`rocm-7.1.1-gfx1151`).
+    pub name: String,
+    /// One line for humans.
+    #[serde(default)]
+    pub description: String,
+    /// The ROCm version used throughout the image (`7.1.1`).
+    pub rocm: Spanned<String>,
+    /// GPU archs to build for.
+    #[serde(default = "default_archs")]
+    pub archs: Spanned<Vec<String>>,
+    /// The ROCm base image (same ROCm version as `rocm`).
+    pub base_image: String,
+    /// Dockerfile path, relative to the recipe's directory, or `forge:NAME` for a shipped one.
+    pub dockerfile: Spanned<String>,
+    /// Build context directory, relative to the recipe's directory.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The image to produce.
+    pub image: Image,
+    /// Where PyTorch comes from.
+    pub pytorch: Source,
+    /// Where vLLM comes from.
+    pub vllm: Source,
+    /// Extra build args (`USE_DISTRIBUTED`, `MAX_JOBS`, ...).
+    #[serde(default)]
+    pub build_args: BTreeMap<String, Spanned<ArgValue>>,
+    /// What the checks expect.
+    #[serde(default)]
+    pub checks: Checks,
+    /// What the build host needs.
+    #[serde(default)]
+    pub preflight: Preflight,
+    /// Extra monitor rules.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+fn default_archs() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["gfx1151".to_owned()])
+}
+
+/// The image section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Image {
+    /// Tag of the final image.
+    pub tag: String,
+    /// Dockerfile stage of the final image.
+    pub target: String,
+    /// Dockerfile stage that holds just the built wheels.
+    pub wheel_stage: String,
+}
+
+/// A source repository and ref.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Source {
+    /// Git URL.
+    pub repo: String,
+    /// Branch, tag or commit.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+}
+
+/// What the checks expect.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Checks {
+    /// 3.1: the torch wheel must be larger than this.
+    pub wheel_min_bytes: u64,
+    /// 4.1: the image must be larger than this (uncompressed).
+    pub image_min_bytes: u64,
+    /// Deliverables: the compressed export must be larger than this.
+    pub archive_min_bytes: u64,
+    /// 4.2: Debian packages that must be installed in the image.
+    pub system_packages: Vec<String>,
+    /// 4.3: Python distributions that must be installed in the image.
+    pub pip_packages: Vec<String>,
+    /// 4.4/4.5: files that must exist in the image.
+    pub files: Vec<String>,
+    /// Phase 6: the server test.
+    pub server: ServerCheck,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Checks {
+            wheel_min_bytes: 2_000_000_000,
+            image_min_bytes: 20_000_000_000,
+            archive_min_bytes: 8_000_000_000,
+            system_packages: vec!["rocm-smi-lib".into(), "amd-smi-lib".into()],
+            pip_packages: ["uvloop", "python-multipart", "vllm", "amdsmi"]
+                .map(String::from)
+                .to_vec(),
+            files: [
+                "/opt/rocm/lib/libamdhip64.so",
+                "/opt/rocm/lib/librocm_smi64.so",
+                "/opt/rocm/lib/libamd_smi.so",
+            ]
+            .map(String::from)
+            .to_vec(),
+            server: ServerCheck::default(),
+        }
+    }
+}
+
+/// The phase 6 server test.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ServerCheck {
+    /// Model the server loads.
+    pub model: String,
+    /// Seconds to wait for `Uvicorn running`.
+    pub startup_timeout_secs: u64,
+    /// `--max-model-len`.
+    pub max_model_len: u32,
+    /// `--dtype`.
+    pub dtype: String,
+    /// Port inside the container.
+    pub port: u16,
+}
+
+impl Default for ServerCheck {
+    fn default() -> Self {
+        ServerCheck {
+            model: "facebook/opt-125m".into(),
+            startup_timeout_secs: 120,
+            max_model_len: 512,
+            dtype: "float16".into(),
+            port: 8000,
+        }
+    }
+}
+
+/// What the build host needs (phase 1 additions).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Preflight {
+    /// Free space under the engine's data root, in GB (10^9 bytes).
+    pub min_free_disk_gb: u64,
+    /// Memory per compile job, in GB (10^9 bytes).
+    pub min_memory_per_job_gb: u64,
+}
+
+impl Default for Preflight {
+    fn default() -> Self {
+        Preflight {
+            min_free_disk_gb: 150,
+            min_memory_per_job_gb: 8,
+        }
+    }
+}
+
+/// How serious a monitor finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Something may be lost or wrong; the build goes on.
+    Warning,
+    /// The build is doomed: stop it.
+    Fatal,
+}
+
+/// A monitor rule a recipe adds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuleSpec {
+    /// Id of the finding (`recipe.my-rule`).
+    pub id: String,
+    /// Regular expression matched against each log line (prefix stripped).
+    pub pattern: Spanned<String>,
+    /// fatal / warning / info.
+    pub severity: Severity,
+    /// What the finding says.
+    pub message: String,
+    /// What to do.
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+/// A build arg value: TOML string, integer or boolean, passed to Docker as a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgValue(pub String);
+
+impl<'de> Deserialize<'de> for ArgValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ArgValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, integer or boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ArgValue, E> {
+                Ok(ArgValue(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ArgValue, E> {
+                Ok(ArgValue(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ArgValue, E> {
+                Ok(ArgValue(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ArgValue, E> {
+                Ok(ArgValue(if v { "1" } else { "0" }.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Normalise a CMake/env flag value: ON/1/TRUE/YES/Y are on; OFF/0/FALSE/NO/N/empty are off.
+/// Anything else is not a flag value (`None`).
+pub fn parse_flag(value: &str) -> Option<bool> {
+    let v = value.trim().trim_matches('"');
+    const ON: &[&str] = &["ON", "1", "TRUE", "YES", "Y"];
+    const OFF: &[&str] = &["OFF", "0", "FALSE", "NO", "N", ""];
+    if ON.iter().any(|o| v.eq_ignore_ascii_case(o)) {
+        Some(true)
+    } else if OFF.iter().any(|o| v.eq_ignore_ascii_case(o)) || v.ends_with("-NOTFOUND") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A TOML/serde error as a problem with a line and, for unknown keys, the nearest known key.
+pub fn toml_problem(text: &str, e: &toml::de::Error) -> RecipeProblem {
+    let line = e.span().map(|s| line_of(text, s.start));
+    let message = e.message().trim().to_owned();
+    let mut hint = None;
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or("");
+        let expected: Vec<&str> = message
+            .split("expected ")
+            .nth(1)
+            .unwrap_or("")
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, s)| s)
+            .collect();
+        let nearest = expected
+            .iter()
+            .map(|k| (edit_distance(unknown, k), *k))
+            .min()
+            .filter(|(d, _)| *d <= 3);
+        hint = Some(match nearest {
+            Some((_, k)) => format!("did you mean `{k}`?"),
+            None => format!("known keys here: {}", expected.join(", ")),
+        });
+    } else if message.starts_with("missing field") {
+        hint = Some("see README.md, section \"Recipe format\", for every key".into());
+    }
+    RecipeProblem {
+        line,
+        message,
+        hint,
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Validate everything but the build args; returns the ROCm version as numbers.
+pub fn validate(
+    f: &RecipeFile,
+    text: &str,
+    opts: LoadOptions,
+    problems: &mut Vec<RecipeProblem>,
+) -> Option<Vec<u32>> {
+    let at = |span: std::ops::Range<usize>| Some(line_of(text, span.start));
+    if *f.schema.get_ref() != 1 {
+        problems.push(RecipeProblem {
+            line: at(f.schema.span()),
+            message: format!(
+                "recipe schema {} is not supported; this forge reads schema 1",
+                f.schema.get_ref()
+            ),
+            hint: Some("upgrade forge, or rewrite the recipe for schema 1".into()),
+        });
+    }
+    let rocm = parse_version(f.rocm.get_ref());
+    if rocm.is_none() {
+        problems.push(RecipeProblem {
+            line: at(f.rocm.span()),
+            message: format!("`rocm = \"{}\"` is not a version", f.rocm.get_ref()),
+            hint: Some("write it as on /opt/rocm/.info/version, like \"7.1.1\"".into()),
+        });
+    }
+    let archs = f.archs.get_ref();
+    let arch_line = if f.archs.span().is_empty() {
+        None
+    } else {
+        at(f.archs.span())
+    };
+    if archs.is_empty() {
+        problems.push(RecipeProblem {
+            line: arch_line,
+            message: "the arch list is empty: PyTorch would fail with `No GPU arch specified`"
+                .into(),
+            hint: Some("archs = [\"gfx1151\"] for Strix Halo".into()),
+        });
+    }
+    let arch_re = regex::Regex::new(r"^gfx[0-9a-f]{3,4}(:[a-z]+[+-])*$").expect("valid regex");
+    for a in archs.iter().filter(|a| !arch_re.is_match(a)) {
+        problems.push(RecipeProblem {
+            line: arch_line,
+            message: format!("`{a}` is not a GPU arch name"),
+            hint: Some("arch names look like gfx1151, gfx1100, gfx90a:xnack+".into()),
+        });
+    }
+    if let Some(v) = &rocm
+        && version_lt(v, &MIN_ROCM_FOR_APU)
+        && !opts.allow_unsupported
+    {
+        for a in archs.iter().filter(|a| APU_ARCHS.contains(&a.as_str())) {
+            problems.push(RecipeProblem {
+                line: at(f.rocm.span()),
+                message: format!(
+                    "ROCm {} is not supported for {a}: vLLM needs ROCm 7.0.2 or newer for the \
+                     Ryzen AI MAX / AI 300 APUs (vllm-project/vllm#31333); ROCm 6.2 builds fail \
+                     at run time with `invalid device function`, segfaults and hangs",
+                    f.rocm.get_ref()
+                ),
+                hint: Some(
+                    "use `--rocm 7.1.1`, or pass `--allow-unsupported` to build it anyway".into(),
+                ),
+            });
+        }
+    }
+    for (what, value) in [
+        ("image.tag", &f.image.tag),
+        ("image.target", &f.image.target),
+        ("image.wheel-stage", &f.image.wheel_stage),
+        ("base-image", &f.base_image),
+        ("pytorch.repo", &f.pytorch.repo),
+        ("pytorch.ref", &f.pytorch.git_ref),
+        ("vllm.repo", &f.vllm.repo),
+        ("vllm.ref", &f.vllm.git_ref),
+    ] {
+        if value.trim().is_empty() {
+            problems.push(RecipeProblem {
+                line: None,
+                message: format!("`{what}` is empty"),
+                hint: None,
+            });
+        }
+    }
+    for r in &f.rules {
+        if let Err(e) = regex::Regex::new(r.pattern.get_ref()) {
+            problems.push(RecipeProblem {
+                line: at(r.pattern.span()),
+                message: format!("rule `{}`: pattern is not a valid regex: {e}", r.id),
+                hint: None,
+            });
+        }
+    }
+    rocm
+}
+
+/// The build args the Dockerfile receives, with forge's required flags enforced.
+pub fn resolve_build_args(
+    f: &RecipeFile,
+    text: &str,
+    problems: &mut Vec<RecipeProblem>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let name_re = regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex");
+    for (k, v) in &f.build_args {
+        let line = Some(line_of(text, v.span().start));
+        let value = v.get_ref().0.clone();
+        let mut problem = |message: String, hint: &str| {
+            problems.push(RecipeProblem {
+                line,
+                message,
+                hint: Some(hint.to_owned()),
+            })
+        };
+        if !name_re.is_match(k) {
+            problem(
+                format!("`{k}` is not a valid build arg name"),
+                "names are letters, digits and `_`",
+            );
+            continue;
+        }
+        if let Some((_, field)) = FIELD_ARGS.iter().find(|(a, _)| a == k) {
+            problem(
+                format!("build arg `{k}` is set by the recipe's `{field}`"),
+                &format!("set `{field}` instead"),
+            );
+            continue;
+        }
+        match (k.as_str(), parse_flag(&value)) {
+            ("USE_DISTRIBUTED", Some(false)) => problem(
+                format!(
+                    "`USE_DISTRIBUTED = \"{value}\"` builds torch without torch.distributed: vLLM \
+                     then fails with `cannot import name 'PrefixStore'`"
+                ),
+                "set USE_DISTRIBUTED = \"1\" (or remove the line: forge sets it)",
+            ),
+            ("USE_ROCM", Some(false)) => problem(
+                format!("`USE_ROCM = \"{value}\"` builds a CPU-only torch"),
+                "set USE_ROCM = \"1\" (or remove the line: forge sets it)",
+            ),
+            ("USE_CUDA", Some(true)) => problem(
+                format!("`USE_CUDA = \"{value}\"` contradicts a ROCm build"),
+                "remove USE_CUDA (forge builds with USE_CUDA=0)",
+            ),
+            ("USE_DISTRIBUTED" | "USE_ROCM" | "USE_CUDA", None) => problem(
+                format!("`{k} = \"{value}\"` is not a flag value"),
+                "use \"1\" or \"0\"",
+            ),
+            ("MAX_JOBS", _) if value.parse::<u32>().map_or(true, |n| n == 0) => problem(
+                format!("`MAX_JOBS = \"{value}\"` is not a positive number"),
+                "MAX_JOBS = \"4\" suits a 64-128 GB machine",
+            ),
+            ("PYTORCH_ROCM_ARCH", _) => {
+                let given: std::collections::BTreeSet<&str> = value
+                    .split([';', ',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                let wanted: std::collections::BTreeSet<&str> =
+                    f.archs.get_ref().iter().map(String::as_str).collect();
+                if given != wanted {
+                    problem(
+                        format!(
+                            "`PYTORCH_ROCM_ARCH = \"{value}\"` contradicts `archs = {:?}`",
+                            f.archs.get_ref()
+                        ),
+                        "remove PYTORCH_ROCM_ARCH: forge derives it from `archs`",
+                    );
+                }
+            }
+            _ => {}
+        }
+        out.insert(k.clone(), value);
+    }
+    for (k, v) in [
+        ("USE_DISTRIBUTED", "1"),
+        ("USE_ROCM", "1"),
+        ("USE_CUDA", "0"),
+    ] {
+        out.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+    }
+    out.entry("MAX_JOBS".to_owned())
+        .or_insert_with(|| DEFAULT_MAX_JOBS.to_string());
+    out.insert("PYTORCH_ROCM_ARCH".into(), f.archs.get_ref().join(";"));
+    out.insert("BASE_IMAGE".into(), f.base_image.clone());
+    out.insert("ROCM_VERSION".into(), f.rocm.get_ref().clone());
+    out.insert("PYTORCH_REPO".into(), f.pytorch.repo.clone());
+    out.insert("PYTORCH_REF".into(), f.pytorch.git_ref.clone());
+    out.insert("VLLM_REPO".into(), f.vllm.repo.clone());
+    out.insert("VLLM_REF".into(), f.vllm.git_ref.clone());
+    out
+}

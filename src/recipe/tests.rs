@@ -1,0 +1,211 @@
+use super::*;
+use crate::error::Error;
+
+fn problems(text: &str) -> Vec<crate::error::RecipeProblem> {
+    match Recipe::parse(
+        text,
+        Origin::Shipped { file: "t.toml" },
+        LoadOptions::default(),
+    ) {
+        Err(Error::Recipe { problems, .. }) => problems,
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => Vec::new(),
+    }
+}
+
+fn base() -> String {
+    SHIPPED[0].2.to_owned()
+}
+
+#[test]
+fn shipped_recipes_parse() {
+    let r = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
+    assert_eq!(r.archs(), ["gfx1151"]);
+    assert_eq!(r.build_args["USE_DISTRIBUTED"], "1");
+    assert_eq!(r.build_args["PYTORCH_ROCM_ARCH"], "gfx1151");
+    assert_eq!(r.build_args["ROCM_VERSION"], "7.1.1");
+    assert_eq!(r.max_jobs(), 4);
+    Recipe::shipped("7.0.2", LoadOptions::default()).unwrap();
+    Recipe::shipped("rocm-7.0.2", LoadOptions::default()).unwrap();
+    let opts = LoadOptions {
+        allow_unsupported: true,
+    };
+    assert_eq!(Recipe::shipped("6.2.4", opts).unwrap().rocm, [6, 2, 4]);
+}
+
+#[test]
+fn rocm_624_for_gfx1151_is_refused_with_reason() {
+    let e = Recipe::shipped("6.2.4", LoadOptions::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("ROCm 6.2.4 is not supported for gfx1151"),
+        "{msg}"
+    );
+    assert!(msg.contains("7.0.2"), "{msg}");
+    assert!(msg.contains("--allow-unsupported"), "{msg}");
+    assert!(msg.contains("recipes/rocm-6.2.4.toml:"), "{msg}");
+}
+
+#[test]
+fn unknown_shipped_version_lists_known() {
+    let e = Recipe::shipped("5.7", LoadOptions::default()).unwrap_err();
+    assert!(e.hint().unwrap().contains("7.1.1"));
+}
+
+#[test]
+fn typo_key_is_refused_with_line_and_suggestion() {
+    let text = base().replace("base-image =", "base-imgae =");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    let want_line = text
+        .lines()
+        .position(|l| l.starts_with("base-imgae"))
+        .unwrap()
+        + 1;
+    assert_eq!(p[0].line, Some(want_line));
+    assert!(
+        p[0].message.contains("unknown field `base-imgae`"),
+        "{}",
+        p[0].message
+    );
+    assert_eq!(p[0].hint.as_deref(), Some("did you mean `base-image`?"));
+}
+
+#[test]
+fn typo_in_nested_table_is_refused() {
+    let text = base().replace("wheel-min-bytes", "wheel-min-byte");
+    let p = problems(&text);
+    assert_eq!(
+        p[0].hint.as_deref(),
+        Some("did you mean `wheel-min-bytes`?")
+    );
+}
+
+#[test]
+fn distributed_off_is_an_error_at_its_line() {
+    for v in ["\"0\"", "0", "\"OFF\"", "false", "\"FALSE\""] {
+        let text = base().replace("USE_DISTRIBUTED = \"1\"", &format!("USE_DISTRIBUTED = {v}"));
+        let p = problems(&text);
+        let want_line = text
+            .lines()
+            .position(|l| l.starts_with("USE_DISTRIBUTED"))
+            .unwrap()
+            + 1;
+        assert_eq!(p.len(), 1, "{v}: {p:?}");
+        assert_eq!(p[0].line, Some(want_line));
+        assert!(p[0].message.contains("PrefixStore"));
+    }
+}
+
+#[test]
+fn missing_flags_are_set_by_forge() {
+    let text = base()
+        .replace("USE_DISTRIBUTED = \"1\"\n", "")
+        .replace("USE_ROCM = \"1\"\n", "")
+        .replace("MAX_JOBS = \"4\"\n", "");
+    let r = Recipe::parse(&text, Origin::Shipped { file: "t" }, LoadOptions::default()).unwrap();
+    assert_eq!(r.build_args["USE_DISTRIBUTED"], "1");
+    assert_eq!(r.build_args["USE_ROCM"], "1");
+    assert_eq!(r.build_args["USE_CUDA"], "0");
+    assert_eq!(r.build_args["MAX_JOBS"], "4");
+}
+
+#[test]
+fn contradictions_are_errors() {
+    let arch = base().replace(
+        "MAX_JOBS = \"4\"",
+        "MAX_JOBS = \"4\"\nPYTORCH_ROCM_ARCH = \"gfx1100\"",
+    );
+    assert!(problems(&arch)[0].message.contains("contradicts"));
+    let same = base().replace(
+        "MAX_JOBS = \"4\"",
+        "MAX_JOBS = \"4\"\nPYTORCH_ROCM_ARCH = \"gfx1151\"",
+    );
+    assert!(problems(&same).is_empty());
+    let empty = base().replace("archs = [\"gfx1151\"]", "archs = []");
+    assert!(
+        problems(&empty)
+            .iter()
+            .any(|p| p.message.contains("arch list is empty"))
+    );
+    let bad = base().replace("archs = [\"gfx1151\"]", "archs = [\"gfx1151\", \"rx7900\"]");
+    assert!(
+        problems(&bad)
+            .iter()
+            .any(|p| p.message.contains("`rx7900` is not a GPU arch"))
+    );
+    let cuda = base().replace("MAX_JOBS = \"4\"", "MAX_JOBS = \"4\"\nUSE_CUDA = \"ON\"");
+    assert!(problems(&cuda)[0].message.contains("USE_CUDA"));
+    let rocm = base().replace("USE_ROCM = \"1\"", "USE_ROCM = \"0\"");
+    assert!(problems(&rocm)[0].message.contains("CPU-only"));
+    let jobs = base().replace("MAX_JOBS = \"4\"", "MAX_JOBS = \"0\"");
+    assert!(problems(&jobs)[0].message.contains("MAX_JOBS"));
+    let field = base().replace("MAX_JOBS = \"4\"", "MAX_JOBS = \"4\"\nBASE_IMAGE = \"x\"");
+    assert!(
+        problems(&field)[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("base-image")
+    );
+}
+
+#[test]
+fn several_problems_are_all_reported_in_line_order() {
+    let text = base()
+        .replace("USE_DISTRIBUTED = \"1\"", "USE_DISTRIBUTED = \"0\"")
+        .replace("archs = [\"gfx1151\"]", "archs = []");
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].line < p[1].line);
+}
+
+#[test]
+fn schema_must_be_1_and_required_keys_present() {
+    let p = problems(&base().replace("schema = 1", "schema = 2"));
+    assert!(p[0].message.contains("schema 2 is not supported"));
+    let p = problems(&base().replace("schema = 1\n", ""));
+    assert!(p[0].message.contains("missing field `schema`"), "{p:?}");
+}
+
+#[test]
+fn flag_values_normalise() {
+    for on in ["ON", "1", "TRUE", "true", "Yes", "y"] {
+        assert_eq!(parse_flag(on), Some(true), "{on}");
+    }
+    for off in ["OFF", "0", "FALSE", "no", "", "  ", "Foo-NOTFOUND"] {
+        assert_eq!(parse_flag(off), Some(false), "{off:?}");
+    }
+    assert_eq!(parse_flag("maybe"), None);
+}
+
+#[test]
+fn versions_compare() {
+    assert!(version_lt(&[6, 2, 4], &MIN_ROCM_FOR_APU));
+    assert!(version_lt(&[7, 0], &MIN_ROCM_FOR_APU));
+    assert!(!version_lt(&[7, 0, 2], &MIN_ROCM_FOR_APU));
+    assert!(!version_lt(&[7, 1], &MIN_ROCM_FOR_APU));
+    assert_eq!(parse_version("7.1.1"), Some(vec![7, 1, 1]));
+    assert_eq!(parse_version("7.x"), None);
+}
+
+#[test]
+fn file_recipe_resolves_dockerfile_relative_to_itself() {
+    let dir = std::env::temp_dir().join(format!("forge-recipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = base().replace("../dockerfiles/vllm-rocm.Dockerfile", "missing.Dockerfile");
+    std::fs::write(dir.join("r.toml"), &text).unwrap();
+    let e = Recipe::from_path(&dir.join("r.toml"), LoadOptions::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("missing.Dockerfile` does not exist"),
+        "{e}"
+    );
+    let text = base().replace(
+        "../dockerfiles/vllm-rocm.Dockerfile",
+        "forge:vllm-rocm.Dockerfile",
+    );
+    std::fs::write(dir.join("r.toml"), &text).unwrap();
+    let r = Recipe::from_path(&dir.join("r.toml"), LoadOptions::default()).unwrap();
+    assert!(matches!(r.dockerfile, DockerfileRef::Embedded { .. }));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

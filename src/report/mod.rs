@@ -1,0 +1,238 @@
+//! The result model every check produces, and its renderings.
+//!
+//! Checks never print: they return [`Check`]s, gathered into an [`Outcome`]. The outcome is
+//! rendered for humans on stderr ([`Outcome::render_text`]) and for machines on stdout
+//! ([`Outcome::to_json`]). A skipped check is never a pass, and it always says why it was skipped.
+
+use serde::Serialize;
+
+/// The status of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The pass condition held.
+    Pass,
+    /// The pass condition did not hold.
+    Fail,
+    /// The check could not run here; `evidence` says why.
+    Skip,
+}
+
+impl Status {
+    /// Upper-case label for text output.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// The spec's number (`1.3`) or forge's own id (`host.docker`).
+    pub id: String,
+    /// Short human title.
+    pub title: String,
+    /// pass / fail / skip.
+    pub status: Status,
+    /// What was seen: the value, the line, the reason for a skip.
+    pub evidence: String,
+    /// What to do when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Check {
+    /// A check with the given status.
+    pub fn new(id: &str, title: &str, status: Status, evidence: impl Into<String>) -> Self {
+        Check {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            status,
+            evidence: evidence.into(),
+            hint: None,
+        }
+    }
+    /// A passed check.
+    pub fn pass(id: &str, title: &str, evidence: impl Into<String>) -> Self {
+        Self::new(id, title, Status::Pass, evidence)
+    }
+    /// A failed check.
+    pub fn fail(id: &str, title: &str, evidence: impl Into<String>) -> Self {
+        Self::new(id, title, Status::Fail, evidence)
+    }
+    /// A skipped check; `reason` says why.
+    pub fn skip(id: &str, title: &str, reason: impl Into<String>) -> Self {
+        Self::new(id, title, Status::Skip, reason)
+    }
+    /// Attach a hint (kept only for failed checks by the renderers).
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    /// Pass or fail on a condition.
+    pub fn when(ok: bool, id: &str, title: &str, evidence: impl Into<String>) -> Self {
+        if ok {
+            Self::pass(id, title, evidence)
+        } else {
+            Self::fail(id, title, evidence)
+        }
+    }
+}
+
+/// The verdict over a set of checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every check ran and passed.
+    Pass,
+    /// At least one check failed.
+    Fail,
+    /// Nothing failed, but some checks were skipped: not a pass.
+    Incomplete,
+}
+
+/// The verdict of a list of checks.
+pub fn verdict(checks: &[Check]) -> Verdict {
+    if checks.iter().any(|c| c.status == Status::Fail) {
+        Verdict::Fail
+    } else if checks.iter().any(|c| c.status == Status::Skip) || checks.is_empty() {
+        Verdict::Incomplete
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// A command's result: its checks plus command-specific data for `--json`.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// What was checked (`preflight`, `scan build.log`, ...).
+    pub subject: String,
+    /// The checks, in the order they ran.
+    pub checks: Vec<Check>,
+    /// Extra JSON fields merged into the top-level object.
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Outcome {
+    /// A new outcome for `subject`.
+    pub fn new(subject: impl Into<String>, checks: Vec<Check>) -> Self {
+        Outcome {
+            subject: subject.into(),
+            checks,
+            data: serde_json::Map::new(),
+        }
+    }
+
+    /// Add a top-level JSON field.
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        self.data.insert(
+            key.to_owned(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
+        self
+    }
+
+    /// The verdict of the checks.
+    pub fn verdict(&self) -> Verdict {
+        verdict(&self.checks)
+    }
+
+    /// Exit code: 1 when a check failed, 0 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.verdict() == Verdict::Fail)
+    }
+
+    /// The JSON document: `verdict`, `checks`, then the command's own fields.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        map.insert("subject".into(), self.subject.clone().into());
+        map.insert(
+            "verdict".into(),
+            serde_json::to_value(self.verdict()).expect("verdict serializes"),
+        );
+        map.insert(
+            "checks".into(),
+            serde_json::to_value(&self.checks).expect("checks serialize"),
+        );
+        for (k, v) in &self.data {
+            map.insert(k.clone(), v.clone());
+        }
+        serde_json::Value::Object(map)
+    }
+
+    /// The human table: one line a check, hints under failures, a summary line.
+    pub fn render_text(&self) -> String {
+        let id_w = self
+            .checks
+            .iter()
+            .map(|c| c.id.len())
+            .max()
+            .unwrap_or(2)
+            .max(2);
+        let title_w = self
+            .checks
+            .iter()
+            .map(|c| c.title.chars().count())
+            .max()
+            .unwrap_or(5)
+            .min(40);
+        let mut out = format!("{}\n", self.subject);
+        for c in &self.checks {
+            out.push_str(&format!(
+                "  {}  {:id_w$}  {:title_w$}  {}\n",
+                c.status.label(),
+                c.id,
+                c.title,
+                c.evidence
+            ));
+            if let (Status::Fail, Some(h)) = (c.status, &c.hint) {
+                out.push_str(&format!("        {:id_w$}  hint: {h}\n", ""));
+            }
+        }
+        let count = |s| self.checks.iter().filter(|c| c.status == s).count();
+        out.push_str(&format!(
+            "{} passed, {} failed, {} skipped: {}\n",
+            count(Status::Pass),
+            count(Status::Fail),
+            count(Status::Skip),
+            match self.verdict() {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+                Verdict::Incomplete => "incomplete (skipped checks are not passes)",
+            }
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_fail_beats_skip_and_skip_is_not_pass() {
+        let p = Check::pass("1.1", "a", "ok");
+        let s = Check::skip("5.1", "b", "no GPU");
+        let f = Check::fail("3.1", "c", "small");
+        assert_eq!(verdict(std::slice::from_ref(&p)), Verdict::Pass);
+        assert_eq!(verdict(&[p.clone(), s.clone()]), Verdict::Incomplete);
+        assert_eq!(verdict(&[p, s, f]), Verdict::Fail);
+        assert_eq!(verdict(&[]), Verdict::Incomplete);
+    }
+
+    #[test]
+    fn json_carries_verdict_checks_and_data() {
+        let o = Outcome::new("x", vec![Check::fail("2.1", "t", "USE_DISTRIBUTED: OFF")])
+            .with("extra", 5);
+        let j = o.to_json();
+        assert_eq!(j["verdict"], "fail");
+        assert_eq!(j["checks"][0]["id"], "2.1");
+        assert_eq!(j["checks"][0]["status"], "fail");
+        assert_eq!(j["extra"], 5);
+        assert_eq!(o.exit_code(), 1);
+    }
+}
