@@ -61,4 +61,33 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Phase 2 over a finished build log: each flag with its line, every fatal and warning finding.
+    Scan {
+        /// The build log.
+        #[arg(value_name = "LOG")]
+        log: PathBuf,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+        /// Target arch(s) to require instead of the recipe's (repeat or `;`-separate).
+        #[arg(long, value_name = "GFX")]
+        arch: Vec<String>,
+    },
+    /// Follow a log another process is writing; stop that process on the first fatal finding.
+    Watch {
+        /// The build log (waited for if it does not exist yet).
+        #[arg(value_name = "LOG")]
+        log: PathBuf,
+        /// The build's process: its process group gets SIGINT, SIGTERM, SIGKILL on a fatal
+        /// finding; its exit ends the watch.
+        #[arg(long, value_name = "PID")]
+        pid: Option<i32>,
+        /// Seconds between SIGINT, SIGTERM and SIGKILL.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+        grace: f64,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+        /// Target arch(s) to require instead of the recipe's (repeat or `;`-separate).
+        #[arg(long, value_name = "GFX")]
+        arch: Vec<String>,
+    },
 }

@@ -245,6 +245,15 @@ pub const KNOWN: &[Known] = &[
         "field notes",
     ),
     k(
+        "compile-step-failed",
+        r"^FAILED: \S",
+        FATAL,
+        "FAILED: caffe2/CMakeFiles/torch_hip.dir/...",
+        "a compile or link step failed; the build stops once the running jobs finish",
+        "read the compiler error under the `FAILED:` line; `forge diagnose` on the log names known causes",
+        "ninja",
+    ),
+    k(
         "relocation-overflow",
         r"relocation R_X86_64_(?:PC32|32S?|PLT32) out of range|relocation truncated to fit",
         FATAL,
@@ -273,6 +282,13 @@ pub const KNOWN: &[Known] = &[
     ),
 ];
 
+impl Known {
+    /// The symptom without its example details (for one-line findings).
+    pub fn symptom_short(&self) -> &'static str {
+        self.symptom
+    }
+}
+
 /// One place a known failure was seen.
 #[derive(Debug, Clone, Serialize)]
 pub struct Diagnosis {
@@ -289,6 +305,7 @@ pub struct Diagnosis {
 
 struct Compiled {
     set: RegexSet,
+    bytes: regex::bytes::RegexSet,
     each: Vec<Regex>,
 }
 
@@ -296,6 +313,8 @@ fn compiled() -> &'static Compiled {
     static C: OnceLock<Compiled> = OnceLock::new();
     C.get_or_init(|| Compiled {
         set: RegexSet::new(KNOWN.iter().map(|k| k.pattern)).expect("known patterns are valid"),
+        bytes: regex::bytes::RegexSet::new(KNOWN.iter().map(|k| k.pattern))
+            .expect("known patterns are valid"),
         each: KNOWN
             .iter()
             .map(|k| Regex::new(k.pattern).expect("valid"))
@@ -306,6 +325,11 @@ fn compiled() -> &'static Compiled {
 /// Indices into [`KNOWN`] of the entries that match `line`.
 pub fn matches(line: &str) -> impl Iterator<Item = usize> {
     compiled().set.matches(line).into_iter()
+}
+
+/// Indices into [`KNOWN`] of the entries that match a line of bytes.
+pub fn matches_bytes(line: &[u8]) -> impl Iterator<Item = usize> {
+    compiled().bytes.matches(line).into_iter()
 }
 
 /// The compiled regex of entry `i`.
@@ -332,7 +356,8 @@ pub fn clip(s: &str, max: usize) -> String {
 /// Every known failure in `text`, in order of first appearance.
 pub fn diagnose(text: &str) -> Vec<Diagnosis> {
     let mut found: Vec<Diagnosis> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    for (n, raw) in text.lines().enumerate() {
+        let line = crate::monitor::rules::strip_prefix_str(raw);
         for i in matches(line) {
             let known = KNOWN[i];
             match found.iter_mut().find(|d| d.known.id == known.id) {
@@ -340,7 +365,7 @@ pub fn diagnose(text: &str) -> Vec<Diagnosis> {
                 None => found.push(Diagnosis {
                     known,
                     line: n + 1,
-                    text: clip(line, 300),
+                    text: clip(raw, 300),
                     count: 1,
                 }),
             }

@@ -9,6 +9,7 @@ pub mod diagnose;
 pub mod dockerfile;
 pub mod engine;
 pub mod error;
+pub mod monitor;
 pub mod plan;
 pub mod recipe;
 pub mod report;
@@ -95,6 +96,76 @@ pub fn run(cli: Cli) -> Result<u8> {
             .with("engine", engine.as_ref().ok());
             Ok(ui.emit(&outcome))
         }
+        Command::Scan { log, recipe, arch } => {
+            let recipe = load_recipe(&recipe)?;
+            let m = monitor::scan::scan_file(&log, expectations(&recipe, &arch))?;
+            ui.say(&render_findings(&m));
+            Ok(ui.emit(&monitor_outcome(format!("scan {}", log.display()), &m)))
+        }
+        Command::Watch {
+            log,
+            pid,
+            grace,
+            recipe,
+            arch,
+        } => {
+            let recipe = load_recipe(&recipe)?;
+            if let Some(p) = pid
+                && !monitor::tail::alive(p)
+            {
+                return Err(Error::usage(
+                    format!("process {p} is not running"),
+                    Some(
+                        "pass the pid of the running build (`$!` after starting it in the background)",
+                    ),
+                ));
+            }
+            let opts = monitor::tail::WatchOptions {
+                pid,
+                grace: Duration::from_secs_f64(grace.max(0.0)),
+                poll: Duration::from_millis(250),
+            };
+            let mut display = monitor::ui::Display::new(ui.quiet);
+            let result =
+                monitor::tail::watch(&log, expectations(&recipe, &arch), &opts, &mut display);
+            display.clear();
+            let (end, m) = result?;
+            let mut outcome = monitor_outcome(format!("watch {}", log.display()), &m);
+            match &end {
+                monitor::tail::WatchEnd::Fatal { finding, signals } => {
+                    let mut s = format!(
+                        "FATAL at line {}: {}\n  {}\n",
+                        finding.line, finding.text, finding.message
+                    );
+                    if let Some(h) = &finding.hint {
+                        s.push_str(&format!("  fix: {h}\n"));
+                    }
+                    if !signals.is_empty() {
+                        s.push_str(&format!(
+                            "  stopped the build: {}\n",
+                            signals.join(", then ")
+                        ));
+                    }
+                    s.push_str(&format!("  log kept: {}\n", log.display()));
+                    ui.say(&s);
+                    outcome = outcome
+                        .with("end", "fatal")
+                        .with("fatal", finding)
+                        .with("signals", signals);
+                }
+                monitor::tail::WatchEnd::ProcessExited => {
+                    outcome = outcome.with("end", "process-exited");
+                }
+            }
+            let code = ui.emit(&outcome);
+            // A fatal finding always fails the watch, even if the summary checks passed.
+            // The exit code is about fatal findings (the writer was or was not stopped);
+            // the checks in the output give the full phase 2 verdict, as `forge scan` would.
+            let _ = code;
+            Ok(u8::from(
+                matches!(end, monitor::tail::WatchEnd::Fatal { .. }) || m.fatal().is_some(),
+            ))
+        }
         Command::Diagnose { file } => {
             let (name, text) = read_input(file.as_deref())?;
             let found = diagnose::diagnose(&text);
@@ -145,6 +216,56 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(outcome.exit_code())
         }
     }
+}
+
+/// The monitor's expectations from the recipe, or `--arch` when given.
+fn expectations(recipe: &Recipe, arch: &[String]) -> monitor::rules::Expect {
+    let archs: Vec<String> = if arch.is_empty() {
+        recipe.archs().to_vec()
+    } else {
+        arch.iter()
+            .flat_map(|a| a.split([';', ',']))
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    monitor::rules::Expect {
+        archs,
+        rules: recipe.file.rules.clone(),
+    }
+}
+
+/// The scan/watch result as an outcome.
+fn monitor_outcome(subject: String, m: &monitor::Monitor) -> Outcome {
+    Outcome::new(subject, m.checks())
+        .with("flags", &m.flags)
+        .with("findings", &m.findings)
+        .with(
+            "arch_list",
+            m.arch_list
+                .as_ref()
+                .map(|(l, line)| serde_json::json!({"archs": l, "line": line})),
+        )
+        .with("progress", m.progress)
+        .with("lines", m.lines)
+        .with("bytes", m.bytes)
+}
+
+fn render_findings(m: &monitor::Monitor) -> String {
+    let mut s = String::new();
+    for f in &m.findings {
+        s.push_str(&format!(
+            "{:7} line {}: {}\n        {}\n",
+            format!("{:?}", f.severity).to_lowercase(),
+            f.line,
+            f.text,
+            f.message
+        ));
+        if let Some(h) = &f.hint {
+            s.push_str(&format!("        fix: {h}\n"));
+        }
+    }
+    s
 }
 
 fn read_input(file: Option<&Path>) -> Result<(String, String)> {

@@ -1,0 +1,693 @@
+//! The rules engine: fed complete lines (bytes, any encoding), yields findings.
+//!
+//! It reads PyTorch's configuration summary (`cmake/Summary.cmake`: `--   USE_DISTRIBUTED : ON`),
+//! LoadHIP's arch and HIP version lines, BuildKit's clipping notice, ninja's `[n/N]` progress and
+//! the fatal compile patterns of the diagnosis table, with or without BuildKit's `#N 12.3 ` prefix,
+//! CRLF and invalid UTF-8 tolerated. Fatal findings are raised **at the line** that proves the
+//! build doomed, so a watcher can stop the build within a second of that line.
+//!
+//! Speed: a chunk of lines is searched once with a prefilter regex built from every pattern's
+//! literal core; only the lines it hits (a handful per thousand) get the precise per-line rules.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use regex::bytes::{Regex, RegexSet};
+use serde::Serialize;
+
+use crate::check::check_when;
+use crate::diagnose::{self, KNOWN};
+use crate::recipe::{RuleSpec, Severity, parse_flag};
+use crate::report::{Check, Status};
+
+/// Lines longer than this are matched on their first `MAX_LINE` bytes only (memory stays flat).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// One thing the monitor saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Rule id: a check id (`2.1`, `build.arch`, `2.2`) or a diagnosis id (`compile-oom`).
+    pub id: String,
+    /// fatal / warning / info.
+    pub severity: Severity,
+    /// 1-based line number in the log.
+    pub line: u64,
+    /// The line (prefix kept, clipped to 300 characters).
+    pub text: String,
+    /// What it means.
+    pub message: String,
+    /// What to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// A summary value as printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flag {
+    /// The value as printed (`OFF`, `0`, ``).
+    pub value: String,
+    /// Normalised: on, off, or not a flag value.
+    pub on: Option<bool>,
+    /// Where it was seen.
+    pub line: u64,
+}
+
+/// Ninja progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Steps done.
+    pub done: u64,
+    /// Steps in all.
+    pub total: u64,
+    /// Where it was seen.
+    pub line: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Summary {
+    NotSeen,
+    In { start: u64 },
+    Ended { start: u64, end: u64 },
+}
+
+/// What the recipe expects of the build log.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// Archs that must be in PyTorch's GPU arch list.
+    pub archs: Vec<String>,
+    /// Extra rules.
+    pub rules: Vec<RuleSpec>,
+}
+
+struct UserRules {
+    set: RegexSet,
+    specs: Vec<RuleSpec>,
+}
+
+/// The monitor's state over one log.
+pub struct Monitor {
+    expect: Expect,
+    user: Option<UserRules>,
+    /// Summary values (`USE_DISTRIBUTED`, ...) and USE_* lines seen anywhere.
+    pub flags: BTreeMap<String, Flag>,
+    summary: Summary,
+    /// `Building PyTorch for GPU arch:` list and its line.
+    pub arch_list: Option<(Vec<String>, u64)>,
+    /// LoadHIP's `HIP VERSION` and its line.
+    pub hip_version: Option<(String, u64)>,
+    /// `TORCH_HIP_VERSION` and its line.
+    pub torch_hip_version: Option<(String, u64)>,
+    /// Line of BuildKit's clipping notice.
+    pub clipped: Option<u64>,
+    /// Latest ninja progress.
+    pub progress: Option<Progress>,
+    /// Current build phase (`configure`, `compile`, ...).
+    pub phase: &'static str,
+    /// Current Dockerfile step (`[torch-build 6/7] RUN ...`).
+    pub step: Option<String>,
+    /// Every finding so far.
+    pub findings: Vec<Finding>,
+    /// Lines seen.
+    pub lines: u64,
+    /// Bytes seen.
+    pub bytes: u64,
+}
+
+/// How a line relates to the Dockerfile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// Output of a build step.
+    Output,
+    /// A builder's step header that quotes the Dockerfile (`#5 [base 2/4] RUN ...`,
+    /// `Step 2/9 : RUN ...`): never matched by the rules.
+    StepHeader,
+    /// Builder bookkeeping (` ---> abc`, `#5 DONE 0.1s`).
+    Meta,
+}
+
+/// Strip BuildKit's `#N 12.3 ` prefix; tell step headers from output.
+pub fn strip_prefix(line: &[u8]) -> (&[u8], LineKind) {
+    if let Some(rest) = line.strip_prefix(b"#") {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 && rest.get(digits) == Some(&b' ') {
+            let rest = &rest[digits + 1..];
+            if rest.first() == Some(&b'[') && !rest.starts_with(b"[output clipped") {
+                return (rest, LineKind::StepHeader);
+            }
+            let t = rest
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b'.')
+                .count();
+            if t > 0 && rest.get(t) == Some(&b' ') && rest[..t].contains(&b'.') {
+                return (&rest[t + 1..], LineKind::Output);
+            }
+            if t > 0 && rest.len() == t {
+                return (b"", LineKind::Output);
+            }
+            if rest.starts_with(b"DONE")
+                || rest.starts_with(b"CACHED")
+                || rest.starts_with(b"sha256:")
+            {
+                return (rest, LineKind::Meta);
+            }
+            return (rest, LineKind::Output);
+        }
+    }
+    if line.starts_with(b"Step ") {
+        let r = &line[5..];
+        let d = r
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'/')
+            .count();
+        if d > 0 && r[d..].starts_with(b" : ") {
+            return (line, LineKind::StepHeader);
+        }
+    }
+    if line.starts_with(b" ---> ") || line.starts_with(b"Removing intermediate container") {
+        return (line, LineKind::Meta);
+    }
+    (line, LineKind::Output)
+}
+
+/// [`strip_prefix`] for text: the line without BuildKit's prefix.
+pub fn strip_prefix_str(line: &str) -> &str {
+    let (c, _) = strip_prefix(line.as_bytes());
+    // The prefix is ASCII, so the rest starts on a char boundary.
+    &line[line.len() - c.len()..]
+}
+
+struct Patterns {
+    prefilter: Regex,
+    flag: Regex,
+    arch: Regex,
+    hip: Regex,
+    torch_hip: Regex,
+    distributed_off: Regex,
+    ninja: Regex,
+    build_known: Vec<usize>,
+}
+
+fn patterns() -> &'static Patterns {
+    static P: OnceLock<Patterns> = OnceLock::new();
+    P.get_or_init(|| {
+        let build_known: Vec<usize> = KNOWN
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.in_build.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        let mut alts: Vec<String> = vec![
+            r"(?m:^#\d+ \[)".into(),
+            r"(?m:^Step \d+/\d+ :)".into(),
+            r"USE_[A-Z0-9_]+[ \t]*:".into(),
+            r"\*\*\*\*\*\*\*\* Summary".into(),
+            r"Building PyTorch for GPU arch".into(),
+            r"HIP[ _]VERSION".into(),
+            r"output clipped".into(),
+            r"DISTRIBUTED".into(),
+            r"istributed".into(),
+            r"(?m:^(?:#\d+ [\d.]+ )?-- (?:The CXX compiler|Configuring done|Build files))".into(),
+            r"(?m:^(?:#\d+ [\d.]+ )?(?:running bdist_wheel|creating '|Successfully built))".into(),
+        ];
+        for &i in &build_known {
+            alts.push(format!("(?:{})", KNOWN[i].pattern.trim_start_matches('^')));
+        }
+        Patterns {
+            prefilter: Regex::new(&alts.join("|")).expect("prefilter is valid"),
+            flag: Regex::new(r"^--\s+([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*$").expect("valid"),
+            arch: Regex::new(r"Building PyTorch for GPU arch:\s*(.*?)\s*$").expect("valid"),
+            hip: Regex::new(r"(?:^|\s|-- )HIP VERSION:\s*(\S+)").expect("valid"),
+            torch_hip: Regex::new(r"TORCH_HIP_VERSION\s*[:=]?\s*(\d+)").expect("valid"),
+            distributed_off: Regex::new(
+                r"(?ix)
+                USE_DISTRIBUTED \s* [:=] \s* (?:off|0|false|no|n)? \s* $      # `: OFF`, `=0`, empty
+              | USE_DISTRIBUTED \s* [:=] \s* (?:off|0|false|no) \b
+              | \b(?:disabl\w*|turn\w*\s+off|without|skip\w*)\s+(?:the\s+|torch\.)?distributed\b
+              | \bdistributed\b [^/\n]{0,48}? \b(?:disabled|is\s+off|turned\s+off|not\s+(?:available|supported|enabled|built))\b
+            ",
+            )
+            .expect("valid"),
+            ninja: Regex::new(r"^\[(\d+)/(\d+)\] ").expect("valid"),
+            build_known,
+        }
+    })
+}
+
+fn text_of(raw: &[u8]) -> String {
+    diagnose::clip(&String::from_utf8_lossy(raw), 300)
+}
+
+impl Monitor {
+    /// A monitor for a recipe's expectations.
+    pub fn new(expect: Expect) -> Monitor {
+        let user = (!expect.rules.is_empty()).then(|| UserRules {
+            set: RegexSet::new(expect.rules.iter().map(|r| r.pattern.get_ref().as_str()))
+                .expect("recipe rules were validated"),
+            specs: expect.rules.clone(),
+        });
+        Monitor {
+            expect,
+            user,
+            flags: BTreeMap::new(),
+            summary: Summary::NotSeen,
+            arch_list: None,
+            hip_version: None,
+            torch_hip_version: None,
+            clipped: None,
+            progress: None,
+            phase: "starting",
+            step: None,
+            findings: Vec::new(),
+            lines: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Whether a fatal finding has been raised.
+    pub fn fatal(&self) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.severity == Severity::Fatal)
+    }
+
+    fn needs_every_line(&self) -> bool {
+        matches!(self.summary, Summary::In { .. }) || self.user.is_some()
+    }
+
+    /// Feed a chunk of complete lines (each ending in `\n`; the last may lack it at end of log).
+    /// Returns the number of findings it added.
+    pub fn feed(&mut self, chunk: &[u8]) -> usize {
+        let before = self.findings.len();
+        let p = patterns();
+        self.bytes += chunk.len() as u64;
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let line_start = if self.needs_every_line() {
+                pos
+            } else {
+                match p.prefilter.find_at(chunk, pos) {
+                    None => {
+                        self.lines += count_lines(&chunk[pos..]);
+                        break;
+                    }
+                    Some(m) => {
+                        let ls = memchr::memrchr(b'\n', &chunk[pos..m.start()])
+                            .map_or(pos, |i| pos + i + 1);
+                        self.lines += memchr::memchr_iter(b'\n', &chunk[pos..ls]).count() as u64;
+                        ls
+                    }
+                }
+            };
+            let end =
+                memchr::memchr(b'\n', &chunk[line_start..]).map_or(chunk.len(), |i| line_start + i);
+            self.lines += 1;
+            let line = &chunk[line_start..end];
+            self.line(&line[..line.len().min(MAX_LINE)]);
+            pos = end + 1;
+        }
+        self.track_progress(chunk);
+        self.findings.len() - before
+    }
+
+    /// The last ninja `[n/N]` line of the chunk: progress and the compile phase.
+    fn track_progress(&mut self, chunk: &[u8]) {
+        let p = patterns();
+        let mut end = chunk.len();
+        let mut lines_back = 0u64;
+        for _ in 0..64 {
+            if end == 0 {
+                break;
+            }
+            let body_end = if chunk[end - 1] == b'\n' {
+                end - 1
+            } else {
+                end
+            };
+            let start = memchr::memrchr(b'\n', &chunk[..body_end]).map_or(0, |i| i + 1);
+            let (content, kind) = strip_prefix(&chunk[start..body_end]);
+            if kind == LineKind::Output
+                && let Some(c) = p.ninja.captures(content)
+            {
+                let num = |i| {
+                    std::str::from_utf8(&c[i])
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                let line = self.lines - lines_back;
+                self.progress = Some(Progress {
+                    done: num(1),
+                    total: num(2),
+                    line,
+                });
+                if self.phase != "package" {
+                    self.phase = "compile";
+                }
+                return;
+            }
+            if chunk[end - 1] == b'\n' || end == chunk.len() {
+                lines_back += 1;
+            }
+            end = start;
+        }
+    }
+
+    fn push(
+        &mut self,
+        id: &str,
+        severity: Severity,
+        raw: &[u8],
+        message: String,
+        hint: Option<String>,
+    ) {
+        self.findings.push(Finding {
+            id: id.to_owned(),
+            severity,
+            line: self.lines,
+            text: text_of(raw),
+            message,
+            hint,
+        });
+    }
+
+    /// Process one line (no newline). `self.lines` is already its number.
+    fn line(&mut self, raw: &[u8]) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let (content, kind) = strip_prefix(raw);
+        if kind == LineKind::StepHeader {
+            self.step = Some(text_of(content));
+            return;
+        }
+        if kind == LineKind::Meta {
+            return;
+        }
+        let p = patterns();
+        let no = self.lines;
+
+        if let Summary::In { start } = self.summary
+            && (!content.starts_with(b"--")
+                || content.starts_with(b"-- Configuring done")
+                || content.starts_with(b"-- Generating done"))
+        {
+            self.summary = Summary::Ended { start, end: no };
+            self.end_of_summary(raw);
+        }
+        if memchr::memmem::find(content, b"******** Summary").is_some() {
+            self.summary = Summary::In { start: no };
+            self.phase = "configure";
+        }
+        if content.starts_with(b"-- The CXX compiler") || content.starts_with(b"-- The C compiler")
+        {
+            self.phase = "configure";
+        }
+        if content.starts_with(b"running bdist_wheel") || content.starts_with(b"creating '") {
+            self.phase = "package";
+        }
+
+        if let Some(c) = p.flag.captures(content) {
+            let key = String::from_utf8_lossy(&c[1]).into_owned();
+            if matches!(self.summary, Summary::In { .. }) || key.starts_with("USE_") {
+                let value = String::from_utf8_lossy(&c[2]).into_owned();
+                self.flag(key, value, raw);
+            }
+        }
+        if let Some(c) = p.arch.captures(content) {
+            let list: Vec<String> = String::from_utf8_lossy(&c[1])
+                .split([';', ',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let missing: Vec<&String> = self
+                .expect
+                .archs
+                .iter()
+                .filter(|a| !list.contains(a))
+                .collect();
+            if !missing.is_empty() {
+                let msg = format!(
+                    "PyTorch builds for [{}], without {}: every kernel would fail with hipErrorInvalidImage on that GPU",
+                    list.join(";"),
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.push(
+                    "build.arch",
+                    Severity::Fatal,
+                    raw,
+                    msg,
+                    Some("pass PYTORCH_ROCM_ARCH from the recipe's `archs` and export it with ENV in the Dockerfile".into()),
+                );
+            }
+            self.arch_list = Some((list, no));
+        }
+        if let Some(c) = p.hip.captures(content) {
+            self.hip_version = Some((String::from_utf8_lossy(&c[1]).into_owned(), no));
+        }
+        if let Some(c) = p.torch_hip.captures(content) {
+            self.torch_hip_version = Some((String::from_utf8_lossy(&c[1]).into_owned(), no));
+        }
+        if memchr::memmem::find(content, b"output clipped").is_some() {
+            if self.clipped.is_none() {
+                self.push(
+                    "build.clipped",
+                    Severity::Warning,
+                    raw,
+                    "BuildKit clipped this step's log: later lines, fatal ones included, may be lost".into(),
+                    Some("set BUILDKIT_STEP_LOG_MAX_SIZE=-1 and BUILDKIT_STEP_LOG_MAX_SPEED=-1 in buildkitd's environment".into()),
+                );
+            }
+            self.clipped.get_or_insert(no);
+        }
+        if !p.ninja.is_match(content) && p.distributed_off.is_match(content) {
+            self.push(
+                "2.2",
+                Severity::Warning,
+                raw,
+                "a line turns distributed off or disables it".into(),
+                Some("make sure USE_DISTRIBUTED=1 reaches the build (env, not only ARG)".into()),
+            );
+        }
+        let matched: Vec<usize> = diagnose::matches_bytes(content)
+            .filter(|i| p.build_known.contains(i))
+            .collect();
+        if let Some(&i) = matched.first() {
+            let k = KNOWN[i];
+            let sev = k.in_build.unwrap_or(Severity::Warning);
+            self.push(
+                k.id,
+                sev,
+                raw,
+                format!("{}: {}", k.symptom_short(), k.cause),
+                Some(k.fix.to_owned()),
+            );
+        }
+        if let Some(u) = &self.user {
+            let hits: Vec<usize> = u.set.matches(content).into_iter().collect();
+            for i in hits {
+                let r = self.user.as_ref().expect("checked").specs[i].clone();
+                self.push(&r.id, r.severity, raw, r.message.clone(), r.hint.clone());
+            }
+        }
+    }
+
+    fn flag(&mut self, key: String, value: String, raw: &[u8]) {
+        let on = parse_flag(&value);
+        let no = self.lines;
+        let fatal = match (key.as_str(), on) {
+            ("USE_DISTRIBUTED", Some(false)) => Some((
+                "2.1",
+                format!(
+                    "USE_DISTRIBUTED is `{value}`: torch.distributed will be missing and vLLM fails with `cannot import name 'PrefixStore'`"
+                ),
+                "set USE_DISTRIBUTED=1 in the build environment (forge's recipes pass it as ARG and ENV)",
+            )),
+            ("USE_ROCM", Some(false)) => Some((
+                "2.1",
+                format!("USE_ROCM is `{value}`: this is a CPU-only build (wheel < 500 MB)"),
+                "set USE_ROCM=1 and build on a ROCm base image",
+            )),
+            ("USE_CUDA", Some(true)) => Some((
+                "build.cuda",
+                format!("USE_CUDA is `{value}` in a ROCm build"),
+                "set USE_CUDA=0",
+            )),
+            _ => None,
+        };
+        if let Some((id, msg, hint)) = fatal {
+            self.push(id, Severity::Fatal, raw, msg, Some(hint.to_owned()));
+        }
+        self.flags.entry(key).or_insert(Flag {
+            value,
+            on,
+            line: no,
+        });
+    }
+
+    fn end_of_summary(&mut self, raw: &[u8]) {
+        if !self.flags.contains_key("USE_DISTRIBUTED") {
+            let Summary::Ended { start, .. } = self.summary else {
+                return;
+            };
+            self.push(
+                "2.1",
+                Severity::Fatal,
+                raw,
+                format!("the configuration summary (from line {start}) ended without a USE_DISTRIBUTED line: distributed is not being built"),
+                Some("set USE_DISTRIBUTED=1 in the build environment".into()),
+            );
+        }
+    }
+
+    /// End of log: close an open summary.
+    pub fn finish(&mut self) -> usize {
+        let before = self.findings.len();
+        if let Summary::In { start } = self.summary {
+            self.summary = Summary::Ended {
+                start,
+                end: self.lines,
+            };
+            self.end_of_summary(b"<end of log>");
+        }
+        self.findings.len() - before
+    }
+
+    fn flag_evidence(&self, key: &str) -> String {
+        match self.flags.get(key) {
+            Some(f) => format!(
+                "{key}: {} (line {})",
+                if f.value.is_empty() {
+                    "<empty>"
+                } else {
+                    &f.value
+                },
+                f.line
+            ),
+            None => format!("{key}: not printed"),
+        }
+    }
+
+    fn is_on(&self, key: &str) -> bool {
+        self.flags.get(key).and_then(|f| f.on) == Some(true)
+    }
+
+    /// The phase 2 verdict as checks.
+    pub fn checks(&self) -> Vec<Check> {
+        let mut out = Vec::new();
+        let dist = self.is_on("USE_DISTRIBUTED");
+        let rocm = self.is_on("USE_ROCM");
+        let mut c21 = check_when(
+            dist && rocm,
+            "2.1",
+            format!(
+                "{}; {}",
+                self.flag_evidence("USE_DISTRIBUTED"),
+                self.flag_evidence("USE_ROCM")
+            ),
+        );
+        if !(dist && rocm) {
+            c21 = c21.with_hint(
+                "rebuild with USE_DISTRIBUTED=1 and USE_ROCM=1 in the build environment",
+            );
+        }
+        out.push(c21);
+
+        let mut hip = vec![self.flag_evidence("USE_ROCM")];
+        if let Some((v, l)) = &self.hip_version {
+            hip.push(format!("HIP VERSION: {v} (line {l})"));
+        }
+        if let Some((v, l)) = &self.torch_hip_version {
+            hip.push(format!("TORCH_HIP_VERSION: {v} (line {l})"));
+        }
+        out.push(check_when(
+            rocm,
+            "build.hip",
+            format!(
+                "PyTorch prints no USE_HIP line (the spec's 2.1 asks for one); HIP is proven by {}",
+                hip.join(", ")
+            ),
+        ));
+
+        out.push(match &self.arch_list {
+            Some((list, line)) => {
+                let ok = self.expect.archs.iter().all(|a| list.contains(a));
+                check_when(
+                    ok,
+                    "build.arch",
+                    format!(
+                        "GPU arch: {} (line {line}); want {}",
+                        list.join(";"),
+                        self.expect.archs.join(";")
+                    ),
+                )
+            }
+            None => check_when(
+                false,
+                "build.arch",
+                "no `Building PyTorch for GPU arch:` line in the log",
+            )
+            .with_hint("PYTORCH_ROCM_ARCH must reach LoadHIP.cmake"),
+        });
+
+        out.push(match self.flags.get("USE_CUDA") {
+            Some(f) => check_when(
+                f.on != Some(true),
+                "build.cuda",
+                self.flag_evidence("USE_CUDA"),
+            ),
+            None => crate::check::check("build.cuda", Status::Skip, "USE_CUDA not printed"),
+        });
+
+        let lines_of = |pred: &dyn Fn(&Finding) -> bool| -> Vec<&Finding> {
+            self.findings.iter().filter(|f| pred(f)).collect()
+        };
+        let off = lines_of(&|f| f.id == "2.2");
+        out.push(if off.is_empty() {
+            check_when(true, "2.2", format!("no such line in {} lines", self.lines))
+        } else {
+            check_when(
+                false,
+                "2.2",
+                format!(
+                    "{} line(s), first at line {}: {}",
+                    off.len(),
+                    off[0].line,
+                    off[0].text
+                ),
+            )
+        });
+
+        let fatal = lines_of(&|f| {
+            f.severity == Severity::Fatal
+                && !matches!(f.id.as_str(), "2.1" | "build.arch" | "build.cuda")
+        });
+        out.push(match fatal.first() {
+            None => check_when(true, "build.fatal", "none"),
+            Some(f) => {
+                let c = check_when(
+                    false,
+                    "build.fatal",
+                    format!("line {}: {} ({})", f.line, f.text, f.message),
+                );
+                match &f.hint {
+                    Some(h) => c.with_hint(h.clone()),
+                    None => c,
+                }
+            }
+        });
+
+        out.push(match self.clipped {
+            None => check_when(true, "build.clipped", "not clipped"),
+            Some(l) => check_when(false, "build.clipped", format!("clipped at line {l}: later lines may be lost"))
+                .with_hint("set BUILDKIT_STEP_LOG_MAX_SIZE=-1 and BUILDKIT_STEP_LOG_MAX_SPEED=-1 on the daemon"),
+        });
+        out
+    }
+}
+
+fn count_lines(b: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', b).count() as u64
+}
+
+#[cfg(test)]
+mod tests;
