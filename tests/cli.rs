@@ -293,3 +293,203 @@ fn diagnose_file_names_line_and_unknown_input_says_so() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot read"));
 }
+
+// ---------------------------------------------------------------- scan and watch (issue #3)
+
+const SUMMARY_GOOD: &str = "\
+#14 12.3 -- The CXX compiler identification is Clang 20.0.0
+#14 40.1 HIP VERSION: 7.1.52802-26aae437f6
+#14 40.1 TORCH_HIP_VERSION: 701
+#14 40.2 Building PyTorch for GPU arch: gfx1151
+#14 103.4 -- ******** Summary ********
+#14 103.4 --   USE_CUDA              : OFF
+#14 103.4 --   USE_ROCM              : ON
+#14 103.4 --   USE_NCCL              : ON
+#14 103.4 --   USE_DISTRIBUTED       : ON
+#14 103.4 --     USE_GLOO              : ON
+#14 103.5 -- Configuring done (95.2s)
+";
+
+fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/bash\nset -e\n{body}")).unwrap();
+    p
+}
+
+/// Start a writer script in its own process group (as a build would be).
+fn start_writer(script: &Path) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    Command::new("bash")
+        .arg(script)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn watch(log: &Path, pid: u32) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["watch", log.to_str().unwrap(), "--pid", &pid.to_string(), "--grace", "2", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Lines of the good summary, written slowly by bash.
+fn slow_lines(text: &str, log: &str, delay: &str) -> String {
+    text.lines()
+        .map(|l| format!("echo '{l}' >> {log}; sleep {delay}\n"))
+        .collect()
+}
+
+#[test]
+fn scan_names_flags_lines_and_findings() {
+    let dir = tempdir("scan");
+    let log = dir.join("build.log");
+    let bad = SUMMARY_GOOD.replace("USE_DISTRIBUTED       : ON", "USE_DISTRIBUTED       : 0");
+    std::fs::write(&log, format!("{bad}#14 200.1 [1/10] Building CXX object a.o\n")).unwrap();
+    let o = forge(&["scan", log.to_str().unwrap(), "--json"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["verdict"], "fail");
+    assert_eq!(j["flags"]["USE_DISTRIBUTED"]["value"], "0");
+    assert_eq!(j["flags"]["USE_DISTRIBUTED"]["line"], 9);
+    assert_eq!(j["findings"][0]["id"], "2.1");
+    assert_eq!(j["findings"][0]["severity"], "fatal");
+    assert_eq!(j["progress"]["done"], 1);
+    assert!(stderr(&o).contains("line 9"));
+
+    std::fs::write(&log, SUMMARY_GOOD).unwrap();
+    let o = forge(&["scan", log.to_str().unwrap(), "--json"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json(&o)["verdict"], "pass");
+    // --arch overrides the recipe's arch list
+    let o = forge(&["scan", log.to_str().unwrap(), "--arch", "gfx1100"], None);
+    assert_eq!(o.status.code(), Some(1));
+
+    let o = forge(&["scan", dir.join("none.log").to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot open log"), "{}", stderr(&o));
+}
+
+#[test]
+fn watch_stops_a_writer_whose_summary_turns_distributed_off() {
+    let dir = tempdir("watch-bad");
+    let log = dir.join("build.log");
+    let logs = log.to_str().unwrap();
+    let bad = SUMMARY_GOOD.replace("USE_DISTRIBUTED       : ON", "USE_DISTRIBUTED       : OFF");
+    let script = write_script(
+        &dir,
+        "writer.sh",
+        &format!(
+            "{}date +%s.%N > {d}/bad-at\nwhile true; do echo '#14 300.0 [1/7891] Building CXX object x.o' >> {logs}; sleep 0.2; done\n",
+            slow_lines(&bad, logs, "0.05"),
+            d = dir.display()
+        ),
+    );
+    let mut writer = start_writer(&script);
+    let w = watch(&log, writer.id());
+    let out = w.wait_with_output().unwrap();
+    let stopped = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let status = writer.wait().unwrap();
+    assert!(status.code().is_none(), "writer ended by a signal, not by itself: {status:?}");
+    let j = json(&out);
+    assert_eq!(j["end"], "fatal");
+    assert_eq!(j["fatal"]["id"], "2.1");
+    assert_eq!(j["fatal"]["line"], 9);
+    assert!(j["signals"][0].as_str().unwrap().starts_with("SIGINT to group"), "{}", j["signals"]);
+    let e = stderr(&out);
+    assert!(e.contains("FATAL at line 9") && e.contains("fix:") && e.contains("log kept"), "{e}");
+    // Stopped promptly, not at the end of a stream that never ends (the benchmark measures
+    // the real reaction time; this bound only proves fail-fast).
+    if let Ok(t) = std::fs::read_to_string(dir.join("bad-at")) {
+        let bad_at: f64 = t.trim().parse().unwrap();
+        assert!(stopped - bad_at < 5.0, "took {:.2} s", stopped - bad_at);
+    }
+    assert!(log.exists(), "the log is kept");
+}
+
+#[test]
+fn watch_follows_a_good_log_to_the_end_and_exits_0() {
+    let dir = tempdir("watch-good");
+    let log = dir.join("build.log");
+    let logs = log.to_str().unwrap();
+    let script = write_script(
+        &dir,
+        "writer.sh",
+        &format!(
+            "sleep 0.3\n{}for i in 1 2 3; do echo \"#14 300.$i [$i/3] Building CXX object x.o\" >> {logs}; sleep 0.05; done\n",
+            slow_lines(SUMMARY_GOOD, logs, "0.02")
+        ),
+    );
+    let mut writer = start_writer(&script);
+    // forge starts before the log exists: it waits for it
+    let out = watch(&log, writer.id()).wait_with_output().unwrap();
+    writer.wait().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let j = json(&out);
+    assert_eq!(j["end"], "process-exited");
+    assert_eq!(j["verdict"], "pass");
+    assert_eq!(j["lines"], 14);
+    assert_eq!(j["progress"]["done"], 3);
+}
+
+#[test]
+fn watch_follows_a_truncated_and_rewritten_log() {
+    let dir = tempdir("watch-trunc");
+    let log = dir.join("build.log");
+    let logs = log.to_str().unwrap();
+    let bad = SUMMARY_GOOD.replace("USE_DISTRIBUTED       : ON", "USE_DISTRIBUTED       : FALSE");
+    let script = write_script(
+        &dir,
+        "writer.sh",
+        &format!(
+            "{good}sleep 0.5\n: > {logs}\nsleep 0.3\n{bad}sleep 600\n",
+            good = slow_lines(&SUMMARY_GOOD.repeat(3), logs, "0.01"),
+            bad = slow_lines(&bad, logs, "0.02")
+        ),
+    );
+    let mut writer = start_writer(&script);
+    let out = watch(&log, writer.id()).wait_with_output().unwrap();
+    writer.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let j = json(&out);
+    assert_eq!(j["fatal"]["line"], 9, "line numbers restart with the rewritten log");
+    assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
+}
+
+#[test]
+fn watch_follows_a_replaced_log() {
+    let dir = tempdir("watch-mv");
+    let log = dir.join("build.log");
+    let logs = log.to_str().unwrap();
+    let bad = SUMMARY_GOOD.replace("USE_DISTRIBUTED       : ON", "USE_DISTRIBUTED       : OFF");
+    let script = write_script(
+        &dir,
+        "writer.sh",
+        &format!(
+            "{good}sleep 0.4\nprintf '%s' \"$(cat <<'X'\n{bad}X\n)\" > {logs}.new\nmv {logs}.new {logs}\nsleep 600\n",
+            good = slow_lines(SUMMARY_GOOD, logs, "0.01"),
+        ),
+    );
+    let mut writer = start_writer(&script);
+    let out = watch(&log, writer.id()).wait_with_output().unwrap();
+    writer.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("replaced"), "{}", stderr(&out));
+}
+
+#[test]
+fn watch_errors_are_clear_exit_2() {
+    let o = forge(&["watch", "/nonexistent-dir/build.log", "--pid", "1"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    let o = forge(&["watch", "/tmp/x.log", "--pid", "999999999"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
+}

@@ -196,18 +196,24 @@ fn patterns() -> &'static Patterns {
             .filter(|(_, k)| k.in_build.is_some())
             .map(|(i, _)| i)
             .collect();
+        // Every alternative starts with a distinctive literal, so the regex engine can skip
+        // through a chunk with a vectorised multi-literal search: lines that start with `#`
+        // (BuildKit) or `[` (ninja) must not be candidates by themselves.
         let mut alts: Vec<String> = vec![
-            r"(?m:^#\d+ \[)".into(),
-            r"(?m:^Step \d+/\d+ :)".into(),
-            r"USE_[A-Z0-9_]+[ \t]*:".into(),
+            r"Step \d+/\d+ :".into(),
+            r"USE_[A-Z0-9_]+[ \t]*[:=]".into(),
             r"\*\*\*\*\*\*\*\* Summary".into(),
             r"Building PyTorch for GPU arch".into(),
-            r"HIP[ _]VERSION".into(),
+            r"HIP VERSION: ".into(),
+            r"hip VERSION: ".into(),
+            r"TORCH_HIP_VERSION: ".into(),
             r"output clipped".into(),
-            r"DISTRIBUTED".into(),
-            r"istributed".into(),
-            r"(?m:^(?:#\d+ [\d.]+ )?-- (?:The CXX compiler|Configuring done|Build files))".into(),
-            r"(?m:^(?:#\d+ [\d.]+ )?(?:running bdist_wheel|creating '|Successfully built))".into(),
+            r"istributed[^/_.a-z]".into(),
+            r"-- The CXX compiler".into(),
+            r"-- Configuring done".into(),
+            r"-- Build files have".into(),
+            r"running bdist_wheel".into(),
+            r"creating '".into(),
         ];
         for &i in &build_known {
             alts.push(format!("(?:{})", KNOWN[i].pattern.trim_start_matches('^')));
@@ -216,8 +222,8 @@ fn patterns() -> &'static Patterns {
             prefilter: Regex::new(&alts.join("|")).expect("prefilter is valid"),
             flag: Regex::new(r"^--\s+([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*$").expect("valid"),
             arch: Regex::new(r"Building PyTorch for GPU arch:\s*(.*?)\s*$").expect("valid"),
-            hip: Regex::new(r"(?:^|\s|-- )HIP VERSION:\s*(\S+)").expect("valid"),
-            torch_hip: Regex::new(r"TORCH_HIP_VERSION\s*[:=]?\s*(\d+)").expect("valid"),
+            hip: Regex::new(r"(?:^|\s|-- )(?:HIP|hip) VERSION:\s*(\S+)").expect("valid"),
+            torch_hip: Regex::new(r"TORCH_HIP_VERSION:\s*(\d+)").expect("valid"),
             distributed_off: Regex::new(
                 r"(?ix)
                 USE_DISTRIBUTED \s* [:=] \s* (?:off|0|false|no|n)? \s* $      # `: OFF`, `=0`, empty
@@ -444,7 +450,9 @@ impl Monitor {
         if let Some(c) = p.hip.captures(content) {
             self.hip_version = Some((String::from_utf8_lossy(&c[1]).into_owned(), no));
         }
-        if let Some(c) = p.torch_hip.captures(content) {
+        if self.torch_hip_version.is_none()
+            && let Some(c) = p.torch_hip.captures(content)
+        {
             self.torch_hip_version = Some((String::from_utf8_lossy(&c[1]).into_owned(), no));
         }
         if memchr::memmem::find(content, b"output clipped").is_some() {
