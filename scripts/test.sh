@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Everything the tests need on a fresh machine, then the tests.
+# The README's test command; .ci/run calls it after fmt and clippy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in gcc unzip python3; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  apt-get update -qq && apt-get install -y -qq "${need[@]/gcc/build-essential}" >/dev/null
+fi
+
+# Docker tests need an engine; with CI set they fail rather than skip when none answers.
+if ! docker info >/dev/null 2>&1; then
+  echo "!!! no Docker engine answers: the Docker tests will skip (or fail under CI=true)" >&2
+fi
+
+cargo test --locked "$@"
