@@ -90,4 +90,25 @@ pub enum Command {
         #[arg(long, value_name = "GFX")]
         arch: Vec<String>,
     },
+    /// The main job: build the recipe's image through the Docker engine, watch the log live,
+    /// stop the build on a fatal finding, take the wheels out, write the run's report.
+    Build {
+        #[command(flatten)]
+        recipe: RecipeArgs,
+        /// Which builder: BuildKit where the engine supports it (auto), or force one.
+        #[arg(long, value_enum, default_value = "auto")]
+        builder: crate::build::BuilderChoice,
+        /// Where runs write their files.
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
+        /// Run id (default: recipe name and UTC time).
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+    },
+    /// Remove temporary containers and images left by forge runs that are no longer running.
+    Clean {
+        /// Also those of runs still running.
+        #[arg(long)]
+        all: bool,
+    },
 }

@@ -3,6 +3,7 @@
 //! The pipeline: recipe -> plan -> build (watched live) -> wheel -> image -> runtime -> export ->
 //! report. Each stage is a module; `run` maps the CLI onto them.
 
+pub mod build;
 pub mod check;
 pub mod cli;
 pub mod diagnose;
@@ -165,6 +166,74 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(u8::from(
                 matches!(end, monitor::tail::WatchEnd::Fatal { .. }) || m.fatal().is_some(),
             ))
+        }
+        Command::Build {
+            recipe,
+            builder,
+            artifacts,
+            run_id,
+        } => {
+            let recipe = load_recipe(&recipe)?;
+            let run = run_id.unwrap_or_else(|| build::new_run_id(&recipe.file.name));
+            let (plan, plan_checks) = plan::resolve(&recipe, &artifacts, &run)?;
+            if plan_checks.iter().any(|c| c.status == report::Status::Fail) {
+                return Ok(ui.emit(&plan.outcome(plan_checks)));
+            }
+            let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+            let mut display = monitor::ui::Display::new(ui.quiet);
+            let result = build::BuildRun {
+                recipe: &recipe,
+                plan: &plan,
+                run,
+                builder,
+            }
+            .execute(&engine, &mut display);
+            display.clear();
+            let rep = result?;
+            let mut s = String::new();
+            if let Some(f) = &rep.fatal {
+                s.push_str(&format!(
+                    "FATAL at log line {}: {}\n  {}\n",
+                    f.line, f.text, f.message
+                ));
+                if let Some(h) = &f.hint {
+                    s.push_str(&format!("  fix: {h}\n"));
+                }
+                s.push_str(&format!(
+                    "  build cancelled {}\n",
+                    build::describe_cancel(rep.cancel_ms)
+                ));
+            }
+            if let Some(e) = &rep.error {
+                s.push_str(&format!("build failed: {e}\nlast lines of the log:\n"));
+                for l in &rep.log_tail {
+                    s.push_str(&format!("  | {l}\n"));
+                }
+            }
+            s.push_str(&format!(
+                "log: {}\nreport: {}\n",
+                rep.build_log.display(),
+                plan.artifacts.report_json.display()
+            ));
+            ui.say(&s);
+            let mut checks = plan_checks;
+            checks.extend(rep.checks.iter().cloned());
+            let outcome = Outcome::new(format!("build {} ({})", plan.image_tag, rep.run), checks)
+                .with("build", &rep);
+            let code = ui.emit(&outcome);
+            Ok(if rep.end == "interrupted" { 130 } else { code.max(rep.exit_code()) })
+        }
+        Command::Clean { all } => {
+            let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+            let removed = build::clean(&engine, all)?;
+            ui.say(&format!("removed {} leftover(s)", removed.len()));
+            for l in &removed {
+                ui.say(&format!("  {} {} (run {})", l.kind, l.id, l.labels.get(build::LABEL_RUN).map_or("?", String::as_str)));
+            }
+            if ui.json {
+                println!("{}", serde_json::json!({"verdict": "pass", "checks": [], "removed": removed}));
+            }
+            Ok(0)
         }
         Command::Diagnose { file } => {
             let (name, text) = read_input(file.as_deref())?;

@@ -5,11 +5,19 @@
 //! `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`, and the API version negotiated with the engine
 //! (Debian's engine here speaks 1.41).
 
+mod build;
+mod files;
+
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Flow};
+pub use files::Leftover;
 
 /// What the engine says about itself.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +46,17 @@ pub struct EngineInfo {
 pub trait Engine {
     /// Version and system information.
     fn info(&self) -> Result<EngineInfo>;
+    /// Run a build; `sink` sees every event and may cancel it. Ctrl-C cancels it too.
+    fn build(&self, spec: &BuildSpec, sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow) -> Result<BuildEnd>;
+    /// Write the tar of `path` inside `image`'s filesystem to `dest` (through a created, never
+    /// started container labelled `labels`, removed afterwards). Returns the bytes written.
+    fn export_path(&self, image: &str, path: &str, labels: &BTreeMap<String, String>, dest: &Path) -> Result<u64>;
+    /// Remove an image (forced, untagging it).
+    fn remove_image(&self, image: &str) -> Result<()>;
+    /// Containers and images carrying `label` (`key` or `key=value`).
+    fn leftovers(&self, label: &str) -> Result<Vec<Leftover>>;
+    /// Remove one leftover.
+    fn remove_leftover(&self, l: &Leftover) -> Result<()>;
 }
 
 /// The Docker engine through its API.
@@ -79,7 +98,9 @@ impl DockerEngine {
         let docker = rt
             .block_on(async { tokio::time::timeout(timeout, docker.negotiate_version()).await })
             .map_err(|_| unreachable(&host, format!("no answer within {timeout:?}")))?
-            .map_err(|e| unreachable(&host, e))?;
+            .map_err(|e| unreachable(&host, e))?
+            // Later requests: the timeout covers the response headers, not a streamed body.
+            .with_timeout(Duration::from_secs(600));
         Ok(DockerEngine { rt, docker, host })
     }
 
@@ -89,7 +110,34 @@ impl DockerEngine {
     }
 }
 
+fn engine_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Engine {
+        message: format!("{what}: {e}"),
+        hint: None,
+    }
+}
+
 impl Engine for DockerEngine {
+    fn build(&self, spec: &BuildSpec, sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow) -> Result<BuildEnd> {
+        self.rt.block_on(build::run(&self.docker, spec, sink))
+    }
+
+    fn export_path(&self, image: &str, path: &str, labels: &BTreeMap<String, String>, dest: &Path) -> Result<u64> {
+        self.rt.block_on(files::export_path(&self.docker, image, path, labels, dest))
+    }
+
+    fn remove_image(&self, image: &str) -> Result<()> {
+        self.rt.block_on(files::remove_image(&self.docker, image))
+    }
+
+    fn leftovers(&self, label: &str) -> Result<Vec<Leftover>> {
+        self.rt.block_on(files::leftovers(&self.docker, label))
+    }
+
+    fn remove_leftover(&self, l: &Leftover) -> Result<()> {
+        self.rt.block_on(files::remove_leftover(&self.docker, l))
+    }
+
     fn info(&self) -> Result<EngineInfo> {
         let (version, info) = self
             .rt

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build the local base images the Docker tests use (there is no registry to pull from):
+#   forge-test-base:trixie   Debian trixie minbase + python3           (~40 s)
+# Idempotent: an image that exists is kept. Needs root (debootstrap) and a Docker engine.
+set -euo pipefail
+
+mirror() {
+  # the mirror this machine's apt uses, else Debian's
+  local m
+  m=$(grep -rhE '^[[:space:]]*(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+      | grep -oE 'https?://[^ ]+/debian/?' | grep -v security | head -n1 || true)
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+make_image() {
+  local tag=$1 include=$2
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    echo "$tag: present"
+    return
+  fi
+  command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+  local dir
+  dir=$(mktemp -d /tmp/forge-rootfs.XXXXXX)
+  echo "$tag: debootstrap trixie ($include) from $(mirror) ..."
+  debootstrap --variant=minbase --include="$include" trixie "$dir" "$(mirror)" >"$dir.log" 2>&1 \
+    || { tail -n 20 "$dir.log" >&2; exit 1; }
+  tar -C "$dir" -c . | docker import - "$tag" >/dev/null
+  rm -rf "$dir" "$dir.log"
+  echo "$tag: imported"
+}
+
+make_image forge-test-base:trixie python3

@@ -1,0 +1,219 @@
+//! Builds through the Engine API: BuildKit (with a session, needed for cache mounts) or the
+//! classic builder. The stream is turned into forge's [`BuildEvent`]s; dropping it (on a fatal
+//! finding or Ctrl-C) closes the request, which makes the engine cancel the build.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{BuildInfo, BuildInfoAux};
+use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
+use futures_util::StreamExt;
+
+use super::engine_err;
+use crate::error::Result;
+
+/// Which builder runs the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuilderKind {
+    /// BuildKit through the API with a session.
+    BuildKit,
+    /// The engine's classic builder.
+    Classic,
+}
+
+/// One build request.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    /// The context as an uncompressed tar (the Dockerfile inside it).
+    pub context_tar: Vec<u8>,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    /// Stage to build.
+    pub target: String,
+    /// Tag of the result.
+    pub tag: String,
+    /// Build args.
+    pub build_args: BTreeMap<String, String>,
+    /// Labels of the result.
+    pub labels: BTreeMap<String, String>,
+    /// Builder.
+    pub builder: BuilderKind,
+}
+
+/// What the build says.
+#[derive(Debug)]
+pub enum BuildEvent<'a> {
+    /// A step started (BuildKit vertex or classic `Step n/m`).
+    Step {
+        /// Its number in this build (BuildKit: order of first appearance).
+        id: u32,
+        /// Its name (`[torch-build 6/7] RUN ...`).
+        name: &'a str,
+        /// Served from cache.
+        cached: bool,
+    },
+    /// Output bytes of a step (any split: partial lines, several lines).
+    Output {
+        /// The step (0 for the classic builder's stream).
+        id: u32,
+        /// The bytes.
+        bytes: &'a [u8],
+    },
+    /// A step failed.
+    StepError {
+        /// The step.
+        id: u32,
+        /// BuildKit's error text.
+        error: &'a str,
+    },
+}
+
+/// What the sink wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Cancel the build now.
+    Cancel,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildEnd {
+    /// The image was built.
+    Succeeded {
+        /// Its id, when the engine said.
+        image_id: Option<String>,
+    },
+    /// The engine reported an error (a failing step, a bad Dockerfile).
+    Failed {
+        /// The engine's message.
+        message: String,
+    },
+    /// The sink cancelled it.
+    Cancelled,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+fn session_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("forge-{}-{t:x}", std::process::id())
+}
+
+/// Run the build; returns when it ends or is cancelled (the stream is dropped on return).
+pub async fn run(
+    docker: &bollard::Docker,
+    spec: &BuildSpec,
+    sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
+) -> Result<BuildEnd> {
+    let buildkit = spec.builder == BuilderKind::BuildKit;
+    let options = BuildImageOptions {
+        dockerfile: spec.dockerfile.clone(),
+        t: Some(spec.tag.clone()),
+        target: spec.target.clone(),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(spec.build_args.clone().into_iter().collect::<HashMap<_, _>>()),
+        labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+        version: if buildkit {
+            BuilderVersion::BuilderBuildKit
+        } else {
+            BuilderVersion::BuilderV1
+        },
+        session: buildkit.then(session_id),
+        ..Default::default()
+    };
+    let body = bollard::body_full(spec.context_tar.clone().into());
+    let mut stream = docker.build_image(options, None, Some(body));
+    let mut vertices: HashMap<String, u32> = HashMap::new();
+    let mut announced: HashMap<u32, bool> = HashMap::new();
+    let mut image_id = None;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = &mut ctrl_c => return Ok(BuildEnd::Interrupted),
+        };
+        let Some(item) = item else { break };
+        let info: BuildInfo = match item {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                return Ok(BuildEnd::Failed { message: error });
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
+                return Ok(BuildEnd::Failed { message });
+            }
+            Err(e) => return Err(engine_err("build stream", e)),
+        };
+        if let Some(d) = &info.error_detail
+            && let Some(m) = &d.message
+        {
+            return Ok(BuildEnd::Failed { message: m.clone() });
+        }
+        let mut flow = Flow::Continue;
+        match &info.aux {
+            Some(BuildInfoAux::BuildKit(status)) => {
+                for v in &status.vertexes {
+                    let next = vertices.len() as u32 + 1;
+                    let id = *vertices.entry(v.digest.clone()).or_insert(next);
+                    if v.started.is_some() && !announced.get(&id).copied().unwrap_or(false) {
+                        announced.insert(id, true);
+                        if sink(BuildEvent::Step {
+                            id,
+                            name: &v.name,
+                            cached: v.cached,
+                        }) == Flow::Cancel
+                        {
+                            flow = Flow::Cancel;
+                        }
+                    }
+                    if !v.error.is_empty() && sink(BuildEvent::StepError { id, error: &v.error }) == Flow::Cancel {
+                        flow = Flow::Cancel;
+                    }
+                }
+                for l in &status.logs {
+                    let next = vertices.len() as u32 + 1;
+                    let id = *vertices.entry(l.vertex.clone()).or_insert(next);
+                    if sink(BuildEvent::Output { id, bytes: &l.msg }) == Flow::Cancel {
+                        flow = Flow::Cancel;
+                    }
+                }
+            }
+            Some(BuildInfoAux::Default(img)) => image_id = img.id.clone(),
+            None => {}
+        }
+        if let Some(text) = &info.stream {
+            if let Some(rest) = text.strip_prefix("Step ") {
+                let id = rest
+                    .split('/')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                if sink(BuildEvent::Step {
+                    id,
+                    name: text.trim_end(),
+                    cached: false,
+                }) == Flow::Cancel
+                {
+                    flow = Flow::Cancel;
+                }
+            }
+            if sink(BuildEvent::Output {
+                id: 0,
+                bytes: text.as_bytes(),
+            }) == Flow::Cancel
+            {
+                flow = Flow::Cancel;
+            }
+        }
+        if flow == Flow::Cancel {
+            return Ok(BuildEnd::Cancelled);
+        }
+    }
+    Ok(BuildEnd::Succeeded { image_id })
+}

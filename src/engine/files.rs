@@ -1,0 +1,156 @@
+//! Files out of images (through a created, never started container), image removal, and the
+//! leftovers `forge clean` removes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    DownloadFromContainerOptions, ListContainersOptions, ListImagesOptions, RemoveContainerOptions,
+    RemoveImageOptions,
+};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::engine_err;
+use crate::error::{Error, Result};
+
+/// A container or image forge labelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Leftover {
+    /// `container` or `image`.
+    pub kind: &'static str,
+    /// Its id.
+    pub id: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Image tags (empty: dangling, or a container).
+    pub tags: Vec<String>,
+}
+
+/// Stream `path` of `image` as a tar into `dest`.
+pub async fn export_path(
+    docker: &bollard::Docker,
+    image: &str,
+    path: &str,
+    labels: &BTreeMap<String, String>,
+    dest: &Path,
+) -> Result<u64> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        // Never started: a command is only needed because the engine insists on one.
+        cmd: Some(vec!["/forge-never-runs".to_owned()]),
+        labels: Some(labels.clone().into_iter().collect::<HashMap<_, _>>()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+        .await
+        .map_err(|e| engine_err(&format!("create a container of `{image}`"), e))?;
+    let result = async {
+        let mut file = std::fs::File::create(dest).map_err(|e| Error::io("create", dest, e))?;
+        let mut stream = docker.download_from_container(
+            &created.id,
+            Some(DownloadFromContainerOptions {
+                path: path.to_owned(),
+            }),
+        );
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| engine_err(&format!("copy `{path}` out of `{image}`"), e))?;
+            file.write_all(&chunk).map_err(|e| Error::io("write", dest, e))?;
+            n += chunk.len() as u64;
+        }
+        file.sync_all().map_err(|e| Error::io("sync", dest, e))?;
+        Ok(n)
+    }
+    .await;
+    let removed = docker
+        .remove_container(
+            &created.id,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    let n = result?;
+    removed.map_err(|e| engine_err("remove the copy container", e))?;
+    Ok(n)
+}
+
+/// Remove an image by name or id.
+pub async fn remove_image(docker: &bollard::Docker, image: &str) -> Result<()> {
+    docker
+        .remove_image(
+            image,
+            Some(RemoveImageOptions {
+                force: true,
+                ..Default::default()
+            }),
+            None,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| engine_err(&format!("remove image `{image}`"), e))
+}
+
+/// Containers (any state) and images with a label.
+pub async fn leftovers(docker: &bollard::Docker, label: &str) -> Result<Vec<Leftover>> {
+    let filters: HashMap<String, Vec<String>> =
+        HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
+    let mut out = Vec::new();
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| engine_err("list containers", e))?;
+    for c in containers {
+        out.push(Leftover {
+            kind: "container",
+            id: c.id.unwrap_or_default(),
+            labels: c.labels.unwrap_or_default().into_iter().collect(),
+            tags: Vec::new(),
+        });
+    }
+    let images = docker
+        .list_images(Some(ListImagesOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| engine_err("list images", e))?;
+    for i in images {
+        out.push(Leftover {
+            kind: "image",
+            id: i.id,
+            labels: i.labels.into_iter().collect(),
+            tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Remove a leftover container or image.
+pub async fn remove_leftover(docker: &bollard::Docker, l: &Leftover) -> Result<()> {
+    match l.kind {
+        "container" => docker
+            .remove_container(
+                &l.id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| engine_err("remove container", e)),
+        _ => remove_image(docker, &l.id).await,
+    }
+}
