@@ -19,10 +19,26 @@ fn main() {
     let mut times = Vec::new();
     for i in 0..runs {
         let log = dir.join(format!("build-{i}.log"));
-        std::fs::write(&log, "#14 12.3 -- The CXX compiler identification is Clang 20.0.0\n").unwrap();
-        let mut build = Command::new("sleep").arg("600").process_group(0).spawn().unwrap();
+        std::fs::write(
+            &log,
+            "#14 12.3 -- The CXX compiler identification is Clang 20.0.0\n",
+        )
+        .unwrap();
+        let mut build = Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .unwrap();
         let mut watch = Command::new(env!("CARGO_BIN_EXE_forge"))
-            .args(["watch", log.to_str().unwrap(), "--pid", &build.id().to_string(), "--grace", "1", "--quiet"])
+            .args([
+                "watch",
+                log.to_str().unwrap(),
+                "--pid",
+                &build.id().to_string(),
+                "--grace",
+                "1",
+                "--quiet",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -36,12 +52,17 @@ fn main() {
         }
         let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         let t0 = Instant::now();
-        f.write_all(b"#14 103.4 --   USE_DISTRIBUTED       : OFF\n").unwrap();
+        f.write_all(b"#14 103.4 --   USE_DISTRIBUTED       : OFF\n")
+            .unwrap();
         drop(f);
         let status = watch.wait().unwrap();
         let dt = t0.elapsed();
         let b = build.wait().unwrap();
-        assert_eq!(status.code(), Some(1), "forge watch must exit 1 on the fatal line");
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "forge watch must exit 1 on the fatal line"
+        );
         assert!(b.code().is_none(), "the build was signalled");
         times.push(dt);
     }

@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.4
-#
 # forge's image: PyTorch built from source for the recipe's GPU archs with USE_DISTRIBUTED=1,
 # vLLM built against that torch, amdsmi built from the image's own ROCm, one ROCm version
 # throughout. Every ARG below is passed by `forge build` from the recipe (`forge plan` lists them).

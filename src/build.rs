@@ -108,7 +108,8 @@ pub fn context_tar(context: Option<&Path>, dockerfile: &str, name: &str) -> Resu
     h.set_cksum();
     b.append_data(&mut h, name, dockerfile.as_bytes())
         .map_err(|e| Error::io("pack the Dockerfile", name, e))?;
-    b.into_inner().map_err(|e| Error::io("pack the build context", name, e))
+    b.into_inner()
+        .map_err(|e| Error::io("pack the build context", name, e))
 }
 
 /// Writes build events to the log as BuildKit's plain progress would show them, one flushed
@@ -132,13 +133,13 @@ impl LogSink<'_> {
             self.io_error.get_or_insert(e);
         }
         let before = self.feeder.monitor.findings.len();
-        if self.feeder.push(line) > 0 && self.fatal.is_none() {
-            if let Some(f) = self.feeder.monitor.findings[before..]
+        if self.feeder.push(line) > 0
+            && self.fatal.is_none()
+            && let Some(f) = self.feeder.monitor.findings[before..]
                 .iter()
                 .find(|f| f.severity == crate::recipe::Severity::Fatal)
-            {
-                self.fatal = Some((f.clone(), Instant::now()));
-            }
+        {
+            self.fatal = Some((f.clone(), Instant::now()));
         }
     }
 
@@ -161,7 +162,8 @@ impl LogSink<'_> {
         let mut start = 0;
         while let Some(i) = memchr::memchr(b'\n', &buf[start..]) {
             let line = &buf[start..start + i];
-            let mut out = format!("#{id} {:.1} ", self.started.elapsed().as_secs_f64()).into_bytes();
+            let mut out =
+                format!("#{id} {:.1} ", self.started.elapsed().as_secs_f64()).into_bytes();
             out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
             out.push(b'\n');
             self.emit(&out);
@@ -260,7 +262,11 @@ impl BuildRun<'_> {
         let a = &self.plan.artifacts;
         std::fs::create_dir_all(&a.dir).map_err(|e| Error::io("create", &a.dir, e))?;
         let dockerfile_name = ".forge.Dockerfile";
-        let tar = context_tar(self.recipe.context.as_deref(), &self.recipe.dockerfile.read()?, dockerfile_name)?;
+        let tar = context_tar(
+            self.recipe.context.as_deref(),
+            &self.recipe.dockerfile.read()?,
+            dockerfile_name,
+        )?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -302,7 +308,10 @@ impl BuildRun<'_> {
             classic_leaf: None,
         };
         let end = engine.build(&spec, &mut |ev| sink.event(ev))?;
-        let cancel_ms = sink.fatal.as_ref().map(|(_, t)| t.elapsed().as_secs_f64() * 1000.0);
+        let cancel_ms = sink
+            .fatal
+            .as_ref()
+            .map(|(_, t)| t.elapsed().as_secs_f64() * 1000.0);
         sink.flush_partials();
         if !matches!(end, BuildEnd::Cancelled) {
             sink.feeder.finish();
@@ -340,7 +349,12 @@ impl BuildRun<'_> {
             BuildEnd::Cancelled => {
                 report.end = "stopped";
                 let f = report.fatal.clone().expect("cancelled on a fatal finding");
-                checks.extend(monitor.checks().into_iter().filter(|c| c.status == Status::Fail));
+                checks.extend(
+                    monitor
+                        .checks()
+                        .into_iter()
+                        .filter(|c| c.status == Status::Fail),
+                );
                 checks.push(
                     Check::fail(
                         "build.result",
@@ -352,18 +366,34 @@ impl BuildRun<'_> {
             }
             BuildEnd::Interrupted => {
                 report.end = "interrupted";
-                checks.push(Check::skip("build.result", "the image builds", "interrupted by Ctrl-C; the build was cancelled"));
+                checks.push(Check::skip(
+                    "build.result",
+                    "the image builds",
+                    "interrupted by Ctrl-C; the build was cancelled",
+                ));
             }
             BuildEnd::Failed { message } => {
                 report.end = "failed";
                 report.log_tail = last_lines(&a.build_log, 25);
                 let tail = report.log_tail.join("\n");
                 let known = crate::diagnose::diagnose(&format!("{tail}\n{message}"));
-                let mut c = Check::fail("build.result", "the image builds", crate::diagnose::clip(&message, 400));
+                let mut c = Check::fail(
+                    "build.result",
+                    "the image builds",
+                    crate::diagnose::clip(&message, 400),
+                );
                 if let Some(d) = known.first() {
-                    c = c.with_hint(format!("{} ({}): {}", d.known.cause, d.known.id, d.known.fix));
+                    c = c.with_hint(format!(
+                        "{} ({}): {}",
+                        d.known.cause, d.known.id, d.known.fix
+                    ));
                 }
-                checks.extend(monitor.checks().into_iter().filter(|c| c.status == Status::Fail));
+                checks.extend(
+                    monitor
+                        .checks()
+                        .into_iter()
+                        .filter(|c| c.status == Status::Fail),
+                );
                 checks.push(c);
                 report.error = Some(message);
             }
@@ -371,27 +401,45 @@ impl BuildRun<'_> {
                 let built = Check::pass(
                     "build.result",
                     "the image builds",
-                    format!("{} built in {:.0} s", spec.tag, started.elapsed().as_secs_f64()),
+                    format!(
+                        "{} built in {:.0} s",
+                        spec.tag,
+                        started.elapsed().as_secs_f64()
+                    ),
                 );
                 let wheels = self.take_wheels(engine, &spec, &labels);
                 checks.extend(self.phase2_checks(monitor));
                 checks.push(built);
                 match wheels {
                     Ok(wheels) => {
-                        let n = wheels.iter().filter(|w| w.path.extension().is_some_and(|e| e == "whl")).count();
+                        let n = wheels
+                            .iter()
+                            .filter(|w| w.path.extension().is_some_and(|e| e == "whl"))
+                            .count();
                         checks.push(Check::when(
                             n > 0,
                             "build.wheels",
                             "wheels taken out of the wheel stage",
                             wheels
                                 .iter()
-                                .map(|w| format!("{} ({} bytes, sha256 {})", w.path.display(), w.size, w.sha256))
+                                .map(|w| {
+                                    format!(
+                                        "{} ({} bytes, sha256 {})",
+                                        w.path.display(),
+                                        w.size,
+                                        w.sha256
+                                    )
+                                })
                                 .collect::<Vec<_>>()
                                 .join("; "),
                         ));
                         report.wheels = wheels;
                     }
-                    Err(e) => checks.push(Check::fail("build.wheels", "wheels taken out of the wheel stage", e.to_string())),
+                    Err(e) => checks.push(Check::fail(
+                        "build.wheels",
+                        "wheels taken out of the wheel stage",
+                        e.to_string(),
+                    )),
                 }
             }
         }
@@ -436,7 +484,12 @@ impl BuildRun<'_> {
     }
 
     /// Build the wheel stage (cached by the main build), copy its root out, keep the files.
-    fn take_wheels(&self, engine: &dyn Engine, main: &BuildSpec, labels: &BTreeMap<String, String>) -> Result<Vec<Wheel>> {
+    fn take_wheels(
+        &self,
+        engine: &dyn Engine,
+        main: &BuildSpec,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<Wheel>> {
         let mut temp_labels = labels.clone();
         temp_labels.insert(LABEL_TEMP.to_owned(), "1".to_owned());
         let tag = format!("forge-wheels:{}", self.run.to_lowercase());
@@ -455,7 +508,10 @@ impl BuildRun<'_> {
         })?;
         if let BuildEnd::Failed { message } = end {
             return Err(Error::Engine {
-                message: format!("building the wheel stage `{}` failed: {message}", spec.target),
+                message: format!(
+                    "building the wheel stage `{}` failed: {message}",
+                    spec.target
+                ),
                 hint: None,
             });
         }
@@ -475,7 +531,8 @@ impl BuildRun<'_> {
 
 /// A tar entry path that stays inside the destination: relative, no `..`.
 fn safe_relative(p: &Path) -> bool {
-    p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    p.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// Extract the wheels (`*.whl`) and logs (`*.log`, `*.txt`) at the tar's top level into `dir`,
@@ -484,24 +541,37 @@ pub fn extract_wheels(tar_path: &Path, dir: &Path) -> Result<Vec<Wheel>> {
     let f = File::open(tar_path).map_err(|e| Error::io("open", tar_path, e))?;
     let mut ar = tar::Archive::new(f);
     let mut out = Vec::new();
-    let entries = ar.entries().map_err(|e| Error::io("read tar", tar_path, e))?;
+    let entries = ar
+        .entries()
+        .map_err(|e| Error::io("read tar", tar_path, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| Error::io("read tar", tar_path, e))?;
-        let path = entry.path().map_err(|e| Error::io("read tar", tar_path, e))?.into_owned();
+        let path = entry
+            .path()
+            .map_err(|e| Error::io("read tar", tar_path, e))?
+            .into_owned();
         if !safe_relative(&path) {
             return Err(Error::input(
-                format!("the wheel stage's tar holds an unsafe path `{}`", path.display()),
+                format!(
+                    "the wheel stage's tar holds an unsafe path `{}`",
+                    path.display()
+                ),
                 Some("absolute paths and `..` are refused"),
             ));
         }
-        let rel: PathBuf = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+        let rel: PathBuf = path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
         let name = rel.to_string_lossy().into_owned();
         // Only the stage's top-level files: the engine adds /etc/hosts and the like.
         if rel.components().count() != 1 {
             continue;
         }
         let file_name = name;
-        let wanted = [".whl", ".log", ".txt"].iter().any(|s| file_name.ends_with(s));
+        let wanted = [".whl", ".log", ".txt"]
+            .iter()
+            .any(|s| file_name.ends_with(s));
         if !wanted {
             continue;
         }
@@ -522,12 +592,15 @@ pub fn extract_wheels(tar_path: &Path, dir: &Path) -> Result<Vec<Wheel>> {
         let mut buf = vec![0u8; 1 << 20];
         let mut size = 0u64;
         loop {
-            let n = entry.read(&mut buf).map_err(|e| Error::io("read tar", tar_path, e))?;
+            let n = entry
+                .read(&mut buf)
+                .map_err(|e| Error::io("read tar", tar_path, e))?;
             if n == 0 {
                 break;
             }
             h.update(&buf[..n]);
-            w.write_all(&buf[..n]).map_err(|e| Error::io("write", &part, e))?;
+            w.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", &part, e))?;
             size += n as u64;
         }
         w.sync_all().map_err(|e| Error::io("sync", &part, e))?;
@@ -548,7 +621,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// How long after a fatal line the build request was dropped (for the note).
 pub fn describe_cancel(ms: Option<f64>) -> String {
-    ms.map(|m| format!("{m:.0} ms after the line arrived")).unwrap_or_default()
+    ms.map(|m| format!("{m:.0} ms after the line arrived"))
+        .unwrap_or_default()
 }
 
 /// `forge clean`: remove temporary containers and images of runs whose forge process is gone.
@@ -556,7 +630,9 @@ pub fn clean(engine: &dyn Engine, all: bool) -> Result<Vec<crate::engine::Leftov
     let mut removed = Vec::new();
     for l in engine.leftovers(LABEL_RUN)? {
         // Temporary things, and final images a later build of the same tag left untagged.
-        let temp = l.labels.contains_key(LABEL_TEMP) || l.kind == "container" || (l.kind == "image" && l.tags.is_empty());
+        let temp = l.labels.contains_key(LABEL_TEMP)
+            || l.kind == "container"
+            || (l.kind == "image" && l.tags.is_empty());
         let pid: Option<i32> = l.labels.get(LABEL_PID).and_then(|p| p.parse().ok());
         let dead = pid.is_none_or(|p| !crate::monitor::tail::alive(p));
         if temp && (all || dead) {
@@ -581,7 +657,11 @@ mod tests {
     }
 
     fn tar_with(entries: &[(&str, &[u8], tar::EntryType, Option<&str>)]) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("forge-wheeltar-{}-{}.tar", std::process::id(), entries.len()));
+        let p = std::env::temp_dir().join(format!(
+            "forge-wheeltar-{}-{}.tar",
+            std::process::id(),
+            entries.len()
+        ));
         let mut b = tar::Builder::new(File::create(&p).unwrap());
         for (name, data, kind, link) in entries {
             let mut h = tar::Header::new_gnu();
@@ -606,7 +686,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("forge-wheels-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let t = tar_with(&[
-            ("torch-2.9.1-cp312-linux_x86_64.whl", b"PK-not-really", tar::EntryType::Regular, None),
+            (
+                "torch-2.9.1-cp312-linux_x86_64.whl",
+                b"PK-not-really",
+                tar::EntryType::Regular,
+                None,
+            ),
             ("build.log", b"log", tar::EntryType::Regular, None),
             ("etc/hosts", b"x", tar::EntryType::Regular, None),
         ]);
@@ -617,9 +702,19 @@ mod tests {
         assert!(dir.join("torch-2.9.1-cp312-linux_x86_64.whl").is_file());
         assert!(!dir.join("hosts").exists());
         let t = tar_with(&[("../evil.whl", b"x", tar::EntryType::Regular, None)]);
-        assert!(extract_wheels(&t, &dir).unwrap_err().to_string().contains("unsafe path"));
+        assert!(
+            extract_wheels(&t, &dir)
+                .unwrap_err()
+                .to_string()
+                .contains("unsafe path")
+        );
         let t = tar_with(&[("a.whl", b"", tar::EntryType::Symlink, Some("/etc/passwd"))]);
-        assert!(extract_wheels(&t, &dir).unwrap_err().to_string().contains("link"));
+        assert!(
+            extract_wheels(&t, &dir)
+                .unwrap_err()
+                .to_string()
+                .contains("link")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

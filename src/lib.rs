@@ -221,17 +221,29 @@ pub fn run(cli: Cli) -> Result<u8> {
             let outcome = Outcome::new(format!("build {} ({})", plan.image_tag, rep.run), checks)
                 .with("build", &rep);
             let code = ui.emit(&outcome);
-            Ok(if rep.end == "interrupted" { 130 } else { code.max(rep.exit_code()) })
+            Ok(if rep.end == "interrupted" {
+                130
+            } else {
+                code.max(rep.exit_code())
+            })
         }
         Command::Clean { all } => {
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             let removed = build::clean(&engine, all)?;
             ui.say(&format!("removed {} leftover(s)", removed.len()));
             for l in &removed {
-                ui.say(&format!("  {} {} (run {})", l.kind, l.id, l.labels.get(build::LABEL_RUN).map_or("?", String::as_str)));
+                ui.say(&format!(
+                    "  {} {} (run {})",
+                    l.kind,
+                    l.id,
+                    l.labels.get(build::LABEL_RUN).map_or("?", String::as_str)
+                ));
             }
             if ui.json {
-                println!("{}", serde_json::json!({"verdict": "pass", "checks": [], "removed": removed}));
+                println!(
+                    "{}",
+                    serde_json::json!({"verdict": "pass", "checks": [], "removed": removed})
+                );
             }
             Ok(0)
         }

@@ -329,7 +329,15 @@ fn start_writer(script: &Path) -> std::process::Child {
 
 fn watch(log: &Path, pid: u32) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args(["watch", log.to_str().unwrap(), "--pid", &pid.to_string(), "--grace", "2", "--json"])
+        .args([
+            "watch",
+            log.to_str().unwrap(),
+            "--pid",
+            &pid.to_string(),
+            "--grace",
+            "2",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -348,7 +356,11 @@ fn scan_names_flags_lines_and_findings() {
     let dir = tempdir("scan");
     let log = dir.join("build.log");
     let bad = SUMMARY_GOOD.replace("USE_DISTRIBUTED       : ON", "USE_DISTRIBUTED       : 0");
-    std::fs::write(&log, format!("{bad}#14 200.1 [1/10] Building CXX object a.o\n")).unwrap();
+    std::fs::write(
+        &log,
+        format!("{bad}#14 200.1 [1/10] Building CXX object a.o\n"),
+    )
+    .unwrap();
     let o = forge(&["scan", log.to_str().unwrap(), "--json"], None);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let j = json(&o);
@@ -397,14 +409,27 @@ fn watch_stops_a_writer_whose_summary_turns_distributed_off() {
         .as_secs_f64();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let status = writer.wait().unwrap();
-    assert!(status.code().is_none(), "writer ended by a signal, not by itself: {status:?}");
+    assert!(
+        status.code().is_none(),
+        "writer ended by a signal, not by itself: {status:?}"
+    );
     let j = json(&out);
     assert_eq!(j["end"], "fatal");
     assert_eq!(j["fatal"]["id"], "2.1");
     assert_eq!(j["fatal"]["line"], 9);
-    assert!(j["signals"][0].as_str().unwrap().starts_with("SIGINT to group"), "{}", j["signals"]);
+    assert!(
+        j["signals"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("SIGINT to group"),
+        "{}",
+        j["signals"]
+    );
     let e = stderr(&out);
-    assert!(e.contains("FATAL at line 9") && e.contains("fix:") && e.contains("log kept"), "{e}");
+    assert!(
+        e.contains("FATAL at line 9") && e.contains("fix:") && e.contains("log kept"),
+        "{e}"
+    );
     // Stopped promptly, not at the end of a stream that never ends (the benchmark measures
     // the real reaction time; this bound only proves fail-fast).
     if let Ok(t) = std::fs::read_to_string(dir.join("bad-at")) {
@@ -444,7 +469,10 @@ fn watch_follows_a_truncated_and_rewritten_log() {
     let dir = tempdir("watch-trunc");
     let log = dir.join("build.log");
     let logs = log.to_str().unwrap();
-    let bad = SUMMARY_GOOD.replace("USE_DISTRIBUTED       : ON", "USE_DISTRIBUTED       : FALSE");
+    let bad = SUMMARY_GOOD.replace(
+        "USE_DISTRIBUTED       : ON",
+        "USE_DISTRIBUTED       : FALSE",
+    );
     let script = write_script(
         &dir,
         "writer.sh",
@@ -459,7 +487,10 @@ fn watch_follows_a_truncated_and_rewritten_log() {
     writer.wait().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let j = json(&out);
-    assert_eq!(j["fatal"]["line"], 9, "line numbers restart with the rewritten log");
+    assert_eq!(
+        j["fatal"]["line"], 9,
+        "line numbers restart with the rewritten log"
+    );
     assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
 }
 

@@ -25,7 +25,10 @@ fn engine() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "CI is set and no Docker engine answers");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and no Docker engine answers"
+        );
         eprintln!("!!!!!! SKIPPED: no Docker engine answers; the Docker tests did not run !!!!!!");
         return false;
     }
@@ -51,7 +54,11 @@ fn build(recipe: &str, builder: &str, arts: &Path, run: &str) -> (Output, Durati
         .args([
             "build",
             "--recipe",
-            root().join("tests/fixtures/docker").join(recipe).to_str().unwrap(),
+            root()
+                .join("tests/fixtures/docker")
+                .join(recipe)
+                .to_str()
+                .unwrap(),
             "--builder",
             builder,
             "--artifacts",
@@ -67,7 +74,10 @@ fn build(recipe: &str, builder: &str, arts: &Path, run: &str) -> (Output, Durati
 
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}); stderr:\n{}", String::from_utf8_lossy(&o.stderr))
+        panic!(
+            "not JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
     })
 }
 
@@ -91,7 +101,13 @@ fn processes_with(needle: &str) -> Vec<String> {
 
 fn containers_with(needle: &str) -> String {
     let o = Command::new("docker")
-        .args(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}} {{.Labels}}"])
+        .args([
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Command}} {{.Labels}}",
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&o.stdout)
@@ -115,23 +131,43 @@ fn good_build_yields_the_wheel(builder: &str) {
     let wheel = arts.join("good/wheels/torch-2.9.1a0+forge-cp313-cp313-linux_x86_64.whl");
     let bytes = std::fs::read(&wheel).expect("the wheel is under artifacts");
     assert_eq!(&bytes[..2], b"PK", "a real zip");
-    let w = &j["build"]["wheels"].as_array().unwrap().iter().find(|w| w["path"].as_str().unwrap().ends_with(".whl")).unwrap().clone();
+    let w = &j["build"]["wheels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["path"].as_str().unwrap().ends_with(".whl"))
+        .unwrap()
+        .clone();
     use sha2::Digest;
-    let want: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let want: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(w["sha256"], want);
     assert_eq!(w["size"], bytes.len());
     // The summary is in the live log, or (compile step served from cache) in the build.log the
     // Dockerfile keeps in the wheel stage, which forge scans instead.
     let log = std::fs::read_to_string(arts.join("good/build.log")).unwrap();
     let kept = std::fs::read_to_string(arts.join("good/wheels/build.log")).unwrap();
-    assert!(log.contains("USE_DISTRIBUTED       : 1") || kept.contains("USE_DISTRIBUTED       : 1"), "{log}");
+    assert!(
+        log.contains("USE_DISTRIBUTED       : 1") || kept.contains("USE_DISTRIBUTED       : 1"),
+        "{log}"
+    );
     for id in ["2.1", "build.arch", "build.result", "build.wheels"] {
-        let c = j["checks"].as_array().unwrap().iter().find(|c| c["id"] == id).unwrap();
+        let c = j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap();
         assert_eq!(c["status"], "pass", "{id}: {c}");
     }
     assert!(arts.join("good/report.json").is_file());
     // the temporary wheel-stage image is gone
-    let imgs = Command::new("docker").args(["images", "-q", "forge-wheels"]).output().unwrap();
+    let imgs = Command::new("docker")
+        .args(["images", "-q", "forge-wheels"])
+        .output()
+        .unwrap();
     assert!(imgs.stdout.is_empty(), "temporary wheel image left behind");
     std::fs::remove_dir_all(&arts).ok();
 }
@@ -163,16 +199,30 @@ fn bad_summary_is_stopped(builder: &str) {
     let line = j["build"]["fatal"]["line"].as_u64().unwrap() as usize;
     let log = std::fs::read_to_string(arts.join("bad/build.log")).expect("build.log is kept");
     let at = log.lines().nth(line - 1).unwrap();
-    assert!(at.contains("USE_DISTRIBUTED       : 0"), "line {line} is `{at}`");
+    assert!(
+        at.contains("USE_DISTRIBUTED       : 0"),
+        "line {line} is `{at}`"
+    );
     let e = stderr(&o);
-    assert!(e.contains("FATAL at log line") && e.contains("fix:") && e.contains("build.log"), "{e}");
+    assert!(
+        e.contains("FATAL at log line") && e.contains("fix:") && e.contains("build.log"),
+        "{e}"
+    );
     // Nothing of the build is still alive: no `sleep 613` anywhere, no container.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_with("sleep 613").is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(processes_with("sleep 613"), Vec::<String>::new(), "the build step still runs");
-    assert_eq!(containers_with("sleep 613"), "", "a container of the build is left");
+    assert_eq!(
+        processes_with("sleep 613"),
+        Vec::<String>::new(),
+        "the build step still runs"
+    );
+    assert_eq!(
+        containers_with("sleep 613"),
+        "",
+        "a container of the build is left"
+    );
     std::fs::remove_dir_all(&arts).ok();
 }
 
@@ -198,10 +248,22 @@ fn failing_step_reports_log_tail_and_diagnosis() {
     let j = json(&o);
     assert_eq!(j["build"]["end"], "failed");
     let e = stderr(&o);
-    assert!(e.contains("build failed") && e.contains("No module named 'uvloop'"), "{e}");
-    let result = j["checks"].as_array().unwrap().iter().find(|c| c["id"] == "build.result").unwrap().clone();
+    assert!(
+        e.contains("build failed") && e.contains("No module named 'uvloop'"),
+        "{e}"
+    );
+    let result = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "build.result")
+        .unwrap()
+        .clone();
     assert_eq!(result["status"], "fail");
-    assert!(result["hint"].as_str().unwrap().contains("uvloop"), "{result}");
+    assert!(
+        result["hint"].as_str().unwrap().contains("uvloop"),
+        "{result}"
+    );
     assert!(arts.join("fail/build.log").is_file());
     std::fs::remove_dir_all(&arts).ok();
 }
@@ -209,13 +271,23 @@ fn failing_step_reports_log_tail_and_diagnosis() {
 #[test]
 fn unreachable_engine_says_what_to_do() {
     let o = Command::new(env!("CARGO_BIN_EXE_forge"))
-        .args(["build", "--recipe", root().join("tests/fixtures/docker/good.toml").to_str().unwrap()])
+        .args([
+            "build",
+            "--recipe",
+            root()
+                .join("tests/fixtures/docker/good.toml")
+                .to_str()
+                .unwrap(),
+        ])
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
-    assert!(e.contains("no Docker engine answers at `unix:///nonexistent/docker.sock`"), "{e}");
+    assert!(
+        e.contains("no Docker engine answers at `unix:///nonexistent/docker.sock`"),
+        "{e}"
+    );
     assert!(e.contains("hint:") && e.contains("DOCKER_HOST"), "{e}");
 }
 
@@ -227,14 +299,149 @@ fn clean_removes_temporary_leftovers_of_dead_runs() {
     }
     // A leftover as a crashed run would leave it: a container labelled with a dead pid.
     let st = Command::new("docker")
-        .args(["create", "--label", "forge.run=crashed", "--label", "forge.pid=999999999", "--label", "forge.temp=1", "forge-test-base:trixie", "true"])
+        .args([
+            "create",
+            "--label",
+            "forge.run=crashed",
+            "--label",
+            "forge.pid=999999999",
+            "--label",
+            "forge.temp=1",
+            "forge-test-base:trixie",
+            "true",
+        ])
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let id = String::from_utf8_lossy(&st.stdout).trim().to_owned();
-    let o = Command::new(env!("CARGO_BIN_EXE_forge")).args(["clean", "--json"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["clean", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let j = json(&o);
-    assert!(j["removed"].as_array().unwrap().iter().any(|l| l["id"] == id.as_str()), "{j}");
+    assert!(
+        j["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == id.as_str()),
+        "{j}"
+    );
     assert_eq!(containers_with(&id[..12]), "");
+}
+
+#[test]
+fn ctrl_c_cancels_the_build_and_exits_130() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine() {
+        return;
+    }
+    let arts = artifacts("ctrlc");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args([
+            "build",
+            "--recipe",
+            root()
+                .join("tests/fixtures/docker/slow.toml")
+                .to_str()
+                .unwrap(),
+            "--artifacts",
+            arts.to_str().unwrap(),
+            "--run-id",
+            "slow",
+            "--quiet",
+        ])
+        .spawn()
+        .unwrap();
+    let log = arts.join("slow/build.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("compiling for ten minutes")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the slow build never reached its compile step"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_with("sleep 617").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        processes_with("sleep 617"),
+        Vec::<String>::new(),
+        "the build step still runs"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(arts.join("slow/report.json")).unwrap()).unwrap();
+    assert_eq!(report["build"]["end"], "interrupted");
+    std::fs::remove_dir_all(&arts).ok();
+}
+
+/// A TCP endpoint that forwards to the engine's unix socket, as a remote engine would be reached.
+fn tcp_proxy() -> u16 {
+    use std::net::TcpListener;
+    use std::os::unix::net::UnixStream;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let Ok(unix) = UnixStream::connect("/var/run/docker.sock") else {
+                continue;
+            };
+            let (mut a, mut b) = (conn.try_clone().unwrap(), unix.try_clone().unwrap());
+            let (mut c, mut d) = (conn, unix);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut d, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn docker_host_tcp_is_honoured() {
+    if !engine() {
+        return;
+    }
+    let port = tcp_proxy();
+    let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["preflight", "--json"])
+        .env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let j = json(&o);
+    let docker = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "host.docker")
+        .unwrap()
+        .clone();
+    assert_eq!(docker["status"], "pass", "{docker}");
+    assert!(
+        docker["evidence"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("tcp://127.0.0.1:{port}")),
+        "{docker}"
+    );
+    assert_eq!(j["engine"]["local"], false);
+    assert_eq!(j["engine"]["api_version"], "1.41");
 }

@@ -117,7 +117,12 @@ pub async fn run(
         target: spec.target.clone(),
         rm: true,
         forcerm: true,
-        buildargs: Some(spec.build_args.clone().into_iter().collect::<HashMap<_, _>>()),
+        buildargs: Some(
+            spec.build_args
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        ),
         labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
         version: if buildkit {
             BuilderVersion::BuilderBuildKit
@@ -172,7 +177,12 @@ pub async fn run(
                             flow = Flow::Cancel;
                         }
                     }
-                    if !v.error.is_empty() && sink(BuildEvent::StepError { id, error: &v.error }) == Flow::Cancel {
+                    if !v.error.is_empty()
+                        && sink(BuildEvent::StepError {
+                            id,
+                            error: &v.error,
+                        }) == Flow::Cancel
+                    {
                         flow = Flow::Cancel;
                     }
                 }

@@ -45,7 +45,10 @@ pub async fn export_path(
         ..Default::default()
     };
     let created = docker
-        .create_container(None::<bollard::query_parameters::CreateContainerOptions>, body)
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
         .await
         .map_err(|e| engine_err(&format!("create a container of `{image}`"), e))?;
     let result = async {
@@ -58,8 +61,10 @@ pub async fn export_path(
         );
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| engine_err(&format!("copy `{path}` out of `{image}`"), e))?;
-            file.write_all(&chunk).map_err(|e| Error::io("write", dest, e))?;
+            let chunk =
+                chunk.map_err(|e| engine_err(&format!("copy `{path}` out of `{image}`"), e))?;
+            file.write_all(&chunk)
+                .map_err(|e| Error::io("write", dest, e))?;
             n += chunk.len() as u64;
         }
         file.sync_all().map_err(|e| Error::io("sync", dest, e))?;
@@ -131,7 +136,11 @@ pub async fn leftovers(docker: &bollard::Docker, label: &str) -> Result<Vec<Left
             kind: "image",
             id: i.id,
             labels: i.labels.into_iter().collect(),
-            tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
+            tags: i
+                .repo_tags
+                .into_iter()
+                .filter(|t| t != "<none>:<none>")
+                .collect(),
         });
     }
     Ok(out)

@@ -47,10 +47,20 @@ pub trait Engine {
     /// Version and system information.
     fn info(&self) -> Result<EngineInfo>;
     /// Run a build; `sink` sees every event and may cancel it. Ctrl-C cancels it too.
-    fn build(&self, spec: &BuildSpec, sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow) -> Result<BuildEnd>;
+    fn build(
+        &self,
+        spec: &BuildSpec,
+        sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
+    ) -> Result<BuildEnd>;
     /// Write the tar of `path` inside `image`'s filesystem to `dest` (through a created, never
     /// started container labelled `labels`, removed afterwards). Returns the bytes written.
-    fn export_path(&self, image: &str, path: &str, labels: &BTreeMap<String, String>, dest: &Path) -> Result<u64>;
+    fn export_path(
+        &self,
+        image: &str,
+        path: &str,
+        labels: &BTreeMap<String, String>,
+        dest: &Path,
+    ) -> Result<u64>;
     /// Remove an image (forced, untagging it).
     fn remove_image(&self, image: &str) -> Result<()>;
     /// Containers and images carrying `label` (`key` or `key=value`).
@@ -118,12 +128,23 @@ fn engine_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Engine for DockerEngine {
-    fn build(&self, spec: &BuildSpec, sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow) -> Result<BuildEnd> {
+    fn build(
+        &self,
+        spec: &BuildSpec,
+        sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
+    ) -> Result<BuildEnd> {
         self.rt.block_on(build::run(&self.docker, spec, sink))
     }
 
-    fn export_path(&self, image: &str, path: &str, labels: &BTreeMap<String, String>, dest: &Path) -> Result<u64> {
-        self.rt.block_on(files::export_path(&self.docker, image, path, labels, dest))
+    fn export_path(
+        &self,
+        image: &str,
+        path: &str,
+        labels: &BTreeMap<String, String>,
+        dest: &Path,
+    ) -> Result<u64> {
+        self.rt
+            .block_on(files::export_path(&self.docker, image, path, labels, dest))
     }
 
     fn remove_image(&self, image: &str) -> Result<()> {
