@@ -25,7 +25,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # One ROCm version throughout: refuse a base image whose ROCm is not the recipe's (mixed ROCm
 # libraries crash with `double free or corruption`).
 RUN test -n "${ROCM_VERSION}" \
- && found="$(cat /opt/rocm/.info/version)" \
+ && found="$(cat /opt/rocm/.info/version 2>/dev/null || echo none)" \
  && case "${found}" in "${ROCM_VERSION}"|"${ROCM_VERSION}"-*) ;; \
       *) echo "forge: base image has ROCm ${found}, recipe wants ${ROCM_VERSION}" >&2; exit 1 ;; esac
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \

@@ -212,6 +212,17 @@ impl LogSink<'_> {
     }
 }
 
+/// The failed phase 2 checks of a build that did not finish. Before PyTorch's configure step
+/// printed anything, "not printed" is no finding: only what the log did show counts.
+fn phase2_failures(m: &Monitor) -> Vec<Check> {
+    let configured = !m.flags.is_empty() || m.arch_list.is_some();
+    m.checks()
+        .into_iter()
+        .filter(|c| c.status == Status::Fail)
+        .filter(|c| configured || matches!(c.id.as_str(), "build.fatal" | "build.clipped" | "2.2"))
+        .collect()
+}
+
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
     let mut f = match File::open(path) {
         Ok(f) => f,
@@ -349,12 +360,7 @@ impl BuildRun<'_> {
             BuildEnd::Cancelled => {
                 report.end = "stopped";
                 let f = report.fatal.clone().expect("cancelled on a fatal finding");
-                checks.extend(
-                    monitor
-                        .checks()
-                        .into_iter()
-                        .filter(|c| c.status == Status::Fail),
-                );
+                checks.extend(phase2_failures(monitor));
                 checks.push(
                     Check::fail(
                         "build.result",
@@ -388,12 +394,7 @@ impl BuildRun<'_> {
                         d.known.cause, d.known.id, d.known.fix
                     ));
                 }
-                checks.extend(
-                    monitor
-                        .checks()
-                        .into_iter()
-                        .filter(|c| c.status == Status::Fail),
-                );
+                checks.extend(phase2_failures(monitor));
                 checks.push(c);
                 report.error = Some(message);
             }

@@ -219,7 +219,7 @@ pub const KNOWN: &[Known] = &[
     ),
     k(
         "compile-oom",
-        r"Killed signal terminated program|unable to execute command: Killed|exit code: 137\b|returned a non-zero code: 137\b|Out of memory: Killed process",
+        r"Killed signal terminated program|unable to execute command: Killed|exit code: 137\s*$|returned a non-zero code: 137\s*$|Out of memory: Killed process",
         FATAL,
         "c++: fatal error: Killed signal terminated program cc1plus",
         "a compile job ran out of memory and the kernel killed it",
@@ -272,6 +272,24 @@ pub const KNOWN: &[Known] = &[
         "field notes",
     ),
     k(
+        "base-image-unreachable",
+        r#"failed to do request: Head "https?://|pull access denied|failed to resolve source metadata|manifest for \S+ not found|lookup \S+ on \S+: no such host"#,
+        None,
+        "failed to resolve source metadata for docker.io/rocm/dev-ubuntu-24.04:7.1.1-complete",
+        "the engine cannot fetch the base image: no registry access, a wrong name, or a tag that does not exist",
+        "check `base-image` in the recipe; give the engine registry access, or `docker load` the image beforehand",
+        "Docker Engine",
+    ),
+    k(
+        "rocm-version-mismatch",
+        r"forge: base image has ROCm \S+, recipe wants",
+        FATAL,
+        "forge: base image has ROCm 7.0.2, recipe wants 7.1.1",
+        "the base image's ROCm is not the recipe's: mixed ROCm libraries crash with `double free or corruption`",
+        "make `base-image` and `rocm` in the recipe name the same ROCm version",
+        "forge's Dockerfile; ROCm/TheRock#1059",
+    ),
+    k(
         "disk-full",
         r"No space left on device",
         FATAL,
@@ -281,13 +299,6 @@ pub const KNOWN: &[Known] = &[
         "field notes",
     ),
 ];
-
-impl Known {
-    /// The symptom without its example details (for one-line findings).
-    pub fn symptom_short(&self) -> &'static str {
-        self.symptom
-    }
-}
 
 /// One place a known failure was seen.
 #[derive(Debug, Clone, Serialize)]

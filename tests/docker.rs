@@ -445,3 +445,29 @@ fn docker_host_tcp_is_honoured() {
     assert_eq!(j["engine"]["local"], false);
     assert_eq!(j["engine"]["api_version"], "1.41");
 }
+
+#[test]
+fn shipped_dockerfile_parses_in_the_engine_and_guards_the_rocm_version() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine() {
+        return;
+    }
+    // The real Dockerfile and 7.1.1 recipe on a local Debian image: the engine's own frontend
+    // parses the Dockerfile and starts it; the base stage's ROCm guard must stop the build.
+    let arts = artifacts("real");
+    let (o, _) = build("real-on-debian.toml", "buildkit", &arts, "real");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(
+        j["build"]["fatal"]["id"],
+        "rocm-version-mismatch",
+        "{}",
+        stderr(&o)
+    );
+    let e = stderr(&o);
+    assert!(
+        !e.contains("parse error") && !e.contains("dockerfile parse"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&arts).ok();
+}

@@ -486,7 +486,7 @@ impl Monitor {
                 k.id,
                 sev,
                 raw,
-                format!("{}: {}", k.symptom_short(), k.cause),
+                format!("{} ({})", k.cause, k.id),
                 Some(k.fix.to_owned()),
             );
         }
