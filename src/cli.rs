@@ -111,4 +111,25 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Phase 3: check a wheel (size, distributed symbols, HIP linkage and symbols, GPU code
+    /// objects, glibc), reading it once, streaming.
+    Wheel {
+        /// The wheel file.
+        #[arg(value_name = "WHEEL")]
+        wheel: PathBuf,
+        /// GPU arch(s) the code objects must cover (default: the recipe's).
+        #[arg(long, value_name = "GFX")]
+        arch: Vec<String>,
+        /// A root filesystem to resolve libtorch_hip.so's libraries in.
+        #[arg(long, value_name = "DIR", conflicts_with = "image")]
+        lib_root: Option<PathBuf>,
+        /// An image whose filesystem to resolve them in (read through the Docker engine).
+        #[arg(long, value_name = "TAG")]
+        image: Option<String>,
+        /// Worker threads (default: the CPU count).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    },
 }

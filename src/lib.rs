@@ -227,6 +227,55 @@ pub fn run(cli: Cli) -> Result<u8> {
                 code.max(rep.exit_code())
             })
         }
+        Command::Wheel {
+            wheel,
+            arch,
+            lib_root,
+            image,
+            threads,
+            recipe,
+        } => {
+            let recipe = load_recipe(&recipe)?;
+            let archs = expectations(&recipe, &arch).archs;
+            let opts = check::wheel::WheelOptions {
+                archs,
+                min_bytes: recipe.file.checks.wheel_min_bytes,
+            };
+            if let Some(r) = &lib_root
+                && !r.is_dir()
+            {
+                return Err(Error::usage(
+                    format!("`--lib-root {}` is not a directory", r.display()),
+                    Some("pass the root of a filesystem that has ROCm (e.g. an unpacked image)"),
+                ));
+            }
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+            });
+            let data = check::wheel::read_wheel(&wheel, threads)?;
+            let engine;
+            let mut image_root;
+            let mut dir_root;
+            let root: Option<&mut dyn check::resolve::LibRoot> = if let Some(tag) = &image {
+                engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+                image_root = check::resolve::ImageRoot::open(&engine, tag)?;
+                Some(&mut image_root)
+            } else if let Some(dir) = &lib_root {
+                dir_root = check::resolve::DirRoot(dir.clone());
+                Some(&mut dir_root)
+            } else {
+                None
+            };
+            let (checks, resolution) = check::wheel::checks(&data, &opts, root);
+            let outcome = Outcome::new(format!("wheel {}", wheel.display()), checks)
+                .with("wheel", &data.name)
+                .with("bytes", data.bytes)
+                .with("members", data.members)
+                .with("flavour", check::wheel::flavour(&data))
+                .with("elf", check::wheel::elf_members(&data))
+                .with("resolution", resolution);
+            Ok(ui.emit(&outcome))
+        }
         Command::Clean { all } => {
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             let removed = build::clean(&engine, all)?;

@@ -1,7 +1,12 @@
 //! The checks, one file a phase family. Each returns [`crate::report::Check`]s; none prints.
 
+pub mod bundle;
 pub mod catalog;
+pub mod elf;
 pub mod host;
+pub mod resolve;
+pub mod source;
+pub mod wheel;
 
 use crate::report::{Check, Status};
 

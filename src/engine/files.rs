@@ -29,14 +29,12 @@ pub struct Leftover {
     pub tags: Vec<String>,
 }
 
-/// Stream `path` of `image` as a tar into `dest`.
-pub async fn export_path(
+/// Create (never start) a container of `image`, so files can be copied out of it.
+pub async fn open_container(
     docker: &bollard::Docker,
     image: &str,
-    path: &str,
     labels: &BTreeMap<String, String>,
-    dest: &Path,
-) -> Result<u64> {
+) -> Result<String> {
     let body = ContainerCreateBody {
         image: Some(image.to_owned()),
         // Never started: a command is only needed because the engine insists on one.
@@ -44,46 +42,71 @@ pub async fn export_path(
         labels: Some(labels.clone().into_iter().collect::<HashMap<_, _>>()),
         ..Default::default()
     };
-    let created = docker
+    docker
         .create_container(
             None::<bollard::query_parameters::CreateContainerOptions>,
             body,
         )
         .await
-        .map_err(|e| engine_err(&format!("create a container of `{image}`"), e))?;
-    let result = async {
-        let mut file = std::fs::File::create(dest).map_err(|e| Error::io("create", dest, e))?;
-        let mut stream = docker.download_from_container(
-            &created.id,
-            Some(DownloadFromContainerOptions {
-                path: path.to_owned(),
-            }),
-        );
-        let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| engine_err(&format!("copy `{path}` out of `{image}`"), e))?;
-            file.write_all(&chunk)
-                .map_err(|e| Error::io("write", dest, e))?;
-            n += chunk.len() as u64;
+        .map(|c| c.id)
+        .map_err(|e| engine_err(&format!("create a container of `{image}`"), e))
+}
+
+/// Write the tar of `path` in container `id` to `dest`; `None` when the path does not exist.
+pub async fn copy_out(
+    docker: &bollard::Docker,
+    id: &str,
+    path: &str,
+    dest: &Path,
+) -> Result<Option<u64>> {
+    let mut stream = docker.download_from_container(
+        id,
+        Some(DownloadFromContainerOptions {
+            path: path.to_owned(),
+        }),
+    );
+    let mut file: Option<std::fs::File> = None;
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(engine_err(&format!("copy `{path}` out"), e)),
+        };
+        if file.is_none() {
+            file = Some(std::fs::File::create(dest).map_err(|e| Error::io("create", dest, e))?);
         }
-        file.sync_all().map_err(|e| Error::io("sync", dest, e))?;
-        Ok(n)
+        let f = file.as_mut().expect("created above");
+        f.write_all(&chunk)
+            .map_err(|e| Error::io("write", dest, e))?;
+        n += chunk.len() as u64;
     }
-    .await;
-    let removed = docker
+    match file {
+        Some(f) => {
+            f.sync_all().map_err(|e| Error::io("sync", dest, e))?;
+            Ok(Some(n))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Remove a container, forced.
+pub async fn remove_container(docker: &bollard::Docker, id: &str) -> Result<()> {
+    docker
         .remove_container(
-            &created.id,
+            id,
             Some(RemoveContainerOptions {
                 force: true,
                 v: true,
                 ..Default::default()
             }),
         )
-        .await;
-    let n = result?;
-    removed.map_err(|e| engine_err("remove the copy container", e))?;
-    Ok(n)
+        .await
+        .map_err(|e| engine_err("remove container", e))
 }
 
 /// Remove an image by name or id.

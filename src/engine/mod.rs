@@ -60,7 +60,23 @@ pub trait Engine {
         path: &str,
         labels: &BTreeMap<String, String>,
         dest: &Path,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let id = self.open_container(image, labels)?;
+        let copied = self.copy_out(&id, path, dest);
+        let removed = self.remove_container(&id);
+        let n = copied?.ok_or_else(|| Error::Engine {
+            message: format!("`{path}` does not exist in `{image}`"),
+            hint: None,
+        })?;
+        removed?;
+        Ok(n)
+    }
+    /// Create, never start, a container of `image` labelled `labels`, to copy files out of.
+    fn open_container(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<String>;
+    /// Write the tar of `path` in container `id` to `dest`; `None` when the path does not exist.
+    fn copy_out(&self, id: &str, path: &str, dest: &Path) -> Result<Option<u64>>;
+    /// Remove a container.
+    fn remove_container(&self, id: &str) -> Result<()>;
     /// Remove an image (forced, untagging it).
     fn remove_image(&self, image: &str) -> Result<()>;
     /// Containers and images carrying `label` (`key` or `key=value`).
@@ -136,15 +152,18 @@ impl Engine for DockerEngine {
         self.rt.block_on(build::run(&self.docker, spec, sink))
     }
 
-    fn export_path(
-        &self,
-        image: &str,
-        path: &str,
-        labels: &BTreeMap<String, String>,
-        dest: &Path,
-    ) -> Result<u64> {
+    fn open_container(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<String> {
         self.rt
-            .block_on(files::export_path(&self.docker, image, path, labels, dest))
+            .block_on(files::open_container(&self.docker, image, labels))
+    }
+
+    fn copy_out(&self, id: &str, path: &str, dest: &Path) -> Result<Option<u64>> {
+        self.rt
+            .block_on(files::copy_out(&self.docker, id, path, dest))
+    }
+
+    fn remove_container(&self, id: &str) -> Result<()> {
+        self.rt.block_on(files::remove_container(&self.docker, id))
     }
 
     fn remove_image(&self, image: &str) -> Result<()> {

@@ -1,0 +1,768 @@
+//! Phase 3: `forge wheel`. Reads a wheel once, streaming: the zip's central directory (zip64
+//! included), then each ELF member decompressed once into memory or an unlinked temporary file
+//! (never the whole wheel, never `unzip`/`nm`/`ldd`), members on separate cores, largest first.
+//! Checks the spec's 3.1-3.6 plus the build flavour, the GPU code objects for the target arch,
+//! and the GLIBC versions the ELF files need against the wheel's platform tag.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::bundle::{self, Kpack};
+use super::elf::{self, ElfError, ElfInfo};
+use super::resolve::{self, LibRoot, Resolution};
+use super::source::{Spilled, spill};
+use super::{check, check_when};
+use crate::error::{Error, Result};
+use crate::report::{Check, Status};
+
+/// What `forge wheel` checks against.
+#[derive(Debug, Clone)]
+pub struct WheelOptions {
+    /// GPU archs the code objects must cover.
+    pub archs: Vec<String>,
+    /// 3.1's threshold.
+    pub min_bytes: u64,
+}
+
+/// The wheel's identity, from its file name.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WheelName {
+    /// Distribution.
+    pub name: String,
+    /// Version (with local tag).
+    pub version: String,
+    /// The local version tag (`rocm7.1.1`, `cu128`), if any.
+    pub local: Option<String>,
+    /// Python tag.
+    pub python: String,
+    /// ABI tag.
+    pub abi: String,
+    /// Platform tag.
+    pub platform: String,
+}
+
+/// Parse `{dist}-{version}(-{build})?-{py}-{abi}-{plat}.whl`.
+pub fn parse_name(file: &str) -> Option<WheelName> {
+    let stem = file.strip_suffix(".whl")?;
+    let parts: Vec<&str> = stem.split('-').collect();
+    if !(5..=6).contains(&parts.len()) {
+        return None;
+    }
+    let n = parts.len();
+    Some(WheelName {
+        name: parts[0].to_owned(),
+        version: parts[1].to_owned(),
+        local: parts[1].split_once('+').map(|(_, l)| l.to_owned()),
+        python: parts[n - 3].to_owned(),
+        abi: parts[n - 2].to_owned(),
+        platform: parts[n - 1].to_owned(),
+    })
+}
+
+/// One ELF member as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ElfMember {
+    /// Path in the wheel.
+    pub path: String,
+    /// Uncompressed size.
+    pub size: u64,
+    /// DT_NEEDED.
+    pub needed: Vec<String>,
+    /// DT_RUNPATH / DT_RPATH.
+    pub runpath: Vec<String>,
+    /// GPU targets of its code objects (from `.hip_fatbin`, or its kpack).
+    pub gpu_targets: Vec<String>,
+    /// Offload bundles found.
+    pub bundles: usize,
+    /// `.rocm_kpack_ref`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kpack_ref: Option<String>,
+    /// Why it was not fully read (32-bit, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+enum Parsed {
+    Elf(Box<ElfInfo>),
+    Kpack(Kpack),
+    Skipped(String),
+}
+
+/// A zip reader over a shared file: each worker has its own position, the central directory
+/// is parsed once and shared.
+#[derive(Clone)]
+struct SharedFile {
+    file: Arc<File>,
+    pos: u64,
+    len: u64,
+}
+
+impl Read for SharedFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SharedFile {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let p = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = p.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
+/// Largest uncompressed size forge accepts for one member.
+const MEMBER_MAX: u64 = 16 << 30;
+/// Compression ratio above which a large member is refused as a zip bomb.
+const RATIO_MAX: u64 = 1000;
+
+fn is_candidate(name: &str) -> bool {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    file.ends_with(".so")
+        || file.contains(".so.")
+        || name.contains("/bin/")
+        || file.ends_with(".kpack")
+}
+
+fn must_be_elf(name: &str) -> bool {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    file.ends_with(".so") || file.contains(".so.")
+}
+
+/// Everything read from the wheel.
+pub struct WheelData {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Its name's parts.
+    pub name: WheelName,
+    /// ELF members by path.
+    pub elves: BTreeMap<String, (u64, ElfInfo)>,
+    /// Members that are not analysable ELF (32-bit, ...): path -> why.
+    pub notes: BTreeMap<String, String>,
+    /// `.kpack` members.
+    pub kpacks: BTreeMap<String, Kpack>,
+    /// Number of members.
+    pub members: usize,
+}
+
+fn bad_wheel(path: &Path, why: impl std::fmt::Display) -> Error {
+    Error::input(
+        format!("`{}` is not a readable wheel: {why}", path.display()),
+        Some(
+            "pass a .whl file (a zip archive with a *.dist-info/WHEEL); a truncated download must be fetched again",
+        ),
+    )
+}
+
+/// Read the wheel: central directory, then every ELF and kpack member, in parallel.
+pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = parse_name(file_name).ok_or_else(|| {
+        Error::input(
+            format!("`{}` is not a wheel file name", path.display()),
+            Some("wheels are named {dist}-{version}-{python}-{abi}-{platform}.whl"),
+        )
+    })?;
+    let file = File::open(path).map_err(|e| Error::io("open wheel", path, e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
+    let shared = SharedFile {
+        file: Arc::new(file),
+        pos: 0,
+        len: bytes,
+    };
+    let mut archive = zip::ZipArchive::new(shared).map_err(|e| bad_wheel(path, e))?;
+    let mut jobs: Vec<(usize, String, u64, u64)> = Vec::new();
+    let mut has_wheel_meta = false;
+    let mut declared_total = 0u64;
+    for i in 0..archive.len() {
+        let f = archive.by_index_raw(i).map_err(|e| bad_wheel(path, e))?;
+        let member = f.name().map_err(|e| bad_wheel(path, e))?.into_owned();
+        let (size, csize) = (f.size(), f.compressed_size());
+        if member.ends_with(".dist-info/WHEEL") {
+            has_wheel_meta = true;
+        }
+        declared_total = declared_total.saturating_add(size);
+        if size > MEMBER_MAX || (size > 64 << 20 && size / csize.max(1) > RATIO_MAX) {
+            return Err(Error::input(
+                format!(
+                    "`{member}` in `{}` declares {size} bytes from {csize} compressed: refused as a zip bomb",
+                    path.display()
+                ),
+                Some("this is not what a build produces; check where the wheel came from"),
+            ));
+        }
+        if f.is_file() && is_candidate(&member) {
+            jobs.push((i, member, size, csize));
+        }
+    }
+    if !has_wheel_meta {
+        return Err(bad_wheel(path, "no *.dist-info/WHEEL member"));
+    }
+    let members = archive.len();
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.3));
+    let next = AtomicUsize::new(0);
+    type Outcome = (String, u64, std::result::Result<Parsed, Error>);
+    let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+    let workers = threads.clamp(1, jobs.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let mut ar = archive.clone();
+            let (jobs, next, results) = (&jobs, &next, &results);
+            s.spawn(move || {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((i, member, size, _)) = jobs.get(k) else {
+                        break;
+                    };
+                    let r = read_member(&mut ar, *i, member, *size, path);
+                    results
+                        .lock()
+                        .expect("no poisoned lock")
+                        .push((member.clone(), *size, r));
+                    if results
+                        .lock()
+                        .expect("no poisoned lock")
+                        .iter()
+                        .any(|r| r.2.is_err())
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut data = WheelData {
+        path: path.to_owned(),
+        bytes,
+        name,
+        elves: BTreeMap::new(),
+        notes: BTreeMap::new(),
+        kpacks: BTreeMap::new(),
+        members,
+    };
+    let mut results = results.into_inner().expect("no poisoned lock");
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    for (member, size, r) in results {
+        match r? {
+            Parsed::Elf(info) => {
+                data.elves.insert(member, (size, *info));
+            }
+            Parsed::Kpack(k) => {
+                data.kpacks.insert(member, k);
+            }
+            Parsed::Skipped(why) => {
+                data.notes.insert(member, why);
+            }
+        }
+    }
+    Ok(data)
+}
+
+fn read_member(
+    ar: &mut zip::ZipArchive<SharedFile>,
+    i: usize,
+    member: &str,
+    declared: u64,
+    wheel: &Path,
+) -> std::result::Result<Parsed, Error> {
+    let bad = |why: String| {
+        Error::input(
+            format!("`{member}` in `{}`: {why}", wheel.display()),
+            Some("the wheel is corrupt or not what a build produces"),
+        )
+    };
+    let f = ar.by_index(i).map_err(|e| bad(e.to_string()))?;
+    let src = match spill(f, declared, declared) {
+        Ok(Spilled::Done(s)) => s,
+        Ok(Spilled::TooLong) => {
+            return Err(bad(format!(
+                "decompresses to more than its declared {declared} bytes: refused as a zip bomb"
+            )));
+        }
+        Err(e) => return Err(bad(format!("cannot decompress: {e}"))),
+    };
+    if src.len() != declared {
+        return Err(bad(format!(
+            "declared {declared} bytes, holds {}",
+            src.len()
+        )));
+    }
+    if member.ends_with(".kpack") {
+        return bundle::read_kpack(src.as_ref())
+            .map(Parsed::Kpack)
+            .map_err(bad);
+    }
+    match elf::read(src.as_ref(), true) {
+        Ok(info) => Ok(Parsed::Elf(Box::new(info))),
+        Err(ElfError::Unsupported(why)) => Ok(Parsed::Skipped(why)),
+        Err(ElfError::NotElf(_)) if !must_be_elf(member) => Ok(Parsed::Skipped("not ELF".into())),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+fn mb(b: u64) -> String {
+    format!("{:.1} MB", b as f64 / 1e6)
+}
+
+/// The flavour of a torch wheel.
+pub fn flavour(d: &WheelData) -> &'static str {
+    let has = |p: &str| d.elves.contains_key(p);
+    if has("torch/lib/libtorch_hip.so") {
+        "rocm"
+    } else if has("torch/lib/libtorch_cuda.so") {
+        "cuda"
+    } else if has("torch/lib/libtorch_cpu.so") {
+        "cpu"
+    } else {
+        "not-torch"
+    }
+}
+
+/// The highest `GLIBC_x` a manylinux platform tag allows (`manylinux_2_28_x86_64` -> 2.28).
+pub fn platform_glibc(platform: &str) -> Option<Vec<u32>> {
+    let legacy = [
+        ("manylinux1", [2, 5]),
+        ("manylinux2010", [2, 12]),
+        ("manylinux2014", [2, 17]),
+    ];
+    for (tag, v) in legacy {
+        if platform.starts_with(&format!("{tag}_")) {
+            return Some(v.to_vec());
+        }
+    }
+    let rest = platform.strip_prefix("manylinux_")?;
+    let mut it = rest.split('_');
+    Some(vec![it.next()?.parse().ok()?, it.next()?.parse().ok()?])
+}
+
+/// Highest version of each of GLIBC, GLIBCXX, CXXABI needed, and by which member.
+pub fn max_versions(d: &WheelData) -> BTreeMap<&'static str, (Vec<u32>, String)> {
+    let mut out: BTreeMap<&'static str, (Vec<u32>, String)> = BTreeMap::new();
+    for (path, (_, info)) in &d.elves {
+        for (_, v) in &info.version_needs {
+            for prefix in ["GLIBCXX_", "GLIBC_", "CXXABI_"] {
+                if let Some(num) = v.strip_prefix(prefix)
+                    && let Some(parsed) = crate::recipe::parse_version(num)
+                {
+                    let key = prefix.trim_end_matches('_');
+                    let key: &'static str = match key {
+                        "GLIBC" => "GLIBC",
+                        "GLIBCXX" => "GLIBCXX",
+                        _ => "CXXABI",
+                    };
+                    let e = out.entry(key).or_insert((Vec::new(), String::new()));
+                    if crate::recipe::version_lt(&e.0, &parsed) {
+                        *e = (parsed, path.clone());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn dotted(v: &[u32]) -> String {
+    v.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// The ELF list for `--json`.
+pub fn elf_members(d: &WheelData) -> Vec<ElfMember> {
+    let mut out: Vec<ElfMember> = d
+        .elves
+        .iter()
+        .map(|(path, (size, info))| {
+            let mut targets = info.gpu_targets();
+            if let Some(r) = &info.kpack_ref {
+                for k in kpacks_for(d, r) {
+                    for a in &k.archs {
+                        if !targets.contains(a) {
+                            targets.push(a.clone());
+                        }
+                    }
+                }
+            }
+            ElfMember {
+                path: path.clone(),
+                size: *size,
+                needed: info.needed.clone(),
+                runpath: info.runpath.iter().chain(&info.rpath).cloned().collect(),
+                gpu_targets: targets,
+                bundles: info.bundles.len(),
+                kpack_ref: info.kpack_ref.clone(),
+                note: None,
+            }
+        })
+        .collect();
+    for (path, why) in &d.notes {
+        out.push(ElfMember {
+            path: path.clone(),
+            size: 0,
+            needed: Vec::new(),
+            runpath: Vec::new(),
+            gpu_targets: Vec::new(),
+            bundles: 0,
+            kpack_ref: None,
+            note: Some(why.clone()),
+        });
+    }
+    out
+}
+
+/// The kpacks a `.rocm_kpack_ref` can mean: those whose file name it names, else all of them.
+fn kpacks_for<'a>(d: &'a WheelData, reference: &str) -> Vec<&'a Kpack> {
+    let named: Vec<&Kpack> = d
+        .kpacks
+        .iter()
+        .filter(|(p, _)| reference.contains(p.rsplit('/').next().unwrap_or(p)))
+        .map(|(_, k)| k)
+        .collect();
+    if named.is_empty() {
+        d.kpacks.values().collect()
+    } else {
+        named
+    }
+}
+
+/// Run every phase 3 check on the wheel.
+pub fn checks(
+    d: &WheelData,
+    opts: &WheelOptions,
+    root: Option<&mut dyn LibRoot>,
+) -> (Vec<Check>, Option<Resolution>) {
+    let mut out = Vec::new();
+    let fl = flavour(d);
+    let torch = fl != "not-torch";
+    let not_torch = |id: &str| {
+        check(
+            id,
+            Status::Skip,
+            format!(
+                "`{}` is not a torch wheel (no torch/lib/libtorch_cpu.so)",
+                d.name.name
+            ),
+        )
+    };
+
+    // 3.1
+    out.push(if torch {
+        let size = d.bytes;
+        let band = if size < 500_000_000 {
+            "< 500 MB: a CPU-only build per the spec's table"
+        } else if size < 2_000_000_000 {
+            "500 MB - 2 GB: an incomplete ROCm build per the spec's table"
+        } else {
+            "> 2 GB: a full ROCm build per the spec's table"
+        };
+        let mut c = check_when(size > opts.min_bytes, "3.1", format!("{} ({band}); threshold {}", mb(size), mb(opts.min_bytes)));
+        if size <= opts.min_bytes {
+            c = c.with_hint(match fl {
+                "cuda" => "this is a CUDA build (libtorch_cuda.so), not ROCm: build with USE_ROCM=1".to_owned(),
+                _ => "build with USE_ROCM=1 and PYTORCH_ROCM_ARCH set; check `forge scan` on the build log".to_owned(),
+            });
+        }
+        c
+    } else {
+        not_torch("3.1")
+    });
+
+    // flavour
+    out.push(if torch {
+        let evidence = match fl {
+            "rocm" => "ROCm: torch/lib/libtorch_hip.so present".to_owned(),
+            "cuda" => "CUDA: torch/lib/libtorch_cuda.so present, no libtorch_hip.so".to_owned(),
+            _ => "CPU-only: neither libtorch_hip.so nor libtorch_cuda.so".to_owned(),
+        };
+        let local = d
+            .name
+            .local
+            .as_deref()
+            .map(|l| format!("; local tag +{l}"))
+            .unwrap_or_default();
+        let c = check_when(
+            fl == "rocm",
+            "wheel.flavour",
+            format!("{evidence}; {} {}{local}", d.name.name, d.name.version),
+        );
+        if fl == "rocm" {
+            c
+        } else {
+            c.with_hint("forge releases ROCm builds: build with USE_ROCM=1 on a ROCm base image")
+        }
+    } else {
+        not_torch("wheel.flavour")
+    });
+
+    // 3.2 - 3.4
+    match d.elves.get("torch/lib/libtorch_cpu.so") {
+        Some((_, cpu)) => {
+            let dist = "build with USE_DISTRIBUTED=1: without it vLLM fails with `cannot import name 'PrefixStore'`";
+            let c = check_when(
+                cpu.c10d > 0,
+                "3.2",
+                format!(
+                    "{} defined dynamic symbols contain c10d (of {})",
+                    cpu.c10d, cpu.defined_count
+                ),
+            );
+            out.push(if cpu.c10d > 0 { c } else { c.with_hint(dist) });
+            for (id, (n, example), what) in [
+                ("3.3", &cpu.prefix_store, "PrefixStore"),
+                ("3.4", &cpu.process_group, "ProcessGroup"),
+            ] {
+                let ev = match example {
+                    Some(e) => format!("{n} defined symbols name {what}, e.g. {e}"),
+                    None => format!("no defined symbol names {what}"),
+                };
+                let c = check_when(*n > 0, id, ev);
+                out.push(if *n > 0 { c } else { c.with_hint(dist) });
+            }
+        }
+        None => {
+            for id in ["3.2", "3.3", "3.4"] {
+                out.push(if torch {
+                    check(id, Status::Fail, "torch/lib/libtorch_cpu.so is missing")
+                } else {
+                    not_torch(id)
+                });
+            }
+        }
+    }
+
+    // 3.5 - 3.6
+    let mut resolution = None;
+    match d.elves.get("torch/lib/libtorch_hip.so") {
+        Some((_, hip)) => {
+            let has = |p: &str| hip.needed.iter().any(|n| n.starts_with(p));
+            let ok = has("libamdhip64") && has("libhsa-runtime64");
+            let c = check_when(ok, "3.5", format!("DT_NEEDED: {}", hip.needed.join(", ")));
+            out.push(if ok {
+                c
+            } else {
+                c.with_hint("libtorch_hip.so must link the HIP runtime: a broken ROCm build")
+            });
+            let wheel_elves: HashMap<String, ElfInfo> = d
+                .elves
+                .iter()
+                .map(|(p, (_, i))| (p.clone(), i.clone()))
+                .collect();
+            let desc = root.as_ref().map(|r| r.describe());
+            let res = resolve::resolve("torch/lib/libtorch_hip.so", hip, &wheel_elves, root);
+            out.push(check_36(hip, &res, desc.as_deref()));
+            resolution = Some(res);
+        }
+        None => {
+            let why = match fl {
+                "cuda" => "no torch/lib/libtorch_hip.so: this is a CUDA build",
+                "cpu" => "no torch/lib/libtorch_hip.so: this is a CPU-only build",
+                _ => "not a torch wheel",
+            };
+            out.push(check("3.5", Status::Skip, why));
+            out.push(check("3.6", Status::Skip, why));
+        }
+    }
+
+    out.push(gpu_check(d, opts));
+    out.push(glibc_check(d));
+    (out, resolution)
+}
+
+fn is_rocm_symbol(name: &str) -> bool {
+    name.contains("rsmi") || name.contains("hip") || name.contains("hsa")
+}
+
+fn check_36(hip: &ElfInfo, res: &Resolution, root: Option<&str>) -> Check {
+    let rsmi_bug = hip.undefined.iter().any(|u| u.name.starts_with("rsmi_"))
+        && !hip.needed.iter().any(|n| n.starts_with("librocm_smi64"));
+    let bug = "libtorch_hip.so calls rsmi_* but does not need librocm_smi64.so: the known upstream bug \
+               (ROCm/pytorch#2901, pytorch/pytorch#158725) that fails with `undefined symbol: rsmi_init` \
+               unless LD_PRELOAD=/opt/rocm/lib/librocm_smi64.so";
+    let unresolved: Vec<&String> = res
+        .unresolved
+        .iter()
+        .filter(|n| is_rocm_symbol(n))
+        .collect();
+    let mut ev = format!(
+        "{} undefined non-weak symbols, {} resolved through {} loaded libraries",
+        res.undefined,
+        res.resolved,
+        res.loaded.len()
+    );
+    if !res.missing.is_empty() {
+        ev.push_str(&format!("; not found: {}", res.missing.join(", ")));
+    }
+    if !unresolved.is_empty() {
+        let shown: Vec<&str> = unresolved.iter().take(12).map(|s| s.as_str()).collect();
+        ev.push_str(&format!(
+            "; unresolved rsmi/hip/hsa symbols ({}): {}{}",
+            unresolved.len(),
+            shown.join(", "),
+            if unresolved.len() > 12 { ", ..." } else { "" }
+        ));
+    }
+    if rsmi_bug {
+        ev.push_str(&format!("; {bug}"));
+    }
+    let hint_missing = match root {
+        Some(r) => format!("the libraries were not found in the wheel or under {r}"),
+        None => "pass `--lib-root DIR` (a root filesystem with ROCm) or `--image TAG` to resolve against the image".to_owned(),
+    };
+    if unresolved.is_empty() {
+        let c = check("3.6", Status::Pass, ev);
+        return if rsmi_bug { c.with_hint(bug) } else { c };
+    }
+    if res.missing.is_empty() || rsmi_bug {
+        let hint = if rsmi_bug {
+            "install rocm-smi-lib and preload librocm_smi64.so, or rebuild torch with the upstream fix".to_owned()
+        } else {
+            "a needed library lacks these symbols: mixed ROCm versions?".to_owned()
+        };
+        return check("3.6", Status::Fail, ev).with_hint(hint);
+    }
+    check(
+        "3.6",
+        Status::Skip,
+        format!("cannot resolve without the needed libraries ({hint_missing}): {ev}"),
+    )
+}
+
+fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
+    let hip: Vec<(&String, &ElfInfo)> = d
+        .elves
+        .iter()
+        .filter(|(_, (_, i))| i.hip_linked())
+        .map(|(p, (_, i))| (p, i))
+        .collect();
+    if hip.is_empty() {
+        return check(
+            "wheel.gpu-targets",
+            Status::Skip,
+            "no HIP-linked ELF in the wheel (nothing needs libamdhip64)",
+        );
+    }
+    let mut lacking: Vec<String> = Vec::new();
+    let mut carrying = Vec::new();
+    let mut without_code = Vec::new();
+    let mut via_generic = Vec::new();
+    for (path, info) in &hip {
+        let mut targets = info.gpu_targets();
+        if let Some(r) = &info.kpack_ref {
+            for k in kpacks_for(d, r) {
+                targets.extend(k.archs.iter().cloned());
+            }
+        }
+        if targets.is_empty() {
+            without_code.push((*path).clone());
+            continue;
+        }
+        let file = path.rsplit('/').next().unwrap_or(path);
+        let mut missing = Vec::new();
+        for arch in &opts.archs {
+            match targets.iter().find_map(|t| bundle::covers(t, arch)) {
+                Some("exact") => {}
+                Some(g) => via_generic.push(format!("{file}: {arch} via {g}")),
+                None => missing.push(arch.clone()),
+            }
+        }
+        if missing.is_empty() {
+            carrying.push(file.to_owned());
+        } else {
+            lacking.push(format!(
+                "{file} has [{}], not {}",
+                targets.join(", "),
+                missing.join(", ")
+            ));
+        }
+    }
+    let mut ev = format!(
+        "{} HIP-linked ELF; code for {} in: {}",
+        hip.len(),
+        opts.archs.join(";"),
+        if carrying.is_empty() {
+            "none".to_owned()
+        } else {
+            carrying.join(", ")
+        }
+    );
+    if !via_generic.is_empty() {
+        ev.push_str(&format!("; {}", via_generic.join(", ")));
+    }
+    if !without_code.is_empty() {
+        ev.push_str(&format!("; no device code in {}", without_code.join(", ")));
+    }
+    if !lacking.is_empty() {
+        return check(
+            "wheel.gpu-targets",
+            Status::Fail,
+            format!("{ev}; LACKING: {}", lacking.join("; ")),
+        )
+        .with_hint(format!(
+            "these libraries would fail on the first kernel with hipErrorInvalidImage on {}: rebuild with PYTORCH_ROCM_ARCH={}",
+            opts.archs.join(";"),
+            opts.archs.join(";")
+        ));
+    }
+    if carrying.is_empty() {
+        return check("wheel.gpu-targets", Status::Fail, format!("{ev}; no GPU code objects at all"))
+            .with_hint("no .hip_fatbin bundles or .kpack archives found: kernels would fail with hipErrorInvalidImage");
+    }
+    check("wheel.gpu-targets", Status::Pass, ev)
+}
+
+fn glibc_check(d: &WheelData) -> Check {
+    let maxes = max_versions(d);
+    let listed: Vec<String> = maxes
+        .iter()
+        .map(|(k, (v, who))| {
+            format!(
+                "{k}_{} ({})",
+                dotted(v),
+                who.rsplit('/').next().unwrap_or(who)
+            )
+        })
+        .collect();
+    let ev = if listed.is_empty() {
+        "no versioned symbol needs".to_owned()
+    } else {
+        listed.join(", ")
+    };
+    match platform_glibc(&d.name.platform) {
+        Some(allowed) => match maxes.get("GLIBC") {
+            Some((v, who)) if crate::recipe::version_lt(&allowed, v) => check(
+                "wheel.glibc",
+                Status::Fail,
+                format!("{ev}; the tag {} promises GLIBC <= {}", d.name.platform, dotted(&allowed)),
+            )
+            .with_hint(format!("{who} needs a newer glibc than the platform tag says: retag the wheel or build on an older glibc")),
+            _ => check("wheel.glibc", Status::Pass, format!("{ev}; within the tag {} (GLIBC <= {})", d.name.platform, dotted(&allowed))),
+        },
+        None => check(
+            "wheel.glibc",
+            Status::Pass,
+            format!("{ev}; the tag {} makes no glibc promise, so this is the image's glibc floor", d.name.platform),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;
