@@ -30,3 +30,5 @@ make_image() {
 }
 
 make_image forge-test-base:trixie python3
+# Real ROCm user-space libraries from Debian (HIP, HSA runtime, ROCm SMI) for `forge wheel --image`
+make_image forge-test-rocm:trixie libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1

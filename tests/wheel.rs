@@ -607,3 +607,190 @@ fn lib_root_resolves_libraries_outside_the_wheel() {
         "{loaded:?}"
     );
 }
+
+/// Whether the engine answers; panics under CI when it does not. Builds the local test images.
+fn engine() -> bool {
+    static IMAGES: std::sync::Once = std::sync::Once::new();
+    let ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and no Docker engine answers"
+        );
+        eprintln!("!!!!!! SKIPPED: no Docker engine answers; the --image test did not run !!!!!!");
+        return false;
+    }
+    IMAGES.call_once(|| {
+        let st = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-images.sh"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "scripts/test-images.sh failed");
+    });
+    true
+}
+
+/// A wheel whose libtorch_hip.so needs Debian's real ROCm libraries (not in the wheel) and calls
+/// `hipMalloc`, `hsa_init`, `rsmi_init`, and optionally a symbol no ROCm library has.
+fn wheel_needing_debian_rocm(dir: &Path, bogus: Option<&str>) -> PathBuf {
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    // Link-time stand-ins with the real sonames; the resolution looks at the image's real files.
+    cc(
+        &lib,
+        "libamdhip64.so.5",
+        "int hipMalloc(void **p, unsigned long n){return 0;}\n",
+        &["-Wl,-soname,libamdhip64.so.5"],
+    );
+    cc(
+        &lib,
+        "libhsa-runtime64.so.1",
+        "int hsa_init(void){return 0;}\n",
+        &["-Wl,-soname,libhsa-runtime64.so.1"],
+    );
+    cc(
+        &lib,
+        "librocm_smi64.so.1",
+        "int rsmi_init(unsigned long f){return 0;}\n",
+        &["-Wl,-soname,librocm_smi64.so.1"],
+    );
+    let call_bogus = bogus
+        .map(|b| format!("extern int {b}(void);\nint bogus_user(void){{ return {b}(); }}\n"))
+        .unwrap_or_default();
+    let src = format!(
+        "extern int hipMalloc(void **p, unsigned long n);\nextern int hsa_init(void);\nextern int rsmi_init(unsigned long);\n\
+         int torch_hip_entry(void){{ void *p; return hipMalloc(&p, 1) + hsa_init() + rsmi_init(0); }}\n{call_bogus}{}",
+        c_array("fatbin", &bundle(&[HOST, GFX1151]))
+    );
+    let libdir = lib.to_str().unwrap().to_owned();
+    cc(
+        &lib,
+        "libtorch_hip.so",
+        &src,
+        &[
+            "-Wl,-soname,libtorch_hip.so",
+            "-Wl,--no-as-needed",
+            "-L",
+            &libdir,
+            "-l:libamdhip64.so.5",
+            "-l:libhsa-runtime64.so.1",
+            "-l:librocm_smi64.so.1",
+        ],
+    );
+    cc(
+        &lib,
+        "libtorch_cpu.so",
+        "void _ZN4c10d11PrefixStoreC1Ev(void){}\nvoid _ZN4c10d12ProcessGroupC2Ev(void){}\n",
+        &[],
+    );
+    let path = dir.join(NAME);
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    for (n, f) in [
+        ("torch/lib/libtorch_hip.so", "libtorch_hip.so"),
+        ("torch/lib/libtorch_cpu.so", "libtorch_cpu.so"),
+    ] {
+        z.start_file(n, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(&std::fs::read(lib.join(f)).unwrap()).unwrap();
+    }
+    z.start_file(
+        "torch-2.9.1+rocm7.1.1.dist-info/WHEEL",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    z.write_all(b"Wheel-Version: 1.0\n").unwrap();
+    z.finish().unwrap();
+    path
+}
+
+#[test]
+fn image_resolves_against_real_debian_rocm_libraries() {
+    if !engine() {
+        return;
+    }
+    let d = tmp("image");
+    let w = wheel_needing_debian_rocm(&d, None);
+    let (_, j, err) = wheel_json(&w, &["--image", "forge-test-rocm:trixie"]);
+    let c = status(&j, "3.6");
+    assert_eq!(c["status"], "pass", "{c} {err}");
+    let loaded: Vec<String> = j["resolution"]["loaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[1].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        loaded
+            .iter()
+            .any(|l| l.starts_with("forge-test-rocm:trixie:") && l.contains("libamdhip64.so.5.7")),
+        "symlink followed to the real file inside the image: {loaded:?}"
+    );
+    // a symbol none of the real libraries defines is unresolved, and named
+    let d2 = tmp("image-bogus");
+    let w = wheel_needing_debian_rocm(&d2, Some("hipNoSuchFunctionInRocm"));
+    let (_, j, _) = wheel_json(&w, &["--image", "forge-test-rocm:trixie"]);
+    let c = status(&j, "3.6");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("hipNoSuchFunctionInRocm"),
+        "{c}"
+    );
+    // the copy container is gone
+    let ps = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=forge.temp"])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "left a container: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
+
+#[test]
+fn real_torch_wheel_from_the_index_has_the_known_verdicts() {
+    let fetch = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-real-wheel.sh"))
+        .output()
+        .unwrap();
+    if !fetch.status.success() {
+        eprintln!(
+            "!!!!!! SKIPPED: could not download a real torch wheel: {} !!!!!!",
+            String::from_utf8_lossy(&fetch.stderr)
+        );
+        return;
+    }
+    let wheel = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(String::from_utf8_lossy(&fetch.stdout).trim());
+    let (code, j, err) = wheel_json(&wheel, &[]);
+    assert_eq!(code, 1, "{err}");
+    // The index's linux x86_64 torch is a CUDA build: that is what forge must say.
+    assert_eq!(j["flavour"], "cuda");
+    assert_eq!(status(&j, "wheel.flavour")["status"], "fail");
+    for id in ["3.2", "3.3", "3.4", "wheel.glibc"] {
+        assert_eq!(status(&j, id)["status"], "pass", "{id}: {}", status(&j, id));
+    }
+    for id in ["3.5", "3.6", "wheel.gpu-targets"] {
+        assert_eq!(status(&j, id)["status"], "skip", "{id}");
+    }
+    let cuda = j["elf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "torch/lib/libtorch_cuda.so")
+        .unwrap();
+    assert!(
+        cuda["needed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("libcudart")),
+        "{cuda}"
+    );
+}
