@@ -18,4 +18,13 @@ if ! docker info >/dev/null 2>&1; then
   echo "!!! no Docker engine answers: the Docker tests will skip (or fail under CI=true)" >&2
 fi
 
-cargo test --locked "$@"
+# Unit and integration tests (doc tests: none). The last line sums up every test binary.
+log=$(mktemp)
+set +e
+cargo test --locked --lib --bins --tests "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+rm -f "$log"
+exit "$status"

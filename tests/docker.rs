@@ -5,42 +5,14 @@
 //! then they fail, so nothing is skipped silently.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, Once};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+mod common;
+use common::{engine, json, root, stderr};
 use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-static IMAGES: Once = Once::new();
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Whether the engine answers; panics under CI when it does not.
-fn engine() -> bool {
-    let ok = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set and no Docker engine answers"
-        );
-        eprintln!("!!!!!! SKIPPED: no Docker engine answers; the Docker tests did not run !!!!!!");
-        return false;
-    }
-    IMAGES.call_once(|| {
-        let st = Command::new("bash")
-            .arg(root().join("scripts/test-images.sh"))
-            .status()
-            .expect("run scripts/test-images.sh");
-        assert!(st.success(), "scripts/test-images.sh failed");
-    });
-    true
-}
 
 fn artifacts(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("forge-docker-{name}-{}", std::process::id()));
@@ -70,19 +42,6 @@ fn build(recipe: &str, builder: &str, arts: &Path, run: &str) -> (Output, Durati
         .output()
         .unwrap();
     (o, t.elapsed())
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}); stderr:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Processes on this machine whose command line contains `needle` (containers' included).

@@ -6,6 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::engine;
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("forge-wheel-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -182,15 +185,7 @@ fn torch_wheel(dir: &Path, file: &str, spec: &Spec) -> PathBuf {
         members.push(((*n).to_owned(), d.clone()));
     }
     let path = dir.join(file);
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(spec.zip64);
-    for (n, d) in members {
-        z.start_file(n, opts).unwrap();
-        z.write_all(&d).unwrap();
-    }
-    z.finish().unwrap();
+    write_wheel(&path, &members, spec.zip64);
     path
 }
 
@@ -210,6 +205,29 @@ fn wheel_json(path: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let j = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
     (o.status.code().unwrap(), j, err)
+}
+
+/// Where `--json`'s resolution says each loaded library was found.
+fn loaded(j: &serde_json::Value) -> Vec<String> {
+    j["resolution"]["loaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[1].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Zip `members` as a wheel at `path`.
+fn write_wheel(path: &Path, members: &[(String, Vec<u8>)], zip64: bool) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(zip64);
+    for (n, d) in members {
+        z.start_file(n.as_str(), opts).unwrap();
+        z.write_all(d).unwrap();
+    }
+    z.finish().unwrap();
 }
 
 fn status<'a>(j: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
@@ -594,43 +612,13 @@ fn lib_root_resolves_libraries_outside_the_wheel() {
     let (_, j, _) = wheel_json(&out, &["--lib-root", root.to_str().unwrap()]);
     let c = status(&j, "3.6");
     assert_eq!(c["status"], "pass", "{c}");
-    let loaded: Vec<String> = j["resolution"]["loaded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l[1].as_str().unwrap().to_owned())
-        .collect();
+    let loaded = loaded(&j);
     assert!(
         loaded
             .iter()
             .any(|l| l.ends_with("opt/rocm/lib/librocm_smi64.so.7")),
         "{loaded:?}"
     );
-}
-
-/// Whether the engine answers; panics under CI when it does not. Builds the local test images.
-fn engine() -> bool {
-    static IMAGES: std::sync::Once = std::sync::Once::new();
-    let ok = Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set and no Docker engine answers"
-        );
-        eprintln!("!!!!!! SKIPPED: no Docker engine answers; the --image test did not run !!!!!!");
-        return false;
-    }
-    IMAGES.call_once(|| {
-        let st = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-images.sh"))
-            .status()
-            .unwrap();
-        assert!(st.success(), "scripts/test-images.sh failed");
-    });
-    true
 }
 
 /// A wheel whose libtorch_hip.so needs Debian's real ROCm libraries (not in the wheel) and calls
@@ -687,22 +675,20 @@ fn wheel_needing_debian_rocm(dir: &Path, bogus: Option<&str>) -> PathBuf {
         &[],
     );
     let path = dir.join(NAME);
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    for (n, f) in [
-        ("torch/lib/libtorch_hip.so", "libtorch_hip.so"),
-        ("torch/lib/libtorch_cpu.so", "libtorch_cpu.so"),
-    ] {
-        z.start_file(n, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        z.write_all(&std::fs::read(lib.join(f)).unwrap()).unwrap();
-    }
-    z.start_file(
-        "torch-2.9.1+rocm7.1.1.dist-info/WHEEL",
-        zip::write::SimpleFileOptions::default(),
-    )
-    .unwrap();
-    z.write_all(b"Wheel-Version: 1.0\n").unwrap();
-    z.finish().unwrap();
+    let mut members: Vec<(String, Vec<u8>)> = ["libtorch_hip.so", "libtorch_cpu.so"]
+        .iter()
+        .map(|f| {
+            (
+                format!("torch/lib/{f}"),
+                std::fs::read(lib.join(f)).unwrap(),
+            )
+        })
+        .collect();
+    members.push((
+        "torch-2.9.1+rocm7.1.1.dist-info/WHEEL".into(),
+        b"Wheel-Version: 1.0\n".to_vec(),
+    ));
+    write_wheel(&path, &members, false);
     path
 }
 
@@ -716,12 +702,7 @@ fn image_resolves_against_real_debian_rocm_libraries() {
     let (_, j, err) = wheel_json(&w, &["--image", "forge-test-rocm:trixie"]);
     let c = status(&j, "3.6");
     assert_eq!(c["status"], "pass", "{c} {err}");
-    let loaded: Vec<String> = j["resolution"]["loaded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l[1].as_str().unwrap().to_owned())
-        .collect();
+    let loaded = loaded(&j);
     assert!(
         loaded
             .iter()

@@ -172,17 +172,7 @@ pub async fn leftovers(docker: &bollard::Docker, label: &str) -> Result<Vec<Left
 /// Remove a leftover container or image.
 pub async fn remove_leftover(docker: &bollard::Docker, l: &Leftover) -> Result<()> {
     match l.kind {
-        "container" => docker
-            .remove_container(
-                &l.id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(|e| engine_err("remove container", e)),
+        "container" => remove_container(docker, &l.id).await,
         _ => remove_image(docker, &l.id).await,
     }
 }

@@ -1,0 +1,55 @@
+//! Helpers the integration tests share.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command's stdout as JSON; panics with stderr shown when it is not.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// A command's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether the Docker engine answers; panics under CI when it does not (nothing is skipped
+/// silently there). Builds the local test images once (`scripts/test-images.sh`).
+pub fn engine() -> bool {
+    static IMAGES: Once = Once::new();
+    let ok = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and no Docker engine answers"
+        );
+        eprintln!("!!!!!! SKIPPED: no Docker engine answers; the Docker tests did not run !!!!!!");
+        return false;
+    }
+    IMAGES.call_once(|| {
+        let st = Command::new("bash")
+            .arg(root().join("scripts/test-images.sh"))
+            .status()
+            .expect("run scripts/test-images.sh");
+        assert!(st.success(), "scripts/test-images.sh failed");
+    });
+    true
+}
