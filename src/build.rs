@@ -129,6 +129,7 @@ struct LogSink<'a> {
 
 impl LogSink<'_> {
     fn emit(&mut self, line: &[u8]) {
+        self.observer.output(line);
         if let Err(e) = self.log.write_all(line).and_then(|()| self.log.flush()) {
             self.io_error.get_or_insert(e);
         }

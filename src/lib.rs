@@ -126,7 +126,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 grace: Duration::from_secs_f64(grace.max(0.0)),
                 poll: Duration::from_millis(250),
             };
-            let mut display = monitor::ui::Display::new(ui.quiet);
+            let mut display = monitor::ui::Display::new(ui.quiet, ui.verbose > 0);
             let result =
                 monitor::tail::watch(&log, expectations(&recipe, &arch), &opts, &mut display);
             display.clear();
@@ -180,7 +180,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 return Ok(ui.emit(&plan.outcome(plan_checks)));
             }
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
-            let mut display = monitor::ui::Display::new(ui.quiet);
+            let mut display = monitor::ui::Display::new(ui.quiet, ui.verbose > 0);
             let result = build::BuildRun {
                 recipe: &recipe,
                 plan: &plan,
@@ -267,6 +267,23 @@ pub fn run(cli: Cli) -> Result<u8> {
                 None
             };
             let (checks, resolution) = check::wheel::checks(&data, &opts, root);
+            if ui.verbose > 0 {
+                let mut s = format!("{} members, {} ELF:\n", data.members, data.elves.len());
+                for e in check::wheel::elf_members(&data) {
+                    s.push_str(&format!(
+                        "  {}  needs [{}]{}{}\n",
+                        e.path,
+                        e.needed.join(", "),
+                        if e.gpu_targets.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  gpu [{}]", e.gpu_targets.join(", "))
+                        },
+                        e.note.map(|n| format!("  ({n})")).unwrap_or_default()
+                    ));
+                }
+                ui.say(&s);
+            }
             let outcome = Outcome::new(format!("wheel {}", wheel.display()), checks)
                 .with("wheel", &data.name)
                 .with("bytes", data.bytes)

@@ -49,6 +49,8 @@ pub trait Observer {
     fn update(&mut self, monitor: &Monitor);
     /// A message for the human (log appeared, truncated, ...).
     fn note(&mut self, msg: &str);
+    /// Raw log output as it arrives (shown with `-v`).
+    fn output(&mut self, _bytes: &[u8]) {}
 }
 
 /// Whether `pid` is alive (a zombie counts as exited).
@@ -170,7 +172,7 @@ pub fn watch(
                 if replaced {
                     // Drain what the old file still had, then switch.
                     if let Some(c) = cur.as_mut()
-                        && let Some(end) = drain(c, &mut feeder, &mut buf, path)?
+                        && let Some(end) = drain(c, &mut feeder, &mut buf, path, observer)?
                     {
                         return Ok(stop(end, feeder, opts, observer));
                     }
@@ -212,7 +214,7 @@ pub fn watch(
                     c.offset = 0;
                     feeder = LineFeeder::new(Monitor::new(expect.clone()));
                 }
-                if let Some(finding) = drain(c, &mut feeder, &mut buf, path)? {
+                if let Some(finding) = drain(c, &mut feeder, &mut buf, path, observer)? {
                     return Ok(stop(finding, feeder, opts, observer));
                 }
                 observer.update(&feeder.monitor);
@@ -235,7 +237,7 @@ pub fn watch(
         {
             // One last look: the writer may have written its last lines just before exiting.
             if let Some(c) = cur.as_mut()
-                && let Some(finding) = drain(c, &mut feeder, &mut buf, path)?
+                && let Some(finding) = drain(c, &mut feeder, &mut buf, path, observer)?
             {
                 return Ok(stop(finding, feeder, opts, observer));
             }
@@ -287,6 +289,7 @@ fn drain(
     feeder: &mut LineFeeder,
     buf: &mut [u8],
     path: &Path,
+    observer: &mut dyn Observer,
 ) -> Result<Option<Finding>> {
     loop {
         let n = match c.file.read(buf) {
@@ -296,6 +299,7 @@ fn drain(
             Err(e) => return Err(Error::io("read log", path, e)),
         };
         c.offset += n as u64;
+        observer.output(&buf[..n]);
         let before = feeder.monitor.findings.len();
         if feeder.push(&buf[..n]) > 0
             && let Some(f) = feeder.monitor.findings[before..]

@@ -40,14 +40,15 @@ fn hms(d: Duration) -> String {
 pub struct Display {
     bar: Option<ProgressBar>,
     quiet: bool,
+    verbose: bool,
     eta: Eta,
     last_plain: Option<(Instant, &'static str, u64)>,
     started: Instant,
 }
 
 impl Display {
-    /// A display for stderr.
-    pub fn new(quiet: bool) -> Display {
+    /// A display for stderr; `verbose` also shows the log's lines as they arrive.
+    pub fn new(quiet: bool, verbose: bool) -> Display {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             b.set_style(
@@ -60,6 +61,7 @@ impl Display {
         Display {
             bar,
             quiet,
+            verbose: verbose && !quiet,
             eta: Eta::default(),
             last_plain: None,
             started: Instant::now(),
@@ -111,6 +113,18 @@ impl Observer for Display {
                     self.last_plain = Some((now, m.phase, done));
                 }
             }
+        }
+    }
+
+    fn output(&mut self, bytes: &[u8]) {
+        if !self.verbose {
+            return;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end_matches('\n');
+        match &self.bar {
+            Some(b) => b.println(text),
+            None => eprintln!("{text}"),
         }
     }
 
