@@ -435,6 +435,7 @@ impl BuildRun<'_> {
                                 .collect::<Vec<_>>()
                                 .join("; "),
                         ));
+                        checks.extend(self.wheel_checks(engine, &wheels, &spec.tag));
                         report.wheels = wheels;
                     }
                     Err(e) => checks.push(Check::fail(
@@ -455,6 +456,42 @@ impl BuildRun<'_> {
         .expect("report serializes");
         std::fs::write(&a.report_json, json).map_err(|e| Error::io("write", &a.report_json, e))?;
         Ok(report)
+    }
+
+    /// Phase 3 on the torch wheel taken out, its libraries resolved inside the image just built.
+    fn wheel_checks(&self, engine: &dyn Engine, wheels: &[Wheel], image: &str) -> Vec<Check> {
+        let Some(torch) = wheels.iter().find(|w| {
+            w.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("torch-") && n.ends_with(".whl"))
+        }) else {
+            return vec![Check::skip(
+                "3.1",
+                crate::check::catalog::title("3.1"),
+                "the wheel stage holds no torch-*.whl",
+            )];
+        };
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let data = match crate::check::wheel::read_wheel(&torch.path, threads) {
+            Ok(d) => d,
+            Err(e) => {
+                return vec![Check::fail(
+                    "3.1",
+                    crate::check::catalog::title("3.1"),
+                    format!("cannot read {}: {e}", torch.path.display()),
+                )];
+            }
+        };
+        let opts = crate::check::wheel::WheelOptions {
+            archs: self.recipe.archs().to_vec(),
+            min_bytes: self.recipe.file.checks.wheel_min_bytes,
+        };
+        let mut root = crate::check::resolve::ImageRoot::open(engine, image).ok();
+        let root = root
+            .as_mut()
+            .map(|r| r as &mut dyn crate::check::resolve::LibRoot);
+        crate::check::wheel::checks(&data, &opts, root).0
     }
 
     /// Phase 2 from the live log; when the compile step was served from cache (no summary in

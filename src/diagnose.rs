@@ -106,7 +106,7 @@ pub const KNOWN: &[Known] = &[
         None,
         "ROCm platform is not available because: No module named 'amdsmi'",
         "the amdsmi Python package is missing, so vLLM falls back to no platform",
-        "pip install /opt/rocm/share/amd_smi (amdsmi from the image's own ROCm)",
+        "pip install /opt/rocm/share/amd_smi (amdsmi built from the image's own ROCm); the spec's `apt install amd-smi-lib` alone is not enough: that package ships the library and the Python sources, the Python package must be installed from them",
         "spec; vllm#24576, TheRock#3054",
     ),
     k(

@@ -29,6 +29,8 @@ pub struct PlannedCheck {
     pub pass_condition: String,
     /// Needs an AMD GPU (skipped with the reason where none is present).
     pub needs_gpu: bool,
+    /// The forge command that runs it today (`not implemented yet` for phases 4-7 and the export).
+    pub run_by: &'static str,
 }
 
 /// Where a run's files go.
@@ -201,6 +203,7 @@ pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Pla
             title: e.title,
             pass_condition: catalog::condition(e.id, recipe),
             needs_gpu: e.needs_gpu,
+            run_by: catalog::runner(e.id),
         })
         .collect();
 
@@ -257,9 +260,14 @@ impl Plan {
             s.push_str(&format!("  {k}={v}\n"));
         }
         s.push_str("checks\n");
+        let mut last = "";
         for c in &self.planned_checks {
+            if c.run_by != last {
+                s.push_str(&format!("  run by {}:\n", c.run_by));
+                last = c.run_by;
+            }
             s.push_str(&format!(
-                "  {:17} {:48} {}{}\n",
+                "    {:17} {:48} {}{}\n",
                 c.id,
                 c.title,
                 c.pass_condition,

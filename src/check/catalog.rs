@@ -144,6 +144,16 @@ fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
+/// Which forge command runs check `id` today.
+pub fn runner(id: &str) -> &'static str {
+    match entry(id).phase {
+        1 => "forge preflight",
+        2 => "forge build, forge scan, forge watch",
+        3 => "forge wheel, forge build",
+        _ => "not implemented yet",
+    }
+}
+
 /// The pass condition of `id` under `recipe`, with its threshold.
 pub fn condition(id: &str, r: &Recipe) -> String {
     let c = &r.file.checks;

@@ -458,7 +458,7 @@ pub fn checks(
             id,
             Status::Skip,
             format!(
-                "`{}` is not a torch wheel (no torch/lib/libtorch_cpu.so)",
+                "no torch/lib/libtorch_cpu.so in `{}`: the torch checks do not apply",
                 d.name.name
             ),
         )
