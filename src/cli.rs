@@ -84,6 +84,10 @@ pub enum Command {
         /// Seconds between SIGINT, SIGTERM and SIGKILL.
         #[arg(long, value_name = "SECS", default_value_t = 10.0)]
         grace: f64,
+        /// Poll the log every 100 ms instead of using inotify (network filesystems, where
+        /// another machine's writes raise no event here).
+        #[arg(long)]
+        poll: bool,
         #[command(flatten)]
         recipe: RecipeArgs,
         /// Target arch(s) to require instead of the recipe's (repeat or `;`-separate).

@@ -107,6 +107,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             log,
             pid,
             grace,
+            poll,
             recipe,
             arch,
         } => {
@@ -124,7 +125,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             let opts = monitor::tail::WatchOptions {
                 pid,
                 grace: Duration::from_secs_f64(grace.max(0.0)),
-                poll: Duration::from_millis(250),
+                poll: Duration::from_millis(if poll { 100 } else { 250 }),
+                poll_only: poll,
             };
             let mut display = monitor::ui::Display::new(ui.quiet, ui.verbose > 0);
             let result =

@@ -317,6 +317,10 @@ fn start_writer(script: &Path) -> std::process::Child {
 }
 
 fn watch(log: &Path, pid: u32) -> std::process::Child {
+    watch_with(log, pid, &[])
+}
+
+fn watch_with(log: &Path, pid: u32, extra: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_forge"))
         .args([
             "watch",
@@ -327,6 +331,7 @@ fn watch(log: &Path, pid: u32) -> std::process::Child {
             "2",
             "--json",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -502,6 +507,32 @@ fn watch_follows_a_replaced_log() {
     writer.wait().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("replaced"), "{}", stderr(&out));
+}
+
+#[test]
+fn watch_with_poll_follows_without_inotify() {
+    // --poll: for logs on network filesystems, where another machine's writes raise no event.
+    let dir = tempdir("watch-poll");
+    let log = dir.join("build.log");
+    let logs = log.to_str().unwrap();
+    let bad = SUMMARY_GOOD.replace("USE_DISTRIBUTED       : ON", "USE_DISTRIBUTED       : 0");
+    let script = write_script(
+        &dir,
+        "writer.sh",
+        &format!("{}sleep 600\n", slow_lines(&bad, logs, "0.02")),
+    );
+    let mut writer = start_writer(&script);
+    let out = watch_with(&log, writer.id(), &["--poll"])
+        .wait_with_output()
+        .unwrap();
+    writer.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("polling every 100ms"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(json(&out)["fatal"]["line"], 9);
 }
 
 #[test]

@@ -328,6 +328,12 @@ pub(crate) mod tests {
         b.extend_from_slice(&version.to_le_bytes());
         b.extend_from_slice(&method.to_le_bytes());
         match version {
+            1 => {
+                b.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+                b.extend_from_slice(&0x1234_5678_u64.to_le_bytes());
+                b.extend_from_slice(&payload);
+                return b;
+            }
             3 => {
                 b.extend_from_slice(&(32 + payload.len() as u64).to_le_bytes());
                 b.extend_from_slice(&(inner.len() as u64).to_le_bytes());
@@ -374,6 +380,15 @@ pub(crate) mod tests {
         assert_eq!(found[1].targets().collect::<Vec<_>>(), ["gfx1100"]);
         assert_eq!(found[2].compression, Some("zlib"));
         assert_eq!(found[2].targets().collect::<Vec<_>>(), ["gfx1201"]);
+    }
+
+    #[test]
+    fn ccob_v1_without_a_total_size_is_read() {
+        let sec = ccob(&bundle(&[HOST, T1]), 1, 1);
+        let found = scan(&sec, 0, sec.len() as u64).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].compression, Some("zstd"));
+        assert_eq!(found[0].targets().collect::<Vec<_>>(), ["gfx1151"]);
     }
 
     #[test]

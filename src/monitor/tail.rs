@@ -27,6 +27,8 @@ pub struct WatchOptions {
     pub grace: Duration,
     /// Longest wait between two looks at the file (the fallback when no event comes).
     pub poll: Duration,
+    /// Do not use notify at all: poll every `poll`.
+    pub poll_only: bool,
 }
 
 /// Why the watch ended.
@@ -140,13 +142,17 @@ pub fn watch(
         ));
     }
     let (tx, rx) = mpsc::channel::<()>();
-    let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-        let _ = tx.send(());
-    })
-    .and_then(|mut w| {
-        w.watch(&dir, notify::RecursiveMode::NonRecursive)
-            .map(|()| w)
-    });
+    let watcher = if opts.poll_only {
+        Err(notify::Error::generic("--poll given"))
+    } else {
+        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        })
+        .and_then(|mut w| {
+            w.watch(&dir, notify::RecursiveMode::NonRecursive)
+                .map(|()| w)
+        })
+    };
     let _watcher = match watcher {
         Ok(w) => Some(w),
         Err(e) => {
