@@ -660,7 +660,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// How long after a fatal line the build request was dropped (for the note).
 pub fn describe_cancel(ms: Option<f64>) -> String {
-    ms.map(|m| format!("{m:.0} ms after the line arrived"))
+    ms.map(|m| format!("{m:.1} ms after the line arrived"))
         .unwrap_or_default()
 }
 

@@ -536,6 +536,40 @@ fn watch_with_poll_follows_without_inotify() {
 }
 
 #[test]
+fn watch_never_signals_the_group_of_the_script_that_started_it() {
+    // A script without job control starts the build in the background (in the script's own
+    // process group) and runs forge under `timeout` (a group of its own). Signalling the build's
+    // group would hit everything else the script runs: only the build may be stopped.
+    let dir = tempdir("watch-group");
+    let log = dir.join("build.log");
+    let logs = log.to_str().unwrap();
+    let bad = SUMMARY_GOOD.replace("USE_DISTRIBUTED       : ON", "USE_DISTRIBUTED       : OFF");
+    let d = dir.display();
+    let bystander = format!(
+        "python3 -c \"import signal, sys, time\nsignal.signal(signal.SIGINT, lambda *a: (open('{d}/bystander-got-sigint', 'w').close(), sys.exit(0)))\nopen('{d}/bystander-ready', 'w').close()\ntime.sleep(60)\" &\nB=$!\nwhile [ ! -e {d}/bystander-ready ]; do sleep 0.05; done\n"
+    );
+    let writer = format!("({}sleep 600) &\nP=$!\n", slow_lines(&bad, logs, "0.01"));
+    let script = write_script(
+        &dir,
+        "script.sh",
+        &format!(
+            "{bystander}{writer}set +e\ntimeout 60 {forge} watch {logs} --pid $P --grace 1 > /dev/null 2>&1\necho \"forge=$?\" > {d}/after\nkill $P $B 2>/dev/null\nexit 0\n",
+            forge = env!("CARGO_BIN_EXE_forge"),
+        ),
+    );
+    let status = start_writer(&script).wait().unwrap();
+    assert!(status.success(), "the script was killed: {status:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("after")).unwrap().trim(),
+        "forge=1"
+    );
+    assert!(
+        !dir.join("bystander-got-sigint").exists(),
+        "forge signalled a process of its caller's group"
+    );
+}
+
+#[test]
 fn watch_errors_are_clear_exit_2() {
     let o = forge(&["watch", "/nonexistent-dir/build.log", "--pid", "1"], None);
     assert_eq!(o.status.code(), Some(2));

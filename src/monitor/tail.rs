@@ -83,13 +83,16 @@ fn wait_exit(pid: i32, limit: Duration) -> bool {
     !alive(pid)
 }
 
-/// Stop `pid`'s process group (or just `pid` when it shares forge's own group): SIGINT, then
-/// SIGTERM, then SIGKILL, waiting `grace` after each. Returns the signals sent.
+/// Stop `pid` and its process group: SIGINT, then SIGTERM, then SIGKILL, waiting `grace` after
+/// each. Returns the signals sent. The whole group is signalled only when `pid` leads it (a
+/// shell job, a `setsid` build): a process that merely sits in its caller's group (a script
+/// without job control, a wrapper like `timeout`) gets the signals alone, so forge never takes
+/// down the script that started it.
 pub fn stop_process(pid: i32, grace: Duration) -> Vec<String> {
     // SAFETY: plain syscalls on integers.
     let pgid = unsafe { libc::getpgid(pid) };
     let mine = unsafe { libc::getpgrp() };
-    let (target, what) = if pgid > 0 && pgid != mine {
+    let (target, what) = if pgid == pid && pgid != mine {
         (-pgid, format!("group {pgid}"))
     } else {
         (pid, format!("process {pid}"))
