@@ -120,6 +120,7 @@ WORKDIR /src/vllm
 RUN --mount=type=cache,target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
     pip install -c /dist/torch-constraint.txt -r requirements/rocm.txt \
+ && pip install -c /dist/torch-constraint.txt "setuptools>=77" setuptools-scm cmake ninja packaging wheel jinja2 \
  && pip wheel --no-build-isolation --no-deps -c /dist/torch-constraint.txt --wheel-dir=/dist . \
  && pip freeze | grep -E '^torch==' | diff - /dist/torch-constraint.txt
 
