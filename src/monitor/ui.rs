@@ -83,7 +83,12 @@ impl Observer for Display {
         }
         let (done, total) = m.progress.map_or((0, 0), |p| (p.done, p.total));
         let eta = (total > 0).then(|| self.eta.update(done, total)).flatten();
-        let mut msg = format!("{} | {} lines", m.phase, m.lines);
+        let mut msg = format!(
+            "{} | {} lines, {:.1} MB of log",
+            m.phase,
+            m.lines,
+            m.bytes as f64 / 1e6
+        );
         if total > 0 {
             msg.push_str(&format!(
                 " | ninja {done}/{total} ({:.1}%)",
