@@ -122,6 +122,11 @@ fn good_build_yields_the_wheel(builder: &str) {
         assert_eq!(c["status"], "pass", "{id}: {c}");
     }
     assert!(arts.join("good/report.json").is_file());
+    let md = std::fs::read_to_string(arts.join("good/report.md")).unwrap();
+    assert!(
+        md.contains("| 2.1 | PASS |") && md.contains("| build.wheels | PASS |"),
+        "{md}"
+    );
     // the temporary wheel-stage image is gone
     let imgs = Command::new("docker")
         .args(["images", "-q", "forge-wheels"])

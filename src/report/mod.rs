@@ -95,6 +95,17 @@ pub enum Verdict {
     Incomplete,
 }
 
+impl Verdict {
+    /// Lower-case name, as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Incomplete => "incomplete",
+        }
+    }
+}
+
 /// The verdict of a list of checks.
 pub fn verdict(checks: &[Check]) -> Verdict {
     if checks.iter().any(|c| c.status == Status::Fail) {
