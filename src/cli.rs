@@ -136,4 +136,21 @@ pub enum Command {
         #[command(flatten)]
         recipe: RecipeArgs,
     },
+    /// Export an image as `.tar.gz` with a SHA256 file, in one pass, compressing on every core.
+    Export {
+        /// The image (tag or id).
+        #[arg(value_name = "IMAGE")]
+        image: String,
+        /// The archive to write (default: artifacts/<image>.tar.gz).
+        #[arg(long, short, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// gzip level, 1 (fast) to 9 (small).
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
+        level: u32,
+        /// Compression threads (default: the CPU count).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    },
 }

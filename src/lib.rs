@@ -10,6 +10,7 @@ pub mod diagnose;
 pub mod dockerfile;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod monitor;
 pub mod plan;
 pub mod recipe;
@@ -293,6 +294,57 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .with("flavour", check::wheel::flavour(&data))
                 .with("elf", check::wheel::elf_members(&data))
                 .with("resolution", resolution);
+            Ok(ui.emit(&outcome))
+        }
+        Command::Export {
+            image,
+            out,
+            level,
+            threads,
+            recipe,
+        } => {
+            let recipe = load_recipe(&recipe)?;
+            let out = out.unwrap_or_else(|| {
+                Path::new("artifacts").join(format!("{}.tar.gz", plan::tag_slug(&image)))
+            });
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+            });
+            let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+            ui.say(&format!("exporting {image} to {} ...", out.display()));
+            let e = export::export(&engine, &image, &out, level, threads)?;
+            let min = recipe.file.checks.archive_min_bytes;
+            let mb = |b: u64| b as f64 / 1e6;
+            let checks = vec![
+                check::check(
+                    "export.archive",
+                    report::Status::Pass,
+                    format!(
+                        "{} ({:.1} MB from a {:.1} MB image tar, {:.0}% ; {:.1} s, {:.0} MB/s of tar)",
+                        e.archive.display(),
+                        mb(e.gz_bytes),
+                        mb(e.tar_bytes),
+                        e.gz_bytes as f64 * 100.0 / e.tar_bytes.max(1) as f64,
+                        e.seconds,
+                        mb(e.tar_bytes) / e.seconds.max(1e-9)
+                    ),
+                ),
+                check::check(
+                    "export.sha256",
+                    report::Status::Pass,
+                    format!(
+                        "{}: {}  (`sha256sum -c` reads it)",
+                        e.sha256_file.display(),
+                        e.sha256
+                    ),
+                ),
+                check::check_when(
+                    e.gz_bytes > min,
+                    "export.size",
+                    format!("{:.1} MB, threshold {:.1} MB", mb(e.gz_bytes), mb(min)),
+                ),
+            ];
+            let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
             Ok(ui.emit(&outcome))
         }
         Command::Clean { all } => {

@@ -435,3 +435,78 @@ fn shipped_dockerfile_parses_in_the_engine_and_guards_the_rocm_version() {
     );
     std::fs::remove_dir_all(&arts).ok();
 }
+
+#[test]
+fn export_writes_a_loadable_archive_and_a_checksum_sha256sum_accepts() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine() {
+        return;
+    }
+    let dir = artifacts("export");
+    let out = dir.join("base.tar.gz");
+    let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args([
+            "export",
+            "forge-test-base:trixie",
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    // The test image is far below the 8 GB deliverable threshold: export.size fails, the rest pass.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    let st = |id: &str| {
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(st("export.archive"), "pass");
+    assert_eq!(st("export.sha256"), "pass");
+    assert_eq!(st("export.size"), "fail");
+    assert!(!dir.join("base.tar.gz.part").exists());
+    let sum = Command::new("sha256sum")
+        .arg("-c")
+        .arg("base.tar.gz.sha256")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        sum.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sum.stdout)
+    );
+    let load = Command::new("docker")
+        .args(["load", "-i", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&load.stdout).contains("Loaded image: forge-test-base:trixie"),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    // An image that does not exist: a clear error, and nothing left behind.
+    let bad = dir.join("nope.tar.gz");
+    let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args([
+            "export",
+            "forge-no-such-image:latest",
+            "-o",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("forge-no-such-image"), "{}", stderr(&o));
+    assert!(
+        !bad.exists()
+            && !dir.join("nope.tar.gz.part").exists()
+            && !dir.join("nope.tar.gz.sha256").exists()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -150,6 +150,7 @@ pub fn runner(id: &str) -> &'static str {
         1 => "forge preflight",
         2 => "forge build, forge scan, forge watch",
         3 => "forge wheel, forge build",
+        8 => "forge export",
         _ => "not implemented yet",
     }
 }

@@ -77,6 +77,9 @@ pub trait Engine {
     fn copy_out(&self, id: &str, path: &str, dest: &Path) -> Result<Option<u64>>;
     /// Remove a container.
     fn remove_container(&self, id: &str) -> Result<()>;
+    /// Stream `image` as the engine's image tar (what `docker save` writes) into `sink`, in
+    /// pieces as they arrive. Returns the bytes streamed.
+    fn export_image(&self, image: &str, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64>;
     /// Remove an image (forced, untagging it).
     fn remove_image(&self, image: &str) -> Result<()>;
     /// Containers and images carrying `label` (`key` or `key=value`).
@@ -168,6 +171,29 @@ impl Engine for DockerEngine {
 
     fn remove_image(&self, image: &str) -> Result<()> {
         self.rt.block_on(files::remove_image(&self.docker, image))
+    }
+
+    fn export_image(&self, image: &str, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+        use futures_util::StreamExt;
+        self.rt.block_on(async {
+            let mut stream = self.docker.export_image(image);
+            let mut n = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| match e {
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        message,
+                    } => Error::Engine {
+                        message: format!("no image `{image}`: {message}"),
+                        hint: Some("`docker images` lists the images the engine has".into()),
+                    },
+                    e => engine_err(&format!("export `{image}`"), e),
+                })?;
+                n += chunk.len() as u64;
+                sink(&chunk)?;
+            }
+            Ok(n)
+        })
     }
 
     fn leftovers(&self, label: &str) -> Result<Vec<Leftover>> {
