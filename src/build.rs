@@ -73,6 +73,8 @@ pub struct BuildReport {
     pub checks: Vec<Check>,
     /// Wheels taken out.
     pub wheels: Vec<Wheel>,
+    /// The exported image, when it was exported.
+    pub export: Option<crate::export::Export>,
     /// Seconds the build took.
     pub seconds: f64,
 }
@@ -143,6 +145,15 @@ impl BuildReport {
                     w.sha256
                 ));
             }
+        }
+        if let Some(e) = &self.export {
+            md.push_str(&format!(
+                "\n## Image archive\n\n`{}` ({} bytes), SHA256 `{}` in `{}`\n",
+                e.archive.display(),
+                e.gz_bytes,
+                e.sha256,
+                e.sha256_file.display()
+            ));
         }
         md.push_str("\nSkipped checks are not passes; each says why it was skipped.\n");
         md
@@ -313,6 +324,8 @@ pub struct BuildRun<'a> {
     pub run: String,
     /// Builder choice.
     pub builder: BuilderChoice,
+    /// Export the image after a good build.
+    pub export: bool,
 }
 
 impl BuildRun<'_> {
@@ -414,6 +427,7 @@ impl BuildRun<'_> {
             log_tail: Vec::new(),
             checks: Vec::new(),
             wheels: Vec::new(),
+            export: None,
             seconds: 0.0,
         };
         let monitor = &sink.feeder.monitor;
@@ -503,6 +517,29 @@ impl BuildRun<'_> {
                         "wheels taken out of the wheel stage",
                         e.to_string(),
                     )),
+                }
+                if self.export {
+                    sink.observer.note(&format!(
+                        "exporting {} to {}",
+                        spec.tag,
+                        a.archive.display()
+                    ));
+                    let threads =
+                        std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+                    match crate::export::export(engine, &spec.tag, &a.archive, 6, threads) {
+                        Ok(e) => {
+                            checks.extend(crate::export::checks(
+                                &e,
+                                self.recipe.file.checks.archive_min_bytes,
+                            ));
+                            report.export = Some(e);
+                        }
+                        Err(e) => checks.push(Check::fail(
+                            "export.archive",
+                            "image exported as .tar.gz",
+                            e.to_string(),
+                        )),
+                    }
                 }
             }
         }

@@ -108,6 +108,9 @@ pub enum Command {
         /// Run id (default: recipe name and UTC time).
         #[arg(long, value_name = "ID")]
         run_id: Option<String>,
+        /// Do not export the image as .tar.gz after a good build.
+        #[arg(long)]
+        no_export: bool,
     },
     /// Remove temporary containers and images left by forge runs that are no longer running.
     Clean {

@@ -184,6 +184,46 @@ pub fn export(
     })
 }
 
+/// The deliverable checks of an export: archive, checksum, compressed size against `min_bytes`.
+pub fn checks(e: &Export, min_bytes: u64) -> Vec<crate::report::Check> {
+    use crate::check::{check, check_when};
+    use crate::report::Status;
+    let mb = |b: u64| b as f64 / 1e6;
+    vec![
+        check(
+            "export.archive",
+            Status::Pass,
+            format!(
+                "{} ({:.1} MB from a {:.1} MB image tar, {:.0}%; {:.1} s, {:.0} MB/s of tar)",
+                e.archive.display(),
+                mb(e.gz_bytes),
+                mb(e.tar_bytes),
+                e.gz_bytes as f64 * 100.0 / e.tar_bytes.max(1) as f64,
+                e.seconds,
+                mb(e.tar_bytes) / e.seconds.max(1e-9)
+            ),
+        ),
+        check(
+            "export.sha256",
+            Status::Pass,
+            format!(
+                "{}: {}  (`sha256sum -c` reads it)",
+                e.sha256_file.display(),
+                e.sha256
+            ),
+        ),
+        check_when(
+            e.gz_bytes > min_bytes,
+            "export.size",
+            format!(
+                "{:.1} MB, threshold {:.1} MB",
+                mb(e.gz_bytes),
+                mb(min_bytes)
+            ),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

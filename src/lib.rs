@@ -175,6 +175,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             builder,
             artifacts,
             run_id,
+            no_export,
         } => {
             let recipe = load_recipe(&recipe)?;
             let run = run_id.unwrap_or_else(|| build::new_run_id(&recipe.file.name));
@@ -189,6 +190,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 plan: &plan,
                 run,
                 builder,
+                export: !no_export,
             }
             .execute(&engine, &mut display);
             display.clear();
@@ -313,37 +315,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             ui.say(&format!("exporting {image} to {} ...", out.display()));
             let e = export::export(&engine, &image, &out, level, threads)?;
-            let min = recipe.file.checks.archive_min_bytes;
-            let mb = |b: u64| b as f64 / 1e6;
-            let checks = vec![
-                check::check(
-                    "export.archive",
-                    report::Status::Pass,
-                    format!(
-                        "{} ({:.1} MB from a {:.1} MB image tar, {:.0}% ; {:.1} s, {:.0} MB/s of tar)",
-                        e.archive.display(),
-                        mb(e.gz_bytes),
-                        mb(e.tar_bytes),
-                        e.gz_bytes as f64 * 100.0 / e.tar_bytes.max(1) as f64,
-                        e.seconds,
-                        mb(e.tar_bytes) / e.seconds.max(1e-9)
-                    ),
-                ),
-                check::check(
-                    "export.sha256",
-                    report::Status::Pass,
-                    format!(
-                        "{}: {}  (`sha256sum -c` reads it)",
-                        e.sha256_file.display(),
-                        e.sha256
-                    ),
-                ),
-                check::check_when(
-                    e.gz_bytes > min,
-                    "export.size",
-                    format!("{:.1} MB, threshold {:.1} MB", mb(e.gz_bytes), mb(min)),
-                ),
-            ];
+            let checks = export::checks(&e, recipe.file.checks.archive_min_bytes);
             let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
             Ok(ui.emit(&outcome))
         }

@@ -122,6 +122,22 @@ fn good_build_yields_the_wheel(builder: &str) {
         assert_eq!(c["status"], "pass", "{id}: {c}");
     }
     assert!(arts.join("good/report.json").is_file());
+    for id in ["export.archive", "export.sha256", "export.size"] {
+        let c = j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap();
+        assert_eq!(c["status"], "pass", "{id}: {c}");
+    }
+    let archive = arts.join("good/forge-fixture-good-latest.tar.gz");
+    assert!(
+        archive.is_file()
+            && arts
+                .join("good/forge-fixture-good-latest.tar.gz.sha256")
+                .is_file()
+    );
     let md = std::fs::read_to_string(arts.join("good/report.md")).unwrap();
     assert!(
         md.contains("| 2.1 | PASS |") && md.contains("| build.wheels | PASS |"),

@@ -150,7 +150,7 @@ pub fn runner(id: &str) -> &'static str {
         1 => "forge preflight",
         2 => "forge build, forge scan, forge watch",
         3 => "forge wheel, forge build",
-        8 => "forge export",
+        8 => "forge export, forge build",
         _ => "not implemented yet",
     }
 }
