@@ -32,3 +32,5 @@ make_image() {
 make_image forge-test-base:trixie python3
 # Real ROCm user-space libraries from Debian (HIP, HSA runtime, ROCm SMI) for `forge wheel --image`
 make_image forge-test-rocm:trixie libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1
+# A runtime-shaped image: python3, uvloop and python-multipart, and the ROCm libraries (`forge image`)
+make_image forge-test-runtime:trixie python3,python3-uvloop,python3-multipart,libamdhip64-5,librocm-smi64-1

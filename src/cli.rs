@@ -156,4 +156,12 @@ pub enum Command {
         #[command(flatten)]
         recipe: RecipeArgs,
     },
+    /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release.
+    Image {
+        /// The image (tag or id).
+        #[arg(value_name = "IMAGE")]
+        image: String,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    },
 }

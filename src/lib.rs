@@ -319,6 +319,17 @@ pub fn run(cli: Cli) -> Result<u8> {
             let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
             Ok(ui.emit(&outcome))
         }
+        Command::Image { image, recipe } => {
+            let recipe = load_recipe(&recipe)?;
+            let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+            let size = engine::Engine::image_size(&engine, &image)?;
+            let probe = check::image::probe(&engine, &image, &recipe.file.checks.files)?;
+            let checks = check::image::checks(&recipe, size, &probe);
+            let outcome = Outcome::new(format!("image {image}"), checks)
+                .with("size", size)
+                .with("probe", &probe);
+            Ok(ui.emit(&outcome))
+        }
         Command::Clean { all } => {
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             let removed = build::clean(&engine, all)?;

@@ -526,3 +526,62 @@ fn export_writes_a_loadable_archive_and_a_checksum_sha256sum_accepts() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn image_checks_read_packages_python_distributions_and_files() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine() {
+        return;
+    }
+    let run = |recipe: Option<&str>| {
+        let mut args = vec!["image", "forge-test-runtime:trixie", "--json"];
+        let path;
+        if let Some(r) = recipe {
+            path = root().join("tests/fixtures/docker").join(r);
+            args.extend(["--recipe", path.to_str().unwrap()]);
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(&args)
+            .output()
+            .unwrap();
+        (o.status.code(), json(&o))
+    };
+    let status = |j: &serde_json::Value, id: &str| {
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // With what this image really has, phase 4 passes (4.5 and the ROCm release do not apply).
+    let (code, j) = run(Some("runtime-image.toml"));
+    assert_eq!(code, Some(0), "{j}");
+    for id in ["4.1", "4.2", "4.3", "4.4"] {
+        assert_eq!(status(&j, id), "pass", "{id}");
+    }
+    assert_eq!(status(&j, "4.5"), "skip");
+    assert_eq!(status(&j, "image.rocm-versions"), "skip");
+    assert!(
+        j["probe"]["dpkg"]["libamdhip64-5"]
+            .as_str()
+            .unwrap()
+            .starts_with("5.7"),
+        "{}",
+        j["probe"]["dpkg"]
+    );
+    // Against the shipped recipe it is not a vLLM ROCm image, and each check says what is missing.
+    let (code, j) = run(None);
+    assert_eq!(code, Some(1));
+    for id in ["4.1", "4.2", "4.3", "4.4", "4.5"] {
+        assert_eq!(status(&j, id), "fail", "{id}");
+    }
+    let ps = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=forge.temp"])
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "the probe container is left");
+}

@@ -99,6 +99,12 @@ pub const CATALOG: &[Entry] = &[
     e("4.3", 4, "Python packages installed", false),
     e("4.4", 4, "ROCm libraries present", false),
     e("4.5", 4, "libamd_smi.so present", false),
+    e(
+        "image.rocm-versions",
+        4,
+        "one ROCm release in all AMD packages",
+        false,
+    ),
     e("5.1", 5, "torch imports", true),
     e("5.2", 5, "torch sees the GPU through HIP", true),
     e(
@@ -150,6 +156,7 @@ pub fn runner(id: &str) -> &'static str {
         1 => "forge preflight",
         2 => "forge build, forge scan, forge watch",
         3 => "forge wheel, forge build",
+        4 => "forge image",
         8 => "forge export, forge build",
         _ => "not implemented yet",
     }
@@ -190,6 +197,10 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "4.1" => format!("> {}", gb(c.image_min_bytes)),
         "4.2" => format!("installed: {}", c.system_packages.join(", ")),
         "4.3" => format!("installed: {}", c.pip_packages.join(", ")),
+        "image.rocm-versions" => format!(
+            "every AMD-repository package from ROCm {}",
+            r.rocm_version()
+        ),
         "4.4" | "4.5" => {
             let (smi, rest): (Vec<&String>, Vec<&String>) =
                 c.files.iter().partition(|f| f.contains("amd_smi"));

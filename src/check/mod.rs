@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod catalog;
 pub mod elf;
 pub mod host;
+pub mod image;
 pub mod resolve;
 pub mod source;
 pub mod wheel;

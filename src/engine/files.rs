@@ -176,3 +176,83 @@ pub async fn remove_leftover(docker: &bollard::Docker, l: &Leftover) -> Result<(
         _ => remove_image(docker, &l.id).await,
     }
 }
+
+/// Create, start and wait for a container running `cmd`; collect its output; remove it.
+pub async fn run_once(
+    docker: &bollard::Docker,
+    image: &str,
+    cmd: &[String],
+    labels: &BTreeMap<String, String>,
+    timeout: std::time::Duration,
+) -> Result<(i64, String, String)> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(cmd.to_vec()),
+        labels: Some(labels.clone().into_iter().collect::<HashMap<_, _>>()),
+        network_disabled: Some(true),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await
+        .map_err(|e| engine_err(&format!("create a container of `{image}`"), e))?
+        .id;
+    let result = async {
+        docker
+            .start_container(
+                &id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| engine_err(&format!("start `{}` in `{image}`", cmd.join(" ")), e))?;
+        let mut wait =
+            docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
+        let code = match tokio::time::timeout(timeout, wait.next()).await {
+            Err(_) => {
+                return Err(Error::Engine {
+                    message: format!(
+                        "`{}` in `{image}` did not finish within {timeout:?}",
+                        cmd.join(" ")
+                    ),
+                    hint: None,
+                });
+            }
+            Ok(Some(Ok(w))) => w.status_code,
+            // A non-zero exit arrives as an error carrying the code.
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+            Ok(Some(Err(e))) => return Err(engine_err("wait for the container", e)),
+            Ok(None) => -1,
+        };
+        let mut logs = docker.logs(
+            &id,
+            Some(bollard::query_parameters::LogsOptions {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(item) = logs.next().await {
+            match item.map_err(|e| engine_err("read the container's output", e))? {
+                bollard::container::LogOutput::StdOut { message } => {
+                    out.extend_from_slice(&message)
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    err.extend_from_slice(&message)
+                }
+                _ => {}
+            }
+        }
+        Ok((
+            code,
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+        ))
+    }
+    .await;
+    let _ = remove_container(docker, &id).await;
+    result
+}

@@ -80,6 +80,17 @@ pub trait Engine {
     /// Stream `image` as the engine's image tar (what `docker save` writes) into `sink`, in
     /// pieces as they arrive. Returns the bytes streamed.
     fn export_image(&self, image: &str, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64>;
+    /// Run `cmd` once in a new container of `image` (no devices, labelled), wait up to
+    /// `timeout`, remove the container. Returns (exit code, stdout, stderr).
+    fn run_once(
+        &self,
+        image: &str,
+        cmd: &[String],
+        labels: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<(i64, String, String)>;
+    /// The image's size in bytes, as the engine reports it.
+    fn image_size(&self, image: &str) -> Result<u64>;
     /// Remove an image (forced, untagging it).
     fn remove_image(&self, image: &str) -> Result<()>;
     /// Containers and images carrying `label` (`key` or `key=value`).
@@ -171,6 +182,31 @@ impl Engine for DockerEngine {
 
     fn remove_image(&self, image: &str) -> Result<()> {
         self.rt.block_on(files::remove_image(&self.docker, image))
+    }
+
+    fn run_once(
+        &self,
+        image: &str,
+        cmd: &[String],
+        labels: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<(i64, String, String)> {
+        self.rt
+            .block_on(files::run_once(&self.docker, image, cmd, labels, timeout))
+    }
+
+    fn image_size(&self, image: &str) -> Result<u64> {
+        self.rt.block_on(async {
+            let i = self
+                .docker
+                .inspect_image(image)
+                .await
+                .map_err(|e| Error::Engine {
+                    message: format!("no image `{image}`: {e}"),
+                    hint: Some("`docker images` lists the images the engine has".into()),
+                })?;
+            Ok(i.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
+        })
     }
 
     fn export_image(&self, image: &str, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64> {
