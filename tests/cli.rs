@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{json, stderr};
+use common::{check_of, json, stderr};
 
 fn forge(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -150,15 +150,7 @@ fn preflight_without_gpu_fails_each_missing_piece_and_docker_passes() {
     }
     let j = json(&o);
     let checks = j["checks"].as_array().unwrap();
-    let status = |id: &str| {
-        checks
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap_or_else(|| panic!("{id} missing"))["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let status = |id: &str| check_of(&j, id)["status"].as_str().unwrap().to_owned();
     if !Path::new("/dev/kfd").exists() {
         for id in ["1.1", "1.2", "1.3", "1.4"] {
             assert_eq!(status(id), "fail", "{id}");
@@ -185,13 +177,7 @@ fn preflight_with_unreachable_engine_is_a_finding_not_a_crash() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let j = json(&o);
-    let docker = j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "host.docker")
-        .unwrap()
-        .clone();
+    let docker = check_of(&j, "host.docker").clone();
     assert_eq!(docker["status"], "fail");
     assert!(
         docker["evidence"]

@@ -9,10 +9,16 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 mod common;
-use common::{engine, json, root, stderr};
+use common::{check_of, engine, json, root, stderr};
 use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One Docker test at a time; `None` (skip) where no engine answers outside CI.
+fn serial_engine() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    engine().then_some(guard)
+}
 
 fn artifacts(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("forge-docker-{name}-{}", std::process::id()));
@@ -77,10 +83,7 @@ fn containers_with(needle: &str) -> String {
 }
 
 fn good_build_yields_the_wheel(builder: &str) {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine() {
-        return;
-    }
+    let Some(_g) = serial_engine() else { return };
     let arts = artifacts(&format!("good-{builder}"));
     let (o, _) = build("good.toml", builder, &arts, "good");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -113,22 +116,12 @@ fn good_build_yields_the_wheel(builder: &str) {
         "{log}"
     );
     for id in ["2.1", "build.arch", "build.result", "build.wheels"] {
-        let c = j["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap();
+        let c = check_of(&j, id);
         assert_eq!(c["status"], "pass", "{id}: {c}");
     }
     assert!(arts.join("good/report.json").is_file());
     for id in ["export.archive", "export.sha256", "export.size"] {
-        let c = j["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap();
+        let c = check_of(&j, id);
         assert_eq!(c["status"], "pass", "{id}: {c}");
     }
     let archive = arts.join("good/forge-fixture-good-latest.tar.gz");
@@ -163,10 +156,7 @@ fn good_build_yields_the_wheel_classic() {
 }
 
 fn bad_summary_is_stopped(builder: &str) {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine() {
-        return;
-    }
+    let Some(_g) = serial_engine() else { return };
     let arts = artifacts(&format!("bad-{builder}"));
     let (o, took) = build("bad.toml", builder, &arts, "bad");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -218,10 +208,7 @@ fn bad_summary_is_stopped_classic() {
 
 #[test]
 fn failing_step_reports_log_tail_and_diagnosis() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine() {
-        return;
-    }
+    let Some(_g) = serial_engine() else { return };
     let arts = artifacts("fail");
     let (o, _) = build("fail.toml", "auto", &arts, "fail");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -232,13 +219,7 @@ fn failing_step_reports_log_tail_and_diagnosis() {
         e.contains("build failed") && e.contains("No module named 'uvloop'"),
         "{e}"
     );
-    let result = j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "build.result")
-        .unwrap()
-        .clone();
+    let result = check_of(&j, "build.result").clone();
     assert_eq!(result["status"], "fail");
     assert!(
         result["hint"].as_str().unwrap().contains("uvloop"),
@@ -273,10 +254,7 @@ fn unreachable_engine_says_what_to_do() {
 
 #[test]
 fn clean_removes_temporary_leftovers_of_dead_runs() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine() {
-        return;
-    }
+    let Some(_g) = serial_engine() else { return };
     // A leftover as a crashed run would leave it: a container labelled with a dead pid.
     let st = Command::new("docker")
         .args([
@@ -317,10 +295,7 @@ fn clean_removes_temporary_leftovers_of_dead_runs() {
 
 #[test]
 fn ctrl_c_cancels_the_build_and_exits_130() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine() {
-        return;
-    }
+    let Some(_g) = serial_engine() else { return };
     let arts = artifacts("ctrlc");
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
         .args([
@@ -407,13 +382,7 @@ fn docker_host_tcp_is_honoured() {
         .output()
         .unwrap();
     let j = json(&o);
-    let docker = j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "host.docker")
-        .unwrap()
-        .clone();
+    let docker = check_of(&j, "host.docker").clone();
     assert_eq!(docker["status"], "pass", "{docker}");
     assert!(
         docker["evidence"]
@@ -428,10 +397,7 @@ fn docker_host_tcp_is_honoured() {
 
 #[test]
 fn shipped_dockerfile_parses_in_the_engine_and_guards_the_rocm_version() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine() {
-        return;
-    }
+    let Some(_g) = serial_engine() else { return };
     // The real Dockerfile and 7.1.1 recipe on a local Debian image: the engine's own frontend
     // parses the Dockerfile and starts it; the base stage's ROCm guard must stop the build.
     let arts = artifacts("real");
@@ -454,10 +420,7 @@ fn shipped_dockerfile_parses_in_the_engine_and_guards_the_rocm_version() {
 
 #[test]
 fn export_writes_a_loadable_archive_and_a_checksum_sha256sum_accepts() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine() {
-        return;
-    }
+    let Some(_g) = serial_engine() else { return };
     let dir = artifacts("export");
     let out = dir.join("base.tar.gz");
     let o = Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -473,15 +436,7 @@ fn export_writes_a_loadable_archive_and_a_checksum_sha256sum_accepts() {
     // The test image is far below the 8 GB deliverable threshold: export.size fails, the rest pass.
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let j = json(&o);
-    let st = |id: &str| {
-        j["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()["status"]
-            .clone()
-    };
+    let st = |id: &str| check_of(&j, id)["status"].clone();
     assert_eq!(st("export.archive"), "pass");
     assert_eq!(st("export.sha256"), "pass");
     assert_eq!(st("export.size"), "fail");
@@ -529,10 +484,7 @@ fn export_writes_a_loadable_archive_and_a_checksum_sha256sum_accepts() {
 
 #[test]
 fn image_checks_read_packages_python_distributions_and_files() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine() {
-        return;
-    }
+    let Some(_g) = serial_engine() else { return };
     let run = |recipe: Option<&str>| {
         let mut args = vec!["image", "forge-test-runtime:trixie", "--json"];
         let path;
@@ -546,17 +498,8 @@ fn image_checks_read_packages_python_distributions_and_files() {
             .unwrap();
         (o.status.code(), json(&o))
     };
-    let status = |j: &serde_json::Value, id: &str| {
-        j["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .unwrap()["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let status =
+        |j: &serde_json::Value, id: &str| check_of(j, id)["status"].as_str().unwrap().to_owned();
     // With what this image really has, phase 4 passes (4.5 and the ROCm release do not apply).
     let (code, j) = run(Some("runtime-image.toml"));
     assert_eq!(code, Some(0), "{j}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::engine;
+use common::{check_of, engine};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("forge-wheel-{name}-{}", std::process::id()));
@@ -231,12 +231,7 @@ fn write_wheel(path: &Path, members: &[(String, Vec<u8>)], zip64: bool) {
 }
 
 fn status<'a>(j: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    j["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("{id}"))
+    check_of(j, id)
 }
 
 #[test]

@@ -288,7 +288,11 @@ pub fn check_rocminfo(recipe: &Recipe, timeout: Duration) -> Check {
                 .filter(|a| a.device_type == "GPU")
                 .flat_map(agent_archs)
                 .collect();
-            let missing: Vec<&String> = want.iter().filter(|a| !gpus.contains(a)).collect();
+            let missing: Vec<&str> = want
+                .iter()
+                .filter(|a| !gpus.contains(a))
+                .map(String::as_str)
+                .collect();
             if code == 0 && missing.is_empty() {
                 check(
                     "1.3",
@@ -308,11 +312,7 @@ pub fn check_rocminfo(recipe: &Recipe, timeout: Duration) -> Check {
                     format!(
                         "GPU agents: [{}]; missing: {}",
                         gpus.join(", "),
-                        missing
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        missing.join(", ")
                     )
                 };
                 check("1.3", Status::Fail, why)

@@ -145,10 +145,11 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
             format!("cannot read the dpkg database: {e}"),
         ),
         None => {
-            let missing: Vec<&String> = c
+            let missing: Vec<&str> = c
                 .system_packages
                 .iter()
                 .filter(|s| !p.dpkg.contains_key(*s))
+                .map(String::as_str)
                 .collect();
             let have: Vec<String> = c
                 .system_packages
@@ -158,11 +159,7 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
             let ev = format!(
                 "installed: [{}]; missing: [{}]",
                 have.join(", "),
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                missing.join(", ")
             );
             let r = check_when(missing.is_empty(), "4.2", ev);
             if missing.is_empty() {
@@ -185,10 +182,11 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
                 .iter()
                 .map(|(n, v)| (normalize(n), (n, v)))
                 .collect();
-            let missing: Vec<&String> = c
+            let missing: Vec<&str> = c
                 .pip_packages
                 .iter()
                 .filter(|n| !have.contains_key(&normalize(n)))
+                .map(String::as_str)
                 .collect();
             let found: Vec<String> = c
                 .pip_packages
@@ -204,11 +202,7 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
                 format!(
                     "installed: [{}]; missing: [{}]",
                     found.join(", "),
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    missing.join(", ")
                 ),
             );
             if missing.is_empty() {
@@ -222,10 +216,11 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
     });
 
     for (id, smi) in [("4.4", false), ("4.5", true)] {
-        let wanted: Vec<&String> = c
+        let wanted: Vec<&str> = c
             .files
             .iter()
             .filter(|f| f.contains("amd_smi") == smi)
+            .map(String::as_str)
             .collect();
         if wanted.is_empty() {
             out.push(check(id, Status::Skip, "the recipe lists no such file"));
@@ -233,21 +228,14 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
         }
         let missing: Vec<&str> = wanted
             .iter()
-            .filter(|f| !p.files.get(f.as_str()).copied().unwrap_or(false))
-            .map(|f| f.as_str())
+            .filter(|f| !p.files.get(**f).copied().unwrap_or(false))
+            .copied()
             .collect();
         let r = check_when(
             missing.is_empty(),
             id,
             if missing.is_empty() {
-                format!(
-                    "present: {}",
-                    wanted
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("present: {}", wanted.join(", "))
             } else {
                 format!("missing: {}", missing.join(", "))
             },

@@ -421,21 +421,18 @@ impl Monitor {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect();
-            let missing: Vec<&String> = self
+            let missing: Vec<&str> = self
                 .expect
                 .archs
                 .iter()
                 .filter(|a| !list.contains(a))
+                .map(String::as_str)
                 .collect();
             if !missing.is_empty() {
                 let msg = format!(
                     "PyTorch builds for [{}], without {}: every kernel would fail with hipErrorInvalidImage on that GPU",
                     list.join(";"),
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    missing.join(", ")
                 );
                 self.push(
                     "build.arch",

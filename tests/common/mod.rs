@@ -53,3 +53,13 @@ pub fn engine() -> bool {
     });
     true
 }
+
+/// The check `id` of a `--json` outcome; panics when it is missing.
+pub fn check_of<'a>(j: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("check {id} missing: {j}"))
+}
