@@ -19,6 +19,12 @@ const FIELD_ARGS: &[(&str, &str)] = &[
     ("PYTORCH_REF", "pytorch.ref"),
     ("VLLM_REPO", "vllm.repo"),
     ("VLLM_REF", "vllm.ref"),
+    ("TRITON_REPO", "triton.repo"),
+    ("TRITON_REF", "triton.ref"),
+    ("TORCHVISION_REPO", "torchvision.repo"),
+    ("TORCHVISION_REF", "torchvision.ref"),
+    ("TORCHAUDIO_REPO", "torchaudio.repo"),
+    ("TORCHAUDIO_REF", "torchaudio.ref"),
 ];
 
 /// A recipe file, schema 1.
@@ -50,6 +56,15 @@ pub struct RecipeFile {
     pub pytorch: Source,
     /// Where vLLM comes from.
     pub vllm: Source,
+    /// Where triton comes from (`TRITON_REPO`/`TRITON_REF`; absent: the Dockerfile's default).
+    #[serde(default)]
+    pub triton: Option<Source>,
+    /// Where torchvision comes from (`TORCHVISION_REPO`/`TORCHVISION_REF`).
+    #[serde(default)]
+    pub torchvision: Option<Source>,
+    /// Where torchaudio comes from (`TORCHAUDIO_REPO`/`TORCHAUDIO_REF`).
+    #[serde(default)]
+    pub torchaudio: Option<Source>,
     /// Extra build args (`USE_DISTRIBUTED`, `MAX_JOBS`, ...).
     #[serde(default)]
     pub build_args: BTreeMap<String, Spanned<ArgValue>>,
@@ -378,6 +393,24 @@ pub fn validate(
             });
         }
     }
+    let components = [
+        ("triton", &f.triton),
+        ("torchvision", &f.torchvision),
+        ("torchaudio", &f.torchaudio),
+    ];
+    for (name, src) in components {
+        if let Some(src) = src {
+            for (key, value) in [("repo", &src.repo), ("ref", &src.git_ref)] {
+                if value.trim().is_empty() {
+                    problems.push(RecipeProblem {
+                        line: None,
+                        message: format!("`{name}.{key}` is empty"),
+                        hint: Some(format!("give `{name}.{key}`, or leave `[{name}]` out for the Dockerfile's default")),
+                    });
+                }
+            }
+        }
+    }
     for (what, value) in [
         ("image.tag", &f.image.tag),
         ("image.target", &f.image.target),
@@ -501,5 +534,15 @@ pub fn resolve_build_args(
     out.insert("PYTORCH_REF".into(), f.pytorch.git_ref.clone());
     out.insert("VLLM_REPO".into(), f.vllm.repo.clone());
     out.insert("VLLM_REF".into(), f.vllm.git_ref.clone());
+    for (prefix, src) in [
+        ("TRITON", &f.triton),
+        ("TORCHVISION", &f.torchvision),
+        ("TORCHAUDIO", &f.torchaudio),
+    ] {
+        if let Some(src) = src {
+            out.insert(format!("{prefix}_REPO"), src.repo.clone());
+            out.insert(format!("{prefix}_REF"), src.git_ref.clone());
+        }
+    }
     out
 }
