@@ -259,12 +259,12 @@ RUN --mount=type=cache,target=/root/.ccache \
  && forge-pins check /wheelhouse/pins.txt
 # Every dependency as a wheel, so the runtime stage installs with no index and no git:
 # requirements/rocm.txt has a `git+https` dependency (fastsafetensors) that a stage without git
-# cannot fetch. uvloop and python-multipart are the spec's 4.3 packages (fastapi[standard] brings
-# them today; naming them keeps them if that changes).
+# cannot fetch, and the wheels built above have dependencies of their own (torch's sympy, amdsmi's
+# PyYAML). uvloop and python-multipart are the spec's 4.3 packages (fastapi[standard] brings them
+# today; naming them keeps them if that changes).
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel -c /wheelhouse/pins.txt --find-links /wheels --wheel-dir=/wheelhouse \
-      -r requirements/rocm.txt uvloop python-multipart \
- && for w in /wheels/*.whl; do [ -e "/wheelhouse/${w##*/}" ] || cp "$w" /wheelhouse/; done \
+      -r requirements/rocm.txt uvloop python-multipart /wheels/*.whl \
  && ls /wheelhouse
 
 ############################################################################################

@@ -29,6 +29,12 @@ make_image() {
   echo "$tag: imported"
 }
 
+# `scripts/test-images.sh TAG PKG,PKG...` makes just that image (scripts/rehearsal-base.sh uses it)
+if [ $# -eq 2 ]; then
+  make_image "$1" "$2"
+  exit 0
+fi
+
 make_image forge-test-base:trixie python3
 # Real ROCm user-space libraries from Debian (HIP, HSA runtime, ROCm SMI) for `forge wheel --image`
 make_image forge-test-rocm:trixie libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1

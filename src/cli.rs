@@ -111,6 +111,14 @@ pub enum Command {
         /// Do not export the image as .tar.gz after a good build.
         #[arg(long)]
         no_export: bool,
+        /// Rehearse: run the recipe's Dockerfile end to end in minutes, with stand-in sources for
+        /// the long compiles (on a rehearsal base image; README: "The Dockerfile").
+        #[arg(long)]
+        rehearse: bool,
+        /// The rehearsal base image (default `forge-rehearsal-rocm:<rocm>`, made by
+        /// `scripts/rehearsal-base.sh`).
+        #[arg(long, value_name = "IMAGE", requires = "rehearse")]
+        rehearsal_base: Option<String>,
     },
     /// Remove temporary containers and images left by forge runs that are no longer running.
     Clean {

@@ -14,6 +14,7 @@ pub mod export;
 pub mod monitor;
 pub mod plan;
 pub mod recipe;
+pub mod rehearse;
 pub mod report;
 pub mod tool;
 
@@ -176,14 +177,32 @@ pub fn run(cli: Cli) -> Result<u8> {
             artifacts,
             run_id,
             no_export,
+            rehearse,
+            rehearsal_base,
         } => {
-            let recipe = load_recipe(&recipe)?;
+            let mut recipe = load_recipe(&recipe)?;
+            let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+            if rehearse {
+                let base = rehearsal_base
+                    .unwrap_or_else(|| rehearse::default_base(recipe.file.rocm.get_ref()));
+                let standins = rehearse::read_standins(&engine, &base)?;
+                let before = recipe.build_args.clone();
+                rehearse::apply(&mut recipe, &base, &standins)?;
+                recipe.file.name = format!("{}-rehearsal", recipe.file.name);
+                let mut s = format!(
+                    "rehearsal of {} on {base}: the shipped Dockerfile with stand-in sources\n",
+                    recipe.origin
+                );
+                for c in rehearse::changes(&before, &recipe.build_args) {
+                    s.push_str(&format!("  {c}\n"));
+                }
+                ui.say(&s);
+            }
             let run = run_id.unwrap_or_else(|| build::new_run_id(&recipe.file.name));
             let (plan, plan_checks) = plan::resolve(&recipe, &artifacts, &run)?;
             if plan_checks.iter().any(|c| c.status == report::Status::Fail) {
                 return Ok(ui.emit(&plan.outcome(plan_checks)));
             }
-            let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             let mut display = monitor::ui::Display::new(ui.quiet, ui.verbose > 0);
             let result = build::BuildRun {
                 recipe: &recipe,
@@ -191,6 +210,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 run,
                 builder,
                 export: !no_export,
+                rehearsal: rehearse,
             }
             .execute(&engine, &mut display);
             display.clear();
