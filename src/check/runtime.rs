@@ -625,6 +625,15 @@ impl Judge<'_> {
                 Status::Fail,
                 format!("device 0 ({name}) reports no gcnArchName: not an AMD GPU under HIP"),
             ),
+            // CUDA builds of torch fill gcnArchName with the device's name (seen on an H200 with
+            // torch 2.11+cu130): only a gfx name is an AMD arch.
+            Some(arch) if !arch.starts_with("gfx") => check(
+                "runtime.arch",
+                Status::Fail,
+                format!(
+                    "device 0 ({name}) reports gcnArchName `{arch}`, not a gfx arch: not an AMD GPU under HIP"
+                ),
+            ),
             Some(arch) => {
                 let base = arch.split(':').next().unwrap_or(&arch).to_owned();
                 let ok = self
@@ -932,6 +941,32 @@ mod tests {
         p.xccl_importers[0].module = "vllm.utils.torch_utils".into();
         let (c, _) = judge(Gpu::Given, &archs).checks(&p);
         assert_eq!(status(&c, "runtime.xccl"), Status::Pass);
+    }
+
+    /// The probe as it ran with plain python3 on an NVIDIA H200 with CUDA torch 2.11 (issue 10):
+    /// 5.1, 5.3, 5.4, 7.2 pass; 5.2 fails saying HIP is absent; amdsmi and vLLM checks fail.
+    #[test]
+    fn real_h200_probe_output() {
+        let text = include_str!("../../tests/fixtures/runtime/h200-probe.out");
+        let p = parse(text).unwrap().unwrap();
+        assert_eq!(p.gpu, None);
+        let archs = vec!["gfx1151".to_owned()];
+        let (c, w) = judge(Gpu::Given, &archs).checks(&p);
+        for id in ["5.1", "5.3", "5.4", "7.2", "runtime.versions"] {
+            assert_eq!(status(&c, id), Status::Pass, "{id}");
+        }
+        for id in ["5.2", "runtime.arch", "5.5", "5.6", "5.7", "7.1"] {
+            assert_eq!(status(&c, id), Status::Fail, "{id}");
+        }
+        let c52 = c.iter().find(|c| c.id == "5.2").unwrap();
+        assert!(c52.evidence.contains("HIP is absent") && c52.evidence.contains("CUDA 13.0"));
+        let arch = c.iter().find(|c| c.id == "runtime.arch").unwrap();
+        assert!(
+            arch.evidence.contains("not a gfx arch"),
+            "{}",
+            arch.evidence
+        );
+        assert!(w.is_empty());
     }
 
     #[test]
