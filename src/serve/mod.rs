@@ -338,7 +338,22 @@ pub fn run_serve(
                 progress,
             )?;
         }
-        // Stop: did it exit by itself first?
+        // Stop: did it exit by itself first? A refused or cut request may mean it is exiting:
+        // its log stream ends when it has, so give that up to 2 s before asking the engine.
+        let transport_error = [&o.health, &o.models, &o.completion, &o.chat]
+            .iter()
+            .any(|h| matches!(h, Some(Err(_))))
+            || o.stream.as_ref().is_some_and(|s| s.status == 0);
+        if transport_error {
+            let until = Instant::now() + Duration::from_secs(2);
+            let mut st = state.lock().expect("log state");
+            while !st.ended && Instant::now() < until {
+                st = changed
+                    .wait_timeout(st, Duration::from_millis(100))
+                    .expect("log state")
+                    .0;
+            }
+        }
         let before = engine.state(&container.id)?;
         let t_stop = Instant::now();
         let stop_grace = if cancel.load(Ordering::SeqCst) {
