@@ -231,6 +231,8 @@ pub fn run_serve(
     progress(&format!("starting {}", spec.cmd.join(" ")));
     let container = match Running::start(engine, &spec) {
         Ok(c) => c,
+        // No such image: forge cannot run the test at all (exit 2), as `forge runtime`.
+        Err(e @ Error::Engine { .. }) if e.to_string().contains("no image `") => return Err(e),
         Err(e) => {
             o.start_error = Some(e.to_string());
             o.stop = Some(Stop {
