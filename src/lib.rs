@@ -16,6 +16,8 @@ pub mod plan;
 pub mod recipe;
 pub mod rehearse;
 pub mod report;
+pub mod runtime;
+pub mod serve;
 pub mod tool;
 
 use std::io::{Read, Write};
@@ -350,6 +352,46 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .with("probe", &probe);
             Ok(ui.emit(&outcome))
         }
+        Command::Runtime {
+            image,
+            no_gpu,
+            require_gpu,
+            from_json,
+            print_probe,
+            artifacts,
+            run_id,
+            recipe,
+        } => runtime::command(
+            &ui,
+            runtime::Args {
+                image,
+                no_gpu,
+                require_gpu,
+                from_json,
+                print_probe,
+                artifacts,
+                run_id,
+            },
+            &load_recipe(&recipe)?,
+        ),
+        Command::Serve {
+            image,
+            no_gpu,
+            require_gpu,
+            artifacts,
+            run_id,
+            recipe,
+        } => serve::command(
+            &ui,
+            serve::Args {
+                image,
+                no_gpu,
+                require_gpu,
+                artifacts,
+                run_id,
+            },
+            &load_recipe(&recipe)?,
+        ),
         Command::Clean { all } => {
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             let removed = build::clean(&engine, all)?;

@@ -6,6 +6,7 @@
 //! (Debian's engine here speaks 1.41).
 
 mod build;
+mod container;
 mod files;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Flow};
+pub use container::{
+    ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, State, Stream,
+    cancel_on_signals, shell_quote,
+};
 pub use files::Leftover;
 
 /// What the engine says about itself.

@@ -124,6 +124,8 @@ pub struct Checks {
     pub files: Vec<String>,
     /// Phase 6: the server test.
     pub server: ServerCheck,
+    /// Phases 5 and 7: the runtime probe.
+    pub runtime: RuntimeCheck,
 }
 
 impl Default for Checks {
@@ -144,6 +146,7 @@ impl Default for Checks {
             .map(String::from)
             .to_vec(),
             server: ServerCheck::default(),
+            runtime: RuntimeCheck::default(),
         }
     }
 }
@@ -162,6 +165,29 @@ pub struct ServerCheck {
     pub dtype: String,
     /// Port inside the container.
     pub port: u16,
+    /// More server arguments (`--gpu-memory-utilization 0.3`: vLLM's 0.9 default is too high
+    /// on the APUs, where hipMemGetInfo misreports unified memory; `--enforce-eager`).
+    pub args: Vec<String>,
+    /// The server command, replacing `python3 -m vllm.entrypoints.openai.api_server` and the
+    /// arguments forge derives (model, host, port, dtype, max-model-len); `args` still follow.
+    pub command: Vec<String>,
+    /// Bind mounts `host:container[:ro]` (a model directory, a Hugging Face cache); `~/` is the
+    /// home directory. forge downloads no weights.
+    pub mounts: Vec<String>,
+    /// Environment of the server (`HF_HUB_OFFLINE = "1"`).
+    pub env: BTreeMap<String, String>,
+    /// The log line that says the server is up (the spec's 6.2).
+    pub ready_pattern: String,
+    /// Seconds each HTTP request may take.
+    pub request_timeout_secs: u64,
+    /// Seconds between SIGTERM and SIGKILL at the stop.
+    pub stop_timeout_secs: u64,
+    /// `/dev/shm` size in MiB (Docker's 64 MiB default is too small for vLLM's workers).
+    pub shm_size_mb: u64,
+    /// Prompt of the completions.
+    pub prompt: String,
+    /// `max_tokens` of the completions.
+    pub max_tokens: u32,
 }
 
 impl Default for ServerCheck {
@@ -172,6 +198,43 @@ impl Default for ServerCheck {
             max_model_len: 512,
             dtype: "float16".into(),
             port: 8000,
+            args: ["--gpu-memory-utilization", "0.3", "--enforce-eager"]
+                .map(String::from)
+                .to_vec(),
+            command: Vec::new(),
+            mounts: Vec::new(),
+            env: BTreeMap::new(),
+            ready_pattern: "Uvicorn running".into(),
+            request_timeout_secs: 60,
+            stop_timeout_secs: 30,
+            shm_size_mb: 8192,
+            prompt: "Hello".into(),
+            max_tokens: 5,
+        }
+    }
+}
+
+/// The phases 5 and 7 runtime probe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RuntimeCheck {
+    /// Seconds each check's process may take.
+    pub timeout_secs: u64,
+    /// Python modules that must import too (`uvloop`, `multipart`), each in its own process.
+    pub extra_imports: Vec<String>,
+    /// Environment of the probe's container.
+    pub env: BTreeMap<String, String>,
+    /// Checks run at a time inside the container (0: up to 4, by the engine's CPUs).
+    pub jobs: u32,
+}
+
+impl Default for RuntimeCheck {
+    fn default() -> Self {
+        RuntimeCheck {
+            timeout_secs: 180,
+            extra_imports: Vec::new(),
+            env: BTreeMap::new(),
+            jobs: 0,
         }
     }
 }
@@ -429,6 +492,7 @@ pub fn validate(
             });
         }
     }
+    validate_checks(&f.checks, problems);
     for r in &f.rules {
         if let Err(e) = regex::Regex::new(r.pattern.get_ref()) {
             problems.push(RecipeProblem {
@@ -545,4 +609,65 @@ pub fn resolve_build_args(
         }
     }
     out
+}
+
+/// `[checks.runtime]` and `[checks.server]`: values that would fail later, or run as code.
+fn validate_checks(c: &Checks, problems: &mut Vec<RecipeProblem>) {
+    let mut problem = |message: String, hint: &str| {
+        problems.push(RecipeProblem {
+            line: None,
+            message,
+            hint: Some(hint.to_owned()),
+        })
+    };
+    let module = regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+        .expect("valid regex");
+    for m in c
+        .runtime
+        .extra_imports
+        .iter()
+        .filter(|m| !module.is_match(m))
+    {
+        problem(
+            format!("`checks.runtime.extra-imports`: `{m}` is not a Python module name"),
+            "dotted names only, like \"uvloop\" or \"vllm.entrypoints.openai.api_server\"",
+        );
+    }
+    for (what, v) in [
+        ("checks.runtime.timeout-secs", c.runtime.timeout_secs),
+        (
+            "checks.server.startup-timeout-secs",
+            c.server.startup_timeout_secs,
+        ),
+        (
+            "checks.server.request-timeout-secs",
+            c.server.request_timeout_secs,
+        ),
+    ] {
+        if v == 0 {
+            problem(
+                format!("`{what} = 0` leaves no time"),
+                "give a number of seconds",
+            );
+        }
+    }
+    for m in &c.server.mounts {
+        let parts: Vec<&str> = m.split(':').collect();
+        let ok = matches!(parts.len(), 2 | 3)
+            && !parts[0].is_empty()
+            && parts[1].starts_with('/')
+            && parts.get(2).is_none_or(|o| matches!(*o, "ro" | "rw"));
+        if !ok {
+            problem(
+                format!("`checks.server.mounts`: `{m}` is not `host:container[:ro]`"),
+                "like \"~/.cache/huggingface:/root/.cache/huggingface:ro\"",
+            );
+        }
+    }
+    if c.server.ready_pattern.trim().is_empty() {
+        problem(
+            "`checks.server.ready-pattern` is empty".into(),
+            "the spec's is \"Uvicorn running\"",
+        );
+    }
 }
