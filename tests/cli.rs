@@ -953,3 +953,50 @@ fn every_command_json_matches_the_envelope_schema_issue_12() {
         "the schema accepted a check with no evidence"
     );
 }
+
+/// Issue 12, item 12: preflight checks free space under the artifacts directory too (the
+/// archive goes there), with the recipe's `min-free-artifacts-gb`.
+#[test]
+fn preflight_checks_the_artifacts_disk_issue_12() {
+    let dir = tempdir("preflight-arts");
+    let arts = dir.join("not-yet/artifacts");
+    let recipe = dir.join("r.toml");
+    std::fs::write(
+        &recipe,
+        shipped_recipe_text()
+            .replace(
+                "../dockerfiles/vllm-rocm.Dockerfile",
+                "forge:vllm-rocm.Dockerfile",
+            )
+            .replace(
+                "min-memory-per-job-gb = 8",
+                "min-memory-per-job-gb = 8\nmin-free-artifacts-gb = 1000000",
+            ),
+    )
+    .unwrap();
+    let o = forge(
+        &[
+            "preflight",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--artifacts",
+            arts.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    let c = check_of(&j, "host.disk-artifacts");
+    assert_eq!(c["status"], "fail", "{c}");
+    let ev = c["evidence"].as_str().unwrap();
+    assert!(
+        ev.contains(arts.to_str().unwrap())
+            && ev.contains("not created yet")
+            && ev.contains(&format!("measured at {}", dir.display())),
+        "{ev}"
+    );
+    assert!(c["hint"].as_str().unwrap().contains("--artifacts"), "{c}");
+    // The engine's data root is still checked beside it.
+    check_of(&j, "host.disk");
+}
