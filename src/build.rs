@@ -135,9 +135,22 @@ impl BuildReport {
                     .unwrap_or_default()
             ));
         }
-        if !self.wheels.is_empty() {
-            md.push_str("\n## Wheels\n\n| file | bytes | sha256 |\n|---|---|---|\n");
-            for w in &self.wheels {
+        // The wheel stage also yields build.log and versions.txt: files, not wheels.
+        let (wheels, others): (Vec<&Wheel>, Vec<&Wheel>) = self
+            .wheels
+            .iter()
+            .partition(|w| w.path.extension().is_some_and(|e| e == "whl"));
+        for (title, list) in [
+            ("Wheels", wheels),
+            ("Other files from the wheel stage", others),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            md.push_str(&format!(
+                "\n## {title}\n\n| file | bytes | sha256 |\n|---|---|---|\n"
+            ));
+            for w in list {
                 md.push_str(&format!(
                     "| `{}` | {} | `{}` |\n",
                     w.path.display(),
@@ -532,7 +545,7 @@ impl BuildRun<'_> {
                         Ok(e) => {
                             checks.extend(crate::export::checks(
                                 &e,
-                                self.recipe.file.checks.archive_min_bytes,
+                                Some(self.recipe.file.checks.archive_min_bytes),
                             ));
                             report.export = Some(e);
                         }
@@ -789,6 +802,48 @@ pub fn clean(engine: &dyn Engine, all: bool) -> Result<Vec<crate::engine::Leftov
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12, item 6: the report's Wheels table lists wheels, not the build log beside them.
+    #[test]
+    fn report_wheels_table_lists_only_wheels_issue_12() {
+        let file = |name: &str| Wheel {
+            path: PathBuf::from(format!("artifacts/r/wheels/{name}")),
+            size: 3,
+            sha256: "ab".repeat(32),
+        };
+        let rep = BuildReport {
+            run: "r".into(),
+            builder: BuilderKind::BuildKit,
+            build_log: "artifacts/r/build.log".into(),
+            end: "succeeded",
+            fatal: None,
+            cancel_ms: None,
+            error: None,
+            log_tail: Vec::new(),
+            checks: Vec::new(),
+            wheels: vec![
+                file("torch-2.9.1+rocm7.1.1-cp312-cp312-linux_x86_64.whl"),
+                file("build.log"),
+                file("versions.txt"),
+            ],
+            export: None,
+            seconds: 1.0,
+        };
+        let md = rep.markdown("img:tag");
+        let wheels = md.split("## Wheels").nth(1).unwrap();
+        let wheels = wheels.split("\n## ").next().unwrap();
+        assert!(wheels.contains("torch-2.9.1"), "{md}");
+        assert!(!wheels.contains("build.log"), "{md}");
+        assert!(!wheels.contains("versions.txt"), "{md}");
+        let others = md
+            .split("## Other files from the wheel stage")
+            .nth(1)
+            .unwrap();
+        assert!(
+            others.contains("build.log") && others.contains("versions.txt"),
+            "{md}"
+        );
+    }
 
     #[test]
     fn unsafe_tar_paths_are_refused() {

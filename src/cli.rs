@@ -9,7 +9,14 @@ use clap::{Args, Parser, Subcommand};
 /// Exit codes: 0 every check passed (or was skipped with its reason), 1 a check failed,
 /// 2 forge itself could not run.
 #[derive(Debug, Parser)]
-#[command(name = "forge", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "forge",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Examples:\n  forge plan --rocm 7.1.1             the plan, without touching Docker\n  forge build --rocm 7.1.1 --json      build, watch, check; the verdict as JSON on stdout\n  forge diagnose - < error.txt         name the known failure in pasted text\n  forge completions bash > /etc/bash_completion.d/forge"
+)]
 pub struct Cli {
     /// Print machine-readable JSON on stdout (humans still get stderr).
     #[arg(long, global = true)]
@@ -43,6 +50,9 @@ pub struct RecipeArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the fully resolved plan (build args, stages, checks, artifacts) without touching Docker.
+    #[command(
+        after_help = "Examples:\n  forge plan                           the default recipe (ROCm 7.1.1, gfx1151)\n  forge plan --recipe my.toml --json   your recipe, as JSON"
+    )]
     Plan {
         #[command(flatten)]
         recipe: RecipeArgs,
@@ -51,19 +61,31 @@ pub enum Command {
         artifacts: PathBuf,
     },
     /// Phase 1: check the GPU host and the build host (driver, devices, rocminfo, Docker, disk, memory).
+    #[command(
+        after_help = "Examples:\n  forge preflight\n  forge preflight --rocm 7.0.2 --artifacts /mnt/big/artifacts --json"
+    )]
     Preflight {
         #[command(flatten)]
         recipe: RecipeArgs,
+        /// Where runs write their files (its free space is checked too).
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
     },
     /// Name the known failures in a log or pasted error text (FILE, or - for stdin).
+    #[command(
+        after_help = "Examples:\n  forge diagnose artifacts/<run>/build.log\n  docker logs vllm 2>&1 | forge diagnose -"
+    )]
     Diagnose {
         /// The file to read; `-` or nothing reads stdin.
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
     /// Phase 2 over a finished build log: each flag with its line, every fatal and warning finding.
+    #[command(
+        after_help = "Examples:\n  forge scan artifacts/<run>/build.log\n  docker build --progress=plain . 2>&1 | forge scan - --arch gfx1151"
+    )]
     Scan {
-        /// The build log.
+        /// The build log; `-` reads stdin.
         #[arg(value_name = "LOG")]
         log: PathBuf,
         #[command(flatten)]
@@ -73,6 +95,9 @@ pub enum Command {
         arch: Vec<String>,
     },
     /// Follow a log another process is writing; stop that process on the first fatal finding.
+    #[command(
+        after_help = "Examples:\n  docker build --progress=plain . > build.log 2>&1 &\n  forge watch build.log --pid $!\n  forge watch /mnt/nfs/build.log --poll"
+    )]
     Watch {
         /// The build log (waited for if it does not exist yet).
         #[arg(value_name = "LOG")]
@@ -96,6 +121,9 @@ pub enum Command {
     },
     /// The main job: build the recipe's image through the Docker engine, watch the log live,
     /// stop the build on a fatal finding, take the wheels out, write the run's report.
+    #[command(
+        after_help = "Examples:\n  forge build --rocm 7.1.1\n  forge build --recipe tests/fixtures/docker/good.toml --no-export --json"
+    )]
     Build {
         #[command(flatten)]
         recipe: RecipeArgs,
@@ -121,6 +149,9 @@ pub enum Command {
         rehearsal_base: Option<String>,
     },
     /// Remove temporary containers and images left by forge runs that are no longer running.
+    #[command(
+        after_help = "Examples:\n  forge clean\n  forge clean --all --json      also those of runs still running"
+    )]
     Clean {
         /// Also those of runs still running.
         #[arg(long)]
@@ -128,6 +159,9 @@ pub enum Command {
     },
     /// Phase 3: check a wheel (size, distributed symbols, HIP linkage and symbols, GPU code
     /// objects, glibc), reading it once, streaming.
+    #[command(
+        after_help = "Examples:\n  forge wheel artifacts/<run>/wheels/torch-*.whl\n  forge wheel torch.whl --arch gfx1151 --image forge/vllm-rocm:7.1.1-gfx1151"
+    )]
     Wheel {
         /// The wheel file.
         #[arg(value_name = "WHEEL")]
@@ -142,12 +176,17 @@ pub enum Command {
         #[arg(long, value_name = "TAG")]
         image: Option<String>,
         /// Worker threads (default: the CPU count).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = threads())]
         threads: Option<usize>,
         #[command(flatten)]
         recipe: RecipeArgs,
     },
-    /// Export an image as `.tar.gz` with a SHA256 file, in one pass, compressing on every core.
+    /// Export an image as `.tar.gz` with a SHA256 file, in one pass, compressing on every core;
+    /// then read the archive back (complete, checksum right, loadable). The release's size
+    /// threshold applies only with `--rocm` or `--recipe`.
+    #[command(
+        after_help = "Examples:\n  forge export forge/vllm-rocm:7.1.1-gfx1151 -o vllm.tar.gz\n  forge export forge/vllm-rocm:7.1.1-gfx1151 --rocm 7.1.1   with the release's size threshold"
+    )]
     Export {
         /// The image (tag or id).
         #[arg(value_name = "IMAGE")]
@@ -159,7 +198,7 @@ pub enum Command {
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
         level: u32,
         /// Compression threads (default: the CPU count).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = threads())]
         threads: Option<usize>,
         #[command(flatten)]
         recipe: RecipeArgs,
@@ -215,6 +254,9 @@ pub enum Command {
         recipe: RecipeArgs,
     },
     /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release.
+    #[command(
+        after_help = "Examples:\n  forge image forge/vllm-rocm:7.1.1-gfx1151\n  forge image my:image --recipe my.toml --json"
+    )]
     Image {
         /// The image (tag or id).
         #[arg(value_name = "IMAGE")]
@@ -222,4 +264,18 @@ pub enum Command {
         #[command(flatten)]
         recipe: RecipeArgs,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    #[command(
+        after_help = "Examples:\n  forge completions bash > /etc/bash_completion.d/forge\n  forge completions zsh > \"${fpath[1]}/_forge\"\n  forge completions fish > ~/.config/fish/completions/forge.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `--threads`: a positive count (0 threads would do nothing).
+fn threads() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096)
 }

@@ -111,9 +111,9 @@ pub const KNOWN: &[Known] = &[
     ),
     k(
         "double-free",
-        r"(?i)double free or corruption|free\(\): invalid pointer|malloc\(\): (?:corrupted|memory corruption)",
+        r"(?i)double free or corruption|free\(\): (?:double free detected|invalid (?:pointer|size|next size))|malloc\(\): (?:corrupted|memory corruption|unaligned|invalid|mismatching|unsorted|smallbin)|corrupted size vs\.? prev_size|corrupted double-linked list|munmap_chunk\(\): invalid pointer|realloc\(\): invalid",
         None,
-        "double free or corruption (!prev)",
+        "double free or corruption (!prev) / free(): double free detected in tcache 2",
         "mixed ROCm library versions, or pip amdsmi and torch's librocm_smi64 exporting the same symbols",
         "one ROCm version everywhere; build amdsmi from the image's own /opt/rocm/share/amd_smi",
         "spec; ROCm/TheRock#1059, #2269",
@@ -364,12 +364,20 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// Every known failure in `text`, in order of first appearance.
+/// Every known failure in `text`, in order of first appearance. Lines that quote the Dockerfile
+/// (BuildKit's `#9 [stage 3/3] RUN ...`, `Step 2/9 : RUN ...`, the command quoted in a step's
+/// error line) are not output, and never match: the same rule as `forge scan`.
 pub fn diagnose(text: &str) -> Vec<Diagnosis> {
+    use crate::monitor::rules::{LineKind, strip_prefix, unquote_command};
     let mut found: Vec<Diagnosis> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
-        let line = crate::monitor::rules::strip_prefix_str(raw);
-        for i in matches(line) {
+        let (content, kind) = strip_prefix(raw.as_bytes());
+        if kind != LineKind::Output {
+            continue;
+        }
+        let content = unquote_command(content);
+        let line = String::from_utf8_lossy(&content);
+        for i in matches(&line) {
             let known = KNOWN[i];
             match found.iter_mut().find(|d| d.known.id == known.id) {
                 Some(d) => d.count += 1,
@@ -441,6 +449,48 @@ ImportError: cannot import name 'PrefixStore' from 'torch.distributed' (/opt/ven
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].line, 2);
         assert_eq!(d[0].count, 2);
+    }
+
+    /// Issue 12, item 3: BuildKit quotes the Dockerfile's `RUN` in the step header and in the
+    /// step's error line; only the step's real output is a finding.
+    #[test]
+    fn quoted_dockerfile_lines_never_match_issue_12() {
+        let log = "#9 [torch-build 3/3] RUN echo \"ModuleNotFoundError: No module named 'uvloop'\" > /dev/null && python3 -c 'import uvloop'\n\
+#9 0.412 Traceback (most recent call last):\n\
+#9 0.413 ModuleNotFoundError: No module named 'uvloop'\n\
+#9 ERROR: process \"/bin/sh -c echo \\\"ModuleNotFoundError: No module named 'uvloop'\\\" > /dev/null && python3 -c 'import uvloop'\" did not complete successfully: exit code: 1\n\
+Step 4/9 : RUN echo \"No module named 'amdsmi'\"\n\
+The command '/bin/sh -c echo \"No module named amdsmi\"' returned a non-zero code: 1\n\
+\x20> [torch-build 3/3] RUN echo \"No space left on device\":\n\
+\x20 10 | >>> RUN echo \"No space left on device\"\n";
+        let d = diagnose(log);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].known.id, "uvloop-missing");
+        assert_eq!(d[0].line, 3, "the output line, not the quoted RUN");
+        assert_eq!(d[0].count, 1);
+    }
+
+    /// Issue 12, item 4: glibc's current wording of the mixed-ROCm crash.
+    #[test]
+    fn glibc_heap_corruption_wordings_are_double_free_issue_12() {
+        for line in [
+            "free(): double free detected in tcache 2",
+            "free(): invalid pointer",
+            "free(): invalid size",
+            "corrupted size vs. prev_size",
+            "malloc(): unaligned tcache chunk detected",
+            "malloc(): corrupted top size",
+            "munmap_chunk(): invalid pointer",
+            "double free or corruption (out)",
+        ] {
+            assert_eq!(
+                ids(&format!(
+                    "INFO 12-06 vllm serve\n{line}\nAborted (core dumped)\n"
+                )),
+                ["double-free"],
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -88,12 +88,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             ui.say(&plan.render_text());
             Ok(ui.emit(&plan.outcome(checks)))
         }
-        Command::Preflight { recipe } => {
+        Command::Preflight { recipe, artifacts } => {
             let recipe = load_recipe(&recipe)?;
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))
                 .and_then(|e| engine::Engine::info(&e));
-            let checks =
-                check::host::preflight(&recipe, &engine, &check::host::HostPaths::default());
+            let paths = check::host::HostPaths {
+                artifacts,
+                ..check::host::HostPaths::default()
+            };
+            let checks = check::host::preflight(&recipe, &engine, &paths);
             let outcome = Outcome::new(
                 format!("preflight for {} ({})", recipe.file.name, recipe.origin),
                 checks,
@@ -103,9 +106,14 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Scan { log, recipe, arch } => {
             let recipe = load_recipe(&recipe)?;
-            let m = monitor::scan::scan_file(&log, expectations(&recipe, &arch))?;
+            let m = monitor::scan::scan_file(&log, expectations(&recipe, &arch)?)?;
             ui.say(&render_findings(&m));
-            Ok(ui.emit(&monitor_outcome(format!("scan {}", log.display()), &m)))
+            let name = if log == Path::new("-") {
+                "<stdin>".to_owned()
+            } else {
+                log.display().to_string()
+            };
+            Ok(ui.emit(&monitor_outcome(format!("scan {name}"), &m)))
         }
         Command::Watch {
             log,
@@ -116,6 +124,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             arch,
         } => {
             let recipe = load_recipe(&recipe)?;
+            let expect = expectations(&recipe, &arch)?;
             if let Some(p) = pid
                 && !monitor::tail::alive(p)
             {
@@ -133,8 +142,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 poll_only: poll,
             };
             let mut display = monitor::ui::Display::new(ui.quiet, ui.verbose > 0);
-            let result =
-                monitor::tail::watch(&log, expectations(&recipe, &arch), &opts, &mut display);
+            let result = monitor::tail::watch(&log, expect, &opts, &mut display);
             display.clear();
             let (end, m) = result?;
             let mut outcome = monitor_outcome(format!("watch {}", log.display()), &m);
@@ -263,7 +271,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             recipe,
         } => {
             let recipe = load_recipe(&recipe)?;
-            let archs = expectations(&recipe, &arch).archs;
+            let archs = recipe.archs_or(&arch)?;
             let opts = check::wheel::WheelOptions {
                 archs,
                 min_bytes: recipe.file.checks.wheel_min_bytes,
@@ -325,9 +333,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             out,
             level,
             threads,
-            recipe,
+            recipe: recipe_args,
         } => {
-            let recipe = load_recipe(&recipe)?;
+            let recipe = load_recipe(&recipe_args)?;
             let out = out.unwrap_or_else(|| {
                 Path::new("artifacts").join(format!("{}.tar.gz", plan::tag_slug(&image)))
             });
@@ -337,7 +345,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             ui.say(&format!("exporting {image} to {} ...", out.display()));
             let e = export::export(&engine, &image, &out, level, threads)?;
-            let checks = export::checks(&e, recipe.file.checks.archive_min_bytes);
+            // The release's size threshold only when a recipe was named: a standalone export
+            // is judged on its archive (complete, checksum right, loadable).
+            let named = recipe_args.rocm.is_some() || recipe_args.recipe.is_some();
+            let checks = export::checks(&e, named.then_some(recipe.file.checks.archive_min_bytes));
             let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
             Ok(ui.emit(&outcome))
         }
@@ -407,9 +418,23 @@ pub fn run(cli: Cli) -> Result<u8> {
             if ui.json {
                 println!(
                     "{}",
-                    serde_json::json!({"verdict": "pass", "checks": [], "removed": removed})
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"subject": "clean", "verdict": "pass", "checks": [], "removed": removed})
+                    )
+                    .unwrap_or_default()
                 );
             }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            if ui.json {
+                return Err(Error::usage(
+                    "`forge completions` prints a shell script, not JSON",
+                    Some("drop `--json`: `forge completions bash > /etc/bash_completion.d/forge`"),
+                ));
+            }
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "forge", &mut std::io::stdout());
             Ok(0)
         }
         Command::Diagnose { file } => {
@@ -464,21 +489,12 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The monitor's expectations from the recipe, or `--arch` when given.
-fn expectations(recipe: &Recipe, arch: &[String]) -> monitor::rules::Expect {
-    let archs: Vec<String> = if arch.is_empty() {
-        recipe.archs().to_vec()
-    } else {
-        arch.iter()
-            .flat_map(|a| a.split([';', ',']))
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
-    monitor::rules::Expect {
-        archs,
+/// The monitor's expectations from the recipe, or `--arch` when given (validated).
+fn expectations(recipe: &Recipe, arch: &[String]) -> Result<monitor::rules::Expect> {
+    Ok(monitor::rules::Expect {
+        archs: recipe.archs_or(arch)?,
         rules: recipe.file.rules.clone(),
-    }
+    })
 }
 
 /// The scan/watch result as an outcome.

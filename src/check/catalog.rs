@@ -47,6 +47,12 @@ pub const CATALOG: &[Entry] = &[
         "free disk under the engine's data root",
         false,
     ),
+    e(
+        "host.disk-artifacts",
+        1,
+        "free disk under the artifacts directory",
+        false,
+    ),
     e("host.memory", 1, "memory per compile job", false),
     e(
         "2.1",
@@ -93,7 +99,12 @@ pub const CATALOG: &[Entry] = &[
         "GPU code objects for the target arch",
         false,
     ),
-    e("wheel.glibc", 3, "highest GLIBC/GLIBCXX needed", false),
+    e(
+        "wheel.glibc",
+        3,
+        "system symbol versions within the manylinux tag",
+        false,
+    ),
     e("4.1", 4, "image size", false),
     e("4.2", 4, "system packages installed", false),
     e("4.3", 4, "Python packages installed", false),
@@ -165,6 +176,12 @@ pub const CATALOG: &[Entry] = &[
     e("7.2", 7, "repeated import cycles", true),
     e("export.archive", 8, "image exported as .tar.gz", false),
     e("export.sha256", 8, "SHA256 checksum file", false),
+    e(
+        "export.loadable",
+        8,
+        "archive loadable (manifest and layers)",
+        false,
+    ),
     e("export.size", 8, "compressed archive size", false),
 ];
 
@@ -214,6 +231,10 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "1.4" => format!("/opt/rocm/.info/version starts with {}", r.rocm_version()),
         "host.docker" => "engine answers; API version and builder reported".into(),
         "host.disk" => format!(">= {} GB free", r.file.preflight.min_free_disk_gb),
+        "host.disk-artifacts" => format!(
+            ">= {} GB free under the artifacts directory (archive, wheels, logs)",
+            r.file.preflight.min_free_artifacts_gb
+        ),
         "host.memory" => format!(
             ">= {} GB per job x MAX_JOBS={}",
             r.file.preflight.min_memory_per_job_gb,
@@ -233,7 +254,9 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "3.6" => "every undefined rsmi*/hip*/hsa* symbol resolves via DT_NEEDED".into(),
         "wheel.flavour" => "ROCm (libtorch_hip.so present)".into(),
         "wheel.gpu-targets" => format!("every HIP ELF carries code for {arch}"),
-        "wheel.glibc" => "reported".into(),
+        "wheel.glibc" => {
+            "GLIBC, GLIBCXX, CXXABI, GCC versions and imports allowed by the tag's manylinux policy (auditwheel's data)".into()
+        }
         "4.1" => format!("> {}", gb(c.image_min_bytes)),
         "4.2" => format!("installed: {}", c.system_packages.join(", ")),
         "4.3" => format!("installed: {}", c.pip_packages.join(", ")),
@@ -274,7 +297,8 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "7.1" => "no `double free`, `corruption`, `segfault` in the output".into(),
         "7.2" => "3 cycles complete".into(),
         "export.archive" => "written to a temporary name, renamed when complete".into(),
-        "export.sha256" => "`<hex>  <name>` (sha256sum -c reads it)".into(),
+        "export.sha256" => "`<hex>  <name>` (sha256sum -c reads it), matching the archive read back".into(),
+        "export.loadable" => "the tar lists manifest.json and every config and layer it names".into(),
         "export.size" => format!("> {}", gb(c.archive_min_bytes)),
         other => format!("see `{other}`"),
     }

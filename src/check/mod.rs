@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod elf;
 pub mod host;
 pub mod image;
+pub mod manylinux;
 pub mod resolve;
 pub mod runtime;
 pub mod serve;

@@ -49,7 +49,19 @@ pub async fn open_container(
         )
         .await
         .map(|c| c.id)
-        .map_err(|e| engine_err(&format!("create a container of `{image}`"), e))
+        .map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => Error::Engine {
+                message: format!("no image `{image}`: {message}"),
+                hint: Some(
+                    "`docker images` lists the images the engine has; build it first or `docker load` it"
+                        .into(),
+                ),
+            },
+            e => engine_err(&format!("create a container of `{image}`"), e),
+        })
 }
 
 /// Write the tar of `path` in container `id` to `dest`; `None` when the path does not exist.

@@ -247,6 +247,8 @@ pub struct Preflight {
     pub min_free_disk_gb: u64,
     /// Memory per compile job, in GB (10^9 bytes).
     pub min_memory_per_job_gb: u64,
+    /// Free space under the artifacts directory (the image archive, wheels, logs), in GB.
+    pub min_free_artifacts_gb: u64,
 }
 
 impl Default for Preflight {
@@ -254,8 +256,16 @@ impl Default for Preflight {
         Preflight {
             min_free_disk_gb: 150,
             min_memory_per_job_gb: 8,
+            min_free_artifacts_gb: 25,
         }
     }
+}
+
+/// Whether `a` is a GPU arch name (`gfx1151`, `gfx90a:xnack+`): what recipes and `--arch` accept.
+pub fn is_arch_name(a: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"^gfx[0-9a-f]{3,4}(:[a-z]+[+-])*$").expect("valid regex"))
+        .is_match(a)
 }
 
 /// How serious a monitor finding is.
@@ -429,8 +439,7 @@ pub fn validate(
             hint: Some("archs = [\"gfx1151\"] for Strix Halo".into()),
         });
     }
-    let arch_re = regex::Regex::new(r"^gfx[0-9a-f]{3,4}(:[a-z]+[+-])*$").expect("valid regex");
-    for a in archs.iter().filter(|a| !arch_re.is_match(a)) {
+    for a in archs.iter().filter(|a| !is_arch_name(a)) {
         problems.push(RecipeProblem {
             line: arch_line,
             message: format!("`{a}` is not a GPU arch name"),
