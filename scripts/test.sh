@@ -10,13 +10,14 @@ for tool in gcc unzip python3; do
 done
 # g++ and objdump build and check the C++ test library of `wheel.glibc` (build-essential has both).
 command -v g++ >/dev/null 2>&1 && command -v objdump >/dev/null 2>&1 || need+=(gcc)
-# The JSON Schema of the --json envelope is validated by an independent implementation.
-python3 -c 'import jsonschema' >/dev/null 2>&1 || need+=(python3-jsonschema)
 if [ ${#need[@]} -gt 0 ]; then
   need=("${need[@]/gcc/build-essential}")
   echo "installing: ${need[*]}"
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# The JSON Schema of the --json envelope is validated by an independent implementation, in the
+# python3 on PATH (a pyenv one here, so from the package index rather than apt).
+python3 -c 'import jsonschema' >/dev/null 2>&1 || python3 -m pip install -q jsonschema
 
 # Docker tests need an engine; with CI set they fail rather than skip when none answers.
 if ! docker info >/dev/null 2>&1; then
