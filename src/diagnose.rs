@@ -277,7 +277,7 @@ pub const KNOWN: &[Known] = &[
         None,
         "failed to resolve source metadata for docker.io/rocm/dev-ubuntu-24.04:7.1.1-complete",
         "the engine cannot fetch the base image: no registry access, a wrong name, or a tag that does not exist",
-        "check `base-image` in the recipe; give the engine registry access, or `docker load` the image beforehand",
+        "check `base-image` in the recipe; give the engine registry access, or `docker load` the image beforehand; to try the Dockerfile without it, `scripts/rehearsal-base.sh && forge build --rehearse`",
         "Docker Engine",
     ),
     k(
