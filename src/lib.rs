@@ -6,12 +6,15 @@
 pub mod build;
 pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod diagnose;
 pub mod dockerfile;
 pub mod engine;
 pub mod error;
 pub mod export;
 pub mod monitor;
+pub mod phases;
+pub mod pipeline;
 pub mod plan;
 pub mod recipe;
 pub mod report;
@@ -46,6 +49,23 @@ impl Ui {
             if !text.ends_with('\n') {
                 let _ = e.write_all(b"\n");
             }
+        }
+    }
+
+    /// A failure's finding, fix or error: stderr, even with `-q`.
+    pub fn alert(&self, text: &str) {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = e.write_all(b"\n");
+        }
+    }
+
+    /// The command's result as text: stdout (with `--json` the JSON is the result instead).
+    pub fn result(&self, text: &str) {
+        if !self.json {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(text.as_bytes());
         }
     }
 
@@ -176,62 +196,25 @@ pub fn run(cli: Cli) -> Result<u8> {
             artifacts,
             run_id,
             no_export,
-        } => {
-            let recipe = load_recipe(&recipe)?;
-            let run = run_id.unwrap_or_else(|| build::new_run_id(&recipe.file.name));
-            let (plan, plan_checks) = plan::resolve(&recipe, &artifacts, &run)?;
-            if plan_checks.iter().any(|c| c.status == report::Status::Fail) {
-                return Ok(ui.emit(&plan.outcome(plan_checks)));
-            }
-            let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
-            let mut display = monitor::ui::Display::new(ui.quiet, ui.verbose > 0);
-            let result = build::BuildRun {
-                recipe: &recipe,
-                plan: &plan,
-                run,
+            resume,
+            skip,
+            only,
+            strict,
+        } => commands::build::run(
+            &ui,
+            commands::build::Args {
+                recipe,
                 builder,
-                export: !no_export,
-            }
-            .execute(&engine, &mut display);
-            display.clear();
-            let rep = result?;
-            let mut s = String::new();
-            if let Some(f) = &rep.fatal {
-                s.push_str(&format!(
-                    "FATAL at log line {}: {}\n  {}\n",
-                    f.line, f.text, f.message
-                ));
-                if let Some(h) = &f.hint {
-                    s.push_str(&format!("  fix: {h}\n"));
-                }
-                s.push_str(&format!(
-                    "  build cancelled {}\n",
-                    build::describe_cancel(rep.cancel_ms)
-                ));
-            }
-            if let Some(e) = &rep.error {
-                s.push_str(&format!("build failed: {e}\nlast lines of the log:\n"));
-                for l in &rep.log_tail {
-                    s.push_str(&format!("  | {l}\n"));
-                }
-            }
-            s.push_str(&format!(
-                "log: {}\nreport: {}\n",
-                rep.build_log.display(),
-                plan.artifacts.report_json.display()
-            ));
-            ui.say(&s);
-            let mut checks = plan_checks;
-            checks.extend(rep.checks.iter().cloned());
-            let outcome = Outcome::new(format!("build {} ({})", plan.image_tag, rep.run), checks)
-                .with("build", &rep);
-            let code = ui.emit(&outcome);
-            Ok(if rep.end == "interrupted" {
-                130
-            } else {
-                code.max(rep.exit_code())
-            })
-        }
+                artifacts,
+                run_id,
+                resume,
+                skip,
+                only,
+                no_export,
+                strict,
+            },
+        ),
+        Command::Runs { artifacts } => commands::runs::run(&ui, &artifacts),
         Command::Wheel {
             wheel,
             arch,
@@ -312,9 +295,17 @@ pub fn run(cli: Cli) -> Result<u8> {
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
             });
+            pipeline::cancel::cooperate();
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             ui.say(&format!("exporting {image} to {} ...", out.display()));
-            let e = export::export(&engine, &image, &out, level, threads)?;
+            let e = export::export(
+                &engine,
+                &image,
+                &out,
+                level,
+                threads,
+                pipeline::cancel::Cancel::process(),
+            )?;
             let checks = export::checks(&e, recipe.file.checks.archive_min_bytes);
             let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
             Ok(ui.emit(&outcome))
