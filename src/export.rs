@@ -57,12 +57,18 @@ pub fn gzip_parallel(
     out: &mut (dyn Write + Send),
     level: u32,
     threads: usize,
+    cancel: Cancel,
     produce: &mut dyn FnMut(&mut Sink<'_>) -> Result<u64>,
 ) -> Result<(u64, u64, String)> {
     let threads = threads.max(1);
     let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads * 2);
     let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::sync_channel::<(u64, std::io::Result<Vec<u8>>)>(threads * 2);
+    // Set when the producer failed (engine gone, SIGINT): queued blocks are dropped, not
+    // compressed and written, so a cancel ends the export within one block's compression.
+    let abort = std::sync::atomic::AtomicBool::new(false);
+    let abort = &abort;
+    let aborted = || abort.load(std::sync::atomic::Ordering::SeqCst);
     std::thread::scope(|s| {
         for _ in 0..threads {
             let (job_rx, done_tx) = (std::sync::Arc::clone(&job_rx), done_tx.clone());
@@ -70,11 +76,25 @@ pub fn gzip_parallel(
                 loop {
                     let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((i, block)) = job else { break };
+                    if aborted() {
+                        break;
+                    }
                     let mut enc = flate2::GzBuilder::new().mtime(0).write(
                         Vec::with_capacity(block.len() / 2),
                         flate2::Compression::new(level),
                     );
-                    let r = enc.write_all(&block).and_then(|()| enc.finish());
+                    // In slices, so an abort is seen within one slice's compression.
+                    let mut r = Ok(());
+                    for slice in block.chunks(256 << 10) {
+                        if aborted() {
+                            return;
+                        }
+                        r = enc.write_all(slice);
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    let r = r.and_then(|()| enc.finish());
                     if done_tx.send((i, r)).is_err() {
                         break;
                     }
@@ -85,12 +105,16 @@ pub fn gzip_parallel(
         drop(job_rx);
         drop(done_tx);
         // The writer: members in order, hashed as written.
-        let writer = s.spawn(move || -> Result<(u64, String)> {
+        // The writer returns `Ok(None)` when it stopped on an abort.
+        let writer = s.spawn(move || -> Result<Option<(u64, String)>> {
             let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
             let mut next = 0u64;
             let mut hash = Sha256::new();
             let mut written = 0u64;
             for (i, r) in done_rx {
+                if aborted() {
+                    return Ok(None);
+                }
                 let member = r.map_err(|e| Error::io("compress", "<image stream>", e))?;
                 pending.insert(i, member);
                 while let Some(m) = pending.remove(&next) {
@@ -103,7 +127,7 @@ pub fn gzip_parallel(
             }
             out.flush()
                 .map_err(|e| Error::io("write", "<archive>", e))?;
-            Ok((written, hex(&hash.finalize())))
+            Ok(Some((written, hex(&hash.finalize()))))
         });
         let mut block = Vec::with_capacity(BLOCK);
         let mut index = 0u64;
@@ -115,8 +139,22 @@ pub fn gzip_parallel(
                 block.extend_from_slice(&piece[..take]);
                 piece = &piece[take..];
                 if block.len() == BLOCK {
-                    let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK));
-                    tx.send((index, full)).map_err(|_| stopped())?;
+                    let mut job = (
+                        index,
+                        std::mem::replace(&mut block, Vec::with_capacity(BLOCK)),
+                    );
+                    // A full queue is waited on with the cancel token in view.
+                    loop {
+                        match tx.try_send(job) {
+                            Ok(()) => break,
+                            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+                            Err(mpsc::TrySendError::Full(j)) => {
+                                cancel.check()?;
+                                job = j;
+                                std::thread::sleep(std::time::Duration::from_millis(2));
+                            }
+                        }
+                    }
                     index += 1;
                 }
             }
@@ -127,10 +165,15 @@ pub fn gzip_parallel(
         } else {
             Ok(())
         };
+        if fed.is_err() {
+            abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         drop(tx);
         let written = writer.join().expect("writer thread does not panic");
         // The writer's error first: it is the cause when the producer saw a stopped compressor.
-        let (written, sha) = written?;
+        let Some((written, sha)) = written? else {
+            return Err(fed.expect_err("the writer stops early only on the producer's error"));
+        };
         let fed = fed?;
         last?;
         Ok((fed, written, sha))
@@ -180,7 +223,7 @@ pub fn export(
             1 << 20,
             File::create(&part).map_err(|e| Error::io("create", &part, e))?,
         );
-        let r = gzip_parallel(&mut f, level, threads, &mut |sink| {
+        let r = gzip_parallel(&mut f, level, threads, cancel, &mut |sink| {
             engine.export_image(image, &mut |piece| {
                 cancel.check()?;
                 sink(piece)
@@ -273,7 +316,7 @@ mod tests {
             .map(|i| (i * 7 % 251) as u8)
             .collect();
         let mut out = Vec::new();
-        let (fed, written, sha) = gzip_parallel(&mut out, 6, 3, &mut |sink| {
+        let (fed, written, sha) = gzip_parallel(&mut out, 6, 3, Cancel::detached(), &mut |sink| {
             for piece in input.chunks(100_000) {
                 sink(piece)?;
             }
@@ -319,7 +362,7 @@ mod tests {
             let noise: Vec<u8> = (0..1u32 << 20)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
                 .collect();
-            let r = gzip_parallel(&mut out, 1, 2, &mut |sink| {
+            let r = gzip_parallel(&mut out, 1, 2, Cancel::detached(), &mut |sink| {
                 // An endless stream: only the failure can end it.
                 loop {
                     sink(&noise)?;
@@ -339,7 +382,7 @@ mod tests {
         let input: Vec<u8> = (0..(BLOCK * 2 + 999)).map(|i| (i % 13) as u8).collect();
         let run = |threads| {
             let mut out = Vec::new();
-            gzip_parallel(&mut out, 6, threads, &mut |sink| {
+            gzip_parallel(&mut out, 6, threads, Cancel::detached(), &mut |sink| {
                 sink(&input)?;
                 Ok(input.len() as u64)
             })
@@ -355,7 +398,7 @@ mod tests {
     #[test]
     fn a_failing_stream_is_an_error() {
         let mut out = Vec::new();
-        let r = gzip_parallel(&mut out, 6, 2, &mut |sink| {
+        let r = gzip_parallel(&mut out, 6, 2, Cancel::detached(), &mut |sink| {
             sink(&[1u8; 1000])?;
             Err(Error::input("engine went away", None))
         });
