@@ -125,6 +125,14 @@ pub enum Command {
         /// Count skipped checks and phases as failures (exit 1), for CI.
         #[arg(long)]
         strict: bool,
+        /// Rehearse: run the recipe's Dockerfile end to end in minutes, with stand-in sources for
+        /// the long compiles (on a rehearsal base image; README: "The Dockerfile").
+        #[arg(long)]
+        rehearse: bool,
+        /// The rehearsal base image (default `forge-rehearsal-rocm:<rocm>`, made by
+        /// `scripts/rehearsal-base.sh`).
+        #[arg(long, value_name = "IMAGE", requires = "rehearse")]
+        rehearsal_base: Option<String>,
     },
     /// List the runs under the artifacts directory: recipe, date, verdict, phases, sizes.
     Runs {
@@ -173,6 +181,56 @@ pub enum Command {
         /// Compression threads (default: the CPU count).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    },
+    /// Phases 5 and 7: run the shipped probe in a container of IMAGE (GPU devices and their
+    /// groups passed when the host has them): torch, HIP, distributed, GPU compute, amdsmi,
+    /// vLLM, memory safety, each check in its own process.
+    Runtime {
+        /// The image (tag or id).
+        #[arg(value_name = "IMAGE", required_unless_present_any = ["from_json", "print_probe"])]
+        image: Option<String>,
+        /// Give the container no GPU even when the host has one.
+        #[arg(long)]
+        no_gpu: bool,
+        /// A GPU check that cannot run (no GPU) fails instead of being skipped.
+        #[arg(long)]
+        require_gpu: bool,
+        /// Judge the JSON of a probe run elsewhere (`python3 probe.py > out.txt` on a machine
+        /// without Docker) instead of running one.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "print_probe"])]
+        from_json: Option<PathBuf>,
+        /// Print the probe script and exit.
+        #[arg(long, conflicts_with = "image")]
+        print_probe: bool,
+        /// Where runs write their files.
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
+        /// Run id (default: `runtime-` and UTC time).
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    },
+    /// Phase 6: start the vLLM OpenAI server of IMAGE with the recipe's model and arguments,
+    /// follow its log, check /health, /v1/models, completions (plain, streamed, chat), stop it.
+    Serve {
+        /// The image (tag or id).
+        #[arg(value_name = "IMAGE")]
+        image: String,
+        /// Start the server with no GPU devices (a CPU build of vLLM; the tests' double).
+        #[arg(long)]
+        no_gpu: bool,
+        /// Without a GPU (and without --no-gpu) the checks fail instead of being skipped.
+        #[arg(long)]
+        require_gpu: bool,
+        /// Where runs write their files (the server's log).
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
+        /// Run id (default: `serve-` and UTC time).
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
         #[command(flatten)]
         recipe: RecipeArgs,
     },

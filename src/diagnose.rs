@@ -241,7 +241,7 @@ pub const KNOWN: &[Known] = &[
         FATAL,
         "FAILED: lib/libtorch_hip.so",
         "linking libtorch_hip.so failed (missing ROCm library, relocation overflow or OOM)",
-        "look at the lines after it: undefined references name the missing library; relocation errors need AOTRITON_GPU_TARGETS",
+        "look at the lines after it: undefined references name the missing library; relocation errors need fewer archs in PYTORCH_ROCM_ARCH",
         "field notes",
     ),
     k(
@@ -259,7 +259,7 @@ pub const KNOWN: &[Known] = &[
         FATAL,
         "relocation R_X86_64_PC32 out of range",
         "AOTriton kernels for many archs push libtorch_hip over 2 GB",
-        "set AOTRITON_GPU_TARGETS=gfx1151 (only the archs you build for)",
+        "build for only the archs you need (PYTORCH_ROCM_ARCH=gfx1151, the recipe's `archs`): AOTriton's targets come from it (cmake/External/aotriton.cmake reads no AOTRITON_GPU_TARGETS)",
         "field notes",
     ),
     k(

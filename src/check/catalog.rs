@@ -133,12 +133,50 @@ pub const CATALOG: &[Entry] = &[
     e("5.5", 5, "amdsmi enumerates the GPU", true),
     e("5.6", 5, "vLLM imports", true),
     e("5.7", 5, "vLLM detects the ROCm platform", true),
+    e(
+        "runtime.versions",
+        5,
+        "torch, HIP, CUDA and triton versions",
+        false,
+    ),
+    e(
+        "runtime.arch",
+        5,
+        "device 0's gcnArchName in the recipe's archs",
+        true,
+    ),
+    e(
+        "runtime.rsmi-preload",
+        5,
+        "no undefined rsmi_* symbol (or the LD_PRELOAD workaround)",
+        false,
+    ),
+    e(
+        "runtime.xccl",
+        5,
+        "vLLM's supports_xccl import paths agree",
+        false,
+    ),
+    e(
+        "runtime.import-order",
+        5,
+        "amdsmi and torch import in both orders",
+        false,
+    ),
+    e("runtime.imports", 5, "the recipe's extra imports", false),
     e("6.1", 6, "server container starts", true),
     e("6.2", 6, "`Uvicorn running` within the timeout", true),
     e("6.3", 6, "/health returns 200", true),
     e("6.4", 6, "/v1/models lists the model", true),
     e("6.5", 6, "completion returns text", true),
     e("6.6", 6, "clean shutdown", true),
+    e(
+        "serve.stream",
+        6,
+        "streamed completion (first-token latency)",
+        true,
+    ),
+    e("serve.chat", 6, "chat completion", true),
     e("7.1", 7, "no double free on exit", true),
     e("7.2", 7, "repeated import cycles", true),
     e("export.archive", 8, "image exported as .tar.gz", false),
@@ -174,6 +212,8 @@ pub fn runner(id: &str) -> &'static str {
         2 => "forge build, forge scan, forge watch",
         3 => "forge wheel, forge build",
         4 => "forge image, forge build",
+        5 | 7 => "forge runtime",
+        6 => "forge serve",
         8 => "forge export, forge build",
         _ => "not implemented yet",
     }
@@ -236,6 +276,18 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "6.4" => format!("lists {}", c.server.model),
         "6.5" => "JSON with generated text".into(),
         "6.6" => "container stops and is removed".into(),
+        "runtime.versions" => "torch's version readable (HIP, CUDA, triton reported)".into(),
+        "runtime.arch" => format!("gcnArchName of device 0 is one of {arch}"),
+        "runtime.rsmi-preload" => {
+            "no undefined rsmi_* symbol, or the imports succeed with librocm_smi64 preloaded".into()
+        }
+        "runtime.xccl" => "supports_xccl importable where vLLM's own code imports it from".into(),
+        "runtime.import-order" => {
+            "`import amdsmi; import torch` and the reverse exit cleanly".into()
+        }
+        "runtime.imports" => format!("import {}", c.runtime.extra_imports.join(", ")),
+        "serve.stream" => "`stream: true` completion yields text chunks, then [DONE]".into(),
+        "serve.chat" => "chat completion returns a message (400 for no chat template: skip)".into(),
         "7.1" => "no `double free`, `corruption`, `segfault` in the output".into(),
         "7.2" => "3 cycles complete".into(),
         "plan.args" => "every recipe build arg has an `ARG` and is used".into(),

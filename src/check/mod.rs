@@ -6,6 +6,8 @@ pub mod elf;
 pub mod host;
 pub mod image;
 pub mod resolve;
+pub mod runtime;
+pub mod serve;
 pub mod source;
 pub mod wheel;
 

@@ -41,6 +41,10 @@ pub struct Args {
     pub no_export: bool,
     /// `--strict`.
     pub strict: bool,
+    /// `--rehearse`.
+    pub rehearse: bool,
+    /// `--rehearsal-base`.
+    pub rehearsal_base: Option<String>,
 }
 
 /// SHA256 over what decides the build: the resolved plan (build args, stages, tags, every
@@ -92,6 +96,27 @@ fn recipe_of(args: &Args, prior: Option<&RunRecord>) -> Result<Recipe> {
     }
 }
 
+/// `--rehearse`: the recipe with stand-in sources on a rehearsal base image.
+fn rehearse(ui: &Ui, engine: &DockerEngine, recipe: &mut Recipe, base: Option<&str>) -> Result<()> {
+    let base = base.map_or_else(
+        || crate::rehearse::default_base(recipe.file.rocm.get_ref()),
+        str::to_owned,
+    );
+    let standins = crate::rehearse::read_standins(engine, &base)?;
+    let before = recipe.build_args.clone();
+    crate::rehearse::apply(recipe, &base, &standins)?;
+    recipe.file.name = format!("{}-rehearsal", recipe.file.name);
+    let mut s = format!(
+        "rehearsal of {} on {base}: the shipped Dockerfile with stand-in sources\n",
+        recipe.origin
+    );
+    for c in crate::rehearse::changes(&before, &recipe.build_args) {
+        s.push_str(&format!("  {c}\n"));
+    }
+    ui.say(&s);
+    Ok(())
+}
+
 /// Run `forge build`.
 pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     cancel::cooperate();
@@ -115,7 +140,11 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         }
         None => None,
     };
-    let recipe = recipe_of(&args, prior.as_ref())?;
+    let mut recipe = recipe_of(&args, prior.as_ref())?;
+    let engine = DockerEngine::connect(Duration::from_secs(10))?;
+    if args.rehearse {
+        rehearse(ui, &engine, &mut recipe, args.rehearsal_base.as_deref())?;
+    }
     let run = match (&prior, &args.run_id) {
         (Some(p), _) => p.run.clone(),
         (None, Some(id)) => id.clone(),
@@ -134,7 +163,6 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
             )),
         ));
     }
-    let engine = DockerEngine::connect(Duration::from_secs(10))?;
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
     let mut rec = RunRecord {
         schema: record::SCHEMA,
@@ -203,6 +231,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         builder: args.builder,
         outputs: record::Outputs::default(),
         unverified: None,
+        rehearsal: args.rehearse,
     };
     let result = pl::run(
         phases::BUILD,

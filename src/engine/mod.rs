@@ -6,6 +6,7 @@
 //! (Debian's engine here speaks 1.41).
 
 mod build;
+mod container;
 mod files;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,10 @@ use crate::error::{Error, Result};
 use crate::pipeline::cancel::Cancel;
 
 pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Flow};
+pub use container::{
+    ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, State, Stream,
+    cancel_on_signals, shell_quote,
+};
 pub use files::Leftover;
 
 /// Label on everything a run creates that is temporary, with the run's id.
