@@ -133,12 +133,26 @@ pub enum Command {
         /// Where runs write their files.
         #[arg(long, default_value = "artifacts", value_name = "DIR")]
         artifacts: PathBuf,
-        /// Run id (default: recipe name and UTC time).
+        /// Run id (default: recipe name and UTC time): a letter or digit, then letters,
+        /// digits, `.`, `_`, `-`.
         #[arg(long, value_name = "ID")]
         run_id: Option<String>,
-        /// Do not export the image as .tar.gz after a good build.
+        /// Do not export the image as .tar.gz after a good build (same as `--skip export`).
         #[arg(long)]
         no_export: bool,
+        /// Continue a run (default: `latest`) from the first phase that did not pass, reusing
+        /// what it recorded once verified.
+        #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "latest")]
+        resume: Option<String>,
+        /// Do not run these phases (repeat or comma-separate).
+        #[arg(long, value_enum, value_name = "PHASE", value_delimiter = ',')]
+        skip: Vec<crate::pipeline::PhaseId>,
+        /// Run only these phases (with `--resume`, the others' recorded outputs are used).
+        #[arg(long, value_enum, value_name = "PHASE", value_delimiter = ',')]
+        only: Vec<crate::pipeline::PhaseId>,
+        /// Count skipped checks and phases as failures (exit 1), for CI.
+        #[arg(long)]
+        strict: bool,
         /// Rehearse: run the recipe's Dockerfile end to end in minutes, with stand-in sources for
         /// the long compiles (on a rehearsal base image; README: "The Dockerfile").
         #[arg(long)]
@@ -147,6 +161,12 @@ pub enum Command {
         /// `scripts/rehearsal-base.sh`).
         #[arg(long, value_name = "IMAGE", requires = "rehearse")]
         rehearsal_base: Option<String>,
+    },
+    /// List the runs under the artifacts directory: recipe, date, verdict, phases, sizes.
+    Runs {
+        /// Where runs write their files.
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
     },
     /// Remove temporary containers and images left by forge runs that are no longer running.
     #[command(

@@ -15,12 +15,13 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::pipeline::cancel::Cancel;
 
 /// Uncompressed bytes per gzip member (one unit of parallel work).
 pub const BLOCK: usize = 4 << 20;
 
 /// What an export produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Export {
     /// The archive.
     pub archive: PathBuf,
@@ -35,11 +36,12 @@ pub struct Export {
     /// Seconds.
     pub seconds: f64,
     /// The archive as read back from disk.
+    #[serde(default)]
     pub verified: Verification,
 }
 
 /// What reading the written archive back found: the judgement of a standalone export.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Verification {
     /// SHA256 of the file on disk, hex.
     pub sha256: String,
@@ -177,42 +179,75 @@ pub type Sink<'a> = dyn FnMut(&[u8]) -> Result<()> + 'a;
 
 /// Compress `input` pieces to `out` with `threads` workers; returns (bytes in, bytes out, sha256).
 /// `produce` is called once and feeds the pieces through the given function.
+///
+/// The output depends only on the input and `level`: members are cut every [`BLOCK`] bytes
+/// whatever the thread count, and each member's gzip header has mtime 0 and no name, so one
+/// image gives one archive SHA256. Any stage failing ends all of them: a write error (full
+/// disk) drops the writer's receiver, the workers' sends fail and they exit, their shared job
+/// receiver is dropped with the last of them, and the producer's next send fails; the writer's
+/// error is the one reported.
 pub fn gzip_parallel(
     out: &mut (dyn Write + Send),
     level: u32,
     threads: usize,
+    cancel: Cancel,
     produce: &mut dyn FnMut(&mut Sink<'_>) -> Result<u64>,
 ) -> Result<(u64, u64, String)> {
     let threads = threads.max(1);
     let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads * 2);
-    let job_rx = std::sync::Mutex::new(job_rx);
+    let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::sync_channel::<(u64, std::io::Result<Vec<u8>>)>(threads * 2);
+    // Set when the producer failed (engine gone, SIGINT): queued blocks are dropped, not
+    // compressed and written, so a cancel ends the export within one block's compression.
+    let abort = std::sync::atomic::AtomicBool::new(false);
+    let abort = &abort;
+    let aborted = || abort.load(std::sync::atomic::Ordering::SeqCst);
     std::thread::scope(|s| {
         for _ in 0..threads {
-            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            let (job_rx, done_tx) = (std::sync::Arc::clone(&job_rx), done_tx.clone());
             s.spawn(move || {
                 loop {
-                    let job = job_rx.lock().expect("no poisoned lock").recv();
+                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((i, block)) = job else { break };
-                    let mut enc = flate2::write::GzEncoder::new(
+                    if aborted() {
+                        break;
+                    }
+                    let mut enc = flate2::GzBuilder::new().mtime(0).write(
                         Vec::with_capacity(block.len() / 2),
                         flate2::Compression::new(level),
                     );
-                    let r = enc.write_all(&block).and_then(|()| enc.finish());
+                    // In slices, so an abort is seen within one slice's compression.
+                    let mut r = Ok(());
+                    for slice in block.chunks(256 << 10) {
+                        if aborted() {
+                            return;
+                        }
+                        r = enc.write_all(slice);
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    let r = r.and_then(|()| enc.finish());
                     if done_tx.send((i, r)).is_err() {
                         break;
                     }
                 }
             });
         }
+        // Only the workers hold the job receiver: when the last one ends, sends fail.
+        drop(job_rx);
         drop(done_tx);
         // The writer: members in order, hashed as written.
-        let writer = s.spawn(move || -> Result<(u64, String)> {
+        // The writer returns `Ok(None)` when it stopped on an abort.
+        let writer = s.spawn(move || -> Result<Option<(u64, String)>> {
             let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
             let mut next = 0u64;
             let mut hash = Sha256::new();
             let mut written = 0u64;
             for (i, r) in done_rx {
+                if aborted() {
+                    return Ok(None);
+                }
                 let member = r.map_err(|e| Error::io("compress", "<image stream>", e))?;
                 pending.insert(i, member);
                 while let Some(m) = pending.remove(&next) {
@@ -223,72 +258,125 @@ pub fn gzip_parallel(
                     next += 1;
                 }
             }
-            Ok((written, hex(&hash.finalize())))
+            out.flush()
+                .map_err(|e| Error::io("write", "<archive>", e))?;
+            Ok(Some((written, hex(&hash.finalize()))))
         });
         let mut block = Vec::with_capacity(BLOCK);
         let mut index = 0u64;
         let tx = job_tx;
+        let stopped = || Error::input("the compressor stopped", None);
         let fed = produce(&mut |mut piece: &[u8]| {
             while !piece.is_empty() {
                 let take = (BLOCK - block.len()).min(piece.len());
                 block.extend_from_slice(&piece[..take]);
                 piece = &piece[take..];
                 if block.len() == BLOCK {
-                    let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK));
-                    tx.send((index, full))
-                        .map_err(|_| Error::input("a compressor stopped", None))?;
+                    let mut job = (
+                        index,
+                        std::mem::replace(&mut block, Vec::with_capacity(BLOCK)),
+                    );
+                    // A full queue is waited on with the cancel token in view.
+                    loop {
+                        match tx.try_send(job) {
+                            Ok(()) => break,
+                            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+                            Err(mpsc::TrySendError::Full(j)) => {
+                                cancel.check()?;
+                                job = j;
+                                std::thread::sleep(std::time::Duration::from_millis(2));
+                            }
+                        }
+                    }
                     index += 1;
                 }
             }
             Ok(())
         });
         let last = if fed.is_ok() && !block.is_empty() {
-            tx.send((index, block))
-                .map_err(|_| Error::input("a compressor stopped", None))
+            tx.send((index, block)).map_err(|_| stopped())
         } else {
             Ok(())
         };
+        if fed.is_err() {
+            abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         drop(tx);
         let written = writer.join().expect("writer thread does not panic");
+        // The writer's error first: it is the cause when the producer saw a stopped compressor.
+        let Some((written, sha)) = written? else {
+            return Err(fed.expect_err("the writer stops early only on the producer's error"));
+        };
         let fed = fed?;
         last?;
-        let (written, sha) = written?;
         Ok((fed, written, sha))
     })
 }
 
-/// Write `path` through a `.part` file renamed when complete.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let part = PathBuf::from(format!("{}.part", path.display()));
-    std::fs::write(&part, data).map_err(|e| Error::io("write", &part, e))?;
-    std::fs::rename(&part, path).map_err(|e| Error::io("rename", &part, e))
+/// `path` with `.part` appended: where a file is written until it is complete.
+pub fn part_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
 }
 
-/// Export `image` to `archive` (`.tar.gz`) and `archive.sha256`.
+/// Export `image` to `archive` (`.tar.gz`) and `archive.sha256`. Both are written under `.part`
+/// names and renamed only when both are complete; on any error (full disk, engine gone,
+/// SIGINT/SIGTERM through `cancel`) the `.part` files are removed and nothing is left under a
+/// final name.
 pub fn export(
     engine: &dyn Engine,
     image: &str,
     archive: &Path,
     level: u32,
     threads: usize,
+    cancel: Cancel,
 ) -> Result<Export> {
+    if archive.is_dir() {
+        return Err(Error::usage(
+            format!("`{}` is a directory", archive.display()),
+            Some("pass the archive's file name, e.g. `-o DIR/image.tar.gz`"),
+        ));
+    }
     if let Some(dir) = archive.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     }
-    let part = PathBuf::from(format!("{}.part", archive.display()));
+    let part = part_path(archive);
+    let sha256_file = PathBuf::from(format!("{}.sha256", archive.display()));
+    let sha_part = part_path(&sha256_file);
+    let name = archive
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("archive.tar.gz")
+        .to_owned();
     let started = Instant::now();
     let result = (|| -> Result<(u64, u64, String)> {
+        cancel.check()?;
         let mut f = std::io::BufWriter::with_capacity(
             1 << 20,
             File::create(&part).map_err(|e| Error::io("create", &part, e))?,
         );
-        let r = gzip_parallel(&mut f, level, threads, &mut |sink| {
-            engine.export_image(image, sink)
+        let r = gzip_parallel(&mut f, level, threads, cancel, &mut |sink| {
+            engine.export_image(image, &mut |piece| {
+                cancel.check()?;
+                sink(piece)
+            })
+        })
+        .map_err(|e| match e {
+            Error::Io { action, source, .. } if action == "write" => {
+                Error::io(action, &part, source)
+            }
+            e => e,
         })?;
         let f = f
             .into_inner()
             .map_err(|e| Error::io("write", &part, e.into_error()))?;
         f.sync_all().map_err(|e| Error::io("sync", &part, e))?;
+        cancel.check()?;
+        std::fs::write(&sha_part, format!("{}  {name}\n", r.2))
+            .map_err(|e| Error::io("write", &sha_part, e))?;
+        std::fs::rename(&part, archive).map_err(|e| Error::io("rename", &part, e))?;
+        std::fs::rename(&sha_part, &sha256_file).map_err(|e| Error::io("rename", &sha_part, e))?;
         Ok(r)
     })();
     let (tar_bytes, gz_bytes, sha256) = match result {
@@ -296,16 +384,10 @@ pub fn export(
         Err(e) => {
             // A half-written archive is never left under the final name, nor as a `.part`.
             let _ = std::fs::remove_file(&part);
+            let _ = std::fs::remove_file(&sha_part);
             return Err(e);
         }
     };
-    std::fs::rename(&part, archive).map_err(|e| Error::io("rename", &part, e))?;
-    let sha256_file = PathBuf::from(format!("{}.sha256", archive.display()));
-    let name = archive
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("archive.tar.gz");
-    write_atomically(&sha256_file, format!("{sha256}  {name}\n").as_bytes())?;
     let verified = verify(archive, &sha256_file);
     Ok(Export {
         archive: archive.to_owned(),
@@ -434,7 +516,7 @@ mod tests {
             .map(|i| (i * 7 % 251) as u8)
             .collect();
         let mut out = Vec::new();
-        let (fed, written, sha) = gzip_parallel(&mut out, 6, 3, &mut |sink| {
+        let (fed, written, sha) = gzip_parallel(&mut out, 6, 3, Cancel::detached(), &mut |sink| {
             for piece in input.chunks(100_000) {
                 sink(piece)?;
             }
@@ -466,7 +548,7 @@ mod tests {
     fn write_archive(dir: &Path, tar: &[u8]) -> (PathBuf, PathBuf) {
         let archive = dir.join("img.tar.gz");
         let mut out = Vec::new();
-        let (_, _, sha) = gzip_parallel(&mut out, 6, 2, &mut |sink| {
+        let (_, _, sha) = gzip_parallel(&mut out, 6, 2, Cancel::detached(), &mut |sink| {
             sink(tar)?;
             Ok(tar.len() as u64)
         })
@@ -543,10 +625,72 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// Writes `room` bytes, then fails as a full disk does.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Regression (issue 11): a full disk hung the export for ever (the producer blocked on a
+    /// job queue nobody read once the writer had failed).
+    #[test]
+    fn a_full_disk_ends_every_stage_with_the_write_error() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = FullDisk { room: 100_000 };
+            let noise: Vec<u8> = (0..1u32 << 20)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            let r = gzip_parallel(&mut out, 1, 2, Cancel::detached(), &mut |sink| {
+                // An endless stream: only the failure can end it.
+                loop {
+                    sink(&noise)?;
+                }
+            });
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the export ended instead of hanging");
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("No space left"), "{e}");
+    }
+
+    #[test]
+    fn the_archive_does_not_depend_on_the_thread_count() {
+        let input: Vec<u8> = (0..(BLOCK * 2 + 999)).map(|i| (i % 13) as u8).collect();
+        let run = |threads| {
+            let mut out = Vec::new();
+            gzip_parallel(&mut out, 6, threads, Cancel::detached(), &mut |sink| {
+                sink(&input)?;
+                Ok(input.len() as u64)
+            })
+            .unwrap();
+            out
+        };
+        let one = run(1);
+        assert_eq!(one, run(4));
+        // gzip header: magic, method, flags 0, mtime 0 (bytes 4..8)
+        assert_eq!(&one[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+    }
+
     #[test]
     fn a_failing_stream_is_an_error() {
         let mut out = Vec::new();
-        let r = gzip_parallel(&mut out, 6, 2, &mut |sink| {
+        let r = gzip_parallel(&mut out, 6, 2, Cancel::detached(), &mut |sink| {
             sink(&[1u8; 1000])?;
             Err(Error::input("engine went away", None))
         });

@@ -1022,3 +1022,26 @@ fn every_shipped_recipe_plans_clean_against_the_shipped_dockerfile() {
         }
     }
 }
+
+/// Issue 11: `--run-id ../../escape` wrote outside the artifacts, `""` into them, `a/b` failed
+/// late with wrong verdicts. Each is refused before anything is written (exit 2, a hint).
+#[test]
+fn unusable_run_ids_are_refused_before_anything_is_written() {
+    let dir = std::env::temp_dir().join(format!("forge-runid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for id in ["../../escape", "", "a/b", "..", "latest"] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(["build", "--artifacts"])
+            .arg(&dir)
+            .args(["--run-id", id])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{id:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            e.contains("not a usable run id") && e.contains("hint:"),
+            "{id:?}: {e}"
+        );
+    }
+    assert!(!dir.exists(), "something was written");
+}

@@ -11,7 +11,7 @@ use crate::recipe::Recipe;
 pub struct Entry {
     /// Check id.
     pub id: &'static str,
-    /// Phase (1-7; 8 for the deliverables).
+    /// Phase (0 the plan, 1-7 the spec's, 8 the deliverables).
     pub phase: u8,
     /// Short title.
     pub title: &'static str,
@@ -30,6 +30,14 @@ const fn e(id: &'static str, phase: u8, title: &'static str, needs_gpu: bool) ->
 
 /// All checks, in report order.
 pub const CATALOG: &[Entry] = &[
+    e("plan.args", 0, "every build arg declared and used", false),
+    e("plan.stages", 0, "target and wheel stages exist", false),
+    e(
+        "plan.arch-env",
+        0,
+        "PYTORCH_ROCM_ARCH exported to RUN",
+        false,
+    ),
     e("1.1", 1, "amdgpu kernel module loaded", true),
     e("1.2", 1, "/dev/kfd and /dev/dri/renderD* read-write", true),
     e(
@@ -76,6 +84,13 @@ pub const CATALOG: &[Entry] = &[
     e("2.2", 2, "no line turns distributed off", false),
     e("build.fatal", 2, "no fatal compile error", false),
     e("build.clipped", 2, "log not clipped by BuildKit", false),
+    e("build.result", 2, "the wheel stage builds", false),
+    e(
+        "build.wheels",
+        2,
+        "wheels taken out of the wheel stage",
+        false,
+    ),
     e("3.1", 3, "wheel size", false),
     e("3.2", 3, "c10d symbols in libtorch_cpu.so", false),
     e("3.3", 3, "PrefixStore defined in libtorch_cpu.so", false),
@@ -105,6 +120,7 @@ pub const CATALOG: &[Entry] = &[
         "system symbol versions within the manylinux tag",
         false,
     ),
+    e("image.build", 4, "the image builds (runtime stage)", false),
     e("4.1", 4, "image size", false),
     e("4.2", 4, "system packages installed", false),
     e("4.3", 4, "Python packages installed", false),
@@ -208,10 +224,11 @@ fn gb(bytes: u64) -> String {
 /// Which forge command runs check `id` today.
 pub fn runner(id: &str) -> &'static str {
     match entry(id).phase {
-        1 => "forge preflight",
+        0 => "forge plan, forge build",
+        1 => "forge preflight, forge build",
         2 => "forge build, forge scan, forge watch",
         3 => "forge wheel, forge build",
-        4 => "forge image",
+        4 => "forge image, forge build",
         5 | 7 => "forge runtime",
         6 => "forge serve",
         8 => "forge export, forge build",
@@ -296,6 +313,18 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "serve.chat" => "chat completion returns a message (400 for no chat template: skip)".into(),
         "7.1" => "no `double free`, `corruption`, `segfault` in the output".into(),
         "7.2" => "3 cycles complete".into(),
+        "plan.args" => "every recipe build arg has an `ARG` and is used".into(),
+        "plan.stages" => format!(
+            "stages `{}` and `{}` exist",
+            r.file.image.target, r.file.image.wheel_stage
+        ),
+        "plan.arch-env" => "`ENV PYTORCH_ROCM_ARCH` in every stage that declares it".into(),
+        "build.result" => format!(
+            "stage `{}` builds, no fatal finding",
+            r.file.image.wheel_stage
+        ),
+        "build.wheels" => "at least one .whl, each with its SHA256".into(),
+        "image.build" => format!("stage `{}` builds after phase 3", r.file.image.target),
         "export.archive" => "written to a temporary name, renamed when complete".into(),
         "export.sha256" => "`<hex>  <name>` (sha256sum -c reads it), matching the archive read back".into(),
         "export.loadable" => "the tar lists manifest.json and every config and layer it names".into(),

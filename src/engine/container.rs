@@ -571,24 +571,22 @@ impl Containers for DockerEngine {
     }
 }
 
-/// Cancel on SIGINT and SIGTERM: the first raises the returned flag (the caller stops its
-/// containers and returns); a second one within the same run exits at once with 130.
-///
-/// A stand-in for the pipeline's one cancel token until it lands: call it once per process.
+/// The pipeline's one cancel token ([`crate::pipeline::cancel`], fed by the SIGINT/SIGTERM hook
+/// `main` installs) as the flag the container code polls: raised within
+/// [`crate::pipeline::cancel::POLL`] of the signal; a second signal exits at once.
 pub fn cancel_on_signals() -> &'static AtomicBool {
+    use crate::pipeline::cancel::{self, Cancel};
     static FLAG: AtomicBool = AtomicBool::new(false);
-    extern "C" fn on_signal(_: libc::c_int) {
-        if FLAG.swap(true, Ordering::SeqCst) {
-            // SAFETY: _exit is async-signal-safe.
-            unsafe { libc::_exit(130) };
-        }
-    }
-    // SAFETY: installing a handler that only touches an atomic and calls _exit.
-    unsafe {
-        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
-    }
+    static WATCH: std::sync::Once = std::sync::Once::new();
+    cancel::cooperate();
+    WATCH.call_once(|| {
+        std::thread::spawn(|| {
+            while !Cancel::process().requested() {
+                std::thread::sleep(cancel::POLL);
+            }
+            FLAG.store(true, Ordering::SeqCst);
+        });
+    });
     &FLAG
 }
 

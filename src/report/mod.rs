@@ -11,7 +11,7 @@ use serde::Serialize;
 pub const ENVELOPE_SCHEMA: &str = include_str!("envelope.schema.json");
 
 /// The status of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The pass condition held.
@@ -34,7 +34,7 @@ impl Status {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Check {
     /// The spec's number (`1.3`) or forge's own id (`host.docker`).
     pub id: String,
@@ -88,7 +88,7 @@ impl Check {
 }
 
 /// The verdict over a set of checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every check ran and passed.
