@@ -12,6 +12,13 @@ pub fn run(ui: &Ui, shell: clap_complete::Shell) -> Result<u8> {
         ));
     }
     let mut cmd = <Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut cmd, "forge", &mut std::io::stdout());
-    Ok(0)
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "forge", &mut script);
+    // A closed pipe (`forge completions bash | head`) is the reader's choice, not an error.
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("write", "<stdout>", e))
+        }
+        _ => Ok(0),
+    }
 }
