@@ -526,13 +526,28 @@ impl BuildRun<'_> {
                     ));
                     let threads =
                         std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-                    match crate::export::export(engine, &spec.tag, &a.archive, 6, threads) {
+                    // The export's stream feeds the image audit too: one pass.
+                    let mut audit = crate::check::imagefs::ImageReader::new();
+                    let exported = crate::export::export_with(
+                        engine,
+                        &spec.tag,
+                        &a.archive,
+                        6,
+                        threads,
+                        &mut |piece| audit.feed(piece),
+                    );
+                    match exported {
                         Ok(e) => {
                             checks.extend(crate::export::checks(
                                 &e,
                                 self.recipe.file.checks.archive_min_bytes,
                             ));
                             report.export = Some(e);
+                            checks.extend(crate::check::audit::checks_or_fail(
+                                audit.finish(),
+                                self.recipe.archs(),
+                                self.recipe.rocm_version(),
+                            ));
                         }
                         Err(e) => checks.push(Check::fail(
                             "export.archive",

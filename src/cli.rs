@@ -156,11 +156,15 @@ pub enum Command {
         #[command(flatten)]
         recipe: RecipeArgs,
     },
-    /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release.
+    /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release,
+    /// and audit its files from the export stream (GPU code objects, vLLM against torch).
     Image {
         /// The image (tag or id).
         #[arg(value_name = "IMAGE")]
         image: String,
+        /// GPU arch(s) the libraries torch and vLLM load must carry (default: the recipe's).
+        #[arg(long, value_name = "GFX")]
+        arch: Vec<String>,
         #[command(flatten)]
         recipe: RecipeArgs,
     },

@@ -140,6 +140,20 @@ pub fn export(
     level: u32,
     threads: usize,
 ) -> Result<Export> {
+    export_with(engine, image, archive, level, threads, &mut |_| {})
+}
+
+/// [`export`], with `tap` seeing every piece of the image tar as it streams by (the image
+/// audit, [`crate::check::imagefs::ImageReader::feed`], reads the same bytes: compress, hash
+/// and audit in one pass).
+pub fn export_with(
+    engine: &dyn Engine,
+    image: &str,
+    archive: &Path,
+    level: u32,
+    threads: usize,
+    tap: &mut dyn FnMut(&[u8]),
+) -> Result<Export> {
     if let Some(dir) = archive.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     }
@@ -151,7 +165,10 @@ pub fn export(
             File::create(&part).map_err(|e| Error::io("create", &part, e))?,
         );
         let r = gzip_parallel(&mut f, level, threads, &mut |sink| {
-            engine.export_image(image, sink)
+            engine.export_image(image, &mut |piece| {
+                tap(piece);
+                sink(piece)
+            })
         })?;
         let f = f
             .into_inner()

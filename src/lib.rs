@@ -319,15 +319,29 @@ pub fn run(cli: Cli) -> Result<u8> {
             let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
             Ok(ui.emit(&outcome))
         }
-        Command::Image { image, recipe } => {
+        Command::Image {
+            image,
+            arch,
+            recipe,
+        } => {
             let recipe = load_recipe(&recipe)?;
+            let archs = audit_archs(&recipe, &arch)?;
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             let size = engine::Engine::image_size(&engine, &image)?;
             let probe = check::image::probe(&engine, &image, &recipe.file.checks.files)?;
-            let checks = check::image::checks(&recipe, size, &probe);
+            let mut checks = check::image::checks(&recipe, size, &probe);
+            ui.say(&format!(
+                "reading {image}'s files from the engine's export stream ..."
+            ));
+            let (audit_checks, audit) =
+                audit_image(&engine, &image, &archs, recipe.rocm_version())?;
+            // The audit's ROCm check covers every packaging; it replaces the dpkg-only one.
+            checks.retain(|c| !audit_checks.iter().any(|a| a.id == c.id));
+            checks.extend(audit_checks);
             let outcome = Outcome::new(format!("image {image}"), checks)
                 .with("size", size)
-                .with("probe", &probe);
+                .with("probe", &probe)
+                .with("audit", &audit);
             Ok(ui.emit(&outcome))
         }
         Command::Clean { all } => {
@@ -400,6 +414,40 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(outcome.exit_code())
         }
     }
+}
+
+/// The archs the image audit wants: `--arch` (repeat or `;`-separate), else the recipe's.
+fn audit_archs(recipe: &Recipe, arch: &[String]) -> Result<Vec<String>> {
+    let archs = expectations(recipe, arch).archs;
+    let re =
+        regex::Regex::new(r"^gfx([0-9a-f]{3,4}|[0-9]+(-[0-9]+)?-generic)(:(xnack|sramecc)[+-])*$")
+            .expect("valid regex");
+    if let Some(bad) = archs.iter().find(|a| !re.is_match(a)) {
+        return Err(Error::input(
+            format!("`{bad}` is not a GPU arch"),
+            Some("arch names look like gfx1151, gfx1100, gfx90a:xnack+"),
+        ));
+    }
+    Ok(archs)
+}
+
+/// Stream `image` from the engine through the audit (nothing written to disk).
+pub fn audit_image(
+    engine: &dyn engine::Engine,
+    image: &str,
+    archs: &[String],
+    rocm: &str,
+) -> Result<(Vec<Check>, check::audit::Audit)> {
+    let mut reader = check::imagefs::ImageReader::new();
+    engine.export_image(image, &mut |piece| {
+        reader.feed(piece);
+        Ok(())
+    })?;
+    let fs = reader.finish().map_err(|e| Error::Engine {
+        message: format!("cannot read `{image}`'s export stream: {e}"),
+        hint: Some("the engine's /images/{name}/get stream should be a docker-save tar".into()),
+    })?;
+    Ok(check::audit::checks(&fs, archs, rocm))
 }
 
 /// The monitor's expectations from the recipe, or `--arch` when given.

@@ -1,10 +1,13 @@
 //! The checks, one file a phase family. Each returns [`crate::report::Check`]s; none prints.
 
+pub mod audit;
 pub mod bundle;
 pub mod catalog;
 pub mod elf;
 pub mod host;
 pub mod image;
+pub mod imagefs;
+pub mod pep440;
 pub mod resolve;
 pub mod source;
 pub mod wheel;
