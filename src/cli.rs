@@ -153,6 +153,9 @@ pub enum Command {
         /// Compression threads (default: the CPU count).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        /// Audit the image's files from the same stream (the `forge image` audit checks).
+        #[arg(long)]
+        audit: bool,
         #[command(flatten)]
         recipe: RecipeArgs,
     },

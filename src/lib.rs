@@ -303,6 +303,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             out,
             level,
             threads,
+            audit,
             recipe,
         } => {
             let recipe = load_recipe(&recipe)?;
@@ -314,8 +315,20 @@ pub fn run(cli: Cli) -> Result<u8> {
             });
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
             ui.say(&format!("exporting {image} to {} ...", out.display()));
-            let e = export::export(&engine, &image, &out, level, threads)?;
-            let checks = export::checks(&e, recipe.file.checks.archive_min_bytes);
+            let mut reader = audit.then(check::imagefs::ImageReader::new);
+            let e = export::export_with(&engine, &image, &out, level, threads, &mut |piece| {
+                if let Some(r) = reader.as_mut() {
+                    r.feed(piece);
+                }
+            })?;
+            let mut checks = export::checks(&e, recipe.file.checks.archive_min_bytes);
+            if let Some(r) = reader {
+                checks.extend(check::audit::checks_or_fail(
+                    r.finish(),
+                    recipe.archs(),
+                    recipe.rocm_version(),
+                ));
+            }
             let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
             Ok(ui.emit(&outcome))
         }
@@ -438,6 +451,7 @@ pub fn audit_image(
     archs: &[String],
     rocm: &str,
 ) -> Result<(Vec<Check>, check::audit::Audit)> {
+    let started = std::time::Instant::now();
     let mut reader = check::imagefs::ImageReader::new();
     engine.export_image(image, &mut |piece| {
         reader.feed(piece);
@@ -447,7 +461,9 @@ pub fn audit_image(
         message: format!("cannot read `{image}`'s export stream: {e}"),
         hint: Some("the engine's /images/{name}/get stream should be a docker-save tar".into()),
     })?;
-    Ok(check::audit::checks(&fs, archs, rocm))
+    let (checks, mut audit) = check::audit::checks(&fs, archs, rocm);
+    audit.seconds = started.elapsed().as_secs_f64();
+    Ok((checks, audit))
 }
 
 /// The monitor's expectations from the recipe, or `--arch` when given.

@@ -74,6 +74,8 @@ pub struct Audit {
     pub vllm_missing: Vec<String>,
     /// Problems that did not stop the audit.
     pub notes: Vec<String>,
+    /// Seconds from the stream's first byte to the verdicts (set by the caller).
+    pub seconds: f64,
 }
 
 /// An installed Python distribution.
@@ -989,6 +991,7 @@ pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str) -> (Vec<Check>, Audit)
         rocm: comps,
         vllm_missing: missing,
         notes: fs.notes.clone(),
+        seconds: 0.0,
     };
     (out, audit)
 }
