@@ -165,12 +165,11 @@ fn code_object_kind(path: &str) -> Option<&'static str> {
         Some("co")
     } else if f.ends_with(".kpack") {
         Some("kpack")
-    } else if f.ends_with(".dat")
+    } else if (f.ends_with(".dat")
         && (lower.contains("tensile") || lower.contains("/library/") || f.contains("gfx"))
-        && (lower.contains("rocblas") || lower.contains("hipblaslt") || lower.contains("tensile"))
+        && (lower.contains("rocblas") || lower.contains("hipblaslt") || lower.contains("tensile")))
+        || (f.ends_with(".kdb") && lower.contains("miopen"))
     {
-        Some("name")
-    } else if f.ends_with(".kdb") && lower.contains("miopen") {
         Some("name")
     } else {
         None
