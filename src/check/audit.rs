@@ -946,7 +946,7 @@ fn pip_check(ds: &[Dist]) -> Check {
             "image.pip-check",
             Status::Skip,
             format!(
-                "torch, vLLM and torchvision declare nothing on torch/triton/torchvision/torchaudio (installed: [{}])",
+                "no requirement of torch, vLLM, torchvision or torchaudio on torch/triton/torchvision/torchaudio in their metadata (installed: [{}])",
                 installed.join(", ")
             ),
         );
@@ -1012,6 +1012,145 @@ pub fn checks_or_fail(fs: std::io::Result<ImageFs>, archs: &[String], rocm: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::check::bundle::Bundle;
+    use crate::check::imagefs::{CodeObject, ElfFile, ImageFs, Node};
+
+    fn elf(needed: &[&str], runpath: &[&str], targets: &[&str]) -> Node {
+        let mut e = ElfFile {
+            needed: needed.iter().map(|s| (*s).to_owned()).collect(),
+            runpath: runpath.iter().map(|s| (*s).to_owned()).collect(),
+            ..ElfFile::default()
+        };
+        if !targets.is_empty() {
+            e.has_fatbin = true;
+            e.bundles = vec![Bundle {
+                offset: 0,
+                compression: Some("zstd"),
+                triples: targets
+                    .iter()
+                    .map(|t| format!("hipv4-amdgcn-amd-amdhsa--{t}"))
+                    .collect(),
+            }];
+        }
+        Node::Elf(Box::new(e))
+    }
+
+    fn fs(nodes: Vec<(&str, Node)>) -> ImageFs {
+        ImageFs {
+            nodes: nodes.into_iter().map(|(p, n)| (p.to_owned(), n)).collect(),
+            ..ImageFs::default()
+        }
+    }
+
+    fn by_id<'a>(c: &'a [Check], id: &str) -> &'a Check {
+        c.iter().find(|c| c.id == id).unwrap()
+    }
+
+    #[test]
+    fn loaded_through_origin_runpath_and_symlinked_dirs_generic_and_tensile() {
+        let site = "usr/lib/python3.12/site-packages";
+        let image = fs(vec![
+            (
+                &format!("{site}/torch/lib/libtorch_hip.so"),
+                elf(
+                    &["librocblas.so.4", "libmagma.so"],
+                    &["$ORIGIN/../../magma/lib"],
+                    &["gfx11-generic"],
+                ),
+            ),
+            (
+                &format!("{site}/magma/lib/libmagma.so"),
+                elf(&[], &[], &["gfx1100"]),
+            ),
+            ("opt", Node::Link("/x/opt".into())),
+            (
+                "x/opt/rocm-7.1.1/lib/librocblas.so.4.1",
+                elf(&[], &[], &["gfx1151"]),
+            ),
+            (
+                "x/opt/rocm-7.1.1/lib/librocblas.so.4",
+                Node::Link("librocblas.so.4.1".into()),
+            ),
+            (
+                "etc/ld.so.conf.d/rocm.conf",
+                Node::Text("/opt/rocm-7.1.1/lib\n".into()),
+            ),
+            (
+                "x/opt/rocm-7.1.1/lib/rocblas/library/TensileLibrary_gfx1100.dat",
+                Node::CodeObject(CodeObject {
+                    size: 1,
+                    targets: vec!["gfx1100".into()],
+                    how: "name",
+                }),
+            ),
+            (
+                "x/opt/rocm-7.1.1/lib/libunused.so",
+                elf(&[], &[], &["gfx90a:xnack-"]),
+            ),
+            (
+                "x/opt/rocm-7.1.1/.info/version",
+                Node::Text("7.1.1-38\n".into()),
+            ),
+            (
+                "x/opt/rocm-7.1.1/lib/libamdhip64.so.7.1.70101",
+                elf(&[], &[], &[]),
+            ),
+        ]);
+        let archs = vec!["gfx1151".to_owned()];
+        let (c, a) = checks(&image, &archs, "7.1.1");
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Fail, "{}", g.evidence);
+        // libmagma is found through $ORIGIN; the Tensile directory is opened by librocblas,
+        // found through ld.so.conf.d and the /opt symlink; libunused is only listed.
+        assert!(g.evidence.contains("magma/lib/libmagma.so [gfx1100] (needed by /usr/lib/python3.12/site-packages/torch/lib/libtorch_hip.so)"), "{}", g.evidence);
+        assert!(g.evidence.contains("rocblas/library/ (1 code-object files) [gfx1100] (opened by name by /x/opt/rocm-7.1.1/lib/librocblas.so.4.1)"), "{}", g.evidence);
+        assert!(g.evidence.contains("loaded by neither torch nor vLLM: unpackaged: /x/opt/rocm-7.1.1/lib/libunused.so [gfx90a:xnack-]"), "{}", g.evidence);
+        assert!(
+            g.evidence
+                .contains("libtorch_hip.so (gfx1151 via gfx11-generic)"),
+            "{}",
+            g.evidence
+        );
+        assert!(
+            a.gpu
+                .iter()
+                .any(|u| u.path.ends_with("librocblas.so.4.1") && u.lacking.is_empty())
+        );
+        // 7.1 (file name) and 7.1.1 (.info/version) agree.
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Pass, "{}", r.evidence);
+        assert!(
+            r.evidence
+                .contains("ROCm 7.1: libamdhip64.so.7.1.70101 from file name"),
+            "{}",
+            r.evidence
+        );
+        let (c, _) = checks(&image, &archs, "7.0.2");
+        assert_eq!(by_id(&c, "image.rocm-versions").status, Status::Fail);
+        // Nothing about vLLM in this image: its checks say so and skip.
+        assert_eq!(by_id(&c, "image.vllm-symbols").status, Status::Skip);
+        assert_eq!(by_id(&c, "image.vllm-torch").status, Status::Skip);
+    }
+
+    #[test]
+    fn an_image_without_gpu_code_or_rocm_skips_with_reasons() {
+        let (c, _) = checks(
+            &fs(vec![("usr/lib/libz.so.1", elf(&[], &[], &[]))]),
+            &["gfx1151".to_owned()],
+            "7.1.1",
+        );
+        for id in [
+            "image.gpu-targets",
+            "image.rocm-versions",
+            "image.vllm-symbols",
+            "image.pip-check",
+        ] {
+            let k = by_id(&c, id);
+            assert_eq!(k.status, Status::Skip, "{id}");
+            assert!(k.evidence.starts_with("no "), "{id}: {}", k.evidence);
+        }
+    }
 
     #[test]
     fn targets_features_and_generics() {
