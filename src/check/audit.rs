@@ -702,6 +702,12 @@ fn rocm_check(comps: &[Component], want: &str) -> Check {
     if off.is_empty() && !clash {
         return c;
     }
+    if !clash {
+        return c.with_hint(format!(
+            "the image's ROCm is {}, the recipe's is {want}: build on the recipe's base image, or use the recipe of the image's release",
+            off.join(", ")
+        ));
+    }
     c.with_hint(format!(
         "one ROCm release everywhere ({want}): mixed ROCm libraries crash with `double free or corruption`; remove or rebuild the components of {}",
         off.join(", ")
