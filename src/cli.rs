@@ -220,6 +220,9 @@ pub enum Command {
         /// Compression threads (default: the CPU count).
         #[arg(long, value_name = "N", value_parser = threads())]
         threads: Option<usize>,
+        /// Audit the image's files from the same stream (the `forge image` audit checks).
+        #[arg(long)]
+        audit: bool,
         #[command(flatten)]
         recipe: RecipeArgs,
     },
@@ -277,10 +280,15 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  forge image forge/vllm-rocm:7.1.1-gfx1151\n  forge image my:image --recipe my.toml --json"
     )]
+    /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release,
+    /// and audit its files from the export stream (GPU code objects, vLLM against torch).
     Image {
         /// The image (tag or id).
         #[arg(value_name = "IMAGE")]
         image: String,
+        /// GPU arch(s) the libraries torch and vLLM load must carry (default: the recipe's).
+        #[arg(long, value_name = "GFX")]
+        arch: Vec<String>,
         #[command(flatten)]
         recipe: RecipeArgs,
     },

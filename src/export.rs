@@ -332,6 +332,21 @@ pub fn export(
     threads: usize,
     cancel: Cancel,
 ) -> Result<Export> {
+    export_with(engine, image, archive, level, threads, cancel, &mut |_| {})
+}
+
+/// [`export`], with `tap` seeing every piece of the image tar as it streams by (the image
+/// audit, [`crate::check::imagefs::ImageReader::feed`], reads the same bytes: compress, hash
+/// and audit in one pass).
+pub fn export_with(
+    engine: &dyn Engine,
+    image: &str,
+    archive: &Path,
+    level: u32,
+    threads: usize,
+    cancel: Cancel,
+    tap: &mut dyn FnMut(&[u8]),
+) -> Result<Export> {
     if archive.is_dir() {
         return Err(Error::usage(
             format!("`{}` is a directory", archive.display()),
@@ -359,6 +374,7 @@ pub fn export(
         let r = gzip_parallel(&mut f, level, threads, cancel, &mut |sink| {
             engine.export_image(image, &mut |piece| {
                 cancel.check()?;
+                tap(piece);
                 sink(piece)
             })
         })

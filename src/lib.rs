@@ -95,9 +95,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             out,
             level,
             threads,
+            audit,
             recipe,
-        } => commands::export::run(&ui, image, out, level, threads, recipe),
-        Command::Image { image, recipe } => commands::image::run(&ui, image, recipe),
+        } => commands::export::run(&ui, image, out, level, threads, audit, recipe),
+        Command::Image {
+            image,
+            arch,
+            recipe,
+        } => commands::image::run(&ui, image, arch, recipe),
         Command::Runtime {
             image,
             no_gpu,

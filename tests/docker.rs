@@ -542,14 +542,21 @@ fn image_checks_read_packages_python_distributions_and_files() {
     };
     let status =
         |j: &serde_json::Value, id: &str| check_of(j, id)["status"].as_str().unwrap().to_owned();
-    // With what this image really has, phase 4 passes (4.5 and the ROCm release do not apply).
+    // With what this image really has, phase 4 passes (4.5 does not apply; Debian's HIP runtime
+    // is the image's one ROCm release, 5.7, the recipe's).
     let (code, j) = run(Some("runtime-image.toml"));
     assert_eq!(code, Some(0), "{j}");
-    for id in ["4.1", "4.2", "4.3", "4.4"] {
+    for id in ["4.1", "4.2", "4.3", "4.4", "image.rocm-versions"] {
         assert_eq!(status(&j, id), "pass", "{id}");
     }
     assert_eq!(status(&j, "4.5"), "skip");
-    assert_eq!(status(&j, "image.rocm-versions"), "skip");
+    assert!(
+        check_of(&j, "image.rocm-versions")["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("ROCm 5.7: libamdhip64-5 from distribution package 5.7.1-"),
+        "{j}"
+    );
     assert!(
         j["probe"]["dpkg"]["libamdhip64-5"]
             .as_str()
@@ -561,7 +568,7 @@ fn image_checks_read_packages_python_distributions_and_files() {
     // Against the shipped recipe it is not a vLLM ROCm image, and each check says what is missing.
     let (code, j) = run(None);
     assert_eq!(code, Some(1));
-    for id in ["4.1", "4.2", "4.3", "4.4", "4.5"] {
+    for id in ["4.1", "4.2", "4.3", "4.4", "4.5", "image.rocm-versions"] {
         assert_eq!(status(&j, id), "fail", "{id}");
     }
     let ps = Command::new("docker")

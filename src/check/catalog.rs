@@ -129,7 +129,31 @@ pub const CATALOG: &[Entry] = &[
     e(
         "image.rocm-versions",
         4,
-        "one ROCm release in all AMD packages",
+        "one ROCm release in all ROCm components",
+        false,
+    ),
+    e(
+        "image.gpu-targets",
+        4,
+        "GPU libraries torch and vLLM load carry the arch",
+        false,
+    ),
+    e(
+        "image.vllm-symbols",
+        4,
+        "vLLM's extensions' torch symbols defined",
+        false,
+    ),
+    e(
+        "image.vllm-torch",
+        4,
+        "vLLM's declared torch installed",
+        false,
+    ),
+    e(
+        "image.pip-check",
+        4,
+        "torch/triton/torchvision requirements hold",
         false,
     ),
     e("5.1", 5, "torch imports", true),
@@ -278,9 +302,17 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "4.2" => format!("installed: {}", c.system_packages.join(", ")),
         "4.3" => format!("installed: {}", c.pip_packages.join(", ")),
         "image.rocm-versions" => format!(
-            "every AMD-repository package from ROCm {}",
+            "AMD and distribution packages, pip ROCm wheels, /opt/rocm*/.info/version, library file names: all ROCm {}",
             r.rocm_version()
         ),
+        "image.gpu-targets" => format!(
+            "every ELF with GPU code and code-object directory torch/vLLM load has code for {arch}"
+        ),
+        "image.vllm-symbols" => {
+            "every undefined c10::/at::/torch::/caffe2:: symbol of vllm/_C*.so, _rocm_C*, _moe_C* defined by torch".into()
+        }
+        "image.vllm-torch" => "installed torch matches vLLM's Requires-Dist (PEP 440)".into(),
+        "image.pip-check" => "torch, vLLM, torchvision's requirements on torch/triton/torchvision/torchaudio hold".into(),
         "4.4" | "4.5" => {
             let (smi, rest): (Vec<&String>, Vec<&String>) =
                 c.files.iter().partition(|f| f.contains("amd_smi"));

@@ -647,17 +647,21 @@ fn check_36(hip: &ElfInfo, res: &Resolution, root: Option<&str>) -> Check {
 }
 
 fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
+    // Every ELF with GPU code, however it reaches HIP (directly, or through hipBLAS, rocBLAS,
+    // ... as a library whose kernels sit in its own .hip_fatbin does), and every HIP-linked one.
     let hip: Vec<(&String, &ElfInfo)> = d
         .elves
         .iter()
-        .filter(|(_, (_, i))| i.hip_linked())
+        .filter(|(_, (_, i))| {
+            i.hip_linked() || i.has_fatbin || !i.bundles.is_empty() || i.kpack_ref.is_some()
+        })
         .map(|(p, (_, i))| (p, i))
         .collect();
     if hip.is_empty() {
         return check(
             "wheel.gpu-targets",
             Status::Skip,
-            "no HIP-linked ELF in the wheel (nothing needs libamdhip64)",
+            "no ELF with GPU code or HIP linkage in the wheel (no .hip_fatbin, no kpack reference, nothing needs libamdhip64)",
         );
     }
     let mut lacking: Vec<String> = Vec::new();
@@ -678,7 +682,7 @@ fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
         let file = path.rsplit('/').next().unwrap_or(path);
         let mut missing = Vec::new();
         for arch in &opts.archs {
-            match targets.iter().find_map(|t| bundle::covers(t, arch)) {
+            match targets.iter().find_map(|t| super::audit::runs_on(t, arch)) {
                 Some("exact") => {}
                 Some(g) => via_generic.push(format!("{file}: {arch} via {g}")),
                 None => missing.push(arch.clone()),
@@ -695,7 +699,7 @@ fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
         }
     }
     let mut ev = format!(
-        "{} HIP-linked ELF; code for {} in: {}",
+        "{} ELF with GPU code or HIP linkage; code for {} in: {}",
         hip.len(),
         opts.archs.join(";"),
         if carrying.is_empty() {

@@ -9,6 +9,7 @@ pub fn run(
     out: Option<PathBuf>,
     level: u32,
     threads: Option<usize>,
+    audit: bool,
     recipe_args: RecipeArgs,
 ) -> Result<u8> {
     let recipe = load_recipe(&recipe_args)?;
@@ -20,18 +21,32 @@ pub fn run(
     pipeline::cancel::cooperate();
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
     ui.say(&format!("exporting {image} to {} ...", out.display()));
-    let e = export::export(
+    // `--audit`: the same stream feeds the image audit (compress, hash and audit in one pass).
+    let mut reader = audit.then(check::imagefs::ImageReader::new);
+    let e = export::export_with(
         &engine,
         &image,
         &out,
         level,
         threads,
         pipeline::cancel::Cancel::process(),
+        &mut |piece| {
+            if let Some(r) = reader.as_mut() {
+                r.feed(piece);
+            }
+        },
     )?;
     // The release's size threshold only when a recipe was named: a standalone export is judged
     // on its archive (complete, checksum right, loadable).
     let named = recipe_args.rocm.is_some() || recipe_args.recipe.is_some();
-    let checks = export::checks(&e, named.then_some(recipe.file.checks.archive_min_bytes));
+    let mut checks = export::checks(&e, named.then_some(recipe.file.checks.archive_min_bytes));
+    if let Some(r) = reader {
+        checks.extend(check::audit::checks_or_fail(
+            r.finish(),
+            recipe.archs(),
+            recipe.rocm_version(),
+        ));
+    }
     let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
     Ok(ui.emit(&outcome))
 }

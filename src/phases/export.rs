@@ -26,15 +26,23 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     ctx.observer
         .note(&format!("exporting {} to {}", img.tag, a.archive.display()));
     ctx.outputs.archive = None;
-    let e = crate::export::export(
+    // The export's stream feeds the image audit too: compress, hash and audit in one pass.
+    let mut audit = crate::check::imagefs::ImageReader::new();
+    let e = crate::export::export_with(
         ctx.engine,
         &img.tag,
         &a.archive,
         6,
         super::wheel::threads(),
         ctx.cancel,
+        &mut |piece| audit.feed(piece),
     )?;
-    let checks = crate::export::checks(&e, Some(ctx.recipe.file.checks.archive_min_bytes));
+    let mut checks = crate::export::checks(&e, Some(ctx.recipe.file.checks.archive_min_bytes));
+    checks.extend(crate::check::audit::checks_or_fail(
+        audit.finish(),
+        ctx.recipe.archs(),
+        ctx.recipe.rocm_version(),
+    ));
     ctx.outputs.archive = Some(e);
     Ok(checks)
 }

@@ -121,3 +121,40 @@ pub fn verify(ctx: &Ctx<'_>) -> std::result::Result<(), String> {
 pub fn passed(checks: &[Check]) -> bool {
     !checks.iter().any(|c| c.status == Status::Fail)
 }
+
+/// The archs the image audit wants: `--arch` (repeat or `;`-separate), else the recipe's.
+pub fn audit_archs(recipe: &crate::recipe::Recipe, arch: &[String]) -> Result<Vec<String>> {
+    let archs = recipe.archs_or(arch)?;
+    let re =
+        regex::Regex::new(r"^gfx([0-9a-f]{3,4}|[0-9]+(-[0-9]+)?-generic)(:(xnack|sramecc)[+-])*$")
+            .expect("valid regex");
+    if let Some(bad) = archs.iter().find(|a| !re.is_match(a)) {
+        return Err(Error::input(
+            format!("`{bad}` is not a GPU arch"),
+            Some("arch names look like gfx1151, gfx1100, gfx90a:xnack+"),
+        ));
+    }
+    Ok(archs)
+}
+
+/// Stream `image` from the engine through the image audit (nothing written to disk).
+pub fn audit_image(
+    engine: &dyn crate::engine::Engine,
+    image: &str,
+    archs: &[String],
+    rocm: &str,
+) -> Result<(Vec<Check>, crate::check::audit::Audit)> {
+    let started = std::time::Instant::now();
+    let mut reader = crate::check::imagefs::ImageReader::new();
+    engine.export_image(image, &mut |piece| {
+        reader.feed(piece);
+        Ok(())
+    })?;
+    let fs = reader.finish().map_err(|e| Error::Engine {
+        message: format!("cannot read `{image}`'s export stream: {e}"),
+        hint: Some("the engine's /images/{name}/get stream should be a docker-save tar".into()),
+    })?;
+    let (checks, mut audit) = crate::check::audit::checks(&fs, archs, rocm);
+    audit.seconds = started.elapsed().as_secs_f64();
+    Ok((checks, audit))
+}
