@@ -372,7 +372,10 @@ pub fn run(cli: Cli) -> Result<u8> {
                 ));
             }
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "forge", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "forge", &mut script);
+            // A reader that stops early (`| head`) is not an error.
+            let _ = std::io::stdout().lock().write_all(&script);
             Ok(0)
         }
         Command::Diagnose { file } => {

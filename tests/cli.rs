@@ -750,6 +750,16 @@ fn help_has_examples_and_completions_load_in_bash_issue_12() {
     }
     let o = forge(&["completions", "tcsh"], None);
     assert_eq!(o.status.code(), Some(2));
+    // A reader that stops early gets no panic.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} completions bash | head -1 >/dev/null",
+            env!("CARGO_BIN_EXE_forge")
+        ))
+        .output()
+        .unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 /// A wheel that is not torch: every torch check skips with its reason.
