@@ -604,7 +604,7 @@ fn scan_of_a_log_that_never_reached_configure_names_its_first_error_issue_12() {
         fatal["evidence"]
             .as_str()
             .unwrap()
-            .starts_with("line 4: #2 ERROR:"),
+            .starts_with("line 4: #3 ERROR:"),
         "{fatal}"
     );
     assert!(
