@@ -468,6 +468,13 @@ The command '/bin/sh -c echo \"No module named amdsmi\"' returned a non-zero cod
         assert_eq!(d[0].known.id, "uvloop-missing");
         assert_eq!(d[0].line, 3, "the output line, not the quoted RUN");
         assert_eq!(d[0].count, 1);
+        // Lines 9, 25 and 26 of `forge build --recipe tests/fixtures/docker/fail.toml`'s log on
+        // Docker 20.10 (BuildKit's step header, the output, the step's error quoting the RUN).
+        let real = "#7 [torch-build 2/2] RUN echo \"pytorch https://github.com/ROCm/pytorch.git release/2.9\" && sh /src/fake-configure.sh && echo \"Traceback (most recent call last):\" && echo \"ModuleNotFoundError: No module named 'uvloop'\" && exit 3\n\
+#7 1.4 ModuleNotFoundError: No module named 'uvloop'\n\
+#7 ERROR: executor failed running [/bin/sh -c echo \"pytorch ${PYTORCH_REPO} ${PYTORCH_REF}\" && sh /src/fake-configure.sh && echo \"Traceback (most recent call last):\" && echo \"ModuleNotFoundError: No module named 'uvloop'\" && exit 3]: exit code: 3\n";
+        let d = diagnose(real);
+        assert_eq!((d.len(), d[0].line, d[0].count), (1, 2, 1), "{d:?}");
     }
 
     /// Issue 12, item 4: glibc's current wording of the mixed-ROCm crash.

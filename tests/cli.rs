@@ -568,14 +568,13 @@ fn watch_errors_are_clear_exit_2() {
 // ---------------------------------------------------------------- issue 12: verdicts and edges
 
 /// What forge's own log holds when the base image cannot be pulled (no registry access): the
-/// engine's error on the metadata step, as `forge build` writes it, configure never reached.
+/// engine's error on the metadata step, as `forge build` wrote it here for a recipe whose
+/// `base-image` is `forge-no-such-base:none` (copied verbatim); configure never reached.
 const PULL_FAILED: &str = "\
 #1 [internal] load remote build context
-#1 DONE 0.0s
-#2 [internal] load metadata for docker.io/rocm/dev-ubuntu-24.04:7.1.1-complete
-#2 ERROR: failed to do request: Head \"https://registry-1.docker.io/v2/rocm/dev-ubuntu-24.04/manifests/7.1.1-complete\": dial tcp: lookup registry-1.docker.io on 127.0.0.53:53: no such host
-#3 [base 1/5] FROM docker.io/rocm/dev-ubuntu-24.04:7.1.1-complete
-#3 ERROR: failed to do request: Head \"https://registry-1.docker.io/v2/rocm/dev-ubuntu-24.04/manifests/7.1.1-complete\": dial tcp: lookup registry-1.docker.io on 127.0.0.53:53: no such host
+#2 copy /context /
+#3 [internal] load metadata for docker.io/library/forge-no-such-base:none
+#3 ERROR: failed to do request: Head \"https://registry-1.docker.io/v2/library/forge-no-such-base/manifests/none\": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host
 ";
 
 /// Issue 12, item 1: a log that never reached configure is not blamed on USE_DISTRIBUTED.
@@ -605,7 +604,7 @@ fn scan_of_a_log_that_never_reached_configure_names_its_first_error_issue_12() {
         fatal["evidence"]
             .as_str()
             .unwrap()
-            .starts_with("line 4: #2 ERROR:"),
+            .starts_with("line 4: #3 ERROR:"),
         "{fatal}"
     );
     assert!(
@@ -751,6 +750,16 @@ fn help_has_examples_and_completions_load_in_bash_issue_12() {
     }
     let o = forge(&["completions", "tcsh"], None);
     assert_eq!(o.status.code(), Some(2));
+    // A reader that stops early gets no panic.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} completions bash | head -1 >/dev/null",
+            env!("CARGO_BIN_EXE_forge")
+        ))
+        .output()
+        .unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
 
 /// A wheel that is not torch: every torch check skips with its reason.

@@ -211,6 +211,10 @@ pub fn external_libraries<'a>(
     let mut out = BTreeSet::new();
     for (_, info) in elves {
         for n in &info.needed {
+            // The dynamic loader is glibc's own, on every manylinux system.
+            if n.starts_with("ld-linux") {
+                continue;
+            }
             if !policy.lib_whitelist.iter().any(|w| w == n) && !inside.contains(n.as_str()) {
                 out.insert(n.clone());
             }
@@ -302,6 +306,7 @@ mod tests {
         };
         let mut e = elf(&[("libc.so.6", "GLIBC_2.2.5")]);
         e.needed.push("libcudart.so.12".into());
+        e.needed.push("ld-linux-x86-64.so.2".into());
         e.undefined.push(crate::check::elf::Undefined {
             name: "__cxa_thread_atexit_impl".into(),
             weak: false,

@@ -146,7 +146,8 @@ fn is_quote(line: &[u8]) -> bool {
 }
 
 /// The line with a quoted shell command elided: BuildKit's `process "/bin/sh -c ..." did not
-/// complete successfully` and the classic builder's `The command '/bin/sh -c ...' returned a
+/// complete successfully` (`executor failed running [/bin/sh -c ...]` on Docker 20.10) and the
+/// classic builder's `The command '/bin/sh -c ...' returned a
 /// non-zero code` quote the Dockerfile's `RUN`, whose text must never match a rule.
 pub fn unquote_command(content: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     use memchr::memmem;
@@ -160,6 +161,8 @@ pub fn unquote_command(content: &[u8]) -> std::borrow::Cow<'_, [u8]> {
             &b"\"/bin/bash -c "[..],
             &b"\" did not complete successfully"[..],
         ),
+        // BuildKit of Docker 20.10: `executor failed running [/bin/sh -c ...]: exit code: 3`.
+        (&b"[/bin/sh -c "[..], &b"]: exit code"[..]),
     ] {
         if let Some(start) = memmem::find(content, open)
             && let Some(end) = memmem::rfind(content, close)
