@@ -353,22 +353,13 @@ pub fn by_id(id: &str) -> Option<&'static Known> {
     KNOWN.iter().find(|k| k.id == id)
 }
 
-/// Shorten a line for evidence.
-pub fn clip(s: &str, max: usize) -> String {
-    let t = s.trim();
-    if t.chars().count() <= max {
-        t.to_owned()
-    } else {
-        let cut: String = t.chars().take(max).collect();
-        format!("{cut}…")
-    }
-}
+pub use crate::monitor::line::clip;
 
 /// Every known failure in `text`, in order of first appearance.
 pub fn diagnose(text: &str) -> Vec<Diagnosis> {
     let mut found: Vec<Diagnosis> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
-        let line = crate::monitor::rules::strip_prefix_str(raw);
+        let line = crate::monitor::line::strip_prefix_str(raw);
         for i in matches(line) {
             let known = KNOWN[i];
             match found.iter_mut().find(|d| d.known.id == known.id) {
