@@ -13,9 +13,9 @@ use std::time::Instant;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cancel::Cancel;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::pipeline::cancel::Cancel;
 
 /// Uncompressed bytes per gzip member (one unit of parallel work).
 pub const BLOCK: usize = 4 << 20;

@@ -17,7 +17,7 @@ pub fn run(
     });
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
-    pipeline::cancel::cooperate();
+    cancel::cooperate();
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
     ui.say(&format!("exporting {image} to {} ...", out.display()));
     let e = export::export(
@@ -26,7 +26,7 @@ pub fn run(
         &out,
         level,
         threads,
-        pipeline::cancel::Cancel::process(),
+        cancel::Cancel::process(),
     )?;
     let checks = export::checks(&e, recipe.file.checks.archive_min_bytes);
     let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
