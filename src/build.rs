@@ -12,12 +12,12 @@ use std::time::Instant;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cancel::Cancel;
 use crate::engine::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Engine, Flow};
 use crate::error::{Error, Result};
 use crate::monitor::rules::{Expect, Finding, Monitor};
 use crate::monitor::scan::LineFeeder;
 use crate::monitor::tail::Observer;
-use crate::pipeline::cancel::Cancel;
 use crate::plan::Plan;
 use crate::recipe::Recipe;
 use crate::report::{Check, Status};
@@ -31,6 +31,17 @@ pub enum BuilderChoice {
     Buildkit,
     /// The engine's classic builder.
     Classic,
+}
+
+/// A wheel taken out of the build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Wheel {
+    /// Where it was written.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA256, hex.
+    pub sha256: String,
 }
 
 pub use crate::engine::{LABEL_PID, LABEL_RECIPE, LABEL_RUN, LABEL_TEMP};
@@ -415,11 +426,7 @@ fn safe_relative(p: &Path) -> bool {
 
 /// Extract the wheels (`*.whl`) and logs (`*.log`, `*.txt`) at the tar's top level into `dir`,
 /// refusing unsafe paths and links; each is written to a `.part` name and renamed when complete.
-pub fn extract_wheels(
-    tar_path: &Path,
-    dir: &Path,
-    cancel: Cancel,
-) -> Result<Vec<crate::pipeline::record::Wheel>> {
+pub fn extract_wheels(tar_path: &Path, dir: &Path, cancel: Cancel) -> Result<Vec<Wheel>> {
     let f = File::open(tar_path).map_err(|e| Error::io("open", tar_path, e))?;
     let mut ar = tar::Archive::new(f);
     let mut out = Vec::new();
@@ -482,7 +489,7 @@ pub fn extract_wheels(
                 return Err(e);
             }
         };
-        out.push(crate::pipeline::record::Wheel {
+        out.push(Wheel {
             path: dest,
             size,
             sha256,

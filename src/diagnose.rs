@@ -353,22 +353,13 @@ pub fn by_id(id: &str) -> Option<&'static Known> {
     KNOWN.iter().find(|k| k.id == id)
 }
 
-/// Shorten a line for evidence.
-pub fn clip(s: &str, max: usize) -> String {
-    let t = s.trim();
-    if t.chars().count() <= max {
-        t.to_owned()
-    } else {
-        let cut: String = t.chars().take(max).collect();
-        format!("{cut}…")
-    }
-}
+pub use crate::monitor::line::clip;
 
 /// Every known failure in `text`, in order of first appearance. Lines that quote the Dockerfile
 /// (BuildKit's `#9 [stage 3/3] RUN ...`, `Step 2/9 : RUN ...`, the command quoted in a step's
 /// error line) are not output, and never match: the same rule as `forge scan`.
 pub fn diagnose(text: &str) -> Vec<Diagnosis> {
-    use crate::monitor::rules::{LineKind, strip_prefix, unquote_command};
+    use crate::monitor::line::{LineKind, strip_prefix, unquote_command};
     let mut found: Vec<Diagnosis> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let (content, kind) = strip_prefix(raw.as_bytes());

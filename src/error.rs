@@ -59,7 +59,7 @@ pub enum Error {
         hint: Option<String>,
     },
     /// A SIGINT or SIGTERM asked forge to stop (exit 130 or 143).
-    #[error("interrupted by {}", crate::pipeline::cancel::name(*signal))]
+    #[error("interrupted by {}", crate::cancel::name(*signal))]
     Interrupted {
         /// The signal number.
         signal: i32,
@@ -130,7 +130,7 @@ impl Error {
     /// The exit status this error ends forge with: 130/143 for a signal, 2 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Interrupted { signal } => crate::pipeline::cancel::exit_code(*signal),
+            Error::Interrupted { signal } => crate::cancel::exit_code(*signal),
             _ => 2,
         }
     }

@@ -13,9 +13,9 @@ use std::time::Instant;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cancel::Cancel;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::pipeline::cancel::Cancel;
 
 /// Uncompressed bytes per gzip member (one unit of parallel work).
 pub const BLOCK: usize = 4 << 20;
@@ -313,6 +313,92 @@ pub fn gzip_parallel(
     })
 }
 
+/// Sets the mtime of every header of a tar stream to 0 (checksums fixed), passing the entries'
+/// data through untouched, block by block, whatever the pieces' sizes.
+///
+/// The engine writes some entries of `docker save` (the legacy layer directories, their
+/// `VERSION` and `json`) with the time of the save, so one image gave a different archive at
+/// each export; with every header's time at 0 one image gives one archive SHA256. `docker load`
+/// does not read these times.
+#[derive(Debug, Default)]
+pub struct TarTimes {
+    /// A header being gathered (< 512 bytes).
+    header: Vec<u8>,
+    /// Data bytes (padding included) still to pass through before the next header.
+    data: u64,
+}
+
+impl TarTimes {
+    /// Feed a piece of the stream; what is ready goes to `out`.
+    pub fn feed(&mut self, mut piece: &[u8], out: &mut Sink<'_>) -> Result<()> {
+        while !piece.is_empty() {
+            if self.data > 0 {
+                let n = usize::try_from(self.data)
+                    .unwrap_or(usize::MAX)
+                    .min(piece.len());
+                out(&piece[..n])?;
+                self.data -= n as u64;
+                piece = &piece[n..];
+                continue;
+            }
+            let n = (512 - self.header.len()).min(piece.len());
+            self.header.extend_from_slice(&piece[..n]);
+            piece = &piece[n..];
+            if self.header.len() == 512 {
+                let mut h = std::mem::take(&mut self.header);
+                self.data = normalize_header(&mut h);
+                out(&h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream ended: pass through a partial block, if any.
+    pub fn finish(&mut self, out: &mut Sink<'_>) -> Result<()> {
+        let h = std::mem::take(&mut self.header);
+        if h.is_empty() { Ok(()) } else { out(&h) }
+    }
+}
+
+/// Zero a tar header's mtime and fix its checksum; returns the bytes of data (padded) after it.
+fn normalize_header(h: &mut [u8]) -> u64 {
+    if h.iter().all(|&b| b == 0) {
+        return 0; // end-of-archive block
+    }
+    let size_field = &h[124..136];
+    let size = if size_field[0] & 0x80 != 0 {
+        // base-256
+        size_field[1..]
+            .iter()
+            .fold(0u64, |a, &b| (a << 8) | u64::from(b))
+    } else {
+        let s: String = size_field
+            .iter()
+            .take_while(|&&b| b != 0 && b != b' ')
+            .map(|&b| b as char)
+            .collect();
+        u64::from_str_radix(s.trim(), 8).unwrap_or(0)
+    };
+    // Only a header whose checksum is right is touched: anything else passes as it came.
+    let sum = |h: &[u8]| -> u64 {
+        h.iter()
+            .enumerate()
+            .map(|(i, &b)| u64::from(if (148..156).contains(&i) { b' ' } else { b }))
+            .sum()
+    };
+    let stored: String = h[148..156]
+        .iter()
+        .take_while(|&&b| b != 0 && b != b' ')
+        .map(|&b| b as char)
+        .collect();
+    if u64::from_str_radix(stored.trim(), 8).ok() == Some(sum(h)) {
+        h[136..148].copy_from_slice(b"00000000000\0");
+        let c = format!("{:06o}\0 ", sum(h));
+        h[148..156].copy_from_slice(c.as_bytes());
+    }
+    size.div_ceil(512) * 512
+}
+
 /// `path` with `.part` appended: where a file is written until it is complete.
 pub fn part_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -372,11 +458,14 @@ pub fn export_with(
             File::create(&part).map_err(|e| Error::io("create", &part, e))?,
         );
         let r = gzip_parallel(&mut f, level, threads, cancel, &mut |sink| {
-            engine.export_image(image, &mut |piece| {
+            let mut times = TarTimes::default();
+            let n = engine.export_image(image, &mut |piece| {
                 cancel.check()?;
                 tap(piece);
-                sink(piece)
-            })
+                times.feed(piece, sink)
+            })?;
+            times.finish(sink)?;
+            Ok(n)
         })
         .map_err(|e| match e {
             Error::Io { action, source, .. } if action == "write" => {
@@ -701,6 +790,61 @@ mod tests {
         assert_eq!(one, run(4));
         // gzip header: magic, method, flags 0, mtime 0 (bytes 4..8)
         assert_eq!(&one[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn tar_times_are_zeroed_whatever_the_pieces_and_the_tar_still_reads() {
+        let tar_at = |mtime: u64| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, data) in [
+                ("a/VERSION", &b"1.0"[..]),
+                ("a/layer.tar", &[7u8; 1300][..]),
+            ] {
+                let mut h = tar::Header::new_ustar();
+                h.set_size(data.len() as u64);
+                h.set_mode(0o644);
+                h.set_mtime(mtime);
+                b.append_data(&mut h, name, data).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let norm = |t: &[u8], piece: usize| {
+            let mut out = Vec::new();
+            let mut times = TarTimes::default();
+            for p in t.chunks(piece) {
+                times
+                    .feed(p, &mut |x: &[u8]| {
+                        out.extend_from_slice(x);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            out
+        };
+        let (a, b) = (tar_at(1_700_000_000), tar_at(1_800_000_000));
+        assert_ne!(a, b);
+        assert_eq!(norm(&a, 7), norm(&b, 4096));
+        assert_eq!(norm(&a, 7).len(), a.len());
+        let n = norm(&a, 100);
+        let mut ar = tar::Archive::new(&n[..]);
+        let entries: Vec<(String, u64, usize)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut d = Vec::new();
+                e.read_to_end(&mut d).unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mtime().unwrap(),
+                    d.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![("a/VERSION".into(), 0, 3), ("a/layer.tar".into(), 0, 1300)]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! dispatches.
 
 pub mod build;
+pub mod cancel;
 pub mod check;
 pub mod cli;
 pub mod commands;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    forge::pipeline::cancel::install();
+    forge::cancel::install();
     let cli = forge::cli::Cli::parse();
     let json = cli.json;
     match forge::run(cli) {

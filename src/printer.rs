@@ -45,9 +45,19 @@ impl Ui {
         }
     }
 
-    /// Print a command's outcome: the table on stderr, JSON on stdout with `--json`.
+    /// Print a command's outcome: the table is the result on stdout (`forge plan > plan.txt`
+    /// keeps it); with `--json` the JSON is the result and the table goes to stderr. With `-q`
+    /// the table of a failed outcome still shows its failures.
     pub fn emit(&self, outcome: &Outcome) -> u8 {
-        self.say(&outcome.render_text());
+        if self.json {
+            if self.quiet && outcome.exit_code() != 0 {
+                self.alert(&outcome.render_text());
+            } else {
+                self.say(&outcome.render_text());
+            }
+        } else {
+            self.result(&outcome.render_text());
+        }
         if self.json {
             let mut out = std::io::stdout().lock();
             let _ = serde_json::to_writer_pretty(&mut out, &outcome.to_json());

@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 
 use crate::Ui;
 use crate::build::BuilderChoice;
+use crate::cancel::{self, Cancel};
 use crate::cli::RecipeArgs;
 use crate::engine::DockerEngine;
 use crate::error::{Error, Result};
 use crate::phases;
-use crate::pipeline::cancel::{self, Cancel};
 use crate::pipeline::record::{
     self, PhaseRecord, PhaseStatus, RecipeRef, RunRecord, RunState, validate_run_id,
 };

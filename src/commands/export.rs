@@ -18,7 +18,7 @@ pub fn run(
     });
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
-    pipeline::cancel::cooperate();
+    cancel::cooperate();
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
     ui.say(&format!("exporting {image} to {} ...", out.display()));
     // `--audit`: the same stream feeds the image audit (compress, hash and audit in one pass).
@@ -29,7 +29,7 @@ pub fn run(
         &out,
         level,
         threads,
-        pipeline::cancel::Cancel::process(),
+        cancel::Cancel::process(),
         &mut |piece| {
             if let Some(r) = reader.as_mut() {
                 r.feed(piece);

@@ -36,7 +36,7 @@ pub(crate) mod prelude {
     pub(crate) use crate::cli::RecipeArgs;
     pub(crate) use crate::error::{Error, Result};
     pub(crate) use crate::report::{Check, Outcome};
-    pub(crate) use crate::{build, check, diagnose, engine, export, monitor, pipeline, plan};
+    pub(crate) use crate::{build, cancel, check, diagnose, engine, export, monitor, plan};
 }
 
 /// The recipe `--rocm`/`--recipe` pick.

@@ -9,8 +9,8 @@ use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use futures_util::StreamExt;
 
 use super::engine_err;
+use crate::cancel::Cancel;
 use crate::error::Result;
-use crate::pipeline::cancel::Cancel;
 
 /// Which builder runs the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

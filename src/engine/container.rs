@@ -571,11 +571,11 @@ impl Containers for DockerEngine {
     }
 }
 
-/// The pipeline's one cancel token ([`crate::pipeline::cancel`], fed by the SIGINT/SIGTERM hook
+/// The pipeline's one cancel token ([`crate::cancel`], fed by the SIGINT/SIGTERM hook
 /// `main` installs) as the flag the container code polls: raised within
-/// [`crate::pipeline::cancel::POLL`] of the signal; a second signal exits at once.
+/// [`crate::cancel::POLL`] of the signal; a second signal exits at once.
 pub fn cancel_on_signals() -> &'static AtomicBool {
-    use crate::pipeline::cancel::{self, Cancel};
+    use crate::cancel::{self, Cancel};
     static FLAG: AtomicBool = AtomicBool::new(false);
     static WATCH: std::sync::Once = std::sync::Once::new();
     cancel::cooperate();

@@ -14,8 +14,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::engine_err;
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::pipeline::cancel::Cancel;
 
 /// A container or image forge labelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

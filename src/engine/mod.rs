@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::pipeline::cancel::Cancel;
 
 pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Flow};
 pub use container::{

@@ -99,7 +99,7 @@ impl Observer for Display {
             }
         }
         if let Some(s) = &m.step {
-            msg.push_str(&format!(" | {}", crate::diagnose::clip(s, 60)));
+            msg.push_str(&format!(" | {}", super::line::clip(s, 60)));
         }
         match &self.bar {
             Some(b) => b.set_message(msg),

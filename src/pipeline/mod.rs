@@ -10,8 +10,9 @@
 //! phase that passed before, once its recorded outputs are verified (image id still there,
 //! wheel SHA256 unchanged, recipe hash the same), and reruns from the first one that did not.
 
-pub mod cancel;
 pub mod record;
+
+pub use crate::cancel;
 
 use std::path::Path;
 use std::time::Instant;

@@ -76,16 +76,7 @@ pub struct PhaseRecord {
     pub checks: Vec<Check>,
 }
 
-/// A wheel taken out of the build.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Wheel {
-    /// Where it was written.
-    pub path: PathBuf,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA256, hex.
-    pub sha256: String,
-}
+pub use crate::build::Wheel;
 
 /// The image the run built.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

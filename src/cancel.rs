@@ -1,4 +1,5 @@
-//! One cancel for the whole process: a SIGINT/SIGTERM hook installed once at start feeds a
+//! One cancel for the whole process (the pipeline's, and every command's that holds something to
+//! clean up): a SIGINT/SIGTERM hook installed once at start feeds a
 //! token every phase checks (build stream, wheel extraction, image probe, export).
 //!
 //! The handler only stores the signal number (async-signal-safe); a second signal while the
