@@ -20,7 +20,9 @@ bytes=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 measure() { # label, command...
   local label=$1; shift
   /usr/bin/time -f '%e %M' -o "$out/time" "$@" >"$out/stdout" 2>"$out/stderr" || true
-  read -r secs rss <"$out/time"
+  # (time writes "Command exited with non-zero status N" first when a check failed)
+  read -r secs rss < <(tail -n 1 "$out/time")
+  echo "$label $secs $rss" >&2
   echo "$label $secs $rss"
 }
 
