@@ -28,7 +28,7 @@ measure() { # label, command...
 
 results=()
 for r in $(seq "$ROUNDS"); do
-  results+=("$(measure save docker save -o /dev/null "$IMAGE")")
+  results+=("$(measure save bash -c "docker save \"$IMAGE\" > /dev/null")")
   results+=("$(measure export "$FORGE" export "$IMAGE" -o "$out/a.tar.gz" -q)")
   rm -f "$out"/a.tar.gz*
   results+=("$(measure export+audit "$FORGE" export "$IMAGE" -o "$out/a.tar.gz" --audit -q)")
