@@ -27,7 +27,7 @@ fi
 # Unit and integration tests (doc tests: none). The last line sums up every test binary.
 log=$(mktemp)
 set +e
-cargo test --locked --lib --bins --tests "$@" 2>&1 | tee "$log"
+cargo test --locked --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

@@ -124,7 +124,7 @@ fn a_bad_arch_is_refused_before_anything_runs() {
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
-        e.contains("`gfx11x` is not a GPU arch") && e.contains("hint:"),
+        e.contains("gfx11x` is not a GPU arch") && e.contains("hint:"),
         "{e}"
     );
 }
