@@ -1,27 +1,26 @@
-//! Phases 5-7 (the GPU phases): their slots in the pipeline. `forge runtime` and `forge serve`
-//! run them standalone (`crate::runtime::run_runtime`, `crate::serve::run_serve`); `forge build`
-//! does not call them yet, so each check is a skip that names the command. To wire them,
-//! replace the bodies of [`runtime`] and [`serve`] with those calls on `ctx.outputs.image`.
+//! Phases 5-7 (the GPU phases) inside `forge build`: the same code as `forge runtime` and
+//! `forge serve` (`crate::runtime::run_runtime`, `crate::serve::run_serve`), run on the image the
+//! run built when this host has an AMD GPU (`/dev/kfd`). Without one they are skipped with the
+//! reason and the command to run on the GPU host, never passed: a build server usually has no
+//! GPU, and the checks that could run without one are `forge runtime IMAGE`'s to run.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::check::catalog::{self, CATALOG};
+use crate::engine::{DockerEngine, GpuAccess};
 use crate::error::Result;
 use crate::pipeline::Ctx;
 use crate::report::Check;
 
-fn placeholder(ctx: &Ctx<'_>, phases: &[u8], command: &str) -> Vec<Check> {
+/// Skip every check of `phases`, saying why and what to run instead.
+fn skipped(ctx: &Ctx<'_>, phases: &[u8], command: &str, why: &str) -> Vec<Check> {
     let image = ctx
         .outputs
         .image
         .as_ref()
         .map_or("IMAGE", |i| i.tag.as_str());
-    let why = format!(
-        "not run by `forge build` yet: run `{command} {image}` on the GPU host{}",
-        if ctx.unverified.is_some() {
-            " (this host has no usable AMD GPU, see preflight)"
-        } else {
-            ""
-        }
-    );
+    let why = format!("{why}: run `{command} {image}` on the GPU host");
     CATALOG
         .iter()
         .filter(|e| phases.contains(&e.phase))
@@ -29,12 +28,65 @@ fn placeholder(ctx: &Ctx<'_>, phases: &[u8], command: &str) -> Vec<Check> {
         .collect()
 }
 
+/// The image to test and the host's GPU, or the reason the GPU phases cannot run here.
+fn target(ctx: &Ctx<'_>) -> std::result::Result<String, String> {
+    let Some(image) = ctx.outputs.image.as_ref() else {
+        return Err("no image was built by this run".into());
+    };
+    GpuAccess::from_host(std::path::Path::new("/dev"))?;
+    Ok(image.tag.clone())
+}
+
 /// Phases 5 and 7: one probe container with the GPU.
 pub fn runtime(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
-    Ok(placeholder(ctx, &[5, 7], "forge runtime"))
+    let image = match target(ctx) {
+        Ok(i) => i,
+        Err(why) => return Ok(skipped(ctx, &[5, 7], "forge runtime", &why)),
+    };
+    let engine = DockerEngine::connect(Duration::from_secs(10))?;
+    let opts = crate::runtime::RuntimeOptions {
+        gpu: crate::runtime::GpuChoice::Auto,
+        require_gpu: false,
+        run: ctx.run.clone(),
+        run_dir: Some(ctx.plan.artifacts.dir.clone()),
+        dev: PathBuf::from("/dev"),
+    };
+    let observer = &mut *ctx.observer;
+    let (checks, _) = crate::runtime::run_runtime(
+        &engine,
+        &image,
+        ctx.recipe,
+        &opts,
+        crate::engine::cancel_on_signals(),
+        &mut |l| observer.note(l),
+    )?;
+    ctx.cancel.check()?;
+    Ok(checks)
 }
 
 /// Phase 6: the vLLM server.
 pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
-    Ok(placeholder(ctx, &[6], "forge serve"))
+    let image = match target(ctx) {
+        Ok(i) => i,
+        Err(why) => return Ok(skipped(ctx, &[6], "forge serve", &why)),
+    };
+    let engine = DockerEngine::connect(Duration::from_secs(10))?;
+    let opts = crate::serve::ServeOptions {
+        no_gpu: false,
+        require_gpu: false,
+        run: ctx.run.clone(),
+        run_dir: ctx.plan.artifacts.dir.clone(),
+        dev: PathBuf::from("/dev"),
+    };
+    let observer = &mut *ctx.observer;
+    let (checks, _) = crate::serve::run_serve(
+        &engine,
+        &image,
+        ctx.recipe,
+        &opts,
+        crate::engine::cancel_on_signals(),
+        &mut |l| observer.note(l),
+    )?;
+    ctx.cancel.check()?;
+    Ok(checks)
 }
