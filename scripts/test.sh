@@ -5,13 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in gcc unzip python3; do
+for tool in gcc unzip python3 xmllint chromium; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  apt-get update -qq && apt-get install -y -qq "${need[@]/gcc/build-essential}" >/dev/null
+  # xmllint validates report.junit.xml against the JUnit XSD; chromium renders report.html
+  # (about 100 MB and ~1 min to install: the HTML report is checked in a real browser).
+  pkgs=("${need[@]/gcc/build-essential}")
+  pkgs=("${pkgs[@]/xmllint/libxml2-utils}")
+  echo "installing: ${pkgs[*]}"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
+# report.json is validated against schemas/report.schema.json with Python's jsonschema.
+python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install -q jsonschema
 
 # Docker tests need an engine; with CI set they fail rather than skip when none answers.
 if ! docker info >/dev/null 2>&1; then

@@ -91,75 +91,6 @@ impl BuildReport {
     }
 }
 
-impl BuildReport {
-    /// The run's report as Markdown: one table row a check, ids as in the spec.
-    pub fn markdown(&self, image: &str) -> String {
-        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-        let mut md = format!(
-            "# forge build {}\n\n- image: `{image}`\n- builder: {:?}\n- end: **{}** after {:.0} s\n- verdict: **{}**\n- build log: `{}`\n",
-            self.run,
-            self.builder,
-            self.end,
-            self.seconds,
-            crate::report::verdict(&self.checks).name(),
-            self.build_log.display()
-        );
-        if let Some(f) = &self.fatal {
-            md.push_str(&format!(
-                "\n## Stopped at log line {}\n\n```\n{}\n```\n\n{}\n\nFix: {}\n",
-                f.line,
-                f.text,
-                f.message,
-                f.hint.as_deref().unwrap_or("-")
-            ));
-        }
-        if let Some(e) = &self.error {
-            md.push_str(&format!(
-                "\n## Build failed\n\n{}\n\n```\n{}\n```\n",
-                cell(e),
-                self.log_tail.join("\n")
-            ));
-        }
-        md.push_str("\n## Checks\n\n| id | status | check | evidence |\n|---|---|---|---|\n");
-        for c in &self.checks {
-            md.push_str(&format!(
-                "| {} | {} | {} | {}{} |\n",
-                c.id,
-                c.status.label(),
-                cell(&c.title),
-                cell(&c.evidence),
-                c.hint
-                    .as_deref()
-                    .filter(|_| c.status == Status::Fail)
-                    .map(|h| format!(" (fix: {})", cell(h)))
-                    .unwrap_or_default()
-            ));
-        }
-        if !self.wheels.is_empty() {
-            md.push_str("\n## Wheels\n\n| file | bytes | sha256 |\n|---|---|---|\n");
-            for w in &self.wheels {
-                md.push_str(&format!(
-                    "| `{}` | {} | `{}` |\n",
-                    w.path.display(),
-                    w.size,
-                    w.sha256
-                ));
-            }
-        }
-        if let Some(e) = &self.export {
-            md.push_str(&format!(
-                "\n## Image archive\n\n`{}` ({} bytes), SHA256 `{}` in `{}`\n",
-                e.archive.display(),
-                e.gz_bytes,
-                e.sha256,
-                e.sha256_file.display()
-            ));
-        }
-        md.push_str("\nSkipped checks are not passes; each says why it was skipped.\n");
-        md
-    }
-}
-
 /// A new run id: `<recipe name>-<UTC time>`.
 pub fn new_run_id(name: &str) -> String {
     format!("{name}-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))
@@ -545,15 +476,28 @@ impl BuildRun<'_> {
         }
         report.checks = checks;
         report.seconds = started.elapsed().as_secs_f64();
-        let json = serde_json::to_vec_pretty(&serde_json::json!({
-            "verdict": crate::report::verdict(&report.checks),
-            "checks": report.checks,
-            "build": &report,
-        }))
-        .expect("report serializes");
-        std::fs::write(&a.report_json, json).map_err(|e| Error::io("write", &a.report_json, e))?;
-        let md = report.markdown(&self.plan.image_tag);
-        std::fs::write(&a.report_md, md).map_err(|e| Error::io("write", &a.report_md, e))?;
+        // The run's reports and bundle (report.{json,md,junit.xml,html}, manifest.json,
+        // SHA256SUMS), with the deliverables checklist judged on the files.
+        let image = if report.end == "succeeded" {
+            (
+                engine.image_id(&spec.tag).ok(),
+                engine.image_size(&spec.tag).ok(),
+            )
+        } else {
+            (None, None)
+        };
+        let tools = BTreeMap::from([(
+            "engine".to_owned(),
+            format!("Docker {} (API {})", info.version, info.api_version),
+        )]);
+        let mut view =
+            crate::report::files::from_build(&report, self.recipe, self.plan, image, tools);
+        let archive = report
+            .export
+            .as_ref()
+            .map(|e| crate::report::files::archive_info(&a.dir, e));
+        let list = crate::report::files::finish(&a.dir, &mut view, archive.as_ref())?;
+        report.checks.extend(list);
         Ok(report)
     }
 

@@ -4,6 +4,7 @@
 //! report. Each stage is a module; `run` maps the CLI onto them.
 
 pub mod build;
+pub mod bundle;
 pub mod check;
 pub mod cli;
 pub mod diagnose;
@@ -303,20 +304,110 @@ pub fn run(cli: Cli) -> Result<u8> {
             out,
             level,
             threads,
+            format,
+            split,
             recipe,
         } => {
             let recipe = load_recipe(&recipe)?;
-            let out = out.unwrap_or_else(|| {
-                Path::new("artifacts").join(format!("{}.tar.gz", plan::tag_slug(&image)))
-            });
+            let (out, bundle_dir) = export::destination(out.as_deref(), &image, format);
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
             });
             let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+            let info = engine::Engine::info(&engine)?;
+            if format == export::Format::Zst && !export::engine_loads_zstd(&info.version) {
+                return Err(Error::usage(
+                    format!(
+                        "this engine (Docker {}) cannot load zstd image archives: `docker load` reads zstd from Docker Engine {}.0 on (moby/moby#41759)",
+                        info.version,
+                        export::ZSTD_LOAD_SINCE_MAJOR
+                    ),
+                    Some(
+                        "use `--format gz` (the default), which every engine loads; export zstd on a host whose engine is 23.0 or newer, for receivers with such engines",
+                    ),
+                ));
+            }
             ui.say(&format!("exporting {image} to {} ...", out.display()));
-            let e = export::export(&engine, &image, &out, level, threads)?;
-            let checks = export::checks(&e, recipe.file.checks.archive_min_bytes);
+            let e = export::export_with(
+                &engine,
+                &image,
+                &out,
+                export::Options {
+                    level,
+                    threads,
+                    format,
+                    split,
+                },
+            )?;
+            let mut checks = export::checks(&e, recipe.file.checks.archive_min_bytes);
+            if let Some(join) = export::join_command(&e) {
+                let names: Vec<String> = e
+                    .parts
+                    .iter()
+                    .map(|p| p.path.display().to_string())
+                    .collect();
+                checks.push(Check::pass(
+                    "export.parts",
+                    "archive split into parts",
+                    format!(
+                        "{} parts: {}; SHA256SUMS lists them; join: {join}",
+                        e.parts.len(),
+                        names.join(", ")
+                    ),
+                ));
+                ui.say(&format!("join the parts with: {join}"));
+            }
+            if bundle_dir {
+                let dir = out.parent().unwrap_or(Path::new(".")).to_owned();
+                checks.extend(export_bundle(
+                    &engine, &info, &recipe, &image, &dir, &e, &checks,
+                )?);
+            }
             let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
+            Ok(ui.emit(&outcome))
+        }
+        Command::Verify { dir, load } => {
+            let engine = if load {
+                Some(engine::DockerEngine::connect(Duration::from_secs(10))?)
+            } else {
+                None
+            };
+            let v = bundle::verify(&dir, engine.as_ref().map(|e| e as &dyn engine::Engine))?;
+            let outcome = Outcome::new(format!("verify {}", dir.display()), v.checks)
+                .with("run", &v.manifest.run)
+                .with("image", &v.manifest.image)
+                .with("archive", &v.manifest.archive);
+            Ok(ui.emit(&outcome))
+        }
+        Command::Report { run_dir } => {
+            let mut view = report::files::read_run(&run_dir)?;
+            let archive = bundle::read_manifest(&run_dir).ok().and_then(|m| m.archive);
+            if view.checklist().is_empty() {
+                report::files::finish(&run_dir, &mut view, archive.as_ref())?;
+            } else {
+                report::files::write_reports(&run_dir, &view)?;
+                report::files::refresh_bundle(&run_dir, &view, archive.as_ref())?;
+            }
+            let mut s = String::new();
+            for f in report::files::REPORTS {
+                s.push_str(&format!("wrote {}\n", run_dir.join(f).display()));
+            }
+            s.push_str(&format!(
+                "release: {}\nreadiness: {}\n",
+                report::markdown::release_line(&view),
+                view.readiness().line
+            ));
+            ui.say(&s);
+            let outcome = Outcome::new(format!("report {}", run_dir.display()), view.checks())
+                .with("release", view.release_verdict())
+                .with("readiness", view.readiness())
+                .with(
+                    "files",
+                    report::files::REPORTS
+                        .iter()
+                        .map(|f| run_dir.join(f))
+                        .collect::<Vec<_>>(),
+                );
             Ok(ui.emit(&outcome))
         }
         Command::Image { image, recipe } => {
@@ -400,6 +491,46 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(outcome.exit_code())
         }
     }
+}
+
+/// `forge export -o DIR`: make DIR a bundle (the deliverables checklist, manifest.json,
+/// SHA256SUMS); returns the checklist.
+fn export_bundle(
+    engine: &engine::DockerEngine,
+    info: &engine::EngineInfo,
+    recipe: &Recipe,
+    image: &str,
+    dir: &Path,
+    e: &export::Export,
+    checks: &[Check],
+) -> Result<Vec<Check>> {
+    use report::run::{ImageView, RunView};
+    let mut view = RunView {
+        schema: report::run::SCHEMA,
+        run: format!("export-{}", plan::tag_slug(image)),
+        started_at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        seconds: e.seconds,
+        recipe: Some(report::files::recipe_view(recipe)),
+        image: Some(ImageView {
+            tag: image.to_owned(),
+            id: engine::Engine::image_id(engine, image).ok(),
+            bytes: engine::Engine::image_size(engine, image).ok(),
+        }),
+        forge_version: env!("CARGO_PKG_VERSION").into(),
+        tools: [(
+            "engine".to_owned(),
+            format!("Docker {} (API {})", info.version, info.api_version),
+        )]
+        .into(),
+        phases: report::run::phases_from_checks(checks),
+        outputs: report::files::export_outputs(dir, e),
+        ..RunView::default()
+    };
+    view.outputs = bundle::refresh_outputs(dir, &view.outputs)?;
+    let archive = report::files::archive_info(dir, e);
+    let list = bundle::checklist(dir, &view, Some(&archive));
+    bundle::write(dir, &view, Some(archive))?;
+    Ok(list)
 }
 
 /// The monitor's expectations from the recipe, or `--arch` when given.

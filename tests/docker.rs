@@ -136,6 +136,27 @@ fn good_build_yields_the_wheel(builder: &str) {
         md.contains("| 2.1 | PASS |") && md.contains("| build.wheels | PASS |"),
         "{md}"
     );
+    // The run directory is a bundle `forge verify` accepts (issue 14).
+    for f in [
+        "manifest.json",
+        "SHA256SUMS",
+        "report.junit.xml",
+        "report.html",
+    ] {
+        assert!(arts.join("good").join(f).is_file(), "{f}");
+    }
+    assert_eq!(check_of(&j, "deliverable.build-log")["status"], "pass");
+    assert_eq!(check_of(&j, "deliverable.gpu-phases")["status"], "skip");
+    let v = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["verify", arts.join("good").to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
     // the temporary wheel-stage image is gone
     let imgs = Command::new("docker")
         .args(["images", "-q", "forge-wheels"])
@@ -340,7 +361,8 @@ fn ctrl_c_cancels_the_build_and_exits_130() {
     );
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(arts.join("slow/report.json")).unwrap()).unwrap();
-    assert_eq!(report["build"]["end"], "interrupted");
+    assert_eq!(report["end"], "interrupted");
+    assert_eq!(report["stop"]["kind"], "interrupted");
     std::fs::remove_dir_all(&arts).ok();
 }
 

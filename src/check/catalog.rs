@@ -11,7 +11,7 @@ use crate::recipe::Recipe;
 pub struct Entry {
     /// Check id.
     pub id: &'static str,
-    /// Phase (1-7; 8 for the deliverables).
+    /// Phase (1-7; 8 the export; 9 the deliverables checklist).
     pub phase: u8,
     /// Short title.
     pub title: &'static str,
@@ -128,6 +128,36 @@ pub const CATALOG: &[Entry] = &[
     e("export.archive", 8, "image exported as .tar.gz", false),
     e("export.sha256", 8, "SHA256 checksum file", false),
     e("export.size", 8, "compressed archive size", false),
+    e(
+        "deliverable.archive",
+        9,
+        "image exported as .tar.gz / .tar.zst",
+        false,
+    ),
+    e(
+        "deliverable.sha256",
+        9,
+        "SHA256 checksum file (.sha256)",
+        false,
+    ),
+    e(
+        "deliverable.build-log",
+        9,
+        "build log shows USE_DISTRIBUTED: ON",
+        false,
+    ),
+    e(
+        "deliverable.gpu-phases",
+        9,
+        "test report shows phases 5-7 passed",
+        true,
+    ),
+    e(
+        "deliverable.sizes",
+        9,
+        "image > threshold uncompressed, archive > threshold compressed",
+        false,
+    ),
 ];
 
 /// The catalog entry of `id`.
@@ -158,6 +188,7 @@ pub fn runner(id: &str) -> &'static str {
         3 => "forge wheel, forge build",
         4 => "forge image",
         8 => "forge export, forge build",
+        9 => "forge build, forge export -o DIR, forge report",
         _ => "not implemented yet",
     }
 }
@@ -224,6 +255,17 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "export.archive" => "written to a temporary name, renamed when complete".into(),
         "export.sha256" => "`<hex>  <name>` (sha256sum -c reads it)".into(),
         "export.size" => format!("> {}", gb(c.archive_min_bytes)),
+        "deliverable.archive" => "the archive (or all its parts) in the bundle".into(),
+        "deliverable.sha256" => "`<archive>.sha256` holds the archive's SHA256".into(),
+        "deliverable.build-log" => {
+            "a USE_DISTRIBUTED summary line that is on, with its line number".into()
+        }
+        "deliverable.gpu-phases" => "every check of phases 5-7 passed".into(),
+        "deliverable.sizes" => format!(
+            "image > {}, archive > {}",
+            gb(c.image_min_bytes),
+            gb(c.archive_min_bytes)
+        ),
         other => format!("see `{other}`"),
     }
 }

@@ -7,6 +7,7 @@
 
 mod build;
 mod files;
+mod load;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -97,6 +98,11 @@ pub trait Engine {
     fn leftovers(&self, label: &str) -> Result<Vec<Leftover>>;
     /// Remove one leftover.
     fn remove_leftover(&self, l: &Leftover) -> Result<()>;
+    /// Load an image archive (what `docker load` reads) from `reader`; returns the engine's
+    /// messages (`Loaded image: ...`).
+    fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>>;
+    /// The image's id (`sha256:...`).
+    fn image_id(&self, image: &str) -> Result<String>;
 }
 
 /// The Docker engine through its API.
@@ -238,6 +244,14 @@ impl Engine for DockerEngine {
 
     fn remove_leftover(&self, l: &Leftover) -> Result<()> {
         self.rt.block_on(files::remove_leftover(&self.docker, l))
+    }
+
+    fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>> {
+        self.rt.block_on(load::load_image(&self.docker, reader))
+    }
+
+    fn image_id(&self, image: &str) -> Result<String> {
+        self.rt.block_on(load::image_id(&self.docker, image))
     }
 
     fn info(&self) -> Result<EngineInfo> {
