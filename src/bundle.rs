@@ -198,7 +198,7 @@ fn check(id: &str, title: &str, ok: Option<bool>, evidence: impl Into<String>) -
 }
 
 fn gb(b: u64) -> String {
-    format!("{:.2} GB", b as f64 / 1e9)
+    crate::report::markdown::size(b)
 }
 
 /// The deliverables checklist of the spec, judged on the files in `dir` and the run's checks:

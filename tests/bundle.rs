@@ -57,7 +57,7 @@ fn stopped_run() -> RunView {
             "fail" => Check::fail(id, title, ev),
             _ => Check::skip(id, title, ev),
         };
-        if s == "fail" {
+        if s == "fail" && id.starts_with("build.") {
             k = k.with_hint(
                 "set MAX_JOBS = \"3\" in the recipe's [build-args] (each compile job needs ~8 GB)",
             );
@@ -461,7 +461,8 @@ fn export_into(dir: &Path, extra: &[&str]) -> Output {
     let r = recipe();
     args.push(&r);
     args.extend_from_slice(extra);
-    args.push("--json");
+    // Level 1: these tests check the bundle, not the ratio (a debug build compresses slowly).
+    args.extend(["--level", "1", "--json"]);
     forge(&args)
 }
 
@@ -497,7 +498,8 @@ fn export_to_a_directory_makes_a_bundle_verify_accepts_and_each_tampering_fails(
     let dir = tempdir("export-dir");
     let o = export_into(&dir, &[]);
     // Regression (issue 14): `-o DIR` used to end in `cannot rename ... Is a directory`.
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // Everything passes; the two skips make it incomplete (exit 0, never a pass).
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let j = json(&o);
     for id in [
         "export.archive",
@@ -633,7 +635,7 @@ fn export_split_writes_parts_sums_and_a_join_that_works() {
     let Some(_g) = serial_engine() else { return };
     let dir = tempdir("export-split");
     let o = export_into(&dir, &["--split", "40M"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let j = json(&o);
     let join = check_of(&j, "export.parts")["evidence"]
         .as_str()

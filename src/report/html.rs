@@ -140,8 +140,14 @@ pub fn timeline_svg(v: &RunView) -> String {
             _ => "#b7791f",
         };
         let bw = (x(b) - x(a)).max(3.0);
+        // The label inside a long bar (white), after a short one.
+        let (lx, fill, anchor) = if bw > 160.0 {
+            (x(b) - 6.0, "#fff", "end")
+        } else {
+            (x(b) + 6.0, "#444", "start")
+        };
         s.push_str(&format!(
-            "<text x=\"8\" y=\"{:.1}\">{}</text><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" rx=\"3\" fill=\"{color}\"><title>{} {}: {} to {}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#444\">{} ({})</text>\n",
+            "<text x=\"8\" y=\"{:.1}\">{}</text><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" rx=\"3\" fill=\"{color}\"><title>{} {}: {} to {}</title></rect><text x=\"{lx:.1}\" y=\"{:.1}\" fill=\"{fill}\" text-anchor=\"{anchor}\" font-weight=\"600\">{} ({} to {})</text>\n",
             y + 17.0,
             esc(&p.name),
             x(a),
@@ -151,10 +157,10 @@ pub fn timeline_svg(v: &RunView) -> String {
             p.status().label(),
             fmt_t(a),
             fmt_t(b),
-            (x(b) + 6.0).min(w - right - 140.0),
             y + 17.0,
             p.status().label(),
-            fmt_t((b - a).max(0.0)),
+            fmt_t(a),
+            fmt_t(b),
         ));
     }
     // Ninja progress.

@@ -45,15 +45,24 @@ pub fn join_command(v: &RunView) -> Option<String> {
 
 /// What the reader should do next: the fix of every failed check, then what skipped.
 pub fn next_steps(v: &RunView) -> Vec<String> {
-    let mut out = Vec::new();
+    // One line a distinct fix: checks failing for one cause share it.
+    let mut fixes: Vec<(Vec<&str>, String)> = Vec::new();
     for c in v.phases.iter().flat_map(|p| &p.checks) {
         if c.status == Status::Fail {
-            out.push(match &c.hint {
-                Some(h) => format!("{} ({}): {h}", c.id, c.title),
-                None => format!("{} ({}): {}", c.id, c.title, c.evidence),
-            });
+            let fix = match &c.hint {
+                Some(h) => h.clone(),
+                None => format!("{}: {}", c.title, c.evidence),
+            };
+            match fixes.iter_mut().find(|(_, f)| *f == fix) {
+                Some((ids, _)) => ids.push(&c.id),
+                None => fixes.push((vec![&c.id], fix)),
+            }
         }
     }
+    let mut out: Vec<String> = fixes
+        .into_iter()
+        .map(|(ids, fix)| format!("{}: {fix}", ids.join(", ")))
+        .collect();
     let skipped: Vec<&str> = v
         .phases
         .iter()
