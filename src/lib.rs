@@ -524,6 +524,7 @@ fn export_bundle(
         .into(),
         phases: report::run::phases_from_checks(checks),
         outputs: report::files::export_outputs(dir, e),
+        conditions: report::files::conditions(recipe),
         ..RunView::default()
     };
     view.outputs = bundle::refresh_outputs(dir, &view.outputs)?;

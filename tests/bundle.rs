@@ -194,6 +194,11 @@ fn stopped_run() -> RunView {
             source: "dockerfiles/vllm-rocm.Dockerfile line 140".into(),
         }],
         build_log: Some("build.log".into()),
+        conditions: [(
+            "build.fatal".to_owned(),
+            "no OOM kill, ninja stop, link failure, disk full".to_owned(),
+        )]
+        .into(),
     }
 }
 
@@ -235,7 +240,7 @@ fn report_renders_all_four_from_a_run_record() {
         "## Where the build stopped (stopped by forge on a fatal finding)",
         "At log line 40213, 5412.3 s into the build",
         "| Phase 2: build configuration | FAIL | 2 | 2 | 0 | 5413 s |",
-        "| build.fatal | FAIL | no fatal compile error |",
+        "| build.fatal | FAIL | no fatal compile error | no OOM kill, ninja stop, link failure, disk full |",
         "## What to do next",
         "`ENV LD_PRELOAD=/opt/rocm/lib/librocm_smi64.so`",
     ] {

@@ -231,7 +231,21 @@ pub fn from_build(
             .map(|t| workarounds_in_dockerfile(&t, &recipe.dockerfile.display()))
             .unwrap_or_default(),
         build_log: Some(rel(dir, &rep.build_log)),
+        conditions: conditions(recipe),
     }
+}
+
+/// Every catalog check's pass condition under `recipe`.
+pub fn conditions(recipe: &Recipe) -> std::collections::BTreeMap<String, String> {
+    crate::check::catalog::CATALOG
+        .iter()
+        .map(|e| {
+            (
+                e.id.to_owned(),
+                crate::check::catalog::condition(e.id, recipe),
+            )
+        })
+        .collect()
 }
 
 /// Write report.json, report.md, report.junit.xml and report.html into `dir`.

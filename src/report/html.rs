@@ -390,12 +390,13 @@ pub fn render(v: &RunView) -> String {
             );
             continue;
         }
-        h.push_str("<table><tr><th>Test</th><th>Check</th><th>Status</th><th>Evidence</th></tr>\n");
+        h.push_str("<table><tr><th>Test</th><th>Check</th><th>Pass condition</th><th>Status</th><th>Evidence</th></tr>\n");
         for c in &p.checks {
             h.push_str(&format!(
-                "<tr><td class=\"id\">{}</td><td>{}</td><td><span class=\"pill {}\">{}</span></td><td class=\"ev\">{}{}</td></tr>\n",
+                "<tr><td class=\"id\">{}</td><td>{}</td><td>{}</td><td><span class=\"pill {}\">{}</span></td><td class=\"ev\">{}{}</td></tr>\n",
                 esc(&c.id),
                 esc(&c.title),
+                esc(v.conditions.get(&c.id).map_or("-", String::as_str)),
                 class(c.status),
                 c.status.label(),
                 esc(&c.evidence),

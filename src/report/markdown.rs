@@ -229,7 +229,9 @@ pub fn render(v: &RunView) -> String {
             });
             continue;
         }
-        md.push_str("| Test | Status | Check | Evidence |\n|---|---|---|---|\n");
+        md.push_str(
+            "| Test | Status | Check | Pass condition | Evidence |\n|---|---|---|---|---|\n",
+        );
         for c in &p.checks {
             let hint = c
                 .hint
@@ -238,10 +240,11 @@ pub fn render(v: &RunView) -> String {
                 .map(|h| format!(" **Fix:** {}", cell(h)))
                 .unwrap_or_default();
             md.push_str(&format!(
-                "| {} | {} | {} | {}{hint} |\n",
+                "| {} | {} | {} | {} | {}{hint} |\n",
                 c.id,
                 c.status.label(),
                 cell(&c.title),
+                cell(v.conditions.get(&c.id).map_or("-", String::as_str)),
                 cell(&c.evidence)
             ));
         }

@@ -50,6 +50,8 @@ pub struct RunView {
     pub workarounds: Vec<Workaround>,
     /// The build log, relative to the run directory.
     pub build_log: Option<String>,
+    /// Each check's pass condition with the recipe's threshold (the spec's "Pass Condition").
+    pub conditions: BTreeMap<String, String>,
 }
 
 /// The recipe a run built.
