@@ -127,9 +127,7 @@ pub fn timeline_svg(v: &RunView) -> String {
             fmt_t(t)
         ));
     }
-    s.push_str(&format!(
-        "<text x=\"8\" y=\"16\" font-weight=\"600\">Phases over time</text>\n"
-    ));
+    s.push_str("<text x=\"8\" y=\"16\" font-weight=\"600\">Phases over time</text>\n");
     for (i, p) in timed.iter().enumerate() {
         let y = top + lane * i as f64;
         let (a, b) = (p.started.unwrap_or(0.0), p.ended.unwrap_or(0.0));
@@ -205,26 +203,31 @@ pub fn timeline_svg(v: &RunView) -> String {
             y0
         ));
     }
-    if let Some(st) = &v.stop {
-        if let Some(t) = st.t {
-            let xx = x(t);
-            let label = format!(
-                "stopped at {}{}: {}",
-                fmt_t(t),
-                st.line
-                    .map(|l| format!(", log line {l}"))
-                    .unwrap_or_default(),
-                st.reason
-            );
-            let clipped: String = label.chars().take(110).collect();
-            let anchor = if xx > w / 2.0 { "end" } else { "start" };
-            let tx = if xx > w / 2.0 { xx - 6.0 } else { xx + 6.0 };
-            s.push_str(&format!(
+    if let Some(st) = &v.stop
+        && let Some(t) = st.t
+    {
+        let xx = x(t);
+        let label = format!(
+            "stopped at {}{}: {}",
+            fmt_t(t),
+            st.line
+                .map(|l| format!(", log line {l}"))
+                .unwrap_or_default(),
+            st.reason
+        );
+        let clipped: String = if label.chars().count() > 110 {
+            let cut: String = label.chars().take(108).collect();
+            format!("{}…", cut.rsplit_once(' ').map_or(cut.as_str(), |(a, _)| a))
+        } else {
+            label
+        };
+        let anchor = if xx > w / 2.0 { "end" } else { "start" };
+        let tx = if xx > w / 2.0 { xx - 6.0 } else { xx + 6.0 };
+        s.push_str(&format!(
                 "<line x1=\"{xx:.1}\" y1=\"{top}\" x2=\"{xx:.1}\" y2=\"{y0:.1}\" stroke=\"#c0392b\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/><text x=\"{tx:.1}\" y=\"{:.1}\" fill=\"#b42318\" font-weight=\"600\" text-anchor=\"{anchor}\">{}</text>\n",
                 chart_top + chart_h - 10.0,
                 esc(&clipped)
             ));
-        }
     }
     s.push_str("</svg>");
     s
