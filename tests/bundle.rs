@@ -250,6 +250,29 @@ fn report_renders_all_four_from_a_run_record() {
     let o = forge(&["report", dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(dir.join("report.md")).unwrap(), md);
+    // The run directory is a bundle: its files are intact, but with no archive it is no
+    // release (a skip, never a pass); an edited report is a failure naming it.
+    let (code, j) = {
+        let o = forge(&["verify", dir.to_str().unwrap(), "--json"]);
+        (o.status.code(), json(&o))
+    };
+    assert_eq!(code, Some(0), "{j}");
+    assert_eq!(j["verdict"], "incomplete");
+    assert_eq!(check_of(&j, "verify.archive")["status"], "skip");
+    assert_eq!(check_of(&j, "verify.file:report.md")["status"], "pass");
+    std::fs::write(dir.join("report.md"), md.replace("FAIL", "PASS")).unwrap();
+    let o = forge(&["verify", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let j = json(&o);
+    let c = check_of(&j, "verify.file:report.md");
+    assert_eq!(c["status"], "fail");
+    assert!(
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("report.md: sha256"),
+        "{c}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
