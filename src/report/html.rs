@@ -48,7 +48,7 @@ details{background:#fff;border:1px solid #d8dde4;border-radius:6px;margin:8px 0}
 summary{cursor:pointer;padding:8px 12px;font-weight:600}
 details table{border:0;border-top:1px solid #d8dde4}
 svg{background:#fff;border:1px solid #d8dde4;border-radius:6px}
-svg text{font:12px system-ui,sans-serif;fill:#1d2430}
+svg text{font:12px system-ui,sans-serif}
 code{font-family:ui-monospace,monospace}
 "#;
 
