@@ -1,26 +1,51 @@
-# forge's image: PyTorch built from source for the recipe's GPU archs with USE_DISTRIBUTED=1,
-# vLLM built against that torch, amdsmi built from the image's own ROCm, one ROCm version
-# throughout. Every ARG below is passed by `forge build` from the recipe (`forge plan` lists them).
+# forge's image: PyTorch built from source for the recipe's GPU archs with USE_DISTRIBUTED=1, and
+# every component vLLM's own ROCm images build (triton, torchvision, torchaudio, amdsmi) built
+# against that torch, vLLM built against it, one ROCm release throughout, and a runtime stage
+# installed offline from the wheels the build stages made. Every ARG below is passed by
+# `forge build` from the recipe (`forge plan` lists them); the defaults are what vLLM v0.12.0's
+# docker/Dockerfile.rocm_base builds.
 #
-# Modelled on vLLM's docker/Dockerfile.rocm_base (PyTorch from ROCm/pytorch via
-# tools/amd_build/build_amd.py + setup.py bdist_wheel, amdsmi wheel from /opt/rocm/share/amd_smi,
-# component refs in /app/versions.txt). Needs BuildKit: the compile caches live on cache mounts so
-# a rebuild after a failure does not start from zero.
+# Followed, and cited below as [base] and [rocm]:
+#   [base] vllm-project/vllm v0.12.0, docker/Dockerfile.rocm_base (PyTorch, triton, vision,
+#          audio, amdsmi, flash-attention, aiter wheels)
+#   [rocm] vllm-project/vllm v0.12.0, docker/Dockerfile.rocm (vLLM wheel, final image)
+# Where forge differs from them it says why, next to the difference. README.md, "The Dockerfile",
+# lists what forge's rehearsal proves here and what only a real build proves.
 #
-# Stages: base -> torch-build -> wheels (just the wheels + build.log, for `forge` to take out)
-#                             -> vllm-build -> runtime (the image forge checks and exports)
+# Stages:
+#   base --> build-triton ---------------------------\
+#        --> build-amdsmi ----------------------------> wheels (FROM scratch: all wheels, build.log,
+#        --> build-torch --> build-vision -----------/          sources; `forge build` takes them out)
+#                        --> build-audio -----------/
+#        --> vllm-build (vLLM wheel + every dependency as a wheel: the offline wheelhouse)
+#   BASE_IMAGE --> runtime (installed from the wheelhouse with no index and no git; the image)
+#
+# Not built, on purpose: flash-attention and aiter. [base] builds them for gfx9 only
+# (flash-attention strips every gfx1xxx from PYTORCH_ROCM_ARCH; aiter builds for gfx942;gfx950),
+# and vLLM's ROCm platform picks them only on gfx9. On gfx11/gfx1151 vLLM's default attention is the
+# Triton backend (TRITON_ATTN), which the triton built here serves. A recipe for gfx9 would add them.
+#
+# Needs BuildKit (cache and bind mounts); the engine's built-in Dockerfile frontend is enough (no
+# `# syntax=` line: there may be no registry to pull a frontend from).
 
 ARG BASE_IMAGE=rocm/dev-ubuntu-24.04:7.1.1-complete
 
 ############################################################################################
 FROM ${BASE_IMAGE} AS base
 ARG ROCM_VERSION
+ARG PYTORCH_ROCM_ARCH
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# [base] sets PATH, ROCM_PATH, LD_LIBRARY_PATH, PYTORCH_ROCM_ARCH and HSA_NO_SCRATCH_RECLAIM
+# ("Required for RCCL in ROCm7.1") in its base stage. forge uses a venv instead of [base]'s
+# deadsnakes Python 3.12 on Ubuntu 22.04: Ubuntu 24.04's python3 is 3.12 already, and a venv keeps
+# pip from touching the distribution's Python.
 ENV DEBIAN_FRONTEND=noninteractive \
     ROCM_PATH=/opt/rocm \
     HIP_PATH=/opt/rocm \
-    PATH=/opt/venv/bin:/opt/rocm/bin:/opt/rocm/llvm/bin:${PATH} \
-    LD_LIBRARY_PATH=/opt/rocm/lib \
+    PATH=/opt/venv/bin:/opt/rocm/llvm/bin:/opt/rocm/bin:${PATH} \
+    LD_LIBRARY_PATH=/opt/rocm/lib:/usr/local/lib \
+    PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} \
+    HSA_NO_SCRATCH_RECLAIM=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # One ROCm version throughout: refuse a base image whose ROCm is not the recipe's (mixed ROCm
 # libraries crash with `double free or corruption`).
@@ -28,6 +53,7 @@ RUN test -n "${ROCM_VERSION}" \
  && found="$(cat /opt/rocm/.info/version 2>/dev/null || echo none)" \
  && case "${found}" in "${ROCM_VERSION}"|"${ROCM_VERSION}"-*) ;; \
       *) echo "forge: base image has ROCm ${found}, recipe wants ${ROCM_VERSION}" >&2; exit 1 ;; esac
+# [base] installs git, libjpeg-dev (torchvision's image codecs), libsox-dev and sox (torchaudio).
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
@@ -35,29 +61,93 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
  && apt-get install -y --no-install-recommends \
       git ca-certificates cmake ninja-build ccache patchelf \
       python3 python3-dev python3-venv python3-pip \
+      libjpeg-dev libsox-dev sox \
       rocm-smi-lib amd-smi-lib \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --upgrade pip setuptools wheel packaging
-# amdsmi's Python package from this image's own ROCm (a pip amdsmi of another ROCm exports
-# the same symbols as torch's librocm_smi64 and crashes at import: ROCm/TheRock#1059).
+ && pip install --upgrade pip \
+ && pip install packaging 'cmake>=3.26.1,<4' ninja wheel 'setuptools>=77.0.3,<80' pybind11 Cython
+# ^ [base]: `pip install -U packaging 'cmake<4' ninja wheel 'setuptools<80' pybind11 Cython`; the
+#   lower bounds are vLLM's requirements/rocm.txt (`setuptools>=77.0.3,<80.0.0`).
+#
+# Two helpers every stage uses (no heredocs: the engine's built-in frontend may predate them).
+# forge-fetch NAME REPO REF DIR: REF may be a branch, a tag, or a full or abbreviated commit
+#   ([base] pins abbreviated commits such as `1c57644d`, which a server will not hand out by
+#   name). A tag is fetched as a tag, so setuptools-scm finds it (vLLM's version comes from it);
+#   the commit a ref resolved to is recorded in /dist/source-NAME.txt for /app/versions.txt.
+# forge-pins write FILE PKG... / check FILE: record the versions pip installed and fail when a
+#   later pip step changed one. It reads `pip list --format=freeze`: for a wheel installed from a
+#   local file `pip freeze` prints `torch @ file:///...`, never `torch==...`.
+RUN printf '%s\n' '#!/bin/bash' 'set -euo pipefail' \
+      'name=$1; repo=$2; ref=$3; dir=$4' \
+      'if [ -z "$repo" ] || [ -z "$ref" ]; then echo "forge-fetch: $name: empty repository or ref (set [$name] in the recipe)" >&2; exit 2; fi' \
+      'git init -q "$dir"; cd "$dir"; git remote add origin "$repo"' \
+      'if git ls-remote --exit-code --tags origin "refs/tags/$ref" >/dev/null; then' \
+      '  git fetch -q --depth 1 origin "+refs/tags/$ref:refs/tags/$ref"; git checkout -q "refs/tags/$ref"' \
+      'elif git fetch -q --depth 1 origin "$ref" 2>/dev/null; then' \
+      '  git checkout -q FETCH_HEAD' \
+      'else' \
+      '  git fetch -q origin "+refs/heads/*:refs/remotes/origin/*" "+refs/tags/*:refs/tags/*"' \
+      '  git checkout -q "$ref^{commit}"' \
+      'fi' \
+      'if [ -f .gitmodules ]; then git submodule update -q --init --recursive --depth 1 --jobs 4 || git submodule update -q --init --recursive --jobs 4; fi' \
+      'mkdir -p /dist; echo "$name $repo $ref $(git rev-parse HEAD)" > "/dist/source-$name.txt"' \
+      'echo "forge-fetch: $name $ref -> $(git rev-parse HEAD)"' \
+      > /usr/local/bin/forge-fetch \
+ && printf '%s\n' '#!/bin/bash' 'set -euo pipefail' \
+      'cmd=$1; file=$2; shift 2' \
+      'installed() { pip list --format=freeze | grep -iE "^($1)==" | sort -f; }' \
+      'case "$cmd" in' \
+      '  write) installed "$(IFS="|"; echo "$*")" > "$file"' \
+      '    for p in "$@"; do grep -qiE "^$p==" "$file" || { echo "forge-pins: $p is not installed" >&2; exit 1; }; done' \
+      '    echo "forge-pins: recorded $(paste -sd" " "$file")";;' \
+      '  check) if ! diff -u "$file" <(installed "$(cut -d= -f1 "$file" | paste -sd"|")"); then' \
+      '      echo "forge-pins: a pip step changed pinned packages (-: recorded in $file, +: installed now)" >&2; exit 1; fi' \
+      '    echo "forge-pins: unchanged: $(paste -sd" " "$file")";;' \
+      '  *) echo "usage: forge-pins write FILE PKG... | check FILE" >&2; exit 2;;' \
+      'esac' \
+      > /usr/local/bin/forge-pins \
+ && chmod +x /usr/local/bin/forge-fetch /usr/local/bin/forge-pins
+
+############################################################################################
+# [base] build_triton: ROCm/triton at a pinned commit (triton 3.5.x for vLLM v0.12.0). A torch built
+# with setup.py declares no triton dependency, and vLLM's default ROCm attention backend
+# (TRITON_ATTN) and torch.compile need one of the right version.
+FROM base AS build-triton
+ARG TRITON_REPO=https://github.com/ROCm/triton.git
+ARG TRITON_REF=57c693b6
+RUN forge-fetch triton "${TRITON_REPO}" "${TRITON_REF}" /src/triton
+RUN --mount=type=cache,target=/root/.triton \
+    --mount=type=cache,target=/root/.cache/pip \
+    cd /src/triton \
+ && if [ ! -f setup.py ]; then cd python; fi \
+ && python3 setup.py bdist_wheel --dist-dir=/dist \
+ && if [ -d /src/triton/python/triton_kernels ]; then \
+      pip wheel --no-deps --no-build-isolation --wheel-dir=/dist /src/triton/python/triton_kernels; fi
+
+############################################################################################
+# [base] build_amdsmi: amdsmi's Python package from this image's own ROCm (a pip amdsmi of another
+# ROCm exports the same symbols as torch's librocm_smi64 and crashes at import: ROCm/TheRock#1059).
+FROM base AS build-amdsmi
 RUN --mount=type=cache,target=/root/.cache/pip \
-    mkdir -p /dist \
- && cp -r /opt/rocm/share/amd_smi /tmp/amd_smi \
+    cp -r /opt/rocm/share/amd_smi /tmp/amd_smi \
  && pip wheel --no-deps --wheel-dir=/dist /tmp/amd_smi \
  && rm -rf /tmp/amd_smi
 
 ############################################################################################
-FROM base AS torch-build
-ARG PYTORCH_REPO
-ARG PYTORCH_REF
+# [base] build_pytorch.
+FROM base AS build-torch
+ARG PYTORCH_REPO=https://github.com/ROCm/pytorch.git
+ARG PYTORCH_REF=1c57644d
 ARG PYTORCH_ROCM_ARCH
 ARG USE_DISTRIBUTED=1
 ARG USE_ROCM=1
 ARG USE_CUDA=0
 ARG MAX_JOBS=4
-ARG AOTRITON_GPU_TARGETS
 # ARGs are not in RUN's environment unless exported: without this, LoadHIP.cmake fails with
 # `Could not detect ROCm arch for GPUs on machine` (no GPU to enumerate inside `docker build`).
+# PYTORCH_ROCM_ARCH is also all that AOTriton's build reads for its targets
+# (cmake/External/aotriton.cmake passes `-DAOTRITON_TARGET_ARCH=${PYTORCH_ROCM_ARCH}`; there is
+# no AOTRITON_GPU_TARGETS variable), so the one arch list reaches it.
 ENV PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} \
     USE_DISTRIBUTED=${USE_DISTRIBUTED} \
     USE_ROCM=${USE_ROCM} \
@@ -66,23 +156,18 @@ ENV PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} \
     USE_RCCL=1 \
     BUILD_TEST=0 \
     MAX_JOBS=${MAX_JOBS} \
-    AOTRITON_GPU_TARGETS=${AOTRITON_GPU_TARGETS} \
+    CMAKE_PREFIX_PATH=/opt/venv \
     CCACHE_DIR=/root/.ccache \
     CMAKE_C_COMPILER_LAUNCHER=ccache \
     CMAKE_CXX_COMPILER_LAUNCHER=ccache
-WORKDIR /src
-# Any ref: branch, tag or commit.
-RUN git init -q pytorch \
- && git -C pytorch fetch -q --depth 1 "${PYTORCH_REPO}" "${PYTORCH_REF}" \
- && git -C pytorch checkout -q FETCH_HEAD \
- && git -C pytorch submodule update -q --init --recursive --depth 1 --jobs 4 \
- && echo "pytorch ${PYTORCH_REPO} ${PYTORCH_REF} $(git -C pytorch rev-parse HEAD)" > /dist/versions.txt
+# ^ CMAKE_PREFIX_PATH: [base] passes `$(python3 -c 'import sys; print(sys.prefix)')`, the venv here.
+RUN forge-fetch pytorch "${PYTORCH_REPO}" "${PYTORCH_REF}" /src/pytorch
 WORKDIR /src/pytorch
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -r requirements.txt
-# The configure-and-build output is kept as /dist/build.log too (tee), so the wheels stage
-# carries it beside the wheel. The ninja build tree and ccache are cache mounts: a rebuild
-# after a failure picks up where it stopped.
+# The configure-and-build output is kept as /dist/build.log too (tee), so the wheels stage carries
+# it beside the wheel (forge checks phase 2 on it when the compile came from the cache). The ninja
+# build tree and ccache are cache mounts: a rebuild after a failure picks up where it stopped.
 RUN --mount=type=cache,target=/root/.ccache \
     --mount=type=cache,target=/src/pytorch/build \
     --mount=type=cache,target=/root/.cache/pip \
@@ -92,62 +177,144 @@ RUN --mount=type=cache,target=/root/.ccache \
  && ls -l /dist/torch-*.whl
 
 ############################################################################################
-# Just the wheels (torch, amdsmi) and the build log: `forge build` takes them out of here.
-FROM scratch AS wheels
-COPY --from=torch-build /dist/ /
+# [base] builds torchvision and torchaudio from source against the torch it built: vLLM's
+# requirements/rocm.txt pulls timm, which needs torchvision, and one from the index is a CUDA
+# build (or pins another torch) whose C++ ops do not register against a ROCm torch.
+FROM build-torch AS build-vision
+ARG TORCHVISION_REPO=https://github.com/pytorch/vision.git
+ARG TORCHVISION_REF=v0.23.0
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install /dist/torch-*.whl \
+ && forge-pins write /tmp/pins.txt torch
+RUN forge-fetch torchvision "${TORCHVISION_REPO}" "${TORCHVISION_REF}" /src/vision \
+ && mkdir -p /out && mv /dist/source-torchvision.txt /out/
+RUN --mount=type=cache,target=/root/.ccache \
+    --mount=type=cache,target=/root/.cache/pip \
+    cd /src/vision \
+ && python3 setup.py bdist_wheel --dist-dir=/out \
+ && forge-pins check /tmp/pins.txt
+
+FROM build-torch AS build-audio
+ARG TORCHAUDIO_REPO=https://github.com/pytorch/audio.git
+ARG TORCHAUDIO_REF=v2.9.0
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install /dist/torch-*.whl \
+ && forge-pins write /tmp/pins.txt torch
+RUN forge-fetch torchaudio "${TORCHAUDIO_REPO}" "${TORCHAUDIO_REF}" /src/audio \
+ && mkdir -p /out && mv /dist/source-torchaudio.txt /out/
+RUN --mount=type=cache,target=/root/.ccache \
+    --mount=type=cache,target=/root/.cache/pip \
+    cd /src/audio \
+ && pip install -r requirements.txt \
+ && forge-pins check /tmp/pins.txt \
+ && python3 setup.py bdist_wheel --dist-dir=/out \
+ && forge-pins check /tmp/pins.txt
 
 ############################################################################################
+# All wheels and the build log: `forge build` takes them out of here ([base]'s `debs` stage).
+FROM scratch AS wheels
+COPY --from=build-torch /dist/ /
+COPY --from=build-triton /dist/ /
+COPY --from=build-amdsmi /dist/ /
+COPY --from=build-vision /out/ /
+COPY --from=build-audio /out/ /
+
+############################################################################################
+# [rocm] build_vllm, plus the offline wheelhouse the runtime stage installs from.
 FROM base AS vllm-build
-ARG VLLM_REPO
-ARG VLLM_REF
+ARG VLLM_REPO=https://github.com/vllm-project/vllm.git
+ARG VLLM_REF=v0.12.0
 ARG PYTORCH_ROCM_ARCH
 ARG MAX_JOBS=4
+# vLLM's CMake takes the archs from PYTORCH_ROCM_ARCH (cmake/utils.cmake, intersected with
+# HIP_SUPPORTED_ARCHS, which has gfx1150/gfx1151 since vllm#25908). In a GPU-less build hip-config
+# may still warn "GPU_TARGETS was not set" (vllm-project/vllm#22590); builders pass the archs to
+# CMake as well (kyuz0/amd-strix-halo-vllm-toolboxes), through CMAKE_ARGS, which setup.py appends.
 ENV PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} \
     MAX_JOBS=${MAX_JOBS} \
     VLLM_TARGET_DEVICE=rocm \
+    CMAKE_ARGS="-DAMDGPU_TARGETS=${PYTORCH_ROCM_ARCH} -DHIP_ARCHITECTURES=${PYTORCH_ROCM_ARCH}" \
     CCACHE_DIR=/root/.ccache
-COPY --from=torch-build /dist/ /dist/
-RUN pip install /dist/torch-*.whl \
- && pip freeze | grep -E '^torch==' > /dist/torch-constraint.txt
-WORKDIR /src
-RUN git init -q vllm \
- && git -C vllm fetch -q --depth 1 "${VLLM_REPO}" "${VLLM_REF}" \
- && git -C vllm checkout -q FETCH_HEAD \
- && echo "vllm ${VLLM_REPO} ${VLLM_REF} $(git -C vllm rev-parse HEAD)" >> /dist/versions.txt
+COPY --from=wheels / /wheels/
+# The components built above, installed and pinned: every later pip step is checked against the
+# pins, so pip can never swap torch (a swapped torch gives vLLM extensions built against another
+# one: `undefined symbol: _ZN3c103hip19getCurrentHIPStreamEa`). kyuz0's toolboxes do the same.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    mkdir -p /wheelhouse \
+ && pip install /wheels/*.whl \
+ && forge-pins write /wheelhouse/pins.txt torch triton torchvision torchaudio amdsmi
+# A tag is fetched as a tag, so setuptools-scm gives vLLM's real version (`0.12.0+rocm711`, as
+# [rocm]'s full clone does), not a `0.1.dev` guess from a bare commit.
+RUN forge-fetch vllm "${VLLM_REPO}" "${VLLM_REF}" /src/vllm \
+ && cp /dist/source-vllm.txt /wheels/source-*.txt /wheelhouse/
 WORKDIR /src/vllm
-# vLLM against *this* torch: the constraint makes pip fail loudly instead of swapping torch
-# (a swapped torch gives `undefined symbol: _ZN3c103hip19getCurrentHIPStreamEa`).
+# [rocm]: `pip install -r requirements/rocm.txt`, then the wheel without build isolation (vLLM's
+# pyproject.toml requires `torch == 2.9.0`, which this torch's `2.9.0a0+git...` is not).
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install -c /wheelhouse/pins.txt -r requirements/rocm.txt \
+ && forge-pins check /wheelhouse/pins.txt
 RUN --mount=type=cache,target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
-    pip install -c /dist/torch-constraint.txt -r requirements/rocm.txt \
- && pip install -c /dist/torch-constraint.txt "setuptools>=77" setuptools-scm cmake ninja packaging wheel jinja2 \
- && pip wheel --no-build-isolation --no-deps -c /dist/torch-constraint.txt --wheel-dir=/dist . \
- && pip freeze | grep -E '^torch==' | diff - /dist/torch-constraint.txt
+    pip wheel --no-build-isolation --no-deps -c /wheelhouse/pins.txt --wheel-dir=/wheelhouse . \
+ && forge-pins check /wheelhouse/pins.txt
+# Every dependency as a wheel, so the runtime stage installs with no index and no git:
+# requirements/rocm.txt has a `git+https` dependency (fastsafetensors) that a stage without git
+# cannot fetch, and the wheels built above have dependencies of their own (torch's sympy, amdsmi's
+# PyYAML). uvloop and python-multipart are the spec's 4.3 packages (fastapi[standard] brings them
+# today; naming them keeps them if that changes).
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel -c /wheelhouse/pins.txt --find-links /wheels --wheel-dir=/wheelhouse \
+      -r requirements/rocm.txt uvloop python-multipart /wheels/*.whl \
+ && ls /wheelhouse
 
 ############################################################################################
+# [rocm] final, installed offline from the wheelhouse (a bind mount: the wheels never become a
+# layer of the image).
 FROM ${BASE_IMAGE} AS runtime
+ARG BASE_IMAGE
 ARG ROCM_VERSION
+ARG PYTORCH_ROCM_ARCH
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# [base] and [rocm]'s run-time environment: HSA_NO_SCRATCH_RECLAIM ("Required for RCCL in
+# ROCm7.1"), the RAY_EXPERIMENTAL_NOSET_* pair, TOKENIZERS_PARALLELISM, SAFETENSORS_FAST_GPU
+# ("can improve safe tensor loading"), HIP_FORCE_DEV_KERNARG ("Performance environment variable").
+# TORCH_ROCM_AOTRITON_ENABLE_EXPERIMENTAL: AOTriton marks its gfx11 kernels experimental; without
+# it torch's flash/memory-efficient SDPA is off on gfx1151 (kyuz0's toolboxes set it).
 ENV DEBIAN_FRONTEND=noninteractive \
     ROCM_PATH=/opt/rocm \
     PATH=/opt/venv/bin:/opt/rocm/bin:${PATH} \
-    LD_LIBRARY_PATH=/opt/rocm/lib \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    LD_LIBRARY_PATH=/opt/rocm/lib:/usr/local/lib \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} \
+    HSA_NO_SCRATCH_RECLAIM=1 \
+    RAY_EXPERIMENTAL_NOSET_ROCR_VISIBLE_DEVICES=1 \
+    RAY_EXPERIMENTAL_NOSET_HIP_VISIBLE_DEVICES=1 \
+    TOKENIZERS_PARALLELISM=false \
+    SAFETENSORS_FAST_GPU=1 \
+    HIP_FORCE_DEV_KERNARG=1 \
+    TORCH_ROCM_AOTRITON_ENABLE_EXPERIMENTAL=1
 RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
  && apt-get update \
  && apt-get install -y --no-install-recommends \
-      python3 python3-venv rocm-smi-lib amd-smi-lib \
+      python3 python3-venv libjpeg-dev libsox-dev rocm-smi-lib amd-smi-lib \
  && python3 -m venv /opt/venv
-COPY --from=vllm-build /dist/ /tmp/dist/
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install /tmp/dist/torch-*.whl /tmp/dist/amdsmi-*.whl \
- && pip install -c /tmp/dist/torch-constraint.txt /tmp/dist/vllm-*.whl uvloop python-multipart \
- && pip freeze | grep -E '^torch==' | diff - /tmp/dist/torch-constraint.txt \
+COPY --from=base /usr/local/bin/forge-pins /usr/local/bin/forge-pins
+# vLLM itself with --no-deps: its metadata names fastsafetensors by a git URL, which pip would try
+# to clone even with --no-index; the wheel built from that URL is in the wheelhouse. `pip check`
+# output is kept in /app/pip-check.txt (forge's image audit reads it) without failing the build.
+RUN --mount=type=bind,from=vllm-build,source=/wheelhouse,target=/wheelhouse \
+    pip install --no-index --find-links /wheelhouse $(ls /wheelhouse/*.whl | grep -v '/vllm-') \
+ && pip install --no-index --no-deps /wheelhouse/vllm-*.whl \
+ && forge-pins check /wheelhouse/pins.txt \
  && mkdir -p /app \
- && { echo "rocm ${ROCM_VERSION} $(cat /opt/rocm/.info/version)"; cat /tmp/dist/versions.txt; \
-      pip freeze | grep -E '^(torch|vllm|amdsmi)=='; } > /app/versions.txt \
- && rm -rf /tmp/dist
+ && { pip check > /app/pip-check.txt 2>&1 || true; } \
+ && { echo "rocm ${ROCM_VERSION} (/opt/rocm/.info/version: $(cat /opt/rocm/.info/version))"; \
+      echo "base-image ${BASE_IMAGE}"; \
+      sort /wheelhouse/source-*.txt; \
+      pip list --format=freeze | grep -iE '^(torch|triton|torchvision|torchaudio|vllm|amdsmi)==' | sort -f; \
+    } > /app/versions.txt \
+ && cat /app/versions.txt
 WORKDIR /app
 CMD ["python3", "-m", "vllm.entrypoints.openai.api_server", "--help"]

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Build the local base images the Docker tests use (there is no registry to pull from):
 #   forge-test-base:trixie   Debian trixie minbase + python3           (~40 s)
+#   forge-test-torch:trixie  + python3-torch (CPU, distributed)        (~3 min)
+#   forge-test-hipcc:trixie  + hipcc, g++, Debian's ROCm math libraries and CPU torch (a few min)
+#   forge-test-audit:trixie  built on it from tests/fixtures/audit (real HIP code objects, vLLM
+#                            stand-in, three ROCm releases, whiteouts; `forge image --arch`)
 # Idempotent: an image that exists is kept. Needs root (debootstrap) and a Docker engine.
 set -euo pipefail
 
@@ -29,8 +33,26 @@ make_image() {
   echo "$tag: imported"
 }
 
+# `scripts/test-images.sh TAG PKG,PKG...` makes just that image (scripts/rehearsal-base.sh uses it)
+if [ $# -eq 2 ]; then
+  make_image "$1" "$2"
+  exit 0
+fi
+
 make_image forge-test-base:trixie python3
 # Real ROCm user-space libraries from Debian (HIP, HSA runtime, ROCm SMI) for `forge wheel --image`
 make_image forge-test-rocm:trixie libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1
 # A runtime-shaped image: python3, uvloop and python-multipart, and the ROCm libraries (`forge image`)
 make_image forge-test-runtime:trixie python3,python3-uvloop,python3-multipart,libamdhip64-5,librocm-smi64-1
+# Debian's real PyTorch (a CPU build with torch.distributed) for `forge runtime`'s probe
+make_image forge-test-torch:trixie python3,python3-torch
+# Debian's hipcc (HIP 5.7), its ROCm math libraries (code objects for gfx9/10/11, none for gfx1151)
+# and its CPU torch, for the image audit
+make_image forge-test-hipcc:trixie python3,hipcc,g++,binutils,librocblas0,librocrand1,librocfft0,python3-torch
+if docker image inspect forge-test-audit:trixie >/dev/null 2>&1; then
+  echo "forge-test-audit:trixie: present"
+else
+  echo "forge-test-audit:trixie: docker build tests/fixtures/audit ..."
+  DOCKER_BUILDKIT=0 docker build -q -t forge-test-audit:trixie "$(dirname "$0")/../tests/fixtures/audit" >/dev/null
+  echo "forge-test-audit:trixie: built"
+fi

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::monitor::rules::{Expect, Finding, Monitor};
 use crate::monitor::scan::LineFeeder;
 use crate::monitor::tail::Observer;
+use crate::pipeline::cancel::Cancel;
 use crate::plan::Plan;
 use crate::recipe::Recipe;
 use crate::report::{Check, Status};
@@ -32,64 +33,7 @@ pub enum BuilderChoice {
     Classic,
 }
 
-/// Label on everything a run creates.
-pub const LABEL_RUN: &str = "forge.run";
-/// Label with the pid of the forge process that created it.
-pub const LABEL_PID: &str = "forge.pid";
-/// Label on temporary things (`forge clean` removes them once their run is dead).
-pub const LABEL_TEMP: &str = "forge.temp";
-
-/// A wheel taken out of the build.
-#[derive(Debug, Clone, Serialize)]
-pub struct Wheel {
-    /// Where it was written.
-    pub path: PathBuf,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA256, hex.
-    pub sha256: String,
-}
-
-/// What a build run produced.
-#[derive(Debug, Serialize)]
-pub struct BuildReport {
-    /// Run id.
-    pub run: String,
-    /// Builder used.
-    pub builder: BuilderKind,
-    /// The live log.
-    pub build_log: PathBuf,
-    /// How the build ended (`succeeded`, `stopped`, `failed`, `interrupted`).
-    pub end: &'static str,
-    /// The fatal finding that stopped it.
-    pub fatal: Option<Finding>,
-    /// Milliseconds from the fatal line's arrival to the build request being dropped.
-    pub cancel_ms: Option<f64>,
-    /// The engine's error for a failed build.
-    pub error: Option<String>,
-    /// Last lines of the log for a failed build.
-    pub log_tail: Vec<String>,
-    /// Checks: phase 2 verdict, build result, wheels.
-    pub checks: Vec<Check>,
-    /// Wheels taken out.
-    pub wheels: Vec<Wheel>,
-    /// The exported image, when it was exported.
-    pub export: Option<crate::export::Export>,
-    /// Seconds the build took.
-    pub seconds: f64,
-}
-
-impl BuildReport {
-    /// Exit code: 0 built and checked, 1 a check failed or the build failed/stopped, 130 Ctrl-C.
-    pub fn exit_code(&self) -> u8 {
-        match self.end {
-            "interrupted" => 130,
-            _ if self.checks.iter().any(|c| c.status == Status::Fail) => 1,
-            "succeeded" => 0,
-            _ => 1,
-        }
-    }
-}
+pub use crate::engine::{LABEL_PID, LABEL_RECIPE, LABEL_RUN, LABEL_TEMP};
 
 /// A new run id: `<recipe name>-<UTC time>`.
 pub fn new_run_id(name: &str) -> String {
@@ -245,369 +189,221 @@ fn last_lines(path: &Path, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Everything `forge build` needs.
-pub struct BuildRun<'a> {
-    /// The recipe.
-    pub recipe: &'a Recipe,
-    /// Its plan (artifact paths for this run).
-    pub plan: &'a Plan,
-    /// Run id.
-    pub run: String,
-    /// Builder choice.
-    pub builder: BuilderChoice,
-    /// Export the image after a good build.
-    pub export: bool,
+/// How a build ended, as the record and the report say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum End {
+    /// The stage was built.
+    Succeeded,
+    /// Stopped by forge on a fatal finding.
+    Stopped,
+    /// The engine reported an error.
+    Failed,
+    /// SIGINT or SIGTERM.
+    Interrupted,
 }
 
-impl BuildRun<'_> {
-    /// Drive the build; returns the report (also written to the run's `report.json`).
-    pub fn execute(&self, engine: &dyn Engine, observer: &mut dyn Observer) -> Result<BuildReport> {
-        let info = engine.info()?;
-        let builder = match self.builder {
-            BuilderChoice::Classic => BuilderKind::Classic,
-            BuilderChoice::Buildkit if !info.buildkit => {
-                return Err(Error::Engine {
-                    message: format!("the engine at {} (API {}) cannot run BuildKit builds", info.host, info.api_version),
-                    hint: Some("use `--builder classic` (the shipped Dockerfile's cache mounts need BuildKit)".into()),
-                });
-            }
-            BuilderChoice::Buildkit => BuilderKind::BuildKit,
-            BuilderChoice::Auto if info.buildkit => BuilderKind::BuildKit,
-            BuilderChoice::Auto => BuilderKind::Classic,
-        };
-        let a = &self.plan.artifacts;
-        std::fs::create_dir_all(&a.dir).map_err(|e| Error::io("create", &a.dir, e))?;
-        let dockerfile_name = ".forge.Dockerfile";
-        let tar = context_tar(
-            self.recipe.context.as_deref(),
-            &self.recipe.dockerfile.read()?,
+/// What one monitored build did.
+#[derive(Serialize)]
+pub struct Driven {
+    /// Builder used.
+    pub builder: BuilderKind,
+    /// The stage built.
+    pub target: String,
+    /// Its tag.
+    pub tag: String,
+    /// The live log.
+    pub build_log: PathBuf,
+    /// How it ended.
+    pub end: End,
+    /// The fatal finding that stopped it.
+    pub fatal: Option<Finding>,
+    /// Milliseconds from the fatal line's arrival to the build request being dropped.
+    pub cancel_ms: Option<f64>,
+    /// The engine's error for a failed build.
+    pub error: Option<String>,
+    /// Last lines of the log for a failed build.
+    pub log_tail: Vec<String>,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// The monitor after the last line.
+    #[serde(skip)]
+    pub monitor: Monitor,
+}
+
+/// The builder `choice` resolves to on this engine.
+pub fn resolve_builder(engine: &dyn Engine, choice: BuilderChoice) -> Result<BuilderKind> {
+    let info = engine.info()?;
+    Ok(match choice {
+        BuilderChoice::Classic => BuilderKind::Classic,
+        BuilderChoice::Buildkit if !info.buildkit => {
+            return Err(Error::Engine {
+                message: format!(
+                    "the engine at {} (API {}) cannot run BuildKit builds",
+                    info.host, info.api_version
+                ),
+                hint: Some(
+                    "use `--builder classic` (the shipped Dockerfile's cache mounts need BuildKit)"
+                        .into(),
+                ),
+            });
+        }
+        BuilderChoice::Buildkit => BuilderKind::BuildKit,
+        BuilderChoice::Auto if info.buildkit => BuilderKind::BuildKit,
+        BuilderChoice::Auto => BuilderKind::Classic,
+    })
+}
+
+/// The request for building `target` as `tag` with `labels`, from the recipe's context.
+pub fn spec(
+    recipe: &Recipe,
+    plan: &Plan,
+    builder: BuilderKind,
+    target: &str,
+    tag: &str,
+    labels: BTreeMap<String, String>,
+) -> Result<BuildSpec> {
+    let dockerfile_name = ".forge.Dockerfile";
+    Ok(BuildSpec {
+        context_tar: context_tar(
+            recipe.context.as_deref(),
+            &recipe.dockerfile.read()?,
             dockerfile_name,
-        )?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&a.build_log)
-            .map_err(|e| Error::io("create", &a.build_log, e))?;
-        let labels = BTreeMap::from([
-            (LABEL_RUN.to_owned(), self.run.clone()),
-            (LABEL_PID.to_owned(), std::process::id().to_string()),
-        ]);
-        let spec = BuildSpec {
-            context_tar: tar,
-            dockerfile: dockerfile_name.to_owned(),
-            target: self.plan.target_stage.clone(),
-            tag: self.plan.image_tag.clone(),
-            build_args: self.plan.build_args.clone(),
-            labels: labels.clone(),
-            builder,
-        };
-        observer.note(&format!(
-            "building {} (stage {}) with {:?}; log: {}",
-            spec.tag,
-            spec.target,
-            builder,
-            a.build_log.display()
-        ));
-        let started = Instant::now();
-        let mut sink = LogSink {
-            log,
-            feeder: LineFeeder::new(Monitor::new(Expect {
-                archs: self.recipe.archs().to_vec(),
-                rules: self.recipe.file.rules.clone(),
-            })),
-            carry: HashMap::new(),
-            started,
-            fatal: None,
-            observer,
-            steps: BTreeMap::new(),
-            io_error: None,
-            classic_leaf: None,
-        };
-        let end = engine.build(&spec, &mut |ev| sink.event(ev))?;
-        let cancel_ms = sink
-            .fatal
-            .as_ref()
-            .map(|(_, t)| t.elapsed().as_secs_f64() * 1000.0);
-        sink.flush_partials();
-        if !matches!(end, BuildEnd::Cancelled) {
-            sink.feeder.finish();
+        )?,
+        dockerfile: dockerfile_name.to_owned(),
+        target: target.to_owned(),
+        tag: tag.to_owned(),
+        build_args: plan.build_args.clone(),
+        labels,
+        builder,
+    })
+}
+
+/// Run one build with every line appended to `log` and fed to the monitor; the build is
+/// cancelled on the first fatal finding (and on SIGINT/SIGTERM, through the engine's token).
+pub fn drive(
+    engine: &dyn Engine,
+    spec: &BuildSpec,
+    log_path: &Path,
+    expect: Expect,
+    observer: &mut dyn Observer,
+) -> Result<Driven> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| Error::io("create", log_path, e))?;
+    observer.note(&format!(
+        "building {} (stage {}) with {:?}; log: {}",
+        spec.tag,
+        spec.target,
+        spec.builder,
+        log_path.display()
+    ));
+    let started = Instant::now();
+    let mut sink = LogSink {
+        log,
+        feeder: LineFeeder::new(Monitor::new(expect)),
+        carry: HashMap::new(),
+        started,
+        fatal: None,
+        observer,
+        steps: BTreeMap::new(),
+        io_error: None,
+        classic_leaf: None,
+    };
+    let end = engine.build(spec, &mut |ev| sink.event(ev))?;
+    let cancel_ms = sink
+        .fatal
+        .as_ref()
+        .map(|(_, t)| t.elapsed().as_secs_f64() * 1000.0);
+    sink.flush_partials();
+    if !matches!(end, BuildEnd::Cancelled | BuildEnd::Interrupted) {
+        sink.feeder.finish();
+    }
+    // A classic build that did not finish leaves its step images: remove the chain (the
+    // engine prunes untagged parents; images other builds still use stay).
+    if !matches!(end, BuildEnd::Succeeded { .. })
+        && let Some(leaf) = sink.classic_leaf.take()
+    {
+        // The cancelled step's container goes away asynchronously: retry for a while.
+        let until = Instant::now() + std::time::Duration::from_secs(10);
+        while engine.remove_image(&leaf).is_err() && Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        // A classic build that did not finish leaves its step images: remove the chain (the
-        // engine prunes untagged parents; images other builds still use stay).
-        if !matches!(end, BuildEnd::Succeeded { .. })
-            && let Some(leaf) = sink.classic_leaf.take()
-        {
-            // The cancelled step's container goes away asynchronously: retry for a while.
-            let until = Instant::now() + std::time::Duration::from_secs(10);
-            while engine.remove_image(&leaf).is_err() && Instant::now() < until {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-        }
-        if let Some(e) = sink.io_error.take() {
-            return Err(Error::io("write", &a.build_log, e));
-        }
+    }
+    if let Some(e) = sink.io_error.take() {
+        return Err(Error::io("write", log_path, e));
+    }
+    let (end, error) = match end {
+        BuildEnd::Succeeded { .. } => (End::Succeeded, None),
+        BuildEnd::Cancelled => (End::Stopped, None),
+        BuildEnd::Failed { message } => (End::Failed, Some(message)),
+        BuildEnd::Interrupted => (End::Interrupted, None),
+    };
+    Ok(Driven {
+        builder: spec.builder,
+        target: spec.target.clone(),
+        tag: spec.tag.clone(),
+        build_log: log_path.to_owned(),
+        end,
+        fatal: sink.fatal.map(|(f, _)| f),
+        cancel_ms,
+        log_tail: if end == End::Failed {
+            last_lines(log_path, 25)
+        } else {
+            Vec::new()
+        },
+        error,
+        seconds: started.elapsed().as_secs_f64(),
+        monitor: sink.feeder.monitor,
+    })
+}
+
+impl Driven {
+    /// The result check `id` ("the stage builds") and, for a build that did not finish, the
+    /// phase 2 failures the log showed.
+    pub fn checks(&self, id: &str) -> Vec<Check> {
+        let title = crate::check::catalog::title(id);
         let mut checks = Vec::new();
-        let mut report = BuildReport {
-            run: self.run.clone(),
-            builder,
-            build_log: a.build_log.clone(),
-            end: "succeeded",
-            fatal: sink.fatal.as_ref().map(|(f, _)| f.clone()),
-            cancel_ms,
-            error: None,
-            log_tail: Vec::new(),
-            checks: Vec::new(),
-            wheels: Vec::new(),
-            export: None,
-            seconds: 0.0,
-        };
-        let monitor = &sink.feeder.monitor;
-        match end {
-            BuildEnd::Cancelled => {
-                report.end = "stopped";
-                let f = report.fatal.clone().expect("cancelled on a fatal finding");
-                checks.extend(phase2_failures(monitor));
+        match self.end {
+            End::Succeeded => checks.push(Check::pass(
+                id,
+                title,
+                format!(
+                    "{} (stage {}) built in {:.0} s",
+                    self.tag, self.target, self.seconds
+                ),
+            )),
+            End::Stopped => {
+                checks.extend(phase2_failures(&self.monitor));
+                let f = self.fatal.as_ref().expect("stopped on a fatal finding");
                 checks.push(
                     Check::fail(
-                        "build.result",
-                        "the image builds",
+                        id,
+                        title,
                         format!("stopped at log line {}: {}", f.line, f.message),
                     )
                     .with_hint(f.hint.clone().unwrap_or_default()),
                 );
             }
-            BuildEnd::Interrupted => {
-                report.end = "interrupted";
-                checks.push(Check::skip(
-                    "build.result",
-                    "the image builds",
-                    "interrupted by Ctrl-C; the build was cancelled",
-                ));
-            }
-            BuildEnd::Failed { message } => {
-                report.end = "failed";
-                report.log_tail = last_lines(&a.build_log, 25);
-                let tail = report.log_tail.join("\n");
+            End::Failed => {
+                let message = self.error.as_deref().unwrap_or_default();
+                let tail = self.log_tail.join("\n");
                 let known = crate::diagnose::diagnose(&format!("{tail}\n{message}"));
-                let mut c = Check::fail(
-                    "build.result",
-                    "the image builds",
-                    crate::diagnose::clip(&message, 400),
-                );
+                let mut c = Check::fail(id, title, crate::diagnose::clip(message, 400));
                 if let Some(d) = known.first() {
                     c = c.with_hint(format!(
                         "{} ({}): {}",
                         d.known.cause, d.known.id, d.known.fix
                     ));
                 }
-                checks.extend(phase2_failures(monitor));
+                checks.extend(phase2_failures(&self.monitor));
                 checks.push(c);
-                report.error = Some(message);
             }
-            BuildEnd::Succeeded { .. } => {
-                let built = Check::pass(
-                    "build.result",
-                    "the image builds",
-                    format!(
-                        "{} built in {:.0} s",
-                        spec.tag,
-                        started.elapsed().as_secs_f64()
-                    ),
-                );
-                let wheels = self.take_wheels(engine, &spec, &labels);
-                checks.extend(self.phase2_checks(monitor));
-                checks.push(built);
-                match wheels {
-                    Ok(wheels) => {
-                        let n = wheels
-                            .iter()
-                            .filter(|w| w.path.extension().is_some_and(|e| e == "whl"))
-                            .count();
-                        checks.push(Check::when(
-                            n > 0,
-                            "build.wheels",
-                            "wheels taken out of the wheel stage",
-                            wheels
-                                .iter()
-                                .map(|w| {
-                                    format!(
-                                        "{} ({} bytes, sha256 {})",
-                                        w.path.display(),
-                                        w.size,
-                                        w.sha256
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        ));
-                        checks.extend(self.wheel_checks(engine, &wheels, &spec.tag));
-                        report.wheels = wheels;
-                    }
-                    Err(e) => checks.push(Check::fail(
-                        "build.wheels",
-                        "wheels taken out of the wheel stage",
-                        e.to_string(),
-                    )),
-                }
-                if self.export {
-                    sink.observer.note(&format!(
-                        "exporting {} to {}",
-                        spec.tag,
-                        a.archive.display()
-                    ));
-                    let threads =
-                        std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-                    match crate::export::export(engine, &spec.tag, &a.archive, 6, threads) {
-                        Ok(e) => {
-                            checks.extend(crate::export::checks(
-                                &e,
-                                self.recipe.file.checks.archive_min_bytes,
-                            ));
-                            report.export = Some(e);
-                        }
-                        Err(e) => checks.push(Check::fail(
-                            "export.archive",
-                            "image exported as .tar.gz",
-                            e.to_string(),
-                        )),
-                    }
-                }
-            }
+            End::Interrupted => {}
         }
-        report.checks = checks;
-        report.seconds = started.elapsed().as_secs_f64();
-        // The run's reports and bundle (report.{json,md,junit.xml,html}, manifest.json,
-        // SHA256SUMS), with the deliverables checklist judged on the files.
-        let image = if report.end == "succeeded" {
-            (
-                engine.image_id(&spec.tag).ok(),
-                engine.image_size(&spec.tag).ok(),
-            )
-        } else {
-            (None, None)
-        };
-        let tools = BTreeMap::from([(
-            "engine".to_owned(),
-            format!("Docker {} (API {})", info.version, info.api_version),
-        )]);
-        let mut view =
-            crate::report::files::from_build(&report, self.recipe, self.plan, image, tools);
-        let archive = report
-            .export
-            .as_ref()
-            .map(|e| crate::report::files::archive_info(&a.dir, e));
-        let list = crate::report::files::finish(&a.dir, &mut view, archive.as_ref())?;
-        report.checks.extend(list);
-        Ok(report)
-    }
-
-    /// Phase 3 on the torch wheel taken out, its libraries resolved inside the image just built.
-    fn wheel_checks(&self, engine: &dyn Engine, wheels: &[Wheel], image: &str) -> Vec<Check> {
-        let Some(torch) = wheels.iter().find(|w| {
-            w.path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("torch-") && n.ends_with(".whl"))
-        }) else {
-            return vec![Check::skip(
-                "3.1",
-                crate::check::catalog::title("3.1"),
-                "the wheel stage holds no torch-*.whl",
-            )];
-        };
-        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let data = match crate::check::wheel::read_wheel(&torch.path, threads) {
-            Ok(d) => d,
-            Err(e) => {
-                return vec![Check::fail(
-                    "3.1",
-                    crate::check::catalog::title("3.1"),
-                    format!("cannot read {}: {e}", torch.path.display()),
-                )];
-            }
-        };
-        let opts = crate::check::wheel::WheelOptions {
-            archs: self.recipe.archs().to_vec(),
-            min_bytes: self.recipe.file.checks.wheel_min_bytes,
-        };
-        let mut root = crate::check::resolve::ImageRoot::open(engine, image).ok();
-        let root = root
-            .as_mut()
-            .map(|r| r as &mut dyn crate::check::resolve::LibRoot);
-        crate::check::wheel::checks(&data, &opts, root).0
-    }
-
-    /// Phase 2 from the live log; when the compile step was served from cache (no summary in
-    /// the live log), from the `build.log` the Dockerfile keeps inside the wheel stage.
-    fn phase2_checks(&self, live: &Monitor) -> Vec<Check> {
-        let kept = self.plan.artifacts.wheels.join("build.log");
-        if live.flags.contains_key("USE_DISTRIBUTED") || !kept.is_file() {
-            return live.checks();
-        }
-        let expect = Expect {
-            archs: self.recipe.archs().to_vec(),
-            rules: self.recipe.file.rules.clone(),
-        };
-        match crate::monitor::scan::scan_file(&kept, expect) {
-            Ok(m) => m
-                .checks()
-                .into_iter()
-                .map(|mut c| {
-                    c.evidence = format!(
-                        "{} (from {}: the compile step was cached, so the live log has no summary)",
-                        c.evidence,
-                        kept.display()
-                    );
-                    c
-                })
-                .collect(),
-            Err(_) => live.checks(),
-        }
-    }
-
-    /// Build the wheel stage (cached by the main build), copy its root out, keep the files.
-    fn take_wheels(
-        &self,
-        engine: &dyn Engine,
-        main: &BuildSpec,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<Vec<Wheel>> {
-        let mut temp_labels = labels.clone();
-        temp_labels.insert(LABEL_TEMP.to_owned(), "1".to_owned());
-        let tag = format!("forge-wheels:{}", self.run.to_lowercase());
-        let spec = BuildSpec {
-            target: self.plan.wheel_stage.clone(),
-            tag: tag.clone(),
-            labels: temp_labels.clone(),
-            ..main.clone()
-        };
-        let mut lines = Vec::new();
-        let end = engine.build(&spec, &mut |ev| {
-            if let BuildEvent::Output { bytes, .. } = ev {
-                lines.extend_from_slice(bytes);
-            }
-            Flow::Continue
-        })?;
-        if let BuildEnd::Failed { message } = end {
-            return Err(Error::Engine {
-                message: format!(
-                    "building the wheel stage `{}` failed: {message}",
-                    spec.target
-                ),
-                hint: None,
-            });
-        }
-        let dir = &self.plan.artifacts.wheels;
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-        let part = self.plan.artifacts.dir.join("wheels.tar.part");
-        let result = engine
-            .export_path(&tag, "/.", &temp_labels, &part)
-            .and_then(|_| extract_wheels(&part, dir));
-        let _ = std::fs::remove_file(&part);
-        let removed = engine.remove_image(&tag);
-        let wheels = result?;
-        removed?;
-        Ok(wheels)
+        checks
     }
 }
 
@@ -619,7 +415,11 @@ fn safe_relative(p: &Path) -> bool {
 
 /// Extract the wheels (`*.whl`) and logs (`*.log`, `*.txt`) at the tar's top level into `dir`,
 /// refusing unsafe paths and links; each is written to a `.part` name and renamed when complete.
-pub fn extract_wheels(tar_path: &Path, dir: &Path) -> Result<Vec<Wheel>> {
+pub fn extract_wheels(
+    tar_path: &Path,
+    dir: &Path,
+    cancel: Cancel,
+) -> Result<Vec<crate::pipeline::record::Wheel>> {
     let f = File::open(tar_path).map_err(|e| Error::io("open", tar_path, e))?;
     let mut ar = tar::Archive::new(f);
     let mut out = Vec::new();
@@ -657,6 +457,7 @@ pub fn extract_wheels(tar_path: &Path, dir: &Path) -> Result<Vec<Wheel>> {
         if !wanted {
             continue;
         }
+        cancel.check()?;
         let kind = entry.header().entry_type();
         if !kind.is_file() {
             if kind.is_symlink() || kind.is_hard_link() {
@@ -669,31 +470,68 @@ pub fn extract_wheels(tar_path: &Path, dir: &Path) -> Result<Vec<Wheel>> {
         }
         let dest = dir.join(&file_name);
         let part = dir.join(format!("{file_name}.part"));
-        let mut w = File::create(&part).map_err(|e| Error::io("create", &part, e))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = entry
-                .read(&mut buf)
-                .map_err(|e| Error::io("read tar", tar_path, e))?;
-            if n == 0 {
-                break;
+        let copied = copy_hashed(&mut entry, tar_path, &part, cancel).and_then(|r| {
+            std::fs::rename(&part, &dest).map_err(|e| Error::io("rename", &part, e))?;
+            Ok(r)
+        });
+        let (size, sha256) = match copied {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing incomplete is left, not even under the `.part` name.
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
             }
-            h.update(&buf[..n]);
-            w.write_all(&buf[..n])
-                .map_err(|e| Error::io("write", &part, e))?;
-            size += n as u64;
-        }
-        w.sync_all().map_err(|e| Error::io("sync", &part, e))?;
-        std::fs::rename(&part, &dest).map_err(|e| Error::io("rename", &part, e))?;
-        out.push(Wheel {
+        };
+        out.push(crate::pipeline::record::Wheel {
             path: dest,
             size,
-            sha256: hex(&h.finalize()),
+            sha256,
         });
     }
     Ok(out)
+}
+
+/// Copy `from` to `part`, fsynced, checking `cancel` between pieces; returns (bytes, SHA256).
+fn copy_hashed(
+    from: &mut dyn Read,
+    tar_path: &Path,
+    part: &Path,
+    cancel: Cancel,
+) -> Result<(u64, String)> {
+    let mut w = File::create(part).map_err(|e| Error::io("create", part, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        cancel.check()?;
+        let n = from
+            .read(&mut buf)
+            .map_err(|e| Error::io("read tar", tar_path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        w.write_all(&buf[..n])
+            .map_err(|e| Error::io("write", part, e))?;
+        size += n as u64;
+    }
+    w.sync_all().map_err(|e| Error::io("sync", part, e))?;
+    Ok((size, hex(&h.finalize())))
+}
+
+/// SHA256 of a file, hex, streaming.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
 }
 
 /// Lower-case hex.
@@ -777,7 +615,7 @@ mod tests {
             ("build.log", b"log", tar::EntryType::Regular, None),
             ("etc/hosts", b"x", tar::EntryType::Regular, None),
         ]);
-        let w = extract_wheels(&t, &dir).unwrap();
+        let w = extract_wheels(&t, &dir, Cancel::detached()).unwrap();
         assert_eq!(w.len(), 2);
         assert_eq!(w[0].size, 13);
         assert_eq!(w[0].sha256, hex(&Sha256::digest(b"PK-not-really")));
@@ -785,14 +623,14 @@ mod tests {
         assert!(!dir.join("hosts").exists());
         let t = tar_with(&[("../evil.whl", b"x", tar::EntryType::Regular, None)]);
         assert!(
-            extract_wheels(&t, &dir)
+            extract_wheels(&t, &dir, Cancel::detached())
                 .unwrap_err()
                 .to_string()
                 .contains("unsafe path")
         );
         let t = tar_with(&[("a.whl", b"", tar::EntryType::Symlink, Some("/etc/passwd"))]);
         assert!(
-            extract_wheels(&t, &dir)
+            extract_wheels(&t, &dir, Cancel::detached())
                 .unwrap_err()
                 .to_string()
                 .contains("link")

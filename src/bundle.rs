@@ -883,7 +883,12 @@ fn load_check(
     let got = if loaded.starts_with("sha256:") {
         Ok(loaded.clone())
     } else {
-        engine.image_id(&loaded)
+        engine.image_id(&loaded).and_then(|id| {
+            id.ok_or_else(|| crate::Error::Engine {
+                message: format!("the engine has no image `{loaded}`"),
+                hint: Some("`docker images` lists the images the engine has".into()),
+            })
+        })
     };
     let want = m.image.as_ref().and_then(|i| i.id.clone());
     match (got, want) {

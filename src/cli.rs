@@ -9,7 +9,14 @@ use clap::{Args, Parser, Subcommand};
 /// Exit codes: 0 every check passed (or was skipped with its reason), 1 a check failed,
 /// 2 forge itself could not run.
 #[derive(Debug, Parser)]
-#[command(name = "forge", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "forge",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Examples:\n  forge plan --rocm 7.1.1             the plan, without touching Docker\n  forge build --rocm 7.1.1 --json      build, watch, check; the verdict as JSON on stdout\n  forge diagnose - < error.txt         name the known failure in pasted text\n  forge completions bash > /etc/bash_completion.d/forge"
+)]
 pub struct Cli {
     /// Print machine-readable JSON on stdout (humans still get stderr).
     #[arg(long, global = true)]
@@ -43,6 +50,9 @@ pub struct RecipeArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the fully resolved plan (build args, stages, checks, artifacts) without touching Docker.
+    #[command(
+        after_help = "Examples:\n  forge plan                           the default recipe (ROCm 7.1.1, gfx1151)\n  forge plan --recipe my.toml --json   your recipe, as JSON"
+    )]
     Plan {
         #[command(flatten)]
         recipe: RecipeArgs,
@@ -51,19 +61,31 @@ pub enum Command {
         artifacts: PathBuf,
     },
     /// Phase 1: check the GPU host and the build host (driver, devices, rocminfo, Docker, disk, memory).
+    #[command(
+        after_help = "Examples:\n  forge preflight\n  forge preflight --rocm 7.0.2 --artifacts /mnt/big/artifacts --json"
+    )]
     Preflight {
         #[command(flatten)]
         recipe: RecipeArgs,
+        /// Where runs write their files (its free space is checked too).
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
     },
     /// Name the known failures in a log or pasted error text (FILE, or - for stdin).
+    #[command(
+        after_help = "Examples:\n  forge diagnose artifacts/<run>/build.log\n  docker logs vllm 2>&1 | forge diagnose -"
+    )]
     Diagnose {
         /// The file to read; `-` or nothing reads stdin.
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
     /// Phase 2 over a finished build log: each flag with its line, every fatal and warning finding.
+    #[command(
+        after_help = "Examples:\n  forge scan artifacts/<run>/build.log\n  docker build --progress=plain . 2>&1 | forge scan - --arch gfx1151"
+    )]
     Scan {
-        /// The build log.
+        /// The build log; `-` reads stdin.
         #[arg(value_name = "LOG")]
         log: PathBuf,
         #[command(flatten)]
@@ -73,6 +95,9 @@ pub enum Command {
         arch: Vec<String>,
     },
     /// Follow a log another process is writing; stop that process on the first fatal finding.
+    #[command(
+        after_help = "Examples:\n  docker build --progress=plain . > build.log 2>&1 &\n  forge watch build.log --pid $!\n  forge watch /mnt/nfs/build.log --poll"
+    )]
     Watch {
         /// The build log (waited for if it does not exist yet).
         #[arg(value_name = "LOG")]
@@ -96,6 +121,9 @@ pub enum Command {
     },
     /// The main job: build the recipe's image through the Docker engine, watch the log live,
     /// stop the build on a fatal finding, take the wheels out, write the run's report.
+    #[command(
+        after_help = "Examples:\n  forge build --rocm 7.1.1\n  forge build --recipe tests/fixtures/docker/good.toml --no-export --json"
+    )]
     Build {
         #[command(flatten)]
         recipe: RecipeArgs,
@@ -105,14 +133,45 @@ pub enum Command {
         /// Where runs write their files.
         #[arg(long, default_value = "artifacts", value_name = "DIR")]
         artifacts: PathBuf,
-        /// Run id (default: recipe name and UTC time).
+        /// Run id (default: recipe name and UTC time): a letter or digit, then letters,
+        /// digits, `.`, `_`, `-`.
         #[arg(long, value_name = "ID")]
         run_id: Option<String>,
-        /// Do not export the image as .tar.gz after a good build.
+        /// Do not export the image as .tar.gz after a good build (same as `--skip export`).
         #[arg(long)]
         no_export: bool,
+        /// Continue a run (default: `latest`) from the first phase that did not pass, reusing
+        /// what it recorded once verified.
+        #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "latest")]
+        resume: Option<String>,
+        /// Do not run these phases (repeat or comma-separate).
+        #[arg(long, value_enum, value_name = "PHASE", value_delimiter = ',')]
+        skip: Vec<crate::pipeline::PhaseId>,
+        /// Run only these phases (with `--resume`, the others' recorded outputs are used).
+        #[arg(long, value_enum, value_name = "PHASE", value_delimiter = ',')]
+        only: Vec<crate::pipeline::PhaseId>,
+        /// Count skipped checks and phases as failures (exit 1), for CI.
+        #[arg(long)]
+        strict: bool,
+        /// Rehearse: run the recipe's Dockerfile end to end in minutes, with stand-in sources for
+        /// the long compiles (on a rehearsal base image; README: "The Dockerfile").
+        #[arg(long)]
+        rehearse: bool,
+        /// The rehearsal base image (default `forge-rehearsal-rocm:<rocm>`, made by
+        /// `scripts/rehearsal-base.sh`).
+        #[arg(long, value_name = "IMAGE", requires = "rehearse")]
+        rehearsal_base: Option<String>,
+    },
+    /// List the runs under the artifacts directory: recipe, date, verdict, phases, sizes.
+    Runs {
+        /// Where runs write their files.
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
     },
     /// Remove temporary containers and images left by forge runs that are no longer running.
+    #[command(
+        after_help = "Examples:\n  forge clean\n  forge clean --all --json      also those of runs still running"
+    )]
     Clean {
         /// Also those of runs still running.
         #[arg(long)]
@@ -120,6 +179,9 @@ pub enum Command {
     },
     /// Phase 3: check a wheel (size, distributed symbols, HIP linkage and symbols, GPU code
     /// objects, glibc), reading it once, streaming.
+    #[command(
+        after_help = "Examples:\n  forge wheel artifacts/<run>/wheels/torch-*.whl\n  forge wheel torch.whl --arch gfx1151 --image forge/vllm-rocm:7.1.1-gfx1151"
+    )]
     Wheel {
         /// The wheel file.
         #[arg(value_name = "WHEEL")]
@@ -134,13 +196,18 @@ pub enum Command {
         #[arg(long, value_name = "TAG")]
         image: Option<String>,
         /// Worker threads (default: the CPU count).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = threads())]
         threads: Option<usize>,
         #[command(flatten)]
         recipe: RecipeArgs,
     },
-    /// Export an image as `.tar.gz` with a SHA256 file, in one pass, compressing on every core.
-    /// `-o DIR` makes DIR a bundle (manifest.json, SHA256SUMS) that `forge verify` checks.
+    /// Export an image as `.tar.gz` with a SHA256 file, in one pass, compressing on every core;
+    /// then read the archive back (complete, checksum right, loadable). The release's size
+    /// threshold applies only with `--rocm` or `--recipe`. `-o DIR/` makes DIR a bundle
+    /// (manifest.json, SHA256SUMS) that `forge verify` checks.
+    #[command(
+        after_help = "Examples:\n  forge export forge/vllm-rocm:7.1.1-gfx1151 -o vllm.tar.gz\n  forge export forge/vllm-rocm:7.1.1-gfx1151 --rocm 7.1.1   with the release's size threshold\n  forge export forge/vllm-rocm:7.1.1-gfx1151 -o release/ --split 1900M   a bundle in parts"
+    )]
     Export {
         /// The image (tag or id).
         #[arg(value_name = "IMAGE")]
@@ -162,8 +229,61 @@ pub enum Command {
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
         level: u32,
         /// Compression threads (default: the CPU count).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = threads())]
         threads: Option<usize>,
+        /// Audit the image's files from the same stream (the `forge image` audit checks).
+        #[arg(long)]
+        audit: bool,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    },
+    /// Phases 5 and 7: run the shipped probe in a container of IMAGE (GPU devices and their
+    /// groups passed when the host has them): torch, HIP, distributed, GPU compute, amdsmi,
+    /// vLLM, memory safety, each check in its own process.
+    Runtime {
+        /// The image (tag or id).
+        #[arg(value_name = "IMAGE", required_unless_present_any = ["from_json", "print_probe"])]
+        image: Option<String>,
+        /// Give the container no GPU even when the host has one.
+        #[arg(long)]
+        no_gpu: bool,
+        /// A GPU check that cannot run (no GPU) fails instead of being skipped.
+        #[arg(long)]
+        require_gpu: bool,
+        /// Judge the JSON of a probe run elsewhere (`python3 probe.py > out.txt` on a machine
+        /// without Docker) instead of running one.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "print_probe"])]
+        from_json: Option<PathBuf>,
+        /// Print the probe script and exit.
+        #[arg(long, conflicts_with = "image")]
+        print_probe: bool,
+        /// Where runs write their files.
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
+        /// Run id (default: `runtime-` and UTC time).
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        #[command(flatten)]
+        recipe: RecipeArgs,
+    },
+    /// Phase 6: start the vLLM OpenAI server of IMAGE with the recipe's model and arguments,
+    /// follow its log, check /health, /v1/models, completions (plain, streamed, chat), stop it.
+    Serve {
+        /// The image (tag or id).
+        #[arg(value_name = "IMAGE")]
+        image: String,
+        /// Start the server with no GPU devices (a CPU build of vLLM; the tests' double).
+        #[arg(long)]
+        no_gpu: bool,
+        /// Without a GPU (and without --no-gpu) the checks fail instead of being skipped.
+        #[arg(long)]
+        require_gpu: bool,
+        /// Where runs write their files (the server's log).
+        #[arg(long, default_value = "artifacts", value_name = "DIR")]
+        artifacts: PathBuf,
+        /// Run id (default: `serve-` and UTC time).
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
         #[command(flatten)]
         recipe: RecipeArgs,
     },
@@ -185,11 +305,33 @@ pub enum Command {
         run_dir: PathBuf,
     },
     /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release.
+    #[command(
+        after_help = "Examples:\n  forge image forge/vllm-rocm:7.1.1-gfx1151\n  forge image my:image --recipe my.toml --json"
+    )]
+    /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release,
+    /// and audit its files from the export stream (GPU code objects, vLLM against torch).
     Image {
         /// The image (tag or id).
         #[arg(value_name = "IMAGE")]
         image: String,
+        /// GPU arch(s) the libraries torch and vLLM load must carry (default: the recipe's).
+        #[arg(long, value_name = "GFX")]
+        arch: Vec<String>,
         #[command(flatten)]
         recipe: RecipeArgs,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    #[command(
+        after_help = "Examples:\n  forge completions bash > /etc/bash_completion.d/forge\n  forge completions zsh > \"${fpath[1]}/_forge\"\n  forge completions fish > ~/.config/fish/completions/forge.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `--threads`: a positive count (0 threads would do nothing).
+fn threads() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096)
 }

@@ -111,9 +111,9 @@ pub const KNOWN: &[Known] = &[
     ),
     k(
         "double-free",
-        r"(?i)double free or corruption|free\(\): invalid pointer|malloc\(\): (?:corrupted|memory corruption)",
+        r"(?i)double free or corruption|free\(\): (?:double free detected|invalid (?:pointer|size|next size))|malloc\(\): (?:corrupted|memory corruption|unaligned|invalid|mismatching|unsorted|smallbin)|corrupted size vs\.? prev_size|corrupted double-linked list|munmap_chunk\(\): invalid pointer|realloc\(\): invalid",
         None,
-        "double free or corruption (!prev)",
+        "double free or corruption (!prev) / free(): double free detected in tcache 2",
         "mixed ROCm library versions, or pip amdsmi and torch's librocm_smi64 exporting the same symbols",
         "one ROCm version everywhere; build amdsmi from the image's own /opt/rocm/share/amd_smi",
         "spec; ROCm/TheRock#1059, #2269",
@@ -241,7 +241,7 @@ pub const KNOWN: &[Known] = &[
         FATAL,
         "FAILED: lib/libtorch_hip.so",
         "linking libtorch_hip.so failed (missing ROCm library, relocation overflow or OOM)",
-        "look at the lines after it: undefined references name the missing library; relocation errors need AOTRITON_GPU_TARGETS",
+        "look at the lines after it: undefined references name the missing library; relocation errors need fewer archs in PYTORCH_ROCM_ARCH",
         "field notes",
     ),
     k(
@@ -259,7 +259,7 @@ pub const KNOWN: &[Known] = &[
         FATAL,
         "relocation R_X86_64_PC32 out of range",
         "AOTriton kernels for many archs push libtorch_hip over 2 GB",
-        "set AOTRITON_GPU_TARGETS=gfx1151 (only the archs you build for)",
+        "build for only the archs you need (PYTORCH_ROCM_ARCH=gfx1151, the recipe's `archs`): AOTriton's targets come from it (cmake/External/aotriton.cmake reads no AOTRITON_GPU_TARGETS)",
         "field notes",
     ),
     k(
@@ -277,7 +277,7 @@ pub const KNOWN: &[Known] = &[
         None,
         "failed to resolve source metadata for docker.io/rocm/dev-ubuntu-24.04:7.1.1-complete",
         "the engine cannot fetch the base image: no registry access, a wrong name, or a tag that does not exist",
-        "check `base-image` in the recipe; give the engine registry access, or `docker load` the image beforehand",
+        "check `base-image` in the recipe; give the engine registry access, or `docker load` the image beforehand; to try the Dockerfile without it, `scripts/rehearsal-base.sh && forge build --rehearse`",
         "Docker Engine",
     ),
     k(
@@ -364,12 +364,20 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// Every known failure in `text`, in order of first appearance.
+/// Every known failure in `text`, in order of first appearance. Lines that quote the Dockerfile
+/// (BuildKit's `#9 [stage 3/3] RUN ...`, `Step 2/9 : RUN ...`, the command quoted in a step's
+/// error line) are not output, and never match: the same rule as `forge scan`.
 pub fn diagnose(text: &str) -> Vec<Diagnosis> {
+    use crate::monitor::rules::{LineKind, strip_prefix, unquote_command};
     let mut found: Vec<Diagnosis> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
-        let line = crate::monitor::rules::strip_prefix_str(raw);
-        for i in matches(line) {
+        let (content, kind) = strip_prefix(raw.as_bytes());
+        if kind != LineKind::Output {
+            continue;
+        }
+        let content = unquote_command(content);
+        let line = String::from_utf8_lossy(&content);
+        for i in matches(&line) {
             let known = KNOWN[i];
             match found.iter_mut().find(|d| d.known.id == known.id) {
                 Some(d) => d.count += 1,
@@ -441,6 +449,55 @@ ImportError: cannot import name 'PrefixStore' from 'torch.distributed' (/opt/ven
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].line, 2);
         assert_eq!(d[0].count, 2);
+    }
+
+    /// Issue 12, item 3: BuildKit quotes the Dockerfile's `RUN` in the step header and in the
+    /// step's error line; only the step's real output is a finding.
+    #[test]
+    fn quoted_dockerfile_lines_never_match_issue_12() {
+        let log = "#9 [torch-build 3/3] RUN echo \"ModuleNotFoundError: No module named 'uvloop'\" > /dev/null && python3 -c 'import uvloop'\n\
+#9 0.412 Traceback (most recent call last):\n\
+#9 0.413 ModuleNotFoundError: No module named 'uvloop'\n\
+#9 ERROR: process \"/bin/sh -c echo \\\"ModuleNotFoundError: No module named 'uvloop'\\\" > /dev/null && python3 -c 'import uvloop'\" did not complete successfully: exit code: 1\n\
+Step 4/9 : RUN echo \"No module named 'amdsmi'\"\n\
+The command '/bin/sh -c echo \"No module named amdsmi\"' returned a non-zero code: 1\n\
+\x20> [torch-build 3/3] RUN echo \"No space left on device\":\n\
+\x20 10 | >>> RUN echo \"No space left on device\"\n";
+        let d = diagnose(log);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].known.id, "uvloop-missing");
+        assert_eq!(d[0].line, 3, "the output line, not the quoted RUN");
+        assert_eq!(d[0].count, 1);
+        // Lines 9, 25 and 26 of `forge build --recipe tests/fixtures/docker/fail.toml`'s log on
+        // Docker 20.10 (BuildKit's step header, the output, the step's error quoting the RUN).
+        let real = "#7 [torch-build 2/2] RUN echo \"pytorch https://github.com/ROCm/pytorch.git release/2.9\" && sh /src/fake-configure.sh && echo \"Traceback (most recent call last):\" && echo \"ModuleNotFoundError: No module named 'uvloop'\" && exit 3\n\
+#7 1.4 ModuleNotFoundError: No module named 'uvloop'\n\
+#7 ERROR: executor failed running [/bin/sh -c echo \"pytorch ${PYTORCH_REPO} ${PYTORCH_REF}\" && sh /src/fake-configure.sh && echo \"Traceback (most recent call last):\" && echo \"ModuleNotFoundError: No module named 'uvloop'\" && exit 3]: exit code: 3\n";
+        let d = diagnose(real);
+        assert_eq!((d.len(), d[0].line, d[0].count), (1, 2, 1), "{d:?}");
+    }
+
+    /// Issue 12, item 4: glibc's current wording of the mixed-ROCm crash.
+    #[test]
+    fn glibc_heap_corruption_wordings_are_double_free_issue_12() {
+        for line in [
+            "free(): double free detected in tcache 2",
+            "free(): invalid pointer",
+            "free(): invalid size",
+            "corrupted size vs. prev_size",
+            "malloc(): unaligned tcache chunk detected",
+            "malloc(): corrupted top size",
+            "munmap_chunk(): invalid pointer",
+            "double free or corruption (out)",
+        ] {
+            assert_eq!(
+                ids(&format!(
+                    "INFO 12-06 vllm serve\n{line}\nAborted (core dumped)\n"
+                )),
+                ["double-free"],
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub enum Error {
         /// What to do.
         hint: Option<String>,
     },
+    /// A SIGINT or SIGTERM asked forge to stop (exit 130 or 143).
+    #[error("interrupted by {}", crate::pipeline::cancel::name(*signal))]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
     /// Input (a log, a wheel) is malformed.
     #[error("{message}")]
     Input {
@@ -121,10 +127,18 @@ impl Error {
         }
     }
 
+    /// The exit status this error ends forge with: 130/143 for a signal, 2 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Interrupted { signal } => crate::pipeline::cancel::exit_code(*signal),
+            _ => 2,
+        }
+    }
+
     /// Machine-readable form for `--json` error output.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = serde_json::json!({
-            "verdict": "error",
+            "verdict": if matches!(self, Error::Interrupted { .. }) { "interrupted" } else { "error" },
             "checks": [],
             "error": self.to_string(),
         });

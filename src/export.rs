@@ -15,12 +15,13 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::pipeline::cancel::Cancel;
 
 /// Uncompressed bytes per gzip member (one unit of parallel work).
 pub const BLOCK: usize = 4 << 20;
 
 /// What an export produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Export {
     /// The archive.
     pub archive: PathBuf,
@@ -34,14 +35,23 @@ pub struct Export {
     pub gz_bytes: u64,
     /// Seconds.
     pub seconds: f64,
+    /// The archive as read back from disk.
+    #[serde(default)]
+    pub verified: Verification,
     /// `gzip` or `zstd`.
+    #[serde(default = "gzip_name")]
     pub format: String,
     /// The parts, in order, when the archive was split (`archive` itself is then not written).
+    #[serde(default)]
     pub parts: Vec<Part>,
 }
 
+fn gzip_name() -> String {
+    Format::Gz.name().to_owned()
+}
+
 /// One part of a split archive.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Part {
     /// The file.
     pub path: PathBuf,
@@ -49,6 +59,159 @@ pub struct Part {
     pub bytes: u64,
     /// Its SHA256, hex.
     pub sha256: String,
+}
+
+/// What reading the written archive back found: the judgement of a standalone export.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct Verification {
+    /// SHA256 of the file on disk, hex.
+    pub sha256: String,
+    /// The hex the checksum file records.
+    pub recorded: Option<String>,
+    /// Bytes the gzip stream decompressed to (the image tar).
+    pub tar_bytes: u64,
+    /// Entries in the tar index.
+    pub tar_entries: u64,
+    /// `manifest.json` (what `docker load` reads first) is in the tar.
+    pub manifest: bool,
+    /// `RepoTags` of the manifest.
+    pub repo_tags: Vec<String>,
+    /// Config and layer files the manifest names that the tar lacks.
+    pub missing: Vec<String>,
+    /// The first thing wrong with the gzip stream or the tar, if any.
+    pub error: Option<String>,
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<'h, R> {
+    inner: R,
+    hash: &'h mut Sha256,
+    n: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// A reader that counts what passes through it.
+struct Counting<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Read `archive` back once: its SHA256 against `sha256_file`, the gzip stream to its end, the
+/// tar index (every header), `manifest.json` and the files it names. One streaming pass, the
+/// file's bytes hashed as they are decompressed.
+pub fn verify(archive: &Path, sha256_file: &Path) -> Verification {
+    verify_files(&[archive.to_owned()], Format::Gz, sha256_file)
+}
+
+/// [`verify`] for an archive in `format` made of `files` read in order (the parts of a split
+/// archive, or the archive alone): the SHA256 is of their concatenation.
+pub fn verify_files(files: &[PathBuf], format: Format, sha256_file: &Path) -> Verification {
+    use std::io::Read;
+    let mut v = Verification {
+        recorded: std::fs::read_to_string(sha256_file)
+            .ok()
+            .and_then(|t| t.split_whitespace().next().map(str::to_owned)),
+        ..Verification::default()
+    };
+    let mut joined: Box<dyn Read> = Box::new(std::io::empty());
+    for path in files {
+        match File::open(path) {
+            Ok(f) => joined = Box::new(joined.chain(f)),
+            Err(e) => {
+                v.error = Some(format!("cannot open {}: {e}", path.display()));
+                return v;
+            }
+        }
+    }
+    let mut hash = Sha256::new();
+    let hashing = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 20, joined),
+        hash: &mut hash,
+        n: 0,
+    };
+    let decoder: Box<dyn Read + '_> = match format {
+        Format::Gz => Box::new(flate2::read::MultiGzDecoder::new(hashing)),
+        Format::Zst => match zstd::stream::read::Decoder::new(hashing) {
+            Ok(d) => Box::new(d),
+            Err(e) => {
+                v.error = Some(format!("cannot start a zstd decoder: {e}"));
+                return v;
+            }
+        },
+    };
+    let mut tar_stream = Counting {
+        inner: decoder,
+        n: 0,
+    };
+    let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut manifest: Option<serde_json::Value> = None;
+    let result = (|| -> std::io::Result<()> {
+        let mut ar = tar::Archive::new(&mut tar_stream);
+        for entry in ar.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            v.tar_entries += 1;
+            if path == "manifest.json" {
+                let mut text = Vec::new();
+                entry.by_ref().take(16 << 20).read_to_end(&mut text)?;
+                manifest = serde_json::from_slice(&text).ok();
+            }
+            names.insert(path.trim_start_matches("./").to_owned());
+        }
+        // Past the tar's end-of-archive blocks: the gzip stream must still decode to its end.
+        std::io::copy(&mut tar_stream, &mut std::io::sink())?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        v.error = Some(format!(
+            "the {} stream or tar is broken: {e}",
+            format.name()
+        ));
+    }
+    v.tar_bytes = tar_stream.n;
+    drop(tar_stream);
+    v.sha256 = hex(&hash.finalize());
+    v.manifest = names.contains("manifest.json");
+    if let Some(m) = manifest
+        .as_ref()
+        .and_then(|m| m.as_array())
+        .and_then(|a| a.first())
+    {
+        v.repo_tags = m["RepoTags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let wanted = std::iter::once(&m["Config"])
+            .chain(m["Layers"].as_array().into_iter().flatten())
+            .filter_map(|x| x.as_str());
+        v.missing = wanted
+            .filter(|w| !names.contains(*w))
+            .map(str::to_owned)
+            .collect();
+    } else if v.manifest && v.error.is_none() {
+        v.error = Some("manifest.json is not a `docker save` manifest".to_owned());
+    }
+    v
 }
 
 fn hex(b: &[u8]) -> String {
@@ -60,59 +223,116 @@ pub type Sink<'a> = dyn FnMut(&[u8]) -> Result<()> + 'a;
 
 /// Compress `input` pieces to `out` with `threads` workers; returns (bytes in, bytes out, sha256).
 /// `produce` is called once and feeds the pieces through the given function.
+///
+/// The output depends only on the input and `level`: members are cut every [`BLOCK`] bytes
+/// whatever the thread count, and each member's gzip header has mtime 0 and no name, so one
+/// image gives one archive SHA256. Any stage failing ends all of them: a write error (full
+/// disk) drops the writer's receiver, the workers' sends fail and they exit, their shared job
+/// receiver is dropped with the last of them, and the producer's next send fails; the writer's
+/// error is the one reported.
 pub fn gzip_parallel(
     out: &mut (dyn Write + Send),
     level: u32,
     threads: usize,
+    cancel: Cancel,
     produce: &mut dyn FnMut(&mut Sink<'_>) -> Result<u64>,
 ) -> Result<(u64, u64, String)> {
-    let gzip = move |block: &[u8]| -> std::io::Result<Vec<u8>> {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(block.len() / 2),
-            flate2::Compression::new(level),
-        );
-        enc.write_all(block)?;
-        enc.finish()
-    };
-    compress_parallel(out, &gzip, threads, produce)
+    compress_parallel(out, Format::Gz, level, threads, cancel, produce)
 }
 
-/// One block in, one self-contained compressed member out (a gzip member, a zstd frame).
-pub type Codec<'a> = dyn Fn(&[u8]) -> std::io::Result<Vec<u8>> + Sync + 'a;
+/// One block compressed as a self-contained member (a gzip member with mtime 0, a zstd frame),
+/// in slices so that `aborted` is seen within one slice's compression; `None` when aborted.
+fn compress_block(
+    block: &[u8],
+    format: Format,
+    level: u32,
+    aborted: &dyn Fn() -> bool,
+) -> Option<std::io::Result<Vec<u8>>> {
+    fn feed<W: Write>(
+        enc: &mut W,
+        block: &[u8],
+        aborted: &dyn Fn() -> bool,
+    ) -> Option<std::io::Result<()>> {
+        for slice in block.chunks(256 << 10) {
+            if aborted() {
+                return None;
+            }
+            if let Err(e) = enc.write_all(slice) {
+                return Some(Err(e));
+            }
+        }
+        Some(Ok(()))
+    }
+    let buf = Vec::with_capacity(block.len() / 2);
+    match format {
+        Format::Gz => {
+            let mut enc = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(buf, flate2::Compression::new(level));
+            Some(feed(&mut enc, block, aborted)?.and_then(|()| enc.finish()))
+        }
+        Format::Zst => {
+            let mut enc = match zstd::stream::write::Encoder::new(buf, level as i32) {
+                Ok(e) => e,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(feed(&mut enc, block, aborted)?.and_then(|()| enc.finish()))
+        }
+    }
+}
 
-/// [`gzip_parallel`] for any codec whose members concatenate into a valid stream.
+/// [`gzip_parallel`] in `format`: members that concatenate into one valid stream (gzip members,
+/// zstd frames), with the same ordering, determinism and cancel behaviour.
 pub fn compress_parallel(
     out: &mut (dyn Write + Send),
-    codec: &Codec<'_>,
+    format: Format,
+    level: u32,
     threads: usize,
+    cancel: Cancel,
     produce: &mut dyn FnMut(&mut Sink<'_>) -> Result<u64>,
 ) -> Result<(u64, u64, String)> {
     let threads = threads.max(1);
     let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads * 2);
-    let job_rx = std::sync::Mutex::new(job_rx);
+    let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::sync_channel::<(u64, std::io::Result<Vec<u8>>)>(threads * 2);
+    // Set when the producer failed (engine gone, SIGINT): queued blocks are dropped, not
+    // compressed and written, so a cancel ends the export within one block's compression.
+    let abort = std::sync::atomic::AtomicBool::new(false);
+    let abort = &abort;
+    let aborted = || abort.load(std::sync::atomic::Ordering::SeqCst);
     std::thread::scope(|s| {
         for _ in 0..threads {
-            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            let (job_rx, done_tx) = (std::sync::Arc::clone(&job_rx), done_tx.clone());
             s.spawn(move || {
                 loop {
-                    let job = job_rx.lock().expect("no poisoned lock").recv();
+                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((i, block)) = job else { break };
-                    let r = codec(&block);
+                    if aborted() {
+                        break;
+                    }
+                    let Some(r) = compress_block(&block, format, level, &aborted) else {
+                        return;
+                    };
                     if done_tx.send((i, r)).is_err() {
                         break;
                     }
                 }
             });
         }
+        // Only the workers hold the job receiver: when the last one ends, sends fail.
+        drop(job_rx);
         drop(done_tx);
         // The writer: members in order, hashed as written.
-        let writer = s.spawn(move || -> Result<(u64, String)> {
+        // The writer returns `Ok(None)` when it stopped on an abort.
+        let writer = s.spawn(move || -> Result<Option<(u64, String)>> {
             let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
             let mut next = 0u64;
             let mut hash = Sha256::new();
             let mut written = 0u64;
             for (i, r) in done_rx {
+                if aborted() {
+                    return Ok(None);
+                }
                 let member = r.map_err(|e| Error::io("compress", "<image stream>", e))?;
                 pending.insert(i, member);
                 while let Some(m) = pending.remove(&next) {
@@ -123,89 +343,262 @@ pub fn compress_parallel(
                     next += 1;
                 }
             }
-            Ok((written, hex(&hash.finalize())))
+            out.flush()
+                .map_err(|e| Error::io("write", "<archive>", e))?;
+            Ok(Some((written, hex(&hash.finalize()))))
         });
         let mut block = Vec::with_capacity(BLOCK);
         let mut index = 0u64;
         let tx = job_tx;
+        let stopped = || Error::input("the compressor stopped", None);
         let fed = produce(&mut |mut piece: &[u8]| {
             while !piece.is_empty() {
                 let take = (BLOCK - block.len()).min(piece.len());
                 block.extend_from_slice(&piece[..take]);
                 piece = &piece[take..];
                 if block.len() == BLOCK {
-                    let full = std::mem::replace(&mut block, Vec::with_capacity(BLOCK));
-                    tx.send((index, full))
-                        .map_err(|_| Error::input("a compressor stopped", None))?;
+                    let mut job = (
+                        index,
+                        std::mem::replace(&mut block, Vec::with_capacity(BLOCK)),
+                    );
+                    // A full queue is waited on with the cancel token in view.
+                    loop {
+                        match tx.try_send(job) {
+                            Ok(()) => break,
+                            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+                            Err(mpsc::TrySendError::Full(j)) => {
+                                cancel.check()?;
+                                job = j;
+                                std::thread::sleep(std::time::Duration::from_millis(2));
+                            }
+                        }
+                    }
                     index += 1;
                 }
             }
             Ok(())
         });
         let last = if fed.is_ok() && !block.is_empty() {
-            tx.send((index, block))
-                .map_err(|_| Error::input("a compressor stopped", None))
+            tx.send((index, block)).map_err(|_| stopped())
         } else {
             Ok(())
         };
+        if fed.is_err() {
+            abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         drop(tx);
         let written = writer.join().expect("writer thread does not panic");
+        // The writer's error first: it is the cause when the producer saw a stopped compressor.
+        let Some((written, sha)) = written? else {
+            return Err(fed.expect_err("the writer stops early only on the producer's error"));
+        };
         let fed = fed?;
         last?;
-        let (written, sha) = written?;
         Ok((fed, written, sha))
     })
 }
 
-/// Write `path` through a `.part` file renamed when complete.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let part = PathBuf::from(format!("{}.part", path.display()));
-    std::fs::write(&part, data).map_err(|e| Error::io("write", &part, e))?;
-    std::fs::rename(&part, path).map_err(|e| Error::io("rename", &part, e))
+/// `path` with `.part` appended: where a file is written until it is complete.
+pub fn part_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
 }
 
-/// Export `image` to `archive` (`.tar.gz`) and `archive.sha256`.
+/// Export `image` to `archive` (`.tar.gz`) and `archive.sha256`. Both are written under `.part`
+/// names and renamed only when both are complete; on any error (full disk, engine gone,
+/// SIGINT/SIGTERM through `cancel`) the `.part` files are removed and nothing is left under a
+/// final name.
 pub fn export(
     engine: &dyn Engine,
     image: &str,
     archive: &Path,
     level: u32,
     threads: usize,
+    cancel: Cancel,
 ) -> Result<Export> {
-    if let Some(dir) = archive.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    export_with(engine, image, archive, level, threads, cancel, &mut |_| {})
+}
+
+/// [`export`], with `tap` seeing every piece of the image tar as it streams by (the image
+/// audit, [`crate::check::imagefs::ImageReader::feed`], reads the same bytes: compress, hash
+/// and audit in one pass).
+pub fn export_with(
+    engine: &dyn Engine,
+    image: &str,
+    archive: &Path,
+    level: u32,
+    threads: usize,
+    cancel: Cancel,
+    tap: &mut dyn FnMut(&[u8]),
+) -> Result<Export> {
+    let opts = Options {
+        level,
+        threads,
+        format: Format::Gz,
+        split: None,
+    };
+    export_opts(engine, image, archive, opts, cancel, tap)
+}
+
+/// Where the compressed stream goes: one file, or parts of `limit` bytes.
+enum Target {
+    Whole(std::io::BufWriter<File>),
+    Split(SplitWriter),
+}
+
+impl Write for Target {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Target::Whole(w) => w.write(buf),
+            Target::Split(w) => w.write(buf),
+        }
     }
-    let part = PathBuf::from(format!("{}.part", archive.display()));
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Target::Whole(w) => w.flush(),
+            Target::Split(w) => w.flush(),
+        }
+    }
+}
+
+/// [`export_with`] with `forge export`'s options: gzip or zstd, whole or split. The archive (or
+/// its parts `<archive>.001`, ...) and `<archive>.sha256` (of the whole archive, which joining
+/// the parts gives back); when split, `SHA256SUMS` beside the parts lists them. Every file is
+/// written under a `.part` name and renamed only when all are complete; on any error (full
+/// disk, engine gone, SIGINT/SIGTERM through `cancel`) every `.part` is removed and nothing is
+/// left under a final name.
+pub fn export_opts(
+    engine: &dyn Engine,
+    image: &str,
+    archive: &Path,
+    opts: Options,
+    cancel: Cancel,
+    tap: &mut dyn FnMut(&[u8]),
+) -> Result<Export> {
+    if archive.is_dir() {
+        return Err(Error::usage(
+            format!("`{}` is a directory", archive.display()),
+            Some(
+                "pass the archive's file name, e.g. `-o DIR/image.tar.gz`, or `-o DIR/` to write into DIR",
+            ),
+        ));
+    }
+    let dir = archive
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+    let part = part_path(archive);
+    let sha256_file = PathBuf::from(format!("{}.sha256", archive.display()));
+    let sha_part = part_path(&sha256_file);
+    let name = archive
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("archive")
+        .to_owned();
     let started = Instant::now();
-    let result = (|| -> Result<(u64, u64, String)> {
-        let mut f = std::io::BufWriter::with_capacity(
-            1 << 20,
-            File::create(&part).map_err(|e| Error::io("create", &part, e))?,
+    // Where the parts are, for the cleanup on error (the split writer names them as it goes).
+    let mut written_parts: Vec<PathBuf> = Vec::new();
+    let result = (|| -> Result<(u64, u64, String, Vec<Part>)> {
+        cancel.check()?;
+        let mut target = match opts.split {
+            None => Target::Whole(std::io::BufWriter::with_capacity(
+                1 << 20,
+                File::create(&part).map_err(|e| Error::io("create", &part, e))?,
+            )),
+            Some(limit) => Target::Split(SplitWriter {
+                base: archive.to_owned(),
+                limit,
+                parts: Vec::new(),
+                cur: None,
+            }),
+        };
+        let r = compress_parallel(
+            &mut target,
+            opts.format,
+            opts.level,
+            opts.threads,
+            cancel,
+            &mut |sink| {
+                engine.export_image(image, &mut |piece| {
+                    cancel.check()?;
+                    tap(piece);
+                    sink(piece)
+                })
+            },
         );
-        let r = gzip_parallel(&mut f, level, threads, &mut |sink| {
-            engine.export_image(image, sink)
+        if let Target::Split(w) = &target {
+            written_parts = w.parts.iter().map(|(p, _, _)| p.clone()).collect();
+        }
+        let r = r.map_err(|e| match e {
+            Error::Io { action, source, .. } if action == "write" => {
+                Error::io(action, &part, source)
+            }
+            e => e,
         })?;
-        let f = f
-            .into_inner()
-            .map_err(|e| Error::io("write", &part, e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io("sync", &part, e))?;
-        Ok(r)
+        let parts = match target {
+            Target::Whole(f) => {
+                let f = f
+                    .into_inner()
+                    .map_err(|e| Error::io("write", &part, e.into_error()))?;
+                f.sync_all().map_err(|e| Error::io("sync", &part, e))?;
+                Vec::new()
+            }
+            Target::Split(mut w) => {
+                w.close_current()
+                    .map_err(|e| Error::io("write", archive, e))?;
+                w.take_parts()
+            }
+        };
+        cancel.check()?;
+        std::fs::write(&sha_part, format!("{}  {name}\n", r.2))
+            .map_err(|e| Error::io("write", &sha_part, e))?;
+        if parts.is_empty() {
+            std::fs::rename(&part, archive).map_err(|e| Error::io("rename", &part, e))?;
+        }
+        for p in &parts {
+            let tmp = part_path(&p.path);
+            std::fs::rename(&tmp, &p.path).map_err(|e| Error::io("rename", &tmp, e))?;
+        }
+        std::fs::rename(&sha_part, &sha256_file).map_err(|e| Error::io("rename", &sha_part, e))?;
+        Ok((r.0, r.1, r.2, parts))
     })();
-    let (tar_bytes, gz_bytes, sha256) = match result {
+    let (tar_bytes, gz_bytes, sha256, parts) = match result {
         Ok(r) => r,
         Err(e) => {
             // A half-written archive is never left under the final name, nor as a `.part`.
             let _ = std::fs::remove_file(&part);
+            let _ = std::fs::remove_file(&sha_part);
+            for p in &written_parts {
+                let _ = std::fs::remove_file(part_path(p));
+                let _ = std::fs::remove_file(p);
+            }
             return Err(e);
         }
     };
-    std::fs::rename(&part, archive).map_err(|e| Error::io("rename", &part, e))?;
-    let sha256_file = PathBuf::from(format!("{}.sha256", archive.display()));
-    let name = archive
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("archive.tar.gz");
-    write_atomically(&sha256_file, format!("{sha256}  {name}\n").as_bytes())?;
+    if !parts.is_empty() {
+        let entries: Vec<(String, String)> = parts
+            .iter()
+            .map(|p| {
+                (
+                    p.sha256.clone(),
+                    p.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        crate::bundle::merge_sums(&dir, &entries)?;
+    }
+    let files: Vec<PathBuf> = if parts.is_empty() {
+        vec![archive.to_owned()]
+    } else {
+        parts.iter().map(|p| p.path.clone()).collect()
+    };
+    let verified = verify_files(&files, opts.format, &sha256_file);
     Ok(Export {
         archive: archive.to_owned(),
         sha256_file,
@@ -213,49 +606,115 @@ pub fn export(
         tar_bytes,
         gz_bytes,
         seconds: started.elapsed().as_secs_f64(),
-        format: "gzip".into(),
-        parts: Vec::new(),
+        verified,
+        format: opts.format.name().into(),
+        parts,
     })
 }
 
-/// The deliverable checks of an export: archive, checksum, compressed size against `min_bytes`.
-pub fn checks(e: &Export, min_bytes: u64) -> Vec<crate::report::Check> {
-    use crate::check::{check, check_when};
-    use crate::report::Status;
+/// The checks of an export: the archive complete (the gzip stream decodes to its end, to the
+/// tar the engine sent), its checksum file right, the archive loadable (its tar index lists
+/// `manifest.json` and every file it names). `min_bytes` is the release's size threshold
+/// (`export.size`): given by `forge build` and by `forge export --rocm/--recipe`, not otherwise.
+pub fn checks(e: &Export, min_bytes: Option<u64>) -> Vec<crate::report::Check> {
+    use crate::check::check_when;
     let mb = |b: u64| b as f64 / 1e6;
-    vec![
-        check(
-            "export.archive",
-            Status::Pass,
-            format!(
-                "{} ({:.1} MB from a {:.1} MB image tar, {:.0}%; {:.1} s, {:.0} MB/s of tar)",
-                e.archive.display(),
-                mb(e.gz_bytes),
-                mb(e.tar_bytes),
-                e.gz_bytes as f64 * 100.0 / e.tar_bytes.max(1) as f64,
-                e.seconds,
-                mb(e.tar_bytes) / e.seconds.max(1e-9)
-            ),
+    let v = &e.verified;
+    let complete = v.error.is_none() && v.tar_bytes == e.tar_bytes;
+    let mut archive = check_when(
+        complete,
+        "export.archive",
+        format!(
+            "{} ({:.1} MB from a {:.1} MB image tar, {:.0}%; {:.1} s, {:.0} MB/s of tar); read back: {}",
+            e.archive.display(),
+            mb(e.gz_bytes),
+            mb(e.tar_bytes),
+            e.gz_bytes as f64 * 100.0 / e.tar_bytes.max(1) as f64,
+            e.seconds,
+            mb(e.tar_bytes) / e.seconds.max(1e-9),
+            match &v.error {
+                Some(err) => err.clone(),
+                None if v.tar_bytes == e.tar_bytes => {
+                    format!(
+                        "the gzip stream decodes to its end, {} tar bytes as sent",
+                        v.tar_bytes
+                    )
+                }
+                None => format!(
+                    "it decodes to {} tar bytes, the engine sent {}",
+                    v.tar_bytes, e.tar_bytes
+                ),
+            }
         ),
-        check(
-            "export.sha256",
-            Status::Pass,
+    );
+    if !complete {
+        archive = archive.with_hint(
+            "the archive on disk is not what was exported: check the disk (`df`, `dmesg`) and export again",
+        );
+    }
+    let sum_ok = v.recorded.as_deref() == Some(v.sha256.as_str()) && v.sha256 == e.sha256;
+    let mut sum = check_when(
+        sum_ok,
+        "export.sha256",
+        if sum_ok {
             format!(
-                "{}: {}  (`sha256sum -c` reads it)",
+                "{}: {}  (matches the archive read back; `sha256sum -c` reads it)",
                 e.sha256_file.display(),
                 e.sha256
-            ),
-        ),
-        check_when(
-            e.gz_bytes > min_bytes,
-            "export.size",
+            )
+        } else {
             format!(
-                "{:.1} MB, threshold {:.1} MB",
-                mb(e.gz_bytes),
-                mb(min_bytes)
-            ),
-        ),
-    ]
+                "{} records {}, the archive on disk hashes to {} (written as {})",
+                e.sha256_file.display(),
+                v.recorded.as_deref().unwrap_or("nothing"),
+                v.sha256,
+                e.sha256
+            )
+        },
+    );
+    if !sum_ok {
+        sum = sum.with_hint("the archive changed after it was written: export again");
+    }
+    let loadable = v.error.is_none() && v.manifest && v.missing.is_empty();
+    let mut load = check_when(
+        loadable,
+        "export.loadable",
+        if loadable {
+            format!(
+                "{} tar entries; manifest.json names {} with its config and layers, all present",
+                v.tar_entries,
+                if v.repo_tags.is_empty() {
+                    "no tag".to_owned()
+                } else {
+                    v.repo_tags.join(", ")
+                }
+            )
+        } else if !v.manifest {
+            format!(
+                "{} tar entries, no manifest.json: `docker load` cannot read it",
+                v.tar_entries
+            )
+        } else if !v.missing.is_empty() {
+            format!(
+                "manifest.json names files the tar lacks: {}",
+                v.missing.join(", ")
+            )
+        } else {
+            v.error.clone().unwrap_or_default()
+        },
+    );
+    if !loadable {
+        load = load.with_hint("export again; `docker load -i ARCHIVE` is the final word");
+    }
+    let mut out = vec![archive, sum, load];
+    if let Some(min) = min_bytes {
+        out.push(check_when(
+            e.gz_bytes > min,
+            "export.size",
+            format!("{:.1} MB, threshold {:.1} MB", mb(e.gz_bytes), mb(min)),
+        ));
+    }
+    out
 }
 
 /// `--format`.
@@ -363,7 +822,7 @@ pub struct Options {
 }
 
 /// Writes a stream as parts `<archive>.001`, `.002`, ... of `limit` bytes, each hashed, each
-/// under a `.part` name until [`SplitWriter::finish`].
+/// under a `.part` name until the export renames them.
 struct SplitWriter {
     base: PathBuf,
     limit: u64,
@@ -375,9 +834,6 @@ impl SplitWriter {
     fn name(&self, i: usize) -> PathBuf {
         PathBuf::from(format!("{}.{:03}", self.base.display(), i + 1))
     }
-    fn temp(p: &Path) -> PathBuf {
-        PathBuf::from(format!("{}.part", p.display()))
-    }
     fn close_current(&mut self) -> std::io::Result<()> {
         if let Some(w) = self.cur.take() {
             let f = w
@@ -387,25 +843,16 @@ impl SplitWriter {
         }
         Ok(())
     }
-    fn finish(mut self) -> Result<Vec<Part>> {
-        self.close_current()
-            .map_err(|e| Error::io("write", &self.base, e))?;
-        let mut out = Vec::new();
-        for (p, n, h) in std::mem::take(&mut self.parts) {
-            std::fs::rename(Self::temp(&p), &p).map_err(|e| Error::io("rename", &p, e))?;
-            out.push(Part {
-                path: p,
-                bytes: n,
+    /// The parts written, each with its size and SHA256 (still under their `.part` names).
+    fn take_parts(&mut self) -> Vec<Part> {
+        std::mem::take(&mut self.parts)
+            .into_iter()
+            .map(|(path, bytes, h)| Part {
+                path,
+                bytes,
                 sha256: hex(&h.finalize()),
-            });
-        }
-        Ok(out)
-    }
-    fn abandon(mut self) {
-        self.cur = None;
-        for (p, _, _) in &self.parts {
-            let _ = std::fs::remove_file(Self::temp(p));
-        }
+            })
+            .collect()
     }
 }
 
@@ -418,7 +865,7 @@ impl Write for SplitWriter {
         if self.cur.is_none() || full {
             self.close_current()?;
             let p = self.name(self.parts.len());
-            let f = File::create(Self::temp(&p))?;
+            let f = File::create(part_path(&p))?;
             self.cur = Some(std::io::BufWriter::with_capacity(1 << 20, f));
             self.parts.push((p, 0, Sha256::new()));
         }
@@ -432,114 +879,6 @@ impl Write for SplitWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         self.cur.as_mut().map_or(Ok(()), std::io::Write::flush)
     }
-}
-
-/// `forge export` with its options: gzip or zstd, whole or split. The archive (or its parts)
-/// and `<archive>.sha256` (of the whole archive, which joining the parts gives back); when
-/// split, `SHA256SUMS` beside the parts lists them.
-pub fn export_with(
-    engine: &dyn Engine,
-    image: &str,
-    archive: &Path,
-    opts: Options,
-) -> Result<Export> {
-    if opts.format == Format::Gz && opts.split.is_none() {
-        return export(engine, image, archive, opts.level, opts.threads);
-    }
-    let dir = archive
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-    let level = opts.level as i32;
-    let zstd = move |block: &[u8]| zstd::bulk::compress(block, level);
-    let gzip_level = opts.level;
-    let gzip = move |block: &[u8]| -> std::io::Result<Vec<u8>> {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(block.len() / 2),
-            flate2::Compression::new(gzip_level),
-        );
-        enc.write_all(block)?;
-        enc.finish()
-    };
-    let codec: &Codec<'_> = match opts.format {
-        Format::Gz => &gzip,
-        Format::Zst => &zstd,
-    };
-    let started = Instant::now();
-    let mut produce = |sink: &mut Sink<'_>| engine.export_image(image, sink);
-    let (tar_bytes, bytes, sha256, parts) = if let Some(limit) = opts.split {
-        let mut w = SplitWriter {
-            base: archive.to_owned(),
-            limit,
-            parts: Vec::new(),
-            cur: None,
-        };
-        match compress_parallel(&mut w, codec, opts.threads, &mut produce) {
-            Ok((t, b, s)) => (t, b, s, w.finish()?),
-            Err(e) => {
-                w.abandon();
-                return Err(e);
-            }
-        }
-    } else {
-        let part = PathBuf::from(format!("{}.part", archive.display()));
-        let r = (|| -> Result<(u64, u64, String)> {
-            let mut f = std::io::BufWriter::with_capacity(
-                1 << 20,
-                File::create(&part).map_err(|e| Error::io("create", &part, e))?,
-            );
-            let r = compress_parallel(&mut f, codec, opts.threads, &mut produce)?;
-            let f = f
-                .into_inner()
-                .map_err(|e| Error::io("write", &part, e.into_error()))?;
-            f.sync_all().map_err(|e| Error::io("sync", &part, e))?;
-            Ok(r)
-        })();
-        match r {
-            Ok((t, b, s)) => {
-                std::fs::rename(&part, archive).map_err(|e| Error::io("rename", &part, e))?;
-                (t, b, s, Vec::new())
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&part);
-                return Err(e);
-            }
-        }
-    };
-    let name = archive
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("archive")
-        .to_owned();
-    let sha256_file = PathBuf::from(format!("{}.sha256", archive.display()));
-    write_atomically(&sha256_file, format!("{sha256}  {name}\n").as_bytes())?;
-    if !parts.is_empty() {
-        let entries: Vec<(String, String)> = parts
-            .iter()
-            .map(|p| {
-                (
-                    p.sha256.clone(),
-                    p.path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                )
-            })
-            .collect();
-        crate::bundle::merge_sums(&dir, &entries)?;
-    }
-    Ok(Export {
-        archive: archive.to_owned(),
-        sha256_file,
-        sha256,
-        tar_bytes,
-        gz_bytes: bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        format: opts.format.name().into(),
-        parts,
-    })
 }
 
 /// The command that joins the parts of `e` and checks the result.
@@ -571,7 +910,7 @@ mod tests {
             .map(|i| (i * 7 % 251) as u8)
             .collect();
         let mut out = Vec::new();
-        let (fed, written, sha) = gzip_parallel(&mut out, 6, 3, &mut |sink| {
+        let (fed, written, sha) = gzip_parallel(&mut out, 6, 3, Cancel::detached(), &mut |sink| {
             for piece in input.chunks(100_000) {
                 sink(piece)?;
             }
@@ -588,10 +927,166 @@ mod tests {
         assert_eq!(back, input);
     }
 
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn write_archive(dir: &Path, tar: &[u8]) -> (PathBuf, PathBuf) {
+        let archive = dir.join("img.tar.gz");
+        let mut out = Vec::new();
+        let (_, _, sha) = gzip_parallel(&mut out, 6, 2, Cancel::detached(), &mut |sink| {
+            sink(tar)?;
+            Ok(tar.len() as u64)
+        })
+        .unwrap();
+        std::fs::write(&archive, &out).unwrap();
+        let sum = dir.join("img.tar.gz.sha256");
+        std::fs::write(&sum, format!("{sha}  img.tar.gz\n")).unwrap();
+        (archive, sum)
+    }
+
+    /// Issue 12, item 2: a standalone export is judged on the archive read back.
+    #[test]
+    fn verify_reads_the_archive_back_issue_12() {
+        let dir = std::env::temp_dir().join(format!("forge-verify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = br#"[{"Config":"abc.json","RepoTags":["img:1"],"Layers":["l1/layer.tar"]}]"#;
+        let big: Vec<u8> = (0..(BLOCK + 1000)).map(|i| (i % 251) as u8).collect();
+        let good = tar_of(&[
+            ("abc.json", b"{}"),
+            ("l1/layer.tar", &big),
+            ("manifest.json", manifest),
+        ]);
+        let (archive, sum) = write_archive(&dir, &good);
+        let v = verify(&archive, &sum);
+        assert_eq!(v.error, None);
+        assert_eq!(v.tar_bytes, good.len() as u64);
+        assert_eq!(v.tar_entries, 3);
+        assert!(v.manifest && v.missing.is_empty());
+        assert_eq!(v.repo_tags, ["img:1"]);
+        assert_eq!(v.recorded.as_deref(), Some(v.sha256.as_str()));
+        let e = Export {
+            archive: archive.clone(),
+            sha256_file: sum.clone(),
+            sha256: v.sha256.clone(),
+            tar_bytes: good.len() as u64,
+            gz_bytes: 10,
+            seconds: 1.0,
+            verified: v,
+            format: "gzip".into(),
+            parts: Vec::new(),
+        };
+        let c = checks(&e, None);
+        assert!(
+            c.iter().all(|c| c.status == crate::report::Status::Pass),
+            "{c:?}"
+        );
+        assert!(
+            !c.iter().any(|c| c.id == "export.size"),
+            "no threshold without a recipe"
+        );
+        assert_eq!(checks(&e, Some(1_000)).last().unwrap().id, "export.size");
+
+        // Truncated: the gzip stream ends early, the checksum no longer matches.
+        let bytes = std::fs::read(&archive).unwrap();
+        std::fs::write(&archive, &bytes[..bytes.len() - 100]).unwrap();
+        let v = verify(&archive, &sum);
+        assert!(v.error.is_some(), "{v:?}");
+        assert_ne!(v.recorded.as_deref(), Some(v.sha256.as_str()));
+        let e = Export { verified: v, ..e };
+        let c = checks(&e, None);
+        assert!(
+            c.iter().all(|c| c.status == crate::report::Status::Fail),
+            "{c:?}"
+        );
+
+        // Complete gzip, but no manifest: not loadable.
+        let (archive, sum) = write_archive(&dir, &tar_of(&[("abc.json", b"{}")]));
+        let v = verify(&archive, &sum);
+        assert!(v.error.is_none() && !v.manifest);
+        // A manifest naming a layer the tar lacks.
+        let (archive, sum) = write_archive(
+            &dir,
+            &tar_of(&[("abc.json", b"{}"), ("manifest.json", manifest)]),
+        );
+        assert_eq!(verify(&archive, &sum).missing, ["l1/layer.tar"]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Writes `room` bytes, then fails as a full disk does.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Regression (issue 11): a full disk hung the export for ever (the producer blocked on a
+    /// job queue nobody read once the writer had failed).
+    #[test]
+    fn a_full_disk_ends_every_stage_with_the_write_error() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = FullDisk { room: 100_000 };
+            let noise: Vec<u8> = (0..1u32 << 20)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            let r = gzip_parallel(&mut out, 1, 2, Cancel::detached(), &mut |sink| {
+                // An endless stream: only the failure can end it.
+                loop {
+                    sink(&noise)?;
+                }
+            });
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the export ended instead of hanging");
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("No space left"), "{e}");
+    }
+
+    #[test]
+    fn the_archive_does_not_depend_on_the_thread_count() {
+        let input: Vec<u8> = (0..(BLOCK * 2 + 999)).map(|i| (i % 13) as u8).collect();
+        let run = |threads| {
+            let mut out = Vec::new();
+            gzip_parallel(&mut out, 6, threads, Cancel::detached(), &mut |sink| {
+                sink(&input)?;
+                Ok(input.len() as u64)
+            })
+            .unwrap();
+            out
+        };
+        let one = run(1);
+        assert_eq!(one, run(4));
+        // gzip header: magic, method, flags 0, mtime 0 (bytes 4..8)
+        assert_eq!(&one[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+    }
+
     #[test]
     fn a_failing_stream_is_an_error() {
         let mut out = Vec::new();
-        let r = gzip_parallel(&mut out, 6, 2, &mut |sink| {
+        let r = gzip_parallel(&mut out, 6, 2, Cancel::detached(), &mut |sink| {
             sink(&[1u8; 1000])?;
             Err(Error::input("engine went away", None))
         });
@@ -614,11 +1109,17 @@ mod tests {
     fn zstd_frames_concatenate_and_the_engine_gate_reads_versions() {
         let input: Vec<u8> = (0..(BLOCK * 2 + 999)).map(|i| (i % 13) as u8).collect();
         let mut out = Vec::new();
-        let codec = |b: &[u8]| zstd::bulk::compress(b, 3);
-        compress_parallel(&mut out, &codec, 2, &mut |sink| {
-            sink(&input)?;
-            Ok(input.len() as u64)
-        })
+        compress_parallel(
+            &mut out,
+            Format::Zst,
+            3,
+            2,
+            Cancel::detached(),
+            &mut |sink| {
+                sink(&input)?;
+                Ok(input.len() as u64)
+            },
+        )
         .unwrap();
         assert_eq!(zstd::decode_all(&out[..]).unwrap(), input);
         assert!(!engine_loads_zstd("20.10.24+dfsg1"));
@@ -641,7 +1142,12 @@ mod tests {
         for chunk in data.chunks(333_333) {
             w.write_all(chunk).unwrap();
         }
-        let parts = w.finish().unwrap();
+        w.close_current().unwrap();
+        let parts = w.take_parts();
+        assert!(dir.join("a.tar.gz.001.part").is_file() && !dir.join("a.tar.gz.001").exists());
+        for p in &parts {
+            std::fs::rename(part_path(&p.path), &p.path).unwrap();
+        }
         assert_eq!(parts.len(), 3);
         assert_eq!(
             parts.iter().map(|p| p.bytes).collect::<Vec<_>>(),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    forge::pipeline::cancel::install();
     let cli = forge::cli::Cli::parse();
     let json = cli.json;
     match forge::run(cli) {
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
                     serde_json::to_string_pretty(&e.to_json()).unwrap_or_default()
                 );
             }
-            ExitCode::from(2)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -564,3 +564,493 @@ fn watch_errors_are_clear_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not running"), "{}", stderr(&o));
 }
+
+// ---------------------------------------------------------------- issue 12: verdicts and edges
+
+/// What forge's own log holds when the base image cannot be pulled (no registry access): the
+/// engine's error on the metadata step, as `forge build` wrote it here for a recipe whose
+/// `base-image` is `forge-no-such-base:none` (copied verbatim); configure never reached.
+const PULL_FAILED: &str = "\
+#1 [internal] load remote build context
+#2 copy /context /
+#3 [internal] load metadata for docker.io/library/forge-no-such-base:none
+#3 ERROR: failed to do request: Head \"https://registry-1.docker.io/v2/library/forge-no-such-base/manifests/none\": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host
+";
+
+/// Issue 12, item 1: a log that never reached configure is not blamed on USE_DISTRIBUTED.
+#[test]
+fn scan_of_a_log_that_never_reached_configure_names_its_first_error_issue_12() {
+    let dir = tempdir("noconf");
+    let log = dir.join("build.log");
+    std::fs::write(&log, PULL_FAILED).unwrap();
+    let o = forge(&["scan", log.to_str().unwrap(), "--json"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    for id in ["2.1", "build.hip", "build.arch", "build.cuda"] {
+        let c = check_of(&j, id);
+        assert_eq!(c["status"], "skip", "{id}: {c}");
+        let ev = c["evidence"].as_str().unwrap();
+        assert!(
+            ev.contains("ends before PyTorch's configuration summary")
+                && ev.contains("first error at line 4")
+                && ev.contains("base-image-unreachable"),
+            "{id}: {ev}"
+        );
+        assert!(c["hint"].is_null(), "{id}: a skip carries no fix: {c}");
+    }
+    let fatal = check_of(&j, "build.fatal");
+    assert_eq!(fatal["status"], "fail", "{fatal}");
+    assert!(
+        fatal["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 4: #3 ERROR:"),
+        "{fatal}"
+    );
+    assert!(
+        fatal["hint"].as_str().unwrap().contains("base-image"),
+        "{fatal}"
+    );
+    assert!(!stderr(&o).contains("USE_DISTRIBUTED=1"), "{}", stderr(&o));
+
+    // An empty log says so, and nothing passes on it.
+    std::fs::write(&log, "").unwrap();
+    let o = forge(&["scan", log.to_str().unwrap(), "--json"], None);
+    let j = json(&o);
+    assert_eq!(j["verdict"], "incomplete", "{j}");
+    for c in j["checks"].as_array().unwrap() {
+        assert_eq!(c["status"], "skip", "{c}");
+        assert!(
+            c["evidence"].as_str().unwrap().contains("the log is empty"),
+            "{c}"
+        );
+    }
+}
+
+/// Issue 12, item 8: `forge scan -` reads stdin, as `forge diagnose -` does.
+#[test]
+fn scan_dash_reads_stdin_issue_12() {
+    let o = forge(&["scan", "-", "--json"], Some(SUMMARY_GOOD));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["verdict"], "pass");
+    assert_eq!(j["subject"], "scan <stdin>");
+    assert_eq!(j["flags"]["USE_DISTRIBUTED"]["line"], 9);
+}
+
+/// Issue 12, item 7: `--arch` is validated as a recipe's `archs` is; `--threads 0` is refused.
+#[test]
+fn bad_arch_and_zero_threads_are_refused_issue_12() {
+    let dir = tempdir("badarch");
+    let log = dir.join("build.log");
+    std::fs::write(&log, SUMMARY_GOOD).unwrap();
+    for args in [
+        vec!["scan", log.to_str().unwrap(), "--arch", "banana"],
+        vec!["scan", log.to_str().unwrap(), "--arch", "gfx1151;banana"],
+        vec![
+            "wheel",
+            "/nonexistent/torch-2.9.1-cp312-cp312-linux_x86_64.whl",
+            "--arch",
+            "banana",
+        ],
+        vec!["watch", log.to_str().unwrap(), "--arch", "banana"],
+    ] {
+        let o = forge(&args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("`--arch banana` is not a GPU arch name")
+                && e.contains("hint: arch names look like gfx1151"),
+            "{args:?}: {e}"
+        );
+    }
+    for args in [
+        vec!["export", "forge-test-base:trixie", "--threads", "0"],
+        vec!["wheel", "/nonexistent/x.whl", "--threads", "0"],
+    ] {
+        let o = forge(&args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains("--threads"), "{}", stderr(&o));
+    }
+}
+
+/// Issue 12, items 3 and 4, through the CLI: BuildKit's quoting of the Dockerfile is not a
+/// finding, glibc's tcache wording is the double free.
+#[test]
+fn diagnose_skips_quoted_run_lines_and_knows_tcache_double_free_issue_12() {
+    let log = "\
+#9 [runtime 3/3] RUN echo \"No module named 'uvloop'\" > /dev/null && vllm serve facebook/opt-125m
+#9 1.204 INFO 12-06 01:48:12 [api_server.py:1742] vLLM API server version 0.12.0
+#9 3.981 free(): double free detected in tcache 2
+#9 ERROR: process \"/bin/sh -c echo \\\"No module named 'uvloop'\\\" > /dev/null && vllm serve facebook/opt-125m\" did not complete successfully: exit code: 134
+";
+    let o = forge(&["diagnose", "-", "--json"], Some(log));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    let d = j["diagnoses"].as_array().unwrap();
+    assert_eq!(d.len(), 1, "{j}");
+    assert_eq!(d[0]["id"], "double-free");
+    assert_eq!(d[0]["line"], 3);
+}
+
+/// Issue 12, item 11: each command's help has examples; completions come from clap_complete.
+#[test]
+fn help_has_examples_and_completions_load_in_bash_issue_12() {
+    for cmd in [
+        "plan",
+        "preflight",
+        "diagnose",
+        "scan",
+        "watch",
+        "build",
+        "clean",
+        "wheel",
+        "export",
+        "image",
+        "completions",
+    ] {
+        let o = forge(&[cmd, "--help"], None);
+        assert!(o.status.success(), "{cmd}");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("Examples:\n  ") && text.contains(&format!("forge {cmd}")),
+            "{cmd} --help has no example:\n{text}"
+        );
+    }
+    let dir = tempdir("completions");
+    let o = forge(&["completions", "bash"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let script = dir.join("forge.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let b = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p forge && COMP_WORDS=(forge sc) COMP_CWORD=1 && _forge forge sc forge && echo \"${{COMPREPLY[@]}}\"",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&b.stdout);
+    assert!(
+        b.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert!(
+        out.contains("-F _forge forge") && out.contains("scan"),
+        "{out}"
+    );
+    for shell in ["zsh", "fish"] {
+        let o = forge(&["completions", shell], None);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("export"),
+            "{shell}"
+        );
+    }
+    let o = forge(&["completions", "tcsh"], None);
+    assert_eq!(o.status.code(), Some(2));
+    // A reader that stops early gets no panic.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} completions bash | head -1 >/dev/null",
+            env!("CARGO_BIN_EXE_forge")
+        ))
+        .output()
+        .unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+/// A wheel that is not torch: every torch check skips with its reason.
+fn tiny_wheel(dir: &Path) -> PathBuf {
+    let p = dir.join("tiny-1.0-py3-none-any.whl");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    z.start_file("tiny-1.0.dist-info/WHEEL", opts).unwrap();
+    z.write_all(b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        .unwrap();
+    z.start_file("tiny/__init__.py", opts).unwrap();
+    z.write_all(b"").unwrap();
+    z.finish().unwrap();
+    p
+}
+
+/// Issue 12, item 10: every command's `--json` output, good and bad, against the one schema
+/// (`src/report/envelope.schema.json`), validated by python3-jsonschema (Draft 2020-12).
+#[test]
+fn every_command_json_matches_the_envelope_schema_issue_12() {
+    let dir = tempdir("schema");
+    let log = dir.join("build.log");
+    std::fs::write(&log, SUMMARY_GOOD).unwrap();
+    let bad_log = dir.join("bad.log");
+    std::fs::write(&bad_log, PULL_FAILED).unwrap();
+    let wheel = tiny_wheel(&dir);
+    let logs = log.to_str().unwrap();
+    let mut runs: Vec<(String, Output)> = Vec::new();
+    let run = |name: &str, args: &[&str], stdin: Option<&str>| {
+        let mut a = args.to_vec();
+        a.push("--json");
+        (name.to_owned(), forge(&a, stdin))
+    };
+    runs.push(run("plan", &["plan"], None));
+    runs.push(run("plan-error", &["plan", "--rocm", "6.2.4"], None));
+    runs.push(run("preflight", &["preflight"], None));
+    runs.push(run(
+        "diagnose-found",
+        &["diagnose", "-"],
+        Some("free(): invalid pointer\n"),
+    ));
+    runs.push(run("diagnose-none", &["diagnose", "-"], Some("all good\n")));
+    runs.push(run("scan-pass", &["scan", logs], None));
+    runs.push(run("scan-fail", &["scan", bad_log.to_str().unwrap()], None));
+    runs.push(run("scan-empty", &["scan", "-"], Some("")));
+    runs.push(run("scan-error", &["scan", "/nonexistent.log"], None));
+    runs.push(run("wheel", &["wheel", wheel.to_str().unwrap()], None));
+    runs.push(run("wheel-error", &["wheel", "/nonexistent/x.whl"], None));
+    runs.push(run("completions-error", &["completions", "bash"], None));
+    runs.push(run(
+        "image-error",
+        &["image", "x", "--recipe", "/nonexistent.toml"],
+        None,
+    ));
+    runs.push(run("build-error", &["build", "--rocm", "6.2.4"], None));
+    runs.push(run(
+        "watch-error",
+        &["watch", logs, "--pid", "999999999"],
+        None,
+    ));
+    {
+        // watch: a finished log and a writer that exits at once.
+        let mut child = Command::new("sleep").arg("0.5").spawn().unwrap();
+        let pid = child.id().to_string();
+        let o = forge(&["watch", logs, "--pid", &pid, "--json"], None);
+        child.wait().unwrap();
+        runs.push(("watch".into(), o));
+    }
+    if common::engine() {
+        let arts = dir.join("arts");
+        runs.push(run("clean", &["clean"], None));
+        runs.push(run("image", &["image", "forge-test-base:trixie"], None));
+        let tiny = format!("forge-test-tiny:cli-{}", std::process::id());
+        common::tiny_image(&tiny);
+        let out = arts.join("tiny.tar.gz");
+        runs.push(run(
+            "export",
+            &["export", &tiny, "-o", out.to_str().unwrap()],
+            None,
+        ));
+        runs.push(run(
+            "export-release",
+            &[
+                "export",
+                &tiny,
+                "-o",
+                out.to_str().unwrap(),
+                "--rocm",
+                "7.1.1",
+            ],
+            None,
+        ));
+        common::remove_image(&tiny);
+        runs.push(run(
+            "build-stopped",
+            &[
+                "build",
+                "--recipe",
+                common::root()
+                    .join("tests/fixtures/docker/bad.toml")
+                    .to_str()
+                    .unwrap(),
+                "--artifacts",
+                arts.to_str().unwrap(),
+                "--run-id",
+                "schema-bad",
+            ],
+            None,
+        ));
+        // Pretty-printed, as every other command prints it.
+        let clean = &runs.iter().find(|r| r.0 == "clean").unwrap().1;
+        assert!(
+            String::from_utf8_lossy(&clean.stdout).lines().count() > 3,
+            "{}",
+            String::from_utf8_lossy(&clean.stdout)
+        );
+    }
+    let mut files = Vec::new();
+    for (name, o) in &runs {
+        let j = json(o);
+        // The structure every consumer relies on, checked here as well as by the schema.
+        let code = o.status.code().unwrap();
+        let verdict = j["verdict"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {j}"));
+        assert!(j["checks"].is_array(), "{name}: {j}");
+        match code {
+            0 => assert!(
+                matches!(verdict, "pass" | "incomplete"),
+                "{name}: {verdict}"
+            ),
+            1 => assert_eq!(verdict, "fail", "{name}"),
+            2 => assert_eq!(verdict, "error", "{name}"),
+            _ => panic!("{name}: exit {code}"),
+        }
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.starts_with("{\n  \""),
+            "{name}: not pretty-printed: {text}"
+        );
+        let f = dir.join(format!("{name}.json"));
+        std::fs::write(&f, &o.stdout).unwrap();
+        files.push(f);
+    }
+    let has_validator = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_validator {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and python3-jsonschema is missing (scripts/test.sh installs it)"
+        );
+        eprintln!(
+            "!!!!!! SKIPPED: python3-jsonschema is missing; the schema was not validated !!!!!!"
+        );
+        return;
+    }
+    let v = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1]))\n\
+             jsonschema.Draft202012Validator.check_schema(schema)\n\
+             v = jsonschema.Draft202012Validator(schema)\n\
+             bad = 0\n\
+             for f in sys.argv[2:]:\n\
+             \x20   for e in v.iter_errors(json.load(open(f))):\n\
+             \x20       bad += 1\n\
+             \x20       print(f, list(e.absolute_path), e.message)\n\
+             print('validated', len(sys.argv) - 2)\n\
+             sys.exit(1 if bad else 0)\n",
+        )
+        .arg(common::root().join("src/report/envelope.schema.json"))
+        .args(&files)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(out.contains(&format!("validated {}", files.len())), "{out}");
+    // The schema really constrains: a check without evidence is refused.
+    let broken = dir.join("broken.json");
+    std::fs::write(
+        &broken,
+        r#"{"subject": "x", "verdict": "pass", "checks": [{"id": "2.1", "title": "t", "status": "fail"}]}"#,
+    )
+    .unwrap();
+    let v = Command::new("python3")
+        .args(["-c", "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))"])
+        .arg(common::root().join("src/report/envelope.schema.json"))
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(
+        !v.status.success(),
+        "the schema accepted a check with no evidence"
+    );
+}
+
+/// Issue 12, item 12: preflight checks free space under the artifacts directory too (the
+/// archive goes there), with the recipe's `min-free-artifacts-gb`.
+#[test]
+fn preflight_checks_the_artifacts_disk_issue_12() {
+    let dir = tempdir("preflight-arts");
+    let arts = dir.join("not-yet/artifacts");
+    let recipe = dir.join("r.toml");
+    std::fs::write(
+        &recipe,
+        shipped_recipe_text()
+            .replace(
+                "../dockerfiles/vllm-rocm.Dockerfile",
+                "forge:vllm-rocm.Dockerfile",
+            )
+            .replace(
+                "min-memory-per-job-gb = 8",
+                "min-memory-per-job-gb = 8\nmin-free-artifacts-gb = 1000000",
+            ),
+    )
+    .unwrap();
+    let o = forge(
+        &[
+            "preflight",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--artifacts",
+            arts.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    let c = check_of(&j, "host.disk-artifacts");
+    assert_eq!(c["status"], "fail", "{c}");
+    let ev = c["evidence"].as_str().unwrap();
+    assert!(
+        ev.contains(arts.to_str().unwrap())
+            && ev.contains("not created yet")
+            && ev.contains(&format!("measured at {}", dir.display())),
+        "{ev}"
+    );
+    assert!(c["hint"].as_str().unwrap().contains("--artifacts"), "{c}");
+    // The engine's data root is still checked beside it.
+    check_of(&j, "host.disk");
+}
+
+#[test]
+fn every_shipped_recipe_plans_clean_against_the_shipped_dockerfile() {
+    // issue #8: a recipe passing a build arg the Dockerfile dropped (AOTRITON_GPU_TARGETS) fails
+    for rocm in ["7.1.1", "7.0.2", "6.2.4"] {
+        let o = forge(
+            &["plan", "--rocm", rocm, "--allow-unsupported", "--json"],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(0), "{rocm}: {}", stderr(&o));
+        let j = json(&o);
+        assert_eq!(j["verdict"], "pass", "{rocm}: {j}");
+        for id in ["plan.args", "plan.stages", "plan.arch-env"] {
+            let c = j["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == id);
+            assert_eq!(c.unwrap()["status"], "pass", "{rocm} {id}: {j}");
+        }
+    }
+}
+
+/// Issue 11: `--run-id ../../escape` wrote outside the artifacts, `""` into them, `a/b` failed
+/// late with wrong verdicts. Each is refused before anything is written (exit 2, a hint).
+#[test]
+fn unusable_run_ids_are_refused_before_anything_is_written() {
+    let dir = std::env::temp_dir().join(format!("forge-runid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for id in ["../../escape", "", "a/b", "..", "latest"] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(["build", "--artifacts"])
+            .arg(&dir)
+            .args(["--run-id", id])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{id:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            e.contains("not a usable run id") && e.contains("hint:"),
+            "{id:?}: {e}"
+        );
+    }
+    assert!(!dir.exists(), "something was written");
+}

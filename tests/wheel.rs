@@ -770,3 +770,112 @@ fn real_torch_wheel_from_the_index_has_the_known_verdicts() {
         "{cuda}"
     );
 }
+
+/// A C++ library built by g++ that needs `GLIBCXX_3.4.21` (std::string of the C++11 ABI), in a
+/// wheel tagged `platform`.
+fn cxx11_wheel(dir: &Path, platform: &str) -> PathBuf {
+    let src = dir.join("greet.cc");
+    std::fs::write(
+        &src,
+        "#include <string>\n\
+         extern \"C\" const char *forge_greet(const char *who) {\n\
+         \x20   static std::string s;\n\
+         \x20   s = std::string(\"hello \") + who;\n\
+         \x20   return s.c_str();\n\
+         }\n",
+    )
+    .unwrap();
+    let so = dir.join("libgreet.so");
+    let o = Command::new("g++")
+        .args(["-shared", "-fPIC", "-O0", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .output()
+        .expect("g++ runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dump = Command::new("objdump").arg("-T").arg(&so).output().unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains("GLIBCXX_3.4.21"),
+        "the test library needs GLIBCXX_3.4.21:\n{dump}"
+    );
+    assert!(
+        !dump.contains("GLIBC_2.18") && !dump.contains("GLIBC_2.3"),
+        "the test library stays within GLIBC 2.17:\n{dump}"
+    );
+    let path = dir.join(format!("greet-1.0-cp312-cp312-{platform}.whl"));
+    write_wheel(
+        &path,
+        &[
+            (
+                "greet-1.0.dist-info/WHEEL".to_owned(),
+                b"Wheel-Version: 1.0\n".to_vec(),
+            ),
+            ("greet/libgreet.so".to_owned(), std::fs::read(&so).unwrap()),
+        ],
+        false,
+    );
+    path
+}
+
+/// Issue 12, item 5: manylinux2014 caps GLIBCXX at 3.4.19 (auditwheel's policy), so a wheel
+/// that needs GLIBCXX_3.4.21 breaks it though its GLIBC is within 2.17; forge names the symbol,
+/// the policy, and the tag the wheel does fit.
+#[test]
+fn glibcxx_beyond_manylinux2014_fails_wheel_glibc_issue_12() {
+    let d = tmp("manylinux");
+    let w = cxx11_wheel(&d, "manylinux2014_x86_64");
+    let (code, j, err) = wheel_json(&w, &[]);
+    assert_eq!(code, 1, "{err}");
+    let c = status(&j, "wheel.glibc");
+    assert_eq!(c["status"], "fail", "{c}");
+    let ev = c["evidence"].as_str().unwrap();
+    assert!(
+        ev.contains("libgreet.so needs GLIBCXX_3.4.21 from libstdc++.so.6, which breaks manylinux_2_17 (manylinux2014) (GLIBCXX stops at 3.4.19)"),
+        "{ev}"
+    );
+    let hint = c["hint"].as_str().unwrap();
+    assert!(hint.contains("manylinux_2_24_x86_64"), "{hint}");
+    // The same library under the tag it fits passes; under linux_x86_64 there is no promise.
+    let w = cxx11_wheel(&d, "manylinux_2_24_x86_64");
+    let (_, j, _) = wheel_json(&w, &[]);
+    assert_eq!(
+        status(&j, "wheel.glibc")["status"],
+        "pass",
+        "{}",
+        status(&j, "wheel.glibc")
+    );
+    let w = cxx11_wheel(&d, "linux_x86_64");
+    let (_, j, _) = wheel_json(&w, &[]);
+    let c = status(&j, "wheel.glibc");
+    assert_eq!(c["status"], "pass");
+    assert!(
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("no manylinux promise"),
+        "{c}"
+    );
+}
+
+/// Issue 12, item 9: an image that does not exist is a clear error with a hint, as in `forge image`.
+#[test]
+fn wheel_with_a_missing_image_says_so_with_a_hint_issue_12() {
+    if !engine() {
+        return;
+    }
+    let d = tmp("noimage");
+    let w = torch_wheel(&d, NAME, &Spec::default());
+    let o = forge(&[
+        "wheel",
+        w.to_str().unwrap(),
+        "--image",
+        "forge-no-such-image:nope",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("no image `forge-no-such-image:nope`") && e.contains("hint: `docker images`"),
+        "{e}"
+    );
+}

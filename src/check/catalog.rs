@@ -11,7 +11,7 @@ use crate::recipe::Recipe;
 pub struct Entry {
     /// Check id.
     pub id: &'static str,
-    /// Phase (1-7; 8 the export; 9 the deliverables checklist).
+    /// Phase (0 the plan, 1-7 the spec's, 8 the export, 9 the deliverables checklist).
     pub phase: u8,
     /// Short title.
     pub title: &'static str,
@@ -30,6 +30,14 @@ const fn e(id: &'static str, phase: u8, title: &'static str, needs_gpu: bool) ->
 
 /// All checks, in report order.
 pub const CATALOG: &[Entry] = &[
+    e("plan.args", 0, "every build arg declared and used", false),
+    e("plan.stages", 0, "target and wheel stages exist", false),
+    e(
+        "plan.arch-env",
+        0,
+        "PYTORCH_ROCM_ARCH exported to RUN",
+        false,
+    ),
     e("1.1", 1, "amdgpu kernel module loaded", true),
     e("1.2", 1, "/dev/kfd and /dev/dri/renderD* read-write", true),
     e(
@@ -45,6 +53,12 @@ pub const CATALOG: &[Entry] = &[
         "host.disk",
         1,
         "free disk under the engine's data root",
+        false,
+    ),
+    e(
+        "host.disk-artifacts",
+        1,
+        "free disk under the artifacts directory",
         false,
     ),
     e("host.memory", 1, "memory per compile job", false),
@@ -70,6 +84,13 @@ pub const CATALOG: &[Entry] = &[
     e("2.2", 2, "no line turns distributed off", false),
     e("build.fatal", 2, "no fatal compile error", false),
     e("build.clipped", 2, "log not clipped by BuildKit", false),
+    e("build.result", 2, "the wheel stage builds", false),
+    e(
+        "build.wheels",
+        2,
+        "wheels taken out of the wheel stage",
+        false,
+    ),
     e("3.1", 3, "wheel size", false),
     e("3.2", 3, "c10d symbols in libtorch_cpu.so", false),
     e("3.3", 3, "PrefixStore defined in libtorch_cpu.so", false),
@@ -93,7 +114,13 @@ pub const CATALOG: &[Entry] = &[
         "GPU code objects for the target arch",
         false,
     ),
-    e("wheel.glibc", 3, "highest GLIBC/GLIBCXX needed", false),
+    e(
+        "wheel.glibc",
+        3,
+        "system symbol versions within the manylinux tag",
+        false,
+    ),
+    e("image.build", 4, "the image builds (runtime stage)", false),
     e("4.1", 4, "image size", false),
     e("4.2", 4, "system packages installed", false),
     e("4.3", 4, "Python packages installed", false),
@@ -102,7 +129,31 @@ pub const CATALOG: &[Entry] = &[
     e(
         "image.rocm-versions",
         4,
-        "one ROCm release in all AMD packages",
+        "one ROCm release in all ROCm components",
+        false,
+    ),
+    e(
+        "image.gpu-targets",
+        4,
+        "GPU libraries torch and vLLM load carry the arch",
+        false,
+    ),
+    e(
+        "image.vllm-symbols",
+        4,
+        "vLLM's extensions' torch symbols defined",
+        false,
+    ),
+    e(
+        "image.vllm-torch",
+        4,
+        "vLLM's declared torch installed",
+        false,
+    ),
+    e(
+        "image.pip-check",
+        4,
+        "torch/triton/torchvision requirements hold",
         false,
     ),
     e("5.1", 5, "torch imports", true),
@@ -117,16 +168,60 @@ pub const CATALOG: &[Entry] = &[
     e("5.5", 5, "amdsmi enumerates the GPU", true),
     e("5.6", 5, "vLLM imports", true),
     e("5.7", 5, "vLLM detects the ROCm platform", true),
+    e(
+        "runtime.versions",
+        5,
+        "torch, HIP, CUDA and triton versions",
+        false,
+    ),
+    e(
+        "runtime.arch",
+        5,
+        "device 0's gcnArchName in the recipe's archs",
+        true,
+    ),
+    e(
+        "runtime.rsmi-preload",
+        5,
+        "no undefined rsmi_* symbol (or the LD_PRELOAD workaround)",
+        false,
+    ),
+    e(
+        "runtime.xccl",
+        5,
+        "vLLM's supports_xccl import paths agree",
+        false,
+    ),
+    e(
+        "runtime.import-order",
+        5,
+        "amdsmi and torch import in both orders",
+        false,
+    ),
+    e("runtime.imports", 5, "the recipe's extra imports", false),
     e("6.1", 6, "server container starts", true),
     e("6.2", 6, "`Uvicorn running` within the timeout", true),
     e("6.3", 6, "/health returns 200", true),
     e("6.4", 6, "/v1/models lists the model", true),
     e("6.5", 6, "completion returns text", true),
     e("6.6", 6, "clean shutdown", true),
+    e(
+        "serve.stream",
+        6,
+        "streamed completion (first-token latency)",
+        true,
+    ),
+    e("serve.chat", 6, "chat completion", true),
     e("7.1", 7, "no double free on exit", true),
     e("7.2", 7, "repeated import cycles", true),
     e("export.archive", 8, "image exported as .tar.gz", false),
     e("export.sha256", 8, "SHA256 checksum file", false),
+    e(
+        "export.loadable",
+        8,
+        "archive loadable (manifest and layers)",
+        false,
+    ),
     e("export.size", 8, "compressed archive size", false),
     e(
         "deliverable.archive",
@@ -183,10 +278,13 @@ fn gb(bytes: u64) -> String {
 /// Which forge command runs check `id` today.
 pub fn runner(id: &str) -> &'static str {
     match entry(id).phase {
-        1 => "forge preflight",
+        0 => "forge plan, forge build",
+        1 => "forge preflight, forge build",
         2 => "forge build, forge scan, forge watch",
         3 => "forge wheel, forge build",
-        4 => "forge image",
+        4 => "forge image, forge build",
+        5 | 7 => "forge runtime",
+        6 => "forge serve",
         8 => "forge export, forge build",
         9 => "forge build, forge export -o DIR, forge report",
         _ => "not implemented yet",
@@ -205,6 +303,10 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "1.4" => format!("/opt/rocm/.info/version starts with {}", r.rocm_version()),
         "host.docker" => "engine answers; API version and builder reported".into(),
         "host.disk" => format!(">= {} GB free", r.file.preflight.min_free_disk_gb),
+        "host.disk-artifacts" => format!(
+            ">= {} GB free under the artifacts directory (archive, wheels, logs)",
+            r.file.preflight.min_free_artifacts_gb
+        ),
         "host.memory" => format!(
             ">= {} GB per job x MAX_JOBS={}",
             r.file.preflight.min_memory_per_job_gb,
@@ -224,14 +326,24 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "3.6" => "every undefined rsmi*/hip*/hsa* symbol resolves via DT_NEEDED".into(),
         "wheel.flavour" => "ROCm (libtorch_hip.so present)".into(),
         "wheel.gpu-targets" => format!("every HIP ELF carries code for {arch}"),
-        "wheel.glibc" => "reported".into(),
+        "wheel.glibc" => {
+            "GLIBC, GLIBCXX, CXXABI, GCC versions and imports allowed by the tag's manylinux policy (auditwheel's data)".into()
+        }
         "4.1" => format!("> {}", gb(c.image_min_bytes)),
         "4.2" => format!("installed: {}", c.system_packages.join(", ")),
         "4.3" => format!("installed: {}", c.pip_packages.join(", ")),
         "image.rocm-versions" => format!(
-            "every AMD-repository package from ROCm {}",
+            "AMD and distribution packages, pip ROCm wheels, /opt/rocm*/.info/version, library file names: all ROCm {}",
             r.rocm_version()
         ),
+        "image.gpu-targets" => format!(
+            "every ELF with GPU code and code-object directory torch/vLLM load has code for {arch}"
+        ),
+        "image.vllm-symbols" => {
+            "every undefined c10::/at::/torch::/caffe2:: symbol of vllm/_C*.so, _rocm_C*, _moe_C* defined by torch".into()
+        }
+        "image.vllm-torch" => "installed torch matches vLLM's Requires-Dist (PEP 440)".into(),
+        "image.pip-check" => "torch, vLLM, torchvision's requirements on torch/triton/torchvision/torchaudio hold".into(),
         "4.4" | "4.5" => {
             let (smi, rest): (Vec<&String>, Vec<&String>) =
                 c.files.iter().partition(|f| f.contains("amd_smi"));
@@ -250,10 +362,35 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "6.4" => format!("lists {}", c.server.model),
         "6.5" => "JSON with generated text".into(),
         "6.6" => "container stops and is removed".into(),
+        "runtime.versions" => "torch's version readable (HIP, CUDA, triton reported)".into(),
+        "runtime.arch" => format!("gcnArchName of device 0 is one of {arch}"),
+        "runtime.rsmi-preload" => {
+            "no undefined rsmi_* symbol, or the imports succeed with librocm_smi64 preloaded".into()
+        }
+        "runtime.xccl" => "supports_xccl importable where vLLM's own code imports it from".into(),
+        "runtime.import-order" => {
+            "`import amdsmi; import torch` and the reverse exit cleanly".into()
+        }
+        "runtime.imports" => format!("import {}", c.runtime.extra_imports.join(", ")),
+        "serve.stream" => "`stream: true` completion yields text chunks, then [DONE]".into(),
+        "serve.chat" => "chat completion returns a message (400 for no chat template: skip)".into(),
         "7.1" => "no `double free`, `corruption`, `segfault` in the output".into(),
         "7.2" => "3 cycles complete".into(),
+        "plan.args" => "every recipe build arg has an `ARG` and is used".into(),
+        "plan.stages" => format!(
+            "stages `{}` and `{}` exist",
+            r.file.image.target, r.file.image.wheel_stage
+        ),
+        "plan.arch-env" => "`ENV PYTORCH_ROCM_ARCH` in every stage that declares it".into(),
+        "build.result" => format!(
+            "stage `{}` builds, no fatal finding",
+            r.file.image.wheel_stage
+        ),
+        "build.wheels" => "at least one .whl, each with its SHA256".into(),
+        "image.build" => format!("stage `{}` builds after phase 3", r.file.image.target),
         "export.archive" => "written to a temporary name, renamed when complete".into(),
-        "export.sha256" => "`<hex>  <name>` (sha256sum -c reads it)".into(),
+        "export.sha256" => "`<hex>  <name>` (sha256sum -c reads it), matching the archive read back".into(),
+        "export.loadable" => "the tar lists manifest.json and every config and layer it names".into(),
         "export.size" => format!("> {}", gb(c.archive_min_bytes)),
         "deliverable.archive" => "the archive (or all its parts) in the bundle".into(),
         "deliverable.sha256" => "`<archive>.sha256` holds the archive's SHA256".into(),

@@ -30,6 +30,8 @@ pub struct HostPaths {
     pub group_file: PathBuf,
     /// Memory facts.
     pub meminfo: PathBuf,
+    /// Where runs write their files (`--artifacts`): the image archive goes there.
+    pub artifacts: PathBuf,
 }
 
 impl Default for HostPaths {
@@ -42,6 +44,7 @@ impl Default for HostPaths {
             rocm_version: "/opt/rocm/.info/version".into(),
             group_file: "/etc/group".into(),
             meminfo: "/proc/meminfo".into(),
+            artifacts: "artifacts".into(),
         }
     }
 }
@@ -418,6 +421,82 @@ pub fn check_disk(recipe: &Recipe, engine: &Result<EngineInfo, Error>) -> Check 
     }
 }
 
+/// The directory itself, or its nearest existing ancestor (it is created by the first run).
+fn existing_ancestor(dir: &Path) -> PathBuf {
+    let abs = if dir.is_absolute() {
+        dir.to_owned()
+    } else {
+        std::env::current_dir().map_or_else(|_| dir.to_owned(), |c| c.join(dir))
+    };
+    abs.ancestors()
+        .find(|a| a.is_dir())
+        .map_or_else(|| PathBuf::from("/"), Path::to_owned)
+}
+
+/// host.disk-artifacts: free space under the artifacts directory, where the image archive
+/// (10 GB and more), the wheels and the logs go. When it shares a filesystem with the engine's
+/// data root, both needs are counted against that one disk.
+pub fn check_artifacts_disk(
+    recipe: &Recipe,
+    engine: &Result<EngineInfo, Error>,
+    paths: &HostPaths,
+) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    let own = recipe.file.preflight.min_free_artifacts_gb * 1_000_000_000;
+    let at = existing_ancestor(&paths.artifacts);
+    let shown = if at == paths.artifacts || paths.artifacts.is_dir() {
+        paths.artifacts.display().to_string()
+    } else {
+        format!(
+            "{} (not created yet; measured at {})",
+            paths.artifacts.display(),
+            at.display()
+        )
+    };
+    let root = engine
+        .as_ref()
+        .ok()
+        .filter(|i| i.local)
+        .and_then(|i| i.root_dir.clone());
+    let same_disk =
+        root.as_deref()
+            .is_some_and(|r| match (std::fs::metadata(r), std::fs::metadata(&at)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev(),
+                _ => false,
+            });
+    let need = if same_disk {
+        own + recipe.file.preflight.min_free_disk_gb * 1_000_000_000
+    } else {
+        own
+    };
+    match free_bytes(&at) {
+        Ok(free) => check_when(
+            free >= need,
+            "host.disk-artifacts",
+            if same_disk {
+                format!(
+                    "{} free under {shown}, need {} ({} for the artifacts + {} for the engine's data root {}, the same filesystem)",
+                    gb(free),
+                    gb(need),
+                    gb(own),
+                    gb(need - own),
+                    root.as_deref().unwrap_or("?")
+                )
+            } else {
+                format!("{} free under {shown}, need {}", gb(free), gb(need))
+            },
+        )
+        .with_hint(
+            "free space there, or pass `--artifacts DIR` on a bigger disk (to preflight and build alike)",
+        ),
+        Err(e) => check(
+            "host.disk-artifacts",
+            Status::Fail,
+            format!("cannot measure {}: {e}", at.display()),
+        ),
+    }
+}
+
 /// host.memory: memory per compile job for the recipe's MAX_JOBS.
 pub fn check_memory(
     recipe: &Recipe,
@@ -478,6 +557,7 @@ pub fn preflight(
         check_rocm_version(recipe, paths),
         check_docker(engine),
         check_disk(recipe, engine),
+        check_artifacts_disk(recipe, engine, paths),
         check_memory(recipe, engine, paths),
     ]
 }

@@ -67,14 +67,14 @@ print(json.dumps(out))
 pub fn probe(engine: &dyn Engine, image: &str, files: &[String]) -> Result<Probe> {
     let labels = BTreeMap::from([
         (
-            crate::build::LABEL_RUN.to_owned(),
+            crate::engine::LABEL_RUN.to_owned(),
             format!("image-{}", std::process::id()),
         ),
         (
-            crate::build::LABEL_PID.to_owned(),
+            crate::engine::LABEL_PID.to_owned(),
             std::process::id().to_string(),
         ),
-        (crate::build::LABEL_TEMP.to_owned(), "1".to_owned()),
+        (crate::engine::LABEL_TEMP.to_owned(), "1".to_owned()),
     ]);
     let cmd = vec![
         "python3".to_owned(),

@@ -1,11 +1,17 @@
 //! The checks, one file a phase family. Each returns [`crate::report::Check`]s; none prints.
 
+pub mod audit;
 pub mod bundle;
 pub mod catalog;
 pub mod elf;
 pub mod host;
 pub mod image;
+pub mod imagefs;
+pub mod manylinux;
+pub mod pep440;
 pub mod resolve;
+pub mod runtime;
+pub mod serve;
 pub mod source;
 pub mod wheel;
 

@@ -238,14 +238,14 @@ impl<'a> ImageRoot<'a> {
     ) -> crate::Result<ImageRoot<'a>> {
         let labels = std::collections::BTreeMap::from([
             (
-                crate::build::LABEL_RUN.to_owned(),
+                crate::engine::LABEL_RUN.to_owned(),
                 format!("wheel-{}", std::process::id()),
             ),
             (
-                crate::build::LABEL_PID.to_owned(),
+                crate::engine::LABEL_PID.to_owned(),
                 std::process::id().to_string(),
             ),
-            (crate::build::LABEL_TEMP.to_owned(), "1".to_owned()),
+            (crate::engine::LABEL_TEMP.to_owned(), "1".to_owned()),
         ]);
         let container = engine.open_container(image, &labels)?;
         let tmp = std::env::temp_dir().join(format!("forge-image-libs-{}", std::process::id()));

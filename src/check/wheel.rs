@@ -647,17 +647,21 @@ fn check_36(hip: &ElfInfo, res: &Resolution, root: Option<&str>) -> Check {
 }
 
 fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
+    // Every ELF with GPU code, however it reaches HIP (directly, or through hipBLAS, rocBLAS,
+    // ... as a library whose kernels sit in its own .hip_fatbin does), and every HIP-linked one.
     let hip: Vec<(&String, &ElfInfo)> = d
         .elves
         .iter()
-        .filter(|(_, (_, i))| i.hip_linked())
+        .filter(|(_, (_, i))| {
+            i.hip_linked() || i.has_fatbin || !i.bundles.is_empty() || i.kpack_ref.is_some()
+        })
         .map(|(p, (_, i))| (p, i))
         .collect();
     if hip.is_empty() {
         return check(
             "wheel.gpu-targets",
             Status::Skip,
-            "no HIP-linked ELF in the wheel (nothing needs libamdhip64)",
+            "no ELF with GPU code or HIP linkage in the wheel (no .hip_fatbin, no kpack reference, nothing needs libamdhip64)",
         );
     }
     let mut lacking: Vec<String> = Vec::new();
@@ -678,7 +682,7 @@ fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
         let file = path.rsplit('/').next().unwrap_or(path);
         let mut missing = Vec::new();
         for arch in &opts.archs {
-            match targets.iter().find_map(|t| bundle::covers(t, arch)) {
+            match targets.iter().find_map(|t| super::audit::runs_on(t, arch)) {
                 Some("exact") => {}
                 Some(g) => via_generic.push(format!("{file}: {arch} via {g}")),
                 None => missing.push(arch.clone()),
@@ -695,7 +699,7 @@ fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
         }
     }
     let mut ev = format!(
-        "{} HIP-linked ELF; code for {} in: {}",
+        "{} ELF with GPU code or HIP linkage; code for {} in: {}",
         hip.len(),
         opts.archs.join(";"),
         if carrying.is_empty() {
@@ -730,6 +734,7 @@ fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
 }
 
 fn glibc_check(d: &WheelData) -> Check {
+    use super::manylinux::{self, TagPolicy};
     let maxes = max_versions(d);
     let listed: Vec<String> = maxes
         .iter()
@@ -746,22 +751,116 @@ fn glibc_check(d: &WheelData) -> Check {
     } else {
         listed.join(", ")
     };
-    match platform_glibc(&d.name.platform) {
-        Some(allowed) => match maxes.get("GLIBC") {
-            Some((v, who)) if crate::recipe::version_lt(&allowed, v) => check(
-                "wheel.glibc",
-                Status::Fail,
-                format!("{ev}; the tag {} promises GLIBC <= {}", d.name.platform, dotted(&allowed)),
-            )
-            .with_hint(format!("{who} needs a newer glibc than the platform tag says: retag the wheel or build on an older glibc")),
-            _ => check("wheel.glibc", Status::Pass, format!("{ev}; within the tag {} (GLIBC <= {})", d.name.platform, dotted(&allowed))),
-        },
-        None => check(
+    let elves = || d.elves.iter().map(|(p, (_, i))| (p, i));
+    let mut promised = Vec::new();
+    let mut broken = Vec::new();
+    let mut notes = Vec::new();
+    // A compound tag (`manylinux_2_17_x86_64.manylinux2014_x86_64`) promises each of its parts.
+    for tag in d.name.platform.split('.') {
+        match manylinux::for_tag(tag) {
+            TagPolicy::NoPromise => {}
+            TagPolicy::Known(policy, arch) => {
+                promised.push(policy.display());
+                for v in manylinux::violations(policy, &arch, elves()) {
+                    broken.push(format!(
+                        "{} needs {}, which breaks {} ({})",
+                        v.member.rsplit('/').next().unwrap_or(&v.member),
+                        v.needs,
+                        policy.display(),
+                        v.why
+                    ));
+                }
+                let outside = manylinux::external_libraries(policy, elves());
+                if !outside.is_empty() {
+                    notes.push(format!(
+                        "links {} librar{} neither in {}'s list nor in the wheel ({}): auditwheel would bundle them or need `--exclude`",
+                        outside.len(),
+                        if outside.len() == 1 { "y" } else { "ies" },
+                        policy.name,
+                        outside.join(", ")
+                    ));
+                }
+            }
+            TagPolicy::OtherArch(arch) => notes.push(format!(
+                "forge carries auditwheel's policies for {} only, not {arch}: checked GLIBC against the tag alone",
+                manylinux::ARCHS.join(", ")
+            )),
+            TagPolicy::Unknown(name) => notes.push(format!(
+                "`{name}` is not in forge's copy of auditwheel's policies: checked GLIBC against the tag alone"
+            )),
+        }
+    }
+    // Tags without policy data: the GLIBC floor the tag names.
+    if promised.is_empty()
+        && let Some(allowed) = platform_glibc(&d.name.platform)
+    {
+        promised.push(format!("GLIBC <= {}", dotted(&allowed)));
+        if let Some((v, who)) = maxes.get("GLIBC")
+            && crate::recipe::version_lt(&allowed, v)
+        {
+            broken.push(format!(
+                "{} needs GLIBC_{}, beyond the tag's GLIBC {}",
+                who.rsplit('/').next().unwrap_or(who),
+                dotted(v),
+                dotted(&allowed)
+            ));
+        }
+    }
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", notes.join("; "))
+    };
+    if promised.is_empty() {
+        return check(
             "wheel.glibc",
             Status::Pass,
-            format!("{ev}; the tag {} makes no glibc promise, so this is the image's glibc floor", d.name.platform),
-        ),
+            format!(
+                "{ev}; the tag {} makes no manylinux promise, so this is the image's glibc floor{notes}",
+                d.name.platform
+            ),
+        );
     }
+    if broken.is_empty() {
+        return check(
+            "wheel.glibc",
+            Status::Pass,
+            format!(
+                "{ev}; within the tag {} ({}){notes}",
+                d.name.platform,
+                promised.join("; ")
+            ),
+        );
+    }
+    let shown: Vec<&str> = broken.iter().take(8).map(String::as_str).collect();
+    let arch = manylinux::tag_arch(&d.name.platform).unwrap_or("x86_64");
+    let fits = manylinux::best_policy(arch, elves());
+    check(
+        "wheel.glibc",
+        Status::Fail,
+        format!(
+            "{ev}; {}{}{notes}",
+            shown.join("; "),
+            if broken.len() > 8 {
+                format!("; and {} more", broken.len() - 8)
+            } else {
+                String::new()
+            }
+        ),
+    )
+    .with_hint(match fits {
+        Some(p) => format!(
+            "the wheel needs newer system libraries than its tag {} promises: it fits {} at best, so retag it `{}_{}`, or build on an older toolchain",
+            d.name.platform,
+            p.display(),
+            p.name,
+            arch
+        ),
+        None => format!(
+            "the wheel needs newer system libraries than its tag {} promises and fits no manylinux policy: tag it `linux_x86_64`, or build on an older toolchain",
+            d.name.platform
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 
 use super::engine_err;
 use crate::error::Result;
+use crate::pipeline::cancel::Cancel;
 
 /// Which builder runs the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -92,7 +93,7 @@ pub enum BuildEnd {
     },
     /// The sink cancelled it.
     Cancelled,
-    /// Ctrl-C.
+    /// SIGINT or SIGTERM (the cancel token).
     Interrupted,
 }
 
@@ -109,6 +110,7 @@ pub async fn run(
     docker: &bollard::Docker,
     spec: &BuildSpec,
     sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
+    cancel: Cancel,
 ) -> Result<BuildEnd> {
     let buildkit = spec.builder == BuilderKind::BuildKit;
     let options = BuildImageOptions {
@@ -137,12 +139,10 @@ pub async fn run(
     let mut vertices: HashMap<String, u32> = HashMap::new();
     let mut announced: HashMap<u32, bool> = HashMap::new();
     let mut image_id = None;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     loop {
         let item = tokio::select! {
             item = stream.next() => item,
-            _ = &mut ctrl_c => return Ok(BuildEnd::Interrupted),
+            _ = cancel.wait() => return Ok(BuildEnd::Interrupted),
         };
         let Some(item) = item else { break };
         let info: BuildInfo = match item {

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::engine_err;
 use crate::error::{Error, Result};
+use crate::pipeline::cancel::Cancel;
 
 /// A container or image forge labelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,7 +50,19 @@ pub async fn open_container(
         )
         .await
         .map(|c| c.id)
-        .map_err(|e| engine_err(&format!("create a container of `{image}`"), e))
+        .map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => Error::Engine {
+                message: format!("no image `{image}`: {message}"),
+                hint: Some(
+                    "`docker images` lists the images the engine has; build it first or `docker load` it"
+                        .into(),
+                ),
+            },
+            e => engine_err(&format!("create a container of `{image}`"), e),
+        })
 }
 
 /// Write the tar of `path` in container `id` to `dest`; `None` when the path does not exist.
@@ -58,6 +71,7 @@ pub async fn copy_out(
     id: &str,
     path: &str,
     dest: &Path,
+    cancel: Cancel,
 ) -> Result<Option<u64>> {
     let mut stream = docker.download_from_container(
         id,
@@ -67,7 +81,16 @@ pub async fn copy_out(
     );
     let mut file: Option<std::fs::File> = None;
     let mut n = 0u64;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = tokio::select! {
+            c = stream.next() => c,
+            signal = cancel.wait() => {
+                drop(file);
+                let _ = std::fs::remove_file(dest);
+                return Err(Error::Interrupted { signal });
+            }
+        };
+        let Some(chunk) = chunk else { break };
         let chunk = match chunk {
             Ok(c) => c,
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -184,6 +207,7 @@ pub async fn run_once(
     cmd: &[String],
     labels: &BTreeMap<String, String>,
     timeout: std::time::Duration,
+    cancel: Cancel,
 ) -> Result<(i64, String, String)> {
     let body = ContainerCreateBody {
         image: Some(image.to_owned()),
@@ -210,7 +234,11 @@ pub async fn run_once(
             .map_err(|e| engine_err(&format!("start `{}` in `{image}`", cmd.join(" ")), e))?;
         let mut wait =
             docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
-        let code = match tokio::time::timeout(timeout, wait.next()).await {
+        let waited = tokio::select! {
+            w = tokio::time::timeout(timeout, wait.next()) => w,
+            signal = cancel.wait() => return Err(Error::Interrupted { signal }),
+        };
+        let code = match waited {
             Err(_) => {
                 return Err(Error::Engine {
                     message: format!(

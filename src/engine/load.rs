@@ -62,15 +62,3 @@ pub async fn load_image(
     fed.map_err(|e| Error::io("read", "<image archive>", e))?;
     Ok(messages)
 }
-
-/// The image's id (`sha256:...`).
-pub async fn image_id(docker: &bollard::Docker, image: &str) -> Result<String> {
-    let i = docker
-        .inspect_image(image)
-        .await
-        .map_err(|e| Error::Engine {
-            message: format!("no image `{image}`: {e}"),
-            hint: Some("`docker images` lists the images the engine has".into()),
-        })?;
-    Ok(i.id.unwrap_or_default())
-}

@@ -6,6 +6,7 @@
 //! (Debian's engine here speaks 1.41).
 
 mod build;
+mod container;
 mod files;
 mod load;
 
@@ -16,9 +17,33 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::pipeline::cancel::Cancel;
 
 pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Flow};
+pub use container::{
+    ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, State, Stream,
+    cancel_on_signals, shell_quote,
+};
 pub use files::Leftover;
+
+/// Label on everything a run creates that is temporary, with the run's id.
+pub const LABEL_RUN: &str = "forge.run";
+/// Label with the pid of the forge process that created a temporary thing.
+pub const LABEL_PID: &str = "forge.pid";
+/// Label on temporary things (`forge clean` removes them once their run is dead).
+pub const LABEL_TEMP: &str = "forge.temp";
+/// Label on final images: the recipe's name (no per-run label, so a cached rebuild of one
+/// recipe gives one image id).
+pub const LABEL_RECIPE: &str = "forge.recipe";
+
+/// Labels for a temporary thing of run `run`: run id, this process's pid, temp.
+pub fn temp_labels(run: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_RUN.to_owned(), run.to_owned()),
+        (LABEL_PID.to_owned(), std::process::id().to_string()),
+        (LABEL_TEMP.to_owned(), "1".to_owned()),
+    ])
+}
 
 /// What the engine says about itself.
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +115,8 @@ pub trait Engine {
         labels: &BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<(i64, String, String)>;
+    /// The id (`sha256:...`) of `image` (a tag or an id); `None` when the engine has no such image.
+    fn image_id(&self, image: &str) -> Result<Option<String>>;
     /// The image's size in bytes, as the engine reports it.
     fn image_size(&self, image: &str) -> Result<u64>;
     /// Remove an image (forced, untagging it).
@@ -101,8 +128,6 @@ pub trait Engine {
     /// Load an image archive (what `docker load` reads) from `reader`; returns the engine's
     /// messages (`Loaded image: ...`).
     fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>>;
-    /// The image's id (`sha256:...`).
-    fn image_id(&self, image: &str) -> Result<String>;
 }
 
 /// The Docker engine through its API.
@@ -110,6 +135,7 @@ pub struct DockerEngine {
     rt: tokio::runtime::Runtime,
     docker: bollard::Docker,
     host: String,
+    cancel: Cancel,
 }
 
 /// Where `DOCKER_HOST` points (or the default socket).
@@ -147,7 +173,18 @@ impl DockerEngine {
             .map_err(|e| unreachable(&host, e))?
             // Later requests: the timeout covers the response headers, not a streamed body.
             .with_timeout(Duration::from_secs(600));
-        Ok(DockerEngine { rt, docker, host })
+        Ok(DockerEngine {
+            rt,
+            docker,
+            host,
+            cancel: Cancel::process(),
+        })
+    }
+
+    /// Use `cancel` instead of the process's token.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// The async runtime, for callers that stream (builds, exports).
@@ -169,7 +206,8 @@ impl Engine for DockerEngine {
         spec: &BuildSpec,
         sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
     ) -> Result<BuildEnd> {
-        self.rt.block_on(build::run(&self.docker, spec, sink))
+        self.rt
+            .block_on(build::run(&self.docker, spec, sink, self.cancel))
     }
 
     fn open_container(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<String> {
@@ -179,7 +217,7 @@ impl Engine for DockerEngine {
 
     fn copy_out(&self, id: &str, path: &str, dest: &Path) -> Result<Option<u64>> {
         self.rt
-            .block_on(files::copy_out(&self.docker, id, path, dest))
+            .block_on(files::copy_out(&self.docker, id, path, dest, self.cancel))
     }
 
     fn remove_container(&self, id: &str) -> Result<()> {
@@ -197,8 +235,26 @@ impl Engine for DockerEngine {
         labels: &BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<(i64, String, String)> {
-        self.rt
-            .block_on(files::run_once(&self.docker, image, cmd, labels, timeout))
+        self.rt.block_on(files::run_once(
+            &self.docker,
+            image,
+            cmd,
+            labels,
+            timeout,
+            self.cancel,
+        ))
+    }
+
+    fn image_id(&self, image: &str) -> Result<Option<String>> {
+        self.rt.block_on(async {
+            match self.docker.inspect_image(image).await {
+                Ok(i) => Ok(i.id),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(None),
+                Err(e) => Err(engine_err(&format!("inspect `{image}`"), e)),
+            }
+        })
     }
 
     fn image_size(&self, image: &str) -> Result<u64> {
@@ -220,7 +276,12 @@ impl Engine for DockerEngine {
         self.rt.block_on(async {
             let mut stream = self.docker.export_image(image);
             let mut n = 0u64;
-            while let Some(chunk) = stream.next().await {
+            loop {
+                let chunk = tokio::select! {
+                    c = stream.next() => c,
+                    signal = self.cancel.wait() => return Err(Error::Interrupted { signal }),
+                };
+                let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(|e| match e {
                     bollard::errors::Error::DockerResponseServerError {
                         status_code: 404,
@@ -248,10 +309,6 @@ impl Engine for DockerEngine {
 
     fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>> {
         self.rt.block_on(load::load_image(&self.docker, reader))
-    }
-
-    fn image_id(&self, image: &str) -> Result<String> {
-        self.rt.block_on(load::image_id(&self.docker, image))
     }
 
     fn info(&self) -> Result<EngineInfo> {

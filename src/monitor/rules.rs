@@ -107,6 +107,8 @@ pub struct Monitor {
     pub step: Option<String>,
     /// Every finding so far.
     pub findings: Vec<Finding>,
+    /// The builder's first error line (`#3 ERROR: ...`) and its number.
+    pub first_error: Option<(u64, String)>,
     /// Lines seen.
     pub lines: u64,
     /// Bytes seen.
@@ -123,6 +125,74 @@ pub enum LineKind {
     StepHeader,
     /// Builder bookkeeping (` ---> abc`, `#5 DONE 0.1s`).
     Meta,
+    /// A line that quotes the Dockerfile or source code rather than output: BuildKit's error
+    /// summary (` > [base 2/4] RUN ...:`, `  10 | >>> RUN ...`), a compiler's source excerpt
+    /// (`   10 |     foo();`). Never matched by the rules.
+    Quote,
+}
+
+/// ` > [stage 2/4] RUN ...` or `  10 | >>> RUN ...` (and a compiler's `  10 |   code`).
+fn is_quote(line: &[u8]) -> bool {
+    if line.starts_with(b" > [") {
+        return true;
+    }
+    let spaces = line.iter().take_while(|b| **b == b' ').count();
+    let rest = &line[spaces..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && rest[digits..].starts_with(b" |") && {
+        let after = &rest[digits + 2..];
+        after.is_empty() || after[0] == b' '
+    }
+}
+
+/// The line with a quoted shell command elided: BuildKit's `process "/bin/sh -c ..." did not
+/// complete successfully` (`executor failed running [/bin/sh -c ...]` on Docker 20.10) and the
+/// classic builder's `The command '/bin/sh -c ...' returned a
+/// non-zero code` quote the Dockerfile's `RUN`, whose text must never match a rule.
+pub fn unquote_command(content: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use memchr::memmem;
+    for (open, close) in [
+        (
+            &b"\"/bin/sh -c "[..],
+            &b"\" did not complete successfully"[..],
+        ),
+        (&b"'/bin/sh -c "[..], &b"' returned a non-zero code"[..]),
+        (
+            &b"\"/bin/bash -c "[..],
+            &b"\" did not complete successfully"[..],
+        ),
+        // BuildKit of Docker 20.10: `executor failed running [/bin/sh -c ...]: exit code: 3`.
+        (&b"[/bin/sh -c "[..], &b"]: exit code"[..]),
+    ] {
+        if let Some(start) = memmem::find(content, open)
+            && let Some(end) = memmem::rfind(content, close)
+            && end > start
+        {
+            let mut out = Vec::with_capacity(content.len());
+            out.extend_from_slice(&content[..start + 1]);
+            out.extend_from_slice("…".as_bytes());
+            out.extend_from_slice(&content[end..]);
+            return std::borrow::Cow::Owned(out);
+        }
+    }
+    std::borrow::Cow::Borrowed(content)
+}
+
+/// A builder's own error line: BuildKit's `#3 ERROR: ...` (no timestamp: not a program's
+/// output), the CLI's `ERROR: failed to solve: ...` / `ERROR [base 1/4] ...`, the classic
+/// builder's `The command '...' returned a non-zero code: 1`.
+pub fn is_builder_error(raw: &[u8]) -> bool {
+    let mut rest = raw;
+    if let Some(r) = raw.strip_prefix(b"#") {
+        let d = r.iter().take_while(|b| b.is_ascii_digit()).count();
+        if d > 0 && r.get(d) == Some(&b' ') {
+            rest = &r[d + 1..];
+        }
+    }
+    rest.starts_with(b"ERROR:")
+        || rest.starts_with(b"ERROR [")
+        || (rest.starts_with(b"The command '")
+            && memchr::memmem::find(rest, b"returned a non-zero code").is_some())
 }
 
 /// Strip BuildKit's `#N 12.3 ` prefix; tell step headers from output.
@@ -139,7 +209,11 @@ pub fn strip_prefix(line: &[u8]) -> (&[u8], LineKind) {
                 .take_while(|b| b.is_ascii_digit() || **b == b'.')
                 .count();
             if t > 0 && rest.get(t) == Some(&b' ') && rest[..t].contains(&b'.') {
-                return (&rest[t + 1..], LineKind::Output);
+                let out = &rest[t + 1..];
+                if is_quote(out) {
+                    return (out, LineKind::Quote);
+                }
+                return (out, LineKind::Output);
             }
             if t > 0 && rest.len() == t {
                 return (b"", LineKind::Output);
@@ -165,6 +239,9 @@ pub fn strip_prefix(line: &[u8]) -> (&[u8], LineKind) {
     }
     if line.starts_with(b" ---> ") || line.starts_with(b"Removing intermediate container") {
         return (line, LineKind::Meta);
+    }
+    if is_quote(line) {
+        return (line, LineKind::Quote);
     }
     (line, LineKind::Output)
 }
@@ -214,6 +291,8 @@ fn patterns() -> &'static Patterns {
             r"-- Build files have".into(),
             r"running bdist_wheel".into(),
             r"creating '".into(),
+            r"ERROR[: \[]".into(),
+            r"returned a non-zero code".into(),
         ];
         for &i in &build_known {
             alts.push(format!("(?:{})", KNOWN[i].pattern.trim_start_matches('^')));
@@ -264,6 +343,7 @@ impl Monitor {
             phase: "starting",
             step: None,
             findings: Vec::new(),
+            first_error: None,
             lines: 0,
             bytes: 0,
         }
@@ -382,11 +462,16 @@ impl Monitor {
             self.step = Some(text_of(content));
             return;
         }
-        if kind == LineKind::Meta {
+        if matches!(kind, LineKind::Meta | LineKind::Quote) {
             return;
         }
         let p = patterns();
         let no = self.lines;
+        if self.first_error.is_none() && is_builder_error(raw) {
+            self.first_error = Some((no, text_of(raw)));
+        }
+        let unquoted = unquote_command(content);
+        let content: &[u8] = &unquoted;
 
         if let Summary::In { start } = self.summary
             && (!content.starts_with(b"--")
@@ -576,9 +661,71 @@ impl Monitor {
         self.flags.get(key).and_then(|f| f.on) == Some(true)
     }
 
+    /// Why the summary checks cannot be judged: the log is empty, or it ends before PyTorch's
+    /// configuration summary (then with its first error line and that line's diagnosis).
+    /// `None` once configure printed anything the checks read.
+    pub fn not_configured(&self) -> Option<String> {
+        if self.bytes == 0 {
+            return Some("the log is empty (0 bytes): nothing to check".to_owned());
+        }
+        if !matches!(self.summary, Summary::NotSeen)
+            || self.flags.contains_key("USE_DISTRIBUTED")
+            || self.flags.contains_key("USE_ROCM")
+            || self.arch_list.is_some()
+        {
+            return None;
+        }
+        let mut why = format!(
+            "the log ends before PyTorch's configuration summary ({} lines, no `******** Summary` line)",
+            self.lines
+        );
+        match self.first_error_diagnosis() {
+            Some((line, text, Some(k))) => why.push_str(&format!(
+                "; first error at line {line}: {text} ({}: {})",
+                k.id, k.cause
+            )),
+            Some((line, text, None)) => {
+                why.push_str(&format!("; first error at line {line}: {text}"));
+            }
+            None => why.push_str("; no builder error in it: the build may still be running"),
+        }
+        Some(why)
+    }
+
+    /// The builder's first error line, with the known failure it matches, if any.
+    pub fn first_error_diagnosis(&self) -> Option<(u64, &str, Option<&'static diagnose::Known>)> {
+        let (line, text) = self.first_error.as_ref()?;
+        let body = unquote_command(strip_prefix(text.as_bytes()).0);
+        let known = diagnose::matches_bytes(&body).next().map(|i| &KNOWN[i]);
+        Some((*line, text.as_str(), known))
+    }
+
     /// The phase 2 verdict as checks.
     pub fn checks(&self) -> Vec<Check> {
         let mut out = Vec::new();
+        let not_configured = self.not_configured();
+        if let Some(why) = &not_configured {
+            for id in ["2.1", "build.hip", "build.arch", "build.cuda"] {
+                out.push(crate::check::check(id, Status::Skip, why.clone()));
+            }
+        } else {
+            self.summary_checks(&mut out);
+        }
+        if self.bytes == 0 {
+            for id in ["2.2", "build.fatal", "build.clipped"] {
+                out.push(crate::check::check(
+                    id,
+                    Status::Skip,
+                    "the log is empty (0 bytes): nothing to check",
+                ));
+            }
+            return out;
+        }
+        self.output_checks(&mut out);
+        out
+    }
+
+    fn summary_checks(&self, out: &mut Vec<Check>) {
         let dist = self.is_on("USE_DISTRIBUTED");
         let rocm = self.is_on("USE_ROCM");
         let mut c21 = check_when(
@@ -642,7 +789,9 @@ impl Monitor {
             ),
             None => crate::check::check("build.cuda", Status::Skip, "USE_CUDA not printed"),
         });
+    }
 
+    fn output_checks(&self, out: &mut Vec<Check>) {
         let lines_of = |pred: &dyn Fn(&Finding) -> bool| -> Vec<&Finding> {
             self.findings.iter().filter(|f| pred(f)).collect()
         };
@@ -667,7 +816,24 @@ impl Monitor {
                 && !matches!(f.id.as_str(), "2.1" | "build.arch" | "build.cuda")
         });
         out.push(match fatal.first() {
-            None => check_when(true, "build.fatal", "none"),
+            None => match self.first_error_diagnosis() {
+                None => check_when(true, "build.fatal", "none"),
+                // The builder's own error: the build failed there, whatever the rules knew.
+                Some((line, text, known)) => {
+                    let c = check_when(
+                        false,
+                        "build.fatal",
+                        match known {
+                            Some(k) => format!("line {line}: {text} ({}: {})", k.id, k.cause),
+                            None => format!("line {line}: {text} (the builder's error)"),
+                        },
+                    );
+                    c.with_hint(known.map_or(
+                        "read the error line; `forge diagnose LOG` names known causes",
+                        |k| k.fix,
+                    ))
+                }
+            },
             Some(f) => {
                 let c = check_when(
                     false,
@@ -686,7 +852,6 @@ impl Monitor {
             Some(l) => check_when(false, "build.clipped", format!("clipped at line {l}: later lines may be lost"))
                 .with_hint("set BUILDKIT_STEP_LOG_MAX_SIZE=-1 and BUILDKIT_STEP_LOG_MAX_SPEED=-1 on the daemon"),
         });
-        out
     }
 }
 

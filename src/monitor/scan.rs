@@ -81,8 +81,11 @@ impl LineFeeder {
 /// Read size for scans.
 pub const CHUNK: usize = 1 << 20;
 
-/// Scan a finished log in one pass.
+/// Scan a finished log in one pass; `-` reads standard input (as `forge diagnose -` does).
 pub fn scan_file(path: &Path, expect: Expect) -> Result<Monitor> {
+    if path == Path::new("-") {
+        return scan_reader(&mut std::io::stdin().lock(), Path::new("<stdin>"), expect);
+    }
     let mut f = std::fs::File::open(path).map_err(|e| Error::io("open log", path, e))?;
     if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         return Err(Error::input(
@@ -90,14 +93,19 @@ pub fn scan_file(path: &Path, expect: Expect) -> Result<Monitor> {
             Some("pass the build log file, e.g. artifacts/<run>/build.log"),
         ));
     }
+    scan_reader(&mut f, path, expect)
+}
+
+/// Scan a log read from `r` (named `name` in errors) in one pass, in fixed chunks.
+pub fn scan_reader(r: &mut dyn Read, name: &Path, expect: Expect) -> Result<Monitor> {
     let mut feeder = LineFeeder::new(Monitor::new(expect));
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = match f.read(&mut buf) {
+        let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read log", path, e)),
+            Err(e) => return Err(Error::io("read log", name, e)),
         };
         feeder.push(&buf[..n]);
     }

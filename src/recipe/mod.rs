@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    ArgValue, Checks, Image, Preflight, RecipeFile, RuleSpec, ServerCheck, Severity, Source,
-    parse_flag,
+    ArgValue, Checks, Image, Preflight, RecipeFile, RuleSpec, RuntimeCheck, ServerCheck, Severity,
+    Source, is_arch_name, parse_flag,
 };
 
 use crate::error::{Error, RecipeProblem, Result};
@@ -198,6 +198,38 @@ impl Recipe {
     /// The target arch list.
     pub fn archs(&self) -> &[String] {
         self.file.archs.get_ref()
+    }
+
+    /// The arch list `--arch` gives (repeated or `;`/`,`-separated), validated as a recipe's
+    /// `archs` is; the recipe's own when `--arch` is not given.
+    pub fn archs_or(&self, arch: &[String]) -> Result<Vec<String>> {
+        if arch.is_empty() {
+            return Ok(self.archs().to_vec());
+        }
+        let archs: Vec<String> = arch
+            .iter()
+            .flat_map(|a| a.split([';', ',']))
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if archs.is_empty() {
+            return Err(Error::usage(
+                "`--arch` names no arch",
+                Some(
+                    "pass a GPU arch such as `--arch gfx1151` (repeat or `;`-separate for several)",
+                ),
+            ));
+        }
+        if let Some(bad) = archs.iter().find(|a| !is_arch_name(a)) {
+            return Err(Error::usage(
+                format!("`--arch {bad}` is not a GPU arch name"),
+                Some(
+                    "arch names look like gfx1151, gfx1100, gfx90a:xnack+ (recipes accept the same)",
+                ),
+            ));
+        }
+        Ok(archs)
     }
 
     /// `MAX_JOBS` as a number.

@@ -19,6 +19,12 @@ const FIELD_ARGS: &[(&str, &str)] = &[
     ("PYTORCH_REF", "pytorch.ref"),
     ("VLLM_REPO", "vllm.repo"),
     ("VLLM_REF", "vllm.ref"),
+    ("TRITON_REPO", "triton.repo"),
+    ("TRITON_REF", "triton.ref"),
+    ("TORCHVISION_REPO", "torchvision.repo"),
+    ("TORCHVISION_REF", "torchvision.ref"),
+    ("TORCHAUDIO_REPO", "torchaudio.repo"),
+    ("TORCHAUDIO_REF", "torchaudio.ref"),
 ];
 
 /// A recipe file, schema 1.
@@ -50,6 +56,15 @@ pub struct RecipeFile {
     pub pytorch: Source,
     /// Where vLLM comes from.
     pub vllm: Source,
+    /// Where triton comes from (`TRITON_REPO`/`TRITON_REF`; absent: the Dockerfile's default).
+    #[serde(default)]
+    pub triton: Option<Source>,
+    /// Where torchvision comes from (`TORCHVISION_REPO`/`TORCHVISION_REF`).
+    #[serde(default)]
+    pub torchvision: Option<Source>,
+    /// Where torchaudio comes from (`TORCHAUDIO_REPO`/`TORCHAUDIO_REF`).
+    #[serde(default)]
+    pub torchaudio: Option<Source>,
     /// Extra build args (`USE_DISTRIBUTED`, `MAX_JOBS`, ...).
     #[serde(default)]
     pub build_args: BTreeMap<String, Spanned<ArgValue>>,
@@ -109,6 +124,8 @@ pub struct Checks {
     pub files: Vec<String>,
     /// Phase 6: the server test.
     pub server: ServerCheck,
+    /// Phases 5 and 7: the runtime probe.
+    pub runtime: RuntimeCheck,
 }
 
 impl Default for Checks {
@@ -129,6 +146,7 @@ impl Default for Checks {
             .map(String::from)
             .to_vec(),
             server: ServerCheck::default(),
+            runtime: RuntimeCheck::default(),
         }
     }
 }
@@ -147,6 +165,29 @@ pub struct ServerCheck {
     pub dtype: String,
     /// Port inside the container.
     pub port: u16,
+    /// More server arguments (`--gpu-memory-utilization 0.3`: vLLM's 0.9 default is too high
+    /// on the APUs, where hipMemGetInfo misreports unified memory; `--enforce-eager`).
+    pub args: Vec<String>,
+    /// The server command, replacing `python3 -m vllm.entrypoints.openai.api_server` and the
+    /// arguments forge derives (model, host, port, dtype, max-model-len); `args` still follow.
+    pub command: Vec<String>,
+    /// Bind mounts `host:container[:ro]` (a model directory, a Hugging Face cache); `~/` is the
+    /// home directory. forge downloads no weights.
+    pub mounts: Vec<String>,
+    /// Environment of the server (`HF_HUB_OFFLINE = "1"`).
+    pub env: BTreeMap<String, String>,
+    /// The log line that says the server is up (the spec's 6.2).
+    pub ready_pattern: String,
+    /// Seconds each HTTP request may take.
+    pub request_timeout_secs: u64,
+    /// Seconds between SIGTERM and SIGKILL at the stop.
+    pub stop_timeout_secs: u64,
+    /// `/dev/shm` size in MiB (Docker's 64 MiB default is too small for vLLM's workers).
+    pub shm_size_mb: u64,
+    /// Prompt of the completions.
+    pub prompt: String,
+    /// `max_tokens` of the completions.
+    pub max_tokens: u32,
 }
 
 impl Default for ServerCheck {
@@ -157,6 +198,43 @@ impl Default for ServerCheck {
             max_model_len: 512,
             dtype: "float16".into(),
             port: 8000,
+            args: ["--gpu-memory-utilization", "0.3", "--enforce-eager"]
+                .map(String::from)
+                .to_vec(),
+            command: Vec::new(),
+            mounts: Vec::new(),
+            env: BTreeMap::new(),
+            ready_pattern: "Uvicorn running".into(),
+            request_timeout_secs: 60,
+            stop_timeout_secs: 30,
+            shm_size_mb: 8192,
+            prompt: "Hello".into(),
+            max_tokens: 5,
+        }
+    }
+}
+
+/// The phases 5 and 7 runtime probe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct RuntimeCheck {
+    /// Seconds each check's process may take.
+    pub timeout_secs: u64,
+    /// Python modules that must import too (`uvloop`, `multipart`), each in its own process.
+    pub extra_imports: Vec<String>,
+    /// Environment of the probe's container.
+    pub env: BTreeMap<String, String>,
+    /// Checks run at a time inside the container (0: up to 4, by the engine's CPUs).
+    pub jobs: u32,
+}
+
+impl Default for RuntimeCheck {
+    fn default() -> Self {
+        RuntimeCheck {
+            timeout_secs: 180,
+            extra_imports: Vec::new(),
+            env: BTreeMap::new(),
+            jobs: 0,
         }
     }
 }
@@ -169,6 +247,8 @@ pub struct Preflight {
     pub min_free_disk_gb: u64,
     /// Memory per compile job, in GB (10^9 bytes).
     pub min_memory_per_job_gb: u64,
+    /// Free space under the artifacts directory (the image archive, wheels, logs), in GB.
+    pub min_free_artifacts_gb: u64,
 }
 
 impl Default for Preflight {
@@ -176,8 +256,16 @@ impl Default for Preflight {
         Preflight {
             min_free_disk_gb: 150,
             min_memory_per_job_gb: 8,
+            min_free_artifacts_gb: 25,
         }
     }
+}
+
+/// Whether `a` is a GPU arch name (`gfx1151`, `gfx90a:xnack+`): what recipes and `--arch` accept.
+pub fn is_arch_name(a: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(r"^gfx[0-9a-f]{3,4}(:[a-z]+[+-])*$").expect("valid regex"))
+        .is_match(a)
 }
 
 /// How serious a monitor finding is.
@@ -351,8 +439,7 @@ pub fn validate(
             hint: Some("archs = [\"gfx1151\"] for Strix Halo".into()),
         });
     }
-    let arch_re = regex::Regex::new(r"^gfx[0-9a-f]{3,4}(:[a-z]+[+-])*$").expect("valid regex");
-    for a in archs.iter().filter(|a| !arch_re.is_match(a)) {
+    for a in archs.iter().filter(|a| !is_arch_name(a)) {
         problems.push(RecipeProblem {
             line: arch_line,
             message: format!("`{a}` is not a GPU arch name"),
@@ -378,6 +465,24 @@ pub fn validate(
             });
         }
     }
+    let components = [
+        ("triton", &f.triton),
+        ("torchvision", &f.torchvision),
+        ("torchaudio", &f.torchaudio),
+    ];
+    for (name, src) in components {
+        if let Some(src) = src {
+            for (key, value) in [("repo", &src.repo), ("ref", &src.git_ref)] {
+                if value.trim().is_empty() {
+                    problems.push(RecipeProblem {
+                        line: None,
+                        message: format!("`{name}.{key}` is empty"),
+                        hint: Some(format!("give `{name}.{key}`, or leave `[{name}]` out for the Dockerfile's default")),
+                    });
+                }
+            }
+        }
+    }
     for (what, value) in [
         ("image.tag", &f.image.tag),
         ("image.target", &f.image.target),
@@ -396,6 +501,7 @@ pub fn validate(
             });
         }
     }
+    validate_checks(&f.checks, problems);
     for r in &f.rules {
         if let Err(e) = regex::Regex::new(r.pattern.get_ref()) {
             problems.push(RecipeProblem {
@@ -501,5 +607,76 @@ pub fn resolve_build_args(
     out.insert("PYTORCH_REF".into(), f.pytorch.git_ref.clone());
     out.insert("VLLM_REPO".into(), f.vllm.repo.clone());
     out.insert("VLLM_REF".into(), f.vllm.git_ref.clone());
+    for (prefix, src) in [
+        ("TRITON", &f.triton),
+        ("TORCHVISION", &f.torchvision),
+        ("TORCHAUDIO", &f.torchaudio),
+    ] {
+        if let Some(src) = src {
+            out.insert(format!("{prefix}_REPO"), src.repo.clone());
+            out.insert(format!("{prefix}_REF"), src.git_ref.clone());
+        }
+    }
     out
+}
+
+/// `[checks.runtime]` and `[checks.server]`: values that would fail later, or run as code.
+fn validate_checks(c: &Checks, problems: &mut Vec<RecipeProblem>) {
+    let mut problem = |message: String, hint: &str| {
+        problems.push(RecipeProblem {
+            line: None,
+            message,
+            hint: Some(hint.to_owned()),
+        })
+    };
+    let module = regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+        .expect("valid regex");
+    for m in c
+        .runtime
+        .extra_imports
+        .iter()
+        .filter(|m| !module.is_match(m))
+    {
+        problem(
+            format!("`checks.runtime.extra-imports`: `{m}` is not a Python module name"),
+            "dotted names only, like \"uvloop\" or \"vllm.entrypoints.openai.api_server\"",
+        );
+    }
+    for (what, v) in [
+        ("checks.runtime.timeout-secs", c.runtime.timeout_secs),
+        (
+            "checks.server.startup-timeout-secs",
+            c.server.startup_timeout_secs,
+        ),
+        (
+            "checks.server.request-timeout-secs",
+            c.server.request_timeout_secs,
+        ),
+    ] {
+        if v == 0 {
+            problem(
+                format!("`{what} = 0` leaves no time"),
+                "give a number of seconds",
+            );
+        }
+    }
+    for m in &c.server.mounts {
+        let parts: Vec<&str> = m.split(':').collect();
+        let ok = matches!(parts.len(), 2 | 3)
+            && !parts[0].is_empty()
+            && parts[1].starts_with('/')
+            && parts.get(2).is_none_or(|o| matches!(*o, "ro" | "rw"));
+        if !ok {
+            problem(
+                format!("`checks.server.mounts`: `{m}` is not `host:container[:ro]`"),
+                "like \"~/.cache/huggingface:/root/.cache/huggingface:ro\"",
+            );
+        }
+    }
+    if c.server.ready_pattern.trim().is_empty() {
+        problem(
+            "`checks.server.ready-pattern` is empty".into(),
+            "the spec's is \"Uvicorn running\"",
+        );
+    }
 }

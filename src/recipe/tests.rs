@@ -209,3 +209,38 @@ fn file_recipe_resolves_dockerfile_relative_to_itself() {
     assert!(matches!(r.dockerfile, DockerfileRef::Embedded { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn runtime_and_server_keys_are_checked() {
+    let text = format!(
+        "{}\n[checks.runtime]\nextra-imports = [\"uvloop\", \"os; import shutil\"]\ntimeout-secs = 0\n",
+        base()
+    )
+    .replace(
+        "port = 8000",
+        "port = 8000\nmounts = [\"models\", \"~/hf:/root/.cache/huggingface:ro\"]\nargs = [\"--enforce-eager\"]",
+    );
+    let p = problems(&text);
+    let msgs: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`os; import shutil` is not a Python module name")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("timeout-secs = 0")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("`models` is not `host:container[:ro]`")),
+        "{msgs:?}"
+    );
+    assert_eq!(p.len(), 3, "{msgs:?}");
+    let r = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
+    assert_eq!(
+        r.file.checks.server.args,
+        ["--gpu-memory-utilization", "0.3", "--enforce-eager"]
+    );
+    assert_eq!(r.file.checks.server.ready_pattern, "Uvicorn running");
+}

@@ -1,14 +1,15 @@
-//! A run's report files and bundle: [`RunView`] from what `forge build` has today
-//! ([`from_build`]), the four renderings written side by side ([`write_reports`]), and the
+//! A run's report files and bundle: [`RunView`] from the run record, `run.json`
+//! ([`from_record`]), the four renderings written side by side ([`write_reports`]), and the
 //! finishing step every run ends with ([`finish`]): the deliverables checklist judged on the
 //! files, the reports, then `manifest.json` and `SHA256SUMS`.
 
 use std::path::{Path, PathBuf};
 
-use crate::build::BuildReport;
 use crate::bundle::ArchiveInfo;
 use crate::error::{Error, Result};
 use crate::export::Export;
+use crate::pipeline::PhaseId;
+use crate::pipeline::record::{PhaseStatus as RecStatus, RunRecord, RunState};
 use crate::recipe::Recipe;
 
 use super::run::{
@@ -86,86 +87,180 @@ pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
     out
 }
 
-/// What the engine says about the built image: (id, size).
-pub type ImageFacts = (Option<String>, Option<u64>);
+/// What the record does not hold and the reports show: the image's size as the engine reports
+/// it, the tool versions (the engine's).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The built image's size in bytes.
+    pub image_bytes: Option<u64>,
+    /// Tool versions (`engine`: `Docker 20.10.24 (API 1.41)`).
+    pub tools: std::collections::BTreeMap<String, String>,
+}
 
-/// The run view of a `forge build` (what it records today: its checks, wheels, export, log).
-pub fn from_build(
-    rep: &BuildReport,
-    recipe: &Recipe,
-    plan: &crate::plan::Plan,
-    image: ImageFacts,
-    tools: std::collections::BTreeMap<String, String>,
-) -> RunView {
-    let dir = &plan.artifacts.dir;
-    let mut checks: Vec<Check> = crate::plan::resolve(recipe, Path::new("."), &rep.run)
-        .map(|(_, c)| c)
-        .unwrap_or_default();
-    checks.extend(rep.checks.iter().cloned());
+/// Seconds from `from` to `to` (RFC 3339 times), when both parse.
+fn secs_between(from: &str, to: &str) -> Option<f64> {
+    let a = chrono::DateTime::parse_from_rfc3339(from).ok()?;
+    let b = chrono::DateTime::parse_from_rfc3339(to).ok()?;
+    Some((b - a).num_milliseconds() as f64 / 1000.0)
+}
+
+/// The report phases a pipeline phase's span covers.
+fn views_of(id: PhaseId) -> &'static [&'static str] {
+    match id {
+        PhaseId::Plan => &["plan"],
+        PhaseId::Preflight => &["1"],
+        PhaseId::Build => &["2"],
+        PhaseId::Wheel => &["3"],
+        PhaseId::Image => &["4"],
+        PhaseId::Runtime => &["5", "7"],
+        PhaseId::Serve => &["6"],
+        PhaseId::Export => &["export"],
+        PhaseId::Report => &["deliverables"],
+    }
+}
+
+/// A path the record holds, relative to the run directory (`plan_dir` is the directory as the
+/// record names it).
+fn rel_to(plan_dir: &Path, p: &Path) -> String {
+    p.strip_prefix(plan_dir)
+        .or_else(|_| p.strip_prefix(std::path::absolute(plan_dir).unwrap_or_default()))
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// The run view of a run record (`run.json`): every phase's checks with its real timing, the
+/// outputs (log, wheels, archive), ninja's progress from the build log, where and why the build
+/// stopped. `dir` is the run directory as it is now (the record may name it differently);
+/// `recipe` the run's recipe when it can be loaded (the workarounds, the conditions).
+pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: Facts) -> RunView {
+    let plan_dir = rec.plan["artifacts"]["dir"]
+        .as_str()
+        .map_or_else(|| dir.to_owned(), PathBuf::from);
+    let in_dir = |p: &Path| dir.join(rel_to(&plan_dir, p));
+    let build_log = rec.plan["artifacts"]["build_log"]
+        .as_str()
+        .map_or_else(|| dir.join("build.log"), |p| in_dir(Path::new(p)));
+    let checks = rec.checks();
     let mut phases = phases_from_checks(&checks);
-    let export_secs = rep.export.as_ref().map_or(0.0, |e| e.seconds);
-    for p in &mut phases {
-        match p.id.as_str() {
-            "2" => {
-                p.started = Some(0.0);
-                p.ended = Some((rep.seconds - export_secs).max(0.0));
-                p.note = Some("the build (and phase 3 on its wheel) ran in this span".into());
-            }
-            "export" if rep.export.is_some() => {
-                p.started = Some((rep.seconds - export_secs).max(0.0));
-                p.ended = Some(rep.seconds);
-            }
-            "1" if p.checks.is_empty() => {
-                p.note = Some(
-                    "`forge build` does not run phase 1: run `forge preflight` on the GPU host"
-                        .into(),
-                );
-            }
-            "4" if p.checks.is_empty() => {
-                p.note = Some(format!(
-                    "not part of `forge build` yet: run `forge image {}`",
-                    plan.image_tag
-                ));
-            }
-            "5" | "6" | "7" if p.checks.is_empty() => {
-                p.note = Some(
-                    "needs an AMD GPU (gfx1151) and forge's runtime phase; not run by this build"
-                        .into(),
-                );
-            }
-            _ => {}
+    let mut seconds: f64 = secs_between(&rec.started, &rec.updated).unwrap_or(0.0);
+    for pr in &rec.phases {
+        let start = pr
+            .started
+            .as_deref()
+            .and_then(|t| secs_between(&rec.started, t));
+        if let Some(t) = start {
+            seconds = seconds.max(t + pr.seconds);
         }
-        if p.checks.is_empty() && p.id != "deliverables" {
-            p.status = Some(PhaseStatus::NotRun);
+        for v in views_of(pr.id) {
+            let Some(p) = phases.iter_mut().find(|p| p.id == *v) else {
+                continue;
+            };
+            if let Some(t) = start {
+                p.started = Some(t);
+                p.ended = Some(t + pr.seconds);
+            }
+            let why = pr.reason.clone();
+            match pr.status {
+                RecStatus::Pending => {
+                    p.note = Some(format!(
+                        "not reached: the run ended before the {} phase",
+                        pr.id.name()
+                    ));
+                }
+                RecStatus::Skip
+                | RecStatus::Interrupted
+                | RecStatus::Error
+                | RecStatus::Running
+                    if p.checks.is_empty() =>
+                {
+                    p.note = Some(format!(
+                        "{} phase {}: {}",
+                        pr.id.name(),
+                        pr.status.name(),
+                        why.as_deref().unwrap_or("no reason recorded")
+                    ));
+                }
+                _ if pr.reused => {
+                    p.note = Some("reused: recorded outputs verified on resume".into());
+                }
+                _ => {}
+            }
+            if p.checks.is_empty() && p.id != "deliverables" {
+                p.status = Some(PhaseStatus::NotRun);
+            }
         }
     }
-    let stop = if let Some(f) = &rep.fatal {
+    let build = rec.outputs.build.clone().unwrap_or_default();
+    let ended_at = |id: PhaseId| {
+        rec.phase(id).and_then(|p| {
+            p.started
+                .as_deref()
+                .and_then(|t| secs_between(&rec.started, t))
+                .map(|t| t + p.seconds)
+        })
+    };
+    let build_t = rec.phase(PhaseId::Build).and_then(|p| {
+        p.started
+            .as_deref()
+            .and_then(|t| secs_between(&rec.started, t))
+    });
+    let mut ninja = ninja_from_log(&build_log, 400);
+    if let Some(t0) = build_t {
+        // The log's own times count from the build's start; the timeline from the run's.
+        for n in &mut ninja {
+            n.t += t0;
+        }
+    }
+    let f = &build["fatal"];
+    let stop = if f.is_object() {
         Some(StopView {
             kind: "stopped by forge on a fatal finding".into(),
-            t: line_time(&f.text),
-            line: Some(f.line),
-            text: Some(f.text.clone()),
-            reason: f.message.clone(),
-            fix: f.hint.clone(),
+            t: f["text"]
+                .as_str()
+                .and_then(line_time)
+                .map(|t| t + build_t.unwrap_or(0.0))
+                .or_else(|| ended_at(PhaseId::Build)),
+            line: f["line"].as_u64(),
+            text: f["text"].as_str().map(str::to_owned),
+            reason: f["message"].as_str().unwrap_or("").to_owned(),
+            fix: f["hint"].as_str().map(str::to_owned),
         })
-    } else if let Some(e) = &rep.error {
+    } else if let Some(e) = build["error"].as_str() {
+        let tail: Vec<String> = build["log_tail"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
         Some(StopView {
             kind: "a build step failed".into(),
-            t: rep.log_tail.iter().rev().find_map(|l| line_time(l)),
+            t: ended_at(PhaseId::Build),
             line: None,
-            text: Some(rep.log_tail.join("\n")),
-            reason: e.clone(),
-            fix: rep
-                .checks
+            text: Some(tail.join("\n")),
+            reason: e.to_owned(),
+            fix: checks
                 .iter()
                 .find(|c| c.id == "build.result")
                 .and_then(|c| c.hint.clone()),
         })
-    } else if rep.end == "interrupted" {
+    } else if rec.state == RunState::Interrupted {
+        let at = rec
+            .phases
+            .iter()
+            .find(|p| p.status == RecStatus::Interrupted);
         Some(StopView {
             kind: "interrupted".into(),
-            t: Some(rep.seconds),
-            reason: "Ctrl-C: forge cancelled the build".into(),
+            t: at.and_then(|p| ended_at(p.id)).or(Some(seconds)),
+            reason: format!(
+                "{}: forge cancelled the run in the {} phase; `forge build --resume {}` continues it",
+                at.and_then(|p| p.reason.clone())
+                    .unwrap_or_else(|| "a signal".into()),
+                at.map_or("?", |p| p.id.name()),
+                rec.run
+            ),
             ..StopView::default()
         })
     } else {
@@ -173,11 +268,14 @@ pub fn from_build(
     };
     let mut outputs = vec![OutputView {
         kind: "log".into(),
-        path: rel(dir, &rep.build_log),
+        path: rel_to(&plan_dir, &build_log),
         bytes: 0,
         sha256: None,
     }];
-    for w in &rep.wheels {
+    outputs[0].path = build_log
+        .strip_prefix(dir)
+        .map_or_else(|_| outputs[0].path.clone(), |p| p.display().to_string());
+    for w in &rec.outputs.wheels {
         let kind = if w.path.extension().is_some_and(|e| e == "whl") {
             "wheel"
         } else {
@@ -185,17 +283,22 @@ pub fn from_build(
         };
         outputs.push(OutputView {
             kind: kind.into(),
-            path: rel(dir, &w.path),
+            path: rel_to(&plan_dir, &w.path),
             bytes: w.size,
             sha256: Some(w.sha256.clone()),
         });
     }
-    if let Some(e) = &rep.export {
-        outputs.extend(export_outputs(dir, e));
+    if let Some(e) = &rec.outputs.archive {
+        outputs.extend(export_outputs(&plan_dir, e));
     }
-    let mut tools = tools;
-    tools.insert("builder".into(), format!("{:?}", rep.builder));
-    if let Ok(v) = std::fs::read_to_string(plan.artifacts.wheels.join("versions.txt")) {
+    let mut tools = facts.tools;
+    if let Some(b) = build["builder"].as_str() {
+        tools.insert("builder".into(), b.to_owned());
+    }
+    let wheels_dir = rec.plan["artifacts"]["wheels"]
+        .as_str()
+        .map_or_else(|| dir.join("wheels"), |p| in_dir(Path::new(p)));
+    if let Ok(v) = std::fs::read_to_string(wheels_dir.join("versions.txt")) {
         for l in v.lines() {
             let mut it = l.split_whitespace();
             if let (Some(k), Some(_repo), Some(r)) = (it.next(), it.next(), it.next()) {
@@ -204,34 +307,58 @@ pub fn from_build(
             }
         }
     }
+    let tag = rec
+        .outputs
+        .image
+        .as_ref()
+        .map(|i| i.tag.clone())
+        .or_else(|| rec.plan["image_tag"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let end = match rec.state {
+        RunState::Interrupted => "interrupted",
+        RunState::Error => "error",
+        RunState::Running => "running",
+        RunState::Finished => build["end"].as_str().unwrap_or("finished"),
+    };
     RunView {
         schema: SCHEMA,
-        run: rep.run.clone(),
-        started_at: Some(
-            (chrono::Utc::now() - chrono::Duration::milliseconds((rep.seconds * 1000.0) as i64))
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        ),
-        seconds: rep.seconds,
-        end: Some(rep.end.to_owned()),
-        recipe: Some(recipe_view(recipe)),
+        run: rec.run.clone(),
+        started_at: Some(rec.started.clone()),
+        seconds,
+        end: Some(end.to_owned()),
+        recipe: recipe.map(recipe_view).or_else(|| {
+            Some(RecipeView {
+                name: rec.recipe.name.clone(),
+                origin: rec.recipe.origin.clone(),
+                rocm: rec.plan["rocm"].as_str().unwrap_or("").to_owned(),
+                archs: serde_json::from_value(rec.plan["archs"].clone()).unwrap_or_default(),
+                thresholds: Thresholds::default(),
+            })
+        }),
         image: Some(ImageView {
-            tag: plan.image_tag.clone(),
-            id: image.0,
-            bytes: image.1,
+            tag,
+            id: rec.outputs.image.as_ref().map(|i| i.id.clone()),
+            bytes: facts.image_bytes,
         }),
         forge_version: env!("CARGO_PKG_VERSION").into(),
         tools,
         phases,
         outputs,
-        ninja_progress: ninja_from_log(&rep.build_log, 400),
+        ninja_progress: ninja,
         stop,
         workarounds: recipe
-            .dockerfile
-            .read()
-            .map(|t| workarounds_in_dockerfile(&t, &recipe.dockerfile.display()))
+            .and_then(|r| {
+                r.dockerfile
+                    .read()
+                    .ok()
+                    .map(|t| workarounds_in_dockerfile(&t, &r.dockerfile.display()))
+            })
             .unwrap_or_default(),
-        build_log: Some(rel(dir, &rep.build_log)),
-        conditions: conditions(recipe),
+        build_log: build_log
+            .strip_prefix(dir)
+            .ok()
+            .map(|p| p.display().to_string()),
+        conditions: recipe.map(conditions).unwrap_or_default(),
     }
 }
 
@@ -274,21 +401,31 @@ pub fn write_reports(dir: &Path, view: &RunView) -> Result<Vec<PathBuf>> {
 pub fn finish(dir: &Path, view: &mut RunView, archive: Option<&ArchiveInfo>) -> Result<Vec<Check>> {
     view.outputs = crate::bundle::refresh_outputs(dir, &view.outputs)?;
     let list = crate::bundle::checklist(dir, view, archive);
+    finish_with(dir, view, archive, &list)?;
+    Ok(list)
+}
+
+/// [`finish`] with the checklist already judged (`view.outputs` refreshed).
+pub fn finish_with(
+    dir: &Path,
+    view: &mut RunView,
+    archive: Option<&ArchiveInfo>,
+    list: &[Check],
+) -> Result<()> {
     match view.phases.iter_mut().find(|p| p.id == "deliverables") {
         Some(p) => {
-            p.checks = list.clone();
+            p.checks = list.to_vec();
             p.status = None;
         }
         None => view.phases.push(PhaseView {
             id: "deliverables".into(),
             name: "Deliverables checklist".into(),
-            checks: list.clone(),
+            checks: list.to_vec(),
             ..PhaseView::default()
         }),
     }
     write_reports(dir, view)?;
-    refresh_bundle(dir, view, archive)?;
-    Ok(list)
+    refresh_bundle(dir, view, archive)
 }
 
 /// Write `manifest.json` and `SHA256SUMS` for `view`'s outputs plus the report files.

@@ -12,6 +12,10 @@ pub mod junit;
 pub mod markdown;
 pub mod run;
 
+/// The JSON Schema of every command's `--json` output (the envelope: `verdict`, `checks`, and
+/// `error`/`hint` when forge could not run), as shipped in `src/report/envelope.schema.json`.
+pub const ENVELOPE_SCHEMA: &str = include_str!("envelope.schema.json");
+
 /// The status of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,7 +94,7 @@ impl Check {
 }
 
 /// The verdict over a set of checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every check ran and passed.
@@ -239,6 +243,30 @@ mod tests {
         assert_eq!(verdict(&[p.clone(), s.clone()]), Verdict::Incomplete);
         assert_eq!(verdict(&[p, s, f]), Verdict::Fail);
         assert_eq!(verdict(&[]), Verdict::Incomplete);
+    }
+
+    #[test]
+    fn the_envelope_schema_names_every_verdict_and_status() {
+        let s: serde_json::Value = serde_json::from_str(ENVELOPE_SCHEMA).unwrap();
+        let verdicts = &s["properties"]["verdict"]["enum"];
+        for v in [Verdict::Pass, Verdict::Fail, Verdict::Incomplete] {
+            assert!(verdicts.as_array().unwrap().iter().any(|x| x == v.name()));
+        }
+        assert!(verdicts.as_array().unwrap().iter().any(|x| x == "error"));
+        let statuses = &s["$defs"]["check"]["properties"]["status"]["enum"];
+        assert_eq!(statuses, &serde_json::json!(["pass", "fail", "skip"]));
+        let fields: Vec<&String> = s["$defs"]["check"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        let check = serde_json::to_value(Check::fail("2.1", "t", "e").with_hint("h")).unwrap();
+        for k in check.as_object().unwrap().keys() {
+            assert!(
+                fields.contains(&k),
+                "check field `{k}` is not in the schema"
+            );
+        }
     }
 
     #[test]

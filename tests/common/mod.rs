@@ -63,3 +63,30 @@ pub fn check_of<'a>(j: &'a serde_json::Value, id: &str) -> &'a serde_json::Value
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("check {id} missing: {j}"))
 }
+
+/// A one-file image imported into the engine as `tag` (no registry, no build): small enough to
+/// export in well under a second in a debug build. Remove it with [`remove_image`].
+pub fn tiny_image(tag: &str) {
+    let dir = std::env::temp_dir().join(format!("forge-tiny-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hello.txt"), "hello from forge's tests\n").unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -c hello.txt | docker import - {tag} >/dev/null",
+            dir.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success(), "docker import {tag}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Remove an image this test run made.
+pub fn remove_image(tag: &str) {
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", tag])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}

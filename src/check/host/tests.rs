@@ -125,8 +125,66 @@ fn fake_root() -> (PathBuf, HostPaths) {
         rocm_version: dir.join("version"),
         group_file: dir.join("group"),
         meminfo: dir.join("meminfo"),
+        artifacts: dir.join("artifacts"),
     };
     (dir, paths)
+}
+
+/// Issue 12, item 12: the archive goes under the artifacts directory, so preflight measures
+/// it too (its nearest existing ancestor before the first run creates it), and counts both
+/// needs when it shares the engine's filesystem.
+#[test]
+fn artifacts_disk_is_checked_beside_the_data_root_issue_12() {
+    let (dir, paths) = fake_root();
+    let mut r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    r.file.preflight.min_free_artifacts_gb = 1;
+    r.file.preflight.min_free_disk_gb = 0;
+    let no_engine: Result<crate::engine::EngineInfo, crate::Error> =
+        Err(crate::Error::usage("no engine", None));
+    let c = check_artifacts_disk(&r, &no_engine, &paths);
+    assert_eq!(c.id, "host.disk-artifacts");
+    assert!(
+        c.evidence.contains("not created yet") && c.evidence.contains(&dir.display().to_string()),
+        "{}",
+        c.evidence
+    );
+    let free = free_bytes(&dir).unwrap();
+    assert_eq!(
+        c.status,
+        if free >= 1_000_000_000 {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        "{}",
+        c.evidence
+    );
+    r.file.preflight.min_free_artifacts_gb = 1_000_000_000;
+    let c = check_artifacts_disk(&r, &no_engine, &paths);
+    assert_eq!(c.status, Status::Fail, "{}", c.evidence);
+    assert!(c.hint.as_deref().unwrap().contains("--artifacts"));
+    // On the engine's own filesystem both needs count against it.
+    r.file.preflight.min_free_artifacts_gb = 1;
+    r.file.preflight.min_free_disk_gb = 2;
+    std::fs::create_dir_all(&paths.artifacts).unwrap();
+    let local = Ok(crate::engine::EngineInfo {
+        host: "unix:///var/run/docker.sock".into(),
+        version: "20.10".into(),
+        api_version: "1.41".into(),
+        platform: "linux/amd64".into(),
+        root_dir: Some(dir.display().to_string()),
+        mem_total: None,
+        ncpu: None,
+        buildkit: true,
+        local: true,
+    });
+    let c = check_artifacts_disk(&r, &local, &paths);
+    assert!(
+        c.evidence.contains("need 3.0 GB") && c.evidence.contains("the same filesystem"),
+        "{}",
+        c.evidence
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

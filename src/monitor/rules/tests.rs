@@ -361,3 +361,48 @@ fn strip_prefix_shapes() {
     assert_eq!(strip_prefix(b"Step 3/9 : RUN x").1, LineKind::StepHeader);
     assert_eq!(strip_prefix_str("#5 0.25 héllo"), "héllo");
 }
+
+/// Issue 12, items 1 and 3: quotes of the Dockerfile and the builder's own error lines.
+#[test]
+fn quotes_and_builder_errors_issue_12() {
+    assert_eq!(
+        strip_prefix(b" > [torch-build 3/3] RUN echo x:").1,
+        LineKind::Quote
+    );
+    assert_eq!(strip_prefix(b"  10 | >>> RUN echo x").1, LineKind::Quote);
+    assert_eq!(
+        strip_prefix(b"#7 1.5    10 |     foo();").1,
+        LineKind::Quote
+    );
+    assert_eq!(strip_prefix(b"#7 1.5 [10/20] Building").1, LineKind::Output);
+    assert!(is_builder_error(b"#3 ERROR: failed to do request"));
+    assert!(is_builder_error(b"ERROR: failed to solve: x"));
+    assert!(is_builder_error(
+        b"The command '/bin/sh -c make' returned a non-zero code: 2"
+    ));
+    assert!(!is_builder_error(b"#3 12.5 ERROR: a program's own output"));
+    assert_eq!(
+        &*unquote_command(
+            b"ERROR: process \"/bin/sh -c echo \\\"No space left on device\\\"\" did not complete successfully: exit code: 1"
+        ),
+        "ERROR: process \"…\" did not complete successfully: exit code: 1".as_bytes()
+    );
+    // A log that ends before configure: the summary checks skip, the builder's error fails.
+    let m = run(
+        "#2 [internal] load metadata for docker.io/x/y:z\n#2 ERROR: pull access denied for x/y, repository does not exist\n",
+    );
+    assert_eq!(status(&m, "2.1"), Status::Skip);
+    assert_eq!(status(&m, "build.arch"), Status::Skip);
+    assert_eq!(status(&m, "build.fatal"), Status::Fail);
+    assert!(
+        m.fatal().is_none(),
+        "no fatal finding: a live build is not cancelled by it"
+    );
+    let why = m.not_configured().unwrap();
+    assert!(
+        why.contains("first error at line 2") && why.contains("base-image-unreachable"),
+        "{why}"
+    );
+    // A log that reached the summary keeps the old verdicts.
+    assert_eq!(run(GOOD).not_configured(), None);
+}

@@ -1,0 +1,2 @@
+"""Stand-in torchaudio for forge's rehearsal: not a working library."""
+from .version import __version__

@@ -1,0 +1,1 @@
+"""Stand-in fastsafetensors for forge's rehearsal."""

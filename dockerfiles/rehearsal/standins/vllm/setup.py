@@ -1,0 +1,56 @@
+"""Stand-in for vLLM v0.12.0's setup.py: the version from the git tag through setuptools-scm with
+vLLM's `+rocm<ver>` suffix (VLLM_VERSION_OVERRIDE honoured), install_requires from
+requirements/rocm.txt, and an extension `_C.abi3.so` linked against the installed torch's libc10
+(built without build isolation, as the Dockerfile builds the real one)."""
+import os
+import subprocess
+
+import torch
+from setuptools import setup
+from setuptools.dist import Distribution
+from setuptools_scm import get_version
+
+
+def requirements(path):
+    out = []
+    for line in open(path):
+        line = line.split("#")[0].strip() if not line.startswith("fastsafetensors @") else line.strip()
+        if not line:
+            continue
+        if line.startswith("-r "):
+            out += requirements(os.path.join(os.path.dirname(path), line[3:].strip()))
+        else:
+            out.append(line)
+    return out
+
+
+if os.getenv("VLLM_VERSION_OVERRIDE"):
+    os.environ["SETUPTOOLS_SCM_PRETEND_VERSION"] = os.environ["VLLM_VERSION_OVERRIDE"]
+    version = get_version(write_to="vllm/_version.py")
+else:
+    version = get_version(write_to="vllm/_version.py")
+    rocm = open("/opt/rocm/.info/version").read().strip().split("-")[0]
+    version += ("." if "+" in version else "+") + "rocm" + rocm.replace(".", "")[:3]
+print(f"vllm {version} for PYTORCH_ROCM_ARCH={os.environ.get('PYTORCH_ROCM_ARCH')} CMAKE_ARGS={os.environ.get('CMAKE_ARGS')}", flush=True)
+
+torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+src = "/tmp/vllm_C.c"
+with open(src, "w") as f:
+    f.write("int _ZN3c1019rehearsal_c10_probeEv(void);\nint vllm_rehearsal_C(void) { return _ZN3c1019rehearsal_c10_probeEv(); }\n")
+subprocess.run(["gcc", "-shared", "-fPIC", "-o", "vllm/_C.abi3.so", src, os.path.join(torch_lib, "libc10.so")], check=True)
+
+
+class BinaryDistribution(Distribution):
+    def has_ext_modules(self):
+        return True
+
+
+setup(
+    name="vllm",
+    version=version,
+    description="stand-in for vLLM in forge's rehearsal",
+    packages=["vllm"],
+    package_data={"vllm": ["*.so"]},
+    install_requires=requirements("requirements/rocm.txt"),
+    distclass=BinaryDistribution,
+)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The rehearsal's stand-in for AMD's ROCm base image, made here with no registry:
+#   forge-rehearsal-rocm:<ROCM>  (default 7.1.1; about 3 min the first time)
+# = Debian trixie with Debian's real ROCm libraries (HIP 5.7, HSA, ROCm SMI, AMD SMI), build tools,
+#   AMD's /opt/rocm layout and package names, a local wheelhouse for the package index, and the
+#   stand-in sources as git repositories (dockerfiles/rehearsal/). `forge build --rehearse` runs
+#   the shipped Dockerfile on it. Idempotent: rebuilt only when its inputs change.
+# Needs root (debootstrap), a Docker engine, and the package index on the host (pip download).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rocm=${1:-7.1.1}
+tag=forge-rehearsal-rocm:$rocm
+debian=forge-rehearsal-debian:trixie
+pkgs=python3,python3-venv,python3-pip,python3-dev,git,ca-certificates,cmake,ninja-build,ccache,patchelf,gcc,libc6-dev,libjpeg-dev,libsox-dev,sox,libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1,libamd-smi0,amd-smi
+# what the wheelhouse holds: the Dockerfile's own pip installs, and the stand-ins' requirements
+wheels=(pip 'setuptools>=77.0.3,<80' wheel packaging 'cmake>=3.26.1,<4' ninja pybind11 Cython
+        typing-extensions filelock 'setuptools-scm>=8' uvloop python-multipart PyYAML clang)
+
+inputs=$( { echo "$pkgs ${wheels[*]} $rocm"; find dockerfiles/rehearsal -type f | sort | xargs sha256sum; } | sha256sum | cut -c1-16)
+if [ "$(docker image inspect -f '{{ index .Config.Labels "forge.rehearsal.inputs" }}' "$tag" 2>/dev/null)" = "$inputs" ]; then
+  echo "$tag: present"
+  exit 0
+fi
+
+scripts/test-images.sh "$debian" "$pkgs"
+
+ctx=$(mktemp -d /tmp/forge-rehearsal-ctx.XXXXXX)
+trap 'rm -rf "$ctx"' EXIT
+cp -r dockerfiles/rehearsal/. "$ctx/"
+cache=.cache/rehearsal-wheelhouse
+mkdir -p "$cache"
+echo "$tag: wheelhouse (pip download for CPython 3.13, manylinux x86_64) ..."
+python3 -m pip download -q --dest "$cache" --only-binary=:all: --python-version 3.13 \
+  --implementation cp --abi cp313 --abi abi3 --abi none \
+  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+  --platform any "${wheels[@]}"
+cp -r "$cache" "$ctx/wheelhouse"
+echo "$tag: building on $debian ..."
+DOCKER_BUILDKIT=0 docker build -q -t "$tag" --label "forge.rehearsal.inputs=$inputs" \
+  --build-arg "FROM_IMAGE=$debian" --build-arg "ROCM_VERSION=$rocm" \
+  -f "$ctx/base.Dockerfile" "$ctx" >/dev/null
+echo "$tag: built"

@@ -1,0 +1,1219 @@
+//! The image audit (`forge image --arch`, and `forge build`'s export): what the image's files
+//! say, read from the export stream by [`super::imagefs`], without running the image.
+//!
+//! - `image.gpu-targets`: every ELF with GPU code (a `.hip_fatbin`, offload bundles, a kpack
+//!   reference: however it reaches HIP) and every directory of code-object files (Tensile,
+//!   MIOpen kernel databases, `.co`/`.hsaco`) judged against the arch; those that torch or vLLM
+//!   load (DT_NEEDED closure of their modules, plus the code objects the math libraries open by
+//!   name) fail the check when they lack it, the others are listed as evidence.
+//! - `image.rocm-versions`: one ROCm release across AMD's packages, a distribution's packages,
+//!   pip ROCm wheels, `/opt/rocm*/.info/version`, library file names and `+rocmX` local tags.
+//! - `image.vllm-symbols`: every `c10::`/`at::`/`torch::`/`caffe2::` symbol vLLM's extensions
+//!   need is defined by the image's torch.
+//! - `image.vllm-torch`: the torch vLLM declares (or the build's torch constraint) is the one
+//!   installed; `image.pip-check`: torch, vLLM and torchvision's requirements on torch, triton,
+//!   torchvision and torchaudio hold (pip check's semantics, from the metadata).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use serde::Serialize;
+
+use super::bundle;
+use super::imagefs::{ElfFile, ImageFs, Node, is_vllm_ext};
+use super::pep440::{self, Version};
+use super::{check, check_when};
+use crate::report::{Check, Status};
+
+/// One library (ELF) or code-object directory with GPU code.
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuUnit {
+    /// `/usr/lib/x86_64-linux-gnu/librocblas.so.0.1`, or a directory for code-object files.
+    pub path: String,
+    /// `elf` or `code-objects`.
+    pub kind: &'static str,
+    /// Files (1 for an ELF).
+    pub files: usize,
+    /// The package that installed it (`deb librocblas0 5.5.1-7`, `pip torch 2.9.0`), or
+    /// `unpackaged`.
+    pub package: String,
+    /// GPU targets found.
+    pub targets: Vec<String>,
+    /// Archs it has no code for.
+    pub lacking: Vec<String>,
+    /// Archs covered only through a generic target.
+    pub generic: Vec<String>,
+    /// Why torch or vLLM load it (`needed by torch/lib/libtorch_hip.so`), if they do.
+    pub loaded_by: Option<String>,
+}
+
+/// One ROCm component with its release.
+#[derive(Debug, Clone, Serialize)]
+pub struct Component {
+    /// What it is (`libamdhip64-5`, `/opt/rocm-7.1.1/.info/version`).
+    pub name: String,
+    /// The release it belongs to (`7.1.1`, or `5.7` where only major.minor is known).
+    pub release: String,
+    /// Where the release was read (`AMD apt package 7.8.0.70101-43~24.04`).
+    pub source: String,
+}
+
+/// What the audit found, for `--json`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Audit {
+    /// Image tar bytes read.
+    pub tar_bytes: u64,
+    /// Layers merged.
+    pub layers: usize,
+    /// Files of interest read.
+    pub files_read: u64,
+    /// Libraries and code-object directories with GPU code.
+    pub gpu: Vec<GpuUnit>,
+    /// ROCm components.
+    pub rocm: Vec<Component>,
+    /// vLLM extension symbols not defined by torch.
+    pub vllm_missing: Vec<String>,
+    /// Problems that did not stop the audit.
+    pub notes: Vec<String>,
+    /// Seconds from the stream's first byte to the verdicts (set by the caller).
+    pub seconds: f64,
+}
+
+/// An installed Python distribution.
+#[derive(Debug, Clone)]
+struct Dist {
+    name: String,
+    version: String,
+    requires: Vec<String>,
+    site: String,
+}
+
+fn parent(p: &str) -> &str {
+    p.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn file_name(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// Installed dpkg packages: name -> (version, source package).
+fn dpkg(fs: &ImageFs) -> BTreeMap<String, (String, String)> {
+    let mut out = BTreeMap::new();
+    let Some(Node::Text(t)) = fs.nodes.get("var/lib/dpkg/status") else {
+        return out;
+    };
+    for stanza in t.split("\n\n") {
+        let mut f: HashMap<&str, &str> = HashMap::new();
+        for line in stanza.lines() {
+            if line.starts_with([' ', '\t']) {
+                continue;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                f.insert(k, v.trim());
+            }
+        }
+        if let (Some(p), Some(s)) = (f.get("Package"), f.get("Status"))
+            && s.ends_with(" installed")
+        {
+            let version = f.get("Version").copied().unwrap_or("").to_owned();
+            let source = f
+                .get("Source")
+                .map(|s| s.split_whitespace().next().unwrap_or(s))
+                .unwrap_or(p)
+                .to_owned();
+            out.insert((*p).to_owned(), (version, source));
+        }
+    }
+    out
+}
+
+fn dists(fs: &ImageFs) -> Vec<Dist> {
+    let mut out = Vec::new();
+    for (p, t) in fs.texts() {
+        let f = file_name(p);
+        if f != "METADATA" && f != "PKG-INFO" {
+            continue;
+        }
+        let dir = parent(p);
+        if !(dir.ends_with(".dist-info") || dir.ends_with(".egg-info")) {
+            continue;
+        }
+        let mut d = Dist {
+            name: String::new(),
+            version: String::new(),
+            requires: Vec::new(),
+            site: parent(dir).to_owned(),
+        };
+        for line in t.lines() {
+            if let Some(v) = line.strip_prefix("Name:") {
+                d.name = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                d.version = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("Requires-Dist:") {
+                d.requires.push(v.trim().to_owned());
+            }
+        }
+        if !d.name.is_empty() {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Path (resolved, no leading `/`) -> the package that installed it.
+fn owners(
+    fs: &ImageFs,
+    pkgs: &BTreeMap<String, (String, String)>,
+    ds: &[Dist],
+) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for (p, t) in fs.texts() {
+        if let Some(list) = p.strip_prefix("var/lib/dpkg/info/")
+            && let Some(pkg) = list.strip_suffix(".list")
+        {
+            let pkg = pkg.split(':').next().unwrap_or(pkg);
+            let label = match pkgs.get(pkg) {
+                Some((v, _)) => format!("deb {pkg} {v}"),
+                None => format!("deb {pkg}"),
+            };
+            for line in t.lines() {
+                if let Some(r) = fs.resolve(line) {
+                    out.insert(r, label.clone());
+                }
+            }
+        }
+    }
+    for d in ds {
+        let record = fs.nodes.iter().find_map(|(p, n)| match n {
+            Node::Text(t)
+                if file_name(p) == "RECORD"
+                    && parent(parent(p)) == d.site
+                    && dist_dir_matches(file_name(parent(p)), &d.name) =>
+            {
+                Some(t)
+            }
+            _ => None,
+        });
+        if let Some(t) = record {
+            for line in t.lines() {
+                let rel = line.split(',').next().unwrap_or("");
+                if let Some(r) = fs.resolve(&format!("{}/{rel}", d.site)) {
+                    out.insert(r, format!("pip {} {}", d.name, d.version));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn dist_dir_matches(dir: &str, name: &str) -> bool {
+    let stem = dir.split('-').next().unwrap_or(dir);
+    super::image::normalize(stem) == super::image::normalize(name)
+}
+
+fn owner_of(owners: &HashMap<String, String>, path: &str) -> String {
+    if let Some(o) = owners.get(path) {
+        return o.clone();
+    }
+    // pip packages without a RECORD line for it: the top-level package under site-packages.
+    for marker in ["site-packages/", "dist-packages/"] {
+        if let Some(i) = path.find(marker) {
+            let rest = &path[i + marker.len()..];
+            return format!(
+                "pip {} (no RECORD entry)",
+                rest.split('/').next().unwrap_or(rest)
+            );
+        }
+    }
+    "unpackaged".to_owned()
+}
+
+/// Whether code for `target` runs on `arch`, features read right: a target without a feature
+/// suffix is "any"; `xnack-` code does not run where the arch asks for `xnack+` and vice versa.
+/// Returns `Some("exact")`, `Some(generic)` or `None`.
+pub fn runs_on<'t>(target: &'t str, arch: &str) -> Option<&'t str> {
+    let mut want = arch.split(':');
+    let proc_ = want.next().unwrap_or(arch);
+    let how = bundle::covers(target, proc_)?;
+    let feats: Vec<&str> = target.split(':').skip(1).collect();
+    for w in want {
+        let (name, on) = (w.trim_end_matches(['+', '-']), w.ends_with('+'));
+        if let Some(f) = feats
+            .iter()
+            .find(|f| f.trim_end_matches(['+', '-']) == name)
+            && f.ends_with('+') != on
+        {
+            return None;
+        }
+    }
+    Some(how)
+}
+
+fn gpu_units(fs: &ImageFs, archs: &[String], owners: &HashMap<String, String>) -> Vec<GpuUnit> {
+    let kpacks: Vec<(&String, &Vec<String>)> = fs
+        .nodes
+        .iter()
+        .filter_map(|(p, n)| match n {
+            Node::CodeObject(c) if c.how == "kpack" || p.ends_with(".kpack") => {
+                Some((p, &c.targets))
+            }
+            _ => None,
+        })
+        .collect();
+    let judge = |targets: &[String]| {
+        let mut lacking = Vec::new();
+        let mut generic = Vec::new();
+        for a in archs {
+            match targets.iter().find_map(|t| runs_on(t, a)) {
+                Some("exact") => {}
+                Some(g) => generic.push(format!("{a} via {g}")),
+                None => lacking.push(a.clone()),
+            }
+        }
+        (lacking, generic)
+    };
+    let mut out = Vec::new();
+    for (p, e) in fs.elves() {
+        if !e.has_gpu_code() {
+            continue;
+        }
+        let mut targets = e.targets();
+        if let Some(r) = &e.kpack_ref {
+            let named: Vec<_> = kpacks
+                .iter()
+                .filter(|(k, _)| r.contains(file_name(k)))
+                .collect();
+            let pool: Vec<_> = if named.is_empty() {
+                kpacks.iter().collect()
+            } else {
+                named
+            };
+            for (_, ts) in pool {
+                for t in ts.iter() {
+                    if !targets.contains(t) {
+                        targets.push(t.clone());
+                    }
+                }
+            }
+        }
+        let (lacking, generic) = judge(&targets);
+        out.push(GpuUnit {
+            path: format!("/{p}"),
+            kind: "elf",
+            files: 1,
+            package: owner_of(owners, p),
+            targets,
+            lacking,
+            generic,
+            loaded_by: None,
+        });
+    }
+    let mut dirs: BTreeMap<&str, (usize, Vec<String>, &String)> = BTreeMap::new();
+    for (p, n) in &fs.nodes {
+        if let Node::CodeObject(c) = n
+            && c.how != "kpack"
+            && !p.ends_with(".kpack")
+        {
+            let e = dirs.entry(parent(p)).or_insert((0, Vec::new(), p));
+            e.0 += 1;
+            for t in &c.targets {
+                if !e.1.contains(t) {
+                    e.1.push(t.clone());
+                }
+            }
+        }
+    }
+    for (d, (files, mut targets, first)) in dirs {
+        targets.sort();
+        let (lacking, generic) = judge(&targets);
+        out.push(GpuUnit {
+            path: format!("/{d}/"),
+            kind: "code-objects",
+            files,
+            package: owner_of(owners, first),
+            targets,
+            lacking,
+            generic,
+            loaded_by: None,
+        });
+    }
+    out
+}
+
+fn find_lib(
+    fs: &ImageFs,
+    name: &str,
+    from: &str,
+    e: &ElfFile,
+    dirs: &[String],
+    by_name: &BTreeMap<&str, Vec<&String>>,
+) -> Option<(String, bool)> {
+    let is_elf = |p: &str| fs.elf(p).map(|(r, _)| r);
+    if name.contains('/') {
+        return is_elf(name).map(|r| (r, true));
+    }
+    let origin = parent(from);
+    for d in &e.runpath {
+        let d = d
+            .replace("${ORIGIN}", &format!("/{origin}"))
+            .replace("$ORIGIN", &format!("/{origin}"));
+        if let Some(r) = is_elf(&format!("{d}/{name}")) {
+            return Some((r, true));
+        }
+    }
+    for d in dirs {
+        if let Some(r) = is_elf(&format!("{d}/{name}")) {
+            return Some((r, true));
+        }
+    }
+    by_name
+        .get(name)?
+        .iter()
+        .find_map(|p| is_elf(p))
+        .map(|r| (r, false))
+}
+
+fn in_package(path: &str, pkg: &str) -> bool {
+    ["site-packages/", "dist-packages/"]
+        .iter()
+        .any(|m| path.contains(&format!("{m}{pkg}/")))
+}
+
+/// What torch and vLLM load: path -> why.
+fn loaded_set(fs: &ImageFs) -> (BTreeMap<String, String>, Vec<String>) {
+    let dirs = fs.search_dirs();
+    let by_name = fs.by_name();
+    let mut why: BTreeMap<String, String> = BTreeMap::new();
+    let mut queue = VecDeque::new();
+    let mut unfound = BTreeSet::new();
+    for (p, _) in fs.elves() {
+        for pkg in ["torch", "vllm"] {
+            if in_package(p, pkg) {
+                why.insert(p.clone(), format!("{pkg}'s module"));
+                queue.push_back(p.clone());
+            }
+        }
+    }
+    while let Some(p) = queue.pop_front() {
+        let Some(Node::Elf(e)) = fs.nodes.get(&p) else {
+            continue;
+        };
+        for n in &e.needed {
+            match find_lib(fs, n, &p, e, &dirs, &by_name) {
+                Some((r, _)) => {
+                    if !why.contains_key(&r) {
+                        why.insert(r.clone(), format!("needed by /{p}"));
+                        queue.push_back(r);
+                    }
+                }
+                None => {
+                    unfound.insert(n.clone());
+                }
+            }
+        }
+    }
+    (why, unfound.into_iter().collect())
+}
+
+/// The library that opens a code-object directory by name (rocBLAS its Tensile library, ...).
+fn opener(dir: &str) -> Option<&'static str> {
+    let l = dir.to_ascii_lowercase();
+    [
+        ("hipblaslt", "libhipblaslt"),
+        ("rocblas", "librocblas"),
+        ("miopen", "libMIOpen"),
+        ("aotriton", "libaotriton"),
+        ("rocfft", "librocfft"),
+    ]
+    .into_iter()
+    .find(|(k, _)| l.contains(k))
+    .map(|(_, lib)| lib)
+}
+
+fn gpu_check(
+    units: &mut [GpuUnit],
+    loaded: &BTreeMap<String, String>,
+    archs: &[String],
+    torch_or_vllm: bool,
+) -> Check {
+    for u in units.iter_mut() {
+        let key = u.path.trim_start_matches('/').to_owned();
+        u.loaded_by = match u.kind {
+            "elf" => loaded.get(&key).cloned(),
+            _ => opener(&u.path).and_then(|lib| {
+                loaded
+                    .keys()
+                    .find(|p| {
+                        file_name(p).starts_with(&format!("{lib}.so"))
+                            || file_name(p).starts_with(&format!("{lib}64.so"))
+                    })
+                    .map(|p| format!("opened by name by /{p}"))
+            }),
+        };
+    }
+    if units.is_empty() {
+        return check(
+            "image.gpu-targets",
+            Status::Skip,
+            "no ELF with GPU code (no .hip_fatbin, offload bundle or kpack reference) and no code-object files in the image's library directories and Python packages",
+        );
+    }
+    let want = archs.join(";");
+    let show = |u: &GpuUnit| {
+        let what = if u.kind == "elf" {
+            u.path.clone()
+        } else {
+            format!("{} ({} code-object files)", u.path, u.files)
+        };
+        let targets = if u.targets.is_empty() {
+            "no readable target".to_owned()
+        } else {
+            u.targets.join(",")
+        };
+        format!("{what} [{targets}]")
+    };
+    let group = |list: Vec<&GpuUnit>| -> String {
+        let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for u in list {
+            let mut s = show(u);
+            if let Some(w) = &u.loaded_by {
+                s.push_str(&format!(" ({w})"));
+            }
+            by.entry(u.package.as_str()).or_default().push(s);
+        }
+        by.iter()
+            .map(|(p, l)| format!("{p}: {}", l.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let lacking_loaded: Vec<&GpuUnit> = units
+        .iter()
+        .filter(|u| !u.lacking.is_empty() && u.loaded_by.is_some())
+        .collect();
+    let lacking_idle: Vec<&GpuUnit> = units
+        .iter()
+        .filter(|u| !u.lacking.is_empty() && u.loaded_by.is_none())
+        .collect();
+    let carrying = units.iter().filter(|u| u.lacking.is_empty()).count();
+    let generic: Vec<String> = units
+        .iter()
+        .filter(|u| u.lacking.is_empty() && !u.generic.is_empty())
+        .map(|u| {
+            format!(
+                "{} ({})",
+                file_name(u.path.trim_end_matches('/')),
+                u.generic.join(", ")
+            )
+        })
+        .collect();
+    let mut ev = format!(
+        "{} with GPU code ({} ELF, {} code-object directories); {carrying} carry {want}",
+        units.len(),
+        units.iter().filter(|u| u.kind == "elf").count(),
+        units.iter().filter(|u| u.kind != "elf").count(),
+    );
+    if !generic.is_empty() {
+        ev.push_str(&format!(
+            " (through generic targets: {})",
+            generic.join(", ")
+        ));
+    }
+    if !torch_or_vllm {
+        ev.push_str("; no torch or vLLM in the image, so nothing is known to load them");
+    }
+    if !lacking_loaded.is_empty() {
+        ev.push_str(&format!(
+            "; LACKING {want}, loaded by torch/vLLM: {}",
+            group(lacking_loaded.clone())
+        ));
+    }
+    if !lacking_idle.is_empty() {
+        ev.push_str(&format!(
+            "; lacking {want} but loaded by neither torch nor vLLM: {}",
+            group(lacking_idle)
+        ));
+    }
+    if lacking_loaded.is_empty() {
+        return check("image.gpu-targets", Status::Pass, ev);
+    }
+    check("image.gpu-targets", Status::Fail, ev).with_hint(format!(
+        "these would fail on their first kernel with `invalid device function` / hipErrorNoBinaryForGpu on {want}: rebuild them for {want} (PYTORCH_ROCM_ARCH, GPU_TARGETS), or install builds that carry it"
+    ))
+}
+
+/// Release from a version's leading `M.m(.p)`.
+fn leading_release(v: &str, parts: usize) -> Option<String> {
+    let v = v.split_once(':').map_or(v, |(_, r)| r);
+    let nums: Vec<&str> = v
+        .split(|c: char| !c.is_ascii_digit())
+        .take_while(|s| !s.is_empty())
+        .take(parts)
+        .collect();
+    // The digits must be separated by dots only.
+    let prefix = nums.join(".");
+    (nums.len() >= 2 && v.starts_with(&prefix)).then_some(prefix)
+}
+
+/// Debian/Ubuntu source packages of the ROCm stack whose upstream version is a ROCm release.
+const DISTRO_HIP: &[&str] = &["rocm-hipamd", "hipcc", "hip"];
+
+/// ROCm release of a library file name: `libamdhip64.so.7.1.70101` -> 7.1,
+/// `libhsa-runtime64.so.1.14.60204` -> 6.2.4.
+pub fn release_of_file(name: &str) -> Option<String> {
+    if let Some(v) = name.strip_prefix("libamdhip64.so.") {
+        return leading_release(v, 2);
+    }
+    if let Some(v) = name.strip_prefix("libhsa-runtime64.so.1.") {
+        let last = v.rsplit('.').next()?;
+        if last.len() == 5 && last.bytes().all(|b| b.is_ascii_digit()) {
+            let n: u32 = last.parse().ok()?;
+            return Some(format!("{}.{}.{}", n / 10000, n / 100 % 100, n % 100));
+        }
+    }
+    None
+}
+
+fn components(
+    fs: &ImageFs,
+    pkgs: &BTreeMap<String, (String, String)>,
+    ds: &[Dist],
+    owners: &HashMap<String, String>,
+) -> Vec<Component> {
+    let mut out = Vec::new();
+    for (p, (v, src)) in pkgs {
+        if let Some(r) = super::image::rocm_release(v) {
+            out.push(Component {
+                name: p.clone(),
+                release: r,
+                source: format!("AMD apt package {v}"),
+            });
+        } else if DISTRO_HIP.contains(&src.as_str())
+            && p.starts_with("libamdhip64")
+            && let Some(r) = leading_release(v, 2)
+        {
+            // A distribution's HIP runtime sets its ROCm stack's release (Debian builds the
+            // other ROCm libraries, each of its own upstream version, against it).
+            out.push(Component {
+                name: p.clone(),
+                release: r,
+                source: format!("distribution package {v} (source {src})"),
+            });
+        }
+    }
+    for d in ds {
+        let n = super::image::normalize(&d.name);
+        if n == "rocm" || n.starts_with("rocm-sdk") {
+            if let Some(r) = leading_release(&d.version, 3) {
+                out.push(Component {
+                    name: d.name.clone(),
+                    release: r,
+                    source: format!("pip {} {} (/{})", d.name, d.version, d.site),
+                });
+            }
+        } else if let Some(local) = d.version.split_once('+').map(|x| x.1)
+            && let Some(rv) = local.strip_prefix("rocm")
+            && let Some(r) = leading_release(rv, 3)
+        {
+            out.push(Component {
+                name: d.name.clone(),
+                release: r,
+                source: format!("pip {} {} (built for ROCm {rv})", d.name, d.version),
+            });
+        }
+    }
+    for (p, t) in fs.texts() {
+        if p.starts_with("opt/") && p.ends_with("/.info/version") {
+            let v = t.trim();
+            if let Some(r) = leading_release(v, 3) {
+                out.push(Component {
+                    name: format!("/{}", parent(parent(p))),
+                    release: r,
+                    source: format!("/{p}: {v}"),
+                });
+            }
+        }
+    }
+    for (p, n) in &fs.nodes {
+        if !matches!(n, Node::Elf(_)) || owners.contains_key(p.as_str()) {
+            continue;
+        }
+        if let Some(r) = release_of_file(file_name(p)) {
+            out.push(Component {
+                name: file_name(p).to_owned(),
+                release: r,
+                source: format!("file name /{p} ({})", owner_of(owners, p)),
+            });
+        }
+    }
+    out
+}
+
+/// Two releases agree when they agree on every part both give (`7.1` and `7.1.1` do).
+pub fn same_release(a: &str, b: &str) -> bool {
+    a.split('.').zip(b.split('.')).all(|(x, y)| x == y)
+}
+
+fn rocm_check(comps: &[Component], want: &str) -> Check {
+    if comps.is_empty() {
+        return check(
+            "image.rocm-versions",
+            Status::Skip,
+            "no ROCm component found (no AMD or distribution ROCm package, no pip ROCm wheel, no /opt/rocm*/.info/version, no libamdhip64/libhsa-runtime64 of a known release)",
+        );
+    }
+    let mut releases: BTreeMap<&str, Vec<&Component>> = BTreeMap::new();
+    for c in comps {
+        releases.entry(c.release.as_str()).or_default().push(c);
+    }
+    let listed: Vec<String> = releases
+        .iter()
+        .map(|(r, cs)| {
+            let shown: Vec<String> = cs
+                .iter()
+                .take(4)
+                .map(|c| format!("{} from {}", c.name, c.source))
+                .collect();
+            format!(
+                "ROCm {r}: {}{}",
+                shown.join(", "),
+                if cs.len() > 4 {
+                    format!(" and {} more", cs.len() - 4)
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect();
+    let off: Vec<&str> = releases
+        .keys()
+        .filter(|r| !same_release(r, want))
+        .copied()
+        .collect();
+    let distinct: BTreeSet<&str> = releases.keys().copied().collect();
+    let mut clash = false;
+    for a in &distinct {
+        for b in &distinct {
+            if !same_release(a, b) {
+                clash = true;
+            }
+        }
+    }
+    let ev = format!("{}; recipe wants {want}", listed.join("; "));
+    let c = check_when(off.is_empty() && !clash, "image.rocm-versions", ev);
+    if off.is_empty() && !clash {
+        return c;
+    }
+    if !clash {
+        return c.with_hint(format!(
+            "the image's ROCm is {}, the recipe's is {want}: build on the recipe's base image, or use the recipe of the image's release",
+            off.join(", ")
+        ));
+    }
+    c.with_hint(format!(
+        "one ROCm release everywhere ({want}): mixed ROCm libraries crash with `double free or corruption`; remove or rebuild the components of {}",
+        off.join(", ")
+    ))
+}
+
+/// Whether a mangled symbol is in c10::, at::, torch:: or caffe2::.
+pub fn is_torch_symbol(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("_Z") else {
+        return false;
+    };
+    // vtables, typeinfo and their names, guard variables: _ZTV/_ZTI/_ZTS/_ZGV then the name.
+    let rest = ["TV", "TI", "TS", "GV", "TH", "TW"]
+        .iter()
+        .find_map(|p| rest.strip_prefix(p))
+        .unwrap_or(rest);
+    let rest = rest
+        .strip_prefix('N')
+        .map(|r| r.trim_start_matches(['K', 'V', 'r']))
+        .unwrap_or(rest);
+    // Length-prefixed names: `3c10` is exactly `c10`, never `c10d` (`4c10d`).
+    ["3c10", "2at", "5torch", "6caffe2"]
+        .iter()
+        .any(|n| rest.starts_with(n))
+}
+
+fn vllm_symbols(fs: &ImageFs) -> (Check, Vec<String>) {
+    let exts: Vec<(&String, &ElfFile)> = fs.elves().filter(|(p, _)| is_vllm_ext(p)).collect();
+    if exts.is_empty() {
+        return (
+            check(
+                "image.vllm-symbols",
+                Status::Skip,
+                "no vLLM extension module (site-packages/vllm/_C*.so, _rocm_C*.so, _moe_C*.so) in the image",
+            ),
+            Vec::new(),
+        );
+    }
+    let mut torch_libs: Vec<(&String, &ElfFile)> = fs
+        .elves()
+        .filter(|(p, e)| in_package(p, "torch") && !e.defined.is_empty())
+        .collect();
+    if torch_libs.is_empty() {
+        torch_libs = fs.elves().filter(|(_, e)| !e.defined.is_empty()).collect();
+    }
+    if torch_libs.is_empty() {
+        return (
+            check("image.vllm-symbols", Status::Fail, "vLLM's extensions are there but no torch library (libtorch*.so, libc10*.so) is in the image")
+                .with_hint("install the torch vLLM was built against"),
+            Vec::new(),
+        );
+    }
+    let mut needed = 0usize;
+    let mut missing: Vec<String> = Vec::new();
+    for (p, e) in &exts {
+        for s in e.undefined.iter().filter(|s| is_torch_symbol(s)) {
+            needed += 1;
+            let h = super::elf::name_hash(s.as_bytes());
+            if !torch_libs.iter().any(|(_, t)| t.defined.contains(&h)) {
+                missing.push(format!("{s} ({})", file_name(p)));
+            }
+        }
+    }
+    let names: Vec<&str> = exts.iter().map(|(p, _)| file_name(p)).collect();
+    let libs: Vec<String> = torch_libs
+        .iter()
+        .take(6)
+        .map(|(p, _)| format!("/{p}"))
+        .collect();
+    let ev = format!(
+        "{needed} c10/at/torch/caffe2 symbols needed by {} ; defined by {}{}",
+        names.join(", "),
+        libs.join(", "),
+        if torch_libs.len() > 6 { ", ..." } else { "" }
+    );
+    if missing.is_empty() {
+        return (check("image.vllm-symbols", Status::Pass, ev), missing);
+    }
+    let shown: Vec<&str> = missing.iter().take(8).map(String::as_str).collect();
+    (
+        check(
+            "image.vllm-symbols",
+            Status::Fail,
+            format!("{ev}; {} undefined, first: {}", missing.len(), shown.join(", ")),
+        )
+        .with_hint("vLLM was built against another torch (`undefined symbol: _ZN3c10...` at import): rebuild vLLM against the torch in the image"),
+        missing,
+    )
+}
+
+fn python_of(d: &Dist) -> String {
+    d.site
+        .split('/')
+        .find_map(|c| c.strip_prefix("python"))
+        .filter(|v| v.contains('.'))
+        .unwrap_or("3.12")
+        .to_owned()
+}
+
+fn vllm_torch_check(fs: &ImageFs, ds: &[Dist]) -> Check {
+    let find = |n: &str| ds.iter().find(|d| super::image::normalize(&d.name) == n);
+    let Some(vllm) = find("vllm") else {
+        return check(
+            "image.vllm-torch",
+            Status::Skip,
+            "no vLLM distribution (vllm-*.dist-info) in the image",
+        );
+    };
+    let Some(torch) = find("torch") else {
+        return check(
+            "image.vllm-torch",
+            Status::Fail,
+            format!("vllm {} is installed, torch is not", vllm.version),
+        )
+        .with_hint("install the torch vLLM was built against");
+    };
+    let py = python_of(vllm);
+    let declared = vllm
+        .requires
+        .iter()
+        .filter_map(|r| pep440::parse_requirement(r))
+        .find(|r| r.name == "torch" && pep440::marker_applies(r.marker.as_deref(), &py));
+    let (spec, from) = match declared {
+        Some(r) => (
+            r.spec.clone(),
+            format!("vllm {} declares torch{}", vllm.version, r.spec),
+        ),
+        None => {
+            let constraint = fs
+                .texts()
+                .find(|(p, _)| file_name(p) == "torch-constraint.txt")
+                .and_then(|(p, t)| {
+                    t.lines().find_map(|l| {
+                        l.trim()
+                            .strip_prefix("torch")
+                            .map(|s| (s.trim().to_owned(), p.clone()))
+                    })
+                });
+            match constraint {
+                Some((s, p)) => (
+                    s.clone(),
+                    format!(
+                        "vllm {} declares no torch; the build's constraint /{p} says torch{s}",
+                        vllm.version
+                    ),
+                ),
+                None => {
+                    return check(
+                        "image.vllm-torch",
+                        Status::Skip,
+                        format!(
+                            "vllm {} declares no torch requirement and the image holds no torch-constraint.txt; torch {} installed",
+                            vllm.version, torch.version
+                        ),
+                    );
+                }
+            }
+        }
+    };
+    let Some(v) = Version::parse(&torch.version) else {
+        return check(
+            "image.vllm-torch",
+            Status::Fail,
+            format!(
+                "{from}; torch's version `{}` is not a PEP 440 version",
+                torch.version
+            ),
+        );
+    };
+    let Some(clauses) = pep440::parse_spec(&spec) else {
+        return check(
+            "image.vllm-torch",
+            Status::Fail,
+            format!("{from}: not a PEP 440 specifier"),
+        );
+    };
+    let ok = pep440::satisfies(&clauses, &v);
+    let c = check_when(
+        ok,
+        "image.vllm-torch",
+        format!("{from}; torch {} installed", torch.version),
+    );
+    if ok {
+        c
+    } else {
+        c.with_hint("vLLM was built for another torch: rebuild vLLM against the shipped torch (forge's Dockerfile pins it with a constraint file)")
+    }
+}
+
+fn pip_check(ds: &[Dist]) -> Check {
+    let by: BTreeMap<String, &Dist> = ds
+        .iter()
+        .map(|d| (super::image::normalize(&d.name), d))
+        .collect();
+    let watched = [
+        "torch",
+        "triton",
+        "pytorch-triton-rocm",
+        "torchvision",
+        "torchaudio",
+    ];
+    let requirers = ["torch", "vllm", "torchvision", "torchaudio"];
+    let mut problems = Vec::new();
+    let mut fine = Vec::new();
+    for r in requirers {
+        let Some(d) = by.get(r) else { continue };
+        let py = python_of(d);
+        for req in d
+            .requires
+            .iter()
+            .filter_map(|s| pep440::parse_requirement(s))
+        {
+            if !watched.contains(&req.name.as_str())
+                || !pep440::marker_applies(req.marker.as_deref(), &py)
+            {
+                continue;
+            }
+            let what = format!("{} {} requires {}{}", d.name, d.version, req.name, req.spec);
+            match by.get(&req.name) {
+                None => problems.push(format!("{what}, which is not installed")),
+                Some(dep) => {
+                    let ok = Version::parse(&dep.version)
+                        .is_some_and(|v| pep440::satisfies(&req.clauses, &v));
+                    if ok {
+                        fine.push(format!("{what}: {} {}", dep.name, dep.version));
+                    } else {
+                        problems.push(format!(
+                            "{what}, but {} {} is installed",
+                            dep.name, dep.version
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let installed: Vec<String> = watched
+        .iter()
+        .filter_map(|n| by.get(*n).map(|d| format!("{} {}", d.name, d.version)))
+        .collect();
+    if problems.is_empty() && fine.is_empty() {
+        return check(
+            "image.pip-check",
+            Status::Skip,
+            format!(
+                "no requirement of torch, vLLM, torchvision or torchaudio on torch/triton/torchvision/torchaudio in their metadata (installed: [{}])",
+                installed.join(", ")
+            ),
+        );
+    }
+    let mut ev = problems.join("; ");
+    if !fine.is_empty() {
+        if !ev.is_empty() {
+            ev.push_str("; ");
+        }
+        ev.push_str(&format!("satisfied: {}", fine.join("; ")));
+    }
+    let c = check_when(problems.is_empty(), "image.pip-check", ev);
+    if problems.is_empty() {
+        c
+    } else {
+        c.with_hint("install the versions torch and vLLM declare (pip swapped or missed one): `pip check` in the image says the same")
+    }
+}
+
+/// Every audit check on an image's files.
+pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str) -> (Vec<Check>, Audit) {
+    let pkgs = dpkg(fs);
+    let ds = dists(fs);
+    let owners = owners(fs, &pkgs, &ds);
+    let mut units = gpu_units(fs, archs, &owners);
+    let (loaded, _unfound) = loaded_set(fs);
+    let torch_or_vllm = fs
+        .elves()
+        .any(|(p, _)| in_package(p, "torch") || in_package(p, "vllm"));
+    let mut out = vec![gpu_check(&mut units, &loaded, archs, torch_or_vllm)];
+    let comps = components(fs, &pkgs, &ds, &owners);
+    out.push(rocm_check(&comps, rocm));
+    let (c, missing) = vllm_symbols(fs);
+    out.push(c);
+    out.push(vllm_torch_check(fs, &ds));
+    out.push(pip_check(&ds));
+    let audit = Audit {
+        tar_bytes: fs.tar_bytes,
+        layers: fs.layers,
+        files_read: fs.files_read,
+        gpu: units,
+        rocm: comps,
+        vllm_missing: missing,
+        notes: fs.notes.clone(),
+        seconds: 0.0,
+    };
+    (out, audit)
+}
+
+/// The audit checks from a finished [`super::imagefs::ImageReader`]; a stream it could not
+/// read fails `image.gpu-targets` with the reason (the export itself may still be good).
+pub fn checks_or_fail(fs: std::io::Result<ImageFs>, archs: &[String], rocm: &str) -> Vec<Check> {
+    match fs {
+        Ok(fs) => checks(&fs, archs, rocm).0,
+        Err(e) => vec![check(
+            "image.gpu-targets",
+            Status::Fail,
+            format!("the image's export stream could not be read: {e}"),
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::check::bundle::Bundle;
+    use crate::check::imagefs::{CodeObject, ElfFile, ImageFs, Node};
+
+    fn elf(needed: &[&str], runpath: &[&str], targets: &[&str]) -> Node {
+        let mut e = ElfFile {
+            needed: needed.iter().map(|s| (*s).to_owned()).collect(),
+            runpath: runpath.iter().map(|s| (*s).to_owned()).collect(),
+            ..ElfFile::default()
+        };
+        if !targets.is_empty() {
+            e.has_fatbin = true;
+            e.bundles = vec![Bundle {
+                offset: 0,
+                compression: Some("zstd"),
+                triples: targets
+                    .iter()
+                    .map(|t| format!("hipv4-amdgcn-amd-amdhsa--{t}"))
+                    .collect(),
+            }];
+        }
+        Node::Elf(Box::new(e))
+    }
+
+    fn fs(nodes: Vec<(&str, Node)>) -> ImageFs {
+        ImageFs {
+            nodes: nodes.into_iter().map(|(p, n)| (p.to_owned(), n)).collect(),
+            ..ImageFs::default()
+        }
+    }
+
+    fn by_id<'a>(c: &'a [Check], id: &str) -> &'a Check {
+        c.iter().find(|c| c.id == id).unwrap()
+    }
+
+    #[test]
+    fn loaded_through_origin_runpath_and_symlinked_dirs_generic_and_tensile() {
+        let site = "usr/lib/python3.12/site-packages";
+        let image = fs(vec![
+            (
+                &format!("{site}/torch/lib/libtorch_hip.so"),
+                elf(
+                    &["librocblas.so.4", "libmagma.so"],
+                    &["$ORIGIN/../../magma/lib"],
+                    &["gfx11-generic"],
+                ),
+            ),
+            (
+                &format!("{site}/magma/lib/libmagma.so"),
+                elf(&[], &[], &["gfx1100"]),
+            ),
+            ("opt", Node::Link("/x/opt".into())),
+            (
+                "x/opt/rocm-7.1.1/lib/librocblas.so.4.1",
+                elf(&[], &[], &["gfx1151"]),
+            ),
+            (
+                "x/opt/rocm-7.1.1/lib/librocblas.so.4",
+                Node::Link("librocblas.so.4.1".into()),
+            ),
+            (
+                "etc/ld.so.conf.d/rocm.conf",
+                Node::Text("/opt/rocm-7.1.1/lib\n".into()),
+            ),
+            (
+                "x/opt/rocm-7.1.1/lib/rocblas/library/TensileLibrary_gfx1100.dat",
+                Node::CodeObject(CodeObject {
+                    size: 1,
+                    targets: vec!["gfx1100".into()],
+                    how: "name",
+                }),
+            ),
+            (
+                "x/opt/rocm-7.1.1/lib/libunused.so",
+                elf(&[], &[], &["gfx90a:xnack-"]),
+            ),
+            (
+                "x/opt/rocm-7.1.1/.info/version",
+                Node::Text("7.1.1-38\n".into()),
+            ),
+            (
+                "x/opt/rocm-7.1.1/lib/libamdhip64.so.7.1.70101",
+                elf(&[], &[], &[]),
+            ),
+        ]);
+        let archs = vec!["gfx1151".to_owned()];
+        let (c, a) = checks(&image, &archs, "7.1.1");
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Fail, "{}", g.evidence);
+        // libmagma is found through $ORIGIN; the Tensile directory is opened by librocblas,
+        // found through ld.so.conf.d and the /opt symlink; libunused is only listed.
+        assert!(g.evidence.contains("magma/lib/libmagma.so [gfx1100] (needed by /usr/lib/python3.12/site-packages/torch/lib/libtorch_hip.so)"), "{}", g.evidence);
+        assert!(g.evidence.contains("rocblas/library/ (1 code-object files) [gfx1100] (opened by name by /x/opt/rocm-7.1.1/lib/librocblas.so.4.1)"), "{}", g.evidence);
+        assert!(g.evidence.contains("loaded by neither torch nor vLLM: unpackaged: /x/opt/rocm-7.1.1/lib/libunused.so [gfx90a:xnack-]"), "{}", g.evidence);
+        assert!(
+            g.evidence
+                .contains("libtorch_hip.so (gfx1151 via gfx11-generic)"),
+            "{}",
+            g.evidence
+        );
+        assert!(
+            a.gpu
+                .iter()
+                .any(|u| u.path.ends_with("librocblas.so.4.1") && u.lacking.is_empty())
+        );
+        // 7.1 (file name) and 7.1.1 (.info/version) agree.
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Pass, "{}", r.evidence);
+        assert!(
+            r.evidence
+                .contains("ROCm 7.1: libamdhip64.so.7.1.70101 from file name"),
+            "{}",
+            r.evidence
+        );
+        let (c, _) = checks(&image, &archs, "7.0.2");
+        assert_eq!(by_id(&c, "image.rocm-versions").status, Status::Fail);
+        // Nothing about vLLM in this image: its checks say so and skip.
+        assert_eq!(by_id(&c, "image.vllm-symbols").status, Status::Skip);
+        assert_eq!(by_id(&c, "image.vllm-torch").status, Status::Skip);
+    }
+
+    #[test]
+    fn an_image_without_gpu_code_or_rocm_skips_with_reasons() {
+        let (c, _) = checks(
+            &fs(vec![("usr/lib/libz.so.1", elf(&[], &[], &[]))]),
+            &["gfx1151".to_owned()],
+            "7.1.1",
+        );
+        for id in [
+            "image.gpu-targets",
+            "image.rocm-versions",
+            "image.vllm-symbols",
+            "image.pip-check",
+        ] {
+            let k = by_id(&c, id);
+            assert_eq!(k.status, Status::Skip, "{id}");
+            assert!(k.evidence.starts_with("no "), "{id}: {}", k.evidence);
+        }
+    }
+
+    #[test]
+    fn targets_features_and_generics() {
+        assert_eq!(runs_on("gfx1151", "gfx1151"), Some("exact"));
+        assert_eq!(runs_on("gfx11-generic", "gfx1151"), Some("gfx11-generic"));
+        assert_eq!(runs_on("gfx11-generic", "gfx1200"), None);
+        assert_eq!(runs_on("gfx90a", "gfx90a:xnack+"), Some("exact"));
+        assert_eq!(runs_on("gfx90a:xnack-", "gfx90a:xnack+"), None);
+        assert_eq!(
+            runs_on("gfx90a:sramecc+:xnack-", "gfx90a:xnack-"),
+            Some("exact")
+        );
+        assert_eq!(runs_on("gfx90a:xnack+", "gfx90a"), Some("exact"));
+        assert_eq!(runs_on("gfx1100", "gfx1151"), None);
+    }
+
+    #[test]
+    fn releases_from_names_and_versions() {
+        assert_eq!(
+            release_of_file("libamdhip64.so.5.7.31921").as_deref(),
+            Some("5.7")
+        );
+        assert_eq!(
+            release_of_file("libamdhip64.so.7.1.70101").as_deref(),
+            Some("7.1")
+        );
+        assert_eq!(
+            release_of_file("libhsa-runtime64.so.1.14.60204").as_deref(),
+            Some("6.2.4")
+        );
+        assert_eq!(release_of_file("libhsa-runtime64.so.1.12.0"), None);
+        assert_eq!(release_of_file("libamdhip64.so"), None);
+        assert_eq!(
+            leading_release("5.7.1-6+deb13u1", 2).as_deref(),
+            Some("5.7")
+        );
+        assert_eq!(leading_release("7.1.1-38", 3).as_deref(), Some("7.1.1"));
+        assert_eq!(
+            leading_release("7.10.0a20251115", 3).as_deref(),
+            Some("7.10.0")
+        );
+        assert!(
+            same_release("7.1", "7.1.1")
+                && !same_release("7.1.0", "7.1.1")
+                && !same_release("5.7", "7.1.1")
+        );
+    }
+
+    #[test]
+    fn torch_symbols_by_namespace() {
+        assert!(is_torch_symbol("_ZN3c103hip19getCurrentHIPStreamEa"));
+        assert!(is_torch_symbol("_ZNK2at10TensorBase4sizeEl"));
+        assert!(is_torch_symbol("_ZTVN5torch8autograd4NodeE"));
+        assert!(is_torch_symbol("_ZN6caffe28TypeMeta"));
+        assert!(!is_torch_symbol("_ZNSt6vectorIiE"));
+        assert!(!is_torch_symbol("_ZN4c10d5Store"));
+        assert!(!is_torch_symbol("_ZN4gloo5Store"));
+        assert!(!is_torch_symbol("malloc"));
+    }
+}

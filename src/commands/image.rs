@@ -1,0 +1,26 @@
+//! `forge image IMAGE` (phase 4, and the image audit from the engine's export stream).
+
+use super::prelude::*;
+use crate::phases::image::{audit_archs, audit_image};
+
+/// Run it.
+pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Result<u8> {
+    let recipe = load_recipe(&recipe)?;
+    let archs = audit_archs(&recipe, &arch)?;
+    let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+    let size = engine::Engine::image_size(&engine, &image)?;
+    let probe = check::image::probe(&engine, &image, &recipe.file.checks.files)?;
+    let mut checks = check::image::checks(&recipe, size, &probe);
+    ui.say(&format!(
+        "reading {image}'s files from the engine's export stream ..."
+    ));
+    let (audit_checks, audit) = audit_image(&engine, &image, &archs, recipe.rocm_version())?;
+    // The audit's ROCm check covers every packaging; it replaces the dpkg-only one.
+    checks.retain(|c| !audit_checks.iter().any(|a| a.id == c.id));
+    checks.extend(audit_checks);
+    let outcome = Outcome::new(format!("image {image}"), checks)
+        .with("size", size)
+        .with("probe", &probe)
+        .with("audit", &audit);
+    Ok(ui.emit(&outcome))
+}

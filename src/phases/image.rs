@@ -1,0 +1,160 @@
+//! The image phase: the runtime stage built (after the wheel passed phase 3; the compile is
+//! served from the build cache), then phase 4 (`forge image`'s checks) on it. The image
+//! carries no per-run label: its labels come from the recipe alone (OCI annotations, the base
+//! image by id), so a fully cached rebuild gives the same image id, and the same archive.
+
+use std::collections::BTreeMap;
+
+use crate::build::{self, End};
+use crate::check::image as phase4;
+use crate::engine::LABEL_RECIPE;
+use crate::error::{Error, Result};
+use crate::pipeline::Ctx;
+use crate::pipeline::record::ImageOut;
+use crate::report::{Check, Status};
+
+/// The final image's labels: from the recipe only (nothing per run, no time).
+pub fn labels(ctx: &Ctx<'_>, base_id: Option<&str>) -> BTreeMap<String, String> {
+    let f = &ctx.recipe.file;
+    let oci = |k: &str| format!("org.opencontainers.image.{k}");
+    let mut l = BTreeMap::from([
+        (LABEL_RECIPE.to_owned(), f.name.clone()),
+        (oci("title"), f.name.clone()),
+        (
+            oci("version"),
+            format!(
+                "rocm{}-{}",
+                ctx.recipe.rocm_version(),
+                ctx.recipe.archs().join("-")
+            ),
+        ),
+        (
+            oci("source"),
+            format!("{}@{}", f.pytorch.repo, f.pytorch.git_ref),
+        ),
+        (
+            "forge.vllm.source".to_owned(),
+            format!("{}@{}", f.vllm.repo, f.vllm.git_ref),
+        ),
+        (oci("base.name"), f.base_image.clone()),
+    ]);
+    if let Some(id) = base_id {
+        // The engine's id of the base image (its config digest): a registry digest is not
+        // known for locally built bases.
+        l.insert(oci("base.digest"), id.to_owned());
+    }
+    l
+}
+
+/// Run the image phase.
+pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
+    let builder = build::resolve_builder(ctx.engine, ctx.builder)?;
+    let base_id = ctx.engine.image_id(&ctx.plan.base_image).ok().flatten();
+    let spec = build::spec(
+        ctx.recipe,
+        ctx.plan,
+        builder,
+        &ctx.plan.target_stage,
+        &ctx.plan.image_tag,
+        labels(ctx, base_id.as_deref()),
+    )?;
+    let driven = build::drive(
+        ctx.engine,
+        &spec,
+        &ctx.plan.artifacts.build_log,
+        super::build::expect(ctx),
+        ctx.observer,
+    )?;
+    ctx.outputs.image = None;
+    match driven.end {
+        End::Interrupted => return Err(super::build::interrupted(ctx)),
+        End::Stopped | End::Failed => {
+            if let Some(b) = ctx.outputs.build.as_mut() {
+                b["image_build"] = serde_json::to_value(&driven).expect("serializes");
+            }
+            return Ok(driven.checks("image.build"));
+        }
+        End::Succeeded => {}
+    }
+    let id = ctx
+        .engine
+        .image_id(&spec.tag)?
+        .ok_or_else(|| Error::Engine {
+            message: format!("the engine has no `{}` right after building it", spec.tag),
+            hint: None,
+        })?;
+    ctx.outputs.image = Some(ImageOut {
+        tag: spec.tag.clone(),
+        id: id.clone(),
+    });
+    let mut checks = driven.checks("image.build");
+    if let Some(c) = checks.last_mut() {
+        c.evidence = format!("{}; image id {id}", c.evidence);
+    }
+    ctx.cancel.check()?;
+    let size = ctx.engine.image_size(&id)?;
+    let probe = phase4::probe(ctx.engine, &id, &ctx.recipe.file.checks.files)?;
+    checks.extend(phase4::checks(ctx.recipe, size, &probe));
+    Ok(checks)
+}
+
+/// Resume: the recorded image is still in the engine, under its tag.
+pub fn verify(ctx: &Ctx<'_>) -> std::result::Result<(), String> {
+    let Some(img) = &ctx.outputs.image else {
+        return Err("no image was recorded".into());
+    };
+    match ctx.engine.image_id(&img.tag) {
+        Ok(Some(id)) if id == img.id => Ok(()),
+        Ok(Some(id)) => Err(format!(
+            "`{}` now points at {id}, not the recorded {}",
+            img.tag, img.id
+        )),
+        Ok(None) => Err(format!(
+            "image {} (`{}`) is gone from the engine",
+            img.id, img.tag
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether phase 4 passed in `checks`.
+pub fn passed(checks: &[Check]) -> bool {
+    !checks.iter().any(|c| c.status == Status::Fail)
+}
+
+/// The archs the image audit wants: `--arch` (repeat or `;`-separate), else the recipe's.
+pub fn audit_archs(recipe: &crate::recipe::Recipe, arch: &[String]) -> Result<Vec<String>> {
+    let archs = recipe.archs_or(arch)?;
+    let re =
+        regex::Regex::new(r"^gfx([0-9a-f]{3,4}|[0-9]+(-[0-9]+)?-generic)(:(xnack|sramecc)[+-])*$")
+            .expect("valid regex");
+    if let Some(bad) = archs.iter().find(|a| !re.is_match(a)) {
+        return Err(Error::input(
+            format!("`{bad}` is not a GPU arch"),
+            Some("arch names look like gfx1151, gfx1100, gfx90a:xnack+"),
+        ));
+    }
+    Ok(archs)
+}
+
+/// Stream `image` from the engine through the image audit (nothing written to disk).
+pub fn audit_image(
+    engine: &dyn crate::engine::Engine,
+    image: &str,
+    archs: &[String],
+    rocm: &str,
+) -> Result<(Vec<Check>, crate::check::audit::Audit)> {
+    let started = std::time::Instant::now();
+    let mut reader = crate::check::imagefs::ImageReader::new();
+    engine.export_image(image, &mut |piece| {
+        reader.feed(piece);
+        Ok(())
+    })?;
+    let fs = reader.finish().map_err(|e| Error::Engine {
+        message: format!("cannot read `{image}`'s export stream: {e}"),
+        hint: Some("the engine's /images/{name}/get stream should be a docker-save tar".into()),
+    })?;
+    let (checks, mut audit) = crate::check::audit::checks(&fs, archs, rocm);
+    audit.seconds = started.elapsed().as_secs_f64();
+    Ok((checks, audit))
+}

@@ -1,0 +1,92 @@
+//! The phases of `forge build`, one module each, orchestration only: the checks live in
+//! `check/`, the engine in `engine/`, the order and the record in `pipeline/`.
+
+pub mod build;
+pub mod export;
+pub mod image;
+pub mod preflight;
+pub mod report;
+pub mod runtime;
+pub mod wheel;
+
+use crate::pipeline::{Ctx, Phase, PhaseId};
+
+fn always(_: &Ctx<'_>) -> std::result::Result<(), String> {
+    Ok(())
+}
+
+/// `forge build`: every phase, in order.
+pub const BUILD: &[Phase] = &[
+    Phase {
+        id: PhaseId::Plan,
+        needs: &[],
+        gates: &[],
+        cheap: true,
+        run: |ctx| Ok(ctx.plan_checks.clone()),
+        verify: always,
+    },
+    Phase {
+        id: PhaseId::Preflight,
+        needs: &[],
+        gates: &[],
+        cheap: true,
+        run: preflight::run,
+        verify: always,
+    },
+    Phase {
+        id: PhaseId::Build,
+        needs: &[PhaseId::Plan],
+        gates: &[],
+        cheap: false,
+        run: build::run,
+        verify: build::verify,
+    },
+    Phase {
+        id: PhaseId::Wheel,
+        needs: &[PhaseId::Build],
+        gates: &[],
+        cheap: false,
+        run: wheel::run,
+        verify: always,
+    },
+    Phase {
+        id: PhaseId::Image,
+        needs: &[PhaseId::Build],
+        gates: &[PhaseId::Wheel],
+        cheap: false,
+        run: image::run,
+        verify: image::verify,
+    },
+    Phase {
+        id: PhaseId::Runtime,
+        needs: &[PhaseId::Image],
+        gates: &[],
+        cheap: true,
+        run: runtime::runtime,
+        verify: always,
+    },
+    Phase {
+        id: PhaseId::Serve,
+        needs: &[PhaseId::Image],
+        gates: &[],
+        cheap: true,
+        run: runtime::serve,
+        verify: always,
+    },
+    Phase {
+        id: PhaseId::Export,
+        needs: &[PhaseId::Image],
+        gates: &[],
+        cheap: false,
+        run: export::run,
+        verify: export::verify,
+    },
+    Phase {
+        id: PhaseId::Report,
+        needs: &[],
+        gates: &[],
+        cheap: true,
+        run: |_| Ok(Vec::new()),
+        verify: always,
+    },
+];

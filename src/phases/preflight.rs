@@ -1,0 +1,39 @@
+//! Phase 1 inside `forge build`: the host checks. A failed GPU check does not stop a build
+//! (a build server has no GPU): it becomes a skip that names the phases left unverified.
+
+use crate::check::catalog;
+use crate::check::host::{self, HostPaths};
+use crate::error::Result;
+use crate::pipeline::Ctx;
+use crate::report::{Check, Status};
+
+/// The phases a missing GPU leaves unverified.
+pub const GPU_PHASES: &str = "runtime (phases 5 and 7) and serve (phase 6)";
+
+/// Run phase 1; GPU failures become skips naming [`GPU_PHASES`].
+pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
+    let info = ctx.engine.info();
+    let checks = host::preflight(ctx.recipe, &info, &HostPaths::default());
+    Ok(gpu_failures_to_skips(ctx, checks))
+}
+
+/// Failed GPU checks -> skips that say what that leaves unverified; records it in the context.
+pub fn gpu_failures_to_skips(ctx: &mut Ctx<'_>, checks: Vec<Check>) -> Vec<Check> {
+    checks
+        .into_iter()
+        .map(|mut c| {
+            if c.status == Status::Fail && catalog::entry(&c.id).needs_gpu {
+                ctx.unverified = Some(format!(
+                    "no usable AMD GPU here ({}): {GPU_PHASES} cannot be verified on this host",
+                    c.evidence
+                ));
+                c.status = Status::Skip;
+                c.evidence = format!(
+                    "{}; not needed to build: {GPU_PHASES} are left unverified here",
+                    c.evidence
+                );
+            }
+            c
+        })
+        .collect()
+}

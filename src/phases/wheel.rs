@@ -1,0 +1,52 @@
+//! Phase 3 inside `forge build`: `forge wheel`'s checks on the torch wheel taken out, with
+//! libtorch_hip.so's libraries resolved inside the recipe's base image (where the build
+//! stage's ROCm comes from). A wheel that fails here is not put into an image.
+
+use crate::check::catalog;
+use crate::check::resolve::{ImageRoot, LibRoot};
+use crate::check::wheel::{self, WheelOptions};
+use crate::error::Result;
+use crate::pipeline::Ctx;
+use crate::report::Check;
+
+/// Threads for CPU-bound work: the machine's cores.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
+/// Run phase 3 on the torch wheel.
+pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
+    let Some(torch) = ctx.outputs.wheels.iter().find(|w| {
+        w.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("torch-") && n.ends_with(".whl"))
+    }) else {
+        return Ok(vec![Check::skip(
+            "3.1",
+            catalog::title("3.1"),
+            "the wheel stage holds no torch-*.whl",
+        )]);
+    };
+    ctx.cancel.check()?;
+    let data = match wheel::read_wheel(&torch.path, threads()) {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(vec![Check::fail(
+                "3.1",
+                catalog::title("3.1"),
+                format!("cannot read {}: {e}", torch.path.display()),
+            )]);
+        }
+    };
+    ctx.cancel.check()?;
+    let opts = WheelOptions {
+        archs: ctx.recipe.archs().to_vec(),
+        min_bytes: ctx.recipe.file.checks.wheel_min_bytes,
+    };
+    let mut root = ImageRoot::open(ctx.engine, &ctx.plan.base_image).ok();
+    let root = root.as_mut().map(|r| r as &mut dyn LibRoot);
+    let checks = wheel::checks(&data, &opts, root).0;
+    ctx.cancel.check()?;
+    Ok(checks)
+}

@@ -1,0 +1,354 @@
+//! The pipeline: phases as units, the run record written after each phase, resume, and the
+//! one cancel token.
+//!
+//! A [`Phase`] has an id, the phases whose outputs it needs (each must have passed), the phases
+//! that gate it (none may have failed: a wheel that fails phase 3 is not put into an image, an
+//! image that fails phase 4 is not exported), and a run function returning its checks; its
+//! outputs go into [`Ctx::outputs`]. [`run`] walks the list: it skips a phase whose inputs are
+//! missing (saying which and why), writes `run.json` atomically after every phase, and stops
+//! with the record saying where on SIGINT/SIGTERM or an error. On `--resume` it reuses each
+//! phase that passed before, once its recorded outputs are verified (image id still there,
+//! wheel SHA256 unchanged, recipe hash the same), and reruns from the first one that did not.
+
+pub mod cancel;
+pub mod record;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::build::BuilderChoice;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::monitor::tail::Observer;
+use crate::plan::Plan;
+use crate::recipe::Recipe;
+use crate::report::{Check, Status};
+use cancel::Cancel;
+use record::{Outputs, PhaseRecord, PhaseStatus, RunRecord, RunState};
+
+/// The phases of `forge build`, in order.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseId {
+    /// The recipe against its Dockerfile (`plan.*`).
+    Plan,
+    /// Phase 1: the host.
+    Preflight,
+    /// The wheel stage built under the monitor (phase 2), its wheels taken out.
+    Build,
+    /// Phase 3 on the torch wheel.
+    Wheel,
+    /// The runtime stage built, then phase 4 on it.
+    Image,
+    /// Phases 5 and 7 (one probe; GPU).
+    Runtime,
+    /// Phase 6 (GPU).
+    Serve,
+    /// The image as `.tar.gz` with its SHA256.
+    Export,
+    /// report.md and report.json from the record.
+    Report,
+}
+
+impl PhaseId {
+    /// Lower-case name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseId::Plan => "plan",
+            PhaseId::Preflight => "preflight",
+            PhaseId::Build => "build",
+            PhaseId::Wheel => "wheel",
+            PhaseId::Image => "image",
+            PhaseId::Runtime => "runtime",
+            PhaseId::Serve => "serve",
+            PhaseId::Export => "export",
+            PhaseId::Report => "report",
+        }
+    }
+}
+
+/// A phase's run function: checks out, outputs into the context.
+pub type RunFn = fn(&mut Ctx<'_>) -> Result<Vec<Check>>;
+
+/// Whether recorded outputs still hold: `Err(why not)`.
+pub type VerifyFn = fn(&Ctx<'_>) -> std::result::Result<(), String>;
+
+/// One phase.
+pub struct Phase {
+    /// Its id.
+    pub id: PhaseId,
+    /// Phases whose outputs it uses: each must have passed.
+    pub needs: &'static [PhaseId],
+    /// Phases that must not have failed.
+    pub gates: &'static [PhaseId],
+    /// Cheap and without outputs worth keeping: rerun on resume, never breaking the reuse of
+    /// later phases.
+    pub cheap: bool,
+    /// Runs it.
+    pub run: RunFn,
+    /// Checks that its recorded outputs still hold (resume).
+    pub verify: VerifyFn,
+}
+
+/// What the phases share.
+pub struct Ctx<'a> {
+    /// The recipe.
+    pub recipe: &'a Recipe,
+    /// Its plan, with this run's artifact paths.
+    pub plan: &'a Plan,
+    /// The plan's own checks.
+    pub plan_checks: Vec<Check>,
+    /// Run id.
+    pub run: String,
+    /// The engine.
+    pub engine: &'a dyn Engine,
+    /// The cancel token.
+    pub cancel: Cancel,
+    /// Progress.
+    pub observer: &'a mut dyn Observer,
+    /// `--builder`.
+    pub builder: BuilderChoice,
+    /// Outputs so far (recorded ones on resume).
+    pub outputs: Outputs,
+    /// Phases preflight found unverifiable here (no GPU), with the reason.
+    pub unverified: Option<String>,
+    /// A rehearsal (`--rehearse`): checks stand-ins cannot decide become skips that say so.
+    pub rehearsal: bool,
+}
+
+/// Which phases to run.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--skip`.
+    pub skip: Vec<PhaseId>,
+    /// `--only` (empty: all).
+    pub only: Vec<PhaseId>,
+}
+
+impl Selection {
+    /// Why `id` is not selected, if it is not.
+    pub fn excluded(&self, id: PhaseId) -> Option<String> {
+        if id == PhaseId::Report || id == PhaseId::Plan {
+            return None;
+        }
+        if self.skip.contains(&id) {
+            return Some(format!("not run: `--skip {}`", id.name()));
+        }
+        if !self.only.is_empty() && !self.only.contains(&id) {
+            let only: Vec<&str> = self.only.iter().map(|p| p.name()).collect();
+            return Some(format!("not run: `--only {}`", only.join(",")));
+        }
+        None
+    }
+}
+
+fn set(rec: &mut RunRecord, p: PhaseRecord) {
+    match rec.phases.iter_mut().find(|x| x.id == p.id) {
+        Some(x) => *x = p,
+        None => rec.phases.push(p),
+    }
+}
+
+/// Why `phase` cannot run, from the statuses so far.
+fn blocked(phase: &Phase, rec: &RunRecord) -> Option<String> {
+    for n in phase.needs {
+        match rec.phase(*n) {
+            Some(p) if p.status == PhaseStatus::Pass => {}
+            Some(p) => {
+                return Some(format!(
+                    "needs the {} phase's outputs, and it {}{}",
+                    n.name(),
+                    match p.status {
+                        PhaseStatus::Fail => "failed",
+                        PhaseStatus::Skip => "was skipped",
+                        _ => "did not finish",
+                    },
+                    p.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ));
+            }
+            None => {
+                return Some(format!(
+                    "needs the {} phase, which is not in this run",
+                    n.name()
+                ));
+            }
+        }
+    }
+    for g in phase.gates {
+        if rec.phase(*g).is_some_and(|p| p.status == PhaseStatus::Fail) {
+            return Some(match g {
+                PhaseId::Wheel => {
+                    "the wheel failed phase 3: it is not put into an image".to_owned()
+                }
+                PhaseId::Image => {
+                    "the image failed phase 4: it is not exported as a release".to_owned()
+                }
+                g => format!("the {} phase failed", g.name()),
+            });
+        }
+    }
+    None
+}
+
+fn status_of(checks: &[Check]) -> PhaseStatus {
+    if checks.iter().any(|c| c.status == Status::Fail) {
+        PhaseStatus::Fail
+    } else if !checks.is_empty() && checks.iter().all(|c| c.status == Status::Skip) {
+        PhaseStatus::Skip
+    } else {
+        PhaseStatus::Pass
+    }
+}
+
+/// Run `phases` in order, recording each in `rec` and writing it to `dir/run.json` after each.
+/// `prior` is the record of the attempt being resumed. Returns `Err` for an interruption
+/// (the record says where) or an error forge could not go past.
+pub fn run(
+    phases: &[Phase],
+    ctx: &mut Ctx<'_>,
+    rec: &mut RunRecord,
+    sel: &Selection,
+    prior: Option<&RunRecord>,
+    dir: &Path,
+) -> Result<()> {
+    // On resume: reuse phases in order while they passed and verify; the first that does not
+    // breaks the chain and everything after it runs again.
+    let mut chain = prior.is_some();
+    if let Some(p) = prior {
+        if p.recipe.hash == rec.recipe.hash {
+            ctx.outputs = p.outputs.clone();
+            rec.outputs = p.outputs.clone();
+        } else {
+            chain = false;
+            rec.resumes.push(
+                "the recipe, its Dockerfile or its context changed since the interrupted attempt: every phase runs again".into(),
+            );
+        }
+    }
+    for phase in phases {
+        let mut why_rerun = None;
+        if chain && !phase.cheap {
+            let before = prior.and_then(|p| p.phase(phase.id));
+            match before.map(|b| b.status) {
+                Some(PhaseStatus::Pass) => match (phase.verify)(ctx) {
+                    Ok(()) => {
+                        let mut b = before.expect("matched").clone();
+                        b.reused = true;
+                        b.reason = Some("reused: recorded outputs verified".into());
+                        rec.resumes.push(format!(
+                            "{}: reused (recorded outputs verified)",
+                            phase.id.name()
+                        ));
+                        set(rec, b);
+                        rec.write(dir)?;
+                        continue;
+                    }
+                    Err(why) => {
+                        chain = false;
+                        why_rerun = Some(format!("run again: {why}"));
+                    }
+                },
+                Some(PhaseStatus::Skip) => {}
+                Some(s) => {
+                    chain = false;
+                    why_rerun = Some(format!("run again: it ended `{}` before", s.name()));
+                }
+                None => chain = false,
+            }
+            if let Some(w) = &why_rerun {
+                rec.resumes.push(format!("{}: {w}", phase.id.name()));
+            }
+        }
+        let skip = sel.excluded(phase.id).or_else(|| blocked(phase, rec));
+        if let Some(reason) = skip {
+            // An unselected phase keeps what an earlier attempt recorded for it, if it passed.
+            if sel.excluded(phase.id).is_some()
+                && let Some(b) = prior.and_then(|p| p.phase(phase.id))
+                && b.status == PhaseStatus::Pass
+                && chain
+            {
+                set(rec, b.clone());
+                continue;
+            }
+            set(
+                rec,
+                PhaseRecord {
+                    id: phase.id,
+                    status: PhaseStatus::Skip,
+                    reason: Some(reason),
+                    reused: false,
+                    started: None,
+                    seconds: 0.0,
+                    checks: Vec::new(),
+                },
+            );
+            continue;
+        }
+        let started = Instant::now();
+        set(
+            rec,
+            PhaseRecord {
+                id: phase.id,
+                status: PhaseStatus::Running,
+                reason: why_rerun.clone(),
+                reused: false,
+                started: Some(record::now()),
+                seconds: 0.0,
+                checks: Vec::new(),
+            },
+        );
+        rec.write(dir)?;
+        let result = ctx.cancel.check().and_then(|()| (phase.run)(ctx));
+        let p = rec.phase_mut(phase.id).expect("set above");
+        p.seconds = started.elapsed().as_secs_f64();
+        rec.outputs = ctx.outputs.clone();
+        match result {
+            Ok(mut checks) => {
+                if ctx.rehearsal {
+                    crate::rehearse::soften(&mut checks);
+                }
+                let p = rec.phase_mut(phase.id).expect("set above");
+                p.status = status_of(&checks);
+                if p.status == PhaseStatus::Skip && p.reason.is_none() {
+                    p.reason = checks.first().map(|c| c.evidence.clone());
+                }
+                p.checks = checks;
+                rec.write(dir)?;
+            }
+            Err(e) => {
+                let p = rec.phase_mut(phase.id).expect("set above");
+                if let Error::Interrupted { signal } = e {
+                    p.status = PhaseStatus::Interrupted;
+                    p.reason = Some(format!("stopped by {}", cancel::name(signal)));
+                    rec.state = RunState::Interrupted;
+                    rec.signal = Some(signal);
+                } else {
+                    p.status = PhaseStatus::Error;
+                    p.reason = Some(e.to_string());
+                    rec.state = RunState::Error;
+                }
+                rec.write(dir)?;
+                return Err(e);
+            }
+        }
+    }
+    rec.state = RunState::Finished;
+    rec.write(dir)
+}

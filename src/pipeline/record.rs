@@ -1,0 +1,385 @@
+//! The run record, `artifacts/<run>/run.json`: the recipe and its hash, the plan, each phase's
+//! status, checks, timings and outputs. Written atomically (temp file, fsync, rename) after
+//! every phase, so a crash, a Ctrl-C or a power cut loses nothing already done;
+//! `artifacts/latest` points at the newest run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::PhaseId;
+use crate::error::{Error, Result};
+use crate::report::{Check, Verdict};
+
+/// The record's format version.
+pub const SCHEMA: u32 = 1;
+
+/// The record's file name inside the run directory.
+pub const FILE: &str = "run.json";
+
+/// How a phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseStatus {
+    /// Not reached yet.
+    Pending,
+    /// Started, not ended (a record left like this was killed).
+    Running,
+    /// Ran, no check failed.
+    Pass,
+    /// Ran, a check failed.
+    Fail,
+    /// Did not run; `reason` says why.
+    Skip,
+    /// Stopped by SIGINT/SIGTERM.
+    Interrupted,
+    /// forge could not run it; `reason` holds the error.
+    Error,
+}
+
+impl PhaseStatus {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseStatus::Pending => "pending",
+            PhaseStatus::Running => "running",
+            PhaseStatus::Pass => "pass",
+            PhaseStatus::Fail => "fail",
+            PhaseStatus::Skip => "skip",
+            PhaseStatus::Interrupted => "interrupted",
+            PhaseStatus::Error => "error",
+        }
+    }
+}
+
+/// One phase in the record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    /// Which phase.
+    pub id: PhaseId,
+    /// How it ended.
+    pub status: PhaseStatus,
+    /// Why it was skipped, why it was rerun on resume, or its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its outputs were recorded by an earlier attempt and verified, not produced again.
+    #[serde(default)]
+    pub reused: bool,
+    /// When it started (UTC, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// Seconds it ran.
+    #[serde(default)]
+    pub seconds: f64,
+    /// Its checks.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+/// A wheel taken out of the build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wheel {
+    /// Where it was written.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA256, hex.
+    pub sha256: String,
+}
+
+/// The image the run built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageOut {
+    /// Its tag.
+    pub tag: String,
+    /// Its id (`sha256:...`).
+    pub id: String,
+}
+
+/// What the phases produced, as the later phases and a resume use it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outputs {
+    /// The build's account: builder, end, fatal finding, log tail (phase `build`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<serde_json::Value>,
+    /// Files taken out of the wheel stage (phase `build`).
+    #[serde(default)]
+    pub wheels: Vec<Wheel>,
+    /// The built image (phase `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageOut>,
+    /// The exported archive (phase `export`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::export::Export>,
+}
+
+/// Where the recipe came from and what it hashed to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecipeRef {
+    /// Its name.
+    pub name: String,
+    /// `recipes/rocm-7.1.1.toml (shipped)` or the file's path.
+    pub origin: String,
+    /// The file, for `--resume` without `--recipe` (absent for a shipped recipe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The shipped recipe's ROCm version (absent for a file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rocm: Option<String>,
+    /// Whether `--allow-unsupported` was given.
+    #[serde(default)]
+    pub allow_unsupported: bool,
+    /// SHA256 over the resolved plan (build args, stages, checks), the Dockerfile and the
+    /// build context: a resume with another hash reruns everything.
+    pub hash: String,
+}
+
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Phases are running.
+    Running,
+    /// Every phase ended (passed, failed or skipped).
+    Finished,
+    /// SIGINT or SIGTERM stopped it.
+    Interrupted,
+    /// forge could not go on (engine gone, disk full).
+    Error,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Format version.
+    pub schema: u32,
+    /// Run id (the directory's name).
+    pub run: String,
+    /// The recipe.
+    pub recipe: RecipeRef,
+    /// The resolved plan.
+    pub plan: serde_json::Value,
+    /// When the run started (UTC, RFC 3339).
+    pub started: String,
+    /// When the record was last written.
+    pub updated: String,
+    /// Where the run is.
+    pub state: RunState,
+    /// The signal that stopped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// The verdict over every check so far.
+    pub verdict: Verdict,
+    /// Every phase, in order.
+    pub phases: Vec<PhaseRecord>,
+    /// What the phases produced.
+    pub outputs: Outputs,
+    /// How many times the run was resumed, and what each resume did.
+    #[serde(default)]
+    pub resumes: Vec<String>,
+}
+
+/// Now, UTC, RFC 3339 to the second.
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl RunRecord {
+    /// Every check of every phase, in order.
+    pub fn checks(&self) -> Vec<Check> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.checks.iter().cloned())
+            .collect()
+    }
+
+    /// The phase `id`'s record.
+    pub fn phase(&self, id: PhaseId) -> Option<&PhaseRecord> {
+        self.phases.iter().find(|p| p.id == id)
+    }
+
+    /// The phase `id`'s record, mutable.
+    pub fn phase_mut(&mut self, id: PhaseId) -> Option<&mut PhaseRecord> {
+        self.phases.iter_mut().find(|p| p.id == id)
+    }
+
+    /// Write `dir/run.json` atomically: a temporary file, fsynced, renamed over the old one.
+    pub fn write(&mut self, dir: &Path) -> Result<()> {
+        self.updated = now();
+        self.verdict = crate::report::verdict(&self.checks());
+        let json = serde_json::to_vec_pretty(self).expect("the record serializes");
+        write_atomically(&dir.join(FILE), &json)
+    }
+
+    /// Read `dir/run.json`.
+    pub fn read(dir: &Path) -> Result<RunRecord> {
+        let p = dir.join(FILE);
+        let bytes = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::input(
+                format!("`{}` is not a forge run record: {e}", p.display()),
+                Some("pass a run directory forge wrote (`forge runs` lists them)"),
+            )
+        })
+    }
+}
+
+/// Write `path` through `path.tmp`: fsync, rename (a reader sees the old or the new file, whole).
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = crate::export::part_path(path);
+    let r = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
+        f.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Point `root/latest` at `run` (a relative symlink, replaced atomically).
+pub fn set_latest(root: &Path, run: &str) -> Result<()> {
+    let link = root.join("latest");
+    let tmp = root.join(format!(".latest.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(run, &tmp).map_err(|e| Error::io("link", &tmp, e))?;
+    std::fs::rename(&tmp, &link).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("rename", &link, e)
+    })
+}
+
+/// `--run-id`: a name for a directory under the artifacts and part of a temporary image tag:
+/// a letter or digit first, then letters, digits, `.`, `_`, `-`; at most 100 characters.
+pub fn validate_run_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 100
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id != "latest";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            format!("`--run-id {id:?}` is not a usable run id"),
+            Some(
+                "a run id names a directory under the artifacts: a letter or digit first, then \
+                 letters, digits, `.`, `_`, `-` (no `/`, no `..`, not empty, not `latest`), at most 100",
+            ),
+        ))
+    }
+}
+
+/// One line of `forge runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run: String,
+    /// Recipe name.
+    pub recipe: String,
+    /// Started.
+    pub started: String,
+    /// Where the run is.
+    pub state: RunState,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Phases that passed, of all.
+    pub phases_passed: usize,
+    /// Phases in the run.
+    pub phases: usize,
+    /// The first phase that did not pass, and how it ended.
+    pub stopped_at: Option<String>,
+    /// Bytes of wheels.
+    pub wheel_bytes: u64,
+    /// Bytes of the archive.
+    pub archive_bytes: Option<u64>,
+    /// Whether `latest` points here.
+    pub latest: bool,
+}
+
+/// Every run under `root` that has a record, oldest first.
+pub fn list(root: &Path) -> Result<Vec<RunSummary>> {
+    let latest = std::fs::read_link(root.join("latest")).ok();
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read", root, e)),
+    };
+    let mut out = Vec::new();
+    for entry in rd.flatten() {
+        let p = entry.path();
+        if entry.file_name() == "latest" || !p.join(FILE).is_file() {
+            continue;
+        }
+        let Ok(r) = RunRecord::read(&p) else { continue };
+        let passed = r
+            .phases
+            .iter()
+            .filter(|p| p.status == PhaseStatus::Pass)
+            .count();
+        out.push(RunSummary {
+            latest: latest.as_deref() == Some(Path::new(&r.run)),
+            stopped_at: r
+                .phases
+                .iter()
+                .find(|p| p.status != PhaseStatus::Pass)
+                .map(|p| format!("{} ({})", p.id.name(), p.status.name())),
+            wheel_bytes: r.outputs.wheels.iter().map(|w| w.size).sum(),
+            archive_bytes: r.outputs.archive.as_ref().map(|a| a.gz_bytes),
+            run: r.run,
+            recipe: r.recipe.name,
+            started: r.started,
+            state: r.state,
+            verdict: r.verdict,
+            phases_passed: passed,
+            phases: r.phases.len(),
+        });
+    }
+    out.sort_by(|a, b| a.started.cmp(&b.started).then(a.run.cmp(&b.run)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_that_escape_or_break_tags_are_refused() {
+        for bad in [
+            "",
+            "../../escape",
+            "a/b",
+            "..",
+            ".hidden",
+            "latest",
+            "a b",
+            "x\0y",
+        ] {
+            assert!(validate_run_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["good", "fixture-good-20261130-101010", "r1.2_3"] {
+            assert!(validate_run_id(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn atomic_write_and_latest_link() {
+        let dir = std::env::temp_dir().join(format!("forge-record-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("r1")).unwrap();
+        write_atomically(&dir.join("r1/x.json"), b"{}").unwrap();
+        assert_eq!(std::fs::read(dir.join("r1/x.json")).unwrap(), b"{}");
+        assert!(!dir.join("r1/x.json.part").exists());
+        set_latest(&dir, "r1").unwrap();
+        set_latest(&dir, "r1").unwrap();
+        assert_eq!(
+            std::fs::read_link(dir.join("latest")).unwrap(),
+            Path::new("r1")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
