@@ -238,6 +238,7 @@ pub const PHASES: &[(&str, &str)] = &[
 pub fn phase_of(id: &str) -> &'static str {
     if let Some(e) = crate::check::catalog::CATALOG.iter().find(|e| e.id == id) {
         return match e.phase {
+            0 => "plan",
             1 => "1",
             2 => "2",
             3 => "3",
@@ -255,6 +256,8 @@ pub fn phase_of(id: &str) -> &'static str {
         "build" => "2",
         "wheel" => "3",
         "image" => "4",
+        "runtime" => "5",
+        "serve" => "6",
         "deliverable" => "deliverables",
         _ => "export",
     }
