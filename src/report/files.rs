@@ -485,3 +485,140 @@ pub fn read_run(dir: &Path) -> Result<RunView> {
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::record::{ImageOut, Outputs, PhaseRecord, RecipeRef, Wheel};
+    use crate::report::{Status, Verdict};
+
+    fn phase(id: PhaseId, status: RecStatus, started: &str, seconds: f64) -> PhaseRecord {
+        PhaseRecord {
+            id,
+            status,
+            reason: None,
+            reused: false,
+            started: Some(started.into()),
+            seconds,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Issue 14 on issue 9's record: the reports' phases carry run.json's timings, the stop is
+    /// the build's fatal finding, the outputs are the record's, relative to the run directory.
+    #[test]
+    fn a_run_record_maps_onto_the_run_view() {
+        let dir = std::env::temp_dir().join(format!("forge-from-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("build.log"),
+            "#9 12.5 [10/100] Building CXX object a.o\n#9 20.0 [50/100] Building CXX object b.o\n",
+        )
+        .unwrap();
+        let mut build = phase(
+            PhaseId::Build,
+            RecStatus::Fail,
+            "2026-01-01T00:00:10Z",
+            30.0,
+        );
+        build.checks = vec![
+            Check::fail("2.1", "USE_DISTRIBUTED", "off at line 40"),
+            Check::fail("build.result", "the image builds", "stopped"),
+        ];
+        let mut rec = RunRecord {
+            schema: 1,
+            run: "r1".into(),
+            recipe: RecipeRef {
+                name: "x".into(),
+                origin: "x.toml".into(),
+                path: None,
+                rocm: None,
+                allow_unsupported: false,
+                hash: "h".into(),
+            },
+            plan: serde_json::json!({
+                "image_tag": "forge/x:1",
+                "rocm": "7.1.1",
+                "archs": ["gfx1151"],
+                "artifacts": {"dir": "artifacts/r1", "build_log": "artifacts/r1/build.log",
+                              "wheels": "artifacts/r1/wheels"},
+            }),
+            started: "2026-01-01T00:00:00Z".into(),
+            updated: "2026-01-01T00:00:41Z".into(),
+            state: RunState::Finished,
+            signal: None,
+            verdict: Verdict::Fail,
+            phases: vec![
+                phase(
+                    PhaseId::Preflight,
+                    RecStatus::Pass,
+                    "2026-01-01T00:00:01Z",
+                    2.0,
+                ),
+                build,
+                PhaseRecord {
+                    reason: Some("needs the build phase, which failed".into()),
+                    started: None,
+                    ..phase(PhaseId::Image, RecStatus::Skip, "", 0.0)
+                },
+            ],
+            outputs: Outputs {
+                build: Some(serde_json::json!({
+                    "builder": "BuildKit", "end": "stopped",
+                    "fatal": {"line": 40, "text": "#9 20.0 USE_DISTRIBUTED : OFF",
+                              "message": "distributed is off", "hint": "set USE_DISTRIBUTED=1"},
+                })),
+                wheels: vec![Wheel {
+                    path: "artifacts/r1/wheels/torch-2.9.1-cp313.whl".into(),
+                    size: 3,
+                    sha256: "ab".into(),
+                }],
+                image: Some(ImageOut {
+                    tag: "forge/x:1".into(),
+                    id: "sha256:1".into(),
+                }),
+                archive: None,
+            },
+            resumes: Vec::new(),
+        };
+        rec.phases[0].checks = vec![Check::skip("1.1", "GPU", "no GPU")];
+        let v = from_record(&rec, &dir, None, Facts::default());
+        let p = |id: &str| v.phases.iter().find(|p| p.id == id).unwrap();
+        assert_eq!((p("1").started, p("1").ended), (Some(1.0), Some(3.0)));
+        assert_eq!((p("2").started, p("2").ended), (Some(10.0), Some(40.0)));
+        assert_eq!(p("2").status(), PhaseStatus::Fail);
+        assert_eq!(p("4").status(), PhaseStatus::NotRun);
+        assert!(
+            p("4")
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("needs the build phase"),
+            "{:?}",
+            p("4").note
+        );
+        assert_eq!(v.seconds, 41.0);
+        assert_eq!(v.end.as_deref(), Some("stopped"));
+        let stop = v.stop.as_ref().unwrap();
+        assert_eq!((stop.line, stop.t), (Some(40), Some(30.0)));
+        assert_eq!(stop.fix.as_deref(), Some("set USE_DISTRIBUTED=1"));
+        // ninja's times are the build's, moved onto the run's clock
+        assert_eq!(v.ninja_progress.len(), 2);
+        assert_eq!(
+            (v.ninja_progress[0].t, v.ninja_progress[0].done),
+            (22.5, 10)
+        );
+        let paths: Vec<&str> = v.outputs.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, ["build.log", "wheels/torch-2.9.1-cp313.whl"]);
+        assert_eq!(v.image.as_ref().unwrap().id.as_deref(), Some("sha256:1"));
+        assert_eq!(v.tools["builder"], "BuildKit");
+        assert_eq!(
+            v.checks()
+                .iter()
+                .filter(|c| c.status == Status::Fail)
+                .count(),
+            2
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
