@@ -5,18 +5,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in gcc unzip python3; do
+for tool in gcc unzip python3 xmllint chromium; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 # g++ and objdump build and check the C++ test library of `wheel.glibc` (build-essential has both).
 command -v g++ >/dev/null 2>&1 && command -v objdump >/dev/null 2>&1 || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
-  need=("${need[@]/gcc/build-essential}")
-  echo "installing: ${need[*]}"
-  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+  # xmllint validates report.junit.xml against the JUnit XSD; chromium renders report.html
+  # (about 100 MB and ~1 min to install: the HTML report is checked in a real browser).
+  pkgs=("${need[@]/gcc/build-essential}")
+  pkgs=("${pkgs[@]/xmllint/libxml2-utils}")
+  echo "installing: ${pkgs[*]}"
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
-# The JSON Schema of the --json envelope is validated by an independent implementation, in the
-# python3 on PATH (a pyenv one here, so from the package index rather than apt).
+# The JSON Schemas (the --json envelope, report.json) are validated by an independent
+# implementation, in the python3 on PATH (a pyenv one here, so from the package index rather than apt).
 python3 -c 'import jsonschema' >/dev/null 2>&1 || python3 -m pip install -q jsonschema
 
 # Docker tests need an engine; with CI set they fail rather than skip when none answers.

@@ -203,17 +203,28 @@ pub enum Command {
     },
     /// Export an image as `.tar.gz` with a SHA256 file, in one pass, compressing on every core;
     /// then read the archive back (complete, checksum right, loadable). The release's size
-    /// threshold applies only with `--rocm` or `--recipe`.
+    /// threshold applies only with `--rocm` or `--recipe`. `-o DIR/` makes DIR a bundle
+    /// (manifest.json, SHA256SUMS) that `forge verify` checks.
     #[command(
-        after_help = "Examples:\n  forge export forge/vllm-rocm:7.1.1-gfx1151 -o vllm.tar.gz\n  forge export forge/vllm-rocm:7.1.1-gfx1151 --rocm 7.1.1   with the release's size threshold"
+        after_help = "Examples:\n  forge export forge/vllm-rocm:7.1.1-gfx1151 -o vllm.tar.gz\n  forge export forge/vllm-rocm:7.1.1-gfx1151 --rocm 7.1.1   with the release's size threshold\n  forge export forge/vllm-rocm:7.1.1-gfx1151 -o release/ --split 1900M   a bundle in parts"
     )]
     Export {
         /// The image (tag or id).
         #[arg(value_name = "IMAGE")]
         image: String,
-        /// The archive to write (default: artifacts/<image>.tar.gz).
-        #[arg(long, short, value_name = "PATH")]
+        /// The archive to write, or a directory (existing, or ending in `/`) to write the archive
+        /// and a bundle's manifest.json and SHA256SUMS into (default: artifacts/<image>.tar.gz).
+        #[arg(long, short, value_name = "PATH|DIR")]
         out: Option<PathBuf>,
+        /// Archive format: gz (every engine loads it) or zst (Docker Engine 23.0+ loads it;
+        /// refused when the engine here is older).
+        #[arg(long, value_enum, default_value = "gz")]
+        format: crate::export::Format,
+        /// Cut the archive into parts of SIZE (`2G`, `1900M`, `2GiB`) for hosts that cap file
+        /// sizes (GitHub releases: 2 GiB); SHA256SUMS lists the parts, the report the command
+        /// that joins them.
+        #[arg(long, value_name = "SIZE", value_parser = crate::export::parse_size)]
+        split: Option<u64>,
         /// gzip level, 1 (fast) to 9 (small).
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
         level: u32,
@@ -275,6 +286,23 @@ pub enum Command {
         run_id: Option<String>,
         #[command(flatten)]
         recipe: RecipeArgs,
+    },
+    /// Check a bundle: every checksum recomputed (files, parts, the whole archive), the manifest
+    /// against the files and the thresholds; with `--load`, the image id after loading it.
+    Verify {
+        /// The bundle directory (a run's artifacts/<run>/, or what `forge export -o DIR` wrote).
+        #[arg(value_name = "BUNDLE_DIR")]
+        dir: PathBuf,
+        /// Also load the archive into the Docker engine and compare the image id.
+        #[arg(long)]
+        load: bool,
+    },
+    /// Render a run's reports from its record: report.md, report.json, report.junit.xml and
+    /// report.html (and refresh the bundle's manifest.json and SHA256SUMS).
+    Report {
+        /// The run directory (artifacts/<run>/).
+        #[arg(value_name = "RUN_DIR")]
+        run_dir: PathBuf,
     },
     /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release.
     #[command(

@@ -38,6 +38,27 @@ pub struct Export {
     /// The archive as read back from disk.
     #[serde(default)]
     pub verified: Verification,
+    /// `gzip` or `zstd`.
+    #[serde(default = "gzip_name")]
+    pub format: String,
+    /// The parts, in order, when the archive was split (`archive` itself is then not written).
+    #[serde(default)]
+    pub parts: Vec<Part>,
+}
+
+fn gzip_name() -> String {
+    Format::Gz.name().to_owned()
+}
+
+/// One part of a split archive.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Part {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA256, hex.
+    pub sha256: String,
 }
 
 /// What reading the written archive back found: the judgement of a standalone export.
@@ -62,13 +83,13 @@ pub struct Verification {
 }
 
 /// A reader that hashes what passes through it.
-struct Hashing<R> {
+struct Hashing<'h, R> {
     inner: R,
-    hash: Sha256,
+    hash: &'h mut Sha256,
     n: u64,
 }
 
-impl<R: std::io::Read> std::io::Read for Hashing<R> {
+impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
@@ -95,6 +116,12 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
 /// tar index (every header), `manifest.json` and the files it names. One streaming pass, the
 /// file's bytes hashed as they are decompressed.
 pub fn verify(archive: &Path, sha256_file: &Path) -> Verification {
+    verify_files(&[archive.to_owned()], Format::Gz, sha256_file)
+}
+
+/// [`verify`] for an archive in `format` made of `files` read in order (the parts of a split
+/// archive, or the archive alone): the SHA256 is of their concatenation.
+pub fn verify_files(files: &[PathBuf], format: Format, sha256_file: &Path) -> Verification {
     use std::io::Read;
     let mut v = Verification {
         recorded: std::fs::read_to_string(sha256_file)
@@ -102,20 +129,34 @@ pub fn verify(archive: &Path, sha256_file: &Path) -> Verification {
             .and_then(|t| t.split_whitespace().next().map(str::to_owned)),
         ..Verification::default()
     };
-    let file = match File::open(archive) {
-        Ok(f) => f,
-        Err(e) => {
-            v.error = Some(format!("cannot open {}: {e}", archive.display()));
-            return v;
+    let mut joined: Box<dyn Read> = Box::new(std::io::empty());
+    for path in files {
+        match File::open(path) {
+            Ok(f) => joined = Box::new(joined.chain(f)),
+            Err(e) => {
+                v.error = Some(format!("cannot open {}: {e}", path.display()));
+                return v;
+            }
         }
-    };
+    }
+    let mut hash = Sha256::new();
     let hashing = Hashing {
-        inner: std::io::BufReader::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
+        inner: std::io::BufReader::with_capacity(1 << 20, joined),
+        hash: &mut hash,
         n: 0,
     };
+    let decoder: Box<dyn Read + '_> = match format {
+        Format::Gz => Box::new(flate2::read::MultiGzDecoder::new(hashing)),
+        Format::Zst => match zstd::stream::read::Decoder::new(hashing) {
+            Ok(d) => Box::new(d),
+            Err(e) => {
+                v.error = Some(format!("cannot start a zstd decoder: {e}"));
+                return v;
+            }
+        },
+    };
     let mut tar_stream = Counting {
-        inner: flate2::read::MultiGzDecoder::new(hashing),
+        inner: decoder,
         n: 0,
     };
     let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -138,11 +179,14 @@ pub fn verify(archive: &Path, sha256_file: &Path) -> Verification {
         Ok(())
     })();
     if let Err(e) = result {
-        v.error = Some(format!("the gzip stream or tar is broken: {e}"));
+        v.error = Some(format!(
+            "the {} stream or tar is broken: {e}",
+            format.name()
+        ));
     }
     v.tar_bytes = tar_stream.n;
-    let hashing = tar_stream.inner.into_inner();
-    v.sha256 = hex(&hashing.hash.finalize());
+    drop(tar_stream);
+    v.sha256 = hex(&hash.finalize());
     v.manifest = names.contains("manifest.json");
     if let Some(m) = manifest
         .as_ref()
@@ -193,6 +237,60 @@ pub fn gzip_parallel(
     cancel: Cancel,
     produce: &mut dyn FnMut(&mut Sink<'_>) -> Result<u64>,
 ) -> Result<(u64, u64, String)> {
+    compress_parallel(out, Format::Gz, level, threads, cancel, produce)
+}
+
+/// One block compressed as a self-contained member (a gzip member with mtime 0, a zstd frame),
+/// in slices so that `aborted` is seen within one slice's compression; `None` when aborted.
+fn compress_block(
+    block: &[u8],
+    format: Format,
+    level: u32,
+    aborted: &dyn Fn() -> bool,
+) -> Option<std::io::Result<Vec<u8>>> {
+    fn feed<W: Write>(
+        enc: &mut W,
+        block: &[u8],
+        aborted: &dyn Fn() -> bool,
+    ) -> Option<std::io::Result<()>> {
+        for slice in block.chunks(256 << 10) {
+            if aborted() {
+                return None;
+            }
+            if let Err(e) = enc.write_all(slice) {
+                return Some(Err(e));
+            }
+        }
+        Some(Ok(()))
+    }
+    let buf = Vec::with_capacity(block.len() / 2);
+    match format {
+        Format::Gz => {
+            let mut enc = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(buf, flate2::Compression::new(level));
+            Some(feed(&mut enc, block, aborted)?.and_then(|()| enc.finish()))
+        }
+        Format::Zst => {
+            let mut enc = match zstd::stream::write::Encoder::new(buf, level as i32) {
+                Ok(e) => e,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(feed(&mut enc, block, aborted)?.and_then(|()| enc.finish()))
+        }
+    }
+}
+
+/// [`gzip_parallel`] in `format`: members that concatenate into one valid stream (gzip members,
+/// zstd frames), with the same ordering, determinism and cancel behaviour.
+pub fn compress_parallel(
+    out: &mut (dyn Write + Send),
+    format: Format,
+    level: u32,
+    threads: usize,
+    cancel: Cancel,
+    produce: &mut dyn FnMut(&mut Sink<'_>) -> Result<u64>,
+) -> Result<(u64, u64, String)> {
     let threads = threads.max(1);
     let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads * 2);
     let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
@@ -212,22 +310,9 @@ pub fn gzip_parallel(
                     if aborted() {
                         break;
                     }
-                    let mut enc = flate2::GzBuilder::new().mtime(0).write(
-                        Vec::with_capacity(block.len() / 2),
-                        flate2::Compression::new(level),
-                    );
-                    // In slices, so an abort is seen within one slice's compression.
-                    let mut r = Ok(());
-                    for slice in block.chunks(256 << 10) {
-                        if aborted() {
-                            return;
-                        }
-                        r = enc.write_all(slice);
-                        if r.is_err() {
-                            break;
-                        }
-                    }
-                    let r = r.and_then(|()| enc.finish());
+                    let Some(r) = compress_block(&block, format, level, &aborted) else {
+                        return;
+                    };
                     if done_tx.send((i, r)).is_err() {
                         break;
                     }
@@ -433,67 +518,177 @@ pub fn export_with(
     cancel: Cancel,
     tap: &mut dyn FnMut(&[u8]),
 ) -> Result<Export> {
+    let opts = Options {
+        level,
+        threads,
+        format: Format::Gz,
+        split: None,
+    };
+    export_opts(engine, image, archive, opts, cancel, tap)
+}
+
+/// Where the compressed stream goes: one file, or parts of `limit` bytes.
+enum Target {
+    Whole(std::io::BufWriter<File>),
+    Split(SplitWriter),
+}
+
+impl Write for Target {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Target::Whole(w) => w.write(buf),
+            Target::Split(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Target::Whole(w) => w.flush(),
+            Target::Split(w) => w.flush(),
+        }
+    }
+}
+
+/// [`export_with`] with `forge export`'s options: gzip or zstd, whole or split. The archive (or
+/// its parts `<archive>.001`, ...) and `<archive>.sha256` (of the whole archive, which joining
+/// the parts gives back); when split, `SHA256SUMS` beside the parts lists them. Every file is
+/// written under a `.part` name and renamed only when all are complete; on any error (full
+/// disk, engine gone, SIGINT/SIGTERM through `cancel`) every `.part` is removed and nothing is
+/// left under a final name.
+pub fn export_opts(
+    engine: &dyn Engine,
+    image: &str,
+    archive: &Path,
+    opts: Options,
+    cancel: Cancel,
+    tap: &mut dyn FnMut(&[u8]),
+) -> Result<Export> {
     if archive.is_dir() {
         return Err(Error::usage(
             format!("`{}` is a directory", archive.display()),
-            Some("pass the archive's file name, e.g. `-o DIR/image.tar.gz`"),
+            Some(
+                "pass the archive's file name, e.g. `-o DIR/image.tar.gz`, or `-o DIR/` to write into DIR",
+            ),
         ));
     }
-    if let Some(dir) = archive.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
-    }
+    let dir = archive
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
     let part = part_path(archive);
     let sha256_file = PathBuf::from(format!("{}.sha256", archive.display()));
     let sha_part = part_path(&sha256_file);
     let name = archive
         .file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or("archive.tar.gz")
+        .unwrap_or("archive")
         .to_owned();
     let started = Instant::now();
-    let result = (|| -> Result<(u64, u64, String)> {
+    // Where the parts are, for the cleanup on error (the split writer names them as it goes).
+    let mut written_parts: Vec<PathBuf> = Vec::new();
+    let result = (|| -> Result<(u64, u64, String, Vec<Part>)> {
         cancel.check()?;
-        let mut f = std::io::BufWriter::with_capacity(
-            1 << 20,
-            File::create(&part).map_err(|e| Error::io("create", &part, e))?,
+        let mut target = match opts.split {
+            None => Target::Whole(std::io::BufWriter::with_capacity(
+                1 << 20,
+                File::create(&part).map_err(|e| Error::io("create", &part, e))?,
+            )),
+            Some(limit) => Target::Split(SplitWriter {
+                base: archive.to_owned(),
+                limit,
+                parts: Vec::new(),
+                cur: None,
+            }),
+        };
+        let r = compress_parallel(
+            &mut target,
+            opts.format,
+            opts.level,
+            opts.threads,
+            cancel,
+            &mut |sink| {
+                // Every tar header's mtime set to 0: one image id gives one archive SHA256.
+                let mut times = TarTimes::default();
+                let n = engine.export_image(image, &mut |piece| {
+                    cancel.check()?;
+                    tap(piece);
+                    times.feed(piece, sink)
+                })?;
+                times.finish(sink)?;
+                Ok(n)
+            },
         );
-        let r = gzip_parallel(&mut f, level, threads, cancel, &mut |sink| {
-            let mut times = TarTimes::default();
-            let n = engine.export_image(image, &mut |piece| {
-                cancel.check()?;
-                tap(piece);
-                times.feed(piece, sink)
-            })?;
-            times.finish(sink)?;
-            Ok(n)
-        })
-        .map_err(|e| match e {
+        if let Target::Split(w) = &target {
+            written_parts = w.parts.iter().map(|(p, _, _)| p.clone()).collect();
+        }
+        let r = r.map_err(|e| match e {
             Error::Io { action, source, .. } if action == "write" => {
                 Error::io(action, &part, source)
             }
             e => e,
         })?;
-        let f = f
-            .into_inner()
-            .map_err(|e| Error::io("write", &part, e.into_error()))?;
-        f.sync_all().map_err(|e| Error::io("sync", &part, e))?;
+        let parts = match target {
+            Target::Whole(f) => {
+                let f = f
+                    .into_inner()
+                    .map_err(|e| Error::io("write", &part, e.into_error()))?;
+                f.sync_all().map_err(|e| Error::io("sync", &part, e))?;
+                Vec::new()
+            }
+            Target::Split(mut w) => {
+                w.close_current()
+                    .map_err(|e| Error::io("write", archive, e))?;
+                w.take_parts()
+            }
+        };
         cancel.check()?;
         std::fs::write(&sha_part, format!("{}  {name}\n", r.2))
             .map_err(|e| Error::io("write", &sha_part, e))?;
-        std::fs::rename(&part, archive).map_err(|e| Error::io("rename", &part, e))?;
+        if parts.is_empty() {
+            std::fs::rename(&part, archive).map_err(|e| Error::io("rename", &part, e))?;
+        }
+        for p in &parts {
+            let tmp = part_path(&p.path);
+            std::fs::rename(&tmp, &p.path).map_err(|e| Error::io("rename", &tmp, e))?;
+        }
         std::fs::rename(&sha_part, &sha256_file).map_err(|e| Error::io("rename", &sha_part, e))?;
-        Ok(r)
+        Ok((r.0, r.1, r.2, parts))
     })();
-    let (tar_bytes, gz_bytes, sha256) = match result {
+    let (tar_bytes, gz_bytes, sha256, parts) = match result {
         Ok(r) => r,
         Err(e) => {
             // A half-written archive is never left under the final name, nor as a `.part`.
             let _ = std::fs::remove_file(&part);
             let _ = std::fs::remove_file(&sha_part);
+            for p in &written_parts {
+                let _ = std::fs::remove_file(part_path(p));
+                let _ = std::fs::remove_file(p);
+            }
             return Err(e);
         }
     };
-    let verified = verify(archive, &sha256_file);
+    if !parts.is_empty() {
+        let entries: Vec<(String, String)> = parts
+            .iter()
+            .map(|p| {
+                (
+                    p.sha256.clone(),
+                    p.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        crate::bundle::merge_sums(&dir, &entries)?;
+    }
+    let files: Vec<PathBuf> = if parts.is_empty() {
+        vec![archive.to_owned()]
+    } else {
+        parts.iter().map(|p| p.path.clone()).collect()
+    };
+    let verified = verify_files(&files, opts.format, &sha256_file);
     Ok(Export {
         archive: archive.to_owned(),
         sha256_file,
@@ -502,6 +697,8 @@ pub fn export_with(
         gz_bytes,
         seconds: started.elapsed().as_secs_f64(),
         verified,
+        format: opts.format.name().into(),
+        parts,
     })
 }
 
@@ -610,6 +807,188 @@ pub fn checks(e: &Export, min_bytes: Option<u64>) -> Vec<crate::report::Check> {
     out
 }
 
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// gzip (`.tar.gz`): every engine loads it.
+    Gz,
+    /// zstd (`.tar.zst`): smaller and faster; Docker Engine 23.0+ loads it, 20.10 cannot.
+    Zst,
+}
+
+impl Format {
+    /// The archive's extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Gz => "tar.gz",
+            Format::Zst => "tar.zst",
+        }
+    }
+    /// The name in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Gz => "gzip",
+            Format::Zst => "zstd",
+        }
+    }
+}
+
+/// The first Docker Engine major version whose `docker load` reads zstd archives
+/// (moby/moby#41759, released in 23.0; 20.10 reads gzip, bzip2 and xz only).
+pub const ZSTD_LOAD_SINCE_MAJOR: u64 = 23;
+
+/// Whether an engine of `version` (`20.10.24+dfsg1`, `27.3.1`) loads zstd archives.
+pub fn engine_loads_zstd(version: &str) -> bool {
+    version
+        .split(['.', '+', '-'])
+        .next()
+        .and_then(|m| m.parse::<u64>().ok())
+        .is_some_and(|m| m >= ZSTD_LOAD_SINCE_MAJOR)
+}
+
+/// `--split SIZE`: bytes, with an optional unit: k/M/G/T (powers of 1000) or Ki/Mi/Gi/Ti
+/// (powers of 1024), `B` allowed after it (`2G`, `1900MB`, `2GiB`).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let digits = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 2G, 1900M, 2GiB)"))?;
+    let unit = unit.trim();
+    let unit = unit.strip_suffix(['B', 'b']).unwrap_or(unit);
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        "ki" => 1024.0,
+        "mi" => 1024.0 * 1024.0,
+        "gi" => 1024.0 * 1024.0 * 1024.0,
+        "ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (k, M, G, T, Ki, Mi, Gi, Ti)"
+            ));
+        }
+    };
+    let bytes = (n * mult) as u64;
+    if bytes < 1_000_000 {
+        return Err(format!(
+            "`{s}` is {bytes} bytes: parts under 1 MB would be thousands of files (e.g. 2G for GitHub releases' 2 GiB cap: `--split 2000M`)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Where an export goes: `-o DIR` (an existing directory, or a path ending in `/`) puts the
+/// archive in it under the image's name; `-o FILE` is the archive; none is
+/// `artifacts/<image>.<ext>`. Returns (archive, whether `-o` named a directory).
+pub fn destination(out: Option<&Path>, image: &str, format: Format) -> (PathBuf, bool) {
+    let name = format!("{}.{}", crate::plan::tag_slug(image), format.extension());
+    match out {
+        None => (Path::new("artifacts").join(name), false),
+        Some(p) if p.is_dir() || p.as_os_str().to_string_lossy().ends_with('/') => {
+            (p.join(name), true)
+        }
+        Some(p) => (p.to_owned(), false),
+    }
+}
+
+/// How to export.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Compression level (gzip 1-9; zstd uses the same number).
+    pub level: u32,
+    /// Compression threads.
+    pub threads: usize,
+    /// gzip or zstd.
+    pub format: Format,
+    /// Cut the archive into parts of this many bytes.
+    pub split: Option<u64>,
+}
+
+/// Writes a stream as parts `<archive>.001`, `.002`, ... of `limit` bytes, each hashed, each
+/// under a `.part` name until the export renames them.
+struct SplitWriter {
+    base: PathBuf,
+    limit: u64,
+    parts: Vec<(PathBuf, u64, Sha256)>,
+    cur: Option<std::io::BufWriter<File>>,
+}
+
+impl SplitWriter {
+    fn name(&self, i: usize) -> PathBuf {
+        PathBuf::from(format!("{}.{:03}", self.base.display(), i + 1))
+    }
+    fn close_current(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.cur.take() {
+            let f = w
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?;
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+    /// The parts written, each with its size and SHA256 (still under their `.part` names).
+    fn take_parts(&mut self) -> Vec<Part> {
+        std::mem::take(&mut self.parts)
+            .into_iter()
+            .map(|(path, bytes, h)| Part {
+                path,
+                bytes,
+                sha256: hex(&h.finalize()),
+            })
+            .collect()
+    }
+}
+
+impl Write for SplitWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let full = self.parts.last().is_none_or(|(_, n, _)| *n >= self.limit);
+        if self.cur.is_none() || full {
+            self.close_current()?;
+            let p = self.name(self.parts.len());
+            let f = File::create(part_path(&p))?;
+            self.cur = Some(std::io::BufWriter::with_capacity(1 << 20, f));
+            self.parts.push((p, 0, Sha256::new()));
+        }
+        let (_, n, h) = self.parts.last_mut().expect("a part is open");
+        let take = ((self.limit - *n) as usize).min(buf.len());
+        let k = self.cur.as_mut().expect("open").write(&buf[..take])?;
+        h.update(&buf[..k]);
+        *n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.cur.as_mut().map_or(Ok(()), std::io::Write::flush)
+    }
+}
+
+/// The command that joins the parts of `e` and checks the result.
+pub fn join_command(e: &Export) -> Option<String> {
+    if e.parts.is_empty() {
+        return None;
+    }
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let parts: Vec<String> = e.parts.iter().map(|p| name(&p.path)).collect();
+    let whole = name(&e.archive);
+    Some(format!(
+        "cat {} > {whole} && sha256sum -c {whole}.sha256",
+        parts.join(" ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,6 +1071,8 @@ mod tests {
             gz_bytes: 10,
             seconds: 1.0,
             verified: v,
+            format: "gzip".into(),
+            parts: Vec::new(),
         };
         let c = checks(&e, None);
         assert!(
@@ -855,5 +1236,76 @@ mod tests {
             Err(Error::input("engine went away", None))
         });
         assert!(r.unwrap_err().to_string().contains("engine went away"));
+    }
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!(parse_size("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1900MB"), Ok(1_900_000_000));
+        assert_eq!(parse_size("2GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_size("1.5g"), Ok(1_500_000_000));
+        assert_eq!(parse_size("40M"), Ok(40_000_000));
+        assert!(parse_size("2X").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("10k").unwrap_err().contains("under 1 MB"));
+    }
+
+    #[test]
+    fn zstd_frames_concatenate_and_the_engine_gate_reads_versions() {
+        let input: Vec<u8> = (0..(BLOCK * 2 + 999)).map(|i| (i % 13) as u8).collect();
+        let mut out = Vec::new();
+        compress_parallel(
+            &mut out,
+            Format::Zst,
+            3,
+            2,
+            Cancel::detached(),
+            &mut |sink| {
+                sink(&input)?;
+                Ok(input.len() as u64)
+            },
+        )
+        .unwrap();
+        assert_eq!(zstd::decode_all(&out[..]).unwrap(), input);
+        assert!(!engine_loads_zstd("20.10.24+dfsg1"));
+        assert!(engine_loads_zstd("23.0.0"));
+        assert!(engine_loads_zstd("27.3.1"));
+        assert!(!engine_loads_zstd("garbage"));
+    }
+
+    #[test]
+    fn split_writer_cuts_at_the_limit_and_hashes_each_part() {
+        let dir = std::env::temp_dir().join(format!("forge-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = SplitWriter {
+            base: dir.join("a.tar.gz"),
+            limit: 1_000_000,
+            parts: Vec::new(),
+            cur: None,
+        };
+        for chunk in data.chunks(333_333) {
+            w.write_all(chunk).unwrap();
+        }
+        w.close_current().unwrap();
+        let parts = w.take_parts();
+        assert!(dir.join("a.tar.gz.001.part").is_file() && !dir.join("a.tar.gz.001").exists());
+        for p in &parts {
+            std::fs::rename(part_path(&p.path), &p.path).unwrap();
+        }
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            parts.iter().map(|p| p.bytes).collect::<Vec<_>>(),
+            vec![1_000_000, 1_000_000, 500_000]
+        );
+        let mut joined = Vec::new();
+        for p in &parts {
+            let b = std::fs::read(&p.path).unwrap();
+            assert_eq!(p.sha256, hex(&Sha256::digest(&b)));
+            joined.extend(b);
+        }
+        assert_eq!(joined, data);
+        assert!(dir.join("a.tar.gz.001").is_file() && !dir.join("a.tar.gz.001.part").exists());
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -8,6 +8,7 @@
 //! dispatches.
 
 pub mod build;
+pub mod bundle;
 pub mod cancel;
 pub mod check;
 pub mod cli;
@@ -94,11 +95,27 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Export {
             image,
             out,
+            format,
+            split,
             level,
             threads,
             audit,
             recipe,
-        } => commands::export::run(&ui, image, out, level, threads, audit, recipe),
+        } => commands::export::run(
+            &ui,
+            commands::export::Args {
+                image,
+                out,
+                format,
+                split,
+                level,
+                threads,
+                audit,
+            },
+            recipe,
+        ),
+        Command::Verify { dir, load } => commands::verify::run(&ui, &dir, load),
+        Command::Report { run_dir } => commands::report::run(&ui, &run_dir),
         Command::Image {
             image,
             arch,

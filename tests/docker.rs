@@ -136,6 +136,80 @@ fn good_build_yields_the_wheel(builder: &str) {
         md.contains("| 2.1 | PASS |") && md.contains("| build.wheels | PASS |"),
         "{md}"
     );
+    // The run directory is a bundle `forge verify` accepts (issue 14).
+    for f in [
+        "manifest.json",
+        "SHA256SUMS",
+        "report.junit.xml",
+        "report.html",
+    ] {
+        assert!(arts.join("good").join(f).is_file(), "{f}");
+    }
+    assert_eq!(check_of(&j, "deliverable.build-log")["status"], "pass");
+    assert_eq!(check_of(&j, "deliverable.gpu-phases")["status"], "skip");
+    let v = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["verify", arts.join("good").to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    // `forge report RUN_DIR` renders the four again from run.json: the phases' real timings,
+    // the checklist, and the bundle still verifies.
+    let r = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["report", arts.join("good").to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(arts.join("good/report.json")).unwrap()).unwrap();
+    let phase = |id: &str| {
+        report["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let build = phase("2");
+    assert!(
+        build["ended"].as_f64().unwrap() > build["started"].as_f64().unwrap(),
+        "{build}"
+    );
+    assert!(
+        phase("export")["started"].as_f64().unwrap() >= build["ended"].as_f64().unwrap(),
+        "{report}"
+    );
+    assert_eq!(
+        phase("deliverables")["checks"].as_array().unwrap().len(),
+        5,
+        "{report}"
+    );
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(arts.join("good/run.json")).unwrap()).unwrap();
+    let rp = run["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "report")
+        .unwrap();
+    assert!(
+        rp["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == "deliverable.archive" && c["status"] == "pass"),
+        "{rp}"
+    );
+    let v = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["verify", arts.join("good").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", stderr(&v));
     // the temporary wheel-stage image is gone
     let imgs = Command::new("docker")
         .args(["images", "-q", "forge-wheels"])
@@ -340,7 +414,8 @@ fn ctrl_c_cancels_the_build_and_exits_130() {
     );
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(arts.join("slow/report.json")).unwrap()).unwrap();
-    assert_eq!(report["build"]["end"], "interrupted");
+    assert_eq!(report["end"], "interrupted");
+    assert_eq!(report["stop"]["kind"], "interrupted");
     std::fs::remove_dir_all(&arts).ok();
 }
 
@@ -636,6 +711,44 @@ fn ctrl_c_during_export_exits_130_within_a_second_and_leaves_no_archive() {
     for p in [&out, &part, &dir.join("rocm.tar.gz.sha256")] {
         assert!(!p.exists(), "{} left", p.display());
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 14: Ctrl-C during a split export leaves no part, finished or `.part`.
+#[test]
+fn ctrl_c_during_a_split_export_leaves_no_part() {
+    let Some(_g) = serial_engine() else { return };
+    let dir = artifacts("export-split-ctrlc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args([
+            "export",
+            "forge-test-rocm:trixie",
+            "-o",
+            &format!("{}/", dir.display()),
+            "--split",
+            "2M",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let listing = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    // Interrupted once the second part is being written (the first is complete).
+    let (code, took) = interrupt_when(&mut child, Duration::from_secs(120), &|| {
+        listing().iter().any(|n| n.ends_with(".002.part"))
+    });
+    assert_eq!(code, Some(130));
+    assert!(
+        took < Duration::from_secs(1),
+        "exited {took:?} after SIGINT"
+    );
+    assert_eq!(listing(), Vec::<String>::new(), "left in {}", dir.display());
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -11,7 +11,7 @@ use crate::recipe::Recipe;
 pub struct Entry {
     /// Check id.
     pub id: &'static str,
-    /// Phase (0 the plan, 1-7 the spec's, 8 the deliverables).
+    /// Phase (0 the plan, 1-7 the spec's, 8 the export, 9 the deliverables checklist).
     pub phase: u8,
     /// Short title.
     pub title: &'static str,
@@ -223,6 +223,36 @@ pub const CATALOG: &[Entry] = &[
         false,
     ),
     e("export.size", 8, "compressed archive size", false),
+    e(
+        "deliverable.archive",
+        9,
+        "image exported as .tar.gz / .tar.zst",
+        false,
+    ),
+    e(
+        "deliverable.sha256",
+        9,
+        "SHA256 checksum file (.sha256)",
+        false,
+    ),
+    e(
+        "deliverable.build-log",
+        9,
+        "build log shows USE_DISTRIBUTED: ON",
+        false,
+    ),
+    e(
+        "deliverable.gpu-phases",
+        9,
+        "test report shows phases 5-7 passed",
+        true,
+    ),
+    e(
+        "deliverable.sizes",
+        9,
+        "image > threshold uncompressed, archive > threshold compressed",
+        false,
+    ),
 ];
 
 /// The catalog entry of `id`.
@@ -256,6 +286,7 @@ pub fn runner(id: &str) -> &'static str {
         5 | 7 => "forge runtime",
         6 => "forge serve",
         8 => "forge export, forge build",
+        9 => "forge build, forge export -o DIR, forge report",
         _ => "not implemented yet",
     }
 }
@@ -361,6 +392,17 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "export.sha256" => "`<hex>  <name>` (sha256sum -c reads it), matching the archive read back".into(),
         "export.loadable" => "the tar lists manifest.json and every config and layer it names".into(),
         "export.size" => format!("> {}", gb(c.archive_min_bytes)),
+        "deliverable.archive" => "the archive (or all its parts) in the bundle".into(),
+        "deliverable.sha256" => "`<archive>.sha256` holds the archive's SHA256".into(),
+        "deliverable.build-log" => {
+            "a USE_DISTRIBUTED summary line that is on, with its line number".into()
+        }
+        "deliverable.gpu-phases" => "every check of phases 5-7 passed".into(),
+        "deliverable.sizes" => format!(
+            "image > {}, archive > {}",
+            gb(c.image_min_bytes),
+            gb(c.archive_min_bytes)
+        ),
         other => format!("see `{other}`"),
     }
 }

@@ -243,7 +243,24 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     );
     display.clear();
     let a = &plan.artifacts;
-    let reported = phases::report::write(&rec, &plan.image_tag, &a.report_json, &a.report_md);
+    // The report phase's files: the checklist, the four reports and the bundle, from the record.
+    let facts = crate::report::files::Facts {
+        image_bytes: rec
+            .outputs
+            .image
+            .as_ref()
+            .and_then(|i| crate::engine::Engine::image_size(&engine, &i.id).ok()),
+        tools: crate::engine::Engine::info(&engine)
+            .map(|i| {
+                [(
+                    "engine".to_owned(),
+                    format!("Docker {} (API {})", i.version, i.api_version),
+                )]
+                .into()
+            })
+            .unwrap_or_default(),
+    };
+    let reported = phases::report::finish(&mut rec, &dir, Some(&recipe), facts);
     say_what_happened(ui, &rec, &dir, a);
     if let Err(e) = result {
         if let Error::Interrupted { signal } = e {

@@ -1,34 +1,65 @@
-//! `forge export IMAGE`: the image as `.tar.gz` with its SHA256.
+//! `forge export IMAGE`: the image as `.tar.gz` (or `.tar.zst`, whole or in parts) with its
+//! SHA256; `-o DIR/` makes DIR a bundle (manifest.json, SHA256SUMS) that `forge verify` checks.
 
 use super::prelude::*;
+use crate::bundle;
+use crate::recipe::Recipe;
+use crate::report;
+
+/// `forge export`'s arguments.
+pub struct Args {
+    /// The image.
+    pub image: String,
+    /// `-o`: the archive, or a directory to write it into.
+    pub out: Option<PathBuf>,
+    /// gzip or zstd.
+    pub format: export::Format,
+    /// `--split SIZE`.
+    pub split: Option<u64>,
+    /// Compression level.
+    pub level: u32,
+    /// Compression threads.
+    pub threads: Option<usize>,
+    /// `--audit`.
+    pub audit: bool,
+}
 
 /// Run it.
-pub fn run(
-    ui: &Ui,
-    image: String,
-    out: Option<PathBuf>,
-    level: u32,
-    threads: Option<usize>,
-    audit: bool,
-    recipe_args: RecipeArgs,
-) -> Result<u8> {
+pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
     let recipe = load_recipe(&recipe_args)?;
-    let out = out.unwrap_or_else(|| {
-        Path::new("artifacts").join(format!("{}.tar.gz", plan::tag_slug(&image)))
-    });
-    let threads = threads
+    let image = &args.image;
+    let (out, bundle_dir) = export::destination(args.out.as_deref(), image, args.format);
+    let threads = args
+        .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
     cancel::cooperate();
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
+    let info = engine::Engine::info(&engine)?;
+    if args.format == export::Format::Zst && !export::engine_loads_zstd(&info.version) {
+        return Err(Error::usage(
+            format!(
+                "this engine (Docker {}) cannot load zstd image archives: `docker load` reads zstd from Docker Engine {}.0 on (moby/moby#41759)",
+                info.version,
+                export::ZSTD_LOAD_SINCE_MAJOR
+            ),
+            Some(
+                "use `--format gz` (the default), which every engine loads; export zstd on a host whose engine is 23.0 or newer, for receivers with such engines",
+            ),
+        ));
+    }
     ui.say(&format!("exporting {image} to {} ...", out.display()));
     // `--audit`: the same stream feeds the image audit (compress, hash and audit in one pass).
-    let mut reader = audit.then(check::imagefs::ImageReader::new);
-    let e = export::export_with(
+    let mut reader = args.audit.then(check::imagefs::ImageReader::new);
+    let e = export::export_opts(
         &engine,
-        &image,
+        image,
         &out,
-        level,
-        threads,
+        export::Options {
+            level: args.level,
+            threads,
+            format: args.format,
+            split: args.split,
+        },
         cancel::Cancel::process(),
         &mut |piece| {
             if let Some(r) = reader.as_mut() {
@@ -40,6 +71,23 @@ pub fn run(
     // on its archive (complete, checksum right, loadable).
     let named = recipe_args.rocm.is_some() || recipe_args.recipe.is_some();
     let mut checks = export::checks(&e, named.then_some(recipe.file.checks.archive_min_bytes));
+    if let Some(join) = export::join_command(&e) {
+        let names: Vec<String> = e
+            .parts
+            .iter()
+            .map(|p| p.path.display().to_string())
+            .collect();
+        checks.push(Check::pass(
+            "export.parts",
+            "archive split into parts",
+            format!(
+                "{} parts: {}; SHA256SUMS lists them; join: {join}",
+                e.parts.len(),
+                names.join(", ")
+            ),
+        ));
+        ui.say(&format!("join the parts with: {join}"));
+    }
     if let Some(r) = reader {
         checks.extend(check::audit::checks_or_fail(
             r.finish(),
@@ -47,6 +95,53 @@ pub fn run(
             recipe.rocm_version(),
         ));
     }
+    if bundle_dir {
+        let dir = out.parent().unwrap_or(Path::new(".")).to_owned();
+        checks.extend(export_bundle(
+            &engine, &info, &recipe, image, &dir, &e, &checks,
+        )?);
+    }
     let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
     Ok(ui.emit(&outcome))
+}
+
+/// `forge export -o DIR/`: make DIR a bundle (the deliverables checklist, manifest.json,
+/// SHA256SUMS); returns the checklist.
+fn export_bundle(
+    engine: &engine::DockerEngine,
+    info: &engine::EngineInfo,
+    recipe: &Recipe,
+    image: &str,
+    dir: &Path,
+    e: &export::Export,
+    checks: &[Check],
+) -> Result<Vec<Check>> {
+    use report::run::{ImageView, RunView};
+    let mut view = RunView {
+        schema: report::run::SCHEMA,
+        run: format!("export-{}", plan::tag_slug(image)),
+        started_at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        seconds: e.seconds,
+        recipe: Some(report::files::recipe_view(recipe)),
+        image: Some(ImageView {
+            tag: image.to_owned(),
+            id: engine::Engine::image_id(engine, image).ok().flatten(),
+            bytes: engine::Engine::image_size(engine, image).ok(),
+        }),
+        forge_version: env!("CARGO_PKG_VERSION").into(),
+        tools: [(
+            "engine".to_owned(),
+            format!("Docker {} (API {})", info.version, info.api_version),
+        )]
+        .into(),
+        phases: report::run::phases_from_checks(checks),
+        outputs: report::files::export_outputs(dir, e),
+        conditions: report::files::conditions(recipe),
+        ..RunView::default()
+    };
+    view.outputs = bundle::refresh_outputs(dir, &view.outputs)?;
+    let archive = report::files::archive_info(dir, e);
+    let list = bundle::checklist(dir, &view, Some(&archive));
+    bundle::write(dir, &view, Some(archive))?;
+    Ok(list)
 }

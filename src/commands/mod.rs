@@ -9,8 +9,10 @@ pub mod export;
 pub mod image;
 pub mod plan;
 pub mod preflight;
+pub mod report;
 pub mod runs;
 pub mod scan;
+pub mod verify;
 pub mod watch;
 pub mod wheel;
 

@@ -8,6 +8,7 @@
 mod build;
 mod container;
 mod files;
+mod load;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -124,6 +125,9 @@ pub trait Engine {
     fn leftovers(&self, label: &str) -> Result<Vec<Leftover>>;
     /// Remove one leftover.
     fn remove_leftover(&self, l: &Leftover) -> Result<()>;
+    /// Load an image archive (what `docker load` reads) from `reader`; returns the engine's
+    /// messages (`Loaded image: ...`).
+    fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>>;
 }
 
 /// The Docker engine through its API.
@@ -301,6 +305,10 @@ impl Engine for DockerEngine {
 
     fn remove_leftover(&self, l: &Leftover) -> Result<()> {
         self.rt.block_on(files::remove_leftover(&self.docker, l))
+    }
+
+    fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>> {
+        self.rt.block_on(load::load_image(&self.docker, reader))
     }
 
     fn info(&self) -> Result<EngineInfo> {

@@ -4,14 +4,20 @@
 //! rendered for humans on stderr ([`Outcome::render_text`]) and for machines on stdout
 //! ([`Outcome::to_json`]). A skipped check is never a pass, and it always says why it was skipped.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub mod files;
+pub mod html;
+pub mod junit;
+pub mod markdown;
+pub mod run;
 
 /// The JSON Schema of every command's `--json` output (the envelope: `verdict`, `checks`, and
 /// `error`/`hint` when forge could not run), as shipped in `src/report/envelope.schema.json`.
 pub const ENVELOPE_SCHEMA: &str = include_str!("envelope.schema.json");
 
 /// The status of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The pass condition held.
@@ -34,7 +40,7 @@ impl Status {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// The spec's number (`1.3`) or forge's own id (`host.docker`).
     pub id: String,
@@ -45,7 +51,7 @@ pub struct Check {
     /// What was seen: the value, the line, the reason for a skip.
     pub evidence: String,
     /// What to do when it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 

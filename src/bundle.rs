@@ -1,0 +1,941 @@
+//! The release bundle: a directory whose deliverables are listed in `manifest.json` (every
+//! artifact with kind, size and SHA256, the image id, the recipe, forge's and the tools'
+//! versions) and covered by `SHA256SUMS` (what `sha256sum -c` reads); the deliverables
+//! checklist (`deliverable.*`), judged on the files; and `forge verify`, which recomputes every
+//! checksum and checks the manifest against the files, the thresholds and, with `--load`, the
+//! engine.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::report::Check;
+use crate::report::run::{ImageView, OutputView, RecipeView, RunView};
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "manifest.json";
+/// The checksum list's file name.
+pub const SUMS: &str = "SHA256SUMS";
+
+/// `manifest.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    /// Format version (1).
+    pub schema: u32,
+    /// Always `forge-bundle`.
+    pub kind: String,
+    /// Run id (or `export-<image>` for a bundle `forge export` made).
+    pub run: String,
+    /// When the manifest was written, RFC 3339 UTC.
+    pub created_at: String,
+    /// forge's version.
+    pub forge_version: String,
+    /// The image: tag, id, size.
+    pub image: Option<ImageView>,
+    /// The recipe and its thresholds.
+    pub recipe: Option<RecipeView>,
+    /// Tool versions.
+    pub tools: BTreeMap<String, String>,
+    /// The image archive, when there is one.
+    pub archive: Option<ArchiveInfo>,
+    /// Every artifact, paths relative to the bundle directory.
+    pub artifacts: Vec<OutputView>,
+}
+
+/// The image archive in a bundle.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArchiveInfo {
+    /// File name of the whole archive (present, or what joining the parts gives).
+    pub name: String,
+    /// `gzip` or `zstd`.
+    pub format: String,
+    /// Size of the whole archive.
+    pub bytes: u64,
+    /// SHA256 of the whole archive.
+    pub sha256: String,
+    /// Size of the uncompressed image tar.
+    pub tar_bytes: u64,
+    /// The parts, in order, when split.
+    pub parts: Vec<String>,
+    /// The command that joins the parts.
+    pub join: Option<String>,
+    /// Which engines can load it.
+    pub loadable_by: String,
+}
+
+/// SHA256 and size of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, crate::build::hex(&h.finalize())))
+}
+
+/// Which engines load an archive of this format.
+pub fn loadable_by(format: &str) -> &'static str {
+    match format {
+        "zstd" => {
+            "Docker Engine 23.0 and newer (`docker load` reads zstd since moby/moby#41759); 20.10 cannot"
+        }
+        _ => "every Docker engine (`docker load` reads gzip)",
+    }
+}
+
+/// Parse `<hex>  <name>` lines (sha256sum's format, text or binary mode).
+pub fn parse_sums(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (h, name) = l.split_once(' ')?;
+            let name = name.trim_start_matches([' ', '*']);
+            (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) && !name.is_empty())
+                .then(|| (h.to_ascii_lowercase(), name.to_owned()))
+        })
+        .collect()
+}
+
+/// Write `path` through a `.part` name renamed when complete.
+fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let part = PathBuf::from(format!("{}.part", path.display()));
+    std::fs::write(&part, data).map_err(|e| Error::io("write", &part, e))?;
+    std::fs::rename(&part, path).map_err(|e| Error::io("rename", &part, e))
+}
+
+/// Add or replace `entries` in `dir/SHA256SUMS`, keeping the other lines.
+pub fn merge_sums(dir: &Path, entries: &[(String, String)]) -> Result<()> {
+    let path = dir.join(SUMS);
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut all: Vec<(String, String)> = parse_sums(&old)
+        .into_iter()
+        .filter(|(_, n)| !entries.iter().any(|(_, e)| e == n))
+        .collect();
+    all.extend(entries.iter().cloned());
+    let text: String = all.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
+    write_atomically(&path, text.as_bytes())
+}
+
+/// The outputs of `view` with sizes and hashes filled in from the files (hashes already known
+/// for an unchanged size are kept; report files are always rehashed).
+pub fn refresh_outputs(dir: &Path, outputs: &[OutputView]) -> Result<Vec<OutputView>> {
+    let mut out = Vec::new();
+    for o in outputs {
+        let p = dir.join(&o.path);
+        if !p.is_file() {
+            continue;
+        }
+        let size = std::fs::metadata(&p)
+            .map_err(|e| Error::io("stat", &p, e))?
+            .len();
+        let keep = o.sha256.is_some() && size == o.bytes && o.kind != "report";
+        let (bytes, sha) = if keep {
+            (size, o.sha256.clone().unwrap_or_default())
+        } else {
+            sha256_file(&p)?
+        };
+        out.push(OutputView {
+            kind: o.kind.clone(),
+            path: o.path.clone(),
+            bytes,
+            sha256: Some(sha),
+        });
+    }
+    Ok(out)
+}
+
+/// Write `manifest.json` and `SHA256SUMS` for the bundle in `dir` described by `view` (its
+/// outputs must be filled in, see [`refresh_outputs`]); `archive` describes the image archive.
+pub fn write(dir: &Path, view: &RunView, archive: Option<ArchiveInfo>) -> Result<Manifest> {
+    let m = Manifest {
+        schema: 1,
+        kind: "forge-bundle".into(),
+        run: view.run.clone(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        forge_version: env!("CARGO_PKG_VERSION").into(),
+        image: view.image.clone(),
+        recipe: view.recipe.clone(),
+        tools: view.tools.clone(),
+        archive,
+        artifacts: view
+            .outputs
+            .iter()
+            .filter(|o| o.path != MANIFEST && o.path != SUMS)
+            .cloned()
+            .collect(),
+    };
+    let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
+    write_atomically(&dir.join(MANIFEST), &json)?;
+    let mut sums: Vec<(String, String)> = m
+        .artifacts
+        .iter()
+        .filter_map(|a| a.sha256.clone().map(|s| (s, a.path.clone())))
+        .collect();
+    sums.push((crate::build::hex(&Sha256::digest(&json)), MANIFEST.into()));
+    let text: String = sums.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
+    write_atomically(&dir.join(SUMS), text.as_bytes())?;
+    Ok(m)
+}
+
+fn check(id: &str, title: &str, ok: Option<bool>, evidence: impl Into<String>) -> Check {
+    match ok {
+        Some(true) => Check::pass(id, title, evidence),
+        Some(false) => Check::fail(id, title, evidence),
+        None => Check::skip(id, title, evidence),
+    }
+}
+
+fn gb(b: u64) -> String {
+    crate::report::markdown::size(b)
+}
+
+/// The deliverables checklist of the spec, judged on the files in `dir` and the run's checks:
+/// the archive, its checksum file, the build-log line with `USE_DISTRIBUTED : ON`, phases 5-7,
+/// and the sizes against the recipe's thresholds. A skip leaves the checklist incomplete.
+pub fn checklist(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> Vec<Check> {
+    let mut out = Vec::new();
+    let t = view
+        .recipe
+        .as_ref()
+        .map(|r| r.thresholds)
+        .unwrap_or_default();
+    // The archive.
+    out.push(match archive {
+        Some(a) => {
+            let parts = if a.parts.is_empty() {
+                String::new()
+            } else {
+                format!(", in {} parts ({})", a.parts.len(), a.parts.join(", "))
+            };
+            let present = if a.parts.is_empty() {
+                dir.join(&a.name).is_file()
+            } else {
+                a.parts.iter().all(|p| dir.join(p).is_file())
+            };
+            check(
+                "deliverable.archive",
+                "image exported as .tar.gz / .tar.zst",
+                Some(present),
+                format!("{} ({}, {}{parts})", a.name, gb(a.bytes), a.format),
+            )
+        }
+        None => {
+            let built = view.end.as_deref().is_none_or(|e| e == "succeeded");
+            check(
+                "deliverable.archive",
+                "image exported as .tar.gz / .tar.zst",
+                Some(false),
+                if built {
+                    "no image archive in the bundle (exported with --no-export?)"
+                } else {
+                    "no image archive in the bundle: the build did not finish, so there is no image"
+                },
+            )
+            .with_hint(if built {
+                "export it into the run directory: `forge export IMAGE -o <run dir>/`"
+            } else {
+                "fix the build first (see build.result), then build again"
+            })
+        }
+    });
+    // The checksum file.
+    out.push(match archive {
+        Some(a) => {
+            let f = dir.join(format!("{}.sha256", a.name));
+            match std::fs::read_to_string(&f) {
+                Ok(text) => {
+                    let sums = parse_sums(&text);
+                    let ok = sums.iter().any(|(h, n)| *h == a.sha256 && *n == a.name);
+                    check(
+                        "deliverable.sha256",
+                        "SHA256 checksum file (.sha256)",
+                        Some(ok),
+                        if ok {
+                            format!("{}.sha256: {}  {}", a.name, a.sha256, a.name)
+                        } else {
+                            format!(
+                                "{}.sha256 does not hold `{}  {}`: {}",
+                                a.name,
+                                a.sha256,
+                                a.name,
+                                text.trim()
+                            )
+                        },
+                    )
+                }
+                Err(e) => check(
+                    "deliverable.sha256",
+                    "SHA256 checksum file (.sha256)",
+                    Some(false),
+                    format!("cannot read {}: {e}", f.display()),
+                ),
+            }
+        }
+        None => check(
+            "deliverable.sha256",
+            "SHA256 checksum file (.sha256)",
+            Some(false),
+            "no archive, so no checksum file",
+        ),
+    });
+    out.push(build_log_item(dir, view));
+    out.push(gpu_phases_item(view));
+    // Sizes.
+    let img = view.image.as_ref().and_then(|i| i.bytes);
+    let mut size_ev = Vec::new();
+    let mut ok = Some(true);
+    match img {
+        Some(b) => {
+            size_ev.push(format!(
+                "image {} (threshold {})",
+                gb(b),
+                gb(t.image_min_bytes)
+            ));
+            if b <= t.image_min_bytes {
+                ok = Some(false);
+            }
+        }
+        None => {
+            size_ev.push("image size unknown".into());
+            ok = None;
+        }
+    }
+    match archive {
+        Some(a) => {
+            size_ev.push(format!(
+                "archive {} (threshold {})",
+                gb(a.bytes),
+                gb(t.archive_min_bytes)
+            ));
+            if a.bytes <= t.archive_min_bytes {
+                ok = Some(false);
+            }
+        }
+        None => {
+            size_ev.push("no archive".into());
+            ok = Some(false);
+        }
+    }
+    let measured_small = img.is_some_and(|b| b <= t.image_min_bytes)
+        || archive.is_some_and(|a| a.bytes <= t.archive_min_bytes);
+    let mut c = check(
+        "deliverable.sizes",
+        "image > threshold uncompressed, archive > threshold compressed",
+        ok,
+        size_ev.join("; "),
+    );
+    if measured_small {
+        c = c.with_hint(
+            "a complete ROCm PyTorch + vLLM image is over 20 GB (8 GB compressed): a smaller one \
+             lacks parts (check phases 3 and 4); for a test image, lower the thresholds in the recipe's [checks]",
+        );
+    }
+    out.push(c);
+    out
+}
+
+fn build_log_item(dir: &Path, view: &RunView) -> Check {
+    let title = "build log shows USE_DISTRIBUTED: ON";
+    let id = "deliverable.build-log";
+    let Some(log) = view.build_log.as_deref() else {
+        return check(
+            id,
+            title,
+            None,
+            "no build log in this bundle (the image was exported, not built, by this run)",
+        );
+    };
+    let live = dir.join(log);
+    let kept = dir.join("wheels/build.log");
+    let find = |p: &Path| {
+        crate::monitor::scan::scan_file(p, crate::monitor::rules::Expect::default())
+            .ok()
+            .and_then(|m| m.flags.get("USE_DISTRIBUTED").cloned())
+    };
+    let line_text = |p: &Path, n: u64| -> String {
+        std::fs::File::open(p)
+            .ok()
+            .and_then(|f| {
+                use std::io::BufRead;
+                std::io::BufReader::new(f)
+                    .lines()
+                    .nth(n.saturating_sub(1) as usize)
+                    .and_then(std::result::Result::ok)
+            })
+            .map(|l| {
+                crate::monitor::rules::strip_prefix_str(&l)
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_default()
+    };
+    let (flag, from, note) = match find(&live) {
+        Some(f) => (Some(f), live.clone(), ""),
+        None => match find(&kept) {
+            Some(f) => (
+                Some(f),
+                kept.clone(),
+                " (the compile step was cached, so the live log has no summary: this is the log the wheel stage kept)",
+            ),
+            None => (None, live.clone(), ""),
+        },
+    };
+    let rel = from
+        .strip_prefix(dir)
+        .unwrap_or(&from)
+        .display()
+        .to_string();
+    match flag {
+        Some(f) if f.on == Some(true) => check(
+            id,
+            title,
+            Some(true),
+            format!(
+                "{rel} line {}: `{}`{note}",
+                f.line,
+                line_text(&from, f.line)
+            ),
+        ),
+        Some(f) => check(
+            id,
+            title,
+            Some(false),
+            format!(
+                "{rel} line {}: `{}`{note}",
+                f.line,
+                line_text(&from, f.line)
+            ),
+        )
+        .with_hint("rebuild with USE_DISTRIBUTED=1 in the build environment"),
+        None => check(
+            id,
+            title,
+            Some(false),
+            format!("no USE_DISTRIBUTED line in {log} nor in wheels/build.log"),
+        )
+        .with_hint("the build did not reach PyTorch's configure step, or its log was clipped"),
+    }
+}
+
+fn gpu_phases_item(view: &RunView) -> Check {
+    let title = "test report shows phases 5-7 passed";
+    let id = "deliverable.gpu-phases";
+    let gpu: Vec<&Check> = view
+        .phases
+        .iter()
+        .filter(|p| matches!(p.id.as_str(), "5" | "6" | "7"))
+        .flat_map(|p| &p.checks)
+        .collect();
+    let list = |s: crate::report::Status| -> Vec<&str> {
+        gpu.iter()
+            .filter(|c| c.status == s)
+            .map(|c| c.id.as_str())
+            .collect()
+    };
+    let (pass, fail, skip) = (
+        list(crate::report::Status::Pass),
+        list(crate::report::Status::Fail),
+        list(crate::report::Status::Skip),
+    );
+    if gpu.is_empty() {
+        return check(
+            id,
+            title,
+            None,
+            "phases 5-7 did not run in this run (they need an AMD GPU and `forge runtime`): the checklist is incomplete",
+        );
+    }
+    if !fail.is_empty() {
+        return check(
+            id,
+            title,
+            Some(false),
+            format!("failed: {}; passed: {}", fail.join(", "), pass.len()),
+        );
+    }
+    if !skip.is_empty() {
+        let why = gpu
+            .iter()
+            .find(|c| c.status == crate::report::Status::Skip)
+            .map(|c| c.evidence.clone())
+            .unwrap_or_default();
+        return check(
+            id,
+            title,
+            None,
+            format!(
+                "{} skipped ({why}); {} passed: the checklist is incomplete, not passed",
+                skip.join(", "),
+                pass.len()
+            ),
+        );
+    }
+    check(
+        id,
+        title,
+        Some(true),
+        format!("all {} checks of phases 5-7 passed", pass.len()),
+    )
+}
+
+/// What `forge verify` found, plus the manifest it read.
+pub struct Verified {
+    /// The checks.
+    pub checks: Vec<Check>,
+    /// The manifest.
+    pub manifest: Manifest,
+}
+
+/// Read `dir/manifest.json`; a directory without one (or with one that is not forge's) is not
+/// a bundle: an error (exit 2).
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let hint = Some(
+        "pass a directory `forge build` or `forge export -o DIR` wrote (it holds manifest.json and SHA256SUMS)",
+    );
+    if !dir.is_dir() {
+        return Err(Error::usage(
+            format!("`{}` is not a directory", dir.display()),
+            hint,
+        ));
+    }
+    let p = dir.join(MANIFEST);
+    let text = std::fs::read(&p).map_err(|e| {
+        Error::usage(
+            format!(
+                "`{}` is not a forge bundle: cannot read {MANIFEST}: {e}",
+                dir.display()
+            ),
+            hint,
+        )
+    })?;
+    let m: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        Error::usage(
+            format!(
+                "`{}` is not a forge bundle: {MANIFEST} is not forge's: {e}",
+                p.display()
+            ),
+            hint,
+        )
+    })?;
+    if m.kind != "forge-bundle" {
+        return Err(Error::usage(
+            format!(
+                "`{}` is not a forge bundle: {MANIFEST} has kind `{}`",
+                dir.display(),
+                m.kind
+            ),
+            hint,
+        ));
+    }
+    Ok(m)
+}
+
+/// A path from the manifest that stays inside the bundle.
+fn inside(dir: &Path, rel: &str) -> Option<PathBuf> {
+    let p = Path::new(rel);
+    p.components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+        .then(|| dir.join(p))
+}
+
+/// `forge verify`: recompute every checksum (files, parts and the whole archive), check the
+/// manifest against the files and thresholds, `SHA256SUMS` and the `.sha256` files against the
+/// hashes; with `engine`, load the archive and compare the image id.
+pub fn verify(dir: &Path, engine: Option<&dyn crate::engine::Engine>) -> Result<Verified> {
+    let m = read_manifest(dir)?;
+    let mut checks = Vec::new();
+    // Hash every file the manifest, SHA256SUMS or a .sha256 file names, once.
+    let mut hashes: BTreeMap<String, Option<(u64, String)>> = BTreeMap::new();
+    let mut hash = |rel: &str| -> Option<(u64, String)> {
+        hashes
+            .entry(rel.to_owned())
+            .or_insert_with(|| inside(dir, rel).and_then(|p| sha256_file(&p).ok()))
+            .clone()
+    };
+    for a in &m.artifacts {
+        let id = format!("verify.file:{}", a.path);
+        let title = format!("{} matches the manifest", a.path);
+        let c = match hash(&a.path) {
+            None => Check::fail(
+                &id,
+                &title,
+                format!("{} is missing (or unreadable)", a.path),
+            )
+            .with_hint("the bundle is incomplete: copy the file again from its source"),
+            Some((n, h)) if Some(&h) != a.sha256.as_ref() => Check::fail(
+                &id,
+                &title,
+                format!(
+                    "{}: sha256 {h}, the manifest says {}",
+                    a.path,
+                    a.sha256.as_deref().unwrap_or("nothing")
+                ),
+            )
+            .with_hint(if n == a.bytes {
+                "the file or the manifest was changed after forge wrote them: get the bundle again"
+            } else {
+                "the file is truncated or replaced: copy it again"
+            }),
+            Some((n, _)) if n != a.bytes => Check::fail(
+                &id,
+                &title,
+                format!("{}: {n} bytes, the manifest says {}", a.path, a.bytes),
+            ),
+            Some((n, h)) => Check::pass(&id, &title, format!("{}: {n} bytes, sha256 {h}", a.path)),
+        };
+        checks.push(c);
+    }
+    // SHA256SUMS.
+    let title = "SHA256SUMS matches every file";
+    match std::fs::read_to_string(dir.join(SUMS)) {
+        Err(e) => checks.push(Check::fail(
+            "verify.sha256sums",
+            title,
+            format!("cannot read {SUMS}: {e}"),
+        )),
+        Ok(text) => {
+            let sums = parse_sums(&text);
+            let mut bad = Vec::new();
+            for (h, n) in &sums {
+                match hash(n) {
+                    None => bad.push(format!("{n} is missing")),
+                    Some((_, got)) if got != *h => {
+                        bad.push(format!("{n}: sha256 {got}, {SUMS} says {h}"));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for a in &m.artifacts {
+                if !sums.iter().any(|(_, n)| *n == a.path) {
+                    bad.push(format!("{} is not listed in {SUMS}", a.path));
+                }
+            }
+            if !sums.iter().any(|(_, n)| n == MANIFEST) {
+                bad.push(format!("{MANIFEST} is not listed in {SUMS}"));
+            }
+            checks.push(if bad.is_empty() {
+                Check::pass(
+                    "verify.sha256sums",
+                    title,
+                    format!("{} entries, all match", sums.len()),
+                )
+            } else {
+                Check::fail("verify.sha256sums", title, bad.join("; "))
+            });
+        }
+    }
+    // The archive: its .sha256, its parts, the whole, the thresholds, the engine.
+    if let Some(a) = &m.archive {
+        let whole = if a.parts.is_empty() {
+            hash(&a.name)
+        } else {
+            let mut h = Sha256::new();
+            let mut n = 0u64;
+            let mut missing = Vec::new();
+            for p in &a.parts {
+                match inside(dir, p).map(|p| std::fs::File::open(&p)) {
+                    Some(Ok(mut f)) => {
+                        let mut buf = vec![0u8; 1 << 20];
+                        while let Ok(k) = f.read(&mut buf) {
+                            if k == 0 {
+                                break;
+                            }
+                            h.update(&buf[..k]);
+                            n += k as u64;
+                        }
+                    }
+                    _ => missing.push(p.clone()),
+                }
+            }
+            let title = "the parts join to the archive";
+            checks.push(if !missing.is_empty() {
+                Check::fail(
+                    "verify.parts",
+                    title,
+                    format!("missing part(s): {}", missing.join(", ")),
+                )
+                .with_hint("copy every part: the archive cannot be joined without them")
+            } else {
+                let got = crate::build::hex(&h.finalize());
+                if got == a.sha256 && n == a.bytes {
+                    Check::pass(
+                        "verify.parts",
+                        title,
+                        format!(
+                            "{} parts join to {} ({n} bytes, sha256 {got}): {}",
+                            a.parts.len(),
+                            a.name,
+                            a.join.as_deref().unwrap_or("")
+                        ),
+                    )
+                } else {
+                    Check::fail(
+                        "verify.parts",
+                        title,
+                        format!(
+                            "joined parts: {n} bytes, sha256 {got}; the manifest says {} bytes, sha256 {}",
+                            a.bytes, a.sha256
+                        ),
+                    )
+                }
+            });
+            missing.is_empty().then(|| (n, String::new()))
+        };
+        let whole_sha = if a.parts.is_empty() {
+            whole.as_ref().map(|(_, h)| h.clone())
+        } else {
+            // The parts check compared the joined hash with the manifest.
+            checks
+                .last()
+                .filter(|c| c.status == crate::report::Status::Pass)
+                .map(|_| a.sha256.clone())
+        };
+        let sfile = format!("{}.sha256", a.name);
+        let title = format!("{sfile} matches the archive");
+        checks.push(match std::fs::read_to_string(dir.join(&sfile)) {
+            Err(e) => Check::fail(
+                "verify.archive-sha256",
+                &title,
+                format!("cannot read {sfile}: {e}"),
+            ),
+            Ok(text) => {
+                let sums = parse_sums(&text);
+                match (sums.iter().find(|(_, n)| *n == a.name), &whole_sha) {
+                    (None, _) => Check::fail(
+                        "verify.archive-sha256",
+                        &title,
+                        format!("{sfile} has no line for {}: {}", a.name, text.trim()),
+                    ),
+                    (Some((h, _)), Some(got)) if h == got => Check::pass(
+                        "verify.archive-sha256",
+                        &title,
+                        format!(
+                            "{sfile}: {h}, recomputed over the archive{}",
+                            if a.parts.is_empty() {
+                                ""
+                            } else {
+                                "'s joined parts"
+                            }
+                        ),
+                    ),
+                    (Some((h, _)), Some(got)) => Check::fail(
+                        "verify.archive-sha256",
+                        &title,
+                        format!("{sfile} says {h}, the archive's sha256 is {got}"),
+                    )
+                    .with_hint("the checksum file or the archive was changed: get them again"),
+                    (Some(_), None) => Check::fail(
+                        "verify.archive-sha256",
+                        &title,
+                        format!(
+                            "{sfile} cannot be checked: the archive {} is missing or incomplete",
+                            a.name
+                        ),
+                    ),
+                }
+            }
+        });
+        // Thresholds, as the manifest records them, against the files' real sizes.
+        let t = m.recipe.as_ref().map(|r| r.thresholds).unwrap_or_default();
+        let real = whole
+            .as_ref()
+            .map(|(n, _)| if a.parts.is_empty() { *n } else { a.bytes });
+        let mut ev = Vec::new();
+        let mut ok = true;
+        if let Some(n) = real {
+            ev.push(format!(
+                "archive {} (threshold {})",
+                gb(n),
+                gb(t.archive_min_bytes)
+            ));
+            ok &= n > t.archive_min_bytes;
+        }
+        if let Some(b) = m.image.as_ref().and_then(|i| i.bytes) {
+            ev.push(format!(
+                "image {} (threshold {})",
+                gb(b),
+                gb(t.image_min_bytes)
+            ));
+            ok &= b > t.image_min_bytes;
+        }
+        checks.push(if ev.is_empty() {
+            Check::skip(
+                "verify.thresholds",
+                "sizes over the recipe's thresholds",
+                "the archive is missing: no size to compare",
+            )
+        } else {
+            Check::when(
+                ok,
+                "verify.thresholds",
+                "sizes over the recipe's thresholds",
+                ev.join("; "),
+            )
+        });
+        if let Some(engine) = engine {
+            checks.push(load_check(dir, &m, a, engine));
+        }
+    } else {
+        // A run that stopped before the export: its files are checked above, but there is no
+        // image to size or load, so the bundle is no release (a skip, never a pass).
+        checks.push(Check::skip(
+            "verify.archive",
+            "the bundle holds the image archive",
+            "the manifest lists no image archive (the run stopped before the export): nothing to size or load; this bundle is no release",
+        ));
+    }
+    Ok(Verified {
+        checks,
+        manifest: m,
+    })
+}
+
+/// Reads the parts of a split archive one after another.
+struct Joined {
+    files: std::collections::VecDeque<PathBuf>,
+    cur: Option<std::fs::File>,
+}
+
+impl Read for Joined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.cur.is_none() {
+                match self.files.pop_front() {
+                    Some(p) => self.cur = Some(std::fs::File::open(p)?),
+                    None => return Ok(0),
+                }
+            }
+            let n = self.cur.as_mut().expect("open").read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            self.cur = None;
+        }
+    }
+}
+
+fn load_check(
+    dir: &Path,
+    m: &Manifest,
+    a: &ArchiveInfo,
+    engine: &dyn crate::engine::Engine,
+) -> Check {
+    let id = "verify.load";
+    let title = "the archive loads and gives the manifest's image id";
+    let files: Vec<PathBuf> = if a.parts.is_empty() {
+        vec![dir.join(&a.name)]
+    } else {
+        a.parts.iter().map(|p| dir.join(p)).collect()
+    };
+    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+        return Check::fail(id, title, format!("{} is missing", missing.display()));
+    }
+    let reader = Joined {
+        files: files.into(),
+        cur: None,
+    };
+    let started = std::time::Instant::now();
+    let messages = match engine.load_image(Box::new(reader)) {
+        Ok(m) => m,
+        Err(e) => {
+            let mut c = Check::fail(id, title, format!("the engine refused {}: {e}", a.name));
+            if a.format == "zstd" {
+                c = c.with_hint(format!(
+                    "zstd archives load on {}; use the gzip archive (`forge export --format gz`) for older engines",
+                    loadable_by("zstd")
+                ));
+            }
+            return c;
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let loaded = messages
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("Loaded image ID: ")
+                .or_else(|| l.strip_prefix("Loaded image: "))
+        })
+        .map(str::trim)
+        .map(str::to_owned);
+    let Some(loaded) = loaded else {
+        return Check::fail(
+            id,
+            title,
+            format!(
+                "the engine loaded {} but named no image: {}",
+                a.name,
+                messages.join(" | ")
+            ),
+        );
+    };
+    let got = if loaded.starts_with("sha256:") {
+        Ok(loaded.clone())
+    } else {
+        engine.image_id(&loaded).and_then(|id| {
+            id.ok_or_else(|| crate::Error::Engine {
+                message: format!("the engine has no image `{loaded}`"),
+                hint: Some("`docker images` lists the images the engine has".into()),
+            })
+        })
+    };
+    let want = m.image.as_ref().and_then(|i| i.id.clone());
+    match (got, want) {
+        (Err(e), _) => Check::fail(
+            id,
+            title,
+            format!("loaded {loaded}, but cannot read its id: {e}"),
+        ),
+        (Ok(got), Some(want)) if got == want => Check::pass(
+            id,
+            title,
+            format!("loaded {loaded} in {secs:.1} s: image id {got}, as the manifest says"),
+        ),
+        (Ok(got), Some(want)) => Check::fail(
+            id,
+            title,
+            format!("loaded {loaded}: image id {got}, the manifest says {want}"),
+        ),
+        (Ok(got), None) => Check::fail(
+            id,
+            title,
+            format!(
+                "loaded {loaded} (image id {got}); the manifest records no image id to compare"
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_parse_text_and_binary_mode_and_skip_junk() {
+        let h = "a".repeat(64);
+        let s = parse_sums(&format!(
+            "{h}  x.tar.gz\n{h} *y.bin\nnot a line\n{}  short\n",
+            "b".repeat(10)
+        ));
+        assert_eq!(s, vec![(h.clone(), "x.tar.gz".into()), (h, "y.bin".into())]);
+    }
+
+    #[test]
+    fn manifest_paths_cannot_leave_the_bundle() {
+        let d = Path::new("/b");
+        assert!(inside(d, "a/b.whl").is_some());
+        assert!(inside(d, "../etc/passwd").is_none());
+        assert!(inside(d, "/etc/passwd").is_none());
+    }
+}

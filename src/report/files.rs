@@ -1,0 +1,625 @@
+//! A run's report files and bundle: [`RunView`] from the run record, `run.json`
+//! ([`from_record`]), the four renderings written side by side ([`write_reports`]), and the
+//! finishing step every run ends with ([`finish`]): the deliverables checklist judged on the
+//! files, the reports, then `manifest.json` and `SHA256SUMS`.
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::ArchiveInfo;
+use crate::error::{Error, Result};
+use crate::export::Export;
+use crate::pipeline::PhaseId;
+use crate::pipeline::record::{PhaseStatus as RecStatus, RunRecord, RunState};
+use crate::recipe::Recipe;
+
+use super::run::{
+    ImageView, OutputView, PhaseStatus, PhaseView, RecipeView, RunView, SCHEMA, StopView,
+    Thresholds, line_time, ninja_from_log, phases_from_checks, workarounds_in_dockerfile,
+};
+use super::{Check, html, junit, markdown};
+
+/// The report files, relative to the run directory.
+pub const REPORTS: &[&str] = &[
+    "report.json",
+    "report.md",
+    "report.junit.xml",
+    "report.html",
+];
+
+fn rel(dir: &Path, p: &Path) -> String {
+    p.strip_prefix(dir).unwrap_or(p).display().to_string()
+}
+
+/// The recipe as the reports show it.
+pub fn recipe_view(r: &Recipe) -> RecipeView {
+    RecipeView {
+        name: r.file.name.clone(),
+        origin: r.origin.to_string(),
+        rocm: r.rocm_version().to_owned(),
+        archs: r.archs().to_vec(),
+        thresholds: Thresholds {
+            wheel_min_bytes: r.file.checks.wheel_min_bytes,
+            image_min_bytes: r.file.checks.image_min_bytes,
+            archive_min_bytes: r.file.checks.archive_min_bytes,
+        },
+    }
+}
+
+/// The archive of an export, as the manifest lists it (names relative to `dir`).
+pub fn archive_info(dir: &Path, e: &Export) -> ArchiveInfo {
+    ArchiveInfo {
+        name: rel(dir, &e.archive),
+        format: e.format.clone(),
+        bytes: e.gz_bytes,
+        sha256: e.sha256.clone(),
+        tar_bytes: e.tar_bytes,
+        parts: e.parts.iter().map(|p| rel(dir, &p.path)).collect(),
+        join: crate::export::join_command(e),
+        loadable_by: crate::bundle::loadable_by(&e.format).into(),
+    }
+}
+
+/// The outputs of an export (archive or parts, and the checksum file).
+pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
+    let mut out = Vec::new();
+    if e.parts.is_empty() {
+        out.push(OutputView {
+            kind: "archive".into(),
+            path: rel(dir, &e.archive),
+            bytes: e.gz_bytes,
+            sha256: Some(e.sha256.clone()),
+        });
+    }
+    for p in &e.parts {
+        out.push(OutputView {
+            kind: "archive-part".into(),
+            path: rel(dir, &p.path),
+            bytes: p.bytes,
+            sha256: Some(p.sha256.clone()),
+        });
+    }
+    out.push(OutputView {
+        kind: "sha256".into(),
+        path: rel(dir, &e.sha256_file),
+        bytes: 0,
+        sha256: None,
+    });
+    out
+}
+
+/// What the record does not hold and the reports show: the image's size as the engine reports
+/// it, the tool versions (the engine's).
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The built image's size in bytes.
+    pub image_bytes: Option<u64>,
+    /// Tool versions (`engine`: `Docker 20.10.24 (API 1.41)`).
+    pub tools: std::collections::BTreeMap<String, String>,
+}
+
+/// Seconds from `from` to `to` (RFC 3339 times), when both parse.
+fn secs_between(from: &str, to: &str) -> Option<f64> {
+    let a = chrono::DateTime::parse_from_rfc3339(from).ok()?;
+    let b = chrono::DateTime::parse_from_rfc3339(to).ok()?;
+    Some((b - a).num_milliseconds() as f64 / 1000.0)
+}
+
+/// The report phases a pipeline phase's span covers.
+fn views_of(id: PhaseId) -> &'static [&'static str] {
+    match id {
+        PhaseId::Plan => &["plan"],
+        PhaseId::Preflight => &["1"],
+        PhaseId::Build => &["2"],
+        PhaseId::Wheel => &["3"],
+        PhaseId::Image => &["4"],
+        PhaseId::Runtime => &["5", "7"],
+        PhaseId::Serve => &["6"],
+        PhaseId::Export => &["export"],
+        PhaseId::Report => &["deliverables"],
+    }
+}
+
+/// A path the record holds, relative to the run directory (`plan_dir` is the directory as the
+/// record names it).
+fn rel_to(plan_dir: &Path, p: &Path) -> String {
+    p.strip_prefix(plan_dir)
+        .or_else(|_| p.strip_prefix(std::path::absolute(plan_dir).unwrap_or_default()))
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// The run view of a run record (`run.json`): every phase's checks with its real timing, the
+/// outputs (log, wheels, archive), ninja's progress from the build log, where and why the build
+/// stopped. `dir` is the run directory as it is now (the record may name it differently);
+/// `recipe` the run's recipe when it can be loaded (the workarounds, the conditions).
+pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: Facts) -> RunView {
+    let plan_dir = rec.plan["artifacts"]["dir"]
+        .as_str()
+        .map_or_else(|| dir.to_owned(), PathBuf::from);
+    let in_dir = |p: &Path| dir.join(rel_to(&plan_dir, p));
+    let build_log = rec.plan["artifacts"]["build_log"]
+        .as_str()
+        .map_or_else(|| dir.join("build.log"), |p| in_dir(Path::new(p)));
+    let checks = rec.checks();
+    let mut phases = phases_from_checks(&checks);
+    let mut seconds: f64 = secs_between(&rec.started, &rec.updated).unwrap_or(0.0);
+    for pr in &rec.phases {
+        let start = pr
+            .started
+            .as_deref()
+            .and_then(|t| secs_between(&rec.started, t));
+        if let Some(t) = start {
+            seconds = seconds.max(t + pr.seconds);
+        }
+        for v in views_of(pr.id) {
+            let Some(p) = phases.iter_mut().find(|p| p.id == *v) else {
+                continue;
+            };
+            if let Some(t) = start {
+                p.started = Some(t);
+                p.ended = Some(t + pr.seconds);
+            }
+            let why = pr.reason.clone();
+            match pr.status {
+                RecStatus::Pending => {
+                    p.note = Some(format!(
+                        "not reached: the run ended before the {} phase",
+                        pr.id.name()
+                    ));
+                }
+                RecStatus::Skip
+                | RecStatus::Interrupted
+                | RecStatus::Error
+                | RecStatus::Running
+                    if p.checks.is_empty() =>
+                {
+                    p.note = Some(format!(
+                        "{} phase {}: {}",
+                        pr.id.name(),
+                        pr.status.name(),
+                        why.as_deref().unwrap_or("no reason recorded")
+                    ));
+                }
+                _ if pr.reused => {
+                    p.note = Some("reused: recorded outputs verified on resume".into());
+                }
+                _ => {}
+            }
+            if p.checks.is_empty() && p.id != "deliverables" {
+                p.status = Some(PhaseStatus::NotRun);
+            }
+        }
+    }
+    let build = rec.outputs.build.clone().unwrap_or_default();
+    let ended_at = |id: PhaseId| {
+        rec.phase(id).and_then(|p| {
+            p.started
+                .as_deref()
+                .and_then(|t| secs_between(&rec.started, t))
+                .map(|t| t + p.seconds)
+        })
+    };
+    let build_t = rec.phase(PhaseId::Build).and_then(|p| {
+        p.started
+            .as_deref()
+            .and_then(|t| secs_between(&rec.started, t))
+    });
+    let mut ninja = ninja_from_log(&build_log, 400);
+    if let Some(t0) = build_t {
+        // The log's own times count from the build's start; the timeline from the run's.
+        for n in &mut ninja {
+            n.t += t0;
+        }
+    }
+    let f = &build["fatal"];
+    let stop = if f.is_object() {
+        Some(StopView {
+            kind: "stopped by forge on a fatal finding".into(),
+            t: f["text"]
+                .as_str()
+                .and_then(line_time)
+                .map(|t| t + build_t.unwrap_or(0.0))
+                .or_else(|| ended_at(PhaseId::Build)),
+            line: f["line"].as_u64(),
+            text: f["text"].as_str().map(str::to_owned),
+            reason: f["message"].as_str().unwrap_or("").to_owned(),
+            fix: f["hint"].as_str().map(str::to_owned),
+        })
+    } else if let Some(e) = build["error"].as_str() {
+        let tail: Vec<String> = build["log_tail"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(StopView {
+            kind: "a build step failed".into(),
+            t: ended_at(PhaseId::Build),
+            line: None,
+            text: Some(tail.join("\n")),
+            reason: e.to_owned(),
+            fix: checks
+                .iter()
+                .find(|c| c.id == "build.result")
+                .and_then(|c| c.hint.clone()),
+        })
+    } else if rec.state == RunState::Interrupted {
+        let at = rec
+            .phases
+            .iter()
+            .find(|p| p.status == RecStatus::Interrupted);
+        Some(StopView {
+            kind: "interrupted".into(),
+            t: at.and_then(|p| ended_at(p.id)).or(Some(seconds)),
+            reason: format!(
+                "{}: forge cancelled the run in the {} phase; `forge build --resume {}` continues it",
+                at.and_then(|p| p.reason.clone())
+                    .unwrap_or_else(|| "a signal".into()),
+                at.map_or("?", |p| p.id.name()),
+                rec.run
+            ),
+            ..StopView::default()
+        })
+    } else {
+        None
+    };
+    let mut outputs = vec![OutputView {
+        kind: "log".into(),
+        path: rel_to(&plan_dir, &build_log),
+        bytes: 0,
+        sha256: None,
+    }];
+    outputs[0].path = build_log
+        .strip_prefix(dir)
+        .map_or_else(|_| outputs[0].path.clone(), |p| p.display().to_string());
+    for w in &rec.outputs.wheels {
+        // The wheel stage also yields build.log and the sources' commits: files, not wheels.
+        let kind = match w.path.extension().and_then(|e| e.to_str()) {
+            Some("whl") => "wheel",
+            Some("log") => "log",
+            _ => "file",
+        };
+        outputs.push(OutputView {
+            kind: kind.into(),
+            path: rel_to(&plan_dir, &w.path),
+            bytes: w.size,
+            sha256: Some(w.sha256.clone()),
+        });
+    }
+    if let Some(e) = &rec.outputs.archive {
+        outputs.extend(export_outputs(&plan_dir, e));
+    }
+    let mut tools = facts.tools;
+    if let Some(b) = build["builder"].as_str() {
+        tools.insert("builder".into(), b.to_owned());
+    }
+    let wheels_dir = rec.plan["artifacts"]["wheels"]
+        .as_str()
+        .map_or_else(|| dir.join("wheels"), |p| in_dir(Path::new(p)));
+    if let Ok(v) = std::fs::read_to_string(wheels_dir.join("versions.txt")) {
+        for l in v.lines() {
+            let mut it = l.split_whitespace();
+            if let (Some(k), Some(_repo), Some(r)) = (it.next(), it.next(), it.next()) {
+                let commit = it.next().map(|c| format!(" ({c})")).unwrap_or_default();
+                tools.insert(k.to_owned(), format!("{r}{commit}"));
+            }
+        }
+    }
+    let tag = rec
+        .outputs
+        .image
+        .as_ref()
+        .map(|i| i.tag.clone())
+        .or_else(|| rec.plan["image_tag"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let end = match rec.state {
+        RunState::Interrupted => "interrupted",
+        RunState::Error => "error",
+        RunState::Running => "running",
+        RunState::Finished => build["end"].as_str().unwrap_or("finished"),
+    };
+    RunView {
+        schema: SCHEMA,
+        run: rec.run.clone(),
+        started_at: Some(rec.started.clone()),
+        seconds,
+        end: Some(end.to_owned()),
+        recipe: recipe.map(recipe_view).or_else(|| {
+            Some(RecipeView {
+                name: rec.recipe.name.clone(),
+                origin: rec.recipe.origin.clone(),
+                rocm: rec.plan["rocm"].as_str().unwrap_or("").to_owned(),
+                archs: serde_json::from_value(rec.plan["archs"].clone()).unwrap_or_default(),
+                thresholds: Thresholds::default(),
+            })
+        }),
+        image: Some(ImageView {
+            tag,
+            id: rec.outputs.image.as_ref().map(|i| i.id.clone()),
+            bytes: facts.image_bytes,
+        }),
+        forge_version: env!("CARGO_PKG_VERSION").into(),
+        tools,
+        phases,
+        outputs,
+        ninja_progress: ninja,
+        stop,
+        workarounds: recipe
+            .and_then(|r| {
+                r.dockerfile
+                    .read()
+                    .ok()
+                    .map(|t| workarounds_in_dockerfile(&t, &r.dockerfile.display()))
+            })
+            .unwrap_or_default(),
+        build_log: build_log
+            .strip_prefix(dir)
+            .ok()
+            .map(|p| p.display().to_string()),
+        conditions: recipe.map(conditions).unwrap_or_default(),
+    }
+}
+
+/// Every catalog check's pass condition under `recipe`.
+pub fn conditions(recipe: &Recipe) -> std::collections::BTreeMap<String, String> {
+    crate::check::catalog::CATALOG
+        .iter()
+        .map(|e| {
+            (
+                e.id.to_owned(),
+                crate::check::catalog::condition(e.id, recipe),
+            )
+        })
+        .collect()
+}
+
+/// Write report.json, report.md, report.junit.xml and report.html into `dir`.
+pub fn write_reports(dir: &Path, view: &RunView) -> Result<Vec<PathBuf>> {
+    let json = serde_json::to_vec_pretty(&view.to_report_json()).expect("report serializes");
+    let files: [(&str, Vec<u8>); 4] = [
+        ("report.json", json),
+        ("report.md", markdown::render(view).into_bytes()),
+        ("report.junit.xml", junit::render(view).into_bytes()),
+        ("report.html", html::render(view).into_bytes()),
+    ];
+    let mut out = Vec::new();
+    for (name, data) in files {
+        let p = dir.join(name);
+        let part = dir.join(format!("{name}.part"));
+        std::fs::write(&part, data).map_err(|e| Error::io("write", &part, e))?;
+        std::fs::rename(&part, &p).map_err(|e| Error::io("rename", &part, e))?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Finish a run: judge the deliverables checklist on the files (it becomes the view's last
+/// phase), write the four reports, then `manifest.json` and `SHA256SUMS` over everything.
+/// Returns the checklist.
+pub fn finish(dir: &Path, view: &mut RunView, archive: Option<&ArchiveInfo>) -> Result<Vec<Check>> {
+    view.outputs = crate::bundle::refresh_outputs(dir, &view.outputs)?;
+    let list = crate::bundle::checklist(dir, view, archive);
+    finish_with(dir, view, archive, &list)?;
+    Ok(list)
+}
+
+/// [`finish`] with the checklist already judged (`view.outputs` refreshed).
+pub fn finish_with(
+    dir: &Path,
+    view: &mut RunView,
+    archive: Option<&ArchiveInfo>,
+    list: &[Check],
+) -> Result<()> {
+    match view.phases.iter_mut().find(|p| p.id == "deliverables") {
+        Some(p) => {
+            p.checks = list.to_vec();
+            p.status = None;
+        }
+        None => view.phases.push(PhaseView {
+            id: "deliverables".into(),
+            name: "Deliverables checklist".into(),
+            checks: list.to_vec(),
+            ..PhaseView::default()
+        }),
+    }
+    write_reports(dir, view)?;
+    refresh_bundle(dir, view, archive)
+}
+
+/// Write `manifest.json` and `SHA256SUMS` for `view`'s outputs plus the report files.
+pub fn refresh_bundle(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> Result<()> {
+    let mut with_reports = view.clone();
+    with_reports
+        .outputs
+        .retain(|o| !REPORTS.contains(&o.path.as_str()));
+    for r in REPORTS {
+        with_reports.outputs.push(OutputView {
+            kind: "report".into(),
+            path: (*r).into(),
+            ..OutputView::default()
+        });
+    }
+    with_reports.outputs = crate::bundle::refresh_outputs(dir, &with_reports.outputs)?;
+    crate::bundle::write(dir, &with_reports, archive.cloned())?;
+    Ok(())
+}
+
+/// Read a run directory's record: `report.json` (a [`RunView`]).
+pub fn read_run(dir: &Path) -> Result<RunView> {
+    let hint =
+        Some("pass a run directory `forge build` wrote (artifacts/<run>/, with report.json)");
+    if !dir.is_dir() {
+        return Err(Error::usage(
+            format!("`{}` is not a directory", dir.display()),
+            hint,
+        ));
+    }
+    let p = dir.join("report.json");
+    let bytes = std::fs::read(&p).map_err(|e| {
+        Error::usage(
+            format!(
+                "`{}` holds no run record: cannot read report.json: {e}",
+                dir.display()
+            ),
+            hint,
+        )
+    })?;
+    let v: RunView = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::usage(
+            format!("`{}` is not a forge run record: {e}", p.display()),
+            hint,
+        )
+    })?;
+    if v.schema == 0 || v.phases.is_empty() {
+        return Err(Error::usage(
+            format!(
+                "`{}` is not a forge run record (no `schema`, no `phases`): written by an older forge?",
+                p.display()
+            ),
+            Some(
+                "rebuild the run with this forge, or map its record onto report.json's schema (schemas/report.schema.json)",
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::record::{ImageOut, Outputs, PhaseRecord, RecipeRef, Wheel};
+    use crate::report::{Status, Verdict};
+
+    fn phase(id: PhaseId, status: RecStatus, started: &str, seconds: f64) -> PhaseRecord {
+        PhaseRecord {
+            id,
+            status,
+            reason: None,
+            reused: false,
+            started: Some(started.into()),
+            seconds,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Issue 14 on issue 9's record: the reports' phases carry run.json's timings, the stop is
+    /// the build's fatal finding, the outputs are the record's, relative to the run directory.
+    #[test]
+    fn a_run_record_maps_onto_the_run_view() {
+        let dir = std::env::temp_dir().join(format!("forge-from-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("build.log"),
+            "#9 12.5 [10/100] Building CXX object a.o\n#9 20.0 [50/100] Building CXX object b.o\n",
+        )
+        .unwrap();
+        let mut build = phase(
+            PhaseId::Build,
+            RecStatus::Fail,
+            "2026-01-01T00:00:10Z",
+            30.0,
+        );
+        build.checks = vec![
+            Check::fail("2.1", "USE_DISTRIBUTED", "off at line 40"),
+            Check::fail("build.result", "the image builds", "stopped"),
+        ];
+        let mut rec = RunRecord {
+            schema: 1,
+            run: "r1".into(),
+            recipe: RecipeRef {
+                name: "x".into(),
+                origin: "x.toml".into(),
+                path: None,
+                rocm: None,
+                allow_unsupported: false,
+                hash: "h".into(),
+            },
+            plan: serde_json::json!({
+                "image_tag": "forge/x:1",
+                "rocm": "7.1.1",
+                "archs": ["gfx1151"],
+                "artifacts": {"dir": "artifacts/r1", "build_log": "artifacts/r1/build.log",
+                              "wheels": "artifacts/r1/wheels"},
+            }),
+            started: "2026-01-01T00:00:00Z".into(),
+            updated: "2026-01-01T00:00:41Z".into(),
+            state: RunState::Finished,
+            signal: None,
+            verdict: Verdict::Fail,
+            phases: vec![
+                phase(
+                    PhaseId::Preflight,
+                    RecStatus::Pass,
+                    "2026-01-01T00:00:01Z",
+                    2.0,
+                ),
+                build,
+                PhaseRecord {
+                    reason: Some("needs the build phase, which failed".into()),
+                    started: None,
+                    ..phase(PhaseId::Image, RecStatus::Skip, "", 0.0)
+                },
+            ],
+            outputs: Outputs {
+                build: Some(serde_json::json!({
+                    "builder": "BuildKit", "end": "stopped",
+                    "fatal": {"line": 40, "text": "#9 20.0 USE_DISTRIBUTED : OFF",
+                              "message": "distributed is off", "hint": "set USE_DISTRIBUTED=1"},
+                })),
+                wheels: vec![Wheel {
+                    path: "artifacts/r1/wheels/torch-2.9.1-cp313.whl".into(),
+                    size: 3,
+                    sha256: "ab".into(),
+                }],
+                image: Some(ImageOut {
+                    tag: "forge/x:1".into(),
+                    id: "sha256:1".into(),
+                }),
+                archive: None,
+            },
+            resumes: Vec::new(),
+        };
+        rec.phases[0].checks = vec![Check::skip("1.1", "GPU", "no GPU")];
+        let v = from_record(&rec, &dir, None, Facts::default());
+        let p = |id: &str| v.phases.iter().find(|p| p.id == id).unwrap();
+        assert_eq!((p("1").started, p("1").ended), (Some(1.0), Some(3.0)));
+        assert_eq!((p("2").started, p("2").ended), (Some(10.0), Some(40.0)));
+        assert_eq!(p("2").status(), PhaseStatus::Fail);
+        assert_eq!(p("4").status(), PhaseStatus::NotRun);
+        assert!(
+            p("4")
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("needs the build phase"),
+            "{:?}",
+            p("4").note
+        );
+        assert_eq!(v.seconds, 41.0);
+        assert_eq!(v.end.as_deref(), Some("stopped"));
+        let stop = v.stop.as_ref().unwrap();
+        assert_eq!((stop.line, stop.t), (Some(40), Some(30.0)));
+        assert_eq!(stop.fix.as_deref(), Some("set USE_DISTRIBUTED=1"));
+        // ninja's times are the build's, moved onto the run's clock
+        assert_eq!(v.ninja_progress.len(), 2);
+        assert_eq!(
+            (v.ninja_progress[0].t, v.ninja_progress[0].done),
+            (22.5, 10)
+        );
+        let paths: Vec<&str> = v.outputs.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, ["build.log", "wheels/torch-2.9.1-cp313.whl"]);
+        assert_eq!(v.image.as_ref().unwrap().id.as_deref(), Some("sha256:1"));
+        assert_eq!(v.tools["builder"], "BuildKit");
+        assert_eq!(
+            v.checks()
+                .iter()
+                .filter(|c| c.status == Status::Fail)
+                .count(),
+            2
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
