@@ -724,32 +724,54 @@ pub fn extract_wheels(tar_path: &Path, dir: &Path) -> Result<Vec<Wheel>> {
             continue;
         }
         let dest = dir.join(&file_name);
-        let part = dir.join(format!("{file_name}.part"));
-        let mut w = File::create(&part).map_err(|e| Error::io("create", &part, e))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = entry
-                .read(&mut buf)
-                .map_err(|e| Error::io("read tar", tar_path, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            w.write_all(&buf[..n])
-                .map_err(|e| Error::io("write", &part, e))?;
-            size += n as u64;
+        if out.iter().any(|w: &Wheel| w.path == dest) {
+            return Err(Error::input(
+                format!("the wheel stage's tar holds `{file_name}` twice"),
+                Some("the wheel stage must hold each file once"),
+            ));
         }
-        w.sync_all().map_err(|e| Error::io("sync", &part, e))?;
+        let part = dir.join(format!("{file_name}.part"));
+        let written = copy_entry(&mut entry, tar_path, &part);
+        let (size, sha256) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // Never leave a half-written file behind, not even under its `.part` name.
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
         std::fs::rename(&part, &dest).map_err(|e| Error::io("rename", &part, e))?;
         out.push(Wheel {
             path: dest,
             size,
-            sha256: hex(&h.finalize()),
+            sha256,
         });
     }
     Ok(out)
+}
+
+/// Copy one tar entry to `part`, synced; its size and SHA256.
+fn copy_entry(entry: &mut impl Read, tar_path: &Path, part: &Path) -> Result<(u64, String)> {
+    let mut w = File::create(part).map_err(|e| Error::io("create", part, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read tar", tar_path, e)),
+        };
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        w.write_all(&buf[..n])
+            .map_err(|e| Error::io("write", part, e))?;
+        size += n as u64;
+    }
+    w.sync_all().map_err(|e| Error::io("sync", part, e))?;
+    Ok((size, hex(&h.finalize())))
 }
 
 /// Lower-case hex.

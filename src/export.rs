@@ -151,7 +151,24 @@ pub fn export(
             File::create(&part).map_err(|e| Error::io("create", &part, e))?,
         );
         let r = gzip_parallel(&mut f, level, threads, &mut |sink| {
-            engine.export_image(image, sink)
+            // Only a whole image tar becomes an archive: garbage, or a stream that ends early
+            // but cleanly, is an error (and the `.part` is removed).
+            let mut frames = crate::tarframe::TarFrames::default();
+            let not_tar = |why: String| Error::Engine {
+                message: format!(
+                    "the engine's stream of `{image}` is not a whole image tar: {why}"
+                ),
+                hint: Some(
+                    "the engine or the connection to it failed mid-stream: run the export again"
+                        .into(),
+                ),
+            };
+            let n = engine.export_image(image, &mut |piece| {
+                frames.push(piece).map_err(not_tar)?;
+                sink(piece)
+            })?;
+            frames.finish().map_err(not_tar)?;
+            Ok(n)
         })?;
         let f = f
             .into_inner()

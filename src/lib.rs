@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod plan;
 pub mod recipe;
 pub mod report;
+pub mod tarframe;
 pub mod tool;
 
 use std::io::{Read, Write};

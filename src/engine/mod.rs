@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Flow};
+pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Decoder, Flow};
 pub use files::Leftover;
 
 /// What the engine says about itself.
