@@ -392,7 +392,30 @@ impl BuildRun<'_> {
             io_error: None,
             classic_leaf: None,
         };
-        let end = engine.build(&spec, &mut |ev| sink.event(ev))?;
+        let built = engine.build(&spec, &mut |ev| sink.event(ev));
+        // The engine's stream broke (connection cut, garbage): the classic builder's step images
+        // are removed as for a failed build, and the error says where the log is.
+        let end = match built {
+            Ok(end) => end,
+            Err(e) => {
+                if let Some(leaf) = sink.classic_leaf.take() {
+                    let _ = engine.remove_image(&leaf);
+                }
+                sink.flush_partials();
+                return Err(match e {
+                    Error::Engine { message, hint } => Error::Engine {
+                        message: format!(
+                            "{message} (the log so far is kept: {})",
+                            a.build_log.display()
+                        ),
+                        hint: hint.or_else(|| {
+                            Some("the connection to the engine broke or it answered garbage mid-build: check the engine (`docker info`), then run the build again".into())
+                        }),
+                    },
+                    e => e,
+                });
+            }
+        };
         let cancel_ms = sink
             .fatal
             .as_ref()
@@ -676,6 +699,12 @@ fn safe_relative(p: &Path) -> bool {
 /// Extract the wheels (`*.whl`) and logs (`*.log`, `*.txt`) at the tar's top level into `dir`,
 /// refusing unsafe paths and links; each is written to a `.part` name and renamed when complete.
 pub fn extract_wheels(tar_path: &Path, dir: &Path) -> Result<Vec<Wheel>> {
+    // A killed run's `.part` files are never taken for wheels: they are removed.
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".part") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     let f = File::open(tar_path).map_err(|e| Error::io("open", tar_path, e))?;
     let mut ar = tar::Archive::new(f);
     let mut out = Vec::new();
@@ -731,7 +760,20 @@ pub fn extract_wheels(tar_path: &Path, dir: &Path) -> Result<Vec<Wheel>> {
             ));
         }
         let part = dir.join(format!("{file_name}.part"));
-        let written = copy_entry(&mut entry, tar_path, &part);
+        let expected = entry.size();
+        let written = copy_entry(&mut entry, tar_path, &part).and_then(|(size, sha)| {
+            // A tar cut short ends the entry early without an error: refused, never renamed.
+            if size == expected {
+                Ok((size, sha))
+            } else {
+                Err(Error::input(
+                    format!(
+                        "the wheel stage's tar ends inside `{file_name}` ({size} of {expected} bytes)"
+                    ),
+                    Some("the engine's stream was cut: run the build again"),
+                ))
+            }
+        });
         let (size, sha256) = match written {
             Ok(w) => w,
             Err(e) => {

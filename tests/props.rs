@@ -60,11 +60,11 @@ enum Line {
 
 fn line() -> impl Strategy<Value = (Line, u8)> {
     let l = prop_oneof![
-        8 => (0..LINES.len()).prop_map(Line::Known),
-        2 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Line::Bytes),
+        30 => (0..LINES.len()).prop_map(Line::Known),
+        8 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Line::Bytes),
         1 => ((0..LINES.len()), (0usize..200)).prop_map(|(i, extra)| Line::Long(i, extra)),
     ];
-    // 0: `\n`, 1: `\r\n`, 2: `\r` only
+    // 0: `\n`, 1: `\r\n`, 2: `\r\n\n`
     (l, 0u8..3)
 }
 
@@ -137,7 +137,7 @@ fn assert_same(a: &Monitor, b: &Monitor) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn log_scan_does_not_depend_on_chunking(
@@ -152,7 +152,7 @@ proptest! {
         let pieces = scan(&log, &cuts, user_rule);
         assert_same(&whole, &pieces)?;
         // One byte at a time, the worst chunking there is.
-        if log.len() < 4000 {
+        if log.len() < 2000 {
             let every: Vec<usize> = (0..log.len()).collect();
             assert_same(&whole, &scan(&log, &every, user_rule))?;
         }
@@ -234,7 +234,7 @@ fn verdict(path: &Path, threads: usize) -> String {
             let (checks, _) = checks(&d, &opts, None);
             serde_json::to_string(&checks).unwrap()
         }
-        Err(e) => format!("error: {e}"),
+        Err(e) => format!("error: {e}").replace(&path.display().to_string(), "WHEEL"),
     }
 }
 

@@ -271,6 +271,11 @@ impl Monitor {
         }
     }
 
+    /// A new monitor with the same expectations (for a log that starts over).
+    pub fn fresh(&self) -> Monitor {
+        Monitor::new(self.expect.clone())
+    }
+
     /// Whether a fatal finding has been raised.
     pub fn fatal(&self) -> Option<&Finding> {
         self.findings.iter().find(|f| f.severity == Severity::Fatal)

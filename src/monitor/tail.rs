@@ -347,6 +347,21 @@ fn drain(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("read log", path, e)),
         };
+        if c.rewritten() {
+            // Truncated and rewritten between the last look and this read: what was just read
+            // is the middle of the new content. Start again from its beginning.
+            observer.note(&format!(
+                "{} was truncated and rewritten while being read: following it from its start",
+                path.display()
+            ));
+            c.file
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("seek", path, e))?;
+            c.offset = 0;
+            c.tail.clear();
+            *feeder = LineFeeder::new(feeder.monitor.fresh());
+            continue;
+        }
         c.offset += n as u64;
         c.remember(&buf[..n]);
         observer.output(&buf[..n]);
