@@ -769,6 +769,8 @@ fn read_only_artifacts_directory_is_a_clear_error() {
 // --- memory bounds -----------------------------------------------------------------------------
 
 /// Run forge, feeding `feed` to it from a thread; its exit code and peak RSS in MiB.
+// The child is reaped with wait4 (for its own rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
 fn peak_rss(args: &[&str], feed: impl FnOnce() + Send + 'static) -> (Option<i32>, u64, String) {
     let child = forge()
         .args(args)
