@@ -11,7 +11,7 @@
 # allocation > 512 MB) stops the target, leaves the input in fuzz/artifacts/<target>/ and makes
 # the script exit 1. Logs: fuzz/logs/<target>.log; a table of executions and time at the end.
 # FUZZ_SANITIZER=address builds with ASan (default none: forge is safe Rust, and the speed
-# goes to executions).
+# goes to executions). FUZZ_NO_BUILD=1 runs what was built last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,9 +41,13 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 san="${FUZZ_SANITIZER:-none}"
 # Debug assertions on: an integer overflow is a crash, not a silent wrap.
-build=(cargo +nightly fuzz build --fuzz-dir fuzz -O -a --sanitizer "$san")
-echo "fuzz: building ${#targets[@]} targets (sanitizer: $san)" >&2
-nice -n 10 "${build[@]}"
+if [ "${FUZZ_NO_BUILD:-0}" != 1 ]; then
+    echo "fuzz: building ${#targets[@]} targets (sanitizer: $san)" >&2
+    start=$(date +%s)
+    nice -n 10 cargo +nightly fuzz build --fuzz-dir fuzz -O -a --sanitizer "$san" >&2
+    echo "fuzz: built in $(( $(date +%s) - start ))s" >&2
+fi
+bindir="fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 
 mkdir -p fuzz/logs
 status=0
@@ -54,8 +58,7 @@ for t in "${targets[@]}"; do
     echo "fuzz: $t for ${secs}s" >&2
     start=$(date +%s)
     set +e
-    nice -n 10 cargo +nightly fuzz run --fuzz-dir fuzz -O -a --sanitizer "$san" "$t" \
-        "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+    nice -n 10 "$bindir/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=512 \
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
     rc=$?
@@ -67,7 +70,7 @@ for t in "${targets[@]}"; do
     if [ "$rc" -ne 0 ]; then
         status=1
         verdict="FOUND ($(ls "fuzz/artifacts/$t" | head -3 | tr '\n' ' '))"
-        tail -30 "$log" >&2
+        grep -E "panicked|ERROR: libFuzzer|SUMMARY" "$log" | head -5 >&2
     else
         verdict="clean"
     fi

@@ -41,7 +41,8 @@ fn forge() -> Command {
 /// What the proxy does to the requests whose head contains its needle.
 #[derive(Clone, Copy)]
 enum Fault {
-    /// Forward, then cut both sides once `bytes` of the answer went through and `ms` passed.
+    /// Forward, then cut both sides once `bytes` of the answer went through and `ms` passed
+    /// (`bytes: 0`: `ms` after the request, whatever the answer).
     Cut { bytes: usize, ms: u64 },
     /// Answer with these bytes instead of the engine, then close.
     Garbage(&'static [u8]),
@@ -92,6 +93,18 @@ fn faulty_proxy(needle: &'static str, fault: Fault) -> (u16, Arc<AtomicUsize>) {
                             }
                             *since.lock().unwrap() = Instant::now();
                             faulty.store(true, Ordering::SeqCst);
+                            // A quiet stream (a long build step) sends nothing to cut on:
+                            // a timer cuts it.
+                            if let Fault::Cut { bytes: 0, ms } = fault {
+                                let (c2, e2) = (c.try_clone().unwrap(), e.try_clone().unwrap());
+                                let count = count.clone();
+                                std::thread::spawn(move || {
+                                    std::thread::sleep(Duration::from_millis(ms));
+                                    count.fetch_add(1, Ordering::SeqCst);
+                                    let _ = c2.shutdown(Shutdown::Both);
+                                    let _ = e2.shutdown(Shutdown::Both);
+                                });
+                            }
                         }
                         if e.write_all(&buf[..n]).is_err() {
                             break;
@@ -113,6 +126,7 @@ fn faulty_proxy(needle: &'static str, fault: Fault) -> (u16, Arc<AtomicUsize>) {
                         };
                         if faulty.load(Ordering::SeqCst)
                             && let Fault::Cut { bytes, ms } = fault
+                            && bytes > 0
                         {
                             sent_faulty += n;
                             let waited =
@@ -213,7 +227,7 @@ fn build_with_the_engine_connection_cut_mid_stream() {
     let Some(_g) = serial_engine() else { return };
     let arts = tmp("cut-build");
     // Cut the build's answer 4 s in: the summary is printed, the ten-minute "compile" runs.
-    let (port, injected) = faulty_proxy("/build?", Fault::Cut { bytes: 1, ms: 4000 });
+    let (port, injected) = faulty_proxy("/build?", Fault::Cut { bytes: 0, ms: 8000 });
     let run = format!("cut-{}", std::process::id());
     let mut c = forge();
     c.args(["build", "--recipe"])
@@ -438,7 +452,12 @@ fn image_probe_with_the_engine_answering_garbage() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(injected.load(Ordering::SeqCst), 1);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not JSON"), "{}", stderr(&o));
+    // Whether the stream's framing or the JSON inside it breaks first, it is a clear error.
+    let e = stderr(&o);
+    assert!(
+        e.contains("not JSON") || e.contains("read the container's output"),
+        "{e}"
+    );
     assert!(
         containers_labelled("forge.pid", &pid).is_empty(),
         "the probe container was left"
@@ -768,34 +787,36 @@ fn read_only_artifacts_directory_is_a_clear_error() {
 
 // --- memory bounds -----------------------------------------------------------------------------
 
-/// Run forge, feeding `feed` to it from a thread; its exit code and peak RSS in MiB.
-// The child is reaped with wait4 (for its own rusage), not Child::wait.
-#[allow(clippy::zombie_processes)]
+/// Run forge, feeding `feed` to it from a thread; its exit code, peak RSS in MiB and stderr.
+///
+/// The peak is measured by a small Python parent: a child's `ru_maxrss` starts at its parent's
+/// own peak (Linux keeps the high-water mark across `exec`), and the test process is big.
 fn peak_rss(args: &[&str], feed: impl FnOnce() + Send + 'static) -> (Option<i32>, u64, String) {
-    let child = forge()
+    const PARENT: &str = "import resource, subprocess, sys\n\
+        p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n\
+        sys.stderr.buffer.write(p.stderr)\n\
+        print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
+    let child = Command::new("python3")
+        .args(["-c", PARENT, env!("CARGO_BIN_EXE_forge")])
         .args(args)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let feeder = std::thread::spawn(feed);
-    let pid = child.id() as libc::pid_t;
-    let mut err = String::new();
-    let mut se = child.stderr.unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let mut status = 0;
-    // SAFETY: plain wait4 on our own child; rusage is written by the kernel.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid);
+    let o = child.wait_with_output().unwrap();
     feeder.join().unwrap();
-    err.push_str(&reader.join().unwrap());
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    (code, ru.ru_maxrss as u64 / 1024, err)
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut it = out.split_whitespace();
+    let code: i32 = it
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("python3 reports");
+    let kib: u64 = it
+        .next()
+        .and_then(|c| c.parse().ok())
+        .expect("python3 reports");
+    (Some(code), kib / 1024, stderr(&o))
 }
 
 #[test]

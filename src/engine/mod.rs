@@ -223,7 +223,14 @@ impl Engine for DockerEngine {
                         message: format!("no image `{image}`: {message}"),
                         hint: Some("`docker images` lists the images the engine has".into()),
                     },
-                    e => engine_err(&format!("export `{image}`"), e),
+                    e => Error::Engine {
+                        message: format!("export `{image}`: {e}"),
+                        hint: Some(
+                            "the engine's stream broke (connection cut, engine restarted): \
+                             check the engine (`docker info`) and run the export again"
+                                .into(),
+                        ),
+                    },
                 })?;
                 n += chunk.len() as u64;
                 sink(&chunk)?;
