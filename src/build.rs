@@ -323,7 +323,32 @@ pub fn drive(
         io_error: None,
         classic_leaf: None,
     };
-    let end = engine.build(spec, &mut |ev| sink.event(ev))?;
+    let built = engine.build(spec, &mut |ev| sink.event(ev));
+    // The engine's stream broke (connection cut, garbage): the classic builder's step images
+    // are removed as for a failed build, and the error says where the log is.
+    let end = match built {
+        Ok(end) => end,
+        Err(e) => {
+            if let Some(leaf) = sink.classic_leaf.take() {
+                let _ = engine.remove_image(&leaf);
+            }
+            sink.flush_partials();
+            return Err(match e {
+                Error::Engine { message, hint } => Error::Engine {
+                    message: format!("{message} (the log so far is kept: {})", log_path.display()),
+                    hint: hint.or_else(|| {
+                        Some(
+                            "the connection to the engine broke or it answered garbage \
+                             mid-build: check the engine (`docker info`), then run the build \
+                             again"
+                                .into(),
+                        )
+                    }),
+                },
+                e => e,
+            });
+        }
+    };
     let cancel_ms = sink
         .fatal
         .as_ref()
@@ -427,6 +452,12 @@ fn safe_relative(p: &Path) -> bool {
 /// Extract the wheels (`*.whl`) and logs (`*.log`, `*.txt`) at the tar's top level into `dir`,
 /// refusing unsafe paths and links; each is written to a `.part` name and renamed when complete.
 pub fn extract_wheels(tar_path: &Path, dir: &Path, cancel: Cancel) -> Result<Vec<Wheel>> {
+    // A killed run's `.part` files are never taken for wheels: they are removed.
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".part") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     let f = File::open(tar_path).map_err(|e| Error::io("open", tar_path, e))?;
     let mut ar = tar::Archive::new(f);
     let mut out = Vec::new();
@@ -476,10 +507,26 @@ pub fn extract_wheels(tar_path: &Path, dir: &Path, cancel: Cancel) -> Result<Vec
             continue;
         }
         let dest = dir.join(&file_name);
+        if out.iter().any(|w: &Wheel| w.path == dest) {
+            return Err(Error::input(
+                format!("the wheel stage's tar holds `{file_name}` twice"),
+                Some("the wheel stage must hold each file once"),
+            ));
+        }
         let part = dir.join(format!("{file_name}.part"));
-        let copied = copy_hashed(&mut entry, tar_path, &part, cancel).and_then(|r| {
+        let expected = entry.size();
+        let copied = copy_hashed(&mut entry, tar_path, &part, cancel).and_then(|(size, sha)| {
+            // A tar cut short ends the entry early without an error: refused, never renamed.
+            if size != expected {
+                return Err(Error::input(
+                    format!(
+                        "the wheel stage's tar ends inside `{file_name}` ({size} of {expected} bytes)"
+                    ),
+                    Some("the engine's stream was cut: run the build again"),
+                ));
+            }
             std::fs::rename(&part, &dest).map_err(|e| Error::io("rename", &part, e))?;
-            Ok(r)
+            Ok((size, sha))
         });
         let (size, sha256) = match copied {
             Ok(r) => r,
@@ -511,9 +558,11 @@ fn copy_hashed(
     let mut size = 0u64;
     loop {
         cancel.check()?;
-        let n = from
-            .read(&mut buf)
-            .map_err(|e| Error::io("read tar", tar_path, e))?;
+        let n = match from.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read tar", tar_path, e)),
+        };
         if n == 0 {
             break;
         }

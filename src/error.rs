@@ -123,6 +123,18 @@ impl Error {
             Error::Usage { hint, .. } | Error::Engine { hint, .. } | Error::Input { hint, .. } => {
                 hint.as_deref()
             }
+            Error::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::ReadOnlyFilesystem => Some(
+                    "that filesystem is mounted read-only: pass a writable place (`--artifacts DIR`, `-o PATH`)",
+                ),
+                std::io::ErrorKind::PermissionDenied => Some(
+                    "forge may not write or read there: fix the permissions or pass another place",
+                ),
+                std::io::ErrorKind::StorageFull => {
+                    Some("the disk is full: free space, or pass a place on a bigger disk")
+                }
+                _ => None,
+            },
             _ => None,
         }
     }

@@ -610,11 +610,26 @@ pub fn export_opts(
             &mut |sink| {
                 // Every tar header's mtime set to 0: one image id gives one archive SHA256.
                 let mut times = TarTimes::default();
+                // Only a whole image tar becomes an archive: garbage, or a stream that ends
+                // early but cleanly, is an error (and the `.part` is removed).
+                let mut frames = crate::tarframe::TarFrames::default();
+                let not_tar = |why: String| Error::Engine {
+                    message: format!(
+                        "the engine's stream of `{image}` is not a whole image tar: {why}"
+                    ),
+                    hint: Some(
+                        "the engine or the connection to it failed mid-stream: run the export \
+                         again"
+                            .into(),
+                    ),
+                };
                 let n = engine.export_image(image, &mut |piece| {
                     cancel.check()?;
+                    frames.push(piece).map_err(not_tar)?;
                     tap(piece);
                     times.feed(piece, sink)
                 })?;
+                frames.finish().map_err(not_tar)?;
                 times.finish(sink)?;
                 Ok(n)
             },

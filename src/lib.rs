@@ -28,6 +28,7 @@ pub mod rehearse;
 pub mod report;
 pub mod runtime;
 pub mod serve;
+pub mod tarframe;
 pub mod tool;
 
 use cli::{Cli, Command};

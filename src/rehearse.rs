@@ -23,8 +23,20 @@ use crate::report::{Check, Status};
 /// Where a rehearsal base lists its stand-ins.
 pub const STANDINS: &str = "/opt/forge-rehearsal/standins.txt";
 
-/// Checks whose verdict a stand-in cannot give: sizes of a real build, and GPU code objects.
-const STAND_IN_BLIND: &[&str] = &["3.1", "4.1", "export.size", "wheel.gpu-targets"];
+/// Checks whose verdict a stand-in cannot give: what a real compile needs of the build host
+/// (disk, memory per job), sizes of a real build, GPU code objects, and the ROCm release (the
+/// stand-in base carries Debian's ROCm libraries under AMD's names).
+const STAND_IN_BLIND: &[&str] = &[
+    "host.disk",
+    "host.disk-artifacts",
+    "host.memory",
+    "3.1",
+    "4.1",
+    "export.size",
+    "wheel.gpu-targets",
+    "image.gpu-targets",
+    "image.rocm-versions",
+];
 
 /// The rehearsal base for a recipe's ROCm release (made by `scripts/rehearsal-base.sh`).
 pub fn default_base(rocm: &str) -> String {

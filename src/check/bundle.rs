@@ -20,6 +20,11 @@ pub const CCOB: &[u8] = b"CCOB";
 pub const KPAK: &[u8] = b"KPAK";
 
 const MAX_ENTRIES: u64 = 65_536;
+/// Most triple bytes one bundle's table may hold (a real one: a few hundred).
+const MAX_TABLE: usize = 1 << 20;
+/// Most memory the bundles read from one section may take (a real torch: about 1 MiB), so a
+/// section packed with minimal bundles, or compressed tables that expand, cannot blow memory up.
+pub const MAX_KEPT: usize = 16 << 20;
 
 /// One offload bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,6 +78,7 @@ fn read_table(r: &mut dyn Read) -> Result<(Vec<String>, u64), String> {
     }
     let mut triples = Vec::new();
     let mut end = 0u64;
+    let mut table = 0usize;
     for _ in 0..n {
         let mut e = [0u8; 24];
         r.read_exact(&mut e)
@@ -84,6 +90,10 @@ fn read_table(r: &mut dyn Read) -> Result<(Vec<String>, u64), String> {
         );
         if tlen == 0 || tlen > 4096 {
             return Err(format!("implausible triple length {tlen}"));
+        }
+        table += tlen as usize;
+        if table > MAX_TABLE {
+            return Err(format!("implausible table of more than {MAX_TABLE} bytes"));
         }
         let mut t = vec![0u8; tlen as usize];
         r.read_exact(&mut t)
@@ -123,7 +133,20 @@ pub fn scan(src: &dyn ByteSource, start: u64, len: u64) -> Result<Vec<Bundle>, S
     let end = start.saturating_add(len).min(src.len());
     let plain = memmem::Finder::new(MAGIC);
     let compressed = memmem::Finder::new(CCOB);
-    let mut out = Vec::new();
+    let mut out: Vec<Bundle> = Vec::new();
+    let mut kept = 0usize;
+    let mut keep = |b: Bundle, out: &mut Vec<Bundle>| -> Result<(), String> {
+        kept += 64 + b.triples.iter().map(|t| t.len() + 32).sum::<usize>();
+        if kept > MAX_KEPT {
+            return Err(format!(
+                "more than {} MiB of offload-bundle tables ({} bundles): refused as implausible",
+                MAX_KEPT >> 20,
+                out.len()
+            ));
+        }
+        out.push(b);
+        Ok(())
+    };
     let mut pos = start;
     let window = 1u64 << 20;
     let mut buf = vec![0u8; window as usize];
@@ -148,12 +171,17 @@ pub fn scan(src: &dyn ByteSource, start: u64, len: u64) -> Result<Vec<Bundle>, S
             let mut r = RangeReader::new(src, at, end);
             match read_table(&mut r) {
                 Ok((triples, size)) => {
-                    out.push(Bundle {
-                        offset: at - start,
-                        compression: None,
-                        triples,
-                    });
-                    pos = at + size.max(32);
+                    keep(
+                        Bundle {
+                            offset: at - start,
+                            compression: None,
+                            triples,
+                        },
+                        &mut out,
+                    )?;
+                    // Sizes come from the file: saturate, never wrap (a wrapped position rescans
+                    // forever).
+                    pos = at.saturating_add(size.max(32));
                 }
                 Err(_) => pos = at + 1,
             }
@@ -164,7 +192,7 @@ pub fn scan(src: &dyn ByteSource, start: u64, len: u64) -> Result<Vec<Bundle>, S
                 .map_err(|e| format!("read fatbin: {e}"))?;
             match ccob_header(&h[..hn]) {
                 Ok((hlen, method, total)) => {
-                    let body_end = total.map_or(end, |t| (at + t).min(end));
+                    let body_end = total.map_or(end, |t| at.saturating_add(t).min(end));
                     let body = RangeReader::new(src, at + hlen, body_end);
                     let table = match method {
                         "zstd" => zstd::stream::read::Decoder::new(body)
@@ -174,12 +202,15 @@ pub fn scan(src: &dyn ByteSource, start: u64, len: u64) -> Result<Vec<Bundle>, S
                     };
                     match table {
                         Ok((triples, _)) => {
-                            out.push(Bundle {
-                                offset: at - start,
-                                compression: Some(method),
-                                triples,
-                            });
-                            pos = total.map_or(at + hlen, |t| at + t.max(hlen));
+                            keep(
+                                Bundle {
+                                    offset: at - start,
+                                    compression: Some(method),
+                                    triples,
+                                },
+                                &mut out,
+                            )?;
+                            pos = total.map_or(at + hlen, |t| at.saturating_add(t.max(hlen)));
                         }
                         Err(_) => pos = at + 1,
                     }
@@ -435,5 +466,46 @@ pub(crate) mod tests {
         assert_eq!(k.archs, ["gfx1150", "gfx1151"]);
         assert_eq!(k.binaries, ["torch/lib/libtorch_hip.so"]);
         assert!(read_kpack(&b"KPAX0000".to_vec()).is_err());
+    }
+
+    #[test]
+    fn a_section_packed_with_bundles_is_refused_past_the_memory_bound() {
+        // 200k minimal bundles (57 bytes each, 11 MB): ~19 MiB of tables, past MAX_KEPT.
+        let one = {
+            let mut b = MAGIC.to_vec();
+            b.extend_from_slice(&1u64.to_le_bytes());
+            b.extend_from_slice(&[0u8; 16]);
+            b.extend_from_slice(&1u64.to_le_bytes());
+            b.push(b'x');
+            b
+        };
+        let packed: Vec<u8> = one.repeat(200_000);
+        let e = scan(&packed, 0, packed.len() as u64).unwrap_err();
+        assert!(e.contains("refused as implausible"), "{e}");
+        // Under the bound: read.
+        let fewer: Vec<u8> = one.repeat(1000);
+        assert_eq!(scan(&fewer, 0, fewer.len() as u64).unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn a_table_larger_than_a_mebibyte_is_refused() {
+        let t = "a".repeat(4096);
+        let triples: Vec<&str> = std::iter::repeat_n(t.as_str(), 300).collect();
+        let b = bundle(&triples);
+        assert!(scan(&b, 0, b.len() as u64).unwrap().is_empty());
+        let b = bundle(&triples[..200]);
+        assert_eq!(scan(&b, 0, b.len() as u64).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn fuzz_crash_offset_overflow_is_read_without_panic() {
+        // Found by `scripts/fuzz.sh bundle` in seconds: an entry whose offset + size is near
+        // 2^64 made `at + size` overflow (a panic; in release a wrapped position that rescans
+        // the section for ever).
+        let crash = include_bytes!("../../tests/fixtures/fuzz/bundle-offset-overflow").to_vec();
+        let t = std::time::Instant::now();
+        let found = scan(&crash, 0, crash.len() as u64).unwrap();
+        assert!(found.len() <= 2, "{found:?}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 }

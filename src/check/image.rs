@@ -122,7 +122,9 @@ pub fn normalize(name: &str) -> String {
 /// The ROCm release embedded in an AMD-repository package version
 /// (`7.8.0.70101-43~24.04` -> `7.1.1`), if any.
 pub fn rocm_release(version: &str) -> Option<String> {
-    let re = regex::Regex::new(r"\.(\d)(\d{2})(\d{2})-").expect("valid regex");
+    // The release is the fourth dotted field or later (`7.8.0.70101-`): a Debian version such as
+    // liberror-perl's `0.17030-1` (git's dependency, in every image with git) is not one.
+    let re = regex::Regex::new(r"^\d+(?:\.\d+){2,}\.(\d)(\d{2})(\d{2})-").expect("valid regex");
     let c = re.captures(version)?;
     let n = |i: usize| c[i].parse::<u32>().ok();
     Some(format!("{}.{}.{}", n(1)?, n(2)?, n(3)?))
@@ -286,6 +288,8 @@ mod tests {
             Some("6.2.4")
         );
         assert_eq!(rocm_release("5.7.1-3"), None);
+        // liberror-perl, in every image with git: not a ROCm release (seen in the rehearsal)
+        assert_eq!(rocm_release("0.17030-1"), None);
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub struct CodeObject {
 }
 
 /// What one layer holds.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Layer {
     nodes: BTreeMap<String, Node>,
     whiteouts: Vec<String>,
@@ -655,16 +655,29 @@ pub fn read_image(r: &mut dyn Read) -> io::Result<ImageFs> {
     let order = manifest.unwrap_or(order);
     fs.layers = order.len();
     let mut stack = Vec::new();
+    // The engine writes a layer once even when the manifest names it twice (two steps with the
+    // same diff, e.g. two empty layers): the second mention applies the same layer again.
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &order {
+        *uses.entry(clean(p)).or_default() += 1;
+    }
     for p in &order {
         let p = clean(p);
-        match layers.remove(&p) {
+        let left = uses.get_mut(&p).map_or(0, |n| {
+            *n -= 1;
+            *n
+        });
+        let layer = if left > 0 {
+            layers.get(&p).cloned()
+        } else {
+            layers.remove(&p)
+        };
+        match layer {
             Some(l) => stack.push(l),
             None => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!(
-                        "manifest.json names layer {p}, which the stream does not hold (or holds twice)"
-                    ),
+                    format!("manifest.json names layer {p}, which the stream does not hold"),
                 ));
             }
         }

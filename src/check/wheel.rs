@@ -194,9 +194,14 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
     let mut jobs: Vec<(usize, String, u64, u64)> = Vec::new();
     let mut has_wheel_meta = false;
     let mut declared_total = 0u64;
+    let mut names = std::collections::HashSet::new();
     for i in 0..archive.len() {
         let f = archive.by_index_raw(i).map_err(|e| bad_wheel(path, e))?;
         let member = f.name().map_err(|e| bad_wheel(path, e))?.into_owned();
+        // Two members of one name: which one a reader takes depends on the reader.
+        if !names.insert(member.clone()) {
+            return Err(bad_wheel(path, format!("`{member}` is in it twice")));
+        }
         let (size, csize) = (f.size(), f.compressed_size());
         if member.ends_with(".dist-info/WHEEL") {
             has_wheel_meta = true;
@@ -219,34 +224,37 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
         return Err(bad_wheel(path, "no *.dist-info/WHEEL member"));
     }
     let members = archive.len();
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.3));
+    // Largest first (they take longest), then by name: the order, and so which error is
+    // reported when several members are bad, does not depend on the zip's member order.
+    jobs.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.1.cmp(&b.1)));
     let next = AtomicUsize::new(0);
-    type Outcome = (String, u64, std::result::Result<Parsed, Error>);
+    // The first job (in that order) that failed: later jobs are not started, earlier ones are
+    // all finished, so the error reported is the same whatever the threads' timing.
+    let failed_at = AtomicUsize::new(usize::MAX);
+    type Outcome = (usize, String, u64, std::result::Result<Parsed, Error>);
     let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     let workers = threads.clamp(1, jobs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             let mut ar = archive.clone();
-            let (jobs, next, results) = (&jobs, &next, &results);
+            let (jobs, next, results, failed_at) = (&jobs, &next, &results, &failed_at);
             s.spawn(move || {
                 loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    if k > failed_at.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let Some((i, member, size, _)) = jobs.get(k) else {
                         break;
                     };
                     let r = read_member(&mut ar, *i, member, *size, path);
+                    if r.is_err() {
+                        failed_at.fetch_min(k, Ordering::SeqCst);
+                    }
                     results
                         .lock()
                         .expect("no poisoned lock")
-                        .push((member.clone(), *size, r));
-                    if results
-                        .lock()
-                        .expect("no poisoned lock")
-                        .iter()
-                        .any(|r| r.2.is_err())
-                    {
-                        break;
-                    }
+                        .push((k, member.clone(), *size, r));
                 }
             });
         }
@@ -261,8 +269,8 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
         members,
     };
     let mut results = results.into_inner().expect("no poisoned lock");
-    results.sort_by(|a, b| a.0.cmp(&b.0));
-    for (member, size, r) in results {
+    results.sort_by_key(|r| r.0);
+    for (_, member, size, r) in results {
         match r? {
             Parsed::Elf(info) => {
                 data.elves.insert(member, (size, *info));

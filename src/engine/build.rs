@@ -136,9 +136,7 @@ pub async fn run(
     };
     let body = bollard::body_full(spec.context_tar.clone().into());
     let mut stream = docker.build_image(options, None, Some(body));
-    let mut vertices: HashMap<String, u32> = HashMap::new();
-    let mut announced: HashMap<u32, bool> = HashMap::new();
-    let mut image_id = None;
+    let mut decoder = Decoder::default();
     loop {
         let item = tokio::select! {
             item = stream.next() => item,
@@ -155,19 +153,46 @@ pub async fn run(
             }
             Err(e) => return Err(engine_err("build stream", e)),
         };
+        if let Some(end) = decoder.decode(&info, sink) {
+            return Ok(end);
+        }
+    }
+    Ok(BuildEnd::Succeeded {
+        image_id: decoder.image_id,
+    })
+}
+
+/// Turns the engine's build messages into [`BuildEvent`]s: BuildKit vertices numbered in order
+/// of first appearance, each step announced once, the classic builder's `Step n/m` lines.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    vertices: HashMap<String, u32>,
+    announced: HashMap<u32, bool>,
+    /// The image id, when the engine said.
+    pub image_id: Option<String>,
+}
+
+impl Decoder {
+    /// One message of the build stream (one JSON object of `/build`'s answer, BuildKit's
+    /// status already decoded). `Some` when it ends the build (a failure, or the sink cancelled).
+    pub fn decode(
+        &mut self,
+        info: &BuildInfo,
+        sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
+    ) -> Option<BuildEnd> {
         if let Some(d) = &info.error_detail
             && let Some(m) = &d.message
         {
-            return Ok(BuildEnd::Failed { message: m.clone() });
+            return Some(BuildEnd::Failed { message: m.clone() });
         }
         let mut flow = Flow::Continue;
         match &info.aux {
             Some(BuildInfoAux::BuildKit(status)) => {
                 for v in &status.vertexes {
-                    let next = vertices.len() as u32 + 1;
-                    let id = *vertices.entry(v.digest.clone()).or_insert(next);
-                    if v.started.is_some() && !announced.get(&id).copied().unwrap_or(false) {
-                        announced.insert(id, true);
+                    let next = self.vertices.len() as u32 + 1;
+                    let id = *self.vertices.entry(v.digest.clone()).or_insert(next);
+                    if v.started.is_some() && !self.announced.get(&id).copied().unwrap_or(false) {
+                        self.announced.insert(id, true);
                         if sink(BuildEvent::Step {
                             id,
                             name: &v.name,
@@ -187,14 +212,14 @@ pub async fn run(
                     }
                 }
                 for l in &status.logs {
-                    let next = vertices.len() as u32 + 1;
-                    let id = *vertices.entry(l.vertex.clone()).or_insert(next);
+                    let next = self.vertices.len() as u32 + 1;
+                    let id = *self.vertices.entry(l.vertex.clone()).or_insert(next);
                     if sink(BuildEvent::Output { id, bytes: &l.msg }) == Flow::Cancel {
                         flow = Flow::Cancel;
                     }
                 }
             }
-            Some(BuildInfoAux::Default(img)) => image_id = img.id.clone(),
+            Some(BuildInfoAux::Default(img)) => self.image_id = img.id.clone(),
             None => {}
         }
         if let Some(text) = &info.stream {
@@ -221,9 +246,17 @@ pub async fn run(
                 flow = Flow::Cancel;
             }
         }
-        if flow == Flow::Cancel {
-            return Ok(BuildEnd::Cancelled);
-        }
+        (flow == Flow::Cancel).then_some(BuildEnd::Cancelled)
     }
-    Ok(BuildEnd::Succeeded { image_id })
+
+    /// [`Decoder::decode`] of one raw JSON message as the engine sends it (what the fuzzer and
+    /// recorded streams feed); an error when it is not a build message.
+    pub fn decode_json(
+        &mut self,
+        json: &[u8],
+        sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
+    ) -> std::result::Result<Option<BuildEnd>, String> {
+        let info: BuildInfo = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        Ok(self.decode(&info, sink))
+    }
 }

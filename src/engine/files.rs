@@ -200,6 +200,9 @@ pub async fn remove_leftover(docker: &bollard::Docker, l: &Leftover) -> Result<(
     }
 }
 
+/// Most output [`run_once`] keeps (stdout and stderr together).
+pub const RUN_ONCE_OUTPUT_MAX: usize = 64 << 20;
+
 /// Create, start and wait for a container running `cmd`; collect its output; remove it.
 pub async fn run_once(
     docker: &bollard::Docker,
@@ -262,8 +265,19 @@ pub async fn run_once(
                 ..Default::default()
             }),
         );
-        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (mut out, mut err): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
         while let Some(item) = logs.next().await {
+            // Memory stays bounded whatever the container prints.
+            if out.len() + err.len() > RUN_ONCE_OUTPUT_MAX {
+                return Err(Error::Engine {
+                    message: format!(
+                        "`{}` in `{image}` printed more than {} MiB",
+                        cmd.join(" "),
+                        RUN_ONCE_OUTPUT_MAX >> 20
+                    ),
+                    hint: None,
+                });
+            }
             match item.map_err(|e| engine_err("read the container's output", e))? {
                 bollard::container::LogOutput::StdOut { message } => {
                     out.extend_from_slice(&message)

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
-pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Flow};
+pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Decoder, Flow};
 pub use container::{
     ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, State, Stream,
     cancel_on_signals, shell_quote,
@@ -290,7 +290,14 @@ impl Engine for DockerEngine {
                         message: format!("no image `{image}`: {message}"),
                         hint: Some("`docker images` lists the images the engine has".into()),
                     },
-                    e => engine_err(&format!("export `{image}`"), e),
+                    e => Error::Engine {
+                        message: format!("export `{image}`: {e}"),
+                        hint: Some(
+                            "the engine's stream broke (connection cut, engine restarted): \
+                             check the engine (`docker info`) and run the export again"
+                                .into(),
+                        ),
+                    },
                 })?;
                 n += chunk.len() as u64;
                 sink(&chunk)?;

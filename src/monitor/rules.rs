@@ -164,7 +164,9 @@ fn patterns() -> &'static Patterns {
             alts.push(format!("(?:{})", KNOWN[i].pattern.trim_start_matches('^')));
         }
         Patterns {
-            prefilter: Regex::new(&alts.join("|")).expect("prefilter is valid"),
+            // Multi-line: a pattern's `$` (`exit code: 137\s*$`) is the end of its line, not
+            // the end of whatever chunk the line arrived in.
+            prefilter: Regex::new(&format!("(?m){}", alts.join("|"))).expect("prefilter is valid"),
             flag: Regex::new(r"^--\s+([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*$").expect("valid"),
             arch: Regex::new(r"Building PyTorch for GPU arch:\s*(.*?)\s*$").expect("valid"),
             hip: Regex::new(r"(?:^|\s|-- )(?:HIP|hip) VERSION:\s*(\S+)").expect("valid"),
@@ -213,6 +215,11 @@ impl Monitor {
             lines: 0,
             bytes: 0,
         }
+    }
+
+    /// A new monitor with the same expectations (for a log that starts over).
+    pub fn fresh(&self) -> Monitor {
+        Monitor::new(self.expect.clone())
     }
 
     /// Whether a fatal finding has been raised.

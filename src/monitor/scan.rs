@@ -41,10 +41,13 @@ impl LineFeeder {
             let first_nl = memchr::memchr(b'\n', rest).expect("has a newline");
             self.keep(&rest[..=first_nl]);
             let mut line = std::mem::take(&mut self.carry);
-            if !line.ends_with(b"\n") {
+            // A clipped line lost its newline with the rest: put one back, and count the
+            // dropped bytes (that newline among them) once.
+            let added_newline = !line.ends_with(b"\n");
+            if added_newline {
                 line.push(b'\n');
             }
-            self.monitor.bytes += self.dropped;
+            self.monitor.bytes += self.dropped - u64::from(added_newline);
             self.dropped = 0;
             added += self.monitor.feed(&line);
             line.clear();

@@ -121,6 +121,38 @@ struct Followed {
     ino: u64,
     dev: u64,
     offset: u64,
+    /// The last bytes read (up to [`TAIL`]), to see a log truncated and rewritten past the
+    /// old end between two looks: its size alone does not show it.
+    tail: Vec<u8>,
+}
+
+const TAIL: usize = 64;
+
+impl Followed {
+    /// Whether the bytes before `offset` are no longer the ones read there.
+    fn rewritten(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        if self.tail.is_empty() {
+            return false;
+        }
+        let mut now = vec![0u8; self.tail.len()];
+        let at = self.offset - self.tail.len() as u64;
+        match self.file.read_exact_at(&mut now, at) {
+            Ok(()) => now != self.tail,
+            Err(_) => true,
+        }
+    }
+
+    fn remember(&mut self, read: &[u8]) {
+        if read.len() >= TAIL {
+            self.tail.clear();
+            self.tail.extend_from_slice(&read[read.len() - TAIL..]);
+        } else {
+            self.tail.extend_from_slice(read);
+            let extra = self.tail.len().saturating_sub(TAIL);
+            self.tail.drain(..extra);
+        }
+    }
 }
 
 /// Follow `path` until a fatal finding or the end of `opts.pid`.
@@ -207,20 +239,28 @@ pub fn watch(
                         ino: meta.ino(),
                         dev: meta.dev(),
                         offset: 0,
+                        tail: Vec::new(),
                     });
                 }
                 let c = cur.as_mut().expect("opened above");
-                if meta.len() < c.offset {
+                let shorter = meta.len() < c.offset;
+                if shorter || c.rewritten() {
                     observer.note(&format!(
-                        "{} was truncated ({} -> {} bytes): following it from its start",
+                        "{} was truncated ({} -> {} bytes{}): following it from its start",
                         path.display(),
                         c.offset,
-                        meta.len()
+                        meta.len(),
+                        if shorter {
+                            ""
+                        } else {
+                            ", rewritten past the old end"
+                        }
                     ));
                     c.file
                         .seek(SeekFrom::Start(0))
                         .map_err(|e| Error::io("seek", path, e))?;
                     c.offset = 0;
+                    c.tail.clear();
                     feeder = LineFeeder::new(Monitor::new(expect.clone()));
                 }
                 if let Some(finding) = drain(c, &mut feeder, &mut buf, path, observer)? {
@@ -307,7 +347,23 @@ fn drain(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("read log", path, e)),
         };
+        if c.rewritten() {
+            // Truncated and rewritten between the last look and this read: what was just read
+            // is the middle of the new content. Start again from its beginning.
+            observer.note(&format!(
+                "{} was truncated and rewritten while being read: following it from its start",
+                path.display()
+            ));
+            c.file
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("seek", path, e))?;
+            c.offset = 0;
+            c.tail.clear();
+            *feeder = LineFeeder::new(feeder.monitor.fresh());
+            continue;
+        }
         c.offset += n as u64;
+        c.remember(&buf[..n]);
         observer.output(&buf[..n]);
         let before = feeder.monitor.findings.len();
         if feeder.push(&buf[..n]) > 0
