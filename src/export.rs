@@ -2,6 +2,8 @@
 //! as concatenated gzip members, which `gzip -d`, `docker load` and every gzip reader accept) ->
 //! a `.part` file, SHA256 of the compressed bytes computed on the way, renamed only when
 //! complete, then a `<hex>  <name>` checksum file (what `sha256sum -c` reads). One pass.
+//! The same with zstd frames (`--format zst`), or cut into parts (`--split SIZE`, each a
+//! `.part` until all are complete); Ctrl-C or any error removes every `.part`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
