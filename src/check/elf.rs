@@ -266,7 +266,12 @@ pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfErro
         if s == 0
             || pieces
                 .iter()
-                .any(|(po, pd)| o >= *po && o + s <= po + pd.len() as u64)
+                // Offsets and sizes come from the file: an overflowing range is no piece's.
+                .any(|(po, pd)| {
+                    o >= *po
+                        && o.checked_add(s)
+                            .is_some_and(|end| end <= po + pd.len() as u64)
+                })
         {
             continue;
         }
@@ -386,4 +391,15 @@ pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfErro
         info.bundles = bundle::scan(src, o, s).map_err(ElfError::Malformed)?;
     }
     Ok(info)
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    #[test]
+    fn fuzz_crash_section_range_overflow_is_an_error_not_a_panic() {
+        // Found by `scripts/fuzz.sh elf` (2397 executions): a section whose offset + size
+        // overflows u64 panicked in the piece lookup.
+        let crash = include_bytes!("../../tests/fixtures/fuzz/elf-section-overflow").to_vec();
+        assert!(super::read(&crash, true).is_err());
+    }
 }
