@@ -14,7 +14,18 @@ pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Res
     ui.say(&format!(
         "reading {image}'s files from the engine's export stream ..."
     ));
-    let (audit_checks, audit) = audit_image(&engine, &image, &archs, recipe.rocm_version())?;
+    // An image whose export stream the audit cannot read is a failed audit, not a lost phase 4.
+    let (audit_checks, audit) = match audit_image(&engine, &image, &archs, recipe.rocm_version()) {
+        Ok((c, a)) => (c, Some(a)),
+        Err(e) => (
+            vec![Check::fail(
+                "image.gpu-targets",
+                check::catalog::title("image.gpu-targets"),
+                format!("the image's files could not be read from its export stream: {e}"),
+            )],
+            None,
+        ),
+    };
     // The audit's ROCm check covers every packaging; it replaces the dpkg-only one.
     checks.retain(|c| !audit_checks.iter().any(|a| a.id == c.id));
     checks.extend(audit_checks);
