@@ -400,7 +400,7 @@ impl Driven {
     /// The result check `id` ("the stage builds") and, for a build that did not finish, the
     /// phase 2 failures the log showed.
     pub fn checks(&self, id: &str) -> Vec<Check> {
-        let title = crate::check::catalog::title(id);
+        let title = crate::report::catalog::title(id);
         let mut checks = Vec::new();
         match self.end {
             End::Succeeded => checks.push(Check::pass(
@@ -426,8 +426,8 @@ impl Driven {
             End::Failed => {
                 let message = self.error.as_deref().unwrap_or_default();
                 let tail = self.log_tail.join("\n");
-                let known = crate::diagnose::diagnose(&format!("{tail}\n{message}"));
-                let mut c = Check::fail(id, title, crate::diagnose::clip(message, 400));
+                let known = crate::monitor::diagnose::diagnose(&format!("{tail}\n{message}"));
+                let mut c = Check::fail(id, title, crate::monitor::diagnose::clip(message, 400));
                 if let Some(d) = known.first() {
                     c = c.with_hint(format!(
                         "{} ({}): {}",
@@ -591,9 +591,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::atomic::hex;
 
 /// How long after a fatal line the build request was dropped (for the note).
 pub fn describe_cancel(ms: Option<f64>) -> String {

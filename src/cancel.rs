@@ -102,18 +102,10 @@ impl Cancel {
 }
 
 /// The exit status for a signal: 130 for SIGINT, 143 for SIGTERM.
-pub fn exit_code(sig: i32) -> u8 {
-    u8::try_from(128 + sig).unwrap_or(130)
-}
+pub use crate::error::signal_exit_code as exit_code;
 
 /// The signal's name for messages.
-pub fn name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGINT => "SIGINT (Ctrl-C)",
-        libc::SIGTERM => "SIGTERM",
-        _ => "a signal",
-    }
-}
+pub use crate::error::signal_name as name;
 
 #[cfg(test)]
 mod tests {

@@ -59,7 +59,7 @@ pub enum Error {
         hint: Option<String>,
     },
     /// A SIGINT or SIGTERM asked forge to stop (exit 130 or 143).
-    #[error("interrupted by {}", crate::cancel::name(*signal))]
+    #[error("interrupted by {}", signal_name(*signal))]
     Interrupted {
         /// The signal number.
         signal: i32,
@@ -142,7 +142,7 @@ impl Error {
     /// The exit status this error ends forge with: 130/143 for a signal, 2 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Interrupted { signal } => crate::cancel::exit_code(*signal),
+            Error::Interrupted { signal } => signal_exit_code(*signal),
             _ => 2,
         }
     }
@@ -179,4 +179,19 @@ impl fmt::Display for Rendered<'_> {
         }
         Ok(())
     }
+}
+
+/// A signal's name for messages (`cancel` feeds [`Error::Interrupted`]; the name lives here so
+/// that the error does not depend on the cancel).
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT (Ctrl-C)",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+/// The exit status for a signal: 128 + its number, as a shell reports it (130 SIGINT, 143 SIGTERM).
+pub fn signal_exit_code(sig: i32) -> u8 {
+    u8::try_from(128 + sig).unwrap_or(130)
 }

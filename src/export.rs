@@ -216,9 +216,7 @@ pub fn verify_files(files: &[PathBuf], format: Format, sha256_file: &Path) -> Ve
     v
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use crate::atomic::{hex, part_path};
 
 /// A sink for pieces of the stream.
 pub type Sink<'a> = dyn FnMut(&[u8]) -> Result<()> + 'a;
@@ -486,13 +484,6 @@ fn normalize_header(h: &mut [u8]) -> u64 {
     size.div_ceil(512) * 512
 }
 
-/// `path` with `.part` appended: where a file is written until it is complete.
-pub fn part_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
-}
-
 /// Export `image` to `archive` (`.tar.gz`) and `archive.sha256`. Both are written under `.part`
 /// names and renamed only when both are complete; on any error (full disk, engine gone,
 /// SIGINT/SIGTERM through `cancel`) the `.part` files are removed and nothing is left under a
@@ -698,7 +689,7 @@ pub fn export_opts(
                 )
             })
             .collect();
-        crate::bundle::merge_sums(&dir, &entries)?;
+        crate::atomic::merge_sums(&dir, &entries)?;
     }
     let files: Vec<PathBuf> = if parts.is_empty() {
         vec![archive.to_owned()]
@@ -724,7 +715,7 @@ pub fn export_opts(
 /// `manifest.json` and every file it names). `min_bytes` is the release's size threshold
 /// (`export.size`): given by `forge build` and by `forge export --rocm/--recipe`, not otherwise.
 pub fn checks(e: &Export, min_bytes: Option<u64>) -> Vec<crate::report::Check> {
-    use crate::check::check_when;
+    use crate::report::check_when;
     let mb = |b: u64| b as f64 / 1e6;
     let v = &e.verified;
     let complete = v.error.is_none() && v.tar_bytes == e.tar_bytes;

@@ -7,13 +7,13 @@
 //! `commands/` one thin file a subcommand; `printer` the one writer of output. `run` only
 //! dispatches.
 
+pub mod atomic;
 pub mod build;
 pub mod bundle;
 pub mod cancel;
 pub mod check;
 pub mod cli;
 pub mod commands;
-pub mod diagnose;
 pub mod dockerfile;
 pub mod engine;
 pub mod error;
@@ -25,6 +25,7 @@ pub mod plan;
 pub mod printer;
 pub mod recipe;
 pub mod rehearse;
+pub mod render;
 pub mod report;
 pub mod runtime;
 pub mod serve;

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::check::catalog::{self, CATALOG};
 use crate::dockerfile::{self, Stage};
 use crate::error::Result;
 use crate::recipe::Recipe;
+use crate::report::catalog::{self, CATALOG};
 use crate::report::{Check, Outcome};
 
 /// A check the run will perform.

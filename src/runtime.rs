@@ -235,7 +235,7 @@ pub fn run_runtime(
                     "the probe gave no result in `{image}` (exit {}{}): {}",
                     state.exit_code.map_or("?".into(), |c| c.to_string()),
                     if state.oom_killed { ", OOM-killed" } else { "" },
-                    crate::diagnose::clip(err.trim(), 400)
+                    crate::monitor::diagnose::clip(err.trim(), 400)
                 ),
                 hint: Some("the image needs python3 (3.8 or newer) on its PATH".into()),
             });

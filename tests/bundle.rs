@@ -11,11 +11,11 @@ use std::sync::Mutex;
 mod common;
 use common::{check_of, engine, json, root, stderr};
 
-use forge::report::Check;
-use forge::report::run::{
+use forge::render::run::{
     ImageView, NinjaPoint, OutputView, PhaseStatus, RecipeView, RunView, StopView, Thresholds,
     Workaround, phases_from_checks,
 };
+use forge::report::Check;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 

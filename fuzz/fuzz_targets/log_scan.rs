@@ -49,5 +49,5 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole.bytes, pieces.bytes);
     assert_eq!(whole.bytes, log.len() as u64);
     let _ = whole.checks();
-    let _ = forge::diagnose::diagnose(&String::from_utf8_lossy(log));
+    let _ = forge::monitor::diagnose::diagnose(&String::from_utf8_lossy(log));
 });

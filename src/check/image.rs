@@ -87,7 +87,7 @@ pub fn probe(engine: &dyn Engine, image: &str, files: &[String]) -> Result<Probe
         return Err(Error::Engine {
             message: format!(
                 "the probe exited {code} in `{image}`: {}",
-                crate::diagnose::clip(&err, 300)
+                crate::monitor::diagnose::clip(&err, 300)
             ),
             hint: Some("the image needs python3 on its PATH".into()),
         });
@@ -95,7 +95,7 @@ pub fn probe(engine: &dyn Engine, image: &str, files: &[String]) -> Result<Probe
     serde_json::from_str(out.trim()).map_err(|e| Error::Engine {
         message: format!(
             "the probe's output is not JSON ({e}): {}",
-            crate::diagnose::clip(&out, 200)
+            crate::monitor::diagnose::clip(&out, 200)
         ),
         hint: None,
     })

@@ -2,7 +2,6 @@
 
 pub mod audit;
 pub mod bundle;
-pub mod catalog;
 pub mod elf;
 pub mod host;
 pub mod image;
@@ -15,14 +14,4 @@ pub mod serve;
 pub mod source;
 pub mod wheel;
 
-use crate::report::{Check, Status};
-
-/// A check from the catalog, by id, with its catalog title.
-pub fn check(id: &str, status: Status, evidence: impl Into<String>) -> Check {
-    Check::new(id, catalog::title(id), status, evidence)
-}
-
-/// Pass or fail by condition, title from the catalog.
-pub fn check_when(ok: bool, id: &str, evidence: impl Into<String>) -> Check {
-    check(id, if ok { Status::Pass } else { Status::Fail }, evidence)
-}
+pub use crate::report::{check, check_when};

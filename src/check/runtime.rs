@@ -185,7 +185,7 @@ fn end<'a>(p: &'a Probe, key: &str) -> End<'a> {
         crash.push(format!(
             "memory error in the output: {} (`{}`)",
             r.memory_errors.join(", "),
-            crate::diagnose::clip(line.trim(), 160)
+            crate::monitor::diagnose::clip(line.trim(), 160)
         ));
     }
     if !crash.is_empty() {
@@ -200,7 +200,7 @@ fn end<'a>(p: &'a Probe, key: &str) -> End<'a> {
                 last.map(|l| format!(": {}", l.trim())).unwrap_or_default()
             )
         });
-        return End::Failed(crate::diagnose::clip(&why, 300));
+        return End::Failed(crate::monitor::diagnose::clip(&why, 300));
     }
     End::Ok(r)
 }
@@ -225,10 +225,10 @@ fn said(e: &End<'_>) -> String {
 }
 
 fn hint_for(error: &str) -> Option<&'static str> {
-    crate::diagnose::KNOWN
+    crate::monitor::diagnose::KNOWN
         .iter()
         .enumerate()
-        .find(|(i, _)| crate::diagnose::regex(*i).is_match(error))
+        .find(|(i, _)| crate::monitor::diagnose::regex(*i).is_match(error))
         .map(|(_, k)| k.fix)
 }
 

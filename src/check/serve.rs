@@ -88,12 +88,18 @@ pub struct Observed {
 
 /// The model ids a `/v1/models` body lists; `Err` when it is not that JSON.
 pub fn model_ids(body: &str) -> Result<Vec<String>, String> {
-    let v: serde_json::Value = serde_json::from_str(body)
-        .map_err(|e| format!("not JSON ({e}): {}", crate::diagnose::clip(body, 120)))?;
-    let data = v
-        .get("data")
-        .and_then(|d| d.as_array())
-        .ok_or_else(|| format!("no `data` list: {}", crate::diagnose::clip(body, 120)))?;
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+        format!(
+            "not JSON ({e}): {}",
+            crate::monitor::diagnose::clip(body, 120)
+        )
+    })?;
+    let data = v.get("data").and_then(|d| d.as_array()).ok_or_else(|| {
+        format!(
+            "no `data` list: {}",
+            crate::monitor::diagnose::clip(body, 120)
+        )
+    })?;
     Ok(data
         .iter()
         .filter_map(|m| m.get("id").and_then(|i| i.as_str()).map(str::to_owned))
@@ -102,11 +108,15 @@ pub fn model_ids(body: &str) -> Result<Vec<String>, String> {
 
 /// The text of a completion (`choices[0].text`) or chat (`choices[0].message.content`) body.
 pub fn choice_text(body: &str, chat: bool) -> Result<String, String> {
-    let v: serde_json::Value = serde_json::from_str(body)
-        .map_err(|e| format!("not JSON ({e}): {}", crate::diagnose::clip(body, 120)))?;
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+        format!(
+            "not JSON ({e}): {}",
+            crate::monitor::diagnose::clip(body, 120)
+        )
+    })?;
     let c = v
         .pointer("/choices/0")
-        .ok_or_else(|| format!("no choices: {}", crate::diagnose::clip(body, 160)))?;
+        .ok_or_else(|| format!("no choices: {}", crate::monitor::diagnose::clip(body, 160)))?;
     let t = if chat {
         c.pointer("/message/content")
     } else {
@@ -117,13 +127,13 @@ pub fn choice_text(body: &str, chat: bool) -> Result<String, String> {
         .ok_or_else(|| {
             format!(
                 "no text in the choice: {}",
-                crate::diagnose::clip(body, 160)
+                crate::monitor::diagnose::clip(body, 160)
             )
         })
 }
 
 fn quote(s: &str) -> String {
-    format!("{:?}", crate::diagnose::clip(s, 80))
+    format!("{:?}", crate::monitor::diagnose::clip(s, 80))
 }
 
 /// The checks of the server test.
@@ -207,7 +217,7 @@ pub fn checks(o: &Observed) -> Vec<Check> {
             return check(
                 "6.4",
                 Status::Fail,
-                format!("HTTP {s}: {}", crate::diagnose::clip(b, 160)),
+                format!("HTTP {s}: {}", crate::monitor::diagnose::clip(b, 160)),
             );
         }
         match model_ids(b) {
@@ -227,7 +237,7 @@ pub fn checks(o: &Observed) -> Vec<Check> {
             return check(
                 "6.5",
                 Status::Fail,
-                format!("HTTP {s}: {}", crate::diagnose::clip(b, 200)),
+                format!("HTTP {s}: {}", crate::monitor::diagnose::clip(b, 200)),
             );
         }
         match choice_text(b, false) {
@@ -291,13 +301,13 @@ pub fn checks(o: &Observed) -> Vec<Check> {
             Status::Skip,
             format!(
                 "the model has no chat template (HTTP 400: {})",
-                crate::diagnose::clip(b, 160)
+                crate::monitor::diagnose::clip(b, 160)
             ),
         ),
         _ => check(
             "serve.chat",
             Status::Fail,
-            format!("HTTP {s}: {}", crate::diagnose::clip(b, 200)),
+            format!("HTTP {s}: {}", crate::monitor::diagnose::clip(b, 200)),
         ),
     }));
     out.push(match &o.stop {

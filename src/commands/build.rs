@@ -244,7 +244,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     display.clear();
     let a = &plan.artifacts;
     // The report phase's files: the checklist, the four reports and the bundle, from the record.
-    let facts = crate::report::files::Facts {
+    let facts = crate::bundle::files::Facts {
         image_bytes: rec
             .outputs
             .image

@@ -4,7 +4,6 @@
 use super::prelude::*;
 use crate::bundle;
 use crate::recipe::Recipe;
-use crate::report;
 
 /// `forge export`'s arguments.
 pub struct Args {
@@ -116,13 +115,13 @@ fn export_bundle(
     e: &export::Export,
     checks: &[Check],
 ) -> Result<Vec<Check>> {
-    use report::run::{ImageView, RunView};
+    use render::run::{ImageView, RunView};
     let mut view = RunView {
-        schema: report::run::SCHEMA,
+        schema: render::run::SCHEMA,
         run: format!("export-{}", plan::tag_slug(image)),
         started_at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         seconds: e.seconds,
-        recipe: Some(report::files::recipe_view(recipe)),
+        recipe: Some(bundle::files::recipe_view(recipe)),
         image: Some(ImageView {
             tag: image.to_owned(),
             id: engine::Engine::image_id(engine, image).ok().flatten(),
@@ -134,13 +133,13 @@ fn export_bundle(
             format!("Docker {} (API {})", info.version, info.api_version),
         )]
         .into(),
-        phases: report::run::phases_from_checks(checks),
-        outputs: report::files::export_outputs(dir, e),
-        conditions: report::files::conditions(recipe),
+        phases: render::run::phases_from_checks(checks),
+        outputs: bundle::files::export_outputs(dir, e),
+        conditions: bundle::files::conditions(recipe),
         ..RunView::default()
     };
     view.outputs = bundle::refresh_outputs(dir, &view.outputs)?;
-    let archive = report::files::archive_info(dir, e);
+    let archive = bundle::files::archive_info(dir, e);
     let list = bundle::checklist(dir, &view, Some(&archive));
     bundle::write(dir, &view, Some(archive))?;
     Ok(list)

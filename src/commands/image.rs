@@ -20,7 +20,7 @@ pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Res
         Err(e) => (
             vec![Check::skip(
                 "image.gpu-targets",
-                check::catalog::title("image.gpu-targets"),
+                crate::report::catalog::title("image.gpu-targets"),
                 format!(
                     "the audit could not read the image's export stream (a limit of forge's \
                      reader, not a verdict on the image): {e}"

@@ -37,8 +37,9 @@ pub(crate) mod prelude {
     pub(crate) use crate::Ui;
     pub(crate) use crate::cli::RecipeArgs;
     pub(crate) use crate::error::{Error, Result};
+    pub(crate) use crate::monitor::diagnose;
     pub(crate) use crate::report::{Check, Outcome};
-    pub(crate) use crate::{build, cancel, check, diagnose, engine, export, monitor, plan};
+    pub(crate) use crate::{build, cancel, check, engine, export, monitor, plan, render};
 }
 
 /// The recipe `--rocm`/`--recipe` pick.

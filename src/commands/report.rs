@@ -4,9 +4,10 @@
 
 use super::prelude::*;
 use crate::bundle;
+use crate::bundle::files;
 use crate::pipeline::record::RunRecord;
 use crate::recipe::{LoadOptions, Recipe};
-use crate::report::{files, markdown, run::RunView};
+use crate::render::{markdown, run::RunView};
 
 /// Run it.
 pub fn run(ui: &Ui, run_dir: &Path) -> Result<u8> {

@@ -4,6 +4,7 @@
 //! memory; `tail` follows a log another process is writing and stops that process on the first
 //! fatal finding.
 
+pub mod diagnose;
 pub mod line;
 pub mod rules;
 pub mod scan;

@@ -15,9 +15,9 @@ use std::sync::OnceLock;
 use regex::bytes::{Regex, RegexSet};
 use serde::Serialize;
 
-use crate::check::check_when;
-use crate::diagnose::{self, KNOWN};
+use crate::monitor::diagnose::{self, KNOWN};
 use crate::recipe::{RuleSpec, Severity, parse_flag};
+use crate::report::check_when;
 use crate::report::{Check, Status};
 
 /// Lines longer than this are matched on their first `MAX_LINE` bytes only (memory stays flat).
@@ -579,14 +579,14 @@ impl Monitor {
         let not_configured = self.not_configured();
         if let Some(why) = &not_configured {
             for id in ["2.1", "build.hip", "build.arch", "build.cuda"] {
-                out.push(crate::check::check(id, Status::Skip, why.clone()));
+                out.push(crate::report::check(id, Status::Skip, why.clone()));
             }
         } else {
             self.summary_checks(&mut out);
         }
         if self.bytes == 0 {
             for id in ["2.2", "build.fatal", "build.clipped"] {
-                out.push(crate::check::check(
+                out.push(crate::report::check(
                     id,
                     Status::Skip,
                     "the log is empty (0 bytes): nothing to check",
@@ -660,7 +660,7 @@ impl Monitor {
                 "build.cuda",
                 self.flag_evidence("USE_CUDA"),
             ),
-            None => crate::check::check("build.cuda", Status::Skip, "USE_CUDA not printed"),
+            None => crate::report::check("build.cuda", Status::Skip, "USE_CUDA not printed"),
         });
     }
 

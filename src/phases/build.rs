@@ -63,7 +63,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
             checks.push(Check::when(
                 n > 0,
                 "build.wheels",
-                crate::check::catalog::title("build.wheels"),
+                crate::report::catalog::title("build.wheels"),
                 wheels
                     .iter()
                     .map(|w| {
@@ -82,7 +82,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         Err(e @ Error::Interrupted { .. }) => return Err(e),
         Err(e) => checks.push(Check::fail(
             "build.wheels",
-            crate::check::catalog::title("build.wheels"),
+            crate::report::catalog::title("build.wheels"),
             e.to_string(),
         )),
     }

@@ -1,10 +1,10 @@
 //! Phase 1 inside `forge build`: the host checks. A failed GPU check does not stop a build
 //! (a build server has no GPU): it becomes a skip that names the phases left unverified.
 
-use crate::check::catalog;
 use crate::check::host::{self, HostPaths};
 use crate::error::Result;
 use crate::pipeline::Ctx;
+use crate::report::catalog;
 use crate::report::{Check, Status};
 
 /// The phases a missing GPU leaves unverified.

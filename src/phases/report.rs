@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use crate::bundle::files;
 use crate::error::Result;
 use crate::pipeline::PhaseId;
 use crate::pipeline::record::{PhaseStatus, RunRecord, RunState};
 use crate::recipe::Recipe;
-use crate::report::{Check, Outcome, Status, files};
+use crate::report::{Check, Outcome, Status};
 
 /// The `build` object of the JSON: the build's account plus the outputs.
 pub fn build_json(rec: &RunRecord) -> serde_json::Value {

@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::check::catalog::{self, CATALOG};
 use crate::engine::{DockerEngine, GpuAccess};
 use crate::error::Result;
 use crate::pipeline::Ctx;
 use crate::report::Check;
+use crate::report::catalog::{self, CATALOG};
 
 /// Skip every check of `phases`, saying why and what to run instead.
 fn skipped(ctx: &Ctx<'_>, phases: &[u8], command: &str, why: &str) -> Vec<Check> {

@@ -2,12 +2,12 @@
 //! libtorch_hip.so's libraries resolved inside the recipe's base image (where the build
 //! stage's ROCm comes from). A wheel that fails here is not put into an image.
 
-use crate::check::catalog;
 use crate::check::resolve::{ImageRoot, LibRoot};
 use crate::check::wheel::{self, WheelOptions};
 use crate::error::Result;
 use crate::pipeline::Ctx;
 use crate::report::Check;
+use crate::report::catalog;
 
 /// Threads for CPU-bound work: the machine's cores.
 pub fn threads() -> usize {

@@ -215,21 +215,7 @@ impl RunRecord {
     }
 }
 
-/// Write `path` through `path.tmp`: fsync, rename (a reader sees the old or the new file, whole).
-pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = crate::export::part_path(path);
-    let r = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
-}
+pub use crate::atomic::write_atomically;
 
 /// Point `root/latest` at `run` (a relative symlink, replaced atomically).
 pub fn set_latest(root: &Path, run: &str) -> Result<()> {

@@ -6,11 +6,17 @@
 
 use serde::{Deserialize, Serialize};
 
-pub mod files;
-pub mod html;
-pub mod junit;
-pub mod markdown;
-pub mod run;
+pub mod catalog;
+
+/// A check from the catalog, by id, with its catalog title.
+pub fn check(id: &str, status: Status, evidence: impl Into<String>) -> Check {
+    Check::new(id, catalog::title(id), status, evidence)
+}
+
+/// Pass or fail by condition, title from the catalog.
+pub fn check_when(ok: bool, id: &str, evidence: impl Into<String>) -> Check {
+    check(id, if ok { Status::Pass } else { Status::Fail }, evidence)
+}
 
 /// The JSON Schema of every command's `--json` output (the envelope: `verdict`, `checks`, and
 /// `error`/`hint` when forge could not run), as shipped in `src/report/envelope.schema.json`.

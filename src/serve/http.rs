@@ -113,7 +113,10 @@ pub fn call(
                     .and_then(|l| l.split_whitespace().nth(1))
                     .and_then(|c| c.parse::<u16>().ok())
                     .ok_or_else(|| {
-                        format!("not an HTTP answer: {}", crate::diagnose::clip(&text, 80))
+                        format!(
+                            "not an HTTP answer: {}",
+                            crate::monitor::diagnose::clip(&text, 80)
+                        )
                     })?;
                 let mut len = None;
                 let mut chunked = false;

@@ -59,7 +59,7 @@ pub struct ServeOutput {
     /// What was observed.
     pub observed: Observed,
     /// Known failures named in the log (when a check failed).
-    pub diagnoses: Vec<crate::diagnose::Diagnosis>,
+    pub diagnoses: Vec<crate::monitor::diagnose::Diagnosis>,
 }
 
 /// `~/x` -> `$HOME/x`; a relative host path is relative to the recipe file's directory.
@@ -186,9 +186,9 @@ pub fn run_serve(
                     .iter()
                     .map(|id| {
                         if opts.require_gpu {
-                            crate::check::check(id, Status::Fail, format!("no GPU ({why}) and --require-gpu"))
+                            crate::report::check(id, Status::Fail, format!("no GPU ({why}) and --require-gpu"))
                         } else {
-                            crate::check::check(
+                            crate::report::check(
                                 id,
                                 Status::Skip,
                                 format!("no GPU: {why}; `forge serve --no-gpu` starts the server without one"),
@@ -396,7 +396,7 @@ pub fn run_serve(
     let checks = crate::check::serve::checks(&o);
     let diagnoses = if checks.iter().any(|c| c.status == Status::Fail) {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        crate::diagnose::diagnose(&text)
+        crate::monitor::diagnose::diagnose(&text)
     } else {
         Vec::new()
     };
@@ -413,7 +413,7 @@ fn output(
     log: Option<PathBuf>,
     o: Observed,
     t0: Instant,
-    diagnoses: Vec<crate::diagnose::Diagnosis>,
+    diagnoses: Vec<crate::monitor::diagnose::Diagnosis>,
 ) -> ServeOutput {
     let mut line_spec = spec.clone();
     line_spec.entrypoint = None;
@@ -436,7 +436,7 @@ fn last_lines(state: &Mutex<LogState>, n: usize) -> Vec<String> {
     st.tail
         .iter()
         .skip(skip)
-        .map(|l| crate::diagnose::clip(l, 200))
+        .map(|l| crate::monitor::diagnose::clip(l, 200))
         .collect()
 }
 
@@ -595,7 +595,7 @@ fn stream(
                 bad.get_or_insert(format!(
                     "HTTP {}: {}",
                     rep.status,
-                    crate::diagnose::clip(&rep.text(), 160)
+                    crate::monitor::diagnose::clip(&rep.text(), 160)
                 ));
             }
         }

@@ -5,6 +5,8 @@
 //! checksum and checks the manifest against the files, the thresholds and, with `--load`, the
 //! engine.
 
+pub mod files;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::render::run::{ImageView, OutputView, RecipeView, RunView};
 use crate::report::Check;
-use crate::report::run::{ImageView, OutputView, RecipeView, RunView};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
+use crate::atomic::write_atomically;
 /// The checksum list's file name.
-pub const SUMS: &str = "SHA256SUMS";
+pub use crate::atomic::{SUMS, merge_sums, parse_sums, sha256_file};
 
 /// `manifest.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -69,23 +72,6 @@ pub struct ArchiveInfo {
     pub loadable_by: String,
 }
 
-/// SHA256 and size of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((n, crate::build::hex(&h.finalize())))
-}
-
 /// Which engines load an archive of this format.
 pub fn loadable_by(format: &str) -> &'static str {
     match format {
@@ -94,38 +80,6 @@ pub fn loadable_by(format: &str) -> &'static str {
         }
         _ => "every Docker engine (`docker load` reads gzip)",
     }
-}
-
-/// Parse `<hex>  <name>` lines (sha256sum's format, text or binary mode).
-pub fn parse_sums(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let (h, name) = l.split_once(' ')?;
-            let name = name.trim_start_matches([' ', '*']);
-            (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) && !name.is_empty())
-                .then(|| (h.to_ascii_lowercase(), name.to_owned()))
-        })
-        .collect()
-}
-
-/// Write `path` through a `.part` name renamed when complete.
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let part = PathBuf::from(format!("{}.part", path.display()));
-    std::fs::write(&part, data).map_err(|e| Error::io("write", &part, e))?;
-    std::fs::rename(&part, path).map_err(|e| Error::io("rename", &part, e))
-}
-
-/// Add or replace `entries` in `dir/SHA256SUMS`, keeping the other lines.
-pub fn merge_sums(dir: &Path, entries: &[(String, String)]) -> Result<()> {
-    let path = dir.join(SUMS);
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut all: Vec<(String, String)> = parse_sums(&old)
-        .into_iter()
-        .filter(|(_, n)| !entries.iter().any(|(_, e)| e == n))
-        .collect();
-    all.extend(entries.iter().cloned());
-    let text: String = all.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
-    write_atomically(&path, text.as_bytes())
 }
 
 /// The outputs of `view` with sizes and hashes filled in from the files (hashes already known
@@ -183,7 +137,7 @@ pub fn write(dir: &Path, view: &RunView, archive: Option<ArchiveInfo>) -> Result
         .iter()
         .filter_map(|a| a.sha256.clone().map(|s| (s, a.path.clone())))
         .collect();
-    sums.push((crate::build::hex(&Sha256::digest(&json)), MANIFEST.into()));
+    sums.push((crate::atomic::hex(&Sha256::digest(&json)), MANIFEST.into()));
     let text: String = sums.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
     write_atomically(&dir.join(SUMS), text.as_bytes())?;
     Ok(m)
@@ -198,7 +152,7 @@ fn check(id: &str, title: &str, ok: Option<bool>, evidence: impl Into<String>) -
 }
 
 fn gb(b: u64) -> String {
-    crate::report::markdown::size(b)
+    crate::render::markdown::size(b)
 }
 
 /// The deliverables checklist of the spec, judged on the files in `dir` and the run's checks:
@@ -668,7 +622,7 @@ pub fn verify(dir: &Path, engine: Option<&dyn crate::engine::Engine>) -> Result<
                 )
                 .with_hint("copy every part: the archive cannot be joined without them")
             } else {
-                let got = crate::build::hex(&h.finalize());
+                let got = crate::atomic::hex(&h.finalize());
                 if got == a.sha256 && n == a.bytes {
                     Check::pass(
                         "verify.parts",

@@ -3,9 +3,9 @@
 //! build's timeline drawn (phases over time, ninja's progress over time, where the build was
 //! stopped and why), then every phase's checks with their evidence.
 
-use super::Status;
 use super::markdown::{join_command, next_steps, release_line, size};
 use super::run::{PhaseStatus, RunView};
+use crate::report::{Check, Status, Verdict};
 
 /// Escape text for HTML.
 pub fn esc(s: &str) -> String {
@@ -276,9 +276,9 @@ pub fn render(v: &RunView) -> String {
     h.push_str(&format!("forge {}</p>\n", esc(&v.forge_version)));
 
     let vclass = match verdict {
-        super::Verdict::Pass => "pass",
-        super::Verdict::Fail => "fail",
-        super::Verdict::Incomplete => "incomplete",
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Incomplete => "incomplete",
     };
     let rel = release_line(v);
     let rclass = if rel.starts_with("a valid") {
@@ -451,7 +451,7 @@ pub fn render(v: &RunView) -> String {
     h
 }
 
-fn fix(c: &super::Check) -> String {
+fn fix(c: &Check) -> String {
     match (&c.hint, c.status) {
         (Some(hint), Status::Fail) => format!("<span class=\"fix\">fix: {}</span>", esc(hint)),
         _ => String::new(),

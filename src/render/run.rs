@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, Status, Verdict, verdict};
+use crate::report::{Check, Status, Verdict, verdict};
 
 /// Format version of [`RunView`] as serialised (report.json's `schema`).
 pub const SCHEMA: u32 = 1;
@@ -236,7 +236,7 @@ pub const PHASES: &[(&str, &str)] = &[
 
 /// The phase a check id belongs to.
 pub fn phase_of(id: &str) -> &'static str {
-    if let Some(e) = crate::check::catalog::CATALOG.iter().find(|e| e.id == id) {
+    if let Some(e) = crate::report::catalog::CATALOG.iter().find(|e| e.id == id) {
         return match e.phase {
             0 => "plan",
             1 => "1",

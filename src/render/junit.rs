@@ -3,8 +3,8 @@
 //! a failed check carries `<failure>` (evidence and fix), a skipped one `<skipped>` with the
 //! reason. `tests/fixtures/junit/junit-ant.xsd` describes the format; a test validates against it.
 
-use super::Status;
 use super::run::RunView;
+use crate::report::Status;
 
 /// Escape text for XML content and attribute values.
 pub fn xml_escape(s: &str) -> String {

@@ -5,18 +5,19 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bundle::ArchiveInfo;
+use super::ArchiveInfo;
 use crate::error::{Error, Result};
 use crate::export::Export;
 use crate::pipeline::PhaseId;
 use crate::pipeline::record::{PhaseStatus as RecStatus, RunRecord, RunState};
 use crate::recipe::Recipe;
 
-use super::run::{
+use crate::render::run::{
     ImageView, OutputView, PhaseStatus, PhaseView, RecipeView, RunView, SCHEMA, StopView,
     Thresholds, line_time, ninja_from_log, phases_from_checks, workarounds_in_dockerfile,
 };
-use super::{Check, html, junit, markdown};
+use crate::render::{html, junit, markdown};
+use crate::report::Check;
 
 /// The report files, relative to the run directory.
 pub const REPORTS: &[&str] = &[
@@ -55,7 +56,7 @@ pub fn archive_info(dir: &Path, e: &Export) -> ArchiveInfo {
         tar_bytes: e.tar_bytes,
         parts: e.parts.iter().map(|p| rel(dir, &p.path)).collect(),
         join: crate::export::join_command(e),
-        loadable_by: crate::bundle::loadable_by(&e.format).into(),
+        loadable_by: super::loadable_by(&e.format).into(),
     }
 }
 
@@ -365,12 +366,12 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
 
 /// Every catalog check's pass condition under `recipe`.
 pub fn conditions(recipe: &Recipe) -> std::collections::BTreeMap<String, String> {
-    crate::check::catalog::CATALOG
+    crate::report::catalog::CATALOG
         .iter()
         .map(|e| {
             (
                 e.id.to_owned(),
-                crate::check::catalog::condition(e.id, recipe),
+                crate::report::catalog::condition(e.id, recipe),
             )
         })
         .collect()
@@ -400,8 +401,8 @@ pub fn write_reports(dir: &Path, view: &RunView) -> Result<Vec<PathBuf>> {
 /// phase), write the four reports, then `manifest.json` and `SHA256SUMS` over everything.
 /// Returns the checklist.
 pub fn finish(dir: &Path, view: &mut RunView, archive: Option<&ArchiveInfo>) -> Result<Vec<Check>> {
-    view.outputs = crate::bundle::refresh_outputs(dir, &view.outputs)?;
-    let list = crate::bundle::checklist(dir, view, archive);
+    view.outputs = super::refresh_outputs(dir, &view.outputs)?;
+    let list = super::checklist(dir, view, archive);
     finish_with(dir, view, archive, &list)?;
     Ok(list)
 }
@@ -442,8 +443,8 @@ pub fn refresh_bundle(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>)
             ..OutputView::default()
         });
     }
-    with_reports.outputs = crate::bundle::refresh_outputs(dir, &with_reports.outputs)?;
-    crate::bundle::write(dir, &with_reports, archive.cloned())?;
+    with_reports.outputs = super::refresh_outputs(dir, &with_reports.outputs)?;
+    super::write(dir, &with_reports, archive.cloned())?;
     Ok(())
 }
 

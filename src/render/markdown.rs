@@ -4,8 +4,8 @@
 //! (the spec's "Test / Pass condition" tables with forge's status and evidence), the
 //! workarounds in force and the files.
 
-use super::Status;
 use super::run::{PhaseStatus, RunView};
+use crate::report::Status;
 
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
