@@ -914,3 +914,108 @@ fn a_build_interrupted_in_export_resumes_to_the_same_verdict_and_archive() {
     );
     std::fs::remove_dir_all(&arts).ok();
 }
+
+/// Issue 9: a run interrupted in each phase (SIGINT, and SIGTERM once) exits 130 (143), its
+/// record says where it stopped, nothing is left (no archive, no `.part`, no container), and
+/// `forge build --resume` ends in the verdict, the image id and the archive SHA256 of the
+/// uninterrupted run, reusing the image when the phase stopped came after it.
+/// `FORGE_TEST_HOLD` holds the chosen phase open until the signal comes (the wheel and runtime
+/// phases take milliseconds here).
+#[test]
+fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
+    let Some(_g) = serial_engine() else { return };
+    let arts = artifacts("resume-each");
+    let (o, _) = build("good.toml", "buildkit", &arts, "whole");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let whole = json(&o);
+    let recipe = root().join("tests/fixtures/docker/good.toml");
+    let temp_containers = || {
+        let o = Command::new("docker")
+            .args(["ps", "-aq", "--filter", "label=forge.temp"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let cases = [
+        ("preflight", libc::SIGINT),
+        ("build", libc::SIGINT),
+        ("wheel", libc::SIGTERM),
+        ("image", libc::SIGINT),
+        // runtime and serve need /dev/kfd: without it they are skipped, never started
+        ("export", libc::SIGTERM),
+    ];
+    for (at, sig) in cases {
+        let run = format!("cut-{at}");
+        let dir = arts.join(&run);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(["build", "--recipe", recipe.to_str().unwrap(), "--artifacts"])
+            .arg(&arts)
+            .args(["--run-id", &run, "--quiet"])
+            .env("FORGE_TEST_HOLD", at)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let running = std::fs::read(dir.join("run.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .is_some_and(|r| phase(&r, at)["status"] == "running");
+            if running {
+                break;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "{at}: ended before");
+            assert!(Instant::now() < deadline, "{at}: never started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let t = Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let code = child.wait().unwrap().code();
+        assert_eq!(code, Some(128 + sig), "{at}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{at}: {:?}",
+            t.elapsed()
+        );
+        let rec = record(&dir);
+        assert_eq!(rec["state"], "interrupted", "{at}: {rec}");
+        assert_eq!(phase(&rec, at)["status"], "interrupted", "{at}");
+        assert_eq!(rec["signal"], sig, "{at}");
+        let archive = dir.join("forge-fixture-good-latest.tar.gz");
+        assert!(!archive.exists() && !part_of(&archive).exists(), "{at}");
+        assert_eq!(temp_containers(), "", "{at}: a container is left");
+
+        let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(["build", "--resume", &run, "--artifacts"])
+            .arg(&arts)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{at}: {}", stderr(&o));
+        let j = json(&o);
+        assert_eq!(j["verdict"], whole["verdict"], "{at}");
+        assert_eq!(
+            j["build"]["export"]["sha256"], whole["build"]["export"]["sha256"],
+            "{at}"
+        );
+        assert_eq!(
+            j["build"]["image"]["id"], whole["build"]["image"]["id"],
+            "{at}"
+        );
+        let rec = record(&dir);
+        assert_eq!(rec["state"], "finished", "{at}");
+        let after_image = at == "export";
+        assert_eq!(
+            phase(&rec, "image")["reused"] == true,
+            after_image,
+            "{at}: image reused? {rec}"
+        );
+        for p in ["build", "wheel", "image", "export"] {
+            assert_eq!(phase(&rec, p)["status"], "pass", "{at}: {p}");
+        }
+        assert_eq!(temp_containers(), "", "{at}: a container is left");
+    }
+    std::fs::remove_dir_all(&arts).ok();
+}

@@ -1007,14 +1007,10 @@ pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str) -> (Vec<Check>, Audit)
 pub fn checks_or_fail(fs: std::io::Result<ImageFs>, archs: &[String], rocm: &str) -> Vec<Check> {
     match fs {
         Ok(fs) => checks(&fs, archs, rocm).0,
-        // forge's reader failing is no verdict on the image: a skip that says so (never a pass).
         Err(e) => vec![check(
             "image.gpu-targets",
-            Status::Skip,
-            format!(
-                "the audit could not read the image's export stream (a limit of forge's reader, \
-                 not a verdict on the image): {e}"
-            ),
+            Status::Fail,
+            format!("the image's export stream could not be read: {e}"),
         )],
     }
 }

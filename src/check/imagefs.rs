@@ -602,6 +602,34 @@ fn is_tar_head(h: &[u8]) -> bool {
     h.len() >= 262 && &h[257..262] == b"ustar"
 }
 
+/// A tar whose first block is zeros: the end-of-archive marker, an empty tar. The engine writes
+/// an empty layer (a step that changes no file, e.g. a `RUN` that only prints) as 1024 zero
+/// bytes, which carry no `ustar` magic.
+fn is_empty_tar(h: &[u8]) -> bool {
+    h.len() == 512 && h.iter().all(|&b| b == 0)
+}
+
+/// Where a link entry of the image tar points, as a path of that tar: a symlink's target is
+/// relative to the link's directory (`a/layer.tar -> ../b/layer.tar` is `b/layer.tar`), a hard
+/// link's to the tar's root.
+fn link_target(path: &str, target: &str, symlink: bool) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    if symlink && !target.starts_with('/') {
+        parts.extend(path.split('/'));
+        parts.pop();
+    }
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
 /// Read a whole image tar (docker-save format) from `r`.
 pub fn read_image(r: &mut dyn Read) -> io::Result<ImageFs> {
     let mut counted = Counting { r, n: 0 };
@@ -609,12 +637,24 @@ pub fn read_image(r: &mut dyn Read) -> io::Result<ImageFs> {
     let mut layers: BTreeMap<String, Layer> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut manifest: Option<Vec<String>> = None;
+    // Link entries by name (docker save writes a layer whose diff it already wrote, e.g. a
+    // second empty layer, as a symlink `<id>/layer.tar -> ../<other id>/layer.tar`): resolved
+    // once the stream is read, so the link may come before or after its target.
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
     {
         let mut ar = tar::Archive::new(&mut counted);
         for entry in ar.entries()? {
             let mut entry = entry?;
             let path = clean(&String::from_utf8_lossy(&entry.path_bytes()));
-            if !entry.header().entry_type().is_file() {
+            let ty = entry.header().entry_type();
+            if ty.is_symlink() || ty.is_hard_link() {
+                if let Some(t) = entry.link_name_bytes() {
+                    let t = link_target(&path, &String::from_utf8_lossy(&t), ty.is_symlink());
+                    links.insert(path, t);
+                }
+                continue;
+            }
+            if !ty.is_file() {
                 continue;
             }
             if path == "manifest.json" {
@@ -632,7 +672,7 @@ pub fn read_image(r: &mut dyn Read) -> io::Result<ImageFs> {
             let mut head = vec![0u8; 512];
             entry.read_exact(&mut head)?;
             let gz = head.starts_with(&[0x1f, 0x8b]);
-            if !gz && !is_tar_head(&head) {
+            if !gz && !is_tar_head(&head) && !is_empty_tar(&head) {
                 continue;
             }
             let mut inner = io::Cursor::new(head).chain(&mut entry);
@@ -654,15 +694,27 @@ pub fn read_image(r: &mut dyn Read) -> io::Result<ImageFs> {
     }
     let order = manifest.unwrap_or(order);
     fs.layers = order.len();
+    // A name the manifest gives, through the stream's links, to the layer tar it stands for.
+    let resolve = |p: &str| {
+        let mut p = clean(p);
+        for _ in 0..40 {
+            match links.get(&p) {
+                Some(t) if !layers.contains_key(&p) => p = t.clone(),
+                _ => break,
+            }
+        }
+        p
+    };
+    let order: Vec<(String, String)> = order.iter().map(|p| (clean(p), resolve(p))).collect();
     let mut stack = Vec::new();
     // The engine writes a layer once even when the manifest names it twice (two steps with the
-    // same diff, e.g. two empty layers): the second mention applies the same layer again.
+    // same diff, e.g. two empty layers), or writes the second as a link to the first: each
+    // mention applies the same layer again.
     let mut uses: BTreeMap<String, usize> = BTreeMap::new();
-    for p in &order {
-        *uses.entry(clean(p)).or_default() += 1;
+    for (_, p) in &order {
+        *uses.entry(p.clone()).or_default() += 1;
     }
-    for p in &order {
-        let p = clean(p);
+    for (named, p) in order {
         let left = uses.get_mut(&p).map_or(0, |n| {
             *n -= 1;
             *n
@@ -674,10 +726,19 @@ pub fn read_image(r: &mut dyn Read) -> io::Result<ImageFs> {
         };
         match layer {
             Some(l) => stack.push(l),
-            None => {
+            None if named == p => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("manifest.json names layer {p}, which the stream does not hold"),
+                ));
+            }
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "manifest.json names layer {named}, a link to {p}, which the stream \
+                         does not hold"
+                    ),
                 ));
             }
         }
@@ -1022,6 +1083,106 @@ mod tests {
         let img = tar_of(&[("manifest.json", manifest.as_bytes())], &[]);
         let e = read_image(&mut &img[..]).unwrap_err();
         assert!(e.to_string().contains("a/layer.tar"), "{e}");
+    }
+
+    /// An image tar shaped like Docker 20.10's `docker save` of a BuildKit image: per layer a
+    /// directory with `VERSION`, `json` and `layer.tar`; an empty layer (a `RUN` that writes no
+    /// file) as 1024 zero bytes; a layer whose diff was already written as a symlink
+    /// `<id>/layer.tar -> ../<other id>/layer.tar`, which may come before its target.
+    fn save_stream(entries: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, ty, data, link) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(*ty);
+            h.set_mode(if ty.is_dir() { 0o755 } else { 0o644 });
+            if ty.is_symlink() || ty.is_hard_link() {
+                h.set_size(0);
+                b.append_link(&mut h, p, link).unwrap();
+            } else {
+                h.set_size(data.len() as u64);
+                h.set_cksum();
+                b.append_data(&mut h, p, *data).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn empty_and_symlinked_layer_tars_of_docker_save_are_read() {
+        use tar::EntryType::{Directory as D, Link as H, Regular as F, Symlink as S};
+        let base = tar_of(
+            &[("var/lib/dpkg/status", b"Package: a\n")],
+            &[("usr/lib/libz.so.1", "libz.so.1.3")],
+        );
+        let copy = tar_of(&[("opt/x/lib/a.hsaco", &co(0x4a, 2, 0))], &[]);
+        let empty = [0u8; 1024];
+        let manifest = serde_json::json!([{
+            "Config": "9d.json",
+            "RepoTags": ["forge-fixture-good:latest"],
+            "Layers": ["dc/layer.tar", "3f/layer.tar", "66/layer.tar", "65/layer.tar",
+                       "0c/layer.tar", "e1/layer.tar"],
+        }])
+        .to_string();
+        let img = save_stream(&[
+            // A link ahead of the layer it points to.
+            ("0c/", D, b"", ""),
+            ("0c/VERSION", F, b"1.0", ""),
+            ("0c/layer.tar", S, b"", "../66/layer.tar"),
+            ("3f/", D, b"", ""),
+            ("3f/VERSION", F, b"1.0", ""),
+            ("3f/json", F, b"{}", ""),
+            ("3f/layer.tar", F, &empty, ""),
+            ("65/", D, b"", ""),
+            ("65/json", F, b"{}", ""),
+            ("65/layer.tar", S, b"", "../3f/layer.tar"),
+            ("66/", D, b"", ""),
+            ("66/layer.tar", F, &copy, ""),
+            ("9d.json", F, b"{}", ""),
+            ("dc/", D, b"", ""),
+            ("dc/layer.tar", F, &base, ""),
+            // A hard link names its target from the tar's root.
+            ("e1/", D, b"", ""),
+            ("e1/layer.tar", H, b"", "3f/layer.tar"),
+            ("manifest.json", F, manifest.as_bytes(), ""),
+            ("repositories", F, b"{}", ""),
+        ]);
+        let fs = read_image(&mut &img[..]).unwrap();
+        assert_eq!(fs.layers, 6);
+        assert_eq!(fs.tar_bytes, img.len() as u64);
+        let keys: Vec<&str> = fs.nodes.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "opt/x/lib/a.hsaco",
+                "usr/lib/libz.so.1",
+                "var/lib/dpkg/status"
+            ]
+        );
+        // The same through the reader, in pieces.
+        let mut r = ImageReader::new();
+        for piece in img.chunks(1000) {
+            r.feed(piece);
+        }
+        assert_eq!(r.finish().unwrap().nodes.len(), 3);
+        // A link to a layer the stream does not hold is still an error that names both.
+        let manifest = serde_json::json!([{"Layers": ["a/layer.tar"]}]).to_string();
+        let img = save_stream(&[
+            ("a/layer.tar", S, b"", "../b/layer.tar"),
+            ("manifest.json", F, manifest.as_bytes(), ""),
+        ]);
+        let e = read_image(&mut &img[..]).unwrap_err().to_string();
+        assert!(
+            e.contains("a/layer.tar") && e.contains("b/layer.tar"),
+            "{e}"
+        );
+        assert_eq!(
+            link_target("a/layer.tar", "../b/./layer.tar", true),
+            "b/layer.tar"
+        );
+        assert_eq!(
+            link_target("a/layer.tar", "/b/layer.tar", true),
+            "b/layer.tar"
+        );
     }
 
     #[test]

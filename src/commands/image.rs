@@ -14,17 +14,14 @@ pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Res
     ui.say(&format!(
         "reading {image}'s files from the engine's export stream ..."
     ));
-    // An export stream forge's reader cannot read skips the audit (saying so); phase 4 stays.
+    // An image whose export stream the audit cannot read is a failed audit, not a lost phase 4.
     let (audit_checks, audit) = match audit_image(&engine, &image, &archs, recipe.rocm_version()) {
         Ok((c, a)) => (c, Some(a)),
         Err(e) => (
-            vec![Check::skip(
+            vec![Check::fail(
                 "image.gpu-targets",
                 crate::report::catalog::title("image.gpu-targets"),
-                format!(
-                    "the audit could not read the image's export stream (a limit of forge's \
-                     reader, not a verdict on the image): {e}"
-                ),
+                format!("the image's files could not be read from its export stream: {e}"),
             )],
             None,
         ),

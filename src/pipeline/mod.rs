@@ -208,6 +208,23 @@ fn blocked(phase: &Phase, rec: &RunRecord) -> Option<String> {
     None
 }
 
+/// `FORGE_TEST_HOLD=PHASE`, for tests that interrupt a run in a chosen phase: once `run.json`
+/// says PHASE is running, wait (up to 60 s) for a signal before running it, so a SIGINT or
+/// SIGTERM sent then lands in that phase however short the phase is. Unset, it costs nothing.
+pub const HOLD_ENV: &str = "FORGE_TEST_HOLD";
+
+fn hold(id: PhaseId, cancel: Cancel) -> Result<()> {
+    if std::env::var(HOLD_ENV).ok().as_deref() != Some(id.name()) {
+        return Ok(());
+    }
+    let until = Instant::now() + std::time::Duration::from_secs(60);
+    while Instant::now() < until {
+        cancel.check()?;
+        std::thread::sleep(cancel::POLL);
+    }
+    Ok(())
+}
+
 fn status_of(checks: &[Check]) -> PhaseStatus {
     if checks.iter().any(|c| c.status == Status::Fail) {
         PhaseStatus::Fail
@@ -316,7 +333,9 @@ pub fn run(
             },
         );
         rec.write(dir)?;
-        let result = ctx.cancel.check().and_then(|()| (phase.run)(ctx));
+        let result = hold(phase.id, ctx.cancel)
+            .and_then(|()| ctx.cancel.check())
+            .and_then(|()| (phase.run)(ctx));
         let p = rec.phase_mut(phase.id).expect("set above");
         p.seconds = started.elapsed().as_secs_f64();
         rec.outputs = ctx.outputs.clone();
