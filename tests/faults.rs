@@ -992,3 +992,78 @@ fn bundle_headers_claiming_gigabytes_are_read_in_bounded_memory() {
     eprintln!("giga bundle headers: peak RSS {mib} MiB");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Two `forge build`s started at once on one artifacts directory: the second is refused at once
+/// (exit 2) naming the first's pid and run, makes no run directory and leaves `latest` on the
+/// first; once the first ends (here: SIGINT, exit 130) the lock is free again.
+#[test]
+fn a_second_build_on_the_same_artifacts_directory_is_refused() {
+    let Some(_g) = serial_engine() else { return };
+    let arts = tmp("lock");
+    let recipe = root().join("tests/fixtures/docker/good.toml");
+    let start = |run: &str, hold: bool| {
+        let mut c = forge();
+        c.args(["build", "--recipe"])
+            .arg(&recipe)
+            .arg("--artifacts")
+            .arg(&arts)
+            .args(["--run-id", run, "--quiet"]);
+        if hold {
+            // held open in preflight, after run.json and `latest` are written
+            c.env("FORGE_TEST_HOLD", "preflight");
+        }
+        c
+    };
+    let mut first = start("first", true)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(arts.join("first/run.json"))
+        .is_ok_and(|s| s.contains("\"running\""))
+    {
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended");
+        assert!(Instant::now() < deadline, "the first run never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = Instant::now();
+    let o = start("second", false).output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_clear_error(&o);
+    let err = stderr(&o);
+    assert!(err.contains("another forge build"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", first.id())) && err.contains("run first"),
+        "{err}"
+    );
+    assert!(!arts.join("second").exists());
+    assert_eq!(
+        std::fs::read_link(arts.join("latest")).unwrap(),
+        Path::new("first")
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    assert_eq!(first.wait().unwrap().code(), Some(130));
+    // the lock went with the process: a run now gets past it (and is stopped the same way)
+    let mut again = start("again", true)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(arts.join("again/run.json"))
+        .is_ok_and(|s| s.contains("\"running\""))
+    {
+        assert!(again.try_wait().unwrap().is_none(), "it was refused");
+        assert!(Instant::now() < deadline, "it never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(again.id() as i32, libc::SIGTERM) };
+    assert_eq!(again.wait().unwrap().code(), Some(143));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(arts.join("again/run.json")).unwrap()).unwrap();
+    assert_eq!(rec["state"], "interrupted");
+    std::fs::remove_dir_all(&arts).ok();
+}

@@ -152,6 +152,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     };
     let (plan, plan_checks) = crate::plan::resolve(&recipe, &args.artifacts, &run)?;
     let dir = plan.artifacts.dir.clone();
+    let _lock = record::lock(&args.artifacts, &run)?;
     if prior.is_none() && dir.join(record::FILE).exists() {
         return Err(Error::usage(
             format!(

@@ -217,6 +217,61 @@ impl RunRecord {
 
 pub use crate::atomic::write_atomically;
 
+/// The artifacts directory held by one `forge build` at a time: an advisory `flock` on
+/// `root/.forge.lock`, released when the process ends however it ends (even SIGKILL), so a
+/// second run on the same directory is refused at once with the first one's pid and run, and
+/// `latest` is only ever moved by the run that holds it.
+#[derive(Debug)]
+pub struct ArtifactsLock {
+    _file: std::fs::File,
+}
+
+/// The lock file's name under the artifacts directory.
+pub const LOCK: &str = ".forge.lock";
+
+/// Take the lock on `root` for `run`, or say who holds it.
+pub fn lock(root: &Path, run: &str) -> Result<ArtifactsLock> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(root).map_err(|e| Error::io("create", root, e))?;
+    let path = root.join(LOCK);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(Error::io("lock", &path, err));
+        }
+        let mut who = String::new();
+        let _ = f.read_to_string(&mut who);
+        let who = who.trim();
+        return Err(Error::usage(
+            format!(
+                "another forge build is using `{}`{}",
+                root.display(),
+                if who.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({who})")
+                }
+            ),
+            Some(
+                "wait for it to end (or stop it with Ctrl-C), or give this build its own `--artifacts DIR`",
+            ),
+        ));
+    }
+    let _ = f.set_len(0);
+    let _ = f.rewind();
+    let _ = write!(f, "pid {}, run {run}, since {}", std::process::id(), now());
+    Ok(ArtifactsLock { _file: f })
+}
+
 /// Point `root/latest` at `run` (a relative symlink, replaced atomically).
 pub fn set_latest(root: &Path, run: &str) -> Result<()> {
     let link = root.join("latest");
