@@ -605,8 +605,8 @@ pub fn clean(engine: &dyn Engine, all: bool) -> Result<Vec<crate::engine::Leftov
     for l in engine.leftovers(LABEL_RUN)? {
         // Temporary things, and final images a later build of the same tag left untagged.
         let temp = l.labels.contains_key(LABEL_TEMP)
-            || l.kind == "container"
-            || (l.kind == "image" && l.tags.is_empty());
+            || l.kind == crate::engine::LeftoverKind::Container
+            || (l.kind == crate::engine::LeftoverKind::Image && l.tags.is_empty());
         let pid: Option<i32> = l.labels.get(LABEL_PID).and_then(|p| p.parse().ok());
         let dead = pid.is_none_or(|p| !crate::monitor::tail::alive(p));
         if temp && (all || dead) {

@@ -716,20 +716,20 @@ pub fn export_opts(
 /// (`export.size`): given by `forge build` and by `forge export --rocm/--recipe`, not otherwise.
 pub fn checks(e: &Export, min_bytes: Option<u64>) -> Vec<crate::report::Check> {
     use crate::report::check_when;
-    let mb = |b: u64| b as f64 / 1e6;
+    use crate::units::mb;
     let v = &e.verified;
     let complete = v.error.is_none() && v.tar_bytes == e.tar_bytes;
     let mut archive = check_when(
         complete,
         "export.archive",
         format!(
-            "{} ({:.1} MB from a {:.1} MB image tar, {:.0}%; {:.1} s, {:.0} MB/s of tar); read back: {}",
+            "{} ({} from a {} image tar, {:.0}%; {:.1} s, {:.0} MB/s of tar); read back: {}",
             e.archive.display(),
             mb(e.gz_bytes),
             mb(e.tar_bytes),
             e.gz_bytes as f64 * 100.0 / e.tar_bytes.max(1) as f64,
             e.seconds,
-            mb(e.tar_bytes) / e.seconds.max(1e-9),
+            e.tar_bytes as f64 / 1e6 / e.seconds.max(1e-9),
             match &v.error {
                 Some(err) => err.clone(),
                 None if v.tar_bytes == e.tar_bytes => {
@@ -809,7 +809,7 @@ pub fn checks(e: &Export, min_bytes: Option<u64>) -> Vec<crate::report::Check> {
         out.push(check_when(
             e.gz_bytes > min,
             "export.size",
-            format!("{:.1} MB, threshold {:.1} MB", mb(e.gz_bytes), mb(min)),
+            format!("{}, threshold {}", mb(e.gz_bytes), mb(min)),
         ));
     }
     out

@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod serve;
 pub mod tarframe;
 pub mod tool;
+pub mod units;
 
 use cli::{Cli, Command};
 pub use error::{Error, Result};

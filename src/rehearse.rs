@@ -93,15 +93,7 @@ pub fn parse_standins(text: &str) -> Result<Vec<Standin>> {
 
 /// Read the stand-ins of rehearsal base `base` (one short container, labelled and removed).
 pub fn read_standins(engine: &dyn Engine, base: &str) -> Result<Vec<Standin>> {
-    let pid = std::process::id().to_string();
-    let labels = BTreeMap::from([
-        (
-            crate::build::LABEL_RUN.to_owned(),
-            format!("rehearse-{pid}"),
-        ),
-        (crate::build::LABEL_PID.to_owned(), pid),
-        (crate::build::LABEL_TEMP.to_owned(), "1".to_owned()),
-    ]);
+    let labels = crate::engine::temp_labels(&format!("rehearse-{}", std::process::id()));
     let cmd = ["cat".to_owned(), STANDINS.to_owned()];
     let not_a_base = |why: String| Error::Usage {
         message: format!("`{base}` is not a rehearsal base image: {why}"),

@@ -108,12 +108,8 @@ pub fn probe_spec(
         config["jobs"] = rt.jobs.into();
     }
     let pid = std::process::id();
-    let labels = BTreeMap::from([
-        (crate::build::LABEL_RUN.to_owned(), run.to_owned()),
-        (crate::build::LABEL_PID.to_owned(), pid.to_string()),
-        (crate::build::LABEL_TEMP.to_owned(), "1".to_owned()),
-        ("forge.phase".to_owned(), "runtime".to_owned()),
-    ]);
+    let mut labels = crate::engine::temp_labels(run);
+    labels.insert("forge.phase".to_owned(), "runtime".to_owned());
     ContainerSpec {
         image: image.to_owned(),
         name: format!("forge-runtime-{}-{pid}", crate::plan::tag_slug(run)),

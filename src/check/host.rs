@@ -143,9 +143,7 @@ fn rw_access(p: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
 }
 
-fn gb(b: u64) -> String {
-    format!("{:.1} GB", b as f64 / 1e9)
-}
+use crate::units::gb;
 
 /// 1.1: amdgpu loaded.
 pub fn check_amdgpu(paths: &HostPaths) -> Check {

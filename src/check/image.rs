@@ -65,17 +65,7 @@ print(json.dumps(out))
 
 /// Run the probe in `image`.
 pub fn probe(engine: &dyn Engine, image: &str, files: &[String]) -> Result<Probe> {
-    let labels = BTreeMap::from([
-        (
-            crate::engine::LABEL_RUN.to_owned(),
-            format!("image-{}", std::process::id()),
-        ),
-        (
-            crate::engine::LABEL_PID.to_owned(),
-            std::process::id().to_string(),
-        ),
-        (crate::engine::LABEL_TEMP.to_owned(), "1".to_owned()),
-    ]);
+    let labels = crate::engine::temp_labels(&format!("image-{}", std::process::id()));
     let cmd = vec![
         "python3".to_owned(),
         "-c".to_owned(),
@@ -133,7 +123,7 @@ pub fn rocm_release(version: &str) -> Option<String> {
 /// The phase 4 checks.
 pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
     let c = &recipe.file.checks;
-    let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+    use crate::units::gb;
     let mut out = vec![check_when(
         size > c.image_min_bytes,
         "4.1",

@@ -236,17 +236,7 @@ impl<'a> ImageRoot<'a> {
         engine: &'a dyn crate::engine::Engine,
         image: &str,
     ) -> crate::Result<ImageRoot<'a>> {
-        let labels = std::collections::BTreeMap::from([
-            (
-                crate::engine::LABEL_RUN.to_owned(),
-                format!("wheel-{}", std::process::id()),
-            ),
-            (
-                crate::engine::LABEL_PID.to_owned(),
-                std::process::id().to_string(),
-            ),
-            (crate::engine::LABEL_TEMP.to_owned(), "1".to_owned()),
-        ]);
+        let labels = crate::engine::temp_labels(&format!("wheel-{}", std::process::id()));
         let container = engine.open_container(image, &labels)?;
         let tmp = std::env::temp_dir().join(format!("forge-image-libs-{}", std::process::id()));
         std::fs::create_dir_all(&tmp).map_err(|e| crate::Error::io("create", &tmp, e))?;

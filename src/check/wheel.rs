@@ -328,21 +328,33 @@ fn read_member(
     }
 }
 
-fn mb(b: u64) -> String {
-    format!("{:.1} MB", b as f64 / 1e6)
+use crate::units::mb;
+
+/// What a wheel was built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavour {
+    /// torch with `libtorch_hip.so`.
+    Rocm,
+    /// torch with `libtorch_cuda.so` and no HIP library.
+    Cuda,
+    /// torch with neither.
+    Cpu,
+    /// Not a torch wheel (no `libtorch_cpu.so`).
+    NotTorch,
 }
 
 /// The flavour of a torch wheel.
-pub fn flavour(d: &WheelData) -> &'static str {
+pub fn flavour(d: &WheelData) -> Flavour {
     let has = |p: &str| d.elves.contains_key(p);
     if has("torch/lib/libtorch_hip.so") {
-        "rocm"
+        Flavour::Rocm
     } else if has("torch/lib/libtorch_cuda.so") {
-        "cuda"
+        Flavour::Cuda
     } else if has("torch/lib/libtorch_cpu.so") {
-        "cpu"
+        Flavour::Cpu
     } else {
-        "not-torch"
+        Flavour::NotTorch
     }
 }
 
@@ -460,7 +472,7 @@ pub fn checks(
 ) -> (Vec<Check>, Option<Resolution>) {
     let mut out = Vec::new();
     let fl = flavour(d);
-    let torch = fl != "not-torch";
+    let torch = fl != Flavour::NotTorch;
     let not_torch = |id: &str| {
         check(
             id,
@@ -485,7 +497,7 @@ pub fn checks(
         let mut c = check_when(size > opts.min_bytes, "3.1", format!("{} ({band}); threshold {}", mb(size), mb(opts.min_bytes)));
         if size <= opts.min_bytes {
             c = c.with_hint(match fl {
-                "cuda" => "this is a CUDA build (libtorch_cuda.so), not ROCm: build with USE_ROCM=1".to_owned(),
+                Flavour::Cuda => "this is a CUDA build (libtorch_cuda.so), not ROCm: build with USE_ROCM=1".to_owned(),
                 _ => "build with USE_ROCM=1 and PYTORCH_ROCM_ARCH set; check `forge scan` on the build log".to_owned(),
             });
         }
@@ -497,8 +509,10 @@ pub fn checks(
     // flavour
     out.push(if torch {
         let evidence = match fl {
-            "rocm" => "ROCm: torch/lib/libtorch_hip.so present".to_owned(),
-            "cuda" => "CUDA: torch/lib/libtorch_cuda.so present, no libtorch_hip.so".to_owned(),
+            Flavour::Rocm => "ROCm: torch/lib/libtorch_hip.so present".to_owned(),
+            Flavour::Cuda => {
+                "CUDA: torch/lib/libtorch_cuda.so present, no libtorch_hip.so".to_owned()
+            }
             _ => "CPU-only: neither libtorch_hip.so nor libtorch_cuda.so".to_owned(),
         };
         let local = d
@@ -508,11 +522,11 @@ pub fn checks(
             .map(|l| format!("; local tag +{l}"))
             .unwrap_or_default();
         let c = check_when(
-            fl == "rocm",
+            fl == Flavour::Rocm,
             "wheel.flavour",
             format!("{evidence}; {} {}{local}", d.name.name, d.name.version),
         );
-        if fl == "rocm" {
+        if fl == Flavour::Rocm {
             c
         } else {
             c.with_hint("forge releases ROCm builds: build with USE_ROCM=1 on a ROCm base image")
@@ -581,8 +595,8 @@ pub fn checks(
         }
         None => {
             let why = match fl {
-                "cuda" => "no torch/lib/libtorch_hip.so: this is a CUDA build",
-                "cpu" => "no torch/lib/libtorch_hip.so: this is a CPU-only build",
+                Flavour::Cuda => "no torch/lib/libtorch_hip.so: this is a CUDA build",
+                Flavour::Cpu => "no torch/lib/libtorch_hip.so: this is a CPU-only build",
                 _ => "not a torch wheel",
             };
             out.push(check("3.5", Status::Skip, why));

@@ -28,9 +28,7 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
     let recipe = load_recipe(&recipe_args)?;
     let image = &args.image;
     let (out, bundle_dir) = export::destination(args.out.as_deref(), image, args.format);
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let threads = args.threads.unwrap_or_else(crate::units::threads);
     cancel::cooperate();
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
     let info = engine::Engine::info(&engine)?;

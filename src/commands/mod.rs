@@ -55,10 +55,7 @@ pub fn load_recipe(args: &RecipeArgs) -> Result<Recipe> {
 
 /// The monitor's expectations from the recipe, or `--arch` when given (validated).
 pub fn expectations(recipe: &Recipe, arch: &[String]) -> Result<monitor::rules::Expect> {
-    Ok(monitor::rules::Expect {
-        archs: recipe.archs_or(arch)?,
-        rules: recipe.file.rules.clone(),
-    })
+    monitor::rules::Expect::with_archs(recipe, arch)
 }
 
 /// The scan/watch result as an outcome.

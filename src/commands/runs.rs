@@ -9,7 +9,7 @@ use crate::pipeline::record;
 /// List the runs.
 pub fn run(ui: &Ui, artifacts: &Path) -> Result<u8> {
     let runs = record::list(artifacts)?;
-    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+    use crate::units::mb;
     let mut s = String::new();
     if runs.is_empty() {
         s.push_str(&format!("no runs under {}\n", artifacts.display()));

@@ -26,8 +26,7 @@ pub fn run(
             Some("pass the root of a filesystem that has ROCm (e.g. an unpacked image)"),
         ));
     }
-    let threads = threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let threads = threads.unwrap_or_else(crate::units::threads);
     let data = check::wheel::read_wheel(&wheel, threads)?;
     let engine;
     let mut image_root;

@@ -17,11 +17,30 @@ use super::engine_err;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
+/// What a leftover is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeftoverKind {
+    /// A container (created for copying files out, or a probe's).
+    Container,
+    /// An image (a build's temporary tag, or a dangling one).
+    Image,
+}
+
+impl std::fmt::Display for LeftoverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LeftoverKind::Container => "container",
+            LeftoverKind::Image => "image",
+        })
+    }
+}
+
 /// A container or image forge labelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Leftover {
-    /// `container` or `image`.
-    pub kind: &'static str,
+    /// A container or an image.
+    pub kind: LeftoverKind,
     /// Its id.
     pub id: String,
     /// Its labels.
@@ -163,7 +182,7 @@ pub async fn leftovers(docker: &bollard::Docker, label: &str) -> Result<Vec<Left
         .map_err(|e| engine_err("list containers", e))?;
     for c in containers {
         out.push(Leftover {
-            kind: "container",
+            kind: LeftoverKind::Container,
             id: c.id.unwrap_or_default(),
             labels: c.labels.unwrap_or_default().into_iter().collect(),
             tags: Vec::new(),
@@ -179,7 +198,7 @@ pub async fn leftovers(docker: &bollard::Docker, label: &str) -> Result<Vec<Left
         .map_err(|e| engine_err("list images", e))?;
     for i in images {
         out.push(Leftover {
-            kind: "image",
+            kind: LeftoverKind::Image,
             id: i.id,
             labels: i.labels.into_iter().collect(),
             tags: i
@@ -195,8 +214,8 @@ pub async fn leftovers(docker: &bollard::Docker, label: &str) -> Result<Vec<Left
 /// Remove a leftover container or image.
 pub async fn remove_leftover(docker: &bollard::Docker, l: &Leftover) -> Result<()> {
     match l.kind {
-        "container" => remove_container(docker, &l.id).await,
-        _ => remove_image(docker, &l.id).await,
+        LeftoverKind::Container => remove_container(docker, &l.id).await,
+        LeftoverKind::Image => remove_image(docker, &l.id).await,
     }
 }
 

@@ -24,7 +24,7 @@ pub use container::{
     ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, State, Stream,
     cancel_on_signals, shell_quote,
 };
-pub use files::Leftover;
+pub use files::{Leftover, LeftoverKind};
 
 /// Label on everything a run creates that is temporary, with the run's id.
 pub const LABEL_RUN: &str = "forge.run";

@@ -79,9 +79,52 @@ pub struct Expect {
     pub rules: Vec<RuleSpec>,
 }
 
+impl Expect {
+    /// What `recipe` expects: its archs and its extra rules.
+    pub fn of(recipe: &crate::recipe::Recipe) -> Expect {
+        Expect {
+            archs: recipe.archs().to_vec(),
+            rules: recipe.file.rules.clone(),
+        }
+    }
+
+    /// The same with `--arch` in place of the recipe's archs when given (validated).
+    pub fn with_archs(recipe: &crate::recipe::Recipe, arch: &[String]) -> crate::Result<Expect> {
+        Ok(Expect {
+            archs: recipe.archs_or(arch)?,
+            ..Expect::of(recipe)
+        })
+    }
+}
+
 struct UserRules {
     set: RegexSet,
     specs: Vec<RuleSpec>,
+}
+
+/// Where the build is, as its log shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Nothing recognised yet.
+    Starting,
+    /// CMake configuring (PyTorch's summary comes here).
+    Configure,
+    /// ninja compiling (`[n/N]`).
+    Compile,
+    /// The wheel being packed.
+    Package,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Starting => "starting",
+            Stage::Configure => "configure",
+            Stage::Compile => "compile",
+            Stage::Package => "package",
+        })
+    }
 }
 
 /// The monitor's state over one log.
@@ -101,8 +144,8 @@ pub struct Monitor {
     pub clipped: Option<u64>,
     /// Latest ninja progress.
     pub progress: Option<Progress>,
-    /// Current build phase (`configure`, `compile`, ...).
-    pub phase: &'static str,
+    /// Where the build is (`configure`, `compile`, ...).
+    pub phase: Stage,
     /// Current Dockerfile step (`[torch-build 6/7] RUN ...`).
     pub step: Option<String>,
     /// Every finding so far.
@@ -208,7 +251,7 @@ impl Monitor {
             torch_hip_version: None,
             clipped: None,
             progress: None,
-            phase: "starting",
+            phase: Stage::Starting,
             step: None,
             findings: Vec::new(),
             first_error: None,
@@ -297,8 +340,8 @@ impl Monitor {
                     total: num(2),
                     line,
                 });
-                if self.phase != "package" {
-                    self.phase = "compile";
+                if self.phase != Stage::Package {
+                    self.phase = Stage::Compile;
                 }
                 return;
             }
@@ -356,14 +399,14 @@ impl Monitor {
         }
         if memchr::memmem::find(content, b"******** Summary").is_some() {
             self.summary = Summary::In { start: no };
-            self.phase = "configure";
+            self.phase = Stage::Configure;
         }
         if content.starts_with(b"-- The CXX compiler") || content.starts_with(b"-- The C compiler")
         {
-            self.phase = "configure";
+            self.phase = Stage::Configure;
         }
         if content.starts_with(b"running bdist_wheel") || content.starts_with(b"creating '") {
-            self.phase = "package";
+            self.phase = Stage::Package;
         }
 
         if let Some(c) = p.flag.captures(content) {

@@ -42,7 +42,7 @@ pub struct Display {
     quiet: bool,
     verbose: bool,
     eta: Eta,
-    last_plain: Option<(Instant, &'static str, u64)>,
+    last_plain: Option<(Instant, super::rules::Stage, u64)>,
     started: Instant,
 }
 
@@ -84,10 +84,10 @@ impl Observer for Display {
         let (done, total) = m.progress.map_or((0, 0), |p| (p.done, p.total));
         let eta = (total > 0).then(|| self.eta.update(done, total)).flatten();
         let mut msg = format!(
-            "{} | {} lines, {:.1} MB of log",
+            "{} | {} lines, {} of log",
             m.phase,
             m.lines,
-            m.bytes as f64 / 1e6
+            crate::units::mb(m.bytes)
         );
         if total > 0 {
             msg.push_str(&format!(

@@ -13,10 +13,7 @@ use crate::report::{Check, Status};
 
 /// The monitor's expectations from the recipe.
 pub fn expect(ctx: &Ctx<'_>) -> Expect {
-    Expect {
-        archs: ctx.recipe.archs().to_vec(),
-        rules: ctx.recipe.file.rules.clone(),
-    }
+    Expect::of(ctx.recipe)
 }
 
 /// The error for a stop asked by a signal.

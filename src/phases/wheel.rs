@@ -9,10 +9,7 @@ use crate::pipeline::Ctx;
 use crate::report::Check;
 use crate::report::catalog;
 
-/// Threads for CPU-bound work: the machine's cores.
-pub fn threads() -> usize {
-    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
-}
+pub use crate::units::threads;
 
 /// Run phase 3 on the torch wheel.
 pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {

@@ -11,18 +11,8 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-fn mb(b: u64) -> String {
-    if b >= 1_000_000_000 {
-        format!("{:.2} GB", b as f64 / 1e9)
-    } else {
-        format!("{:.1} MB", b as f64 / 1e6)
-    }
-}
-
-/// Human size.
-pub fn size(b: u64) -> String {
-    mb(b)
-}
+pub use crate::units::size;
+use crate::units::size as mb;
 
 /// The one-line command that joins a split archive and checks it, when the run has parts.
 pub fn join_command(v: &RunView) -> Option<String> {

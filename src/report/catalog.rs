@@ -271,9 +271,7 @@ pub fn title(id: &str) -> &'static str {
     entry(id).title
 }
 
-fn gb(bytes: u64) -> String {
-    format!("{:.1} GB", bytes as f64 / 1e9)
-}
+use crate::units::gb;
 
 /// Which forge command runs check `id` today.
 pub fn runner(id: &str) -> &'static str {

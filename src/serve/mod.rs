@@ -9,7 +9,7 @@
 
 pub mod http;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,12 +116,11 @@ pub fn server_spec(image: &str, recipe: &Recipe, gpu: &GpuAccess, run: &str) -> 
         cmd: server_cmd(recipe),
         entrypoint: Some(vec![String::new()]),
         env: s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        labels: BTreeMap::from([
-            (crate::build::LABEL_RUN.to_owned(), run.to_owned()),
-            (crate::build::LABEL_PID.to_owned(), pid.to_string()),
-            (crate::build::LABEL_TEMP.to_owned(), "1".to_owned()),
-            ("forge.phase".to_owned(), "serve".to_owned()),
-        ]),
+        labels: {
+            let mut l = crate::engine::temp_labels(run);
+            l.insert("forge.phase".to_owned(), "serve".to_owned());
+            l
+        },
         gpu: gpu.clone(),
         shm_bytes: Some(s.shm_size_mb << 20),
         ports: vec![s.port],
