@@ -272,12 +272,27 @@ impl Judge<'_> {
         self.gpu == Gpu::Given
     }
 
-    /// Every phase 5 and 7 check, and forge's own, from `p`.
+    /// Every phase 5 and 7 check, and forge's own, from `p`, in the spec's order.
     pub fn checks(&self, p: &Probe) -> (Vec<Check>, Vec<Workaround>) {
         let mut out = Vec::new();
         let mut workarounds = Vec::new();
+        self.c51(p, &mut out);
+        self.versions_into(p, &mut out);
+        self.gpu_query(p, &mut out);
+        self.distributed(p, &mut out, &mut workarounds);
+        self.c54(p, &mut out);
+        self.c55(p, &mut out);
+        self.c56(p, &mut out);
+        self.c57(p, &mut out);
+        self.xccl_order(p, &mut out);
+        self.c71(p, &mut out);
+        self.c72(p, &mut out);
+        self.extra(p, &mut out);
+        (out, workarounds)
+    }
 
-        // 5.1
+    /// 5.1: `import torch`.
+    fn c51(&self, p: &Probe, out: &mut Vec<Check>) {
         out.push(match end(p, "5.1") {
             End::Ok(r) => check(
                 "5.1",
@@ -290,11 +305,15 @@ impl Judge<'_> {
             ),
             e => failed("5.1", &e, "`import torch`"),
         });
+    }
 
-        // versions
+    /// the versions.
+    fn versions_into(&self, p: &Probe, out: &mut Vec<Check>) {
         out.push(self.versions(p));
+    }
 
-        // 5.2 and the arch
+    /// 5.2 and runtime.arch: the GPU as torch sees it.
+    fn gpu_query(&self, p: &Probe, out: &mut Vec<Check>) {
         let e52 = end(p, "5.2");
         if self.given() {
             out.push(match &e52 {
@@ -348,8 +367,10 @@ impl Judge<'_> {
             out.push(self.no_gpu("5.2", Some(&e52), &format!("torch's GPU query{hip}")));
             out.push(self.no_gpu("runtime.arch", None, ""));
         }
+    }
 
-        // 5.3 and the rsmi preload
+    /// 5.3 and runtime.rsmi-preload: torch.distributed, and the rsmi workaround when it needs one.
+    fn distributed(&self, p: &Probe, out: &mut Vec<Check>, workarounds: &mut Vec<Workaround>) {
         let e53 = end(p, "5.3");
         let rsmi = p.runs.get("5.3").and_then(|r| r.rsmi_symbol.clone());
         out.push(match &e53 {
@@ -429,8 +450,10 @@ impl Judge<'_> {
                 ),
             },
         });
+    }
 
-        // 5.4
+    /// 5.4: a tensor computed on the GPU.
+    fn c54(&self, p: &Probe, out: &mut Vec<Check>) {
         out.push(if self.given() {
             match end(p, "5.4") {
                 End::Ok(r) => {
@@ -451,8 +474,10 @@ impl Judge<'_> {
         } else {
             self.no_gpu("5.4", None, "")
         });
+    }
 
-        // 5.5
+    /// 5.5: amdsmi.
+    fn c55(&self, p: &Probe, out: &mut Vec<Check>) {
         let e55 = end(p, "5.5");
         out.push(if self.given() {
             match &e55 {
@@ -471,8 +496,10 @@ impl Judge<'_> {
         } else {
             self.no_gpu("5.5", Some(&e55), "`import amdsmi`")
         });
+    }
 
-        // 5.6
+    /// 5.6: `import vllm`.
+    fn c56(&self, p: &Probe, out: &mut Vec<Check>) {
         out.push(match end(p, "5.6") {
             End::Ok(r) => check(
                 "5.6",
@@ -481,8 +508,10 @@ impl Judge<'_> {
             ),
             e => failed("5.6", &e, "`import vllm`"),
         });
+    }
 
-        // 5.7
+    /// 5.7: vLLM's platform.
+    fn c57(&self, p: &Probe, out: &mut Vec<Check>) {
         let e57 = end(p, "5.7");
         out.push(if self.given() {
             match &e57 {
@@ -510,11 +539,16 @@ impl Judge<'_> {
             };
             self.no_gpu("5.7", Some(&e57), &plat)
         });
+    }
 
+    /// forge's: the collectives backend and the import order.
+    fn xccl_order(&self, p: &Probe, out: &mut Vec<Check>) {
         out.push(self.xccl(p));
         out.push(self.import_order(p));
+    }
 
-        // 7.1
+    /// 7.1: torch + amdsmi + a tensor, clean exit.
+    fn c71(&self, p: &Probe, out: &mut Vec<Check>) {
         let e71 = end(p, "7.1");
         out.push(if self.given() {
             match &e71 {
@@ -540,8 +574,10 @@ impl Judge<'_> {
                 "`import torch; import amdsmi` and the process's exit",
             )
         });
+    }
 
-        // 7.2
+    /// 7.2: import cycles.
+    fn c72(&self, p: &Probe, out: &mut Vec<Check>) {
         let e72 = end(p, "7.2");
         out.push(if self.given() {
             match &e72 {
@@ -563,7 +599,10 @@ impl Judge<'_> {
         } else {
             self.no_gpu("7.2", Some(&e72), "3 cycles on the CPU")
         });
+    }
 
+    /// runtime.imports: the recipe's extra imports.
+    fn extra(&self, p: &Probe, out: &mut Vec<Check>) {
         if !self.extra_imports.is_empty() {
             let mut bad = Vec::new();
             let mut good = Vec::new();
@@ -587,7 +626,6 @@ impl Judge<'_> {
                 ),
             ));
         }
-        (out, workarounds)
     }
 
     fn versions(&self, p: &Probe) -> Check {
