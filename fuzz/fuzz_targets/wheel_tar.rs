@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).unwrap();
     std::fs::write(tar, data).unwrap();
-    let r = forge::build::extract_wheels(tar, out, forge::cancel::Cancel::detached());
+    // one token for the whole run (a detached token is leaked by design)
+    static CANCEL: std::sync::OnceLock<forge::cancel::Cancel> = std::sync::OnceLock::new();
+    let cancel = *CANCEL.get_or_init(forge::cancel::Cancel::detached);
+    let r = forge::build::extract_wheels(tar, out, cancel);
     for e in std::fs::read_dir(out).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         assert!(!name.ends_with(".part"), "left {name}");
