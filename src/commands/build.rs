@@ -291,6 +291,39 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     })
 }
 
+/// One line a phase: what ran, what was reused, what did not run and why.
+fn phase_lines(rec: &RunRecord) -> String {
+    let mut s = String::from("phases:\n");
+    for p in &rec.phases {
+        let mut notes = Vec::new();
+        if p.reused {
+            notes.push("reused from the interrupted attempt".to_owned());
+        } else if p.seconds >= 0.05 {
+            notes.push(format!("{:.1} s", p.seconds));
+        }
+        let skipped = p.checks.iter().filter(|c| c.status == Status::Skip).count();
+        if skipped > 0 && p.status != PhaseStatus::Skip {
+            notes.push(format!("{skipped} check(s) skipped"));
+        }
+        if matches!(
+            p.status,
+            PhaseStatus::Skip | PhaseStatus::Interrupted | PhaseStatus::Error
+        ) && let Some(r) = &p.reason
+        {
+            notes.push(crate::monitor::line::clip(r, 160));
+        }
+        let line = format!(
+            "  {:<10} {:<5} {}",
+            p.id.name(),
+            p.status.name(),
+            notes.join("; ")
+        );
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
 /// The fatal finding, a failed build's tail, and where the files are (stderr; never silenced
 /// for a failure).
 fn say_what_happened(ui: &Ui, rec: &RunRecord, dir: &Path, a: &crate::plan::Artifacts) {
@@ -339,6 +372,7 @@ fn say_what_happened(ui: &Ui, rec: &RunRecord, dir: &Path, a: &crate::plan::Arti
     if !s.is_empty() {
         ui.alert(&s);
     }
+    ui.say(&phase_lines(rec));
     ui.say(&format!(
         "log: {}\nreport: {}\nrun record: {}",
         a.build_log.display(),
