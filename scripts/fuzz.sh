@@ -4,6 +4,7 @@
 #   scripts/fuzz.sh --smoke              each target for 5 s (what CI runs)
 #   scripts/fuzz.sh [SECS] [TARGET...]   the long run: SECS per target (default 600), one target
 #                                        at a time, niced; all targets when none is named
+#   FUZZ_RUNS=1000000 scripts/fuzz.sh 3600   stop each target at 10^6 executions (or SECS)
 #
 # Needs the nightly toolchain (installed when missing) and nothing else: the targets are built
 # by plain `cargo +nightly build` with the flags cargo-fuzz passes (SanitizerCoverage for
@@ -66,7 +67,7 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     set +e
     nice -n 10 "$bindir/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=512 \
+        -max_total_time="$secs" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=512 \
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1
     rc=$?
     set -e
