@@ -165,52 +165,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         ));
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-    let mut rec = RunRecord {
-        schema: record::SCHEMA,
-        run: run.clone(),
-        recipe: RecipeRef {
-            name: recipe.file.name.clone(),
-            origin: recipe.origin.to_string(),
-            path: match &recipe.origin {
-                Origin::File(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-                Origin::Shipped { .. } => None,
-            },
-            rocm: match &recipe.origin {
-                Origin::Shipped { .. } => Some(recipe.rocm_version().to_owned()),
-                Origin::File(_) => None,
-            },
-            allow_unsupported: args.recipe.allow_unsupported,
-            hash: recipe_hash(&recipe, &plan)?,
-        },
-        plan: serde_json::to_value(&plan).expect("serializes"),
-        started: prior
-            .as_ref()
-            .map_or_else(record::now, |p| p.started.clone()),
-        updated: record::now(),
-        state: RunState::Running,
-        signal: None,
-        verdict: crate::report::Verdict::Incomplete,
-        phases: phases::BUILD
-            .iter()
-            .map(|p| PhaseRecord {
-                id: p.id,
-                status: PhaseStatus::Pending,
-                reason: None,
-                reused: false,
-                started: None,
-                seconds: 0.0,
-                checks: Vec::new(),
-            })
-            .collect(),
-        outputs: record::Outputs::default(),
-        resumes: prior
-            .as_ref()
-            .map(|p| p.resumes.clone())
-            .unwrap_or_default(),
-    };
-    if prior.is_some() {
-        rec.resumes.push(format!("resumed at {}", record::now()));
-    }
+    let mut rec = new_record(&args, &recipe, &plan, &run, prior.as_ref())?;
     rec.write(&dir)?;
     record::set_latest(&args.artifacts, &run)?;
     let mut sel = Selection {
@@ -289,6 +244,63 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     } else {
         code
     })
+}
+
+/// The record a run starts with: every phase pending; a resumed run keeps its start and history.
+fn new_record(
+    args: &Args,
+    recipe: &Recipe,
+    plan: &crate::plan::Plan,
+    run: &str,
+    prior: Option<&RunRecord>,
+) -> Result<RunRecord> {
+    let mut rec = RunRecord {
+        schema: record::SCHEMA,
+        run: run.to_owned(),
+        recipe: RecipeRef {
+            name: recipe.file.name.clone(),
+            origin: recipe.origin.to_string(),
+            path: match &recipe.origin {
+                Origin::File(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+                Origin::Shipped { .. } => None,
+            },
+            rocm: match &recipe.origin {
+                Origin::Shipped { .. } => Some(recipe.rocm_version().to_owned()),
+                Origin::File(_) => None,
+            },
+            allow_unsupported: args.recipe.allow_unsupported,
+            hash: recipe_hash(recipe, plan)?,
+        },
+        plan: serde_json::to_value(plan).expect("serializes"),
+        started: prior
+            .as_ref()
+            .map_or_else(record::now, |p| p.started.clone()),
+        updated: record::now(),
+        state: RunState::Running,
+        signal: None,
+        verdict: crate::report::Verdict::Incomplete,
+        phases: phases::BUILD
+            .iter()
+            .map(|p| PhaseRecord {
+                id: p.id,
+                status: PhaseStatus::Pending,
+                reason: None,
+                reused: false,
+                started: None,
+                seconds: 0.0,
+                checks: Vec::new(),
+            })
+            .collect(),
+        outputs: record::Outputs::default(),
+        resumes: prior
+            .as_ref()
+            .map(|p| p.resumes.clone())
+            .unwrap_or_default(),
+    };
+    if prior.is_some() {
+        rec.resumes.push(format!("resumed at {}", record::now()));
+    }
+    Ok(rec)
 }
 
 /// One line a phase: what ran, what was reused, what did not run and why.
