@@ -577,17 +577,7 @@ fn copy_hashed(
 
 /// SHA256 of a file, hex, streaming.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
+    crate::atomic::sha256_file(path).map(|(_, h)| h)
 }
 
 /// Lower-case hex.
