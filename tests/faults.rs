@@ -993,6 +993,24 @@ fn bundle_headers_claiming_gigabytes_are_read_in_bounded_memory() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Wait until `child`'s run in `dir` is held open (its run.json says a phase is running).
+fn held(child: &mut std::process::Child, dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(dir.join("run.json")).is_ok_and(|s| s.contains("\"running\"")) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{}: it ended",
+            dir.display()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{}: never started",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Two `forge build`s started at once on one artifacts directory: the second is refused at once
 /// (exit 2) naming the first's pid and run, makes no run directory and leaves `latest` on the
 /// first; once the first ends (here: SIGINT, exit 130) the lock is free again.
@@ -1019,14 +1037,7 @@ fn a_second_build_on_the_same_artifacts_directory_is_refused() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(arts.join("first/run.json"))
-        .is_ok_and(|s| s.contains("\"running\""))
-    {
-        assert!(first.try_wait().unwrap().is_none(), "the first run ended");
-        assert!(Instant::now() < deadline, "the first run never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    held(&mut first, &arts.join("first"));
     let t = Instant::now();
     let o = start("second", false).output().unwrap();
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
@@ -1051,14 +1062,7 @@ fn a_second_build_on_the_same_artifacts_directory_is_refused() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(arts.join("again/run.json"))
-        .is_ok_and(|s| s.contains("\"running\""))
-    {
-        assert!(again.try_wait().unwrap().is_none(), "it was refused");
-        assert!(Instant::now() < deadline, "it never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    held(&mut again, &arts.join("again"));
     // SAFETY: as above.
     unsafe { libc::kill(again.id() as i32, libc::SIGTERM) };
     assert_eq!(again.wait().unwrap().code(), Some(143));
