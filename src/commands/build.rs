@@ -142,6 +142,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     };
     let mut recipe = recipe_of(&args, prior.as_ref())?;
     let engine = DockerEngine::connect(Duration::from_secs(10))?;
+    let recording = crate::engine::recording::Recording::from_env(&engine)?;
     if args.rehearse {
         rehearse(ui, &engine, &mut recipe, args.rehearsal_base.as_deref())?;
     }
@@ -181,7 +182,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         plan: &plan,
         plan_checks,
         run: run.clone(),
-        engine: &engine,
+        engine: recording.as_ref().map_or(&engine, |r| r),
         cancel: Cancel::process(),
         observer: &mut display,
         builder: args.builder,

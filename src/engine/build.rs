@@ -13,7 +13,7 @@ use crate::cancel::Cancel;
 use crate::error::Result;
 
 /// Which builder runs the build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BuilderKind {
     /// BuildKit through the API with a session.

@@ -7,14 +7,17 @@
 
 mod build;
 mod container;
+#[cfg(test)]
+pub mod fake;
 mod files;
 mod load;
+pub mod recording;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -46,7 +49,7 @@ pub fn temp_labels(run: &str) -> BTreeMap<String, String> {
 }
 
 /// What the engine says about itself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineInfo {
     /// Where forge reached it (`unix:///var/run/docker.sock`).
     pub host: String,

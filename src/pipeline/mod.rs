@@ -372,3 +372,6 @@ pub fn run(
     rec.state = RunState::Finished;
     rec.write(dir)
 }
+
+#[cfg(test)]
+mod tests;

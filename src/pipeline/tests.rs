@@ -1,0 +1,979 @@
+//! The pipeline's logic without Docker: the real phases ([`phases::BUILD`]) against the scripted
+//! fake engine ([`crate::engine::fake`]) replaying what this project's Docker engine answered to
+//! `forge build` of the Docker fixtures (`tests/fixtures/engine/`, `scripts/record-engine.sh`).
+//! Ordering, skips, `--skip`/`--only`, cancel in every phase, resume; what needs the real
+//! engine stays in `tests/docker.rs`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::record::{self, Outputs, PhaseRecord, PhaseStatus, RecipeRef, RunRecord, RunState};
+use super::{Ctx, PhaseId, Selection};
+use crate::build::BuilderChoice;
+use crate::engine::fake::{Act, FakeEngine};
+use crate::engine::{Engine, GpuAccess, LABEL_TEMP};
+use crate::error::Error;
+use crate::monitor::rules::Monitor;
+use crate::monitor::tail::Observer;
+use crate::phases;
+use crate::plan::Plan;
+use crate::recipe::{LoadOptions, Recipe};
+use crate::report::{Status, Verdict};
+
+const ORDER: [PhaseId; 9] = [
+    PhaseId::Plan,
+    PhaseId::Preflight,
+    PhaseId::Build,
+    PhaseId::Wheel,
+    PhaseId::Image,
+    PhaseId::Runtime,
+    PhaseId::Serve,
+    PhaseId::Export,
+    PhaseId::Report,
+];
+
+const IMAGE_TAG: &str = "forge-fixture-good:latest";
+const BASE: &str = "forge-test-base:trixie";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fake(name: &str) -> FakeEngine {
+    FakeEngine::new(&root().join("tests/fixtures/engine").join(name))
+}
+
+fn recipe(name: &str) -> Recipe {
+    let p = root().join(format!("tests/fixtures/docker/{name}.toml"));
+    Recipe::from_path(&p, LoadOptions::default()).expect("the fixture recipe loads")
+}
+
+/// A fresh artifacts root for one test.
+fn arts(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("forge-pipeline-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Why the GPU phases cannot run here; `None` on a host with an AMD GPU.
+fn no_gpu() -> Option<String> {
+    GpuAccess::from_host(Path::new("/dev")).err()
+}
+
+/// The selection every test starts from: on a host with a GPU the GPU phases would reach for
+/// the real engine, so they are left out there (`--skip runtime,serve`).
+fn base_sel() -> Selection {
+    Selection {
+        skip: if no_gpu().is_some() {
+            Vec::new()
+        } else {
+            vec![PhaseId::Runtime, PhaseId::Serve]
+        },
+        only: Vec::new(),
+    }
+}
+
+struct Quiet;
+
+impl Observer for Quiet {
+    fn update(&mut self, _: &Monitor) {}
+    fn note(&mut self, _: &str) {}
+}
+
+/// `forge build`'s recipe hash (commands/build.rs): plan without paths, Dockerfile, context.
+fn recipe_hash(recipe: &Recipe, plan: &Plan) -> String {
+    let mut h = Sha256::new();
+    let mut p = serde_json::to_value(plan).unwrap();
+    p["artifacts"] = serde_json::Value::Null;
+    h.update(p.to_string().as_bytes());
+    let df = recipe.dockerfile.read().unwrap();
+    h.update(df.as_bytes());
+    h.update(
+        crate::build::context_tar(recipe.context.as_deref(), &df, ".forge.Dockerfile").unwrap(),
+    );
+    crate::build::hex(&h.finalize())
+}
+
+struct Done {
+    rec: RunRecord,
+    result: crate::Result<()>,
+    plan: Plan,
+}
+
+impl Done {
+    fn phase(&self, id: PhaseId) -> &PhaseRecord {
+        self.rec
+            .phase(id)
+            .unwrap_or_else(|| panic!("no {id:?} in the record"))
+    }
+
+    fn status(&self, id: PhaseId) -> PhaseStatus {
+        self.phase(id).status
+    }
+
+    fn reason(&self, id: PhaseId) -> &str {
+        self.phase(id).reason.as_deref().unwrap_or("")
+    }
+
+    fn statuses(&self) -> Vec<(PhaseId, PhaseStatus)> {
+        self.rec.phases.iter().map(|p| (p.id, p.status)).collect()
+    }
+
+    fn check(&self, id: &str) -> Status {
+        self.rec
+            .checks()
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no check {id}: {:#?}", self.rec.phases))
+            .status
+    }
+}
+
+/// `v` without its `seconds` (a float does not survive the JSON round trip to the last bit).
+fn timeless(mut v: serde_json::Value) -> serde_json::Value {
+    match &mut v {
+        serde_json::Value::Object(m) => {
+            m.remove("seconds");
+            for x in m.values_mut() {
+                *x = timeless(x.take());
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for x in a.iter_mut() {
+                *x = timeless(x.take());
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+/// `forge build --run-id r` (or `--resume r` with `prior`) as commands/build.rs sets it up,
+/// on the fake; the record on disk is checked to be the one returned.
+fn build(
+    fake: &FakeEngine,
+    recipe: &Recipe,
+    arts: &Path,
+    sel: &Selection,
+    prior: Option<&RunRecord>,
+) -> Done {
+    build_on(fake, fake, recipe, arts, sel, prior)
+}
+
+/// [`build`] through `engine` (the fake, or a wrapper of it), with the fake's cancel token.
+fn build_on(
+    engine: &dyn Engine,
+    fake: &FakeEngine,
+    recipe: &Recipe,
+    arts: &Path,
+    sel: &Selection,
+    prior: Option<&RunRecord>,
+) -> Done {
+    let run = "r".to_owned();
+    let (plan, plan_checks) = crate::plan::resolve(recipe, arts, &run).unwrap();
+    let dir = plan.artifacts.dir.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rec = RunRecord {
+        schema: record::SCHEMA,
+        run: run.clone(),
+        recipe: RecipeRef {
+            name: recipe.file.name.clone(),
+            origin: recipe.origin.to_string(),
+            path: None,
+            rocm: None,
+            allow_unsupported: false,
+            hash: recipe_hash(recipe, &plan),
+        },
+        plan: serde_json::to_value(&plan).unwrap(),
+        started: prior.map_or_else(record::now, |p| p.started.clone()),
+        updated: record::now(),
+        state: RunState::Running,
+        signal: None,
+        verdict: Verdict::Incomplete,
+        phases: phases::BUILD
+            .iter()
+            .map(|p| PhaseRecord {
+                id: p.id,
+                status: PhaseStatus::Pending,
+                reason: None,
+                reused: false,
+                started: None,
+                seconds: 0.0,
+                checks: Vec::new(),
+            })
+            .collect(),
+        outputs: Outputs::default(),
+        resumes: prior.map(|p| p.resumes.clone()).unwrap_or_default(),
+    };
+    if prior.is_some() {
+        rec.resumes.push(format!("resumed at {}", record::now()));
+    }
+    rec.write(&dir).unwrap();
+    let mut quiet = Quiet;
+    let mut ctx = Ctx {
+        recipe,
+        plan: &plan,
+        plan_checks,
+        run,
+        engine,
+        cancel: fake.cancel(),
+        observer: &mut quiet,
+        builder: BuilderChoice::Auto,
+        outputs: Outputs::default(),
+        unverified: None,
+        rehearsal: false,
+    };
+    let result = super::run(phases::BUILD, &mut ctx, &mut rec, sel, prior, &dir);
+    let disk = RunRecord::read(&dir).unwrap();
+    assert_eq!(
+        timeless(
+            serde_json::to_value((&disk.phases, &disk.outputs, disk.state, disk.verdict)).unwrap()
+        ),
+        timeless(
+            serde_json::to_value((&rec.phases, &rec.outputs, rec.state, rec.verdict)).unwrap()
+        ),
+        "run.json is the record as it ended"
+    );
+    Done { rec, result, plan }
+}
+
+/// Containers and temporary images the fake still holds.
+fn leftovers(fake: &FakeEngine) -> Vec<String> {
+    let mut out: Vec<String> = fake
+        .containers()
+        .iter()
+        .map(|c| format!("container {}", c.id))
+        .collect();
+    out.extend(
+        fake.leftovers(LABEL_TEMP)
+            .unwrap()
+            .iter()
+            .map(|l| format!("{} {} {:?}", l.kind, l.id, l.tags)),
+    );
+    out
+}
+
+/// Files under `dir` whose name ends in `.part`.
+fn parts(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(parts(&p));
+        } else if p.to_string_lossy().ends_with(".part") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// What two runs produced, without their paths and timings.
+fn outputs_of(d: &Done) -> serde_json::Value {
+    let o = &d.rec.outputs;
+    serde_json::json!({
+        "wheels": o.wheels.iter().map(|w| (
+            w.path.file_name().unwrap().to_string_lossy().into_owned(), w.size, w.sha256.clone()
+        )).collect::<Vec<_>>(),
+        "image": o.image,
+        "archive": o.archive.as_ref().map(|a| (
+            a.archive.file_name().unwrap().to_string_lossy().into_owned(),
+            a.sha256.clone(), a.tar_bytes, a.gz_bytes, a.verified.error.clone(),
+        )),
+    })
+}
+
+fn count(calls: &[String], prefix: &str) -> usize {
+    calls.iter().filter(|c| c.starts_with(prefix)).count()
+}
+
+/// The uninterrupted run of the good recording every resume must end like.
+fn reference(name: &str) -> Done {
+    let a = arts(&format!("{name}-reference"));
+    let f = fake("good");
+    let d = build(&f, &recipe("good"), &a, &base_sel(), None);
+    d.result.as_ref().expect("the reference run finishes");
+    d
+}
+
+/// An engine call, and the phases' statuses run.json held when it came.
+type Snapshot = (String, Vec<(PhaseId, PhaseStatus)>);
+
+#[test]
+fn a_full_run_records_the_phases_in_order_and_writes_the_record_after_each() {
+    let a = arts("order");
+    let f = fake("good");
+    // At every engine call, what run.json said then.
+    let seen: Arc<Mutex<Vec<Snapshot>>> = Arc::default();
+    let (log, dir) = (seen.clone(), a.join("r"));
+    f.script(move |p| {
+        if p.after.is_none() {
+            let r = RunRecord::read(&dir).expect("run.json exists from the start");
+            let s = r.phases.iter().map(|p| (p.id, p.status)).collect();
+            log.lock()
+                .unwrap()
+                .push((format!("{} {}", p.method, p.arg), s));
+        }
+        None
+    });
+    let d = build(&f, &recipe("good"), &a, &base_sel(), None);
+    d.result.as_ref().expect("the run finishes");
+    assert_eq!(d.rec.state, RunState::Finished);
+    let ids: Vec<PhaseId> = d.rec.phases.iter().map(|p| p.id).collect();
+    assert_eq!(ids, ORDER);
+    for id in [
+        PhaseId::Plan,
+        PhaseId::Build,
+        PhaseId::Wheel,
+        PhaseId::Image,
+    ] {
+        assert_eq!(
+            d.status(id),
+            PhaseStatus::Pass,
+            "{id:?}: {:#?}",
+            d.phase(id)
+        );
+    }
+    assert_eq!(
+        d.status(PhaseId::Export),
+        PhaseStatus::Pass,
+        "{:#?}",
+        d.phase(PhaseId::Export)
+    );
+    assert!(!matches!(
+        d.status(PhaseId::Preflight),
+        PhaseStatus::Pending | PhaseStatus::Running | PhaseStatus::Skip
+    ));
+    // Without /dev/kfd the GPU phases are skipped, saying why and what to run on a GPU host.
+    match no_gpu() {
+        Some(why) => {
+            for (id, cmd) in [
+                (PhaseId::Runtime, "forge runtime"),
+                (PhaseId::Serve, "forge serve"),
+            ] {
+                assert_eq!(d.status(id), PhaseStatus::Skip);
+                let r = d.reason(id);
+                assert!(
+                    r.contains(&why) && r.contains(&format!("{cmd} {IMAGE_TAG}")),
+                    "{r}"
+                );
+                assert!(d.phase(id).checks.iter().all(|c| c.status == Status::Skip));
+            }
+            assert_eq!(
+                d.check("1.2"),
+                Status::Skip,
+                "no /dev/kfd is not a failure of the build"
+            );
+        }
+        None => assert!(d.reason(PhaseId::Runtime).contains("--skip runtime")),
+    }
+    // What the phases did: phase 2 passed (from the live log, or from the build.log kept in
+    // the wheel stage when the recorded compile step was served from cache), the wheel taken
+    // out with its SHA256, phase 4 on the image, the archive.
+    for id in [
+        "2.1",
+        "build.result",
+        "build.wheels",
+        "image.build",
+        "export.archive",
+    ] {
+        assert_eq!(d.check(id), Status::Pass, "{id}");
+    }
+    let w = &d.rec.outputs.wheels;
+    let torch = w
+        .iter()
+        .find(|w| w.path.extension().is_some_and(|e| e == "whl"))
+        .unwrap();
+    assert_eq!(
+        crate::build::sha256_file(&torch.path).unwrap(),
+        torch.sha256
+    );
+    let built = f
+        .recorded()
+        .builds
+        .iter()
+        .find(|b| b.target == "runtime")
+        .unwrap();
+    let crate::engine::recording::End::Succeeded { image_id: Some(id) } = &built.end else {
+        panic!("the recorded runtime build succeeded");
+    };
+    assert_eq!(d.rec.outputs.image.as_ref().unwrap().id, *id);
+    let archive = d.rec.outputs.archive.as_ref().unwrap();
+    assert_eq!(archive.archive, d.plan.artifacts.archive);
+    assert_eq!(
+        crate::build::sha256_file(&archive.archive).unwrap(),
+        archive.sha256
+    );
+    // The engine was used in the phases' order, and the record was written before each phase
+    // ran (it says `running`) and after each ended (the earlier ones have their status).
+    let seen = seen.lock().unwrap().clone();
+    let at = |call: &str| {
+        seen.iter().position(|(c, _)| c == call).unwrap_or_else(|| {
+            panic!(
+                "no `{call}` in {:?}",
+                seen.iter().map(|s| &s.0).collect::<Vec<_>>()
+            )
+        })
+    };
+    let order = [
+        "build wheels",
+        &format!("open_container {BASE}"),
+        "build runtime",
+        &format!("export_image {IMAGE_TAG}"),
+    ];
+    let positions: Vec<usize> = order.iter().map(|c| at(c)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    let status_at =
+        |call: &str, id: PhaseId| seen[at(call)].1.iter().find(|(p, _)| *p == id).unwrap().1;
+    use PhaseStatus::{Pass, Pending, Running, Skip};
+    assert_eq!(status_at("build wheels", PhaseId::Plan), Pass);
+    assert_eq!(status_at("build wheels", PhaseId::Build), Running);
+    assert_eq!(status_at("build wheels", PhaseId::Wheel), Pending);
+    assert_eq!(status_at(order[1], PhaseId::Build), Pass);
+    assert_eq!(status_at(order[1], PhaseId::Wheel), Running);
+    assert_eq!(status_at("build runtime", PhaseId::Wheel), Pass);
+    assert_eq!(status_at("build runtime", PhaseId::Image), Running);
+    assert_eq!(status_at("build runtime", PhaseId::Export), Pending);
+    assert_eq!(status_at(order[3], PhaseId::Image), Pass);
+    assert_eq!(status_at(order[3], PhaseId::Export), Running);
+    assert_eq!(status_at(order[3], PhaseId::Report), Pending);
+    if no_gpu().is_some() {
+        assert_eq!(status_at(order[3], PhaseId::Runtime), Skip);
+        assert_eq!(status_at(order[3], PhaseId::Serve), Skip);
+    }
+    // Nothing temporary is left: the wheel stage's image went, every container too; the
+    // image stays under its tag.
+    assert_eq!(leftovers(&f), Vec::<String>::new());
+    assert_eq!(f.image_id(IMAGE_TAG).unwrap().as_deref(), Some(id.as_str()));
+    std::fs::remove_dir_all(&a).ok();
+}
+
+#[test]
+fn the_bad_recording_stops_the_build_and_skips_every_phase_that_needs_it() {
+    let a = arts("bad");
+    let f = fake("bad");
+    let d = build(&f, &recipe("bad"), &a, &base_sel(), None);
+    d.result
+        .as_ref()
+        .expect("a stopped build is a finished run");
+    assert_eq!(d.rec.state, RunState::Finished);
+    assert_eq!(d.rec.verdict, Verdict::Fail);
+    assert_eq!(d.status(PhaseId::Build), PhaseStatus::Fail);
+    assert_eq!(d.check("2.1"), Status::Fail);
+    assert_eq!(d.check("build.result"), Status::Fail);
+    let b = d.rec.outputs.build.as_ref().unwrap();
+    assert_eq!(b["end"], "stopped");
+    assert_eq!(b["fatal"]["id"], "2.1");
+    // The fatal line is in the log forge wrote, at the line the finding names.
+    let log = std::fs::read_to_string(&d.plan.artifacts.build_log).unwrap();
+    let line = b["fatal"]["line"].as_u64().unwrap() as usize;
+    assert!(
+        log.lines()
+            .nth(line - 1)
+            .unwrap()
+            .contains("USE_DISTRIBUTED       : 0"),
+        "{log}"
+    );
+    for id in [PhaseId::Wheel, PhaseId::Image, PhaseId::Export] {
+        assert_eq!(d.status(id), PhaseStatus::Skip, "{id:?}");
+        assert!(d.phase(id).checks.is_empty());
+        let r = d.reason(id);
+        assert!(
+            r.contains("the build phase's outputs, and it failed"),
+            "{id:?}: {r}"
+        );
+    }
+    assert!(
+        d.reason(PhaseId::Wheel)
+            .starts_with("needs the build phase's outputs")
+    );
+    assert!(
+        d.reason(PhaseId::Export)
+            .starts_with("needs the image phase's outputs, and it was skipped")
+    );
+    if no_gpu().is_some() {
+        assert!(
+            d.reason(PhaseId::Runtime)
+                .contains("the build phase's outputs, and it failed")
+        );
+    }
+    assert!(d.rec.outputs.wheels.is_empty() && d.rec.outputs.image.is_none());
+    // The engine built the wheel stage once, and nothing after it.
+    let calls = f.calls();
+    assert_eq!(count(&calls, "build "), 1, "{calls:?}");
+    assert_eq!(count(&calls, "open_container"), 0, "{calls:?}");
+    assert_eq!(count(&calls, "export_image"), 0, "{calls:?}");
+    assert!(!d.plan.artifacts.archive.exists());
+    assert_eq!(leftovers(&f), Vec::<String>::new());
+    std::fs::remove_dir_all(&a).ok();
+}
+
+#[test]
+fn skip_and_only_skip_phases_saying_why() {
+    let good = recipe("good");
+    let with = |skip: &[PhaseId], only: &[PhaseId]| {
+        let mut sel = base_sel();
+        sel.skip.extend_from_slice(skip);
+        sel.only = only.to_vec();
+        sel
+    };
+    // --skip image: what needs the image says so; the image was never built.
+    let a = arts("skip-image");
+    let f = fake("good");
+    let d = build(&f, &good, &a, &with(&[PhaseId::Image], &[]), None);
+    d.result.as_ref().unwrap();
+    assert_eq!(d.status(PhaseId::Build), PhaseStatus::Pass);
+    assert_eq!(d.status(PhaseId::Wheel), PhaseStatus::Pass);
+    assert_eq!(d.status(PhaseId::Image), PhaseStatus::Skip);
+    assert_eq!(d.reason(PhaseId::Image), "not run: `--skip image`");
+    assert_eq!(
+        d.reason(PhaseId::Export),
+        "needs the image phase's outputs, and it was skipped (not run: `--skip image`)"
+    );
+    assert_eq!(count(&f.calls(), "build runtime"), 0);
+    assert_eq!(count(&f.calls(), "export_image"), 0);
+    std::fs::remove_dir_all(&a).ok();
+
+    // --only build,wheel: preflight, image and export are not run, plan and report always are.
+    let a = arts("only-build-wheel");
+    let f = fake("good");
+    let d = build(
+        &f,
+        &good,
+        &a,
+        &with(&[], &[PhaseId::Build, PhaseId::Wheel]),
+        None,
+    );
+    d.result.as_ref().unwrap();
+    for id in [PhaseId::Preflight, PhaseId::Image, PhaseId::Export] {
+        assert_eq!(d.status(id), PhaseStatus::Skip, "{id:?}");
+        assert_eq!(d.reason(id), "not run: `--only build,wheel`", "{id:?}");
+    }
+    for id in [
+        PhaseId::Plan,
+        PhaseId::Build,
+        PhaseId::Wheel,
+        PhaseId::Report,
+    ] {
+        assert_eq!(d.status(id), PhaseStatus::Pass, "{id:?}");
+    }
+    assert_eq!(
+        count(&f.calls(), "info"),
+        1,
+        "only the build's: {:?}",
+        f.calls()
+    );
+    assert_eq!(count(&f.calls(), "build runtime"), 0);
+    std::fs::remove_dir_all(&a).ok();
+
+    // --only export on a fresh run: the phases it needs were not run, and it says so.
+    let a = arts("only-export");
+    let f = fake("good");
+    let d = build(&f, &good, &a, &with(&[], &[PhaseId::Export]), None);
+    d.result.as_ref().unwrap();
+    assert_eq!(d.reason(PhaseId::Build), "not run: `--only export`");
+    assert_eq!(
+        d.reason(PhaseId::Export),
+        "needs the image phase's outputs, and it was skipped (not run: `--only export`)"
+    );
+    assert_eq!(f.calls(), Vec::<String>::new(), "no engine call at all");
+    std::fs::remove_dir_all(&a).ok();
+
+    // --skip export (`--no-export`): everything else ran; no archive, not even in part.
+    let a = arts("skip-export");
+    let f = fake("good");
+    let d = build(&f, &good, &a, &with(&[PhaseId::Export], &[]), None);
+    d.result.as_ref().unwrap();
+    assert_eq!(d.status(PhaseId::Image), PhaseStatus::Pass);
+    assert_eq!(d.reason(PhaseId::Export), "not run: `--skip export`");
+    assert_eq!(count(&f.calls(), "export_image"), 0);
+    assert!(!d.plan.artifacts.archive.exists() && d.rec.outputs.archive.is_none());
+    assert!(parts(&a).is_empty());
+    std::fs::remove_dir_all(&a).ok();
+}
+
+/// Cancel the good run where `arm` says, in `phase`; then resume it.
+fn cancel_then_resume(name: &str, phase: PhaseId, arm: impl FnOnce(&FakeEngine)) {
+    let reference = reference(name);
+    let a = arts(name);
+    let f = fake("good");
+    arm(&f);
+    let good = recipe("good");
+    let d = build(&f, &good, &a, &base_sel(), None);
+    assert!(
+        matches!(
+            d.result,
+            Err(Error::Interrupted {
+                signal: libc::SIGINT
+            })
+        ),
+        "{name}: {:?}",
+        d.result
+    );
+    assert_eq!(d.rec.state, RunState::Interrupted);
+    assert_eq!(d.rec.signal, Some(libc::SIGINT));
+    // The record says which phase: that one interrupted, the earlier ones ended, the later
+    // ones never started.
+    let at = ORDER.iter().position(|p| *p == phase).unwrap();
+    for (i, p) in d.rec.phases.iter().enumerate() {
+        match i.cmp(&at) {
+            std::cmp::Ordering::Less => assert!(
+                !matches!(
+                    p.status,
+                    PhaseStatus::Pending | PhaseStatus::Running | PhaseStatus::Interrupted
+                ),
+                "{name}: {:?} {:?}",
+                p.id,
+                p.status
+            ),
+            std::cmp::Ordering::Equal => {
+                assert_eq!(p.status, PhaseStatus::Interrupted, "{name}");
+                let by = format!("stopped by {}", crate::cancel::name(libc::SIGINT));
+                assert_eq!(p.reason.as_deref(), Some(by.as_str()));
+            }
+            std::cmp::Ordering::Greater => {
+                assert_eq!(p.status, PhaseStatus::Pending, "{name}: {:?}", p.id)
+            }
+        }
+    }
+    assert_eq!(
+        leftovers(&f),
+        Vec::<String>::new(),
+        "{name}: {:?}",
+        f.calls()
+    );
+    let archive = &d.plan.artifacts.archive;
+    assert!(
+        !archive.exists() && !d.plan.artifacts.sha256.exists(),
+        "{name}"
+    );
+    assert_eq!(parts(&a), Vec::<PathBuf>::new(), "{name}");
+    assert!(d.rec.outputs.archive.is_none());
+
+    // Resume from that record with a fresh token: the same verdict and outputs as the
+    // uninterrupted run, the phases before the interrupted one reused.
+    f.clear_script();
+    f.new_cancel();
+    let before = f.calls().len();
+    let r = build(&f, &good, &a, &base_sel(), Some(&d.rec));
+    r.result
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{name}: the resume: {e}"));
+    assert_eq!(r.rec.state, RunState::Finished);
+    assert_eq!(r.rec.verdict, reference.rec.verdict, "{name}");
+    assert_eq!(r.statuses(), reference.statuses(), "{name}");
+    assert_eq!(outputs_of(&r), outputs_of(&reference), "{name}");
+    let reran = format!("{}: run again: it ended `interrupted` before", phase.name());
+    assert!(
+        r.rec.resumes.contains(&reran),
+        "{name}: {:?}",
+        r.rec.resumes
+    );
+    assert_eq!(r.reason(phase), "run again: it ended `interrupted` before");
+    assert!(!r.phase(phase).reused);
+    let costly = [
+        PhaseId::Build,
+        PhaseId::Wheel,
+        PhaseId::Image,
+        PhaseId::Export,
+    ];
+    for id in costly.iter().filter(|p| **p < phase) {
+        assert!(r.phase(*id).reused, "{name}: {id:?} is reused");
+        assert_eq!(r.reason(*id), "reused: recorded outputs verified");
+    }
+    // What the resume asked of the engine: no build of a reused phase.
+    let calls = f.calls()[before..].to_vec();
+    assert_eq!(
+        count(&calls, "build wheels"),
+        usize::from(phase == PhaseId::Build),
+        "{name}: {calls:?}"
+    );
+    assert_eq!(
+        count(&calls, "build runtime"),
+        usize::from(phase <= PhaseId::Image),
+        "{name}: {calls:?}"
+    );
+    assert_eq!(count(&calls, "export_image"), 1, "{name}: {calls:?}");
+    assert_eq!(leftovers(&f), Vec::<String>::new(), "{name}");
+    assert!(archive.is_file() && parts(&a).is_empty());
+    std::fs::remove_dir_all(&a).ok();
+    std::fs::remove_dir_all(arts(&format!("{name}-reference"))).ok();
+}
+
+#[test]
+fn cancel_in_the_build_phase_mid_build_then_resume() {
+    cancel_then_resume("cancel-build", PhaseId::Build, |f| {
+        f.cancel_after_event("wheels", 3)
+    });
+}
+
+#[test]
+fn cancel_in_the_build_phase_while_the_wheels_are_copied_out_then_resume() {
+    cancel_then_resume("cancel-copy", PhaseId::Build, |f| {
+        f.at_call("copy_out", Some("/."), 1, Act::Cancel)
+    });
+}
+
+#[test]
+fn cancel_in_the_wheel_phase_then_resume() {
+    cancel_then_resume("cancel-wheel", PhaseId::Wheel, |f| {
+        f.at_call("open_container", Some(BASE), 1, Act::Cancel)
+    });
+}
+
+#[test]
+fn cancel_in_the_image_phase_mid_build_then_resume() {
+    cancel_then_resume("cancel-image", PhaseId::Image, |f| {
+        f.cancel_after_event("runtime", 2)
+    });
+}
+
+#[test]
+fn cancel_in_the_image_phase_during_the_probe_then_resume() {
+    cancel_then_resume("cancel-probe", PhaseId::Image, |f| {
+        f.at_call("run_once", None, 1, Act::Cancel)
+    });
+}
+
+#[test]
+fn cancel_in_the_export_phase_then_resume() {
+    cancel_then_resume("cancel-export", PhaseId::Export, |f| {
+        f.cancel_after_piece(3)
+    });
+}
+
+#[test]
+fn resume_reruns_what_changed_and_says_why() {
+    let good = recipe("good");
+    // The image is gone from the engine: build and wheel reused, the image built again.
+    let a = arts("image-gone");
+    let f = fake("good");
+    let full = build(&f, &good, &a, &base_sel(), None);
+    full.result.as_ref().unwrap();
+    let img = full.rec.outputs.image.clone().unwrap();
+    f.remove_image(IMAGE_TAG).unwrap();
+    let before = f.calls().len();
+    let r = build(&f, &good, &a, &base_sel(), Some(&full.rec));
+    r.result.as_ref().unwrap();
+    let why = format!(
+        "run again: image {} (`{IMAGE_TAG}`) is gone from the engine",
+        img.id
+    );
+    assert_eq!(r.reason(PhaseId::Image), why);
+    assert!(
+        r.rec.resumes.contains(&format!("image: {why}")),
+        "{:?}",
+        r.rec.resumes
+    );
+    assert!(r.phase(PhaseId::Build).reused && r.phase(PhaseId::Wheel).reused);
+    assert!(!r.phase(PhaseId::Image).reused && !r.phase(PhaseId::Export).reused);
+    assert_eq!(r.status(PhaseId::Image), PhaseStatus::Pass);
+    let calls = f.calls()[before..].to_vec();
+    assert_eq!(
+        (
+            count(&calls, "build wheels"),
+            count(&calls, "build runtime")
+        ),
+        (0, 1),
+        "{calls:?}"
+    );
+    assert_eq!(f.image_id(IMAGE_TAG).unwrap(), Some(img.id.clone()));
+    assert_eq!(outputs_of(&r), outputs_of(&full));
+    std::fs::remove_dir_all(&a).ok();
+
+    // A wheel's bytes changed on disk: the build runs again, and everything after it.
+    let a = arts("wheel-changed");
+    let f = fake("good");
+    let full = build(&f, &good, &a, &base_sel(), None);
+    full.result.as_ref().unwrap();
+    let w = full
+        .rec
+        .outputs
+        .wheels
+        .iter()
+        .find(|w| w.path.extension().is_some_and(|e| e == "whl"))
+        .unwrap();
+    let mut bytes = std::fs::read(&w.path).unwrap();
+    bytes.push(0);
+    std::fs::write(&w.path, &bytes).unwrap();
+    let changed = crate::build::sha256_file(&w.path).unwrap();
+    let before = f.calls().len();
+    let r = build(&f, &good, &a, &base_sel(), Some(&full.rec));
+    r.result.as_ref().unwrap();
+    let why = format!(
+        "run again: {} changed (SHA256 {changed}, recorded {})",
+        w.path.display(),
+        w.sha256
+    );
+    assert_eq!(r.reason(PhaseId::Build), why);
+    assert!(
+        r.rec.resumes.contains(&format!("build: {why}")),
+        "{:?}",
+        r.rec.resumes
+    );
+    for id in [
+        PhaseId::Build,
+        PhaseId::Wheel,
+        PhaseId::Image,
+        PhaseId::Export,
+    ] {
+        assert!(!r.phase(id).reused, "{id:?}");
+        assert_eq!(r.status(id), PhaseStatus::Pass, "{id:?}");
+    }
+    let calls = f.calls()[before..].to_vec();
+    assert_eq!(
+        (
+            count(&calls, "build wheels"),
+            count(&calls, "build runtime")
+        ),
+        (1, 1),
+        "{calls:?}"
+    );
+    // the wheel taken out again is the engine's, not the changed one
+    assert_eq!(crate::build::sha256_file(&w.path).unwrap(), w.sha256);
+    assert_eq!(outputs_of(&r), outputs_of(&full));
+
+    // The archive changed: only the export runs again.
+    let e = r.rec.outputs.archive.clone().unwrap();
+    std::fs::write(&e.archive, b"not the archive").unwrap();
+    let before = f.calls().len();
+    let again = build(&f, &good, &a, &base_sel(), Some(&r.rec));
+    again.result.as_ref().unwrap();
+    assert!(
+        again
+            .reason(PhaseId::Export)
+            .starts_with(&format!("run again: {} changed", e.archive.display()))
+    );
+    for id in [PhaseId::Build, PhaseId::Wheel, PhaseId::Image] {
+        assert!(again.phase(id).reused, "{id:?}");
+    }
+    let calls = f.calls()[before..].to_vec();
+    assert_eq!(
+        (count(&calls, "build "), count(&calls, "export_image")),
+        (0, 1),
+        "{calls:?}"
+    );
+    assert_eq!(crate::build::sha256_file(&e.archive).unwrap(), e.sha256);
+
+    // Another recipe hash: nothing is reused, and the record says why.
+    let mut other = again.rec.clone();
+    other.recipe.hash = "0".repeat(64);
+    let r = build(&f, &good, &a, &base_sel(), Some(&other));
+    r.result.as_ref().unwrap();
+    assert!(r.rec.phases.iter().all(|p| !p.reused));
+    assert!(
+        r.rec
+            .resumes
+            .iter()
+            .any(|s| s.contains("every phase runs again")),
+        "{:?}",
+        r.rec.resumes
+    );
+    std::fs::remove_dir_all(&a).ok();
+}
+
+#[test]
+fn an_engine_error_stops_the_run_with_the_record_saying_where_then_resume() {
+    let good = recipe("good");
+    let a = arts("engine-error");
+    let f = fake("good");
+    // The engine's stream breaks in the middle of the export.
+    f.script({
+        let mut armed = true;
+        move |p| {
+            if armed && p.method == "export_image" && p.after == Some(2) {
+                armed = false;
+                return Some(Act::Fail("connection reset by peer".into()));
+            }
+            None
+        }
+    });
+    let d = build(&f, &good, &a, &base_sel(), None);
+    let e = d.result.as_ref().unwrap_err();
+    assert!(matches!(e, Error::Engine { .. }), "{e:?}");
+    assert_eq!(d.rec.state, RunState::Error);
+    assert_eq!(d.status(PhaseId::Export), PhaseStatus::Error);
+    assert!(
+        d.reason(PhaseId::Export)
+            .contains("connection reset by peer"),
+        "{}",
+        d.reason(PhaseId::Export)
+    );
+    assert_eq!(d.status(PhaseId::Report), PhaseStatus::Pending);
+    assert!(!d.plan.artifacts.archive.exists() && parts(&a).is_empty());
+    // The image the run built is kept: the resume exports it without building anything.
+    let before = f.calls().len();
+    let r = build(&f, &good, &a, &base_sel(), Some(&d.rec));
+    r.result.as_ref().unwrap();
+    assert_eq!(
+        r.reason(PhaseId::Export),
+        "run again: it ended `error` before"
+    );
+    assert_eq!(r.status(PhaseId::Export), PhaseStatus::Pass);
+    assert_eq!(count(&f.calls()[before..], "build "), 0);
+    // A build call that fails (the engine gone): an error in the build phase, nothing left.
+    let a2 = arts("engine-error-build");
+    let f = fake("good");
+    f.at_call("build", Some("wheels"), 1, Act::Fail("engine gone".into()));
+    let d = build(&f, &good, &a2, &base_sel(), None);
+    assert!(d.result.is_err());
+    assert_eq!(d.status(PhaseId::Build), PhaseStatus::Error);
+    assert!(d.reason(PhaseId::Build).contains("engine gone"));
+    assert_eq!(d.status(PhaseId::Wheel), PhaseStatus::Pending);
+    assert_eq!(leftovers(&f), Vec::<String>::new());
+    std::fs::remove_dir_all(&a).ok();
+    std::fs::remove_dir_all(&a2).ok();
+}
+
+#[test]
+fn the_recorder_writes_down_what_the_engine_answered() {
+    use crate::engine::fake::Recorded;
+    use crate::engine::recording::Recording;
+    // The good run on the fake, recorded: the same builds and calls as the recording replayed.
+    let a = arts("recorder");
+    let f = fake("good");
+    let out = a.join("recording");
+    let r = Recording::new(&f, &out).unwrap();
+    assert!(
+        Recording::new(&f, &out).is_err(),
+        "an existing recording is not overwritten"
+    );
+    let good = recipe("good");
+    let d = build_on(&r, &f, &good, &a, &base_sel(), None);
+    d.result.as_ref().unwrap();
+    let (was, now) = (f.recorded(), Recorded::load(&out));
+    let key = |b: &crate::engine::fake::RecordedBuild| {
+        (
+            b.target.clone(),
+            b.tag.clone(),
+            b.builder,
+            b.events.clone(),
+            b.end.clone(),
+        )
+    };
+    assert_eq!(
+        now.builds.iter().map(key).collect::<Vec<_>>(),
+        was.builds.iter().map(key).collect::<Vec<_>>()
+    );
+    assert_eq!(now.calls.len(), was.calls.len());
+    for (n, w) in now.calls.iter().zip(&was.calls) {
+        assert_eq!(
+            (&n.call, &n.image, &n.path, &n.cmd, &n.error),
+            (&w.call, &w.image, &w.path, &w.cmd, &w.error)
+        );
+        match n.call.as_str() {
+            // the fake's container ids, and its synthetic export stream's length
+            "open_container" | "export_image" => {}
+            _ => assert_eq!(n.ok, w.ok, "{}", n.call),
+        }
+        if let (Some(nf), Some(wf)) = (&n.file, &w.file) {
+            assert_eq!(
+                std::fs::read(out.join(nf)).unwrap(),
+                std::fs::read(was.dir.join(wf)).unwrap()
+            );
+        }
+        assert_eq!(n.file.is_some(), w.file.is_some());
+    }
+    std::fs::remove_dir_all(&a).ok();
+}
