@@ -800,7 +800,7 @@ impl Engine for FakeEngine {
             .iter()
             .filter(|c| has(&c.labels))
             .map(|c| Leftover {
-                kind: "container",
+                kind: super::LeftoverKind::Container,
                 id: c.id.clone(),
                 labels: c.labels.clone(),
                 tags: Vec::new(),
@@ -811,7 +811,7 @@ impl Engine for FakeEngine {
                 .iter()
                 .filter(|i| has(&i.labels))
                 .map(|i| Leftover {
-                    kind: "image",
+                    kind: super::LeftoverKind::Image,
                     id: i.id.clone(),
                     labels: i.labels.clone(),
                     tags: i.tags.iter().cloned().collect(),
@@ -822,8 +822,8 @@ impl Engine for FakeEngine {
 
     fn remove_leftover(&self, l: &Leftover) -> Result<()> {
         match l.kind {
-            "container" => self.remove_container(&l.id),
-            _ => self.remove_image(&l.id),
+            super::LeftoverKind::Container => self.remove_container(&l.id),
+            super::LeftoverKind::Image => self.remove_image(&l.id),
         }
     }
 
