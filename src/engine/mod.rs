@@ -131,6 +131,11 @@ pub trait Engine {
     /// Load an image archive (what `docker load` reads) from `reader`; returns the engine's
     /// messages (`Loaded image: ...`).
     fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>>;
+    /// Long-lived containers with devices, ports and logs (phases 5-7), where this engine can
+    /// start them.
+    fn containers(&self) -> Option<&dyn Containers> {
+        None
+    }
 }
 
 /// The Docker engine through its API.
@@ -204,6 +209,10 @@ fn engine_err(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Engine for DockerEngine {
+    fn containers(&self) -> Option<&dyn Containers> {
+        Some(self)
+    }
+
     fn build(
         &self,
         spec: &BuildSpec,

@@ -263,6 +263,11 @@ fn write_line(out: &mut impl Write, line: &Line) -> std::io::Result<()> {
 }
 
 impl Engine for Recording<'_> {
+    fn containers(&self) -> Option<&dyn super::Containers> {
+        // phases 5-7 are not recorded: they need a GPU this recorder's users do not have
+        self.inner.containers()
+    }
+
     fn info(&self) -> Result<EngineInfo> {
         let r = self.inner.info();
         self.note(Self::call("info", None), &r)?;

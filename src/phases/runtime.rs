@@ -5,9 +5,8 @@
 //! GPU, and the checks that could run without one are `forge runtime IMAGE`'s to run.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use crate::engine::{DockerEngine, GpuAccess};
+use crate::engine::GpuAccess;
 use crate::error::Result;
 use crate::pipeline::Ctx;
 use crate::report::Check;
@@ -37,13 +36,21 @@ fn target(ctx: &Ctx<'_>) -> std::result::Result<String, String> {
     Ok(image.tag.clone())
 }
 
+/// The run's engine, as the starter of GPU containers.
+fn containers<'a>(ctx: &Ctx<'a>) -> Result<&'a dyn crate::engine::Containers> {
+    ctx.engine.containers().ok_or_else(|| crate::Error::Engine {
+        message: "this engine cannot start containers with devices".into(),
+        hint: Some("run `forge runtime IMAGE` and `forge serve IMAGE` against Docker".into()),
+    })
+}
+
 /// Phases 5 and 7: one probe container with the GPU.
 pub fn runtime(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     let image = match target(ctx) {
         Ok(i) => i,
         Err(why) => return Ok(skipped(ctx, &[5, 7], "forge runtime", &why)),
     };
-    let engine = DockerEngine::connect(Duration::from_secs(10))?;
+    let engine = containers(ctx)?;
     let opts = crate::runtime::RuntimeOptions {
         gpu: crate::runtime::GpuChoice::Auto,
         require_gpu: false,
@@ -53,7 +60,7 @@ pub fn runtime(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     };
     let observer = &mut *ctx.observer;
     let (checks, _) = crate::runtime::run_runtime(
-        &engine,
+        engine,
         &image,
         ctx.recipe,
         &opts,
@@ -70,7 +77,7 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         Ok(i) => i,
         Err(why) => return Ok(skipped(ctx, &[6], "forge serve", &why)),
     };
-    let engine = DockerEngine::connect(Duration::from_secs(10))?;
+    let engine = containers(ctx)?;
     let opts = crate::serve::ServeOptions {
         no_gpu: false,
         require_gpu: false,
@@ -80,7 +87,7 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     };
     let observer = &mut *ctx.observer;
     let (checks, _) = crate::serve::run_serve(
-        &engine,
+        engine,
         &image,
         ctx.recipe,
         &opts,
