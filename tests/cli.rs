@@ -1054,3 +1054,21 @@ fn unusable_run_ids_are_refused_before_anything_is_written() {
     }
     assert!(!dir.exists(), "something was written");
 }
+
+/// `forge build --resume` where no run was ever made says so (not a complaint about the run id
+/// `latest`), and exits 2 before touching the engine or the directory.
+#[test]
+fn resume_with_no_run_says_there_is_nothing_to_resume() {
+    let d = tempdir("resume-none");
+    let arts = d.join("artifacts");
+    let o = forge(
+        &["build", "--resume", "--artifacts", arts.to_str().unwrap()],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("nothing to resume"), "{err}");
+    assert!(err.contains("hint:") && err.contains("forge runs"), "{err}");
+    assert!(!arts.exists(), "it made {}", arts.display());
+    std::fs::remove_dir_all(&d).ok();
+}

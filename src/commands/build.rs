@@ -130,6 +130,17 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         }
     }
     let prior = match &args.resume {
+        Some(run) if run == "latest" && !args.artifacts.join(run).exists() => {
+            return Err(Error::usage(
+                format!(
+                    "nothing to resume: no run under `{}` (it has no `latest`)",
+                    args.artifacts.display()
+                ),
+                Some(
+                    "start one with `forge build`, or pass `--artifacts DIR` where your runs are (`forge runs --artifacts DIR` lists them)",
+                ),
+            ));
+        }
         Some(run) => {
             let run = std::fs::read_link(args.artifacts.join(run))
                 .ok()

@@ -233,6 +233,12 @@ pub const LOCK: &str = ".forge.lock";
 pub fn lock(root: &Path, run: &str) -> Result<ArtifactsLock> {
     use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
+    if root.exists() && !root.is_dir() {
+        return Err(Error::usage(
+            format!("`--artifacts {}` is not a directory", root.display()),
+            Some("pass a directory (made if missing) for the runs' artifacts"),
+        ));
+    }
     std::fs::create_dir_all(root).map_err(|e| Error::io("create", root, e))?;
     let path = root.join(LOCK);
     let mut f = std::fs::OpenOptions::new()
