@@ -861,10 +861,19 @@ fn a_build_interrupted_in_export_resumes_to_the_same_verdict_and_archive() {
         .unwrap();
     let cut = arts.join("cut");
     let archive = cut.join("forge-fixture-good-latest.tar.gz");
-    let (code, _) = interrupt_when(&mut child, Duration::from_secs(300), &|| {
+    let (code, took) = interrupt_when(&mut child, Duration::from_secs(300), &|| {
         std::fs::metadata(part_of(&archive)).is_ok_and(|m| m.len() > 0)
     });
     assert_eq!(code, Some(130));
+    assert!(
+        took < Duration::from_secs(1),
+        "exited {took:?} after SIGINT"
+    );
+    let left = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=forge.temp"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "a container is left");
     let rec = record(&cut);
     assert_eq!(rec["state"], "interrupted");
     assert_eq!(phase(&rec, "export")["status"], "interrupted");
