@@ -198,6 +198,14 @@ put("probe_json", "probe", json.dumps({
     "dists": {"vllm": "0.12.0", "python_multipart": "0.0.20", "uvloop": "0.21.0", "amdsmi": "26.2.0"},
     "files": {"/opt/rocm/lib/libamdhip64.so": True, "/opt/rocm/lib/libamd_smi.so": False}}))
 put("probe_json", "errors", json.dumps({"dpkg": {}, "dpkg_error": "[Errno 2] No such file", "dists": {}, "dists_error": "boom", "files": {}}))
+# runtime_probe: a flags byte (bit 0 GPU absent, 1 --require-gpu, 2 extra imports, 3 chat),
+# then the runtime probe's real output (tests/fixtures/runtime, from an H200) or a server body
+_probe = open(os.path.join(ROOT, "tests/fixtures/runtime/h200-probe.out"), "rb").read()
+put("runtime_probe", "h200-gpu", b"\x00" + _probe)
+put("runtime_probe", "h200-absent-require", b"\x07" + _probe)
+put("runtime_probe", "models", b'\x00{"object":"list","data":[{"id":"facebook/opt-125m","object":"model"}]}')
+put("runtime_probe", "chat", b'\x08{"choices":[{"index":0,"message":{"role":"assistant","content":"Paris"}}]}')
+put("runtime_probe", "completion", b'\x00{"choices":[{"index":0,"text":" the capital"}]}')
 shutil.rmtree(tmp)
 total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(SEEDS) for f in fs)
 print(f"seeds: {total} bytes in {sum(len(fs) for _, _, fs in os.walk(SEEDS))} files")
