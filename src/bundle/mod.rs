@@ -504,24 +504,78 @@ fn inside(dir: &Path, rel: &str) -> Option<PathBuf> {
         .then(|| dir.join(p))
 }
 
+/// Files hashed once however many lists name them (`None`: missing or unreadable).
+struct Hashes<'a> {
+    dir: &'a Path,
+    done: BTreeMap<String, Option<(u64, String)>>,
+}
+
+impl Hashes<'_> {
+    fn get(&mut self, rel: &str) -> Option<(u64, String)> {
+        let dir = self.dir;
+        self.done
+            .entry(rel.to_owned())
+            .or_insert_with(|| inside(dir, rel).and_then(|p| sha256_file(&p).ok()))
+            .clone()
+    }
+}
+
 /// `forge verify`: recompute every checksum (files, parts and the whole archive), check the
 /// manifest against the files and thresholds, `SHA256SUMS` and the `.sha256` files against the
 /// hashes; with `engine`, load the archive and compare the image id.
 pub fn verify(dir: &Path, engine: Option<&dyn crate::engine::Engine>) -> Result<Verified> {
     let m = read_manifest(dir)?;
-    let mut checks = Vec::new();
-    // Hash every file the manifest, SHA256SUMS or a .sha256 file names, once.
-    let mut hashes: BTreeMap<String, Option<(u64, String)>> = BTreeMap::new();
-    let mut hash = |rel: &str| -> Option<(u64, String)> {
-        hashes
-            .entry(rel.to_owned())
-            .or_insert_with(|| inside(dir, rel).and_then(|p| sha256_file(&p).ok()))
-            .clone()
+    let mut hashes = Hashes {
+        dir,
+        done: BTreeMap::new(),
     };
+    let mut checks = verify_files(&m, &mut hashes);
+    checks.push(verify_sums(dir, &m, &mut hashes));
+    if let Some(a) = &m.archive {
+        // The archive: its parts, its .sha256, the thresholds, the engine.
+        let whole = if a.parts.is_empty() {
+            hashes.get(&a.name)
+        } else {
+            let (check, whole) = verify_parts(dir, a);
+            checks.push(check);
+            whole
+        };
+        let whole_sha = if a.parts.is_empty() {
+            whole.as_ref().map(|(_, h)| h.clone())
+        } else {
+            // The parts check compared the joined hash with the manifest.
+            checks
+                .last()
+                .filter(|c| c.status == crate::report::Status::Pass)
+                .map(|_| a.sha256.clone())
+        };
+        checks.push(verify_archive_sha256(dir, a, whole_sha.as_ref()));
+        checks.push(verify_thresholds(&m, a, whole.as_ref()));
+        if let Some(engine) = engine {
+            checks.push(load_check(dir, &m, a, engine));
+        }
+    } else {
+        // A run that stopped before the export: its files are checked above, but there is no
+        // image to size or load, so the bundle is no release (a skip, never a pass).
+        checks.push(Check::skip(
+            "verify.archive",
+            "the bundle holds the image archive",
+            "the manifest lists no image archive (the run stopped before the export): nothing to size or load; this bundle is no release",
+        ));
+    }
+    Ok(Verified {
+        checks,
+        manifest: m,
+    })
+}
+
+/// Every file the manifest lists against its size and SHA256.
+fn verify_files(m: &Manifest, hashes: &mut Hashes<'_>) -> Vec<Check> {
+    let mut checks = Vec::new();
     for a in &m.artifacts {
         let id = format!("verify.file:{}", a.path);
         let title = format!("{} matches the manifest", a.path);
-        let c = match hash(&a.path) {
+        let c = match hashes.get(&a.path) {
             None => Check::fail(
                 &id,
                 &title,
@@ -551,19 +605,23 @@ pub fn verify(dir: &Path, engine: Option<&dyn crate::engine::Engine>) -> Result<
         };
         checks.push(c);
     }
-    // SHA256SUMS.
+    checks
+}
+
+/// `SHA256SUMS` against the files; it must list every file of the manifest and the manifest.
+fn verify_sums(dir: &Path, m: &Manifest, hashes: &mut Hashes<'_>) -> Check {
     let title = "SHA256SUMS matches every file";
     match std::fs::read_to_string(dir.join(SUMS)) {
-        Err(e) => checks.push(Check::fail(
+        Err(e) => Check::fail(
             "verify.sha256sums",
             title,
             format!("cannot read {SUMS}: {e}"),
-        )),
+        ),
         Ok(text) => {
             let sums = parse_sums(&text);
             let mut bad = Vec::new();
             for (h, n) in &sums {
-                match hash(n) {
+                match hashes.get(n) {
                     None => bad.push(format!("{n} is missing")),
                     Some((_, got)) if got != *h => {
                         bad.push(format!("{n}: sha256 {got}, {SUMS} says {h}"));
@@ -579,7 +637,7 @@ pub fn verify(dir: &Path, engine: Option<&dyn crate::engine::Engine>) -> Result<
             if !sums.iter().any(|(_, n)| n == MANIFEST) {
                 bad.push(format!("{MANIFEST} is not listed in {SUMS}"));
             }
-            checks.push(if bad.is_empty() {
+            if bad.is_empty() {
                 Check::pass(
                     "verify.sha256sums",
                     title,
@@ -587,173 +645,152 @@ pub fn verify(dir: &Path, engine: Option<&dyn crate::engine::Engine>) -> Result<
                 )
             } else {
                 Check::fail("verify.sha256sums", title, bad.join("; "))
-            });
+            }
         }
     }
-    // The archive: its .sha256, its parts, the whole, the thresholds, the engine.
-    if let Some(a) = &m.archive {
-        let whole = if a.parts.is_empty() {
-            hash(&a.name)
-        } else {
-            let mut h = Sha256::new();
-            let mut n = 0u64;
-            let mut missing = Vec::new();
-            for p in &a.parts {
-                match inside(dir, p).map(|p| std::fs::File::open(&p)) {
-                    Some(Ok(mut f)) => {
-                        let mut buf = vec![0u8; 1 << 20];
-                        while let Ok(k) = f.read(&mut buf) {
-                            if k == 0 {
-                                break;
-                            }
-                            h.update(&buf[..k]);
-                            n += k as u64;
-                        }
+}
+
+/// A split archive's parts, joined, against the manifest's size and SHA256; the joined size
+/// when every part is there.
+fn verify_parts(dir: &Path, a: &ArchiveInfo) -> (Check, Option<(u64, String)>) {
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    let mut missing = Vec::new();
+    for p in &a.parts {
+        match inside(dir, p).map(|p| std::fs::File::open(&p)) {
+            Some(Ok(mut f)) => {
+                let mut buf = vec![0u8; 1 << 20];
+                while let Ok(k) = f.read(&mut buf) {
+                    if k == 0 {
+                        break;
                     }
-                    _ => missing.push(p.clone()),
+                    h.update(&buf[..k]);
+                    n += k as u64;
                 }
             }
-            let title = "the parts join to the archive";
-            checks.push(if !missing.is_empty() {
-                Check::fail(
-                    "verify.parts",
-                    title,
-                    format!("missing part(s): {}", missing.join(", ")),
-                )
-                .with_hint("copy every part: the archive cannot be joined without them")
-            } else {
-                let got = crate::atomic::hex(&h.finalize());
-                if got == a.sha256 && n == a.bytes {
-                    Check::pass(
-                        "verify.parts",
-                        title,
-                        format!(
-                            "{} parts join to {} ({n} bytes, sha256 {got}): {}",
-                            a.parts.len(),
-                            a.name,
-                            a.join.as_deref().unwrap_or("")
-                        ),
-                    )
-                } else {
-                    Check::fail(
-                        "verify.parts",
-                        title,
-                        format!(
-                            "joined parts: {n} bytes, sha256 {got}; the manifest says {} bytes, sha256 {}",
-                            a.bytes, a.sha256
-                        ),
-                    )
-                }
-            });
-            missing.is_empty().then(|| (n, String::new()))
-        };
-        let whole_sha = if a.parts.is_empty() {
-            whole.as_ref().map(|(_, h)| h.clone())
-        } else {
-            // The parts check compared the joined hash with the manifest.
-            checks
-                .last()
-                .filter(|c| c.status == crate::report::Status::Pass)
-                .map(|_| a.sha256.clone())
-        };
-        let sfile = format!("{}.sha256", a.name);
-        let title = format!("{sfile} matches the archive");
-        checks.push(match std::fs::read_to_string(dir.join(&sfile)) {
-            Err(e) => Check::fail(
-                "verify.archive-sha256",
-                &title,
-                format!("cannot read {sfile}: {e}"),
-            ),
-            Ok(text) => {
-                let sums = parse_sums(&text);
-                match (sums.iter().find(|(_, n)| *n == a.name), &whole_sha) {
-                    (None, _) => Check::fail(
-                        "verify.archive-sha256",
-                        &title,
-                        format!("{sfile} has no line for {}: {}", a.name, text.trim()),
-                    ),
-                    (Some((h, _)), Some(got)) if h == got => Check::pass(
-                        "verify.archive-sha256",
-                        &title,
-                        format!(
-                            "{sfile}: {h}, recomputed over the archive{}",
-                            if a.parts.is_empty() {
-                                ""
-                            } else {
-                                "'s joined parts"
-                            }
-                        ),
-                    ),
-                    (Some((h, _)), Some(got)) => Check::fail(
-                        "verify.archive-sha256",
-                        &title,
-                        format!("{sfile} says {h}, the archive's sha256 is {got}"),
-                    )
-                    .with_hint("the checksum file or the archive was changed: get them again"),
-                    (Some(_), None) => Check::fail(
-                        "verify.archive-sha256",
-                        &title,
-                        format!(
-                            "{sfile} cannot be checked: the archive {} is missing or incomplete",
-                            a.name
-                        ),
-                    ),
-                }
-            }
-        });
-        // Thresholds, as the manifest records them, against the files' real sizes.
-        let t = m.recipe.as_ref().map(|r| r.thresholds).unwrap_or_default();
-        let real = whole
-            .as_ref()
-            .map(|(n, _)| if a.parts.is_empty() { *n } else { a.bytes });
-        let mut ev = Vec::new();
-        let mut ok = true;
-        if let Some(n) = real {
-            ev.push(format!(
-                "archive {} (threshold {})",
-                gb(n),
-                gb(t.archive_min_bytes)
-            ));
-            ok &= n > t.archive_min_bytes;
+            _ => missing.push(p.clone()),
         }
-        if let Some(b) = m.image.as_ref().and_then(|i| i.bytes) {
-            ev.push(format!(
-                "image {} (threshold {})",
-                gb(b),
-                gb(t.image_min_bytes)
-            ));
-            ok &= b > t.image_min_bytes;
-        }
-        checks.push(if ev.is_empty() {
-            Check::skip(
-                "verify.thresholds",
-                "sizes over the recipe's thresholds",
-                "the archive is missing: no size to compare",
-            )
-        } else {
-            Check::when(
-                ok,
-                "verify.thresholds",
-                "sizes over the recipe's thresholds",
-                ev.join("; "),
-            )
-        });
-        if let Some(engine) = engine {
-            checks.push(load_check(dir, &m, a, engine));
-        }
-    } else {
-        // A run that stopped before the export: its files are checked above, but there is no
-        // image to size or load, so the bundle is no release (a skip, never a pass).
-        checks.push(Check::skip(
-            "verify.archive",
-            "the bundle holds the image archive",
-            "the manifest lists no image archive (the run stopped before the export): nothing to size or load; this bundle is no release",
-        ));
     }
-    Ok(Verified {
-        checks,
-        manifest: m,
-    })
+    let title = "the parts join to the archive";
+    let check = if !missing.is_empty() {
+        Check::fail(
+            "verify.parts",
+            title,
+            format!("missing part(s): {}", missing.join(", ")),
+        )
+        .with_hint("copy every part: the archive cannot be joined without them")
+    } else {
+        let got = crate::atomic::hex(&h.finalize());
+        if got == a.sha256 && n == a.bytes {
+            Check::pass(
+                "verify.parts",
+                title,
+                format!(
+                    "{} parts join to {} ({n} bytes, sha256 {got}): {}",
+                    a.parts.len(),
+                    a.name,
+                    a.join.as_deref().unwrap_or("")
+                ),
+            )
+        } else {
+            Check::fail(
+                "verify.parts",
+                title,
+                format!(
+                    "joined parts: {n} bytes, sha256 {got}; the manifest says {} bytes, sha256 {}",
+                    a.bytes, a.sha256
+                ),
+            )
+        }
+    };
+    (check, missing.is_empty().then(|| (n, String::new())))
+}
+
+/// The archive's `.sha256` file against the archive's recomputed SHA256.
+fn verify_archive_sha256(dir: &Path, a: &ArchiveInfo, whole_sha: Option<&String>) -> Check {
+    let sfile = format!("{}.sha256", a.name);
+    let title = format!("{sfile} matches the archive");
+    match std::fs::read_to_string(dir.join(&sfile)) {
+        Err(e) => Check::fail(
+            "verify.archive-sha256",
+            &title,
+            format!("cannot read {sfile}: {e}"),
+        ),
+        Ok(text) => {
+            let sums = parse_sums(&text);
+            match (sums.iter().find(|(_, n)| *n == a.name), whole_sha) {
+                (None, _) => Check::fail(
+                    "verify.archive-sha256",
+                    &title,
+                    format!("{sfile} has no line for {}: {}", a.name, text.trim()),
+                ),
+                (Some((h, _)), Some(got)) if h == got => Check::pass(
+                    "verify.archive-sha256",
+                    &title,
+                    format!(
+                        "{sfile}: {h}, recomputed over the archive{}",
+                        if a.parts.is_empty() {
+                            ""
+                        } else {
+                            "'s joined parts"
+                        }
+                    ),
+                ),
+                (Some((h, _)), Some(got)) => Check::fail(
+                    "verify.archive-sha256",
+                    &title,
+                    format!("{sfile} says {h}, the archive's sha256 is {got}"),
+                )
+                .with_hint("the checksum file or the archive was changed: get them again"),
+                (Some(_), None) => Check::fail(
+                    "verify.archive-sha256",
+                    &title,
+                    format!(
+                        "{sfile} cannot be checked: the archive {} is missing or incomplete",
+                        a.name
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+/// Thresholds, as the manifest records them, against the files' real sizes.
+fn verify_thresholds(m: &Manifest, a: &ArchiveInfo, whole: Option<&(u64, String)>) -> Check {
+    let t = m.recipe.as_ref().map(|r| r.thresholds).unwrap_or_default();
+    let real = whole.map(|(n, _)| if a.parts.is_empty() { *n } else { a.bytes });
+    let mut ev = Vec::new();
+    let mut ok = true;
+    if let Some(n) = real {
+        ev.push(format!(
+            "archive {} (threshold {})",
+            gb(n),
+            gb(t.archive_min_bytes)
+        ));
+        ok &= n > t.archive_min_bytes;
+    }
+    if let Some(b) = m.image.as_ref().and_then(|i| i.bytes) {
+        ev.push(format!(
+            "image {} (threshold {})",
+            gb(b),
+            gb(t.image_min_bytes)
+        ));
+        ok &= b > t.image_min_bytes;
+    }
+    if ev.is_empty() {
+        Check::skip(
+            "verify.thresholds",
+            "sizes over the recipe's thresholds",
+            "the archive is missing: no size to compare",
+        )
+    } else {
+        Check::when(
+            ok,
+            "verify.thresholds",
+            "sizes over the recipe's thresholds",
+            ev.join("; "),
+        )
+    }
 }
 
 /// Reads the parts of a split archive one after another.
