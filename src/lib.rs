@@ -4,8 +4,11 @@
 //! runtime -> serve -> export -> report. `pipeline/` holds the phase unit, the run record
 //! (`run.json`, written after each phase), resume and the one cancel token; `phases/` one module
 //! a phase (orchestration only); `check/` the pure verdicts; `engine/` the only bollard user;
-//! `commands/` one thin file a subcommand; `printer` the one writer of output. `run` only
-//! dispatches.
+//! `commands/` one thin file a subcommand; `printer` the one writer of output; `report` the
+//! checks, verdicts and the catalog every module reports through (the bottom layer); `render/`
+//! the reports; `bundle/` the run directory and the release bundle; `monitor/` the log rules and
+//! the known failures; `atomic` and `units` leaves. No module imports one that imports it back
+//! (`scripts/module-deps.py`). `run` only dispatches.
 
 pub mod atomic;
 pub mod build;
