@@ -162,6 +162,50 @@ pub async fn run(
     })
 }
 
+/// What [`with_one_retry`] looks for: BuildKit's last step, after which the image exists.
+const EXPORT_STEP: &str = "exporting to image";
+
+/// Run `attempt`, and once more when its stream broke after the image was exported.
+///
+/// The engine's BuildKit stream sometimes ends short once the build is done (seen on Docker
+/// 20.10: "bytes remaining on stream" right after `exporting to image`): the image is built but
+/// its id was never received. Then the same build is asked for again, once: the engine's cache
+/// answers at once with the same image, and the log says so. A stream that breaks before the
+/// export (an engine gone mid-build) stays an error, and nothing is retried after a cancel.
+pub fn with_one_retry(
+    mut attempt: impl FnMut(&mut dyn FnMut(BuildEvent<'_>) -> Flow) -> Result<BuildEnd>,
+    sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
+    cancel: Cancel,
+) -> Result<BuildEnd> {
+    let mut exported = false;
+    let first = attempt(&mut |ev| {
+        if let BuildEvent::Step { name, .. } = &ev
+            && name.contains(EXPORT_STEP)
+        {
+            exported = true;
+        }
+        sink(ev)
+    });
+    match first {
+        Err(crate::Error::Engine { message, .. })
+            if exported && !cancel.requested() && message.starts_with("build stream") =>
+        {
+            let note = format!(
+                "forge: the engine's build stream ended short after the image was exported ({message}); asking the engine again (its cache holds the image)\n"
+            );
+            if sink(BuildEvent::Output {
+                id: 0,
+                bytes: note.as_bytes(),
+            }) == Flow::Cancel
+            {
+                return Ok(BuildEnd::Cancelled);
+            }
+            attempt(sink)
+        }
+        other => other,
+    }
+}
+
 /// Turns the engine's build messages into [`BuildEvent`]s: BuildKit vertices numbered in order
 /// of first appearance, each step announced once, the classic builder's `Step n/m` lines.
 #[derive(Debug, Default)]
@@ -258,5 +302,84 @@ impl Decoder {
     ) -> std::result::Result<Option<BuildEnd>, String> {
         let info: BuildInfo = serde_json::from_slice(json).map_err(|e| e.to_string())?;
         Ok(self.decode(&info, sink))
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    fn broken() -> crate::Error {
+        crate::Error::Engine {
+            message: "build stream: bytes remaining on stream".into(),
+            hint: None,
+        }
+    }
+
+    /// (calls made, result, output the sink saw)
+    fn run(steps: &[&str], cancel: Cancel) -> (u32, Result<BuildEnd>, String) {
+        let mut calls = 0;
+        let mut seen = String::new();
+        let r = with_one_retry(
+            |sink| {
+                calls += 1;
+                if calls == 1 {
+                    for (i, s) in steps.iter().enumerate() {
+                        sink(BuildEvent::Step {
+                            id: i as u32 + 1,
+                            name: s,
+                            cached: true,
+                        });
+                    }
+                    Err(broken())
+                } else {
+                    Ok(BuildEnd::Succeeded {
+                        image_id: Some("sha256:abc".into()),
+                    })
+                }
+            },
+            &mut |ev| {
+                if let BuildEvent::Output { bytes, .. } = ev {
+                    seen.push_str(&String::from_utf8_lossy(bytes));
+                }
+                Flow::Continue
+            },
+            cancel,
+        );
+        (calls, r, seen)
+    }
+
+    #[test]
+    fn a_stream_broken_after_the_export_is_asked_again_once() {
+        let (calls, r, seen) = run(
+            &["[base 1/2] FROM x", "exporting to image"],
+            Cancel::detached(),
+        );
+        assert_eq!(calls, 2);
+        assert_eq!(
+            r.unwrap(),
+            BuildEnd::Succeeded {
+                image_id: Some("sha256:abc".into())
+            }
+        );
+        assert!(
+            seen.contains("ended short after the image was exported"),
+            "{seen}"
+        );
+    }
+
+    #[test]
+    fn a_stream_broken_before_the_export_or_after_a_cancel_is_an_error() {
+        let (calls, r, _) = run(
+            &["[base 1/2] FROM x", "[build 2/2] RUN make"],
+            Cancel::detached(),
+        );
+        assert_eq!(calls, 1);
+        assert!(r.is_err());
+        let c = Cancel::detached();
+        c.request(libc::SIGINT);
+        let (calls, r, _) = run(&["exporting to image"], c);
+        assert_eq!(calls, 1);
+        assert!(r.is_err());
     }
 }

@@ -218,8 +218,14 @@ impl Engine for DockerEngine {
         spec: &BuildSpec,
         sink: &mut dyn FnMut(BuildEvent<'_>) -> Flow,
     ) -> Result<BuildEnd> {
-        self.rt
-            .block_on(build::run(&self.docker, spec, sink, self.cancel))
+        build::with_one_retry(
+            |s| {
+                self.rt
+                    .block_on(build::run(&self.docker, spec, s, self.cancel))
+            },
+            sink,
+            self.cancel,
+        )
     }
 
     fn open_container(&self, image: &str, labels: &BTreeMap<String, String>) -> Result<String> {
