@@ -293,15 +293,7 @@ fn new_record(
         verdict: crate::report::Verdict::Incomplete,
         phases: phases::BUILD
             .iter()
-            .map(|p| PhaseRecord {
-                id: p.id,
-                status: PhaseStatus::Pending,
-                reason: None,
-                reused: false,
-                started: None,
-                seconds: 0.0,
-                checks: Vec::new(),
-            })
+            .map(|p| PhaseRecord::pending(p.id))
             .collect(),
         outputs: record::Outputs::default(),
         resumes: prior

@@ -76,6 +76,21 @@ pub struct PhaseRecord {
     pub checks: Vec<Check>,
 }
 
+impl PhaseRecord {
+    /// A phase not reached yet.
+    pub fn pending(id: crate::pipeline::PhaseId) -> PhaseRecord {
+        PhaseRecord {
+            id,
+            status: PhaseStatus::Pending,
+            reason: None,
+            reused: false,
+            started: None,
+            seconds: 0.0,
+            checks: Vec::new(),
+        }
+    }
+}
+
 pub use crate::build::Wheel;
 
 /// The image the run built.

@@ -194,15 +194,7 @@ fn build_on(
         verdict: Verdict::Incomplete,
         phases: phases::BUILD
             .iter()
-            .map(|p| PhaseRecord {
-                id: p.id,
-                status: PhaseStatus::Pending,
-                reason: None,
-                reused: false,
-                started: None,
-                seconds: 0.0,
-                checks: Vec::new(),
-            })
+            .map(|p| PhaseRecord::pending(p.id))
             .collect(),
         outputs: Outputs::default(),
         resumes: prior.map(|p| p.resumes.clone()).unwrap_or_default(),
