@@ -496,13 +496,10 @@ mod tests {
 
     fn phase(id: PhaseId, status: RecStatus, started: &str, seconds: f64) -> PhaseRecord {
         PhaseRecord {
-            id,
             status,
-            reason: None,
-            reused: false,
             started: Some(started.into()),
             seconds,
-            checks: Vec::new(),
+            ..PhaseRecord::pending(id)
         }
     }
 

@@ -124,11 +124,19 @@ pub fn rocm_release(version: &str) -> Option<String> {
 pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
     let c = &recipe.file.checks;
     use crate::units::gb;
-    let mut out = vec![check_when(
+    let mut size_check = check_when(
         size > c.image_min_bytes,
         "4.1",
         format!("{} (threshold {})", gb(size), gb(c.image_min_bytes)),
-    )];
+    );
+    if size <= c.image_min_bytes {
+        // The spec's 20 GB is its own image's (ROCm's full base with every arch's math
+        // libraries; its archive was 9.5 GB compressed): a single-arch image is smaller.
+        size_check = size_check.with_hint(
+            "the spec's 20 GB counts a ROCm base with every arch's math libraries; a smaller image whose 4.2-4.5 and image.gpu-targets pass is not broken, and the runtime, serve and export phases still ran on it (lower `checks.image-min-bytes` in the recipe to record that choice)",
+        );
+    }
+    let mut out = vec![size_check];
 
     out.push(match &p.dpkg_error {
         Some(e) => check(

@@ -9,7 +9,24 @@ pub mod report;
 pub mod runtime;
 pub mod wheel;
 
-use crate::pipeline::{Ctx, Phase, PhaseId};
+use crate::pipeline::{Ctx, Gate, Phase, PhaseId};
+
+/// What keeps a wheel out of the image: a wheel that is not a ROCm build, lacks distributed or
+/// carries no code for the target arch makes every later phase meaningless. 3.1 (size) and
+/// `wheel.glibc` (the manylinux tag) are not here: a wheel that misses them still works in the
+/// image it was built for, and the run's verdict fails on them all the same.
+const WHEEL_GATES: &[Gate] = &[
+    Gate::Check("wheel.flavour", "not a ROCm build of torch"),
+    Gate::Check("3.2", "torch.distributed is missing (USE_DISTRIBUTED=0)"),
+    Gate::Check("3.3", "PrefixStore is missing: vLLM cannot import it"),
+    Gate::Check("3.4", "ProcessGroup is missing: vLLM cannot import it"),
+    Gate::Check("3.5", "torch does not link HIP: not a ROCm build"),
+    Gate::Check("3.6", "torch's ROCm symbols do not resolve: it cannot load"),
+    Gate::Check(
+        "wheel.gpu-targets",
+        "torch carries no code for the target arch",
+    ),
+];
 
 fn always(_: &Ctx<'_>) -> std::result::Result<(), String> {
     Ok(())
@@ -36,7 +53,7 @@ pub const BUILD: &[Phase] = &[
     Phase {
         id: PhaseId::Build,
         needs: &[PhaseId::Plan],
-        gates: &[],
+        gates: &[Gate::Phase(PhaseId::Plan)],
         cheap: false,
         run: build::run,
         verify: build::verify,
@@ -52,7 +69,7 @@ pub const BUILD: &[Phase] = &[
     Phase {
         id: PhaseId::Image,
         needs: &[PhaseId::Build],
-        gates: &[PhaseId::Wheel],
+        gates: WHEEL_GATES,
         cheap: false,
         run: image::run,
         verify: image::verify,

@@ -1,6 +1,8 @@
 //! Phase 3 inside `forge build`: `forge wheel`'s checks on the torch wheel taken out, with
 //! libtorch_hip.so's libraries resolved inside the recipe's base image (where the build
-//! stage's ROCm comes from). A wheel that fails here is not put into an image.
+//! stage's ROCm comes from). A wheel that fails a gating check here (not ROCm, no distributed,
+//! no code for the arch: `phases::WHEEL_GATES`) is not put into an image; one that fails only
+//! 3.1 (size) is, and the run's verdict still fails on 3.1.
 
 use crate::check::resolve::{ImageRoot, LibRoot};
 use crate::check::wheel::{self, WheelOptions};
@@ -29,9 +31,10 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     let data = match wheel::read_wheel(&torch.path, threads()) {
         Ok(d) => d,
         Err(e) => {
+            // `wheel.flavour` gates the image: a wheel forge cannot read is not put into one.
             return Ok(vec![Check::fail(
-                "3.1",
-                catalog::title("3.1"),
+                "wheel.flavour",
+                catalog::title("wheel.flavour"),
                 format!("cannot read {}: {e}", torch.path.display()),
             )]);
         }

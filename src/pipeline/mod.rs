@@ -1,11 +1,14 @@
 //! The pipeline: phases as units, the run record written after each phase, resume, and the
 //! one cancel token.
 //!
-//! A [`Phase`] has an id, the phases whose outputs it needs (each must have passed), the phases
-//! that gate it (none may have failed: a wheel that fails phase 3 is not put into an image, an
-//! image that fails phase 4 is not exported), and a run function returning its checks; its
-//! outputs go into [`Ctx::outputs`]. [`run`] walks the list: it skips a phase whose inputs are
-//! missing (saying which and why), writes `run.json` atomically after every phase, and stops
+//! A [`Phase`] has an id, the phases whose outputs it needs (each must have produced them: a
+//! phase that failed a check but made its output still feeds the next), the checks that gate it
+//! (named by id: a failure that makes this phase meaningless, such as a wheel without
+//! distributed or without code for the target arch; a size below the spec's threshold is not
+//! one), and a run function returning its checks; its outputs go into [`Ctx::outputs`]. [`run`]
+//! walks the list: it skips a phase whose inputs are missing or gated (saying which and why),
+//! records which failed checks it went past (and why they do not gate it), writes `run.json`
+//! atomically after every phase, and stops
 //! with the record saying where on SIGINT/SIGTERM or an error. On `--resume` it reuses each
 //! phase that passed before, once its recorded outputs are verified (image id still there,
 //! wheel SHA256 unchanged, recipe hash the same), and reruns from the first one that did not.
@@ -89,13 +92,15 @@ pub type RunFn = fn(&mut Ctx<'_>) -> Result<Vec<Check>>;
 pub type VerifyFn = fn(&Ctx<'_>) -> std::result::Result<(), String>;
 
 /// One phase.
+#[derive(Clone, Copy)]
 pub struct Phase {
     /// Its id.
     pub id: PhaseId,
-    /// Phases whose outputs it uses: each must have passed.
+    /// Phases whose outputs it uses: each must have run and produced them
+    /// ([`Outputs::holds`]); passing is not required.
     pub needs: &'static [PhaseId],
-    /// Phases that must not have failed.
-    pub gates: &'static [PhaseId],
+    /// Failures that make it meaningless: a failed gate in an earlier phase skips it.
+    pub gates: &'static [Gate],
     /// Cheap and without outputs worth keeping: rerun on resume, never breaking the reuse of
     /// later phases.
     pub cheap: bool,
@@ -103,6 +108,39 @@ pub struct Phase {
     pub run: RunFn,
     /// Checks that its recorded outputs still hold (resume).
     pub verify: VerifyFn,
+}
+
+/// A failure that makes a later phase meaningless.
+#[derive(Debug, Clone, Copy)]
+pub enum Gate {
+    /// Any failed check of that phase (the plan: a recipe that does not match its Dockerfile
+    /// is not worth hours of compile).
+    Phase(PhaseId),
+    /// That check failed; the text says what the failure means for the gated phase.
+    Check(&'static str, &'static str),
+}
+
+impl Gate {
+    /// Why `phase` is skipped, if this gate failed in `rec`.
+    fn closed(self, phases: &[PhaseRecord]) -> Option<String> {
+        match self {
+            Gate::Phase(g) => phases
+                .iter()
+                .find(|p| p.id == g)
+                .filter(|p| p.status == PhaseStatus::Fail)
+                .map(|_| format!("the {} phase failed", g.name())),
+            Gate::Check(id, why) => phases
+                .iter()
+                .flat_map(|p| p.checks.iter().map(move |c| (p.id, c)))
+                .find(|(_, c)| c.id == id && c.status == Status::Fail)
+                .map(|(p, _)| format!("{id} failed in the {} phase: {why}", p.name())),
+        }
+    }
+
+    /// Whether this gate is the check `id`.
+    fn is(self, id: &str) -> bool {
+        matches!(self, Gate::Check(g, _) if g == id)
+    }
 }
 
 /// What the phases share.
@@ -164,11 +202,13 @@ fn set(rec: &mut RunRecord, p: PhaseRecord) {
     }
 }
 
-/// Why `phase` cannot run, from the statuses so far.
-fn blocked(phase: &Phase, rec: &RunRecord) -> Option<String> {
+/// Why `phase` cannot run, from the phases' records and the outputs so far.
+fn blocked(phase: &Phase, phases: &[PhaseRecord], outputs: &Outputs) -> Option<String> {
     for n in phase.needs {
-        match rec.phase(*n) {
-            Some(p) if p.status == PhaseStatus::Pass => {}
+        match phases.iter().find(|p| p.id == *n) {
+            Some(p)
+                if matches!(p.status, PhaseStatus::Pass | PhaseStatus::Fail)
+                    && outputs.holds(*n) => {}
             Some(p) => {
                 return Some(format!(
                     "needs the {} phase's outputs, and it {}{}",
@@ -176,6 +216,7 @@ fn blocked(phase: &Phase, rec: &RunRecord) -> Option<String> {
                     match p.status {
                         PhaseStatus::Fail => "failed",
                         PhaseStatus::Skip => "was skipped",
+                        PhaseStatus::Pass => "produced none",
                         _ => "did not finish",
                     },
                     p.reason
@@ -192,20 +233,39 @@ fn blocked(phase: &Phase, rec: &RunRecord) -> Option<String> {
             }
         }
     }
-    for g in phase.gates {
-        if rec.phase(*g).is_some_and(|p| p.status == PhaseStatus::Fail) {
-            return Some(match g {
-                PhaseId::Wheel => {
-                    "the wheel failed phase 3: it is not put into an image".to_owned()
-                }
-                PhaseId::Image => {
-                    "the image failed phase 4: it is not exported as a release".to_owned()
-                }
-                g => format!("the {} phase failed", g.name()),
-            });
-        }
+    phase.gates.iter().find_map(|g| g.closed(phases))
+}
+
+/// The failed checks of earlier phases that `phase` goes on past, each with why it is not a gate.
+fn went_past(phase: &Phase, phases: &[PhaseRecord]) -> Vec<String> {
+    if phase.needs.is_empty() {
+        return Vec::new();
     }
-    None
+    phases
+        .iter()
+        .filter(|p| p.id < phase.id)
+        .flat_map(|p| p.checks.iter().map(move |c| (p.id, c)))
+        .filter(|(_, c)| c.status == Status::Fail && !phase.gates.iter().any(|g| g.is(&c.id)))
+        .map(|(p, c)| {
+            format!(
+                "{} failed in the {} phase and does not gate the {} phase: {}",
+                c.id,
+                p.name(),
+                phase.id.name(),
+                not_a_gate(&c.id)
+            )
+        })
+        .collect()
+}
+
+/// Why a failed check does not stop the phases after it (the run's verdict still fails).
+fn not_a_gate(id: &str) -> &'static str {
+    match id {
+        "3.1" | "4.1" | "deliverable.sizes" => {
+            "a size below the spec's threshold is not a broken build (a single-arch wheel bundles no ROCm math libraries), so the later phases still have something to judge"
+        }
+        _ => "the later phases can still judge what was built",
+    }
 }
 
 /// `FORGE_TEST_HOLD=PHASE`, for tests that interrupt a run in a chosen phase: once `run.json`
@@ -294,7 +354,9 @@ pub fn run(
                 rec.resumes.push(format!("{}: {w}", phase.id.name()));
             }
         }
-        let skip = sel.excluded(phase.id).or_else(|| blocked(phase, rec));
+        let skip = sel
+            .excluded(phase.id)
+            .or_else(|| blocked(phase, &rec.phases, &rec.outputs));
         if let Some(reason) = skip {
             // An unselected phase keeps what an earlier attempt recorded for it, if it passed.
             if sel.excluded(phase.id).is_some()
@@ -308,13 +370,9 @@ pub fn run(
             set(
                 rec,
                 PhaseRecord {
-                    id: phase.id,
                     status: PhaseStatus::Skip,
                     reason: Some(reason),
-                    reused: false,
-                    started: None,
-                    seconds: 0.0,
-                    checks: Vec::new(),
+                    ..PhaseRecord::pending(phase.id)
                 },
             );
             continue;
@@ -323,13 +381,11 @@ pub fn run(
         set(
             rec,
             PhaseRecord {
-                id: phase.id,
                 status: PhaseStatus::Running,
                 reason: why_rerun.clone(),
-                reused: false,
                 started: Some(record::now()),
-                seconds: 0.0,
-                checks: Vec::new(),
+                went_past: went_past(phase, &rec.phases),
+                ..PhaseRecord::pending(phase.id)
             },
         );
         rec.write(dir)?;

@@ -74,6 +74,10 @@ pub struct PhaseRecord {
     /// Its checks.
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Failed checks of earlier phases it went on past, each with why that failure does not
+    /// gate it (the run's verdict still fails on them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub went_past: Vec<String>,
 }
 
 impl PhaseRecord {
@@ -87,6 +91,7 @@ impl PhaseRecord {
             started: None,
             seconds: 0.0,
             checks: Vec::new(),
+            went_past: Vec::new(),
         }
     }
 }
@@ -100,6 +105,19 @@ pub struct ImageOut {
     pub tag: String,
     /// Its id (`sha256:...`).
     pub id: String,
+}
+
+impl Outputs {
+    /// Whether `phase` left the output the phases after it use: the build its wheels, the image
+    /// its id, the export its archive; the others have none beyond having run.
+    pub fn holds(&self, phase: PhaseId) -> bool {
+        match phase {
+            PhaseId::Build => !self.wheels.is_empty(),
+            PhaseId::Image => self.image.is_some(),
+            PhaseId::Export => self.archive.is_some(),
+            _ => true,
+        }
+    }
 }
 
 /// What the phases produced, as the later phases and a resume use it.

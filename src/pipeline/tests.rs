@@ -171,6 +171,29 @@ fn build_on(
     sel: &Selection,
     prior: Option<&RunRecord>,
 ) -> Done {
+    build_with(phases::BUILD, engine, fake, recipe, arts, sel, prior)
+}
+
+/// [`build`] of a phase list of the test's own (the real phases with one replaced).
+fn build_list(
+    list: &[super::Phase],
+    fake: &FakeEngine,
+    recipe: &Recipe,
+    arts: &Path,
+    sel: &Selection,
+) -> Done {
+    build_with(list, fake, fake, recipe, arts, sel, None)
+}
+
+fn build_with(
+    list: &[super::Phase],
+    engine: &dyn Engine,
+    fake: &FakeEngine,
+    recipe: &Recipe,
+    arts: &Path,
+    sel: &Selection,
+    prior: Option<&RunRecord>,
+) -> Done {
     let run = "r".to_owned();
     let (plan, plan_checks) = crate::plan::resolve(recipe, arts, &run).unwrap();
     let dir = plan.artifacts.dir.clone();
@@ -217,7 +240,7 @@ fn build_on(
         unverified: None,
         rehearsal: false,
     };
-    let result = super::run(phases::BUILD, &mut ctx, &mut rec, sel, prior, &dir);
+    let result = super::run(list, &mut ctx, &mut rec, sel, prior, &dir);
     let disk = RunRecord::read(&dir).unwrap();
     assert_eq!(
         timeless(
@@ -968,4 +991,122 @@ fn the_recorder_writes_down_what_the_engine_answered() {
         assert_eq!(n.file.is_some(), w.file.is_some());
     }
     std::fs::remove_dir_all(&a).ok();
+}
+
+/// Issue 19: a wheel that fails only 3.1 (size) still goes into the image and the export; the
+/// run's verdict fails on 3.1, and the phases after it say they went past it and why. The
+/// fixture's wheel is no torch (its checks skip), so the wheel phase here answers as phase 3
+/// does on a single-arch ROCm wheel below 2 GB: 3.1 fails, the structure passes.
+#[test]
+fn a_wheel_failing_only_its_size_still_goes_into_the_image_and_the_export() {
+    use super::Phase;
+    use crate::report::Check;
+    let a = arts("size-only");
+    let f = fake("good");
+    let list: Vec<Phase> = phases::BUILD
+        .iter()
+        .map(|p| Phase {
+            run: if p.id == PhaseId::Wheel {
+                |_| {
+                    Ok(vec![
+                        Check::fail("3.1", "wheel size", "1100.0 MB; threshold 2000.0 MB"),
+                        Check::pass("wheel.flavour", "flavour", "ROCm"),
+                        Check::pass("3.2", "c10d", "4210 symbols"),
+                    ])
+                }
+            } else {
+                p.run
+            },
+            ..*p
+        })
+        .collect();
+    let d = build_list(&list, &f, &recipe("good"), &a, &base_sel());
+    d.result.as_ref().expect("the run finishes");
+    assert_eq!(d.check("3.1"), Status::Fail);
+    assert_eq!(d.status(PhaseId::Wheel), PhaseStatus::Fail);
+    for id in [PhaseId::Image, PhaseId::Export] {
+        assert_eq!(
+            d.status(id),
+            PhaseStatus::Pass,
+            "{id:?}: {:#?}",
+            d.phase(id)
+        );
+        let past = &d.phase(id).went_past;
+        assert!(
+            past.len() == 1
+                && past[0].starts_with("3.1 failed in the wheel phase and does not gate"),
+            "{id:?}: {past:?}"
+        );
+    }
+    assert!(d.plan.artifacts.archive.exists());
+    assert_eq!(d.rec.verdict, Verdict::Fail, "3.1 still fails the run");
+    std::fs::remove_dir_all(&a).ok();
+}
+
+/// Issue 19: the gating checks by id: a wheel without distributed (3.2) or without code for
+/// the arch keeps the image from being built; 3.1 and `wheel.glibc` do not.
+#[test]
+fn the_wheel_gates_are_named_checks() {
+    use crate::report::Check;
+    let image = phases::BUILD
+        .iter()
+        .find(|p| p.id == PhaseId::Image)
+        .unwrap();
+    let wheels = Outputs {
+        wheels: vec![crate::build::Wheel {
+            path: "torch-2.9.0-cp312-cp312-linux_x86_64.whl".into(),
+            size: 1,
+            sha256: "0".repeat(64),
+        }],
+        ..Outputs::default()
+    };
+    let with_failed = |id: &str| -> Vec<PhaseRecord> {
+        [PhaseId::Plan, PhaseId::Build, PhaseId::Wheel]
+            .into_iter()
+            .map(|pid| {
+                let checks = match pid {
+                    PhaseId::Wheel => vec![Check::fail(id, "t", "e")],
+                    _ => Vec::new(),
+                };
+                PhaseRecord {
+                    status: if checks.is_empty() {
+                        PhaseStatus::Pass
+                    } else {
+                        PhaseStatus::Fail
+                    },
+                    checks,
+                    ..PhaseRecord::pending(pid)
+                }
+            })
+            .collect()
+    };
+    for (id, why) in [
+        ("3.2", "torch.distributed is missing"),
+        ("3.3", "PrefixStore"),
+        ("wheel.flavour", "not a ROCm build"),
+        ("wheel.gpu-targets", "no code for the target arch"),
+    ] {
+        let r = super::blocked(image, &with_failed(id), &wheels)
+            .unwrap_or_else(|| panic!("{id} gates"));
+        assert!(
+            r.starts_with(&format!("{id} failed in the wheel phase")) && r.contains(why),
+            "{r}"
+        );
+    }
+    for id in ["3.1", "wheel.glibc"] {
+        let rec = with_failed(id);
+        assert_eq!(
+            super::blocked(image, &rec, &wheels),
+            None,
+            "{id} does not gate the image"
+        );
+        assert!(super::went_past(image, &rec)[0].starts_with(&format!(
+            "{id} failed in the wheel phase and does not gate the image phase"
+        )));
+    }
+    assert!(
+        super::blocked(image, &with_failed("3.1"), &Outputs::default())
+            .unwrap()
+            .starts_with("needs the build phase's outputs, and it produced none")
+    );
 }
