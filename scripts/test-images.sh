@@ -39,16 +39,39 @@ if [ $# -eq 2 ]; then
   exit 0
 fi
 
-make_image forge-test-base:trixie python3
+# The five Debian images are independent: made at once (downloads overlap unpacking), each
+# logging to its own file, shown only when it fails; the audit image builds on the hipcc one.
+command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+pids=()
+logs=()
+spawn() {
+  local log
+  log=$(mktemp /tmp/forge-image.XXXXXX.log)
+  make_image "$@" >"$log" 2>&1 &
+  pids+=("$!")
+  logs+=("$log")
+}
+spawn forge-test-base:trixie python3
 # Real ROCm user-space libraries from Debian (HIP, HSA runtime, ROCm SMI) for `forge wheel --image`
-make_image forge-test-rocm:trixie libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1
+spawn forge-test-rocm:trixie libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1
 # A runtime-shaped image: python3, uvloop and python-multipart, and the ROCm libraries (`forge image`)
-make_image forge-test-runtime:trixie python3,python3-uvloop,python3-multipart,libamdhip64-5,librocm-smi64-1
+spawn forge-test-runtime:trixie python3,python3-uvloop,python3-multipart,libamdhip64-5,librocm-smi64-1
 # Debian's real PyTorch (a CPU build with torch.distributed) for `forge runtime`'s probe
-make_image forge-test-torch:trixie python3,python3-torch
+spawn forge-test-torch:trixie python3,python3-torch
 # Debian's hipcc (HIP 5.7), its ROCm math libraries (code objects for gfx9/10/11, none for gfx1151)
 # and its CPU torch, for the image audit
-make_image forge-test-hipcc:trixie python3,hipcc,g++,binutils,librocblas0,librocrand1,librocfft0,python3-torch
+spawn forge-test-hipcc:trixie python3,hipcc,g++,binutils,librocblas0,librocrand1,librocfft0,python3-torch
+failed=0
+for i in "${!pids[@]}"; do
+  if wait "${pids[$i]}"; then
+    cat "${logs[$i]}"
+  else
+    failed=1
+    cat "${logs[$i]}" >&2
+  fi
+  rm -f "${logs[$i]}"
+done
+[ "$failed" = 0 ] || { echo "scripts/test-images.sh: an image could not be made (above)" >&2; exit 1; }
 if docker image inspect forge-test-audit:trixie >/dev/null 2>&1; then
   echo "forge-test-audit:trixie: present"
 else
