@@ -22,6 +22,9 @@ fi
 # implementation, in the python3 on PATH (a pyenv one here, so from the package index rather than apt).
 python3 -c 'import jsonschema' >/dev/null 2>&1 || python3 -m pip install -q jsonschema
 
+# The real vLLM sdists `forge recipe from-vllm` is tested on (by pinned URL and SHA256; tests/upstream.rs).
+scripts/fetch-vllm-sdist.sh >/dev/null
+
 # Docker tests need an engine; with CI set they fail rather than skip when none answers.
 if ! docker info >/dev/null 2>&1; then
   echo "!!! no Docker engine answers: the Docker tests will skip (or fail under CI=true)" >&2

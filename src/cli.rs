@@ -320,6 +320,9 @@ pub enum Command {
         #[command(flatten)]
         recipe: RecipeArgs,
     },
+    /// Write a recipe from upstream's own pins (`forge recipe from-vllm SDIST_OR_TREE`).
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     #[command(
         after_help = "Examples:\n  forge completions bash > /etc/bash_completion.d/forge\n  forge completions zsh > \"${fpath[1]}/_forge\"\n  forge completions fish > ~/.config/fish/completions/forge.fish"
@@ -329,6 +332,39 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `forge recipe` verbs.
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Read vLLM's `docker/Dockerfile.rocm_base` (a source tree, or its sdist streamed) and write
+    /// a recipe that builds its components at its refs on the same ROCm release for `--arch`;
+    /// the components that do not apply are listed with the reason.
+    #[command(
+        after_help = "Examples:\n  forge recipe from-vllm vllm-0.32.0.tar.gz --arch gfx1151 -o recipes/vllm-0.32.0-rocm-7.2.3.toml\n  forge recipe from-vllm ~/src/vllm --vllm-ref v0.12.0 --rocm 7.1.1 > my.toml"
+    )]
+    FromVllm(FromVllmArgs),
+}
+
+/// `forge recipe from-vllm`.
+#[derive(Debug, Clone, Args)]
+pub struct FromVllmArgs {
+    /// A vLLM sdist (`vllm-X.Y.Z.tar.gz`) or source tree.
+    #[arg(value_name = "SDIST_OR_TREE")]
+    pub source: PathBuf,
+    /// Target arch(s), cut from upstream's list (repeat or `;`-separate).
+    #[arg(long, value_name = "GFX", default_value = "gfx1151")]
+    pub arch: Vec<String>,
+    /// The ROCm release to pin, instead of the one upstream's base image tag names (`7.1`
+    /// there is a moving tag; `--rocm 7.1.1` pins a release).
+    #[arg(long, value_name = "VERSION")]
+    pub rocm: Option<String>,
+    /// vLLM's ref, for a source tree that does not say its version (an sdist does).
+    #[arg(long, value_name = "REF")]
+    pub vllm_ref: Option<String>,
+    /// Write the recipe here (default: stdout).
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `--threads`: a positive count (0 threads would do nothing).

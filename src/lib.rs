@@ -35,6 +35,7 @@ pub mod serve;
 pub mod tarframe;
 pub mod tool;
 pub mod units;
+pub mod upstream;
 
 use cli::{Cli, Command};
 pub use error::{Error, Result};
@@ -168,6 +169,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             &commands::load_recipe(&recipe)?,
         ),
         Command::Clean { all } => commands::clean::run(&ui, all),
+        Command::Recipe(cli::RecipeCommand::FromVllm(args)) => {
+            commands::recipe::from_vllm(&ui, &args)
+        }
         Command::Completions { shell } => commands::completions::run(&ui, shell),
         Command::Diagnose { file } => commands::diagnose::run(&ui, file),
     }

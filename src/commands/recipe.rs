@@ -1,0 +1,64 @@
+//! `forge recipe from-vllm SDIST_OR_TREE`: a recipe from upstream's own pins.
+
+use super::prelude::*;
+use crate::cli::FromVllmArgs;
+use crate::upstream::{self, Fate};
+
+/// Run it: the recipe on stdout or in `-o FILE`, what was decided on stderr.
+pub fn from_vllm(ui: &Ui, args: &FromVllmArgs) -> Result<u8> {
+    let src = upstream::source::read(&args.source)?;
+    let pins = upstream::pins(
+        &src,
+        &upstream::Options {
+            archs: args.arch.clone(),
+            rocm: args.rocm.clone(),
+            vllm_ref: args.vllm_ref.clone(),
+        },
+    )?;
+    let text = upstream::render(&pins);
+    ui.say(&summary(&pins));
+    match &args.out {
+        Some(path) => {
+            crate::atomic::write_atomically(path, text.as_bytes())?;
+            ui.say(&format!("wrote {}", path.display()));
+        }
+        None => ui.result(&text),
+    }
+    let outcome = Outcome::new(format!("recipe from-vllm {}", src.origin), Vec::new())
+        .with("pins", &pins)
+        .with("recipe", &text)
+        .with("out", &args.out);
+    if ui.json {
+        return Ok(ui.emit(&outcome));
+    }
+    Ok(0)
+}
+
+fn summary(p: &upstream::Pins) -> String {
+    let mut s = format!(
+        "vLLM {} on ROCm {} (upstream's base `{}` -> `{}`), archs {}\n",
+        p.vllm_ref,
+        p.rocm,
+        p.upstream_base,
+        p.base_image,
+        p.archs.join(";")
+    );
+    for c in &p.components {
+        let (mark, why) = match &c.fate {
+            Fate::Built { .. } => ("built", String::new()),
+            Fate::NotBuilt { reason } => ("not built", format!(": {reason}")),
+        };
+        let cost = match (c.full_sha, c.kind) {
+            (Some(k), _) => format!(" (full SHA {} from {})", k.full, k.source),
+            (None, upstream::RefKind::AbbreviatedCommit) if why.is_empty() => {
+                " (abbreviated commit: a full-history fetch)".to_owned()
+            }
+            _ => String::new(),
+        };
+        s.push_str(&format!(
+            "  {mark:9} {:16} {}{cost}{why}\n",
+            c.name, c.git_ref
+        ));
+    }
+    s
+}

@@ -1,0 +1,234 @@
+//! `forge recipe from-vllm` on the real sdists of vLLM releases with different pins, fetched by
+//! `scripts/fetch-vllm-sdist.sh` (pinned URL and SHA256) into `$FORGE_SDIST_DIR` or
+//! `~/.cache/forge/sdists`. A test without its sdist skips with the reason, and fails under `CI`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use forge::recipe::{LoadOptions, Recipe};
+
+mod common;
+use common::{SKIPS_ENV, json, stderr};
+
+fn forge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(args)
+        .output()
+        .expect("forge runs")
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("forge-upstream-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The sdist of vLLM `version`, or None (after saying why; a failure under `CI`).
+fn sdist(version: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("FORGE_SDIST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/forge/sdists")))
+        .unwrap_or_default();
+    let path = dir.join(format!("vllm-{version}.tar.gz"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "no `{}`: run `scripts/fetch-vllm-sdist.sh {version}` (scripts/test.sh does)",
+        path.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "CI is set and {why}");
+    eprintln!("!!!!!! SKIPPED: {why} !!!!!!");
+    if let Some(skips) = std::env::var_os(SKIPS_ENV) {
+        use std::io::Write;
+        let name = std::thread::current().name().unwrap_or("?").to_owned();
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(skips)
+        {
+            let _ = writeln!(f, "{name} (no vLLM {version} sdist)");
+        }
+    }
+    None
+}
+
+/// `forge recipe from-vllm` on the sdist: the recipe loaded by the strict parser, and the JSON.
+fn recipe_from(version: &str) -> Option<(Recipe, serde_json::Value, String)> {
+    let sdist = sdist(version)?;
+    let out = tempdir(version).join("new.toml");
+    let o = forge(&[
+        "recipe",
+        "from-vllm",
+        sdist.to_str().unwrap(),
+        "--arch",
+        "gfx1151",
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let recipe = Recipe::from_path(&out, LoadOptions::default())
+        .unwrap_or_else(|e| panic!("the written recipe does not load: {e}\n{text}"));
+    Some((recipe, json(&o), text))
+}
+
+fn assert_refs(r: &Recipe, want: &[(&str, &str)]) {
+    for (arg, prefix) in want {
+        let got = &r.build_args[*arg];
+        assert!(got.starts_with(prefix), "{arg} = {got}, want {prefix}…");
+    }
+}
+
+fn not_built(j: &serde_json::Value) -> Vec<String> {
+    j["pins"]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["fate"]["built"] == "not-built")
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn v0_12_0_gives_the_shipped_7_1_1_recipes_refs() {
+    let Some((r, j, text)) = recipe_from("0.12.0") else {
+        return;
+    };
+    let shipped = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
+    for arg in [
+        "PYTORCH_REF",
+        "TRITON_REF",
+        "TORCHVISION_REF",
+        "TORCHAUDIO_REF",
+        "VLLM_REF",
+    ] {
+        let (got, want) = (&r.build_args[arg], &shipped.build_args[arg]);
+        assert!(
+            got.starts_with(want.as_str()),
+            "{arg}: {got} against the shipped {want}"
+        );
+    }
+    assert_refs(
+        &r,
+        &[
+            ("PYTORCH_REF", "1c57644d4cb3aff84642e1326d88681a656507ce"),
+            ("TRITON_REF", "57c693b6"),
+            ("TORCHVISION_REF", "v0.23.0"),
+            ("TORCHAUDIO_REF", "v2.9.0"),
+            ("VLLM_REF", "v0.12.0"),
+        ],
+    );
+    assert_eq!(r.archs(), ["gfx1151"]);
+    assert_eq!(r.file.base_image, "rocm/dev-ubuntu-24.04:7.1-complete");
+    assert_eq!(not_built(&j), ["flash-attention", "aiter"]);
+    assert!(
+        text.contains("ROCm/ROCm#5695") && text.contains("full-history fetch"),
+        "{text}"
+    );
+}
+
+#[test]
+fn v0_28_0_gives_its_own_refs_and_leaves_out_fa_aiter_mori() {
+    let Some((r, j, _)) = recipe_from("0.28.0") else {
+        return;
+    };
+    assert_refs(
+        &r,
+        &[
+            ("PYTORCH_REF", "6bbd260"),
+            ("TRITON_REF", "f0b55c0"),
+            ("TORCHVISION_REF", "v0.27.1"),
+            ("TORCHAUDIO_REF", "v2.11.0"),
+            ("VLLM_REF", "v0.28.0"),
+        ],
+    );
+    assert_eq!(r.rocm_version(), "7.2.3");
+    assert_eq!(r.file.base_image, "rocm/dev-ubuntu-24.04:7.2.3-complete");
+    assert_eq!(not_built(&j), ["flash-attention", "aiter", "mori"]);
+}
+
+#[test]
+fn v0_32_0_leaves_out_the_patched_rocm_runtime_too() {
+    let Some((r, j, text)) = recipe_from("0.32.0") else {
+        return;
+    };
+    assert_refs(
+        &r,
+        &[
+            ("PYTORCH_REF", "733fca1"),
+            ("TRITON_REF", "669b31a"),
+            ("TORCHVISION_REF", "v0.28.0"),
+            ("TORCHAUDIO_REF", "v2.11.0"),
+            ("VLLM_REF", "v0.32.0"),
+        ],
+    );
+    assert_eq!(
+        not_built(&j),
+        [
+            "flash-attention",
+            "aiter",
+            "mori",
+            "rocprofiler-sdk",
+            "rocm-runtime"
+        ]
+    );
+    assert!(
+        text.contains("# - rocm-runtime `af70edc91f1dc5d228fd4c076df99e65e49c4521`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn v0_34_0_installs_prebuilt_torch_and_is_refused_with_a_hint() {
+    let Some(sdist) = sdist("0.34.0") else {
+        return;
+    };
+    let o = forge(&["recipe", "from-vllm", sdist.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("builds no PyTorch from source") && e.contains("hint:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_hint() {
+    let dir = tempdir("bad");
+    let not_tgz = dir.join("vllm.whl");
+    std::fs::write(&not_tgz, b"PK\x03\x04 a zip, not a tarball").unwrap();
+    let no_base = dir.join("vllm-0.0.1.tar.gz");
+    {
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&no_base).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "vllm-0.0.1/setup.py", &b"x"[..])
+            .unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    let cases = [
+        (dir.join("missing.tar.gz"), "cannot read"),
+        (not_tgz, "is not a gzip-compressed tar"),
+        (no_base, "holds no `docker/Dockerfile.rocm_base`"),
+        (dir.clone(), "has no `docker/Dockerfile.rocm_base`"),
+    ];
+    for (path, msg) in cases {
+        let o = forge(&["recipe", "from-vllm", path.to_str().unwrap()]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{}: {e}", path.display());
+        assert!(
+            e.contains(msg) && e.contains("\nhint: "),
+            "{}: {e}",
+            path.display()
+        );
+    }
+}
