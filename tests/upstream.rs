@@ -159,7 +159,8 @@ fn v0_32_0_leaves_out_the_patched_rocm_runtime_too() {
         &r,
         &[
             ("PYTORCH_REF", "733fca1"),
-            ("TRITON_REF", "669b31a"),
+            // upstream writes 669b31a; its Dockerfile.rocm gives the same commit in full
+            ("TRITON_REF", "669b31acc1dd1b3fd93286afd5db67f65d9f7557"),
             ("TORCHVISION_REF", "v0.28.0"),
             ("TORCHAUDIO_REF", "v2.11.0"),
             ("VLLM_REF", "v0.32.0"),

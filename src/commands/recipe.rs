@@ -48,7 +48,7 @@ fn summary(p: &upstream::Pins) -> String {
             Fate::Built { .. } => ("built", String::new()),
             Fate::NotBuilt { reason } => ("not built", format!(": {reason}")),
         };
-        let cost = match (c.full_sha, c.kind) {
+        let cost = match (&c.full_sha, c.kind) {
             (Some(k), _) => format!(" (full SHA {} from {})", k.full, k.source),
             (None, upstream::RefKind::AbbreviatedCommit) if why.is_empty() => {
                 " (abbreviated commit: a full-history fetch)".to_owned()

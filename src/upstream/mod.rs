@@ -117,6 +117,45 @@ pub const FULL_SHAS: &[KnownSha] = &[KnownSha {
     source: "ROCm/ROCm#5695",
 }];
 
+/// A full SHA for an abbreviated ref, with where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FullSha {
+    /// The full SHA.
+    pub full: String,
+    /// Where it is written down.
+    pub source: String,
+}
+
+/// The full SHA of `repo`'s abbreviated `r`: from [`FULL_SHAS`], or from an ARG of upstream's
+/// `docker/Dockerfile.rocm` whose name has `stem` (`TRITON`) and whose 40-digit value extends it.
+fn full_sha(repo: &str, r: &str, stem: &str, src: &VllmSource) -> Option<FullSha> {
+    if RefKind::of(r) != RefKind::AbbreviatedCommit {
+        return None;
+    }
+    let same = |a: &str| a.trim_end_matches(".git") == repo.trim_end_matches(".git");
+    if let Some(k) = FULL_SHAS
+        .iter()
+        .find(|k| same(k.repo) && k.full.starts_with(r))
+    {
+        return Some(FullSha {
+            full: k.full.to_owned(),
+            source: k.source.to_owned(),
+        });
+    }
+    let rocm = src.rocm.as_deref()?;
+    settings(rocm)
+        .into_iter()
+        .find(|s| {
+            s.name.contains(stem)
+                && RefKind::of(&s.value) == RefKind::FullCommit
+                && s.value.starts_with(r)
+        })
+        .map(|s| FullSha {
+            source: format!("upstream's `{}` line {}, {}", source::ROCM, s.line, s.name),
+            full: s.value,
+        })
+}
+
 /// How forge-fetch reaches a ref, and what that costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -175,7 +214,7 @@ pub struct Component {
     /// What the ref is.
     pub kind: RefKind,
     /// Its full SHA, where known offline.
-    pub full_sha: Option<KnownSha>,
+    pub full_sha: Option<FullSha>,
     /// Whether forge builds it.
     pub fate: Fate,
 }
@@ -183,7 +222,7 @@ pub struct Component {
 impl Component {
     /// The ref the recipe pins: the full SHA where known, else upstream's.
     pub fn pinned_ref(&self) -> &str {
-        self.full_sha.map_or(&self.git_ref, |k| k.full)
+        self.full_sha.as_ref().map_or(&self.git_ref, |k| &k.full)
     }
 }
 
@@ -341,7 +380,7 @@ pub fn pins(src: &VllmSource, opts: &Options) -> Result<Pins> {
     let aiter_archs = get("AITER_ROCM_ARCH").map(|s| s.value.clone());
     let components = set
         .iter()
-        .filter_map(|s| component(s, &set, &archs, aiter_archs.as_deref(), &rocm))
+        .filter_map(|s| component(s, src, &set, &archs, aiter_archs.as_deref(), &rocm))
         .collect();
     Ok(Pins {
         origin: src.origin.clone(),
@@ -424,6 +463,7 @@ fn rocm_of_base(base: &str) -> Result<String> {
 
 fn component(
     s: &Setting,
+    src: &VllmSource,
     set: &[Setting],
     archs: &[String],
     aiter_archs: Option<&str>,
@@ -459,11 +499,7 @@ fn component(
             reason: not_built_reason(&name, archs, aiter_archs, rocm),
         },
     };
-    let full_sha = FULL_SHAS.iter().copied().find(|f| {
-        RefKind::of(&s.value) == RefKind::AbbreviatedCommit
-            && f.full.starts_with(&s.value)
-            && f.repo.trim_end_matches(".git") == repo.trim_end_matches(".git")
-    });
+    let full_sha = full_sha(&repo, &s.value, &stem(&s.name), src);
     Some(Component {
         name,
         repo,

@@ -134,7 +134,7 @@ fn ref_comment(c: &Component) -> String {
         "# Upstream (line {}): {}=\"{}\"{note}\n",
         c.arg.line, c.arg.name, c.git_ref
     );
-    match (c.full_sha, c.kind) {
+    match (&c.full_sha, c.kind) {
         (Some(k), _) => out.push_str(&format!(
             "# `{}` is `{}` ({}): one shallow fetch.\n",
             c.git_ref, k.full, k.source

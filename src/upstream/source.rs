@@ -1,6 +1,7 @@
 //! Reading a vLLM source: a tree on disk or its sdist (`.tar.gz`, streamed entry by entry, never
 //! extracted), for the two files `forge recipe` needs: `docker/Dockerfile.rocm_base` and the
-//! version (`PKG-INFO`, or the sdist's top directory `vllm-X.Y.Z/`).
+//! version (`PKG-INFO`, or the sdist's top directory `vllm-X.Y.Z/`); `docker/Dockerfile.rocm` too,
+//! where upstream sometimes writes a ref's full SHA.
 
 use std::io::Read;
 use std::path::{Component, Path};
@@ -10,6 +11,9 @@ use crate::error::{Error, Result};
 /// Upstream's ROCm base Dockerfile, relative to the source root.
 pub const ROCM_BASE: &str = "docker/Dockerfile.rocm_base";
 
+/// Upstream's vLLM image Dockerfile, relative to the source root.
+pub const ROCM: &str = "docker/Dockerfile.rocm";
+
 /// What was read from a vLLM source.
 #[derive(Debug, Clone)]
 pub struct VllmSource {
@@ -17,6 +21,8 @@ pub struct VllmSource {
     pub origin: String,
     /// The text of [`ROCM_BASE`].
     pub rocm_base: String,
+    /// The text of [`ROCM`], when present.
+    pub rocm: Option<String>,
     /// The version (`0.12.0`), when the source says it.
     pub version: Option<String>,
 }
@@ -54,11 +60,12 @@ fn read_tree(dir: &Path) -> Result<VllmSource> {
     Ok(VllmSource {
         origin: dir.display().to_string(),
         rocm_base,
+        rocm: std::fs::read_to_string(dir.join(ROCM)).ok(),
         version,
     })
 }
 
-/// Stream an sdist: stops once both files are read.
+/// Stream an sdist: stops once the three files are read.
 pub fn read_sdist(reader: impl Read, origin: &str) -> Result<VllmSource> {
     let not_tgz = |e: std::io::Error| {
         Error::input(
@@ -67,7 +74,7 @@ pub fn read_sdist(reader: impl Read, origin: &str) -> Result<VllmSource> {
         )
     };
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
-    let (mut rocm_base, mut pkg_info, mut top) = (None, None, None);
+    let (mut rocm_base, mut rocm, mut pkg_info, mut top) = (None, None, None, None);
     for entry in archive.entries().map_err(not_tgz)? {
         let mut entry = entry.map_err(not_tgz)?;
         let path = entry.path().map_err(not_tgz)?.into_owned();
@@ -83,6 +90,8 @@ pub fn read_sdist(reader: impl Read, origin: &str) -> Result<VllmSource> {
         let rest = parts.as_path();
         let slot = if rest == Path::new(ROCM_BASE) {
             &mut rocm_base
+        } else if rest == Path::new(ROCM) {
+            &mut rocm
         } else if rest == Path::new("PKG-INFO") {
             &mut pkg_info
         } else {
@@ -91,7 +100,7 @@ pub fn read_sdist(reader: impl Read, origin: &str) -> Result<VllmSource> {
         let mut text = String::new();
         entry.read_to_string(&mut text).map_err(not_tgz)?;
         *slot = Some(text);
-        if rocm_base.is_some() && pkg_info.is_some() {
+        if rocm_base.is_some() && rocm.is_some() && pkg_info.is_some() {
             break;
         }
     }
@@ -112,6 +121,7 @@ pub fn read_sdist(reader: impl Read, origin: &str) -> Result<VllmSource> {
     Ok(VllmSource {
         origin: origin.to_owned(),
         rocm_base,
+        rocm,
         version,
     })
 }

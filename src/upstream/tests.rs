@@ -29,6 +29,7 @@ fn src(text: &str, version: Option<&str>) -> VllmSource {
     VllmSource {
         origin: "vllm-0.28.0.tar.gz".into(),
         rocm_base: text.into(),
+        rocm: None,
         version: version.map(str::to_owned),
     }
 }
@@ -152,4 +153,30 @@ fn prebuilt_torch_and_bad_archs_are_errors_with_hints() {
     assert!(e.to_string().contains("not a GPU arch"), "{e}");
     let e = pins(&src(V0_28_HEAD, None), &opts("gfx1151")).unwrap_err();
     assert!(e.hint().unwrap().contains("--vllm-ref"), "{e}");
+}
+
+#[test]
+fn dockerfile_rocm_gives_the_triton_commit_in_full() {
+    // vLLM 0.32.0: rocm_base pins TRITON_BRANCH="669b31a"; its Dockerfile.rocm fetches the
+    // same ROCm/triton commit's triton_kernels by full SHA.
+    let mut s = src(
+        "ARG BASE_IMAGE=rocm/dev-ubuntu-22.04:7.2.3-complete\nARG TRITON_BRANCH=\"669b31a\"\nARG PYTORCH_BRANCH=\"733fca1\"\n",
+        Some("0.32.0"),
+    );
+    s.rocm = Some("ARG ROCM_TRITON_KERNELS_COMMIT=669b31acc1dd1b3fd93286afd5db67f65d9f7557\nARG X_COMMIT=733fca1000000000000000000000000000000000\n".into());
+    let p = pins(&s, &opts("gfx1151")).unwrap();
+    assert_eq!(
+        p.components[0].pinned_ref(),
+        "669b31acc1dd1b3fd93286afd5db67f65d9f7557"
+    );
+    assert!(
+        p.components[0]
+            .full_sha
+            .as_ref()
+            .unwrap()
+            .source
+            .contains("ROCM_TRITON_KERNELS_COMMIT")
+    );
+    // only an ARG named after the component counts
+    assert_eq!(p.components[1].pinned_ref(), "733fca1");
 }
