@@ -90,10 +90,13 @@ fn header(p: &Pins) -> String {
             p.rocm
         ));
     }
-    h.push_str(&format!(
-        "# Archs: upstream's PYTORCH_ROCM_ARCH is {}; cut to {}.\n",
-        p.upstream_archs.join(";"),
-        p.archs.join(";")
+    h.push_str(&wrap(
+        &format!(
+            "Archs: upstream's PYTORCH_ROCM_ARCH is {}; cut to {}.",
+            p.upstream_archs.join(";"),
+            p.archs.join(";")
+        ),
+        "",
     ));
     for a in p.archs.iter().filter(|a| !p.upstream_archs.contains(a)) {
         h.push_str(&format!("# note: upstream does not build for {a}.\n"));
@@ -112,9 +115,12 @@ fn header(p: &Pins) -> String {
         h.push_str("#\n# Not built (upstream builds them):\n");
         for c in skipped {
             if let Fate::NotBuilt { reason } = &c.fate {
-                h.push_str(&format!(
-                    "# - {} `{}` ({}, {} line {}): {reason}.\n",
-                    c.name, c.git_ref, c.repo, c.arg.name, c.arg.line
+                h.push_str(&wrap(
+                    &format!(
+                        "- {} `{}` ({}, {} line {}): {reason}.",
+                        c.name, c.git_ref, c.repo, c.arg.name, c.arg.line
+                    ),
+                    "  ",
                 ));
             }
         }
@@ -135,16 +141,41 @@ fn ref_comment(c: &Component) -> String {
         c.arg.line, c.arg.name, c.git_ref
     );
     match (&c.full_sha, c.kind) {
-        (Some(k), _) => out.push_str(&format!(
-            "# `{}` is `{}` ({}): one shallow fetch.\n",
-            c.git_ref, k.full, k.source
+        (Some(k), _) => out.push_str(&wrap(
+            &format!(
+                "`{}` is `{}` ({}): one shallow fetch.",
+                c.git_ref, k.full, k.source
+            ),
+            "",
         )),
-        (None, RefKind::AbbreviatedCommit) => out.push_str(&format!(
-            "# `{}` is an abbreviated commit: a full-history fetch of {} (no offline source gives its full SHA).\n",
-            c.git_ref, c.repo
+        (None, RefKind::AbbreviatedCommit) => out.push_str(&wrap(
+            &format!(
+                "`{}` is an abbreviated commit: a full-history fetch of {} (no offline source \
+                 gives its full SHA).",
+                c.git_ref, c.repo
+            ),
+            "",
         )),
         _ => {}
     }
+    out
+}
+
+/// `text` as `# ` comment lines of at most 100 columns, continuation lines indented by `indent`.
+fn wrap(text: &str, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = "#".to_owned();
+    for word in text.split(' ') {
+        if line.len() + 1 + word.len() > 100 && line.len() > 2 + indent.len() {
+            out.push_str(&line);
+            out.push('\n');
+            line = format!("#{indent}");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
     out
 }
 
