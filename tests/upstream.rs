@@ -69,10 +69,15 @@ fn recipe_from(version: &str) -> Option<(Recipe, serde_json::Value, String)> {
         "--json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(
+        j["verdict"], "pass",
+        "the plan's checks against forge's Dockerfile: {j}"
+    );
     let text = std::fs::read_to_string(&out).unwrap();
     let recipe = Recipe::from_path(&out, LoadOptions::default())
         .unwrap_or_else(|e| panic!("the written recipe does not load: {e}\n{text}"));
-    Some((recipe, json(&o), text))
+    Some((recipe, j, text))
 }
 
 fn assert_refs(r: &Recipe, want: &[(&str, &str)]) {

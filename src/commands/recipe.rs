@@ -2,6 +2,7 @@
 
 use super::prelude::*;
 use crate::cli::FromVllmArgs;
+use crate::recipe::{LoadOptions, Origin, Recipe};
 use crate::upstream::{self, Fate};
 
 /// Run it: the recipe on stdout or in `-o FILE`, what was decided on stderr.
@@ -17,6 +18,17 @@ pub fn from_vllm(ui: &Ui, args: &FromVllmArgs) -> Result<u8> {
     )?;
     let text = upstream::render(&pins);
     ui.say(&summary(&pins));
+    // The written recipe must load with the strict parser and plan against forge's Dockerfile:
+    // the plan's checks (every build arg declared and used, the stages) are this command's.
+    let origin = Origin::File(args.out.clone().unwrap_or_else(|| "<stdout>".into()));
+    let recipe = Recipe::parse(
+        &text,
+        origin,
+        LoadOptions {
+            allow_unsupported: true,
+        },
+    )?;
+    let (_, checks) = plan::resolve(&recipe, Path::new("artifacts"), "<run>")?;
     match &args.out {
         Some(path) => {
             crate::atomic::write_atomically(path, text.as_bytes())?;
@@ -24,14 +36,15 @@ pub fn from_vllm(ui: &Ui, args: &FromVllmArgs) -> Result<u8> {
         }
         None => ui.result(&text),
     }
-    let outcome = Outcome::new(format!("recipe from-vllm {}", src.origin), Vec::new())
+    let outcome = Outcome::new(format!("recipe from-vllm {}", src.origin), checks)
         .with("pins", &pins)
         .with("recipe", &text)
         .with("out", &args.out);
     if ui.json {
         return Ok(ui.emit(&outcome));
     }
-    Ok(0)
+    ui.say(&outcome.render_text());
+    Ok(outcome.exit_code())
 }
 
 fn summary(p: &upstream::Pins) -> String {
