@@ -238,3 +238,38 @@ fn bad_input_exits_2_with_a_hint() {
         );
     }
 }
+
+#[test]
+fn a_source_tree_needs_its_vllm_ref_and_then_writes_the_recipe() {
+    let tree = tempdir("tree");
+    std::fs::create_dir_all(tree.join("docker")).unwrap();
+    std::fs::write(
+        tree.join("docker/Dockerfile.rocm_base"),
+        "ARG BASE_IMAGE=rocm/dev-ubuntu-22.04:7.1-complete\nARG TRITON_BRANCH=\"57c693b6\"\n\
+         ARG PYTORCH_BRANCH=\"1c57644d\"\nFROM ${BASE_IMAGE} AS base\n\
+         ARG PYTORCH_ROCM_ARCH=gfx90a;gfx942;gfx1151\n",
+    )
+    .unwrap();
+    let o = forge(&["recipe", "from-vllm", tree.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--vllm-ref"), "{}", stderr(&o));
+    let o = forge(&[
+        "recipe",
+        "from-vllm",
+        tree.to_str().unwrap(),
+        "--vllm-ref",
+        "v0.12.0",
+        "--rocm",
+        "7.1.1",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("rocm = \"7.1.1\"") && text.contains("ref = \"v0.12.0\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("base-image = \"rocm/dev-ubuntu-24.04:7.1.1-complete\""),
+        "{text}"
+    );
+}
