@@ -273,3 +273,56 @@ fn a_source_tree_needs_its_vllm_ref_and_then_writes_the_recipe() {
         "{text}"
     );
 }
+
+/// `--json` (a result and an error) matches the envelope every command's JSON matches
+/// (`src/report/envelope.schema.json`, validated by python3-jsonschema as tests/cli.rs does).
+#[test]
+fn json_matches_the_envelope_schema() {
+    let dir = tempdir("json");
+    std::fs::create_dir_all(dir.join("tree/docker")).unwrap();
+    std::fs::write(
+        dir.join("tree/docker/Dockerfile.rocm_base"),
+        "ARG BASE_IMAGE=rocm/dev-ubuntu-22.04:7.2.3-complete\nARG PYTORCH_BRANCH=\"733fca1\"\n",
+    )
+    .unwrap();
+    let tree = dir.join("tree");
+    let runs = [
+        forge(&[
+            "recipe",
+            "from-vllm",
+            tree.to_str().unwrap(),
+            "--vllm-ref",
+            "v0.32.0",
+            "--json",
+        ]),
+        forge(&["recipe", "from-vllm", "/nonexistent/vllm.tar.gz", "--json"]),
+    ];
+    assert_eq!(runs[0].status.code(), Some(0), "{}", stderr(&runs[0]));
+    assert_eq!(json(&runs[0])["verdict"], "pass");
+    assert_eq!(json(&runs[1])["verdict"], "error");
+    let mut files = Vec::new();
+    for (i, o) in runs.iter().enumerate() {
+        let f = dir.join(format!("{i}.json"));
+        std::fs::write(&f, &o.stdout).unwrap();
+        files.push(f);
+    }
+    let v = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             v = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))\n\
+             bad = [e.message for f in sys.argv[2:] for e in v.iter_errors(json.load(open(f)))]\n\
+             print(bad)\n\
+             sys.exit(1 if bad else 0)\n",
+        ])
+        .arg(common::root().join("src/report/envelope.schema.json"))
+        .args(&files)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        stderr(&v)
+    );
+}
