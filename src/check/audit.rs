@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::bundle;
 use super::imagefs::{ElfFile, ImageFs, Node, is_vllm_ext};
-use super::pep440::{self, Version};
+use super::pep440;
 use super::{check, check_when};
 use crate::report::{Check, Status};
 
@@ -829,7 +829,7 @@ fn vllm_torch_check(fs: &ImageFs, ds: &[Dist]) -> Check {
         .requires
         .iter()
         .filter_map(|r| pep440::parse_requirement(r))
-        .find(|r| r.name == "torch" && pep440::marker_applies(r.marker.as_deref(), &py));
+        .find(|r| r.name == "torch" && r.applies(&py));
     let (spec, from) = match declared {
         Some(r) => (
             r.spec.clone(),
@@ -867,7 +867,7 @@ fn vllm_torch_check(fs: &ImageFs, ds: &[Dist]) -> Check {
             }
         }
     };
-    let Some(v) = Version::parse(&torch.version) else {
+    let Some(v) = pep440::version(&torch.version) else {
         return check(
             "image.vllm-torch",
             Status::Fail,
@@ -920,16 +920,14 @@ fn pip_check(ds: &[Dist]) -> Check {
             .iter()
             .filter_map(|s| pep440::parse_requirement(s))
         {
-            if !watched.contains(&req.name.as_str())
-                || !pep440::marker_applies(req.marker.as_deref(), &py)
-            {
+            if !watched.contains(&req.name.as_str()) || !req.applies(&py) {
                 continue;
             }
             let what = format!("{} {} requires {}{}", d.name, d.version, req.name, req.spec);
             match by.get(&req.name) {
                 None => problems.push(format!("{what}, which is not installed")),
                 Some(dep) => {
-                    let ok = Version::parse(&dep.version)
+                    let ok = pep440::version(&dep.version)
                         .is_some_and(|v| pep440::satisfies(&req.clauses, &v));
                     if ok {
                         fine.push(format!("{what}: {} {}", dep.name, dep.version));
