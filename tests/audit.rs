@@ -36,19 +36,28 @@ fn image_audit_follows_the_real_bundles_releases_and_symbols() {
     assert_eq!(j["verdict"], "fail");
 
     // GPU code: the library vLLM's _moe_C needs lacks gfx1151 (it reaches HIP only through
-    // libkhelper.so, and is checked all the same); Debian's math libraries lack it too but
-    // nothing of torch or vLLM loads them: listed, grouped by package.
+    // libkhelper.so, and is checked all the same); Debian's math libraries lack it too, and
+    // torch loads them (issue 18: judged even though Debian's CPU torch's modules need none of
+    // them), grouped by package; a library nothing loads is only listed.
     let g = check_of(&j, "image.gpu-targets");
     assert_eq!(g["status"], "fail", "{g}");
     let e = ev(&j, "image.gpu-targets");
+    let (lacking, idle) = e
+        .split_once("; lacking gfx1151 but loaded by neither")
+        .unwrap_or((&e, ""));
     assert!(
-        e.contains("LACKING gfx1151, loaded by torch/vLLM: unpackaged: /usr/local/lib/libk_indirect.so [gfx1030] (needed by /usr/local/lib/python3.13/dist-packages/vllm/_moe_C.abi3.so)"),
+        lacking.contains("unpackaged: /usr/local/lib/libk_indirect.so [gfx1030] (needed by /usr/local/lib/python3.13/dist-packages/vllm/_moe_C.abi3.so)"),
         "{e}"
     );
     assert!(
-        e.contains("loaded by neither torch nor vLLM: deb librocblas0 "),
+        lacking.contains("LACKING gfx1151, loaded by torch/vLLM: deb librocblas0 "),
         "{e}"
     );
+    assert!(
+        lacking.contains("/usr/lib/x86_64-linux-gnu/librocblas.so.0.1 [gfx1010,gfx1030,gfx1100,gfx1101,gfx1102,gfx803,gfx900,gfx906,gfx908,gfx90a] (rocBLAS, a ROCm math library torch loads)"),
+        "{e}"
+    );
+    assert!(!idle.contains("librocblas"), "{e}");
     assert!(
         e.contains("rocblas/2.47.0/library/ (21 code-object files)"),
         "{e}"
@@ -116,6 +125,50 @@ fn image_audit_follows_the_real_bundles_releases_and_symbols() {
     let g = check_of(&j, "image.gpu-targets");
     assert_eq!(g["status"], "pass", "{g}");
     assert!(ev(&j, "image.gpu-targets").contains("lacking gfx1030 but loaded by neither torch nor vLLM: unpackaged: /usr/local/lib/libk_direct.so [gfx1100,gfx1151]"));
+}
+
+/// Issue 18: Debian's ROCm math libraries (code for gfx9/10/11, none for gfx1151) beside
+/// Debian's CPU torch, whose modules need none of them, passed `image.gpu-targets` ("0 carry
+/// gfx1151"); torch loads them, so an image audited for gfx1151 does not pass.
+#[test]
+fn issue_18_math_libraries_without_the_arch_do_not_pass() {
+    if !engine() {
+        return;
+    }
+    let o = forge(&[
+        "image",
+        "forge-test-hipcc:trixie",
+        "--json",
+        "--arch",
+        "gfx1151",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    let g = check_of(&j, "image.gpu-targets");
+    assert_eq!(g["status"], "fail", "{g}");
+    let e = ev(&j, "image.gpu-targets");
+    assert!(e.contains("0 carry gfx1151"), "{e}");
+    for lib in [
+        "librocblas.so.0.1 [gfx1010,gfx1030,gfx1100,gfx1101,gfx1102,gfx803,gfx900,gfx906,gfx908,gfx90a] (rocBLAS, a ROCm math library torch loads)",
+        "librocrand.so.1.1 [gfx1010,gfx1030,gfx1100,gfx1101,gfx1102,gfx803,gfx900,gfx906,gfx908,gfx90a] (rocRAND, a ROCm math library torch loads)",
+        "librocfft.so.0.1 [gfx1010,gfx1011,gfx1030,gfx1100,gfx1101,gfx1102,gfx803,gfx900,gfx906,gfx908,gfx90a] (rocFFT, a ROCm math library torch loads)",
+        "rocblas/2.47.0/library/ (21 code-object files)",
+    ] {
+        assert!(e.contains(lib), "{lib}: {e}");
+    }
+    assert!(
+        e.starts_with(
+            "4 with GPU code (3 ELF, 1 code-object directories), 4 of them loaded by torch/vLLM"
+        ),
+        "{e}"
+    );
+    assert!(
+        g["hint"]
+            .as_str()
+            .unwrap()
+            .contains("rebuild them for gfx1151"),
+        "{g}"
+    );
 }
 
 #[test]

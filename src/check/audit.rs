@@ -5,7 +5,9 @@
 //!   reference: however it reaches HIP) and every directory of code-object files (Tensile,
 //!   MIOpen kernel databases, `.co`/`.hsaco`) judged against the arch; those that torch or vLLM
 //!   load (DT_NEEDED closure of their modules, plus the code objects the math libraries open by
-//!   name) fail the check when they lack it, the others are listed as evidence.
+//!   name, plus the ROCm math libraries themselves in an image meant to carry torch) fail the
+//!   check when they lack it, the others are listed as evidence; nothing known to load any of
+//!   them is a skip (nothing to judge), never a pass.
 //! - `image.rocm-versions`: one ROCm release across AMD's packages, a distribution's packages,
 //!   pip ROCm wheels, `/opt/rocm*/.info/version`, library file names and `+rocmX` local tags.
 //! - `image.vllm-symbols`: every `c10::`/`at::`/`torch::`/`caffe2::` symbol vLLM's extensions
@@ -429,11 +431,54 @@ fn opener(dir: &str) -> Option<&'static str> {
     .map(|(_, lib)| lib)
 }
 
+/// The ROCm math libraries torch's HIP build links and loads (BLAS, FFT, random numbers,
+/// sparse, solvers, convolutions, collectives), with the hip* wrappers over them: (file name
+/// before `.so`, name). A torch image's kernels come from these, so lacking the arch in them
+/// matters in any image meant to carry torch, whether or not its modules' DT_NEEDED reach them
+/// (Debian's CPU torch does not; a ROCm torch installed later will).
+const MATH_LIBS: &[(&str, &str)] = &[
+    ("librocblas", "rocBLAS"),
+    ("libhipblas", "hipBLAS"),
+    ("libhipblaslt", "hipBLASLt"),
+    ("librocrand", "rocRAND"),
+    ("libhiprand", "hipRAND"),
+    ("librocfft", "rocFFT"),
+    ("libhipfft", "hipFFT"),
+    ("librocsparse", "rocSPARSE"),
+    ("libhipsparse", "hipSPARSE"),
+    ("libhipsparselt", "hipSPARSELt"),
+    ("librocsolver", "rocSOLVER"),
+    ("libhipsolver", "hipSOLVER"),
+    ("libMIOpen", "MIOpen"),
+    ("librccl", "RCCL"),
+];
+
+/// The math library a file is (`librocblas.so.0.1` -> rocBLAS, `librocfft-device-0.so` ->
+/// rocFFT), if it is one.
+fn math_library(path: &str) -> Option<&'static str> {
+    let stem = file_name(path).split(".so").next()?;
+    MATH_LIBS
+        .iter()
+        .find(|(lib, _)| stem == *lib || stem.strip_prefix(lib).is_some_and(|r| r.starts_with('-')))
+        .map(|(_, name)| *name)
+}
+
+/// What an audited image is meant to carry, as far as the command knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A torch image for the audited archs: a recipe or an arch was given (`forge build`,
+    /// `forge image --arch`, `forge export --recipe`).
+    Torch,
+    /// Nothing was said (`forge image IMG`, `forge export IMG`): only a torch in the image
+    /// makes its math libraries count.
+    Unstated,
+}
+
 fn gpu_check(
     units: &mut [GpuUnit],
     loaded: &BTreeMap<String, String>,
     archs: &[String],
-    torch_or_vllm: bool,
+    why_none: &str,
 ) -> Check {
     for u in units.iter_mut() {
         let key = u.path.trim_start_matches('/').to_owned();
@@ -485,6 +530,7 @@ fn gpu_check(
             .collect::<Vec<_>>()
             .join("; ")
     };
+    let judged = units.iter().filter(|u| u.loaded_by.is_some()).count();
     let lacking_loaded: Vec<&GpuUnit> = units
         .iter()
         .filter(|u| !u.lacking.is_empty() && u.loaded_by.is_some())
@@ -506,7 +552,7 @@ fn gpu_check(
         })
         .collect();
     let mut ev = format!(
-        "{} with GPU code ({} ELF, {} code-object directories); {carrying} carry {want}",
+        "{} with GPU code ({} ELF, {} code-object directories), {judged} of them loaded by torch/vLLM; {carrying} carry {want}",
         units.len(),
         units.iter().filter(|u| u.kind == "elf").count(),
         units.iter().filter(|u| u.kind != "elf").count(),
@@ -517,8 +563,11 @@ fn gpu_check(
             generic.join(", ")
         ));
     }
-    if !torch_or_vllm {
-        ev.push_str("; no torch or vLLM in the image, so nothing is known to load them");
+    if judged == 0 {
+        // Nothing to judge: a skip, never a pass (issue 18).
+        ev.push_str(&format!(
+            "; nothing in the image is known to load them ({why_none})"
+        ));
     }
     if !lacking_loaded.is_empty() {
         ev.push_str(&format!(
@@ -531,6 +580,9 @@ fn gpu_check(
             "; lacking {want} but loaded by neither torch nor vLLM: {}",
             group(lacking_idle)
         ));
+    }
+    if judged == 0 {
+        return check("image.gpu-targets", Status::Skip, ev);
     }
     if lacking_loaded.is_empty() {
         return check("image.gpu-targets", Status::Pass, ev);
@@ -971,16 +1023,34 @@ fn pip_check(ds: &[Dist]) -> Check {
 }
 
 /// Every audit check on an image's files.
-pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str) -> (Vec<Check>, Audit) {
+///
+/// `image.gpu-targets` judges what torch and vLLM load: their modules' DT_NEEDED closure, and
+/// the ROCm math libraries when the image carries a torch or `purpose` says it is meant to.
+pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str, purpose: Purpose) -> (Vec<Check>, Audit) {
     let pkgs = dpkg(fs);
     let ds = dists(fs);
     let owners = owners(fs, &pkgs, &ds);
     let mut units = gpu_units(fs, archs, &owners);
-    let (loaded, _unfound) = loaded_set(fs);
-    let torch_or_vllm = fs
-        .elves()
-        .any(|(p, _)| in_package(p, "torch") || in_package(p, "vllm"));
-    let mut out = vec![gpu_check(&mut units, &loaded, archs, torch_or_vllm)];
+    let (mut loaded, _unfound) = loaded_set(fs);
+    let has = |pkg: &str| fs.elves().any(|(p, _)| in_package(p, pkg));
+    let torch = has("torch");
+    let why_none = match (torch || has("vllm"), purpose) {
+        (true, _) => "no torch or vLLM module needs them, and none is a ROCm math library",
+        (false, Purpose::Torch) => "no torch or vLLM in the image, and none is a ROCm math library",
+        (false, Purpose::Unstated) => {
+            "no torch or vLLM in the image, and no recipe or arch says it is meant to carry torch"
+        }
+    };
+    if torch || purpose == Purpose::Torch {
+        for (p, _) in fs.elves() {
+            if let Some(name) = math_library(p) {
+                loaded
+                    .entry(p.clone())
+                    .or_insert_with(|| format!("{name}, a ROCm math library torch loads"));
+            }
+        }
+    }
+    let mut out = vec![gpu_check(&mut units, &loaded, archs, why_none)];
     let comps = components(fs, &pkgs, &ds, &owners);
     out.push(rocm_check(&comps, rocm));
     let (c, missing) = vllm_symbols(fs);
@@ -1002,9 +1072,14 @@ pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str) -> (Vec<Check>, Audit)
 
 /// The audit checks from a finished [`super::imagefs::ImageReader`]; a stream it could not
 /// read fails `image.gpu-targets` with the reason (the export itself may still be good).
-pub fn checks_or_fail(fs: std::io::Result<ImageFs>, archs: &[String], rocm: &str) -> Vec<Check> {
+pub fn checks_or_fail(
+    fs: std::io::Result<ImageFs>,
+    archs: &[String],
+    rocm: &str,
+    purpose: Purpose,
+) -> Vec<Check> {
     match fs {
-        Ok(fs) => checks(&fs, archs, rocm).0,
+        Ok(fs) => checks(&fs, archs, rocm, purpose).0,
         Err(e) => vec![check(
             "image.gpu-targets",
             Status::Fail,
@@ -1102,7 +1177,7 @@ mod tests {
             ),
         ]);
         let archs = vec!["gfx1151".to_owned()];
-        let (c, a) = checks(&image, &archs, "7.1.1");
+        let (c, a) = checks(&image, &archs, "7.1.1", Purpose::Unstated);
         let g = by_id(&c, "image.gpu-targets");
         assert_eq!(g.status, Status::Fail, "{}", g.evidence);
         // libmagma is found through $ORIGIN; the Tensile directory is opened by librocblas,
@@ -1130,11 +1205,140 @@ mod tests {
             "{}",
             r.evidence
         );
-        let (c, _) = checks(&image, &archs, "7.0.2");
+        let (c, _) = checks(&image, &archs, "7.0.2", Purpose::Unstated);
         assert_eq!(by_id(&c, "image.rocm-versions").status, Status::Fail);
         // Nothing about vLLM in this image: its checks say so and skip.
         assert_eq!(by_id(&c, "image.vllm-symbols").status, Status::Skip);
         assert_eq!(by_id(&c, "image.vllm-torch").status, Status::Skip);
+    }
+
+    /// Debian's ROCm math libraries (code for gfx9/10/11, none for gfx1151) beside a CPU torch
+    /// whose modules need none of them.
+    fn math_libs_without_gfx1151(torch: bool) -> ImageFs {
+        let lib = "usr/lib/x86_64-linux-gnu";
+        let mut nodes = vec![
+            (
+                format!("{lib}/librocblas.so.0.1"),
+                elf(&[], &[], &["gfx1030", "gfx1100"]),
+            ),
+            (
+                format!("{lib}/librocrand.so.1.1"),
+                elf(&[], &[], &["gfx1030", "gfx1100"]),
+            ),
+            (
+                format!("{lib}/rocblas/2.47.0/library/TensileLibrary_gfx1100.co"),
+                Node::CodeObject(CodeObject {
+                    size: 1,
+                    targets: vec!["gfx1100".into()],
+                    how: "name",
+                }),
+            ),
+            (
+                format!("{lib}/libunrelated.so"),
+                elf(&[], &[], &["gfx1100"]),
+            ),
+        ];
+        if torch {
+            nodes.push((
+                "usr/lib/python3/dist-packages/torch/lib/libtorch_cpu.so".into(),
+                elf(&["libc.so.6"], &[], &[]),
+            ));
+        }
+        ImageFs {
+            nodes: nodes.into_iter().collect(),
+            ..ImageFs::default()
+        }
+    }
+
+    /// Issue 18: an image of ROCm math libraries none of which carry gfx1151, beside a torch,
+    /// passed `image.gpu-targets` ("0 carry gfx1151") because torch's modules need none of
+    /// them; torch loads them all the same (rocBLAS, rocRAND, ...), so it fails.
+    #[test]
+    fn issue_18_math_libraries_lacking_the_arch_fail_beside_torch() {
+        let (c, a) = checks(
+            &math_libs_without_gfx1151(true),
+            &["gfx1151".to_owned()],
+            "5.7",
+            Purpose::Unstated,
+        );
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Fail, "{}", g.evidence);
+        assert!(g.evidence.contains("LACKING gfx1151, loaded by torch/vLLM: unpackaged: /usr/lib/x86_64-linux-gnu/librocblas.so.0.1 [gfx1030,gfx1100] (rocBLAS, a ROCm math library torch loads)"), "{}", g.evidence);
+        assert!(g.evidence.contains("/usr/lib/x86_64-linux-gnu/rocblas/2.47.0/library/ (1 code-object files) [gfx1100] (opened by name by /usr/lib/x86_64-linux-gnu/librocblas.so.0.1)"), "{}", g.evidence);
+        assert!(
+            g.evidence
+                .contains("librocrand.so.1.1 [gfx1030,gfx1100] (rocRAND,"),
+            "{}",
+            g.evidence
+        );
+        // A library that is not one of them is still only listed.
+        assert!(g.evidence.contains("loaded by neither torch nor vLLM: unpackaged: /usr/lib/x86_64-linux-gnu/libunrelated.so"), "{}", g.evidence);
+        assert!(
+            a.gpu
+                .iter()
+                .any(|u| u.path.ends_with("librocrand.so.1.1") && u.loaded_by.is_some())
+        );
+        // The arch they carry: they pass.
+        let (c, _) = checks(
+            &math_libs_without_gfx1151(true),
+            &["gfx1100".to_owned()],
+            "5.7",
+            Purpose::Unstated,
+        );
+        assert_eq!(by_id(&c, "image.gpu-targets").status, Status::Pass);
+        // No torch in the image yet, but it is audited for an arch (meant to carry torch):
+        // the math libraries count all the same.
+        let (c, _) = checks(
+            &math_libs_without_gfx1151(false),
+            &["gfx1151".to_owned()],
+            "5.7",
+            Purpose::Torch,
+        );
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Fail, "{}", g.evidence);
+        // Neither a torch nor a purpose: nothing is known to load them, a skip that says why.
+        let (c, _) = checks(
+            &math_libs_without_gfx1151(false),
+            &["gfx1151".to_owned()],
+            "5.7",
+            Purpose::Unstated,
+        );
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Skip, "{}", g.evidence);
+        assert!(
+            g.evidence
+                .contains("no recipe or arch says it is meant to carry torch"),
+            "{}",
+            g.evidence
+        );
+    }
+
+    /// Issue 18: with nothing known to load the libraries (no torch, no vLLM, none of them a
+    /// math library), `image.gpu-targets` has nothing to judge: a skip saying so, not a pass.
+    #[test]
+    fn issue_18_gpu_code_nothing_loads_is_a_skip_not_a_pass() {
+        let (c, _) = checks(
+            &fs(vec![(
+                "usr/lib/libunrelated.so",
+                elf(&[], &[], &["gfx1100"]),
+            )]),
+            &["gfx1151".to_owned()],
+            "5.7",
+            Purpose::Unstated,
+        );
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Skip, "{}", g.evidence);
+        assert!(
+            g.evidence
+                .contains("nothing in the image is known to load them"),
+            "{}",
+            g.evidence
+        );
+        assert!(
+            g.evidence.contains("/usr/lib/libunrelated.so [gfx1100]"),
+            "{}",
+            g.evidence
+        );
     }
 
     #[test]
@@ -1143,6 +1347,7 @@ mod tests {
             &fs(vec![("usr/lib/libz.so.1", elf(&[], &[], &[]))]),
             &["gfx1151".to_owned()],
             "7.1.1",
+            Purpose::Unstated,
         );
         for id in [
             "image.gpu-targets",

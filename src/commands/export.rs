@@ -90,6 +90,11 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
             r.finish(),
             recipe.archs(),
             recipe.rocm_version(),
+            if named {
+                check::audit::Purpose::Torch
+            } else {
+                check::audit::Purpose::Unstated
+            },
         ));
     }
     if bundle_dir {
