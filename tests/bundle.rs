@@ -757,6 +757,46 @@ fn export_to_a_directory_makes_a_bundle_verify_accepts_and_each_tampering_fails(
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Issue 18: `forge export IMG -o DIR/` without `--recipe`/`--rocm` judged
+/// `deliverable.sizes` against the release's 20 GB / 8 GB, though its help says the thresholds
+/// apply only with one: not judged now (a skip saying why), here and in `forge verify`.
+#[test]
+fn issue_18_export_to_a_directory_without_a_recipe_does_not_judge_sizes() {
+    let Some(_g) = serial_engine() else { return };
+    let dir = tempdir("export-norecipe");
+    let d = format!("{}/", dir.display());
+    let o = forge(&["export", IMAGE, "-o", &d, "--level", "1", "--json"]);
+    let j = json(&o);
+    let sizes = check_of(&j, "deliverable.sizes");
+    assert_eq!(sizes["status"], "skip", "{sizes}");
+    let e = sizes["evidence"].as_str().unwrap();
+    assert!(e.contains("not judged") && e.contains("--recipe"), "{e}");
+    assert!(e.contains("archive "), "{e}");
+    // The export's own size check is not emitted without a threshold, as before.
+    assert!(
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != "export.size"),
+        "{j}"
+    );
+    // Nothing else failed: the export itself is good.
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{:#?}",
+        stderr(&o),
+        failed(&j)
+    );
+    let (code, j, err) = verify(&dir, false);
+    assert_eq!(code, Some(0), "{err}\n{j}");
+    let t = check_of(&j, "verify.thresholds");
+    assert_eq!(t["status"], "skip", "{t}");
+    assert!(t["evidence"].as_str().unwrap().contains("no recipe"), "{t}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn export_split_writes_parts_sums_and_a_join_that_works() {
     let Some(_g) = serial_engine() else { return };

@@ -160,11 +160,6 @@ fn gb(b: u64) -> String {
 /// and the sizes against the recipe's thresholds. A skip leaves the checklist incomplete.
 pub fn checklist(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> Vec<Check> {
     let mut out = Vec::new();
-    let t = view
-        .recipe
-        .as_ref()
-        .map(|r| r.thresholds)
-        .unwrap_or_default();
     // The archive.
     out.push(match archive {
         Some(a) => {
@@ -246,8 +241,38 @@ pub fn checklist(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> V
     });
     out.push(build_log_item(dir, view));
     out.push(gpu_phases_item(view));
-    // Sizes.
+    out.push(sizes_item(view, archive));
+    out
+}
+
+/// Why the sizes are not judged in a bundle that names no recipe (`forge export -o DIR/`
+/// without `--recipe`/`--rocm`: its help says the release's thresholds apply only with one).
+pub const SIZES_UNJUDGED: &str = "not judged: the bundle names no recipe (exported without `--recipe` or `--rocm`), so the release's size thresholds do not apply";
+
+/// The sizes against the recipe's thresholds; not judged without a recipe (issue 18).
+fn sizes_item(view: &RunView, archive: Option<&ArchiveInfo>) -> Check {
     let img = view.image.as_ref().and_then(|i| i.bytes);
+    let Some(t) = view.recipe.as_ref().map(|r| r.thresholds) else {
+        let mut sizes = Vec::new();
+        if let Some(b) = img {
+            sizes.push(format!("image {}", gb(b)));
+        }
+        if let Some(a) = archive {
+            sizes.push(format!("archive {}", gb(a.bytes)));
+        }
+        let sizes = if sizes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", sizes.join("; "))
+        };
+        return check(
+            "deliverable.sizes",
+            "image > threshold uncompressed, archive > threshold compressed",
+            None,
+            format!("{SIZES_UNJUDGED}{sizes}"),
+        )
+        .with_hint("export with `--recipe FILE` or `--rocm VERSION` to judge the sizes against the release's thresholds");
+    };
     let mut size_ev = Vec::new();
     let mut ok = Some(true);
     match img {
@@ -296,8 +321,7 @@ pub fn checklist(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> V
              lacks parts (check phases 3 and 4); for a test image, lower the thresholds in the recipe's [checks]",
         );
     }
-    out.push(c);
-    out
+    c
 }
 
 fn build_log_item(dir: &Path, view: &RunView) -> Check {
@@ -808,7 +832,13 @@ fn verify_archive_sha256(dir: &Path, a: &ArchiveInfo, whole_sha: Option<&String>
 
 /// Thresholds, as the manifest records them, against the files' real sizes.
 fn verify_thresholds(m: &Manifest, a: &ArchiveInfo, whole: Option<&(u64, String)>) -> Check {
-    let t = m.recipe.as_ref().map(|r| r.thresholds).unwrap_or_default();
+    let Some(t) = m.recipe.as_ref().map(|r| r.thresholds) else {
+        return Check::skip(
+            "verify.thresholds",
+            "sizes over the recipe's thresholds",
+            "not judged: the manifest names no recipe (exported without `--recipe` or `--rocm`), so there are no thresholds",
+        );
+    };
     let real = whole.map(|(n, _)| if a.parts.is_empty() { *n } else { a.bytes });
     let mut ev = Vec::new();
     let mut ok = true;
