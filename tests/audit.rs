@@ -85,12 +85,15 @@ fn image_audit_follows_the_real_bundles_releases_and_symbols() {
     assert!(unit("/usr/local/lib/libgone.so").is_none(), "{gpu:?}");
     assert!(unit("/opt/stale/lib/libstale.so").is_none(), "{gpu:?}");
 
-    // Three ROCm releases, each named with where it came from.
+    // Debian's own ROCm stack (one unit, issue 20) beside two ROCm releases from elsewhere: a
+    // mix, each side named with where it came from.
     let r = check_of(&j, "image.rocm-versions");
     assert_eq!(r["status"], "fail");
     let e = ev(&j, "image.rocm-versions");
     for want in [
-        "ROCm 5.7: libamdhip64-5 from distribution package 5.7.1-6+deb13u1 (source rocm-hipamd)",
+        "a mix: Debian GNU/Linux 13 (trixie)'s own ROCm stack, judged as one unit",
+        "rocm-hipamd 5.7.1 (",
+        "beside it, ROCm from another source: ",
         "ROCm 7.0.2: rocm-sdk-core from pip rocm-sdk-core 7.0.2",
         "ROCm 7.1.1: /opt/rocm-7.1.1 from /opt/rocm-7.1.1/.info/version: 7.1.1-38",
     ] {
@@ -169,6 +172,25 @@ fn issue_18_math_libraries_without_the_arch_do_not_pass() {
             .contains("rebuild them for gfx1151"),
         "{g}"
     );
+
+    // Issue 20, on the same image: Debian's own ROCm stack, one unit, every component version
+    // named; its HIP 5.7.1 is not the default recipe's 7.1.1.
+    let r = check_of(&j, "image.rocm-versions");
+    assert_eq!(r["status"], "fail", "{r}");
+    let e = ev(&j, "image.rocm-versions");
+    for want in [
+        "Debian GNU/Linux 13 (trixie)'s own ROCm stack, judged as one unit",
+        "rocm-hipamd 5.7.1 (hipcc, libamdhip64-5, libamdhip64-dev, libhiprtc-builtins5)",
+        "rocr-runtime 6.1.2 (libhsa-runtime-dev, libhsa-runtime64-1)",
+        "roct-thunk-interface 6.2.4 (libhsakmt1)",
+        "rocblas 5.5.1 (librocblas0)",
+        "rocfft 6.1.2 (librocfft0)",
+        "rocrand 5.7.1 (librocrand1)",
+        "rocminfo 6.1.2 (rocminfo)",
+        "its release is its HIP's, 5.7.1; recipe wants 7.1.1",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
 }
 
 #[test]

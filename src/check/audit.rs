@@ -8,8 +8,10 @@
 //!   name, plus the ROCm math libraries themselves in an image meant to carry torch) fail the
 //!   check when they lack it, the others are listed as evidence; nothing known to load any of
 //!   them is a skip (nothing to judge), never a pass.
-//! - `image.rocm-versions`: one ROCm release across AMD's packages, a distribution's packages,
-//!   pip ROCm wheels, `/opt/rocm*/.info/version`, library file names and `+rocmX` local tags.
+//! - `image.rocm-versions`: one ROCm release across AMD's packages, pip ROCm wheels and
+//!   `amdsmi`, `/opt/rocm*/.info/version`, library file names and `+rocmX` local tags; a
+//!   distribution's own ROCm packages are one unit (its components' own versions, its HIP's
+//!   release), and ROCm from any other source beside them is a mix.
 //! - `image.vllm-symbols`: every `c10::`/`at::`/`torch::`/`caffe2::` symbol vLLM's extensions
 //!   need is defined by the image's torch.
 //! - `image.vllm-torch`: the torch vLLM declares (or the build's torch constraint) is the one
@@ -57,6 +59,10 @@ pub struct Component {
     pub release: String,
     /// Where the release was read (`AMD apt package 7.8.0.70101-43~24.04`).
     pub source: String,
+    /// The distribution whose own ROCm stack it is part of (`Debian GNU/Linux 13 (trixie)`):
+    /// such components carry their own upstream versions and are judged as one unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<String>,
 }
 
 /// What the audit found, for `--json`.
@@ -608,6 +614,61 @@ fn leading_release(v: &str, parts: usize) -> Option<String> {
 /// Debian/Ubuntu source packages of the ROCm stack whose upstream version is a ROCm release.
 const DISTRO_HIP: &[&str] = &["rocm-hipamd", "hipcc", "hip"];
 
+/// Debian/Ubuntu source packages of the ROCm stack: a distribution builds each at its own
+/// upstream version against its one HIP (trixie: HIP 5.7.1, HSA 6.1.2, hsakmt 6.2.4).
+const DISTRO_ROCM: &[&str] = &[
+    "rocm-hipamd",
+    "hip",
+    "hipcc",
+    "rocr-runtime",
+    "roct-thunk-interface",
+    "rocm-compilersupport",
+    "rocm-device-libs",
+    "rocminfo",
+    "rocm-smi-lib",
+    "amdsmi",
+    "rocm-core",
+    "rocm-cmake",
+    "rocblas",
+    "hipblas",
+    "hipblas-common",
+    "hipblaslt",
+    "rocfft",
+    "hipfft",
+    "rocrand",
+    "hiprand",
+    "rocsparse",
+    "hipsparse",
+    "hipsparselt",
+    "rocsolver",
+    "hipsolver",
+    "rocprim",
+    "rocthrust",
+    "hipcub",
+    "rocalution",
+    "rocwmma",
+    "miopen",
+    "rccl",
+    "roctracer",
+    "rocprofiler",
+    "hipify",
+];
+
+/// The distribution the image is (`PRETTY_NAME` of its os-release).
+fn distribution(fs: &ImageFs) -> String {
+    ["usr/lib/os-release", "etc/os-release"]
+        .iter()
+        .find_map(|p| match fs.nodes.get(*p) {
+            Some(Node::Text(t)) => t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+            }),
+            _ => None,
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "the distribution".to_owned())
+}
+
 /// ROCm release of a library file name: `libamdhip64.so.7.1.70101` -> 7.1,
 /// `libhsa-runtime64.so.1.14.60204` -> 6.2.4.
 pub fn release_of_file(name: &str) -> Option<String> {
@@ -631,23 +692,28 @@ fn components(
     owners: &HashMap<String, String>,
 ) -> Vec<Component> {
     let mut out = Vec::new();
+    let distro = distribution(fs);
+    let mut dated: BTreeSet<&str> = BTreeSet::new();
     for (p, (v, src)) in pkgs {
         if let Some(r) = super::image::rocm_release(v) {
+            dated.insert(p);
             out.push(Component {
                 name: p.clone(),
                 release: r,
                 source: format!("AMD apt package {v}"),
+                distribution: None,
             });
-        } else if DISTRO_HIP.contains(&src.as_str())
-            && p.starts_with("libamdhip64")
-            && let Some(r) = leading_release(v, 2)
+        } else if DISTRO_ROCM.contains(&src.as_str())
+            && let Some(r) = leading_release(v, 3)
         {
-            // A distribution's HIP runtime sets its ROCm stack's release (Debian builds the
-            // other ROCm libraries, each of its own upstream version, against it).
+            // A distribution's own ROCm component, at its own upstream version: judged with
+            // the rest of that distribution's stack as one unit (see `rocm_check`).
+            dated.insert(p);
             out.push(Component {
                 name: p.clone(),
                 release: r,
                 source: format!("distribution package {v} (source {src})"),
+                distribution: Some(distro.clone()),
             });
         }
     }
@@ -659,6 +725,24 @@ fn components(
                     name: d.name.clone(),
                     release: r,
                     source: format!("pip {} {} (/{})", d.name, d.version, d.site),
+                    distribution: None,
+                });
+            }
+        } else if n == "amdsmi" {
+            // The package index numbers amdsmi by ROCm release (7.0.2); ROCm's own copy
+            // (pip-installed from /opt/rocm/share/amd_smi) carries amd-smi-lib's numbering
+            // (24.x-26.x), which is no ROCm release.
+            if let Some(r) = leading_release(&d.version, 3)
+                && r.split('.').next().and_then(|m| m.parse::<u32>().ok()) < Some(20)
+            {
+                out.push(Component {
+                    name: d.name.clone(),
+                    release: r,
+                    source: format!(
+                        "pip {} {} (the package index's ROCm numbering; /{})",
+                        d.name, d.version, d.site
+                    ),
+                    distribution: None,
                 });
             }
         } else if let Some(local) = d.version.split_once('+').map(|x| x.1)
@@ -669,6 +753,7 @@ fn components(
                 name: d.name.clone(),
                 release: r,
                 source: format!("pip {} {} (built for ROCm {rv})", d.name, d.version),
+                distribution: None,
             });
         }
     }
@@ -680,19 +765,31 @@ fn components(
                     name: format!("/{}", parent(parent(p))),
                     release: r,
                     source: format!("/{p}: {v}"),
+                    distribution: None,
                 });
             }
         }
     }
+    // Sonames: of unowned files, and of files a package owns that is not dated above (a
+    // wheel that bundles libamdhip64, a package of another name).
     for (p, n) in &fs.nodes {
-        if !matches!(n, Node::Elf(_)) || owners.contains_key(p.as_str()) {
+        if !matches!(n, Node::Elf(_)) {
+            continue;
+        }
+        let owner = owner_of(owners, p);
+        let dated_owner = owner
+            .strip_prefix("deb ")
+            .and_then(|o| o.split_whitespace().next())
+            .is_some_and(|o| dated.contains(o));
+        if dated_owner {
             continue;
         }
         if let Some(r) = release_of_file(file_name(p)) {
             out.push(Component {
                 name: file_name(p).to_owned(),
                 release: r,
-                source: format!("file name /{p} ({})", owner_of(owners, p)),
+                source: format!("file name /{p} ({owner})"),
+                distribution: None,
             });
         }
     }
@@ -711,6 +808,11 @@ fn rocm_check(comps: &[Component], want: &str) -> Check {
             Status::Skip,
             "no ROCm component found (no AMD or distribution ROCm package, no pip ROCm wheel, no /opt/rocm*/.info/version, no libamdhip64/libhsa-runtime64 of a known release)",
         );
+    }
+    let (distro, others): (Vec<&Component>, Vec<&Component>) =
+        comps.iter().partition(|c| c.distribution.is_some());
+    if !distro.is_empty() {
+        return distro_check(&distro, &others, want);
     }
     let mut releases: BTreeMap<&str, Vec<&Component>> = BTreeMap::new();
     for c in comps {
@@ -764,6 +866,99 @@ fn rocm_check(comps: &[Component], want: &str) -> Check {
         "one ROCm release everywhere ({want}): mixed ROCm libraries crash with `double free or corruption`; remove or rebuild the components of {}",
         off.join(", ")
     ))
+}
+
+/// ROCm releases and where they come from (`ROCm 7.0.2: amdsmi from pip ...`).
+fn by_release(comps: &[&Component]) -> String {
+    let mut releases: BTreeMap<&str, Vec<&Component>> = BTreeMap::new();
+    for c in comps {
+        releases.entry(c.release.as_str()).or_default().push(c);
+    }
+    releases
+        .iter()
+        .map(|(r, cs)| {
+            let shown: Vec<String> = cs
+                .iter()
+                .map(|c| format!("{} from {}", c.name, c.source))
+                .collect();
+            format!("ROCm {r}: {}", shown.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A distribution's own ROCm stack, judged as one unit (issue 20): its components carry their
+/// own upstream versions (Debian builds them against one HIP on purpose), its release is its
+/// HIP's; any ROCm from another source beside it is a mix.
+fn distro_check(distro: &[&Component], others: &[&Component], want: &str) -> Check {
+    let name = distro[0]
+        .distribution
+        .as_deref()
+        .unwrap_or("the distribution");
+    // Every component version, by source package: `rocr-runtime 6.1.2 (libhsa-runtime64-1, ...)`.
+    let mut by_src: BTreeMap<String, (String, Vec<&str>)> = BTreeMap::new();
+    for c in distro {
+        let src = c
+            .source
+            .rsplit_once("(source ")
+            .map_or(c.name.as_str(), |(_, s)| s.trim_end_matches(')'))
+            .to_owned();
+        let e = by_src
+            .entry(src)
+            .or_insert_with(|| (c.release.clone(), Vec::new()));
+        e.1.push(c.name.as_str());
+    }
+    let list: Vec<String> = by_src
+        .iter()
+        .map(|(src, (v, pkgs))| format!("{src} {v} ({})", pkgs.join(", ")))
+        .collect();
+    let hip = distro
+        .iter()
+        .find(|c| {
+            DISTRO_HIP
+                .iter()
+                .any(|h| c.source.ends_with(&format!("(source {h})")))
+        })
+        .map(|c| c.release.clone());
+    let unit = format!(
+        "{name}'s own ROCm stack, judged as one unit (the distribution builds its components against one HIP): {}",
+        list.join(", ")
+    );
+    if !others.is_empty() {
+        return check(
+            "image.rocm-versions",
+            Status::Fail,
+            format!(
+                "a mix: {unit}; beside it, ROCm from another source: {}; recipe wants {want}",
+                by_release(others)
+            ),
+        )
+        .with_hint(format!(
+            "a distribution's ROCm stack and ROCm from elsewhere (AMD's packages, ROCm wheels, pip's amdsmi) do not mix: mixed ROCm libraries crash with `double free or corruption`; keep one of the two ({name}'s, or one ROCm release {want} from AMD)"
+        ));
+    }
+    let Some(hip) = hip else {
+        return check(
+            "image.rocm-versions",
+            Status::Skip,
+            format!(
+                "{unit}; no HIP runtime among them, so the stack's ROCm release is not known and is not compared with the recipe's {want}"
+            ),
+        );
+    };
+    let ok = same_release(&hip, want);
+    let c = check_when(
+        ok,
+        "image.rocm-versions",
+        format!("{unit}; its release is its HIP's, {hip}; recipe wants {want}"),
+    );
+    if ok {
+        c
+    } else {
+        c.with_hint(format!(
+            "the image's ROCm is {name}'s HIP {hip}, the recipe's is {want}: build on the recipe's base image, or use the recipe of the image's release"
+        ))
+    }
 }
 
 /// Whether a mangled symbol is in c10::, at::, torch:: or caffe2::.
@@ -1339,6 +1534,103 @@ mod tests {
             "{}",
             g.evidence
         );
+    }
+
+    /// Debian trixie's own ROCm stack (HIP 5.7.1, HSA 6.1.2, hsakmt 6.2.4, rocBLAS 5.5.1), as
+    /// forge-test-hipcc:trixie has it, and pip's `amdsmi` at `amdsmi` when given.
+    fn debian_rocm(amdsmi: Option<&str>) -> ImageFs {
+        let stanza = |p: &str, v: &str, src: &str| {
+            format!("Package: {p}\nStatus: install ok installed\nSource: {src}\nVersion: {v}\n")
+        };
+        let status = [
+            stanza("libamdhip64-5", "5.7.1-6+deb13u1", "rocm-hipamd"),
+            stanza("hipcc", "5.7.1-6+deb13u1", "rocm-hipamd"),
+            stanza("libhsa-runtime64-1", "6.1.2-3", "rocr-runtime"),
+            stanza("libhsakmt1", "6.2.4+ds-1", "roct-thunk-interface"),
+            stanza("librocblas0", "5.5.1+dfsg-7", "rocblas"),
+            stanza("libc6", "2.41-12", "glibc"),
+            stanza("rocksdb-tools", "9.10.0-1", "rocksdb"),
+        ]
+        .join("\n");
+        let mut nodes = vec![
+            ("var/lib/dpkg/status".to_owned(), Node::Text(status)),
+            (
+                "usr/lib/os-release".to_owned(),
+                Node::Text("PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nID=debian\n".into()),
+            ),
+        ];
+        if let Some(v) = amdsmi {
+            nodes.push((
+                format!("usr/local/lib/python3.13/dist-packages/amdsmi-{v}.dist-info/METADATA"),
+                Node::Text(format!(
+                    "Metadata-Version: 2.1\nName: amdsmi\nVersion: {v}\n"
+                )),
+            ));
+        }
+        ImageFs {
+            nodes: nodes.into_iter().collect(),
+            ..ImageFs::default()
+        }
+    }
+
+    /// Issue 20: a distribution's own ROCm stack is judged as one unit, named with its
+    /// distribution release and every component version.
+    #[test]
+    fn issue_20_a_distributions_rocm_stack_is_one_unit_named_so() {
+        let (c, a) = checks(&debian_rocm(None), &[], "5.7.1", Purpose::Unstated);
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Pass, "{}", r.evidence);
+        for want in [
+            "Debian GNU/Linux 13 (trixie)'s own ROCm stack, judged as one unit",
+            "rocm-hipamd 5.7.1 (hipcc, libamdhip64-5)",
+            "rocr-runtime 6.1.2 (libhsa-runtime64-1)",
+            "roct-thunk-interface 6.2.4 (libhsakmt1)",
+            "rocblas 5.5.1 (librocblas0)",
+            "its release is its HIP's, 5.7.1",
+        ] {
+            assert!(r.evidence.contains(want), "{want}: {}", r.evidence);
+        }
+        assert!(!r.evidence.contains("rocksdb"), "{}", r.evidence);
+        assert!(a.rocm.iter().all(|c| c.distribution.is_some()));
+        // Against another release's recipe: the stack's HIP is what is compared.
+        let (c, _) = checks(&debian_rocm(None), &[], "7.1.1", Purpose::Unstated);
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Fail, "{}", r.evidence);
+        assert!(
+            r.hint.as_deref().unwrap_or("").contains("HIP 5.7.1"),
+            "{r:?}"
+        );
+    }
+
+    /// Issue 20: pip's `amdsmi` of a ROCm release beside Debian's stack is a mix, naming both;
+    /// ROCm's own copy of amdsmi (amd-smi-lib's numbering, 26.x) is no release.
+    #[test]
+    fn issue_20_pip_amdsmi_beside_a_distributions_rocm_is_a_mix() {
+        let (c, _) = checks(&debian_rocm(Some("7.0.2")), &[], "5.7.1", Purpose::Unstated);
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Fail, "{}", r.evidence);
+        assert!(
+            r.evidence
+                .starts_with("a mix: Debian GNU/Linux 13 (trixie)'s own ROCm stack"),
+            "{}",
+            r.evidence
+        );
+        assert!(r.evidence.contains("rocm-hipamd 5.7.1"), "{}", r.evidence);
+        assert!(
+            r.evidence.contains(
+                "beside it, ROCm from another source: ROCm 7.0.2: amdsmi from pip amdsmi 7.0.2"
+            ),
+            "{}",
+            r.evidence
+        );
+        let (c, _) = checks(
+            &debian_rocm(Some("26.1.0")),
+            &[],
+            "5.7.1",
+            Purpose::Unstated,
+        );
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Pass, "{}", r.evidence);
     }
 
     #[test]
