@@ -304,12 +304,11 @@ pub enum Command {
         #[arg(value_name = "RUN_DIR")]
         run_dir: PathBuf,
     },
-    /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release.
+    /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release,
+    /// and audit its files from the export stream (GPU code objects, vLLM against torch).
     #[command(
         after_help = "Examples:\n  forge image forge/vllm-rocm:7.1.1-gfx1151\n  forge image my:image --recipe my.toml --json"
     )]
-    /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release,
-    /// and audit its files from the export stream (GPU code objects, vLLM against torch).
     Image {
         /// The image (tag or id).
         #[arg(value_name = "IMAGE")]

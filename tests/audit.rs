@@ -36,19 +36,28 @@ fn image_audit_follows_the_real_bundles_releases_and_symbols() {
     assert_eq!(j["verdict"], "fail");
 
     // GPU code: the library vLLM's _moe_C needs lacks gfx1151 (it reaches HIP only through
-    // libkhelper.so, and is checked all the same); Debian's math libraries lack it too but
-    // nothing of torch or vLLM loads them: listed, grouped by package.
+    // libkhelper.so, and is checked all the same); Debian's math libraries lack it too, and
+    // torch loads them (issue 18: judged even though Debian's CPU torch's modules need none of
+    // them), grouped by package; a library nothing loads is only listed.
     let g = check_of(&j, "image.gpu-targets");
     assert_eq!(g["status"], "fail", "{g}");
     let e = ev(&j, "image.gpu-targets");
+    let (lacking, idle) = e
+        .split_once("; lacking gfx1151 but loaded by neither")
+        .unwrap_or((&e, ""));
     assert!(
-        e.contains("LACKING gfx1151, loaded by torch/vLLM: unpackaged: /usr/local/lib/libk_indirect.so [gfx1030] (needed by /usr/local/lib/python3.13/dist-packages/vllm/_moe_C.abi3.so)"),
+        lacking.contains("unpackaged: /usr/local/lib/libk_indirect.so [gfx1030] (needed by /usr/local/lib/python3.13/dist-packages/vllm/_moe_C.abi3.so)"),
         "{e}"
     );
     assert!(
-        e.contains("loaded by neither torch nor vLLM: deb librocblas0 "),
+        lacking.contains("LACKING gfx1151, loaded by torch/vLLM: deb librocblas0 "),
         "{e}"
     );
+    assert!(
+        lacking.contains("/usr/lib/x86_64-linux-gnu/librocblas.so.0.1 [gfx1010,gfx1030,gfx1100,gfx1101,gfx1102,gfx803,gfx900,gfx906,gfx908,gfx90a] (rocBLAS, a ROCm math library torch loads)"),
+        "{e}"
+    );
+    assert!(!idle.contains("librocblas"), "{e}");
     assert!(
         e.contains("rocblas/2.47.0/library/ (21 code-object files)"),
         "{e}"
@@ -76,12 +85,15 @@ fn image_audit_follows_the_real_bundles_releases_and_symbols() {
     assert!(unit("/usr/local/lib/libgone.so").is_none(), "{gpu:?}");
     assert!(unit("/opt/stale/lib/libstale.so").is_none(), "{gpu:?}");
 
-    // Three ROCm releases, each named with where it came from.
+    // Debian's own ROCm stack (one unit, issue 20) beside two ROCm releases from elsewhere: a
+    // mix, each side named with where it came from.
     let r = check_of(&j, "image.rocm-versions");
     assert_eq!(r["status"], "fail");
     let e = ev(&j, "image.rocm-versions");
     for want in [
-        "ROCm 5.7: libamdhip64-5 from distribution package 5.7.1-6+deb13u1 (source rocm-hipamd)",
+        "a mix: Debian GNU/Linux 13 (trixie)'s own ROCm stack, judged as one unit",
+        "rocm-hipamd 5.7.1 (",
+        "beside it, ROCm from another source: ",
         "ROCm 7.0.2: rocm-sdk-core from pip rocm-sdk-core 7.0.2",
         "ROCm 7.1.1: /opt/rocm-7.1.1 from /opt/rocm-7.1.1/.info/version: 7.1.1-38",
     ] {
@@ -116,6 +128,69 @@ fn image_audit_follows_the_real_bundles_releases_and_symbols() {
     let g = check_of(&j, "image.gpu-targets");
     assert_eq!(g["status"], "pass", "{g}");
     assert!(ev(&j, "image.gpu-targets").contains("lacking gfx1030 but loaded by neither torch nor vLLM: unpackaged: /usr/local/lib/libk_direct.so [gfx1100,gfx1151]"));
+}
+
+/// Issue 18: Debian's ROCm math libraries (code for gfx9/10/11, none for gfx1151) beside
+/// Debian's CPU torch, whose modules need none of them, passed `image.gpu-targets` ("0 carry
+/// gfx1151"); torch loads them, so an image audited for gfx1151 does not pass.
+#[test]
+fn issue_18_math_libraries_without_the_arch_do_not_pass() {
+    if !engine() {
+        return;
+    }
+    let o = forge(&[
+        "image",
+        "forge-test-hipcc:trixie",
+        "--json",
+        "--arch",
+        "gfx1151",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    let g = check_of(&j, "image.gpu-targets");
+    assert_eq!(g["status"], "fail", "{g}");
+    let e = ev(&j, "image.gpu-targets");
+    assert!(e.contains("0 carry gfx1151"), "{e}");
+    for lib in [
+        "librocblas.so.0.1 [gfx1010,gfx1030,gfx1100,gfx1101,gfx1102,gfx803,gfx900,gfx906,gfx908,gfx90a] (rocBLAS, a ROCm math library torch loads)",
+        "librocrand.so.1.1 [gfx1010,gfx1030,gfx1100,gfx1101,gfx1102,gfx803,gfx900,gfx906,gfx908,gfx90a] (rocRAND, a ROCm math library torch loads)",
+        "librocfft.so.0.1 [gfx1010,gfx1011,gfx1030,gfx1100,gfx1101,gfx1102,gfx803,gfx900,gfx906,gfx908,gfx90a] (rocFFT, a ROCm math library torch loads)",
+        "rocblas/2.47.0/library/ (21 code-object files)",
+    ] {
+        assert!(e.contains(lib), "{lib}: {e}");
+    }
+    assert!(
+        e.starts_with(
+            "4 with GPU code (3 ELF, 1 code-object directories), 4 of them loaded by torch/vLLM"
+        ),
+        "{e}"
+    );
+    assert!(
+        g["hint"]
+            .as_str()
+            .unwrap()
+            .contains("rebuild them for gfx1151"),
+        "{g}"
+    );
+
+    // Issue 20, on the same image: Debian's own ROCm stack, one unit, every component version
+    // named; its HIP 5.7.1 is not the default recipe's 7.1.1.
+    let r = check_of(&j, "image.rocm-versions");
+    assert_eq!(r["status"], "fail", "{r}");
+    let e = ev(&j, "image.rocm-versions");
+    for want in [
+        "Debian GNU/Linux 13 (trixie)'s own ROCm stack, judged as one unit",
+        "rocm-hipamd 5.7.1 (hipcc, libamdhip64-5, libamdhip64-dev, libhiprtc-builtins5)",
+        "rocr-runtime 6.1.2 (libhsa-runtime-dev, libhsa-runtime64-1)",
+        "roct-thunk-interface 6.2.4 (libhsakmt1)",
+        "rocblas 5.5.1 (librocblas0)",
+        "rocfft 6.1.2 (librocfft0)",
+        "rocrand 5.7.1 (librocrand1)",
+        "rocminfo 6.1.2 (rocminfo)",
+        "its release is its HIP's, 5.7.1; recipe wants 7.1.1",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
 }
 
 #[test]

@@ -49,6 +49,39 @@ fn help_lists_only_working_commands() {
     }
 }
 
+/// Issue 18: `forge image --help` said its first sentence twice (two doc comments, one each
+/// side of the `#[command]`, which clap joins). No command's help repeats a sentence.
+#[test]
+fn issue_18_no_help_line_repeats_itself() {
+    let o = forge(&["--help"], None);
+    let top = String::from_utf8(o.stdout).unwrap();
+    let commands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.contains(&"image"), "{top}");
+    for c in commands {
+        let o = forge(&[c, "--help"], None);
+        let help = String::from_utf8(o.stdout).unwrap();
+        let about = help.lines().next().unwrap_or("");
+        let sentences: Vec<&str> = about
+            .split(". ")
+            .map(|s| s.trim().trim_end_matches('.'))
+            .collect();
+        for (i, s) in sentences.iter().enumerate() {
+            let head: String = s.chars().take(40).collect();
+            assert!(
+                !sentences[i + 1..].iter().any(|t| t.starts_with(&head)),
+                "`forge {c} --help` repeats `{head}`: {about}"
+            );
+        }
+    }
+}
+
 #[test]
 fn plan_default_is_distributed_gfx1151_from_any_directory() {
     let dir = tempdir("plan");

@@ -160,11 +160,6 @@ fn gb(b: u64) -> String {
 /// and the sizes against the recipe's thresholds. A skip leaves the checklist incomplete.
 pub fn checklist(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> Vec<Check> {
     let mut out = Vec::new();
-    let t = view
-        .recipe
-        .as_ref()
-        .map(|r| r.thresholds)
-        .unwrap_or_default();
     // The archive.
     out.push(match archive {
         Some(a) => {
@@ -246,8 +241,38 @@ pub fn checklist(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> V
     });
     out.push(build_log_item(dir, view));
     out.push(gpu_phases_item(view));
-    // Sizes.
+    out.push(sizes_item(view, archive));
+    out
+}
+
+/// Why the sizes are not judged in a bundle that names no recipe (`forge export -o DIR/`
+/// without `--recipe`/`--rocm`: its help says the release's thresholds apply only with one).
+pub const SIZES_UNJUDGED: &str = "not judged: the bundle names no recipe (exported without `--recipe` or `--rocm`), so the release's size thresholds do not apply";
+
+/// The sizes against the recipe's thresholds; not judged without a recipe (issue 18).
+fn sizes_item(view: &RunView, archive: Option<&ArchiveInfo>) -> Check {
     let img = view.image.as_ref().and_then(|i| i.bytes);
+    let Some(t) = view.recipe.as_ref().map(|r| r.thresholds) else {
+        let mut sizes = Vec::new();
+        if let Some(b) = img {
+            sizes.push(format!("image {}", gb(b)));
+        }
+        if let Some(a) = archive {
+            sizes.push(format!("archive {}", gb(a.bytes)));
+        }
+        let sizes = if sizes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", sizes.join("; "))
+        };
+        return check(
+            "deliverable.sizes",
+            "image > threshold uncompressed, archive > threshold compressed",
+            None,
+            format!("{SIZES_UNJUDGED}{sizes}"),
+        )
+        .with_hint("export with `--recipe FILE` or `--rocm VERSION` to judge the sizes against the release's thresholds");
+    };
     let mut size_ev = Vec::new();
     let mut ok = Some(true);
     match img {
@@ -296,8 +321,7 @@ pub fn checklist(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> V
              lacks parts (check phases 3 and 4); for a test image, lower the thresholds in the recipe's [checks]",
         );
     }
-    out.push(c);
-    out
+    c
 }
 
 fn build_log_item(dir: &Path, view: &RunView) -> Check {
@@ -504,18 +528,61 @@ fn inside(dir: &Path, rel: &str) -> Option<PathBuf> {
         .then(|| dir.join(p))
 }
 
-/// Files hashed once however many lists name them (`None`: missing or unreadable).
+/// Why a file of the bundle has no hash: not there, or there but unreadable (issue 18: a read
+/// error is named as one, never taken for a checksum mismatch or a missing file).
+#[derive(Debug, Clone)]
+enum Unread {
+    /// Not in the bundle (or a path that leaves it).
+    Missing,
+    /// There, but opening or reading it failed: the io error.
+    Error(String),
+}
+
+impl Unread {
+    /// `PATH is missing` / `PATH cannot be read: ERROR`.
+    fn describe(&self, rel: &str) -> String {
+        match self {
+            Unread::Missing => format!("{rel} is missing"),
+            Unread::Error(e) => format!("{rel} cannot be read: {e}"),
+        }
+    }
+
+    fn hint(&self) -> &'static str {
+        match self {
+            Unread::Missing => "the bundle is incomplete: copy the file again from its source",
+            Unread::Error(_) => {
+                "the file is there but reading it failed (a directory or a special file in its place, permissions, an I/O error): fix or copy it again, then verify again"
+            }
+        }
+    }
+}
+
+/// Hash one file of the bundle, telling a missing file from an unreadable one.
+fn hash_file(dir: &Path, rel: &str) -> std::result::Result<(u64, String), Unread> {
+    let Some(p) = inside(dir, rel) else {
+        return Err(Unread::Missing);
+    };
+    if std::fs::symlink_metadata(&p).is_err() {
+        return Err(Unread::Missing);
+    }
+    sha256_file(&p).map_err(|e| match e {
+        Error::Io { action, source, .. } => Unread::Error(format!("{action}: {source}")),
+        e => Unread::Error(e.to_string()),
+    })
+}
+
+/// Files hashed once however many lists name them.
 struct Hashes<'a> {
     dir: &'a Path,
-    done: BTreeMap<String, Option<(u64, String)>>,
+    done: BTreeMap<String, std::result::Result<(u64, String), Unread>>,
 }
 
 impl Hashes<'_> {
-    fn get(&mut self, rel: &str) -> Option<(u64, String)> {
+    fn get(&mut self, rel: &str) -> std::result::Result<(u64, String), Unread> {
         let dir = self.dir;
         self.done
             .entry(rel.to_owned())
-            .or_insert_with(|| inside(dir, rel).and_then(|p| sha256_file(&p).ok()))
+            .or_insert_with(|| hash_file(dir, rel))
             .clone()
     }
 }
@@ -534,7 +601,7 @@ pub fn verify(dir: &Path, engine: Option<&dyn crate::engine::Engine>) -> Result<
     if let Some(a) = &m.archive {
         // The archive: its parts, its .sha256, the thresholds, the engine.
         let whole = if a.parts.is_empty() {
-            hashes.get(&a.name)
+            hashes.get(&a.name).ok()
         } else {
             let (check, whole) = verify_parts(dir, a);
             checks.push(check);
@@ -576,13 +643,8 @@ fn verify_files(m: &Manifest, hashes: &mut Hashes<'_>) -> Vec<Check> {
         let id = format!("verify.file:{}", a.path);
         let title = format!("{} matches the manifest", a.path);
         let c = match hashes.get(&a.path) {
-            None => Check::fail(
-                &id,
-                &title,
-                format!("{} is missing (or unreadable)", a.path),
-            )
-            .with_hint("the bundle is incomplete: copy the file again from its source"),
-            Some((n, h)) if Some(&h) != a.sha256.as_ref() => Check::fail(
+            Err(why) => Check::fail(&id, &title, why.describe(&a.path)).with_hint(why.hint()),
+            Ok((n, h)) if Some(&h) != a.sha256.as_ref() => Check::fail(
                 &id,
                 &title,
                 format!(
@@ -596,12 +658,12 @@ fn verify_files(m: &Manifest, hashes: &mut Hashes<'_>) -> Vec<Check> {
             } else {
                 "the file is truncated or replaced: copy it again"
             }),
-            Some((n, _)) if n != a.bytes => Check::fail(
+            Ok((n, _)) if n != a.bytes => Check::fail(
                 &id,
                 &title,
                 format!("{}: {n} bytes, the manifest says {}", a.path, a.bytes),
             ),
-            Some((n, h)) => Check::pass(&id, &title, format!("{}: {n} bytes, sha256 {h}", a.path)),
+            Ok((n, h)) => Check::pass(&id, &title, format!("{}: {n} bytes, sha256 {h}", a.path)),
         };
         checks.push(c);
     }
@@ -622,11 +684,11 @@ fn verify_sums(dir: &Path, m: &Manifest, hashes: &mut Hashes<'_>) -> Check {
             let mut bad = Vec::new();
             for (h, n) in &sums {
                 match hashes.get(n) {
-                    None => bad.push(format!("{n} is missing")),
-                    Some((_, got)) if got != *h => {
+                    Err(why) => bad.push(why.describe(n)),
+                    Ok((_, got)) if got != *h => {
                         bad.push(format!("{n}: sha256 {got}, {SUMS} says {h}"));
                     }
-                    Some(_) => {}
+                    Ok(_) => {}
                 }
             }
             for a in &m.artifacts {
@@ -656,29 +718,41 @@ fn verify_parts(dir: &Path, a: &ArchiveInfo) -> (Check, Option<(u64, String)>) {
     let mut h = Sha256::new();
     let mut n = 0u64;
     let mut missing = Vec::new();
+    let mut unreadable = Vec::new();
     for p in &a.parts {
-        match inside(dir, p).map(|p| std::fs::File::open(&p)) {
-            Some(Ok(mut f)) => {
-                let mut buf = vec![0u8; 1 << 20];
-                while let Ok(k) = f.read(&mut buf) {
-                    if k == 0 {
-                        break;
-                    }
-                    h.update(&buf[..k]);
-                    n += k as u64;
+        let Some(path) = inside(dir, p).filter(|p| std::fs::symlink_metadata(p).is_ok()) else {
+            missing.push(p.clone());
+            continue;
+        };
+        // A read error is named with its part, never hashed over as a short part (issue 18).
+        let read = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::open(&path)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let k = f.read(&mut buf)?;
+                if k == 0 {
+                    return Ok(());
                 }
+                h.update(&buf[..k]);
+                n += k as u64;
             }
-            _ => missing.push(p.clone()),
+        })();
+        if let Err(e) = read {
+            unreadable.push(format!("{p} cannot be read: {e}"));
         }
     }
     let title = "the parts join to the archive";
-    let check = if !missing.is_empty() {
-        Check::fail(
-            "verify.parts",
-            title,
-            format!("missing part(s): {}", missing.join(", ")),
-        )
-        .with_hint("copy every part: the archive cannot be joined without them")
+    let check = if !missing.is_empty() || !unreadable.is_empty() {
+        let mut ev = Vec::new();
+        if !missing.is_empty() {
+            ev.push(format!("missing part(s): {}", missing.join(", ")));
+        }
+        ev.extend(unreadable.iter().cloned());
+        Check::fail("verify.parts", title, ev.join("; ")).with_hint(if missing.is_empty() {
+            "a part is there but reading it failed: fix or copy it again, then verify again"
+        } else {
+            "copy every part: the archive cannot be joined without them"
+        })
     } else {
         let got = crate::atomic::hex(&h.finalize());
         if got == a.sha256 && n == a.bytes {
@@ -703,7 +777,8 @@ fn verify_parts(dir: &Path, a: &ArchiveInfo) -> (Check, Option<(u64, String)>) {
             )
         }
     };
-    (check, missing.is_empty().then(|| (n, String::new())))
+    let whole = (missing.is_empty() && unreadable.is_empty()).then(|| (n, String::new()));
+    (check, whole)
 }
 
 /// The archive's `.sha256` file against the archive's recomputed SHA256.
@@ -757,7 +832,13 @@ fn verify_archive_sha256(dir: &Path, a: &ArchiveInfo, whole_sha: Option<&String>
 
 /// Thresholds, as the manifest records them, against the files' real sizes.
 fn verify_thresholds(m: &Manifest, a: &ArchiveInfo, whole: Option<&(u64, String)>) -> Check {
-    let t = m.recipe.as_ref().map(|r| r.thresholds).unwrap_or_default();
+    let Some(t) = m.recipe.as_ref().map(|r| r.thresholds) else {
+        return Check::skip(
+            "verify.thresholds",
+            "sizes over the recipe's thresholds",
+            "not judged: the manifest names no recipe (exported without `--recipe` or `--rocm`), so there are no thresholds",
+        );
+    };
     let real = whole.map(|(n, _)| if a.parts.is_empty() { *n } else { a.bytes });
     let mut ev = Vec::new();
     let mut ok = true;
@@ -830,8 +911,13 @@ fn load_check(
     } else {
         a.parts.iter().map(|p| dir.join(p)).collect()
     };
-    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
-        return Check::fail(id, title, format!("{} is missing", missing.display()));
+    if let Some(bad) = files.iter().find(|f| !f.is_file()) {
+        let what = if std::fs::symlink_metadata(bad).is_ok() {
+            "is not a file"
+        } else {
+            "is missing"
+        };
+        return Check::fail(id, title, format!("{} {what}", bad.display()));
     }
     let reader = Joined {
         files: files.into(),

@@ -5,9 +5,13 @@
 //!   reference: however it reaches HIP) and every directory of code-object files (Tensile,
 //!   MIOpen kernel databases, `.co`/`.hsaco`) judged against the arch; those that torch or vLLM
 //!   load (DT_NEEDED closure of their modules, plus the code objects the math libraries open by
-//!   name) fail the check when they lack it, the others are listed as evidence.
-//! - `image.rocm-versions`: one ROCm release across AMD's packages, a distribution's packages,
-//!   pip ROCm wheels, `/opt/rocm*/.info/version`, library file names and `+rocmX` local tags.
+//!   name, plus the ROCm math libraries themselves in an image meant to carry torch) fail the
+//!   check when they lack it, the others are listed as evidence; nothing known to load any of
+//!   them is a skip (nothing to judge), never a pass.
+//! - `image.rocm-versions`: one ROCm release across AMD's packages, pip ROCm wheels and
+//!   `amdsmi`, `/opt/rocm*/.info/version`, library file names and `+rocmX` local tags; a
+//!   distribution's own ROCm packages are one unit (its components' own versions, its HIP's
+//!   release), and ROCm from any other source beside them is a mix.
 //! - `image.vllm-symbols`: every `c10::`/`at::`/`torch::`/`caffe2::` symbol vLLM's extensions
 //!   need is defined by the image's torch.
 //! - `image.vllm-torch`: the torch vLLM declares (or the build's torch constraint) is the one
@@ -20,7 +24,7 @@ use serde::Serialize;
 
 use super::bundle;
 use super::imagefs::{ElfFile, ImageFs, Node, is_vllm_ext};
-use super::pep440::{self, Version};
+use super::pep440;
 use super::{check, check_when};
 use crate::report::{Check, Status};
 
@@ -55,6 +59,10 @@ pub struct Component {
     pub release: String,
     /// Where the release was read (`AMD apt package 7.8.0.70101-43~24.04`).
     pub source: String,
+    /// The distribution whose own ROCm stack it is part of (`Debian GNU/Linux 13 (trixie)`):
+    /// such components carry their own upstream versions and are judged as one unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<String>,
 }
 
 /// What the audit found, for `--json`.
@@ -429,11 +437,54 @@ fn opener(dir: &str) -> Option<&'static str> {
     .map(|(_, lib)| lib)
 }
 
+/// The ROCm math libraries torch's HIP build links and loads (BLAS, FFT, random numbers,
+/// sparse, solvers, convolutions, collectives), with the hip* wrappers over them: (file name
+/// before `.so`, name). A torch image's kernels come from these, so lacking the arch in them
+/// matters in any image meant to carry torch, whether or not its modules' DT_NEEDED reach them
+/// (Debian's CPU torch does not; a ROCm torch installed later will).
+const MATH_LIBS: &[(&str, &str)] = &[
+    ("librocblas", "rocBLAS"),
+    ("libhipblas", "hipBLAS"),
+    ("libhipblaslt", "hipBLASLt"),
+    ("librocrand", "rocRAND"),
+    ("libhiprand", "hipRAND"),
+    ("librocfft", "rocFFT"),
+    ("libhipfft", "hipFFT"),
+    ("librocsparse", "rocSPARSE"),
+    ("libhipsparse", "hipSPARSE"),
+    ("libhipsparselt", "hipSPARSELt"),
+    ("librocsolver", "rocSOLVER"),
+    ("libhipsolver", "hipSOLVER"),
+    ("libMIOpen", "MIOpen"),
+    ("librccl", "RCCL"),
+];
+
+/// The math library a file is (`librocblas.so.0.1` -> rocBLAS, `librocfft-device-0.so` ->
+/// rocFFT), if it is one.
+fn math_library(path: &str) -> Option<&'static str> {
+    let stem = file_name(path).split(".so").next()?;
+    MATH_LIBS
+        .iter()
+        .find(|(lib, _)| stem == *lib || stem.strip_prefix(lib).is_some_and(|r| r.starts_with('-')))
+        .map(|(_, name)| *name)
+}
+
+/// What an audited image is meant to carry, as far as the command knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A torch image for the audited archs: a recipe or an arch was given (`forge build`,
+    /// `forge image --arch`, `forge export --recipe`).
+    Torch,
+    /// Nothing was said (`forge image IMG`, `forge export IMG`): only a torch in the image
+    /// makes its math libraries count.
+    Unstated,
+}
+
 fn gpu_check(
     units: &mut [GpuUnit],
     loaded: &BTreeMap<String, String>,
     archs: &[String],
-    torch_or_vllm: bool,
+    why_none: &str,
 ) -> Check {
     for u in units.iter_mut() {
         let key = u.path.trim_start_matches('/').to_owned();
@@ -485,6 +536,7 @@ fn gpu_check(
             .collect::<Vec<_>>()
             .join("; ")
     };
+    let judged = units.iter().filter(|u| u.loaded_by.is_some()).count();
     let lacking_loaded: Vec<&GpuUnit> = units
         .iter()
         .filter(|u| !u.lacking.is_empty() && u.loaded_by.is_some())
@@ -506,7 +558,7 @@ fn gpu_check(
         })
         .collect();
     let mut ev = format!(
-        "{} with GPU code ({} ELF, {} code-object directories); {carrying} carry {want}",
+        "{} with GPU code ({} ELF, {} code-object directories), {judged} of them loaded by torch/vLLM; {carrying} carry {want}",
         units.len(),
         units.iter().filter(|u| u.kind == "elf").count(),
         units.iter().filter(|u| u.kind != "elf").count(),
@@ -517,8 +569,11 @@ fn gpu_check(
             generic.join(", ")
         ));
     }
-    if !torch_or_vllm {
-        ev.push_str("; no torch or vLLM in the image, so nothing is known to load them");
+    if judged == 0 {
+        // Nothing to judge: a skip, never a pass (issue 18).
+        ev.push_str(&format!(
+            "; nothing in the image is known to load them ({why_none})"
+        ));
     }
     if !lacking_loaded.is_empty() {
         ev.push_str(&format!(
@@ -531,6 +586,9 @@ fn gpu_check(
             "; lacking {want} but loaded by neither torch nor vLLM: {}",
             group(lacking_idle)
         ));
+    }
+    if judged == 0 {
+        return check("image.gpu-targets", Status::Skip, ev);
     }
     if lacking_loaded.is_empty() {
         return check("image.gpu-targets", Status::Pass, ev);
@@ -556,6 +614,61 @@ fn leading_release(v: &str, parts: usize) -> Option<String> {
 /// Debian/Ubuntu source packages of the ROCm stack whose upstream version is a ROCm release.
 const DISTRO_HIP: &[&str] = &["rocm-hipamd", "hipcc", "hip"];
 
+/// Debian/Ubuntu source packages of the ROCm stack: a distribution builds each at its own
+/// upstream version against its one HIP (trixie: HIP 5.7.1, HSA 6.1.2, hsakmt 6.2.4).
+const DISTRO_ROCM: &[&str] = &[
+    "rocm-hipamd",
+    "hip",
+    "hipcc",
+    "rocr-runtime",
+    "roct-thunk-interface",
+    "rocm-compilersupport",
+    "rocm-device-libs",
+    "rocminfo",
+    "rocm-smi-lib",
+    "amdsmi",
+    "rocm-core",
+    "rocm-cmake",
+    "rocblas",
+    "hipblas",
+    "hipblas-common",
+    "hipblaslt",
+    "rocfft",
+    "hipfft",
+    "rocrand",
+    "hiprand",
+    "rocsparse",
+    "hipsparse",
+    "hipsparselt",
+    "rocsolver",
+    "hipsolver",
+    "rocprim",
+    "rocthrust",
+    "hipcub",
+    "rocalution",
+    "rocwmma",
+    "miopen",
+    "rccl",
+    "roctracer",
+    "rocprofiler",
+    "hipify",
+];
+
+/// The distribution the image is (`PRETTY_NAME` of its os-release).
+fn distribution(fs: &ImageFs) -> String {
+    ["usr/lib/os-release", "etc/os-release"]
+        .iter()
+        .find_map(|p| match fs.nodes.get(*p) {
+            Some(Node::Text(t)) => t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+            }),
+            _ => None,
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "the distribution".to_owned())
+}
+
 /// ROCm release of a library file name: `libamdhip64.so.7.1.70101` -> 7.1,
 /// `libhsa-runtime64.so.1.14.60204` -> 6.2.4.
 pub fn release_of_file(name: &str) -> Option<String> {
@@ -579,23 +692,28 @@ fn components(
     owners: &HashMap<String, String>,
 ) -> Vec<Component> {
     let mut out = Vec::new();
+    let distro = distribution(fs);
+    let mut dated: BTreeSet<&str> = BTreeSet::new();
     for (p, (v, src)) in pkgs {
         if let Some(r) = super::image::rocm_release(v) {
+            dated.insert(p);
             out.push(Component {
                 name: p.clone(),
                 release: r,
                 source: format!("AMD apt package {v}"),
+                distribution: None,
             });
-        } else if DISTRO_HIP.contains(&src.as_str())
-            && p.starts_with("libamdhip64")
-            && let Some(r) = leading_release(v, 2)
+        } else if DISTRO_ROCM.contains(&src.as_str())
+            && let Some(r) = leading_release(v, 3)
         {
-            // A distribution's HIP runtime sets its ROCm stack's release (Debian builds the
-            // other ROCm libraries, each of its own upstream version, against it).
+            // A distribution's own ROCm component, at its own upstream version: judged with
+            // the rest of that distribution's stack as one unit (see `rocm_check`).
+            dated.insert(p);
             out.push(Component {
                 name: p.clone(),
                 release: r,
                 source: format!("distribution package {v} (source {src})"),
+                distribution: Some(distro.clone()),
             });
         }
     }
@@ -607,6 +725,24 @@ fn components(
                     name: d.name.clone(),
                     release: r,
                     source: format!("pip {} {} (/{})", d.name, d.version, d.site),
+                    distribution: None,
+                });
+            }
+        } else if n == "amdsmi" {
+            // The package index numbers amdsmi by ROCm release (7.0.2); ROCm's own copy
+            // (pip-installed from /opt/rocm/share/amd_smi) carries amd-smi-lib's numbering
+            // (24.x-26.x), which is no ROCm release.
+            if let Some(r) = leading_release(&d.version, 3)
+                && r.split('.').next().and_then(|m| m.parse::<u32>().ok()) < Some(20)
+            {
+                out.push(Component {
+                    name: d.name.clone(),
+                    release: r,
+                    source: format!(
+                        "pip {} {} (the package index's ROCm numbering; /{})",
+                        d.name, d.version, d.site
+                    ),
+                    distribution: None,
                 });
             }
         } else if let Some(local) = d.version.split_once('+').map(|x| x.1)
@@ -617,6 +753,7 @@ fn components(
                 name: d.name.clone(),
                 release: r,
                 source: format!("pip {} {} (built for ROCm {rv})", d.name, d.version),
+                distribution: None,
             });
         }
     }
@@ -628,19 +765,31 @@ fn components(
                     name: format!("/{}", parent(parent(p))),
                     release: r,
                     source: format!("/{p}: {v}"),
+                    distribution: None,
                 });
             }
         }
     }
+    // Sonames: of unowned files, and of files a package owns that is not dated above (a
+    // wheel that bundles libamdhip64, a package of another name).
     for (p, n) in &fs.nodes {
-        if !matches!(n, Node::Elf(_)) || owners.contains_key(p.as_str()) {
+        if !matches!(n, Node::Elf(_)) {
+            continue;
+        }
+        let owner = owner_of(owners, p);
+        let dated_owner = owner
+            .strip_prefix("deb ")
+            .and_then(|o| o.split_whitespace().next())
+            .is_some_and(|o| dated.contains(o));
+        if dated_owner {
             continue;
         }
         if let Some(r) = release_of_file(file_name(p)) {
             out.push(Component {
                 name: file_name(p).to_owned(),
                 release: r,
-                source: format!("file name /{p} ({})", owner_of(owners, p)),
+                source: format!("file name /{p} ({owner})"),
+                distribution: None,
             });
         }
     }
@@ -659,6 +808,11 @@ fn rocm_check(comps: &[Component], want: &str) -> Check {
             Status::Skip,
             "no ROCm component found (no AMD or distribution ROCm package, no pip ROCm wheel, no /opt/rocm*/.info/version, no libamdhip64/libhsa-runtime64 of a known release)",
         );
+    }
+    let (distro, others): (Vec<&Component>, Vec<&Component>) =
+        comps.iter().partition(|c| c.distribution.is_some());
+    if !distro.is_empty() {
+        return distro_check(&distro, &others, want);
     }
     let mut releases: BTreeMap<&str, Vec<&Component>> = BTreeMap::new();
     for c in comps {
@@ -712,6 +866,99 @@ fn rocm_check(comps: &[Component], want: &str) -> Check {
         "one ROCm release everywhere ({want}): mixed ROCm libraries crash with `double free or corruption`; remove or rebuild the components of {}",
         off.join(", ")
     ))
+}
+
+/// ROCm releases and where they come from (`ROCm 7.0.2: amdsmi from pip ...`).
+fn by_release(comps: &[&Component]) -> String {
+    let mut releases: BTreeMap<&str, Vec<&Component>> = BTreeMap::new();
+    for c in comps {
+        releases.entry(c.release.as_str()).or_default().push(c);
+    }
+    releases
+        .iter()
+        .map(|(r, cs)| {
+            let shown: Vec<String> = cs
+                .iter()
+                .map(|c| format!("{} from {}", c.name, c.source))
+                .collect();
+            format!("ROCm {r}: {}", shown.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A distribution's own ROCm stack, judged as one unit (issue 20): its components carry their
+/// own upstream versions (Debian builds them against one HIP on purpose), its release is its
+/// HIP's; any ROCm from another source beside it is a mix.
+fn distro_check(distro: &[&Component], others: &[&Component], want: &str) -> Check {
+    let name = distro[0]
+        .distribution
+        .as_deref()
+        .unwrap_or("the distribution");
+    // Every component version, by source package: `rocr-runtime 6.1.2 (libhsa-runtime64-1, ...)`.
+    let mut by_src: BTreeMap<String, (String, Vec<&str>)> = BTreeMap::new();
+    for c in distro {
+        let src = c
+            .source
+            .rsplit_once("(source ")
+            .map_or(c.name.as_str(), |(_, s)| s.trim_end_matches(')'))
+            .to_owned();
+        let e = by_src
+            .entry(src)
+            .or_insert_with(|| (c.release.clone(), Vec::new()));
+        e.1.push(c.name.as_str());
+    }
+    let list: Vec<String> = by_src
+        .iter()
+        .map(|(src, (v, pkgs))| format!("{src} {v} ({})", pkgs.join(", ")))
+        .collect();
+    let hip = distro
+        .iter()
+        .find(|c| {
+            DISTRO_HIP
+                .iter()
+                .any(|h| c.source.ends_with(&format!("(source {h})")))
+        })
+        .map(|c| c.release.clone());
+    let unit = format!(
+        "{name}'s own ROCm stack, judged as one unit (the distribution builds its components against one HIP): {}",
+        list.join(", ")
+    );
+    if !others.is_empty() {
+        return check(
+            "image.rocm-versions",
+            Status::Fail,
+            format!(
+                "a mix: {unit}; beside it, ROCm from another source: {}; recipe wants {want}",
+                by_release(others)
+            ),
+        )
+        .with_hint(format!(
+            "a distribution's ROCm stack and ROCm from elsewhere (AMD's packages, ROCm wheels, pip's amdsmi) do not mix: mixed ROCm libraries crash with `double free or corruption`; keep one of the two ({name}'s, or one ROCm release {want} from AMD)"
+        ));
+    }
+    let Some(hip) = hip else {
+        return check(
+            "image.rocm-versions",
+            Status::Skip,
+            format!(
+                "{unit}; no HIP runtime among them, so the stack's ROCm release is not known and is not compared with the recipe's {want}"
+            ),
+        );
+    };
+    let ok = same_release(&hip, want);
+    let c = check_when(
+        ok,
+        "image.rocm-versions",
+        format!("{unit}; its release is its HIP's, {hip}; recipe wants {want}"),
+    );
+    if ok {
+        c
+    } else {
+        c.with_hint(format!(
+            "the image's ROCm is {name}'s HIP {hip}, the recipe's is {want}: build on the recipe's base image, or use the recipe of the image's release"
+        ))
+    }
 }
 
 /// Whether a mangled symbol is in c10::, at::, torch:: or caffe2::.
@@ -829,7 +1076,7 @@ fn vllm_torch_check(fs: &ImageFs, ds: &[Dist]) -> Check {
         .requires
         .iter()
         .filter_map(|r| pep440::parse_requirement(r))
-        .find(|r| r.name == "torch" && pep440::marker_applies(r.marker.as_deref(), &py));
+        .find(|r| r.name == "torch" && r.applies(&py));
     let (spec, from) = match declared {
         Some(r) => (
             r.spec.clone(),
@@ -867,7 +1114,7 @@ fn vllm_torch_check(fs: &ImageFs, ds: &[Dist]) -> Check {
             }
         }
     };
-    let Some(v) = Version::parse(&torch.version) else {
+    let Some(v) = pep440::version(&torch.version) else {
         return check(
             "image.vllm-torch",
             Status::Fail,
@@ -920,16 +1167,14 @@ fn pip_check(ds: &[Dist]) -> Check {
             .iter()
             .filter_map(|s| pep440::parse_requirement(s))
         {
-            if !watched.contains(&req.name.as_str())
-                || !pep440::marker_applies(req.marker.as_deref(), &py)
-            {
+            if !watched.contains(&req.name.as_str()) || !req.applies(&py) {
                 continue;
             }
             let what = format!("{} {} requires {}{}", d.name, d.version, req.name, req.spec);
             match by.get(&req.name) {
                 None => problems.push(format!("{what}, which is not installed")),
                 Some(dep) => {
-                    let ok = Version::parse(&dep.version)
+                    let ok = pep440::version(&dep.version)
                         .is_some_and(|v| pep440::satisfies(&req.clauses, &v));
                     if ok {
                         fine.push(format!("{what}: {} {}", dep.name, dep.version));
@@ -973,16 +1218,34 @@ fn pip_check(ds: &[Dist]) -> Check {
 }
 
 /// Every audit check on an image's files.
-pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str) -> (Vec<Check>, Audit) {
+///
+/// `image.gpu-targets` judges what torch and vLLM load: their modules' DT_NEEDED closure, and
+/// the ROCm math libraries when the image carries a torch or `purpose` says it is meant to.
+pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str, purpose: Purpose) -> (Vec<Check>, Audit) {
     let pkgs = dpkg(fs);
     let ds = dists(fs);
     let owners = owners(fs, &pkgs, &ds);
     let mut units = gpu_units(fs, archs, &owners);
-    let (loaded, _unfound) = loaded_set(fs);
-    let torch_or_vllm = fs
-        .elves()
-        .any(|(p, _)| in_package(p, "torch") || in_package(p, "vllm"));
-    let mut out = vec![gpu_check(&mut units, &loaded, archs, torch_or_vllm)];
+    let (mut loaded, _unfound) = loaded_set(fs);
+    let has = |pkg: &str| fs.elves().any(|(p, _)| in_package(p, pkg));
+    let torch = has("torch");
+    let why_none = match (torch || has("vllm"), purpose) {
+        (true, _) => "no torch or vLLM module needs them, and none is a ROCm math library",
+        (false, Purpose::Torch) => "no torch or vLLM in the image, and none is a ROCm math library",
+        (false, Purpose::Unstated) => {
+            "no torch or vLLM in the image, and no recipe or arch says it is meant to carry torch"
+        }
+    };
+    if torch || purpose == Purpose::Torch {
+        for (p, _) in fs.elves() {
+            if let Some(name) = math_library(p) {
+                loaded
+                    .entry(p.clone())
+                    .or_insert_with(|| format!("{name}, a ROCm math library torch loads"));
+            }
+        }
+    }
+    let mut out = vec![gpu_check(&mut units, &loaded, archs, why_none)];
     let comps = components(fs, &pkgs, &ds, &owners);
     out.push(rocm_check(&comps, rocm));
     let (c, missing) = vllm_symbols(fs);
@@ -1004,9 +1267,14 @@ pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str) -> (Vec<Check>, Audit)
 
 /// The audit checks from a finished [`super::imagefs::ImageReader`]; a stream it could not
 /// read fails `image.gpu-targets` with the reason (the export itself may still be good).
-pub fn checks_or_fail(fs: std::io::Result<ImageFs>, archs: &[String], rocm: &str) -> Vec<Check> {
+pub fn checks_or_fail(
+    fs: std::io::Result<ImageFs>,
+    archs: &[String],
+    rocm: &str,
+    purpose: Purpose,
+) -> Vec<Check> {
     match fs {
-        Ok(fs) => checks(&fs, archs, rocm).0,
+        Ok(fs) => checks(&fs, archs, rocm, purpose).0,
         Err(e) => vec![check(
             "image.gpu-targets",
             Status::Fail,
@@ -1104,7 +1372,7 @@ mod tests {
             ),
         ]);
         let archs = vec!["gfx1151".to_owned()];
-        let (c, a) = checks(&image, &archs, "7.1.1");
+        let (c, a) = checks(&image, &archs, "7.1.1", Purpose::Unstated);
         let g = by_id(&c, "image.gpu-targets");
         assert_eq!(g.status, Status::Fail, "{}", g.evidence);
         // libmagma is found through $ORIGIN; the Tensile directory is opened by librocblas,
@@ -1132,11 +1400,237 @@ mod tests {
             "{}",
             r.evidence
         );
-        let (c, _) = checks(&image, &archs, "7.0.2");
+        let (c, _) = checks(&image, &archs, "7.0.2", Purpose::Unstated);
         assert_eq!(by_id(&c, "image.rocm-versions").status, Status::Fail);
         // Nothing about vLLM in this image: its checks say so and skip.
         assert_eq!(by_id(&c, "image.vllm-symbols").status, Status::Skip);
         assert_eq!(by_id(&c, "image.vllm-torch").status, Status::Skip);
+    }
+
+    /// Debian's ROCm math libraries (code for gfx9/10/11, none for gfx1151) beside a CPU torch
+    /// whose modules need none of them.
+    fn math_libs_without_gfx1151(torch: bool) -> ImageFs {
+        let lib = "usr/lib/x86_64-linux-gnu";
+        let mut nodes = vec![
+            (
+                format!("{lib}/librocblas.so.0.1"),
+                elf(&[], &[], &["gfx1030", "gfx1100"]),
+            ),
+            (
+                format!("{lib}/librocrand.so.1.1"),
+                elf(&[], &[], &["gfx1030", "gfx1100"]),
+            ),
+            (
+                format!("{lib}/rocblas/2.47.0/library/TensileLibrary_gfx1100.co"),
+                Node::CodeObject(CodeObject {
+                    size: 1,
+                    targets: vec!["gfx1100".into()],
+                    how: "name",
+                }),
+            ),
+            (
+                format!("{lib}/libunrelated.so"),
+                elf(&[], &[], &["gfx1100"]),
+            ),
+        ];
+        if torch {
+            nodes.push((
+                "usr/lib/python3/dist-packages/torch/lib/libtorch_cpu.so".into(),
+                elf(&["libc.so.6"], &[], &[]),
+            ));
+        }
+        ImageFs {
+            nodes: nodes.into_iter().collect(),
+            ..ImageFs::default()
+        }
+    }
+
+    /// Issue 18: an image of ROCm math libraries none of which carry gfx1151, beside a torch,
+    /// passed `image.gpu-targets` ("0 carry gfx1151") because torch's modules need none of
+    /// them; torch loads them all the same (rocBLAS, rocRAND, ...), so it fails.
+    #[test]
+    fn issue_18_math_libraries_lacking_the_arch_fail_beside_torch() {
+        let (c, a) = checks(
+            &math_libs_without_gfx1151(true),
+            &["gfx1151".to_owned()],
+            "5.7",
+            Purpose::Unstated,
+        );
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Fail, "{}", g.evidence);
+        assert!(g.evidence.contains("LACKING gfx1151, loaded by torch/vLLM: unpackaged: /usr/lib/x86_64-linux-gnu/librocblas.so.0.1 [gfx1030,gfx1100] (rocBLAS, a ROCm math library torch loads)"), "{}", g.evidence);
+        assert!(g.evidence.contains("/usr/lib/x86_64-linux-gnu/rocblas/2.47.0/library/ (1 code-object files) [gfx1100] (opened by name by /usr/lib/x86_64-linux-gnu/librocblas.so.0.1)"), "{}", g.evidence);
+        assert!(
+            g.evidence
+                .contains("librocrand.so.1.1 [gfx1030,gfx1100] (rocRAND,"),
+            "{}",
+            g.evidence
+        );
+        // A library that is not one of them is still only listed.
+        assert!(g.evidence.contains("loaded by neither torch nor vLLM: unpackaged: /usr/lib/x86_64-linux-gnu/libunrelated.so"), "{}", g.evidence);
+        assert!(
+            a.gpu
+                .iter()
+                .any(|u| u.path.ends_with("librocrand.so.1.1") && u.loaded_by.is_some())
+        );
+        // The arch they carry: they pass.
+        let (c, _) = checks(
+            &math_libs_without_gfx1151(true),
+            &["gfx1100".to_owned()],
+            "5.7",
+            Purpose::Unstated,
+        );
+        assert_eq!(by_id(&c, "image.gpu-targets").status, Status::Pass);
+        // No torch in the image yet, but it is audited for an arch (meant to carry torch):
+        // the math libraries count all the same.
+        let (c, _) = checks(
+            &math_libs_without_gfx1151(false),
+            &["gfx1151".to_owned()],
+            "5.7",
+            Purpose::Torch,
+        );
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Fail, "{}", g.evidence);
+        // Neither a torch nor a purpose: nothing is known to load them, a skip that says why.
+        let (c, _) = checks(
+            &math_libs_without_gfx1151(false),
+            &["gfx1151".to_owned()],
+            "5.7",
+            Purpose::Unstated,
+        );
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Skip, "{}", g.evidence);
+        assert!(
+            g.evidence
+                .contains("no recipe or arch says it is meant to carry torch"),
+            "{}",
+            g.evidence
+        );
+    }
+
+    /// Issue 18: with nothing known to load the libraries (no torch, no vLLM, none of them a
+    /// math library), `image.gpu-targets` has nothing to judge: a skip saying so, not a pass.
+    #[test]
+    fn issue_18_gpu_code_nothing_loads_is_a_skip_not_a_pass() {
+        let (c, _) = checks(
+            &fs(vec![(
+                "usr/lib/libunrelated.so",
+                elf(&[], &[], &["gfx1100"]),
+            )]),
+            &["gfx1151".to_owned()],
+            "5.7",
+            Purpose::Unstated,
+        );
+        let g = by_id(&c, "image.gpu-targets");
+        assert_eq!(g.status, Status::Skip, "{}", g.evidence);
+        assert!(
+            g.evidence
+                .contains("nothing in the image is known to load them"),
+            "{}",
+            g.evidence
+        );
+        assert!(
+            g.evidence.contains("/usr/lib/libunrelated.so [gfx1100]"),
+            "{}",
+            g.evidence
+        );
+    }
+
+    /// Debian trixie's own ROCm stack (HIP 5.7.1, HSA 6.1.2, hsakmt 6.2.4, rocBLAS 5.5.1), as
+    /// forge-test-hipcc:trixie has it, and pip's `amdsmi` at `amdsmi` when given.
+    fn debian_rocm(amdsmi: Option<&str>) -> ImageFs {
+        let stanza = |p: &str, v: &str, src: &str| {
+            format!("Package: {p}\nStatus: install ok installed\nSource: {src}\nVersion: {v}\n")
+        };
+        let status = [
+            stanza("libamdhip64-5", "5.7.1-6+deb13u1", "rocm-hipamd"),
+            stanza("hipcc", "5.7.1-6+deb13u1", "rocm-hipamd"),
+            stanza("libhsa-runtime64-1", "6.1.2-3", "rocr-runtime"),
+            stanza("libhsakmt1", "6.2.4+ds-1", "roct-thunk-interface"),
+            stanza("librocblas0", "5.5.1+dfsg-7", "rocblas"),
+            stanza("libc6", "2.41-12", "glibc"),
+            stanza("rocksdb-tools", "9.10.0-1", "rocksdb"),
+        ]
+        .join("\n");
+        let mut nodes = vec![
+            ("var/lib/dpkg/status".to_owned(), Node::Text(status)),
+            (
+                "usr/lib/os-release".to_owned(),
+                Node::Text("PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nID=debian\n".into()),
+            ),
+        ];
+        if let Some(v) = amdsmi {
+            nodes.push((
+                format!("usr/local/lib/python3.13/dist-packages/amdsmi-{v}.dist-info/METADATA"),
+                Node::Text(format!(
+                    "Metadata-Version: 2.1\nName: amdsmi\nVersion: {v}\n"
+                )),
+            ));
+        }
+        ImageFs {
+            nodes: nodes.into_iter().collect(),
+            ..ImageFs::default()
+        }
+    }
+
+    /// Issue 20: a distribution's own ROCm stack is judged as one unit, named with its
+    /// distribution release and every component version.
+    #[test]
+    fn issue_20_a_distributions_rocm_stack_is_one_unit_named_so() {
+        let (c, a) = checks(&debian_rocm(None), &[], "5.7.1", Purpose::Unstated);
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Pass, "{}", r.evidence);
+        for want in [
+            "Debian GNU/Linux 13 (trixie)'s own ROCm stack, judged as one unit",
+            "rocm-hipamd 5.7.1 (hipcc, libamdhip64-5)",
+            "rocr-runtime 6.1.2 (libhsa-runtime64-1)",
+            "roct-thunk-interface 6.2.4 (libhsakmt1)",
+            "rocblas 5.5.1 (librocblas0)",
+            "its release is its HIP's, 5.7.1",
+        ] {
+            assert!(r.evidence.contains(want), "{want}: {}", r.evidence);
+        }
+        assert!(!r.evidence.contains("rocksdb"), "{}", r.evidence);
+        assert!(a.rocm.iter().all(|c| c.distribution.is_some()));
+        // Against another release's recipe: the stack's HIP is what is compared.
+        let (c, _) = checks(&debian_rocm(None), &[], "7.1.1", Purpose::Unstated);
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Fail, "{}", r.evidence);
+        assert!(
+            r.hint.as_deref().unwrap_or("").contains("HIP 5.7.1"),
+            "{r:?}"
+        );
+    }
+
+    /// Issue 20: pip's `amdsmi` of a ROCm release beside Debian's stack is a mix, naming both;
+    /// ROCm's own copy of amdsmi (amd-smi-lib's numbering, 26.x) is no release.
+    #[test]
+    fn issue_20_pip_amdsmi_beside_a_distributions_rocm_is_a_mix() {
+        let (c, _) = checks(&debian_rocm(Some("7.0.2")), &[], "5.7.1", Purpose::Unstated);
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Fail, "{}", r.evidence);
+        assert!(
+            r.evidence
+                .starts_with("a mix: Debian GNU/Linux 13 (trixie)'s own ROCm stack"),
+            "{}",
+            r.evidence
+        );
+        assert!(r.evidence.contains("rocm-hipamd 5.7.1"), "{}", r.evidence);
+        assert!(
+            r.evidence.contains(
+                "beside it, ROCm from another source: ROCm 7.0.2: amdsmi from pip amdsmi 7.0.2"
+            ),
+            "{}",
+            r.evidence
+        );
+        let (c, _) = checks(
+            &debian_rocm(Some("26.1.0")),
+            &[],
+            "5.7.1",
+            Purpose::Unstated,
+        );
+        let r = by_id(&c, "image.rocm-versions");
+        assert_eq!(r.status, Status::Pass, "{}", r.evidence);
     }
 
     #[test]
@@ -1145,6 +1639,7 @@ mod tests {
             &fs(vec![("usr/lib/libz.so.1", elf(&[], &[], &[]))]),
             &["gfx1151".to_owned()],
             "7.1.1",
+            Purpose::Unstated,
         );
         for id in [
             "image.gpu-targets",

@@ -192,6 +192,8 @@ fn want(path: &str) -> Want {
         || (path.starts_with("etc/ld.so.conf") && !path.ends_with('/'))
         || (path.starts_with("opt/") && path.ends_with("/.info/version"))
         || f == "torch-constraint.txt"
+        || path == "etc/os-release"
+        || path == "usr/lib/os-release"
     {
         return Want::Text;
     }

@@ -90,12 +90,18 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
             r.finish(),
             recipe.archs(),
             recipe.rocm_version(),
+            if named {
+                check::audit::Purpose::Torch
+            } else {
+                check::audit::Purpose::Unstated
+            },
         ));
     }
     if bundle_dir {
         let dir = out.parent().unwrap_or(Path::new(".")).to_owned();
+        let judged = named.then_some(&recipe);
         checks.extend(export_bundle(
-            &engine, &info, &recipe, image, &dir, &e, &checks,
+            &engine, &info, &recipe, judged, image, &dir, &e, &checks,
         )?);
     }
     let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
@@ -103,11 +109,15 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
 }
 
 /// `forge export -o DIR/`: make DIR a bundle (the deliverables checklist, manifest.json,
-/// SHA256SUMS); returns the checklist.
+/// SHA256SUMS); returns the checklist. `judged`: the recipe named with `--recipe`/`--rocm`,
+/// whose thresholds the sizes are judged against; without one the bundle names no recipe and
+/// the sizes are not judged (issue 18).
+#[allow(clippy::too_many_arguments)]
 fn export_bundle(
     engine: &engine::DockerEngine,
     info: &engine::EngineInfo,
     recipe: &Recipe,
+    judged: Option<&Recipe>,
     image: &str,
     dir: &Path,
     e: &export::Export,
@@ -119,7 +129,7 @@ fn export_bundle(
         run: format!("export-{}", plan::tag_slug(image)),
         started_at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         seconds: e.seconds,
-        recipe: Some(bundle::files::recipe_view(recipe)),
+        recipe: judged.map(bundle::files::recipe_view),
         image: Some(ImageView {
             tag: image.to_owned(),
             id: engine::Engine::image_id(engine, image).ok().flatten(),
@@ -136,6 +146,10 @@ fn export_bundle(
         conditions: bundle::files::conditions(recipe),
         ..RunView::default()
     };
+    if judged.is_none() {
+        view.conditions
+            .insert("deliverable.sizes".into(), bundle::SIZES_UNJUDGED.into());
+    }
     view.outputs = bundle::refresh_outputs(dir, &view.outputs)?;
     let archive = bundle::files::archive_info(dir, e);
     let list = bundle::checklist(dir, &view, Some(&archive));

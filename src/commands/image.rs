@@ -4,9 +4,16 @@ use super::prelude::*;
 use crate::phases::image::{audit_archs, audit_image};
 
 /// Run it.
-pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Result<u8> {
-    let recipe = load_recipe(&recipe)?;
+pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe_args: RecipeArgs) -> Result<u8> {
+    let recipe = load_recipe(&recipe_args)?;
     let archs = audit_archs(&recipe, &arch)?;
+    // An arch or a recipe given: the image is meant to carry torch for those archs, and the
+    // ROCm math libraries torch loads are judged whether or not a torch is there yet.
+    let purpose = if arch.is_empty() && recipe_args.rocm.is_none() && recipe_args.recipe.is_none() {
+        check::audit::Purpose::Unstated
+    } else {
+        check::audit::Purpose::Torch
+    };
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
     let size = engine::Engine::image_size(&engine, &image)?;
     let probe = check::image::probe(&engine, &image, &recipe.file.checks.files)?;
@@ -15,17 +22,18 @@ pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Res
         "reading {image}'s files from the engine's export stream ..."
     ));
     // An image whose export stream the audit cannot read is a failed audit, not a lost phase 4.
-    let (audit_checks, audit) = match audit_image(&engine, &image, &archs, recipe.rocm_version()) {
-        Ok((c, a)) => (c, Some(a)),
-        Err(e) => (
-            vec![Check::fail(
-                "image.gpu-targets",
-                crate::report::catalog::title("image.gpu-targets"),
-                format!("the image's files could not be read from its export stream: {e}"),
-            )],
-            None,
-        ),
-    };
+    let (audit_checks, audit) =
+        match audit_image(&engine, &image, &archs, recipe.rocm_version(), purpose) {
+            Ok((c, a)) => (c, Some(a)),
+            Err(e) => (
+                vec![Check::fail(
+                    "image.gpu-targets",
+                    crate::report::catalog::title("image.gpu-targets"),
+                    format!("the image's files could not be read from its export stream: {e}"),
+                )],
+                None,
+            ),
+        };
     // The audit's ROCm check covers every packaging; it replaces the dpkg-only one.
     checks.retain(|c| !audit_checks.iter().any(|a| a.id == c.id));
     checks.extend(audit_checks);

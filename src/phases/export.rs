@@ -42,6 +42,8 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         audit.finish(),
         ctx.recipe.archs(),
         ctx.recipe.rocm_version(),
+        // `forge build` builds a torch image for the recipe's archs.
+        crate::check::audit::Purpose::Torch,
     ));
     ctx.outputs.archive = Some(e);
     Ok(checks)

@@ -143,6 +143,7 @@ pub fn audit_image(
     image: &str,
     archs: &[String],
     rocm: &str,
+    purpose: crate::check::audit::Purpose,
 ) -> Result<(Vec<Check>, crate::check::audit::Audit)> {
     let started = std::time::Instant::now();
     let mut reader = crate::check::imagefs::ImageReader::new();
@@ -154,7 +155,7 @@ pub fn audit_image(
         message: format!("cannot read `{image}`'s export stream: {e}"),
         hint: Some("the engine's /images/{name}/get stream should be a docker-save tar".into()),
     })?;
-    let (checks, mut audit) = crate::check::audit::checks(&fs, archs, rocm);
+    let (checks, mut audit) = crate::check::audit::checks(&fs, archs, rocm, purpose);
     audit.seconds = started.elapsed().as_secs_f64();
     Ok((checks, audit))
 }
