@@ -31,7 +31,8 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # Unit and integration tests (doc tests: none). The last line sums up every test binary.
-# A Docker test that found no engine returns early (libtest has no skip): it writes its name to
+# A test that found no engine (or no input, such as an sdist) returns early (libtest has no
+# skip): it writes its name to
 # $FORGE_TEST_SKIPS, and the closing line counts it as skipped, not passed.
 log=$(mktemp)
 skips=$(mktemp)
@@ -40,7 +41,7 @@ FORGE_TEST_SKIPS="$skips" cargo test --locked --no-fail-fast --lib --bins --test
 status=${PIPESTATUS[0]}
 set -e
 if [ -s "$skips" ]; then
-  echo "skipped for want of a Docker engine ($(wc -l <"$skips")):"
+  echo "skipped at run time, for want of an engine or an input ($(wc -l <"$skips")):"
   sed 's/^/  /' "$skips"
 fi
 awk -v early="$(wc -l <"$skips")" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
