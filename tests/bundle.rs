@@ -12,8 +12,8 @@ mod common;
 use common::{check_of, engine, json, root, stderr};
 
 use forge::render::run::{
-    ImageView, NinjaPoint, OutputView, PhaseStatus, RecipeView, RunView, StopView, Thresholds,
-    Workaround, phases_from_checks,
+    ImageView, NinjaPoint, OutputKind, OutputView, PhaseStatus, RecipeView, RunEnd, RunView,
+    StopKind, StopView, Thresholds, Workaround, phases_from_checks,
 };
 use forge::report::Check;
 
@@ -150,7 +150,7 @@ fn stopped_run() -> RunView {
         run: "rocm-7.1.1-gfx1151-20251206-014800".into(),
         started_at: Some("2025-12-06T01:48:00Z".into()),
         seconds: 5414.0,
-        end: Some("stopped".into()),
+        end: Some(RunEnd::Stopped),
         recipe: Some(RecipeView {
             name: "rocm-7.1.1-gfx1151".into(),
             origin: "recipes/rocm-7.1.1.toml".into(),
@@ -171,14 +171,14 @@ fn stopped_run() -> RunView {
         tools: [("engine".to_owned(), "Docker 20.10.24 (API 1.41)".to_owned())].into(),
         phases,
         outputs: vec![OutputView {
-            kind: "log".into(),
+            kind: OutputKind::Log,
             path: "build.log".into(),
             bytes: 48_213_377,
             sha256: Some("ab".repeat(32)),
         }],
         ninja_progress,
         stop: Some(StopView {
-            kind: "stopped by forge on a fatal finding".into(),
+            kind: StopKind::Fatal,
             t: Some(5412.3),
             line: Some(40213),
             text: Some(

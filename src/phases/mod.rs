@@ -24,6 +24,7 @@ pub const BUILD: &[Phase] = &[
         cheap: true,
         run: |ctx| Ok(ctx.plan_checks.clone()),
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Preflight,
@@ -32,6 +33,7 @@ pub const BUILD: &[Phase] = &[
         cheap: true,
         run: preflight::run,
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Build,
@@ -40,6 +42,7 @@ pub const BUILD: &[Phase] = &[
         cheap: false,
         run: build::run,
         verify: build::verify,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Wheel,
@@ -48,6 +51,7 @@ pub const BUILD: &[Phase] = &[
         cheap: false,
         run: wheel::run,
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Image,
@@ -56,6 +60,7 @@ pub const BUILD: &[Phase] = &[
         cheap: false,
         run: image::run,
         verify: image::verify,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Runtime,
@@ -64,6 +69,7 @@ pub const BUILD: &[Phase] = &[
         cheap: true,
         run: runtime::runtime,
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Serve,
@@ -72,6 +78,7 @@ pub const BUILD: &[Phase] = &[
         cheap: true,
         run: runtime::serve,
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Export,
@@ -80,13 +87,16 @@ pub const BUILD: &[Phase] = &[
         cheap: false,
         run: export::run,
         verify: export::verify,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Report,
         needs: &[],
         gates: &[],
         cheap: true,
+        // Its work is over the record, after every other phase.
         run: |_| Ok(Vec::new()),
         verify: always,
+        over_record: Some(report::run),
     },
 ];

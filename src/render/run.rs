@@ -28,8 +28,8 @@ pub struct RunView {
     pub started_at: Option<String>,
     /// Seconds the run took.
     pub seconds: f64,
-    /// How the build ended: `succeeded`, `stopped`, `failed`, `interrupted`.
-    pub end: Option<String>,
+    /// How the run ended.
+    pub end: Option<RunEnd>,
     /// The recipe.
     pub recipe: Option<RecipeView>,
     /// The image built.
@@ -52,6 +52,59 @@ pub struct RunView {
     pub build_log: Option<String>,
     /// Each check's pass condition with the recipe's threshold (the spec's "Pass Condition").
     pub conditions: BTreeMap<String, String>,
+}
+
+/// How a run ended, as the reports say it: the build's end ([`crate::build::End`]) for a run
+/// that finished, else where the run was left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunEnd {
+    /// The image was built.
+    Succeeded,
+    /// forge stopped the build on a fatal finding.
+    Stopped,
+    /// A build step failed.
+    Failed,
+    /// SIGINT or SIGTERM stopped the run.
+    Interrupted,
+    /// forge could not go on (engine gone, disk full).
+    Error,
+    /// The run is still going (or was killed).
+    Running,
+    /// Every phase ended, and no build ran.
+    Finished,
+}
+
+impl RunEnd {
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunEnd::Succeeded => "succeeded",
+            RunEnd::Stopped => "stopped",
+            RunEnd::Failed => "failed",
+            RunEnd::Interrupted => "interrupted",
+            RunEnd::Error => "error",
+            RunEnd::Running => "running",
+            RunEnd::Finished => "finished",
+        }
+    }
+}
+
+impl From<crate::build::End> for RunEnd {
+    fn from(e: crate::build::End) -> RunEnd {
+        match e {
+            crate::build::End::Succeeded => RunEnd::Succeeded,
+            crate::build::End::Stopped => RunEnd::Stopped,
+            crate::build::End::Failed => RunEnd::Failed,
+            crate::build::End::Interrupted => RunEnd::Interrupted,
+        }
+    }
+}
+
+impl std::fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The recipe a run built.
@@ -114,53 +167,62 @@ pub struct PhaseView {
     pub note: Option<String>,
 }
 
-/// The status of a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PhaseStatus {
-    /// Every check passed.
-    Pass,
-    /// A check failed.
-    Fail,
-    /// Some checks skipped, none failed.
-    Incomplete,
-    /// Every check skipped.
-    Skip,
-    /// The phase did not run (the build stopped before it, or forge does not run it yet).
-    NotRun,
-}
+pub use crate::report::PhaseStatus;
 
-impl PhaseStatus {
-    /// Label for tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            PhaseStatus::Pass => "PASS",
-            PhaseStatus::Fail => "FAIL",
-            PhaseStatus::Incomplete => "INCOMPLETE",
-            PhaseStatus::Skip => "SKIP",
-            PhaseStatus::NotRun => "NOT RUN",
+impl PhaseView {
+    /// Its status: the explicit one, else not run without checks, else from the checks
+    /// ([`PhaseStatus::of`]).
+    pub fn status(&self) -> PhaseStatus {
+        match self.status {
+            Some(s) => s,
+            None if self.checks.is_empty() => PhaseStatus::NotRun,
+            None => PhaseStatus::of(&self.checks),
         }
     }
 }
 
-impl PhaseView {
-    /// Its status: the explicit one, else from the checks.
-    pub fn status(&self) -> PhaseStatus {
-        if let Some(s) = self.status {
-            return s;
+/// What kind of file a run produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputKind {
+    /// The image archive, whole.
+    Archive,
+    /// One part of a split archive.
+    ArchivePart,
+    /// The archive's checksum file.
+    Sha256,
+    /// A wheel.
+    Wheel,
+    /// A log (the build log, the wheel stage's own).
+    Log,
+    /// Another file the wheel stage yields (the sources' commits).
+    #[default]
+    File,
+    /// One of the reports.
+    Report,
+    /// The run record.
+    Record,
+}
+
+impl OutputKind {
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Archive => "archive",
+            OutputKind::ArchivePart => "archive-part",
+            OutputKind::Sha256 => "sha256",
+            OutputKind::Wheel => "wheel",
+            OutputKind::Log => "log",
+            OutputKind::File => "file",
+            OutputKind::Report => "report",
+            OutputKind::Record => "record",
         }
-        let any = |s| self.checks.iter().any(|c| c.status == s);
-        if self.checks.is_empty() {
-            PhaseStatus::NotRun
-        } else if any(Status::Fail) {
-            PhaseStatus::Fail
-        } else if !any(Status::Pass) {
-            PhaseStatus::Skip
-        } else if any(Status::Skip) {
-            PhaseStatus::Incomplete
-        } else {
-            PhaseStatus::Pass
-        }
+    }
+}
+
+impl std::fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -168,8 +230,8 @@ impl PhaseView {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OutputView {
-    /// `archive`, `archive-part`, `sha256`, `wheel`, `log`, `report`, `record`, ...
-    pub kind: String,
+    /// What it is.
+    pub kind: OutputKind,
     /// Path relative to the run directory.
     pub path: String,
     /// Size.
@@ -190,12 +252,36 @@ pub struct NinjaPoint {
     pub total: u64,
 }
 
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopKind {
+    /// forge stopped the build on a fatal finding.
+    #[default]
+    Fatal,
+    /// A build step failed.
+    Failed,
+    /// SIGINT or SIGTERM (Ctrl-C).
+    Interrupted,
+}
+
+impl StopKind {
+    /// In words, for the reports' headings.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopKind::Fatal => "stopped by forge on a fatal finding",
+            StopKind::Failed => "a build step failed",
+            StopKind::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// Where and why the build stopped.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StopView {
-    /// `fatal` (forge stopped it), `failed` (a step failed), `interrupted` (Ctrl-C).
-    pub kind: String,
+    /// Why it stopped.
+    pub kind: StopKind,
     /// Seconds since the run started, when known.
     pub t: Option<f64>,
     /// Log line number.

@@ -45,6 +45,83 @@ impl Status {
     }
 }
 
+/// How a phase stands: the run record's phases (`run.json`) and the reports' phases alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseStatus {
+    /// Not reached yet.
+    Pending,
+    /// Started, not ended (a record left like this was killed).
+    Running,
+    /// Ran, every check passed (or it has none).
+    Pass,
+    /// Ran, none failed, some skipped.
+    Incomplete,
+    /// Ran, a check failed.
+    Fail,
+    /// Did not run, or every check skipped; the reason says why.
+    Skip,
+    /// A report's phase with no checks: the run did not get there, or forge does not run it.
+    NotRun,
+    /// Stopped by SIGINT/SIGTERM.
+    Interrupted,
+    /// forge could not run it; the reason holds the error.
+    Error,
+}
+
+impl PhaseStatus {
+    /// The status of a phase that ran and gave `checks`: the one derivation, for the record and
+    /// the reports. A failed check fails it; if every check skipped, it is skipped; if some
+    /// did, it is incomplete; else (no checks included) it passed.
+    pub fn of(checks: &[Check]) -> PhaseStatus {
+        let any = |s| checks.iter().any(|c| c.status == s);
+        if any(Status::Fail) {
+            PhaseStatus::Fail
+        } else if !checks.is_empty() && !any(Status::Pass) {
+            PhaseStatus::Skip
+        } else if any(Status::Skip) {
+            PhaseStatus::Incomplete
+        } else {
+            PhaseStatus::Pass
+        }
+    }
+
+    /// Ran and nothing failed: its outputs can be used, and reused on resume.
+    pub fn passed(self) -> bool {
+        matches!(self, PhaseStatus::Pass | PhaseStatus::Incomplete)
+    }
+
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseStatus::Pending => "pending",
+            PhaseStatus::Running => "running",
+            PhaseStatus::Pass => "pass",
+            PhaseStatus::Incomplete => "incomplete",
+            PhaseStatus::Fail => "fail",
+            PhaseStatus::Skip => "skip",
+            PhaseStatus::NotRun => "not-run",
+            PhaseStatus::Interrupted => "interrupted",
+            PhaseStatus::Error => "error",
+        }
+    }
+
+    /// Upper-case label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            PhaseStatus::Pending => "PENDING",
+            PhaseStatus::Running => "RUNNING",
+            PhaseStatus::Pass => "PASS",
+            PhaseStatus::Incomplete => "INCOMPLETE",
+            PhaseStatus::Fail => "FAIL",
+            PhaseStatus::Skip => "SKIP",
+            PhaseStatus::NotRun => "NOT RUN",
+            PhaseStatus::Interrupted => "INTERRUPTED",
+            PhaseStatus::Error => "ERROR",
+        }
+    }
+}
+
 /// One check's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
