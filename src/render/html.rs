@@ -295,7 +295,7 @@ pub fn render(v: &RunView) -> String {
         counts.fail,
         counts.skip,
         esc(&rel),
-        esc(r.level),
+        esc(r.level.name()),
         esc(&r.line),
     ));
 

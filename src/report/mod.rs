@@ -23,7 +23,7 @@ pub fn check_when(ok: bool, id: &str, evidence: impl Into<String>) -> Check {
 pub const ENVELOPE_SCHEMA: &str = include_str!("envelope.schema.json");
 
 /// The status of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The pass condition held.
@@ -46,7 +46,7 @@ impl Status {
 }
 
 /// How a phase stands: the run record's phases (`run.json`) and the reports' phases alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PhaseStatus {
     /// Not reached yet.
@@ -123,15 +123,18 @@ impl PhaseStatus {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Check {
     /// The spec's number (`1.3`) or forge's own id (`host.docker`).
+    #[schemars(length(min = 1))]
     pub id: String,
     /// Short human title.
     pub title: String,
     /// pass / fail / skip.
     pub status: Status,
     /// What was seen: the value, the line, the reason for a skip.
+    #[schemars(length(min = 1))]
     pub evidence: String,
     /// What to do when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,7 +180,9 @@ impl Check {
 }
 
 /// The verdict over a set of checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every check ran and passed.
