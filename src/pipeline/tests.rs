@@ -971,3 +971,71 @@ fn the_recorder_writes_down_what_the_engine_answered() {
     }
     std::fs::remove_dir_all(&a).ok();
 }
+
+/// Issue 18: a run.json of format 1 (forge before the typed record: the image phase's failed
+/// build inside the build's blob) is read, its image build moved out, not misread; a resume
+/// from it reuses what it verifies and writes format 2; a format this forge does not know is
+/// refused, saying what it is.
+#[test]
+fn a_record_of_format_1_is_read_and_resumed_and_an_unknown_format_refused() {
+    let good = recipe("good");
+    let a = arts("format-1");
+    let f = fake("good");
+    let d = build(&f, &good, &a, &base_sel(), None);
+    d.result.as_ref().unwrap();
+    let dir = d.plan.artifacts.dir.clone();
+    let build_result = d.rec.outputs.build.clone().unwrap();
+    // Format 1 as forge wrote it: `schema: 1`, an image build grafted into the build's blob.
+    let mut v1 = serde_json::to_value(&d.rec).unwrap();
+    v1["schema"] = 1.into();
+    v1["outputs"]["build"]["image_build"] = serde_json::to_value(&build_result).unwrap();
+    let write = |v: &serde_json::Value| {
+        std::fs::write(
+            dir.join(record::FILE),
+            serde_json::to_vec_pretty(v).unwrap(),
+        )
+        .unwrap();
+    };
+    write(&v1);
+    let old = RunRecord::read(&dir).unwrap();
+    assert_eq!(old.schema, record::SCHEMA);
+    assert_eq!(old.outputs.build.as_ref(), Some(&build_result));
+    assert_eq!(old.outputs.image_build.as_ref(), Some(&build_result));
+    let mut expect = serde_json::to_value(&d.rec).unwrap();
+    expect["outputs"]["image_build"] = serde_json::to_value(&build_result).unwrap();
+    assert_eq!(serde_json::to_value(&old).unwrap(), expect);
+
+    for (schema, says) in [(3, "format 3"), (0, "format 0")] {
+        let mut v = v1.clone();
+        v["schema"] = schema.into();
+        write(&v);
+        let e = RunRecord::read(&dir).unwrap_err().to_string();
+        assert!(e.contains(says) && e.contains("run.json"), "{e}");
+    }
+    let mut v = v1.clone();
+    v.as_object_mut().unwrap().remove("schema");
+    write(&v);
+    let e = RunRecord::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("no `schema`"), "{e}");
+    // A format 1 record whose build is not a build result is refused, not half read.
+    let mut v = v1.clone();
+    v["outputs"]["build"]["end"] = "exploded".into();
+    write(&v);
+    let e = RunRecord::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("format 1") && e.contains("exploded"), "{e}");
+
+    write(&v1);
+    let old = RunRecord::read(&dir).unwrap();
+    let r = build(&f, &good, &a, &base_sel(), Some(&old));
+    r.result.as_ref().unwrap();
+    for id in [
+        PhaseId::Build,
+        PhaseId::Wheel,
+        PhaseId::Image,
+        PhaseId::Export,
+    ] {
+        assert!(r.phase(id).reused, "{id:?}: {:#?}", r.phase(id));
+    }
+    assert_eq!(RunRecord::read(&dir).unwrap().schema, record::SCHEMA);
+    std::fs::remove_dir_all(&a).ok();
+}
