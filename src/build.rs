@@ -214,9 +214,10 @@ pub enum End {
     Interrupted,
 }
 
-/// What one monitored build did.
-#[derive(Serialize)]
-pub struct Driven {
+/// What one monitored build did, as the run record keeps it (`outputs.build`,
+/// `outputs.image_build`) and the reports read it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct BuildResult {
     /// Builder used.
     pub builder: BuilderKind,
     /// The stage built.
@@ -237,8 +238,13 @@ pub struct Driven {
     pub log_tail: Vec<String>,
     /// Seconds it took.
     pub seconds: f64,
+}
+
+/// One monitored build: its result and the monitor after the last line.
+pub struct Driven {
+    /// What the record keeps.
+    pub result: BuildResult,
     /// The monitor after the last line.
-    #[serde(skip)]
     pub monitor: Monitor,
 }
 
@@ -377,7 +383,7 @@ pub fn drive(
         BuildEnd::Failed { message } => (End::Failed, Some(message)),
         BuildEnd::Interrupted => (End::Interrupted, None),
     };
-    Ok(Driven {
+    let result = BuildResult {
         builder: spec.builder,
         target: spec.target.clone(),
         tag: spec.tag.clone(),
@@ -392,6 +398,9 @@ pub fn drive(
         },
         error,
         seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok(Driven {
+        result,
         monitor: sink.feeder.monitor,
     })
 }
@@ -402,18 +411,16 @@ impl Driven {
     pub fn checks(&self, id: &str) -> Vec<Check> {
         let title = crate::report::catalog::title(id);
         let mut checks = Vec::new();
-        match self.end {
+        let r = &self.result;
+        match r.end {
             End::Succeeded => checks.push(Check::pass(
                 id,
                 title,
-                format!(
-                    "{} (stage {}) built in {:.0} s",
-                    self.tag, self.target, self.seconds
-                ),
+                format!("{} (stage {}) built in {:.0} s", r.tag, r.target, r.seconds),
             )),
             End::Stopped => {
                 checks.extend(phase2_failures(&self.monitor));
-                let f = self.fatal.as_ref().expect("stopped on a fatal finding");
+                let f = r.fatal.as_ref().expect("stopped on a fatal finding");
                 checks.push(
                     Check::fail(
                         id,
@@ -424,8 +431,8 @@ impl Driven {
                 );
             }
             End::Failed => {
-                let message = self.error.as_deref().unwrap_or_default();
-                let tail = self.log_tail.join("\n");
+                let message = r.error.as_deref().unwrap_or_default();
+                let tail = r.log_tail.join("\n");
                 let known = crate::monitor::diagnose::diagnose(&format!("{tail}\n{message}"));
                 let mut c = Check::fail(id, title, crate::monitor::diagnose::clip(message, 400));
                 if let Some(d) = known.first() {

@@ -17,7 +17,7 @@ pub struct Instruction {
 }
 
 /// One build stage.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
     /// `AS name`, if any.
     pub name: Option<String>,

@@ -147,24 +147,40 @@ impl Error {
         }
     }
 
-    /// Machine-readable form for `--json` error output.
+    /// Machine-readable form for `--json` error output ([`crate::report::Envelope`]).
     pub fn to_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "verdict": if matches!(self, Error::Interrupted { .. }) { "interrupted" } else { "error" },
-            "checks": [],
-            "error": self.to_string(),
-        });
-        if let Some(h) = self.hint() {
-            v["hint"] = serde_json::Value::String(h.to_owned());
-        }
-        if let Error::Recipe { origin, problems } = self {
-            v["recipe"] = serde_json::Value::String(origin.clone());
-            v["problems"] = problems
-                .iter()
-                .map(|p| serde_json::json!({"line": p.line, "message": p.message, "hint": p.hint}))
-                .collect();
-        }
-        v
+        use crate::report::{Envelope, JsonVerdict, ProblemJson};
+        let (recipe, problems) = match self {
+            Error::Recipe { origin, problems } => (
+                Some(origin.clone()),
+                Some(
+                    problems
+                        .iter()
+                        .map(|p| ProblemJson {
+                            line: p.line,
+                            message: p.message.clone(),
+                            hint: p.hint.clone(),
+                        })
+                        .collect(),
+                ),
+            ),
+            _ => (None, None),
+        };
+        serde_json::to_value(Envelope {
+            subject: None,
+            verdict: if matches!(self, Error::Interrupted { .. }) {
+                JsonVerdict::Interrupted
+            } else {
+                JsonVerdict::Error
+            },
+            checks: Vec::new(),
+            error: Some(self.to_string()),
+            hint: self.hint().map(str::to_owned),
+            recipe,
+            problems,
+            data: serde_json::Map::new(),
+        })
+        .expect("the envelope serializes")
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dockerfile::{self, Stage};
 use crate::error::Result;
@@ -17,24 +17,24 @@ use crate::report::catalog::{self, CATALOG};
 use crate::report::{Check, Outcome};
 
 /// A check the run will perform.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedCheck {
     /// Check id.
-    pub id: &'static str,
+    pub id: String,
     /// Phase number (8 = deliverables).
     pub phase: u8,
     /// Title.
-    pub title: &'static str,
+    pub title: String,
     /// Pass condition with the recipe's threshold.
     pub pass_condition: String,
     /// Needs an AMD GPU (skipped with the reason where none is present).
     pub needs_gpu: bool,
     /// The forge command that runs it today (`not implemented yet` for phases 4-7 and the export).
-    pub run_by: &'static str,
+    pub run_by: String,
 }
 
 /// Where a run's files go.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Artifacts {
     /// The run's directory.
     pub dir: PathBuf,
@@ -53,7 +53,7 @@ pub struct Artifacts {
 }
 
 /// The resolved plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     /// Where the recipe came from.
     pub recipe: String,
@@ -198,12 +198,12 @@ pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Pla
     let planned_checks = CATALOG
         .iter()
         .map(|e| PlannedCheck {
-            id: e.id,
+            id: e.id.to_owned(),
             phase: e.phase,
-            title: e.title,
+            title: e.title.to_owned(),
             pass_condition: catalog::condition(e.id, recipe),
             needs_gpu: e.needs_gpu,
-            run_by: catalog::runner(e.id),
+            run_by: catalog::runner(e.id).to_owned(),
         })
         .collect();
 
@@ -264,7 +264,7 @@ impl Plan {
         for c in &self.planned_checks {
             if c.run_by != last {
                 s.push_str(&format!("  run by {}:\n", c.run_by));
-                last = c.run_by;
+                last = &c.run_by;
             }
             s.push_str(&format!(
                 "    {:17} {:48} {}{}\n",

@@ -12,8 +12,8 @@ mod common;
 use common::{check_of, engine, json, root, stderr};
 
 use forge::render::run::{
-    ImageView, NinjaPoint, OutputView, PhaseStatus, RecipeView, RunView, StopView, Thresholds,
-    Workaround, phases_from_checks,
+    ImageView, NinjaPoint, OutputKind, OutputView, PhaseStatus, RecipeView, RunEnd, RunView,
+    StopKind, StopView, Thresholds, Workaround, phases_from_checks,
 };
 use forge::report::Check;
 
@@ -150,7 +150,7 @@ fn stopped_run() -> RunView {
         run: "rocm-7.1.1-gfx1151-20251206-014800".into(),
         started_at: Some("2025-12-06T01:48:00Z".into()),
         seconds: 5414.0,
-        end: Some("stopped".into()),
+        end: Some(RunEnd::Stopped),
         recipe: Some(RecipeView {
             name: "rocm-7.1.1-gfx1151".into(),
             origin: "recipes/rocm-7.1.1.toml".into(),
@@ -171,14 +171,14 @@ fn stopped_run() -> RunView {
         tools: [("engine".to_owned(), "Docker 20.10.24 (API 1.41)".to_owned())].into(),
         phases,
         outputs: vec![OutputView {
-            kind: "log".into(),
+            kind: OutputKind::Log,
             path: "build.log".into(),
             bytes: 48_213_377,
             sha256: Some("ab".repeat(32)),
         }],
         ninja_progress,
         stop: Some(StopView {
-            kind: "stopped by forge on a fatal finding".into(),
+            kind: StopKind::Fatal,
             t: Some(5412.3),
             line: Some(40213),
             text: Some(
@@ -913,4 +913,96 @@ fn zstd_is_refused_where_the_engine_cannot_load_it() {
         assert_eq!(code, Some(0), "{err}\n{j}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 18: a run directory the previous forge wrote (run.json format 1, before the typed
+/// record: `tests/fixtures/record/format-1`, a `forge build --only build` of the shipped recipe
+/// whose base image the engine could not fetch) is read, not misread, by `forge verify`,
+/// `forge report` and `forge build --resume`.
+#[test]
+fn a_run_directory_of_the_previous_format_is_verified_reported_and_resumed() {
+    let arts = tempdir("format-1");
+    let dir = arts.join("old");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = root().join("tests/fixtures/record/format-1");
+    for e in std::fs::read_dir(&fixture).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    // verify: the bundle as the previous forge left it (its files, its checksums).
+    let (code, j, err) = verify(&dir, false);
+    assert_ne!(code, Some(2), "{err}");
+    assert_eq!(
+        check_of(&j, "verify.file:report.md")["status"],
+        "pass",
+        "{j}"
+    );
+    assert_eq!(
+        check_of(&j, "verify.file:build.log")["status"],
+        "pass",
+        "{j}"
+    );
+    // report: rendered again from the old record, saying what the previous forge said.
+    let before: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("report.json")).unwrap()).unwrap();
+    let o = forge(&["report", d, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let now: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(now["end"], "failed");
+    assert_eq!(now["stop"]["kind"], "failed");
+    assert_eq!(now["stop"]["reason"], before["stop"]["reason"]);
+    assert!(
+        now["stop"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("registry-1.docker.io"),
+        "{now}"
+    );
+    assert_eq!(now["stop"]["text"], before["stop"]["text"]);
+    let ids = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["id"].to_string(), c["status"].to_string()))
+            .collect()
+    };
+    assert_eq!(ids(&now), ids(&before));
+    assert_eq!(now["tools"]["builder"], before["tools"]["builder"]);
+    let (code, j, err) = verify(&dir, false);
+    assert_ne!(code, Some(2), "{err}");
+    assert_eq!(
+        check_of(&j, "verify.file:report.json")["status"],
+        "pass",
+        "{j}"
+    );
+    // resume: read through the engine-free phases, written back in the current format.
+    let Some(_g) = serial_engine() else { return };
+    let a = arts.to_str().unwrap();
+    let o = forge(&[
+        "build",
+        "--resume",
+        "old",
+        "--artifacts",
+        a,
+        "--only",
+        "plan",
+        "--json",
+    ]);
+    assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(rec["schema"], 2, "{rec}");
+    assert_eq!(rec["outputs"]["build"]["end"], "failed", "{rec}");
+    assert!(
+        rec["resumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("resumed at")),
+        "{rec}"
+    );
+    std::fs::remove_dir_all(&arts).ok();
 }

@@ -835,6 +835,15 @@ fn record(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap()
 }
 
+/// Whether the phase `id` ran without a failure: `pass`, or `incomplete` when some of its
+/// checks were skipped (issue 18: a skip is never recorded as a pass).
+fn passed(rec: &serde_json::Value, id: &str) -> bool {
+    matches!(
+        phase(rec, id)["status"].as_str(),
+        Some("pass" | "incomplete")
+    )
+}
+
 fn phase<'a>(rec: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     rec["phases"]
         .as_array()
@@ -885,7 +894,7 @@ fn a_build_interrupted_in_export_resumes_to_the_same_verdict_and_archive() {
     let rec = record(&cut);
     assert_eq!(rec["state"], "interrupted");
     assert_eq!(phase(&rec, "export")["status"], "interrupted");
-    assert_eq!(phase(&rec, "image")["status"], "pass");
+    assert!(passed(&rec, "image"), "{rec}");
     assert!(!archive.exists() && !part_of(&archive).exists());
     assert_eq!(
         std::fs::read_link(arts.join("latest")).unwrap(),
@@ -907,7 +916,7 @@ fn a_build_interrupted_in_export_resumes_to_the_same_verdict_and_archive() {
     for id in ["build", "image"] {
         assert_eq!(phase(&rec, id)["reused"], true, "{id}: {rec}");
     }
-    assert_eq!(phase(&rec, "export")["status"], "pass");
+    assert!(passed(&rec, "export"), "{rec}");
     assert_eq!(rec["state"], "finished");
     let sum = Command::new("sha256sum")
         .arg("-c")
@@ -1030,7 +1039,7 @@ fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
             "{at}: image reused? {rec}"
         );
         for p in ["build", "wheel", "image", "export"] {
-            assert_eq!(phase(&rec, p)["status"], "pass", "{at}: {p}");
+            assert!(passed(&rec, p), "{at}: {p}: {rec}");
         }
         assert_eq!(temp_containers(), "", "{at}: a container is left");
     }

@@ -13,8 +13,9 @@ use crate::pipeline::record::{PhaseStatus as RecStatus, RunRecord, RunState};
 use crate::recipe::Recipe;
 
 use crate::render::run::{
-    ImageView, OutputView, PhaseStatus, PhaseView, RecipeView, RunView, SCHEMA, StopView,
-    Thresholds, line_time, ninja_from_log, phases_from_checks, workarounds_in_dockerfile,
+    ImageView, OutputKind, OutputView, PhaseStatus, PhaseView, RecipeView, RunEnd, RunView, SCHEMA,
+    StopKind, StopView, Thresholds, line_time, ninja_from_log, phases_from_checks,
+    workarounds_in_dockerfile,
 };
 use crate::render::{html, junit, markdown};
 use crate::report::Check;
@@ -65,7 +66,7 @@ pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
     let mut out = Vec::new();
     if e.parts.is_empty() {
         out.push(OutputView {
-            kind: "archive".into(),
+            kind: OutputKind::Archive,
             path: rel(dir, &e.archive),
             bytes: e.gz_bytes,
             sha256: Some(e.sha256.clone()),
@@ -73,14 +74,14 @@ pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
     }
     for p in &e.parts {
         out.push(OutputView {
-            kind: "archive-part".into(),
+            kind: OutputKind::ArchivePart,
             path: rel(dir, &p.path),
             bytes: p.bytes,
             sha256: Some(p.sha256.clone()),
         });
     }
     out.push(OutputView {
-        kind: "sha256".into(),
+        kind: OutputKind::Sha256,
         path: rel(dir, &e.sha256_file),
         bytes: 0,
         sha256: None,
@@ -135,13 +136,9 @@ fn rel_to(plan_dir: &Path, p: &Path) -> String {
 /// stopped. `dir` is the run directory as it is now (the record may name it differently);
 /// `recipe` the run's recipe when it can be loaded (the workarounds, the conditions).
 pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: Facts) -> RunView {
-    let plan_dir = rec.plan["artifacts"]["dir"]
-        .as_str()
-        .map_or_else(|| dir.to_owned(), PathBuf::from);
+    let plan_dir = rec.plan.artifacts.dir.clone();
     let in_dir = |p: &Path| dir.join(rel_to(&plan_dir, p));
-    let build_log = rec.plan["artifacts"]["build_log"]
-        .as_str()
-        .map_or_else(|| dir.join("build.log"), |p| in_dir(Path::new(p)));
+    let build_log = in_dir(&rec.plan.artifacts.build_log);
     let checks = rec.checks();
     let mut phases = phases_from_checks(&checks);
     let mut seconds: f64 = secs_between(&rec.started, &rec.updated).unwrap_or(0.0);
@@ -192,7 +189,7 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
             }
         }
     }
-    let build = rec.outputs.build.clone().unwrap_or_default();
+    let build = rec.outputs.build.as_ref();
     let ended_at = |id: PhaseId| {
         rec.phase(id).and_then(|p| {
             p.started
@@ -213,35 +210,24 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
             n.t += t0;
         }
     }
-    let f = &build["fatal"];
-    let stop = if f.is_object() {
+    let stop = if let Some(f) = build.and_then(|b| b.fatal.as_ref()) {
         Some(StopView {
-            kind: "stopped by forge on a fatal finding".into(),
-            t: f["text"]
-                .as_str()
-                .and_then(line_time)
+            kind: StopKind::Fatal,
+            t: line_time(&f.text)
                 .map(|t| t + build_t.unwrap_or(0.0))
                 .or_else(|| ended_at(PhaseId::Build)),
-            line: f["line"].as_u64(),
-            text: f["text"].as_str().map(str::to_owned),
-            reason: f["message"].as_str().unwrap_or("").to_owned(),
-            fix: f["hint"].as_str().map(str::to_owned),
+            line: Some(f.line),
+            text: Some(f.text.clone()),
+            reason: f.message.clone(),
+            fix: f.hint.clone(),
         })
-    } else if let Some(e) = build["error"].as_str() {
-        let tail: Vec<String> = build["log_tail"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+    } else if let Some((b, e)) = build.and_then(|b| b.error.as_ref().map(|e| (b, e))) {
         Some(StopView {
-            kind: "a build step failed".into(),
+            kind: StopKind::Failed,
             t: ended_at(PhaseId::Build),
             line: None,
-            text: Some(tail.join("\n")),
-            reason: e.to_owned(),
+            text: Some(b.log_tail.join("\n")),
+            reason: e.clone(),
             fix: checks
                 .iter()
                 .find(|c| c.id == "build.result")
@@ -253,7 +239,7 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
             .iter()
             .find(|p| p.status == RecStatus::Interrupted);
         Some(StopView {
-            kind: "interrupted".into(),
+            kind: StopKind::Interrupted,
             t: at.and_then(|p| ended_at(p.id)).or(Some(seconds)),
             reason: format!(
                 "{}: forge cancelled the run in the {} phase; `forge build --resume {}` continues it",
@@ -268,7 +254,7 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
         None
     };
     let mut outputs = vec![OutputView {
-        kind: "log".into(),
+        kind: OutputKind::Log,
         path: rel_to(&plan_dir, &build_log),
         bytes: 0,
         sha256: None,
@@ -279,12 +265,12 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
     for w in &rec.outputs.wheels {
         // The wheel stage also yields build.log and the sources' commits: files, not wheels.
         let kind = match w.path.extension().and_then(|e| e.to_str()) {
-            Some("whl") => "wheel",
-            Some("log") => "log",
-            _ => "file",
+            Some("whl") => OutputKind::Wheel,
+            Some("log") => OutputKind::Log,
+            _ => OutputKind::File,
         };
         outputs.push(OutputView {
-            kind: kind.into(),
+            kind,
             path: rel_to(&plan_dir, &w.path),
             bytes: w.size,
             sha256: Some(w.sha256.clone()),
@@ -294,12 +280,10 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
         outputs.extend(export_outputs(&plan_dir, e));
     }
     let mut tools = facts.tools;
-    if let Some(b) = build["builder"].as_str() {
-        tools.insert("builder".into(), b.to_owned());
+    if let Some(b) = build {
+        tools.insert("builder".into(), b.builder.name().to_owned());
     }
-    let wheels_dir = rec.plan["artifacts"]["wheels"]
-        .as_str()
-        .map_or_else(|| dir.join("wheels"), |p| in_dir(Path::new(p)));
+    let wheels_dir = in_dir(&rec.plan.artifacts.wheels);
     if let Ok(v) = std::fs::read_to_string(wheels_dir.join("versions.txt")) {
         for l in v.lines() {
             let mut it = l.split_whitespace();
@@ -314,26 +298,25 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
         .image
         .as_ref()
         .map(|i| i.tag.clone())
-        .or_else(|| rec.plan["image_tag"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+        .unwrap_or_else(|| rec.plan.image_tag.clone());
     let end = match rec.state {
-        RunState::Interrupted => "interrupted",
-        RunState::Error => "error",
-        RunState::Running => "running",
-        RunState::Finished => build["end"].as_str().unwrap_or("finished"),
+        RunState::Interrupted => RunEnd::Interrupted,
+        RunState::Error => RunEnd::Error,
+        RunState::Running => RunEnd::Running,
+        RunState::Finished => build.map_or(RunEnd::Finished, |b| b.end.into()),
     };
     RunView {
         schema: SCHEMA,
         run: rec.run.clone(),
         started_at: Some(rec.started.clone()),
         seconds,
-        end: Some(end.to_owned()),
+        end: Some(end),
         recipe: recipe.map(recipe_view).or_else(|| {
             Some(RecipeView {
                 name: rec.recipe.name.clone(),
                 origin: rec.recipe.origin.clone(),
-                rocm: rec.plan["rocm"].as_str().unwrap_or("").to_owned(),
-                archs: serde_json::from_value(rec.plan["archs"].clone()).unwrap_or_default(),
+                rocm: rec.plan.rocm.clone(),
+                archs: rec.plan.archs.clone(),
                 thresholds: Thresholds::default(),
             })
         }),
@@ -416,8 +399,10 @@ pub fn finish_with(
 ) -> Result<()> {
     match view.phases.iter_mut().find(|p| p.id == "deliverables") {
         Some(p) => {
+            // Judged now: a note the record gave it (not reached, running) no longer holds.
             p.checks = list.to_vec();
             p.status = None;
+            p.note = None;
         }
         None => view.phases.push(PhaseView {
             id: "deliverables".into(),
@@ -438,7 +423,7 @@ pub fn refresh_bundle(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>)
         .retain(|o| !REPORTS.contains(&o.path.as_str()));
     for r in REPORTS {
         with_reports.outputs.push(OutputView {
-            kind: "report".into(),
+            kind: OutputKind::Report,
             path: (*r).into(),
             ..OutputView::default()
         });
@@ -524,8 +509,10 @@ mod tests {
             Check::fail("2.1", "USE_DISTRIBUTED", "off at line 40"),
             Check::fail("build.result", "the image builds", "stopped"),
         ];
+        let recipe = Recipe::shipped("7.1.1", crate::recipe::LoadOptions::default()).unwrap();
+        let (plan, _) = crate::plan::resolve(&recipe, Path::new("artifacts"), "r1").unwrap();
         let mut rec = RunRecord {
-            schema: 1,
+            schema: crate::pipeline::record::SCHEMA,
             run: "r1".into(),
             recipe: RecipeRef {
                 name: "x".into(),
@@ -535,13 +522,7 @@ mod tests {
                 allow_unsupported: false,
                 hash: "h".into(),
             },
-            plan: serde_json::json!({
-                "image_tag": "forge/x:1",
-                "rocm": "7.1.1",
-                "archs": ["gfx1151"],
-                "artifacts": {"dir": "artifacts/r1", "build_log": "artifacts/r1/build.log",
-                              "wheels": "artifacts/r1/wheels"},
-            }),
+            plan,
             started: "2026-01-01T00:00:00Z".into(),
             updated: "2026-01-01T00:00:41Z".into(),
             state: RunState::Finished,
@@ -562,11 +543,26 @@ mod tests {
                 },
             ],
             outputs: Outputs {
-                build: Some(serde_json::json!({
-                    "builder": "BuildKit", "end": "stopped",
-                    "fatal": {"line": 40, "text": "#9 20.0 USE_DISTRIBUTED : OFF",
-                              "message": "distributed is off", "hint": "set USE_DISTRIBUTED=1"},
-                })),
+                build: Some(crate::build::BuildResult {
+                    builder: crate::engine::BuilderKind::BuildKit,
+                    target: "torch-build".into(),
+                    tag: "forge-wheels:r1".into(),
+                    build_log: "artifacts/r1/build.log".into(),
+                    end: crate::build::End::Stopped,
+                    fatal: Some(crate::monitor::rules::Finding {
+                        id: "2.1".into(),
+                        severity: crate::recipe::Severity::Fatal,
+                        line: 40,
+                        text: "#9 20.0 USE_DISTRIBUTED : OFF".into(),
+                        message: "distributed is off".into(),
+                        hint: Some("set USE_DISTRIBUTED=1".into()),
+                    }),
+                    cancel_ms: None,
+                    error: None,
+                    log_tail: Vec::new(),
+                    seconds: 30.0,
+                }),
+                image_build: None,
                 wheels: vec![Wheel {
                     path: "artifacts/r1/wheels/torch-2.9.1-cp313.whl".into(),
                     size: 3,
@@ -597,7 +593,7 @@ mod tests {
             p("4").note
         );
         assert_eq!(v.seconds, 41.0);
-        assert_eq!(v.end.as_deref(), Some("stopped"));
+        assert_eq!(v.end, Some(RunEnd::Stopped));
         let stop = v.stop.as_ref().unwrap();
         assert_eq!((stop.line, stop.t), (Some(40), Some(30.0)));
         assert_eq!(stop.fix.as_deref(), Some("set USE_DISTRIBUTED=1"));
@@ -610,7 +606,7 @@ mod tests {
         let paths: Vec<&str> = v.outputs.iter().map(|o| o.path.as_str()).collect();
         assert_eq!(paths, ["build.log", "wheels/torch-2.9.1-cp313.whl"]);
         assert_eq!(v.image.as_ref().unwrap().id.as_deref(), Some("sha256:1"));
-        assert_eq!(v.tools["builder"], "BuildKit");
+        assert_eq!(v.tools["builder"], "buildkit");
         assert_eq!(
             v.checks()
                 .iter()

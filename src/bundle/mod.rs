@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::render::run::{ImageView, OutputView, RecipeView, RunView};
+use crate::render::run::{ImageView, OutputKind, OutputView, RecipeView, RunEnd, RunView};
 use crate::report::Check;
 
 /// The manifest's file name.
@@ -94,14 +94,14 @@ pub fn refresh_outputs(dir: &Path, outputs: &[OutputView]) -> Result<Vec<OutputV
         let size = std::fs::metadata(&p)
             .map_err(|e| Error::io("stat", &p, e))?
             .len();
-        let keep = o.sha256.is_some() && size == o.bytes && o.kind != "report";
+        let keep = o.sha256.is_some() && size == o.bytes && o.kind != OutputKind::Report;
         let (bytes, sha) = if keep {
             (size, o.sha256.clone().unwrap_or_default())
         } else {
             sha256_file(&p)?
         };
         out.push(OutputView {
-            kind: o.kind.clone(),
+            kind: o.kind,
             path: o.path.clone(),
             bytes,
             sha256: Some(sha),
@@ -181,7 +181,7 @@ pub fn checklist(dir: &Path, view: &RunView, archive: Option<&ArchiveInfo>) -> V
             )
         }
         None => {
-            let built = view.end.as_deref().is_none_or(|e| e == "succeeded");
+            let built = view.end.is_none_or(|e| e == RunEnd::Succeeded);
             check(
                 "deliverable.archive",
                 "image exported as .tar.gz / .tar.zst",

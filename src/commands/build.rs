@@ -211,24 +211,6 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     );
     display.clear();
     let a = &plan.artifacts;
-    // The report phase's files: the checklist, the four reports and the bundle, from the record.
-    let facts = crate::bundle::files::Facts {
-        image_bytes: rec
-            .outputs
-            .image
-            .as_ref()
-            .and_then(|i| crate::engine::Engine::image_size(&engine, &i.id).ok()),
-        tools: crate::engine::Engine::info(&engine)
-            .map(|i| {
-                [(
-                    "engine".to_owned(),
-                    format!("Docker {} (API {})", i.version, i.api_version),
-                )]
-                .into()
-            })
-            .unwrap_or_default(),
-    };
-    let reported = phases::report::finish(&mut rec, &dir, Some(&recipe), facts);
     say_what_happened(ui, &rec, &dir, a);
     if let Err(e) = result {
         if let Error::Interrupted { signal } = e {
@@ -245,7 +227,6 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         }
         return Err(e);
     }
-    reported?;
     let outcome = phases::report::outcome(&rec, &plan.image_tag);
     let code = ui.emit(&outcome);
     let skipped = rec.checks().iter().any(|c| c.status == Status::Skip)
@@ -283,7 +264,7 @@ fn new_record(
             allow_unsupported: args.recipe.allow_unsupported,
             hash: recipe_hash(recipe, plan)?,
         },
-        plan: serde_json::to_value(plan).expect("serializes"),
+        plan: plan.clone(),
         started: prior
             .as_ref()
             .map_or_else(record::now, |p| p.started.clone()),
@@ -343,36 +324,29 @@ fn phase_lines(rec: &RunRecord) -> String {
 /// The fatal finding, a failed build's tail, and where the files are (stderr; never silenced
 /// for a failure).
 fn say_what_happened(ui: &Ui, rec: &RunRecord, dir: &Path, a: &crate::plan::Artifacts) {
-    let b = phases::report::build_json(rec);
     let mut s = String::new();
-    for key in ["fatal", "image_build"] {
-        let (f, ms) = if key == "fatal" {
-            (&b["fatal"], &b["cancel_ms"])
-        } else {
-            (&b["image_build"]["fatal"], &b["image_build"]["cancel_ms"])
-        };
-        if f.is_object() {
+    let builds = [&rec.outputs.build, &rec.outputs.image_build];
+    for b in builds.into_iter().flatten() {
+        if let Some(f) = &b.fatal {
             s.push_str(&format!(
                 "FATAL at log line {}: {}\n  {}\n",
-                f["line"],
-                f["text"].as_str().unwrap_or(""),
-                f["message"].as_str().unwrap_or("")
+                f.line, f.text, f.message
             ));
-            if let Some(h) = f["hint"].as_str() {
+            if let Some(h) = &f.hint {
                 s.push_str(&format!("  fix: {h}\n"));
             }
-            if let Some(ms) = ms.as_f64() {
+            if let Some(ms) = b.cancel_ms {
                 s.push_str(&format!(
                     "  build cancelled {ms:.1} ms after the line arrived\n"
                 ));
             }
         }
     }
-    for e in [&b, &b["image_build"]] {
-        if let Some(err) = e["error"].as_str() {
+    for b in builds.into_iter().flatten() {
+        if let Some(err) = &b.error {
             s.push_str(&format!("build failed: {err}\nlast lines of the log:\n"));
-            for l in e["log_tail"].as_array().into_iter().flatten() {
-                s.push_str(&format!("  | {}\n", l.as_str().unwrap_or("")));
+            for l in &b.log_tail {
+                s.push_str(&format!("  | {l}\n"));
             }
         }
     }

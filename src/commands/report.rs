@@ -60,7 +60,7 @@ fn from_record(dir: &Path) -> Result<RunView> {
         tools: manifest.map(|m| m.tools).unwrap_or_default(),
     };
     let mut view = files::from_record(&rec, dir, recipe.as_ref(), facts);
-    let archive = crate::phases::report::archive_of(&rec, dir);
+    let archive = crate::phases::report::archive_of(&rec);
     files::finish(dir, &mut view, archive.as_ref())?;
     Ok(view)
 }

@@ -22,6 +22,16 @@ pub enum BuilderKind {
     Classic,
 }
 
+impl BuilderKind {
+    /// Its name, as serialised (`buildkit`, `classic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BuilderKind::BuildKit => "buildkit",
+            BuilderKind::Classic => "classic",
+        }
+    }
+}
+
 /// One build request.
 #[derive(Debug, Clone)]
 pub struct BuildSpec {

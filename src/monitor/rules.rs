@@ -24,7 +24,7 @@ use crate::report::{Check, Status};
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// One thing the monitor saw.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Finding {
     /// Rule id: a check id (`2.1`, `build.arch`, `2.2`) or a diagnosis id (`compile-oom`).
     pub id: String,

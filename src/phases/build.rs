@@ -39,9 +39,9 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     )?;
     let driven = build::drive(ctx.engine, &spec, &a.build_log, expect(ctx), ctx.observer)?;
     ctx.outputs.wheels.clear();
-    ctx.outputs.build = Some(serde_json::to_value(&driven).expect("serializes"));
+    ctx.outputs.build = Some(driven.result.clone());
     let mut checks = Vec::new();
-    match driven.end {
+    match driven.result.end {
         End::Interrupted => return Err(interrupted(ctx)),
         End::Stopped | End::Failed => return Ok(driven.checks("build.result")),
         End::Succeeded => {}

@@ -66,12 +66,11 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         ctx.observer,
     )?;
     ctx.outputs.image = None;
-    match driven.end {
+    ctx.outputs.image_build = None;
+    match driven.result.end {
         End::Interrupted => return Err(super::build::interrupted(ctx)),
         End::Stopped | End::Failed => {
-            if let Some(b) = ctx.outputs.build.as_mut() {
-                b["image_build"] = serde_json::to_value(&driven).expect("serializes");
-            }
+            ctx.outputs.image_build = Some(driven.result.clone());
             return Ok(driven.checks("image.build"));
         }
         End::Succeeded => {}

@@ -41,6 +41,7 @@ pub const BUILD: &[Phase] = &[
         cheap: true,
         run: |ctx| Ok(ctx.plan_checks.clone()),
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Preflight,
@@ -49,6 +50,7 @@ pub const BUILD: &[Phase] = &[
         cheap: true,
         run: preflight::run,
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Build,
@@ -57,6 +59,7 @@ pub const BUILD: &[Phase] = &[
         cheap: false,
         run: build::run,
         verify: build::verify,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Wheel,
@@ -65,6 +68,7 @@ pub const BUILD: &[Phase] = &[
         cheap: false,
         run: wheel::run,
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Image,
@@ -73,6 +77,7 @@ pub const BUILD: &[Phase] = &[
         cheap: false,
         run: image::run,
         verify: image::verify,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Runtime,
@@ -81,6 +86,7 @@ pub const BUILD: &[Phase] = &[
         cheap: true,
         run: runtime::runtime,
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Serve,
@@ -89,6 +95,7 @@ pub const BUILD: &[Phase] = &[
         cheap: true,
         run: runtime::serve,
         verify: always,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Export,
@@ -97,13 +104,16 @@ pub const BUILD: &[Phase] = &[
         cheap: false,
         run: export::run,
         verify: export::verify,
+        over_record: None,
     },
     Phase {
         id: PhaseId::Report,
         needs: &[],
         gates: &[],
         cheap: true,
+        // Its work is over the record, after every other phase.
         run: |_| Ok(Vec::new()),
         verify: always,
+        over_record: Some(report::run),
     },
 ];

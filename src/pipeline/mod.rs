@@ -88,6 +88,10 @@ impl PhaseId {
 /// A phase's run function: checks out, outputs into the context.
 pub type RunFn = fn(&mut Ctx<'_>) -> Result<Vec<Check>>;
 
+/// A phase that works over the record itself (the report): it runs after every other phase,
+/// also when the run stopped early, and records its own checks when the run finished.
+pub type RecordFn = fn(&mut Ctx<'_>, &mut RunRecord, &Path) -> Result<Vec<Check>>;
+
 /// Whether recorded outputs still hold: `Err(why not)`.
 pub type VerifyFn = fn(&Ctx<'_>) -> std::result::Result<(), String>;
 
@@ -108,6 +112,9 @@ pub struct Phase {
     pub run: RunFn,
     /// Checks that its recorded outputs still hold (resume).
     pub verify: VerifyFn,
+    /// Set for the report phase: its work, over the record, in place of `run`
+    /// ([`RecordFn`]).
+    pub over_record: Option<RecordFn>,
 }
 
 /// A failure that makes a later phase meaningless.
@@ -207,8 +214,7 @@ fn blocked(phase: &Phase, phases: &[PhaseRecord], outputs: &Outputs) -> Option<S
     for n in phase.needs {
         match phases.iter().find(|p| p.id == *n) {
             Some(p)
-                if matches!(p.status, PhaseStatus::Pass | PhaseStatus::Fail)
-                    && outputs.holds(*n) => {}
+                if (p.status.passed() || p.status == PhaseStatus::Fail) && outputs.holds(*n) => {}
             Some(p) => {
                 return Some(format!(
                     "needs the {} phase's outputs, and it {}{}",
@@ -216,7 +222,7 @@ fn blocked(phase: &Phase, phases: &[PhaseRecord], outputs: &Outputs) -> Option<S
                     match p.status {
                         PhaseStatus::Fail => "failed",
                         PhaseStatus::Skip => "was skipped",
-                        PhaseStatus::Pass => "produced none",
+                        PhaseStatus::Pass | PhaseStatus::Incomplete => "produced none",
                         _ => "did not finish",
                     },
                     p.reason
@@ -285,20 +291,63 @@ fn hold(id: PhaseId, cancel: Cancel) -> Result<()> {
     Ok(())
 }
 
-fn status_of(checks: &[Check]) -> PhaseStatus {
-    if checks.iter().any(|c| c.status == Status::Fail) {
-        PhaseStatus::Fail
-    } else if !checks.is_empty() && checks.iter().all(|c| c.status == Status::Skip) {
-        PhaseStatus::Skip
-    } else {
-        PhaseStatus::Pass
+/// Run `phases` in order, recording each in `rec` and writing it to `dir/run.json` after each;
+/// then the phases over the record (the report), whatever happened: over a finished run they
+/// run as a phase (timed, their checks recorded); over an interrupted or failed one they only
+/// render what the record holds, and stay pending in it. `prior` is the record of the attempt
+/// being resumed. Returns `Err` for an interruption (the record says where) or an error forge
+/// could not go past.
+pub fn run(
+    phases: &[Phase],
+    ctx: &mut Ctx<'_>,
+    rec: &mut RunRecord,
+    sel: &Selection,
+    prior: Option<&RunRecord>,
+    dir: &Path,
+) -> Result<()> {
+    let result = run_phases(phases, ctx, rec, sel, prior, dir);
+    for phase in phases {
+        let Some(work) = phase.over_record else {
+            continue;
+        };
+        if result.is_err() {
+            // The run's error wins; the reports are rendered as far as they can be.
+            let _ = work(ctx, rec, dir);
+            continue;
+        }
+        let started = Instant::now();
+        set(
+            rec,
+            PhaseRecord {
+                started: Some(record::now()),
+                status: PhaseStatus::Running,
+                ..PhaseRecord::pending(phase.id)
+            },
+        );
+        rec.write(dir)?;
+        let done = work(ctx, rec, dir);
+        let p = rec.phase_mut(phase.id).expect("set above");
+        p.seconds = started.elapsed().as_secs_f64();
+        match done {
+            Ok(checks) => {
+                p.status = PhaseStatus::of(&checks);
+                p.checks = checks;
+                rec.write(dir)?;
+            }
+            Err(e) => {
+                p.status = PhaseStatus::Error;
+                p.reason = Some(e.to_string());
+                rec.state = RunState::Error;
+                rec.write(dir)?;
+                return Err(e);
+            }
+        }
     }
+    result
 }
 
-/// Run `phases` in order, recording each in `rec` and writing it to `dir/run.json` after each.
-/// `prior` is the record of the attempt being resumed. Returns `Err` for an interruption
-/// (the record says where) or an error forge could not go past.
-pub fn run(
+/// The phases that run on their own (all but those over the record), in order.
+fn run_phases(
     phases: &[Phase],
     ctx: &mut Ctx<'_>,
     rec: &mut RunRecord,
@@ -320,12 +369,12 @@ pub fn run(
             );
         }
     }
-    for phase in phases {
+    for phase in phases.iter().filter(|p| p.over_record.is_none()) {
         let mut why_rerun = None;
         if chain && !phase.cheap {
             let before = prior.and_then(|p| p.phase(phase.id));
             match before.map(|b| b.status) {
-                Some(PhaseStatus::Pass) => match (phase.verify)(ctx) {
+                Some(s) if s.passed() => match (phase.verify)(ctx) {
                     Ok(()) => {
                         let mut b = before.expect("matched").clone();
                         b.reused = true;
@@ -361,7 +410,7 @@ pub fn run(
             // An unselected phase keeps what an earlier attempt recorded for it, if it passed.
             if sel.excluded(phase.id).is_some()
                 && let Some(b) = prior.and_then(|p| p.phase(phase.id))
-                && b.status == PhaseStatus::Pass
+                && b.status.passed()
                 && chain
             {
                 set(rec, b.clone());
@@ -401,7 +450,7 @@ pub fn run(
                     crate::rehearse::soften(&mut checks);
                 }
                 let p = rec.phase_mut(phase.id).expect("set above");
-                p.status = status_of(&checks);
+                p.status = PhaseStatus::of(&checks);
                 if p.status == PhaseStatus::Skip && p.reason.is_none() {
                     p.reason = checks.first().map(|c| c.evidence.clone());
                 }

@@ -9,48 +9,18 @@ use serde::{Deserialize, Serialize};
 
 use super::PhaseId;
 use crate::error::{Error, Result};
+use crate::plan::Plan;
 use crate::report::{Check, Verdict};
 
-/// The record's format version.
-pub const SCHEMA: u32 = 1;
+/// The record's format version. 2: the build results and the plan typed (`outputs.build`,
+/// `outputs.image_build`, `plan`); 1 kept the image phase's failed build inside
+/// `outputs.build.image_build` and is read by moving it out ([`RunRecord::read`]).
+pub const SCHEMA: u32 = 2;
 
 /// The record's file name inside the run directory.
 pub const FILE: &str = "run.json";
 
-/// How a phase ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PhaseStatus {
-    /// Not reached yet.
-    Pending,
-    /// Started, not ended (a record left like this was killed).
-    Running,
-    /// Ran, no check failed.
-    Pass,
-    /// Ran, a check failed.
-    Fail,
-    /// Did not run; `reason` says why.
-    Skip,
-    /// Stopped by SIGINT/SIGTERM.
-    Interrupted,
-    /// forge could not run it; `reason` holds the error.
-    Error,
-}
-
-impl PhaseStatus {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            PhaseStatus::Pending => "pending",
-            PhaseStatus::Running => "running",
-            PhaseStatus::Pass => "pass",
-            PhaseStatus::Fail => "fail",
-            PhaseStatus::Skip => "skip",
-            PhaseStatus::Interrupted => "interrupted",
-            PhaseStatus::Error => "error",
-        }
-    }
-}
+pub use crate::report::PhaseStatus;
 
 /// One phase in the record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,7 +66,7 @@ impl PhaseRecord {
     }
 }
 
-pub use crate::build::Wheel;
+pub use crate::build::{BuildResult, Wheel};
 
 /// The image the run built.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,9 +93,12 @@ impl Outputs {
 /// What the phases produced, as the later phases and a resume use it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Outputs {
-    /// The build's account: builder, end, fatal finding, log tail (phase `build`).
+    /// The wheel stage's build: builder, end, fatal finding, log tail (phase `build`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build: Option<serde_json::Value>,
+    pub build: Option<BuildResult>,
+    /// The runtime stage's build, when it did not succeed (phase `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_build: Option<BuildResult>,
     /// Files taken out of the wheel stage (phase `build`).
     #[serde(default)]
     pub wheels: Vec<Wheel>,
@@ -182,7 +155,7 @@ pub struct RunRecord {
     /// The recipe.
     pub recipe: RecipeRef,
     /// The resolved plan.
-    pub plan: serde_json::Value,
+    pub plan: Plan,
     /// When the run started (UTC, RFC 3339).
     pub started: String,
     /// When the record was last written.
@@ -239,17 +212,71 @@ impl RunRecord {
         write_atomically(&dir.join(FILE), &json)
     }
 
-    /// Read `dir/run.json`.
+    /// Read `dir/run.json`. A record of format 1 (forge before the typed record) is read
+    /// after moving its image build out of the build's blob, the one place its shape differs;
+    /// a record of any other format, or one that does not fit the types, is refused, never
+    /// guessed at.
     pub fn read(dir: &Path) -> Result<RunRecord> {
         let p = dir.join(FILE);
         let bytes = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        let not_a_record = |e: &dyn std::fmt::Display| {
             Error::input(
                 format!("`{}` is not a forge run record: {e}", p.display()),
                 Some("pass a run directory forge wrote (`forge runs` lists them)"),
             )
+        };
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| not_a_record(&e))?;
+        let schema = v.get("schema").and_then(serde_json::Value::as_u64);
+        match schema {
+            Some(s) if s == u64::from(SCHEMA) => {}
+            Some(1) => upgrade_from_1(&mut v),
+            Some(s) => {
+                return Err(Error::input(
+                    format!(
+                        "`{}` is a run record of format {s}; this forge reads formats 1 and {SCHEMA}",
+                        p.display()
+                    ),
+                    Some(if s > u64::from(SCHEMA) {
+                        "a newer forge wrote it: use that forge, or start a new run with `forge build` (without `--resume`)"
+                    } else {
+                        "start a new run with `forge build` (without `--resume`)"
+                    }),
+                ));
+            }
+            None => return Err(not_a_record(&"it has no `schema` number")),
+        }
+        serde_json::from_value(v).map_err(|e| {
+            Error::input(
+                format!(
+                    "`{}` is a run record of format {} that this forge cannot read: {e}",
+                    p.display(),
+                    schema.unwrap_or_default()
+                ),
+                Some(
+                    "start a new run with `forge build` (without `--resume`); the run's own report.json and manifest.json stay readable by `forge report` and `forge verify`",
+                ),
+            )
         })
     }
+}
+
+/// Format 1 -> 2: the image phase's failed build lived inside the build phase's blob
+/// (`outputs.build.image_build`); it is `outputs.image_build` now. Everything else in format 1
+/// is the serialisation of the same types.
+fn upgrade_from_1(v: &mut serde_json::Value) {
+    let image_build = v
+        .pointer_mut("/outputs/build")
+        .and_then(serde_json::Value::as_object_mut)
+        .and_then(|b| b.remove("image_build"));
+    if let (Some(ib), Some(outputs)) = (
+        image_build,
+        v.get_mut("outputs")
+            .and_then(serde_json::Value::as_object_mut),
+    ) {
+        outputs.insert("image_build".into(), ib);
+    }
+    v["schema"] = SCHEMA.into();
 }
 
 pub use crate::atomic::write_atomically;
@@ -392,17 +419,13 @@ pub fn list(root: &Path) -> Result<Vec<RunSummary>> {
             continue;
         }
         let Ok(r) = RunRecord::read(&p) else { continue };
-        let passed = r
-            .phases
-            .iter()
-            .filter(|p| p.status == PhaseStatus::Pass)
-            .count();
+        let passed = r.phases.iter().filter(|p| p.status.passed()).count();
         out.push(RunSummary {
             latest: latest.as_deref() == Some(Path::new(&r.run)),
             stopped_at: r
                 .phases
                 .iter()
-                .find(|p| p.status != PhaseStatus::Pass)
+                .find(|p| !p.status.passed())
                 .map(|p| format!("{} ({})", p.id.name(), p.status.name())),
             wheel_bytes: r.outputs.wheels.iter().map(|w| w.size).sum(),
             archive_bytes: r.outputs.archive.as_ref().map(|a| a.gz_bytes),

@@ -209,7 +209,7 @@ fn build_with(
             allow_unsupported: false,
             hash: recipe_hash(recipe, &plan),
         },
-        plan: serde_json::to_value(&plan).unwrap(),
+        plan: plan.clone(),
         started: prior.map_or_else(record::now, |p| p.started.clone()),
         updated: record::now(),
         state: RunState::Running,
@@ -343,16 +343,10 @@ fn a_full_run_records_the_phases_in_order_and_writes_the_record_after_each() {
         PhaseId::Wheel,
         PhaseId::Image,
     ] {
-        assert_eq!(
-            d.status(id),
-            PhaseStatus::Pass,
-            "{id:?}: {:#?}",
-            d.phase(id)
-        );
+        assert!(d.status(id).passed(), "{id:?}: {:#?}", d.phase(id));
     }
-    assert_eq!(
-        d.status(PhaseId::Export),
-        PhaseStatus::Pass,
+    assert!(
+        d.status(PhaseId::Export).passed(),
         "{:#?}",
         d.phase(PhaseId::Export)
     );
@@ -441,16 +435,16 @@ fn a_full_run_records_the_phases_in_order_and_writes_the_record_after_each() {
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
     let status_at =
         |call: &str, id: PhaseId| seen[at(call)].1.iter().find(|(p, _)| *p == id).unwrap().1;
-    use PhaseStatus::{Pass, Pending, Running, Skip};
-    assert_eq!(status_at("build wheels", PhaseId::Plan), Pass);
+    use PhaseStatus::{Pending, Running, Skip};
+    assert!(status_at("build wheels", PhaseId::Plan).passed());
     assert_eq!(status_at("build wheels", PhaseId::Build), Running);
     assert_eq!(status_at("build wheels", PhaseId::Wheel), Pending);
-    assert_eq!(status_at(order[1], PhaseId::Build), Pass);
+    assert!(status_at(order[1], PhaseId::Build).passed());
     assert_eq!(status_at(order[1], PhaseId::Wheel), Running);
-    assert_eq!(status_at("build runtime", PhaseId::Wheel), Pass);
+    assert!(status_at("build runtime", PhaseId::Wheel).passed());
     assert_eq!(status_at("build runtime", PhaseId::Image), Running);
     assert_eq!(status_at("build runtime", PhaseId::Export), Pending);
-    assert_eq!(status_at(order[3], PhaseId::Image), Pass);
+    assert!(status_at(order[3], PhaseId::Image).passed());
     assert_eq!(status_at(order[3], PhaseId::Export), Running);
     assert_eq!(status_at(order[3], PhaseId::Report), Pending);
     if no_gpu().is_some() {
@@ -478,11 +472,12 @@ fn the_bad_recording_stops_the_build_and_skips_every_phase_that_needs_it() {
     assert_eq!(d.check("2.1"), Status::Fail);
     assert_eq!(d.check("build.result"), Status::Fail);
     let b = d.rec.outputs.build.as_ref().unwrap();
-    assert_eq!(b["end"], "stopped");
-    assert_eq!(b["fatal"]["id"], "2.1");
+    assert_eq!(b.end, crate::build::End::Stopped);
+    let fatal = b.fatal.as_ref().unwrap();
+    assert_eq!(fatal.id, "2.1");
     // The fatal line is in the log forge wrote, at the line the finding names.
     let log = std::fs::read_to_string(&d.plan.artifacts.build_log).unwrap();
-    let line = b["fatal"]["line"].as_u64().unwrap() as usize;
+    let line = usize::try_from(fatal.line).unwrap();
     assert!(
         log.lines()
             .nth(line - 1)
@@ -538,8 +533,8 @@ fn skip_and_only_skip_phases_saying_why() {
     let f = fake("good");
     let d = build(&f, &good, &a, &with(&[PhaseId::Image], &[]), None);
     d.result.as_ref().unwrap();
-    assert_eq!(d.status(PhaseId::Build), PhaseStatus::Pass);
-    assert_eq!(d.status(PhaseId::Wheel), PhaseStatus::Pass);
+    assert!(d.status(PhaseId::Build).passed());
+    assert!(d.status(PhaseId::Wheel).passed());
     assert_eq!(d.status(PhaseId::Image), PhaseStatus::Skip);
     assert_eq!(d.reason(PhaseId::Image), "not run: `--skip image`");
     assert_eq!(
@@ -565,18 +560,21 @@ fn skip_and_only_skip_phases_saying_why() {
         assert_eq!(d.status(id), PhaseStatus::Skip, "{id:?}");
         assert_eq!(d.reason(id), "not run: `--only build,wheel`", "{id:?}");
     }
-    for id in [
-        PhaseId::Plan,
-        PhaseId::Build,
-        PhaseId::Wheel,
-        PhaseId::Report,
-    ] {
-        assert_eq!(d.status(id), PhaseStatus::Pass, "{id:?}");
+    for id in [PhaseId::Plan, PhaseId::Build, PhaseId::Wheel] {
+        assert!(d.status(id).passed(), "{id:?}: {:#?}", d.phase(id));
     }
+    // The report phase ran inside the pipeline: its checklist says no release (no archive).
+    assert_eq!(d.status(PhaseId::Report), PhaseStatus::Fail);
+    assert!(
+        d.phase(PhaseId::Report)
+            .checks
+            .iter()
+            .any(|c| c.id == "deliverable.archive" && c.status == Status::Fail)
+    );
     assert_eq!(
         count(&f.calls(), "info"),
-        1,
-        "only the build's: {:?}",
+        2,
+        "only the build's and the report's: {:?}",
         f.calls()
     );
     assert_eq!(count(&f.calls(), "build runtime"), 0);
@@ -592,7 +590,11 @@ fn skip_and_only_skip_phases_saying_why() {
         d.reason(PhaseId::Export),
         "needs the image phase's outputs, and it was skipped (not run: `--only export`)"
     );
-    assert_eq!(f.calls(), Vec::<String>::new(), "no engine call at all");
+    assert_eq!(
+        f.calls(),
+        ["info"],
+        "no engine call but the report's (the engine's version)"
+    );
     std::fs::remove_dir_all(&a).ok();
 
     // --skip export (`--no-export`): everything else ran; no archive, not even in part.
@@ -600,7 +602,7 @@ fn skip_and_only_skip_phases_saying_why() {
     let f = fake("good");
     let d = build(&f, &good, &a, &with(&[PhaseId::Export], &[]), None);
     d.result.as_ref().unwrap();
-    assert_eq!(d.status(PhaseId::Image), PhaseStatus::Pass);
+    assert!(d.status(PhaseId::Image).passed());
     assert_eq!(d.reason(PhaseId::Export), "not run: `--skip export`");
     assert_eq!(count(&f.calls(), "export_image"), 0);
     assert!(!d.plan.artifacts.archive.exists() && d.rec.outputs.archive.is_none());
@@ -783,7 +785,7 @@ fn resume_reruns_what_changed_and_says_why() {
     );
     assert!(r.phase(PhaseId::Build).reused && r.phase(PhaseId::Wheel).reused);
     assert!(!r.phase(PhaseId::Image).reused && !r.phase(PhaseId::Export).reused);
-    assert_eq!(r.status(PhaseId::Image), PhaseStatus::Pass);
+    assert!(r.status(PhaseId::Image).passed());
     let calls = f.calls()[before..].to_vec();
     assert_eq!(
         (
@@ -834,7 +836,7 @@ fn resume_reruns_what_changed_and_says_why() {
         PhaseId::Export,
     ] {
         assert!(!r.phase(id).reused, "{id:?}");
-        assert_eq!(r.status(id), PhaseStatus::Pass, "{id:?}");
+        assert!(r.status(id).passed(), "{id:?}");
     }
     let calls = f.calls()[before..].to_vec();
     assert_eq!(
@@ -925,7 +927,7 @@ fn an_engine_error_stops_the_run_with_the_record_saying_where_then_resume() {
         r.reason(PhaseId::Export),
         "run again: it ended `error` before"
     );
-    assert_eq!(r.status(PhaseId::Export), PhaseStatus::Pass);
+    assert!(r.status(PhaseId::Export).passed());
     assert_eq!(count(&f.calls()[before..], "build "), 0);
     // A build call that fails (the engine gone): an error in the build phase, nothing left.
     let a2 = arts("engine-error-build");
@@ -1109,4 +1111,72 @@ fn the_wheel_gates_are_named_checks() {
             .unwrap()
             .starts_with("needs the build phase's outputs, and it produced none")
     );
+}
+
+/// Issue 18: a run.json of format 1 (forge before the typed record: the image phase's failed
+/// build inside the build's blob) is read, its image build moved out, not misread; a resume
+/// from it reuses what it verifies and writes format 2; a format this forge does not know is
+/// refused, saying what it is.
+#[test]
+fn a_record_of_format_1_is_read_and_resumed_and_an_unknown_format_refused() {
+    let good = recipe("good");
+    let a = arts("format-1");
+    let f = fake("good");
+    let d = build(&f, &good, &a, &base_sel(), None);
+    d.result.as_ref().unwrap();
+    let dir = d.plan.artifacts.dir.clone();
+    let build_result = d.rec.outputs.build.clone().unwrap();
+    // Format 1 as forge wrote it: `schema: 1`, an image build grafted into the build's blob.
+    let mut v1 = serde_json::to_value(&d.rec).unwrap();
+    v1["schema"] = 1.into();
+    v1["outputs"]["build"]["image_build"] = serde_json::to_value(&build_result).unwrap();
+    let write = |v: &serde_json::Value| {
+        std::fs::write(
+            dir.join(record::FILE),
+            serde_json::to_vec_pretty(v).unwrap(),
+        )
+        .unwrap();
+    };
+    write(&v1);
+    let old = RunRecord::read(&dir).unwrap();
+    assert_eq!(old.schema, record::SCHEMA);
+    assert_eq!(old.outputs.build.as_ref(), Some(&build_result));
+    assert_eq!(old.outputs.image_build.as_ref(), Some(&build_result));
+    let mut expect = serde_json::to_value(&d.rec).unwrap();
+    expect["outputs"]["image_build"] = serde_json::to_value(&build_result).unwrap();
+    assert_eq!(serde_json::to_value(&old).unwrap(), expect);
+
+    for (schema, says) in [(3, "format 3"), (0, "format 0")] {
+        let mut v = v1.clone();
+        v["schema"] = schema.into();
+        write(&v);
+        let e = RunRecord::read(&dir).unwrap_err().to_string();
+        assert!(e.contains(says) && e.contains("run.json"), "{e}");
+    }
+    let mut v = v1.clone();
+    v.as_object_mut().unwrap().remove("schema");
+    write(&v);
+    let e = RunRecord::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("no `schema`"), "{e}");
+    // A format 1 record whose build is not a build result is refused, not half read.
+    let mut v = v1.clone();
+    v["outputs"]["build"]["end"] = "exploded".into();
+    write(&v);
+    let e = RunRecord::read(&dir).unwrap_err().to_string();
+    assert!(e.contains("format 1") && e.contains("exploded"), "{e}");
+
+    write(&v1);
+    let old = RunRecord::read(&dir).unwrap();
+    let r = build(&f, &good, &a, &base_sel(), Some(&old));
+    r.result.as_ref().unwrap();
+    for id in [
+        PhaseId::Build,
+        PhaseId::Wheel,
+        PhaseId::Image,
+        PhaseId::Export,
+    ] {
+        assert!(r.phase(id).reused, "{id:?}: {:#?}", r.phase(id));
+    }
+    assert_eq!(RunRecord::read(&dir).unwrap().schema, record::SCHEMA);
+    std::fs::remove_dir_all(&a).ok();
 }

@@ -63,10 +63,10 @@ fn class(s: Status) -> &'static str {
 fn phase_class(s: PhaseStatus) -> &'static str {
     match s {
         PhaseStatus::Pass => "pass",
-        PhaseStatus::Fail => "fail",
-        PhaseStatus::Incomplete => "incomplete",
+        PhaseStatus::Fail | PhaseStatus::Error => "fail",
+        PhaseStatus::Incomplete | PhaseStatus::Interrupted => "incomplete",
         PhaseStatus::Skip => "skip",
-        PhaseStatus::NotRun => "notrun",
+        PhaseStatus::NotRun | PhaseStatus::Pending | PhaseStatus::Running => "notrun",
     }
 }
 
@@ -271,7 +271,7 @@ pub fn render(v: &RunView) -> String {
         ));
     }
     if let Some(e) = &v.end {
-        h.push_str(&format!("build {} · ", esc(e)));
+        h.push_str(&format!("build {} · ", esc(e.name())));
     }
     h.push_str(&format!("forge {}</p>\n", esc(&v.forge_version)));
 
@@ -295,7 +295,7 @@ pub fn render(v: &RunView) -> String {
         counts.fail,
         counts.skip,
         esc(&rel),
-        esc(r.level),
+        esc(r.level.name()),
         esc(&r.line),
     ));
 
@@ -328,7 +328,7 @@ pub fn render(v: &RunView) -> String {
     if let Some(s) = &v.stop {
         h.push_str(&format!(
             "<h2>Where the build stopped</h2>\n<div class=\"stop\"><b>{}</b>",
-            esc(&s.kind)
+            esc(s.kind.describe())
         ));
         if let Some(l) = s.line {
             h.push_str(&format!(" at log line {l}"));
@@ -433,7 +433,7 @@ pub fn render(v: &RunView) -> String {
             h.push_str(&format!(
                 "<tr><td class=\"ev\">{}</td><td>{}</td><td>{}</td><td class=\"ev\">{}</td></tr>\n",
                 esc(&o.path),
-                esc(&o.kind),
+                esc(o.kind.name()),
                 size(o.bytes),
                 esc(o.sha256.as_deref().unwrap_or("-"))
             ));

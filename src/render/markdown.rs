@@ -19,7 +19,7 @@ pub fn join_command(v: &RunView) -> Option<String> {
     let mut parts: Vec<&str> = v
         .outputs
         .iter()
-        .filter(|o| o.kind == "archive-part")
+        .filter(|o| o.kind == super::run::OutputKind::ArchivePart)
         .map(|o| o.path.as_str())
         .collect();
     if parts.is_empty() {
@@ -171,7 +171,10 @@ pub fn render(v: &RunView) -> String {
     }
 
     if let Some(s) = &v.stop {
-        md.push_str(&format!("## Where the build stopped ({})\n\n", s.kind));
+        md.push_str(&format!(
+            "## Where the build stopped ({})\n\n",
+            s.kind.describe()
+        ));
         if let Some(l) = s.line {
             md.push_str(&format!("At log line {l}"));
             if let Some(t) = s.t {

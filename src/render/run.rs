@@ -17,19 +17,23 @@ use crate::report::{Check, Status, Verdict, verdict};
 pub const SCHEMA: u32 = 1;
 
 /// A run, as the reports and the bundle read it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct RunView {
     /// Format version ([`SCHEMA`]).
+    #[schemars(extend("const" = 1))]
     pub schema: u32,
     /// Run id (`rocm-7.1.1-gfx1151-20251206-014800`).
+    #[schemars(length(min = 1))]
     pub run: String,
     /// When the run started, RFC 3339 UTC.
+    #[schemars(extend("format" = "date-time"))]
     pub started_at: Option<String>,
     /// Seconds the run took.
+    #[schemars(range(min = 0))]
     pub seconds: f64,
-    /// How the build ended: `succeeded`, `stopped`, `failed`, `interrupted`.
-    pub end: Option<String>,
+    /// How the run ended.
+    pub end: Option<RunEnd>,
     /// The recipe.
     pub recipe: Option<RecipeView>,
     /// The image built.
@@ -54,9 +58,63 @@ pub struct RunView {
     pub conditions: BTreeMap<String, String>,
 }
 
+/// How a run ended, as the reports say it: the build's end ([`crate::build::End`]) for a run
+/// that finished, else where the run was left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunEnd {
+    /// The image was built.
+    Succeeded,
+    /// forge stopped the build on a fatal finding.
+    Stopped,
+    /// A build step failed.
+    Failed,
+    /// SIGINT or SIGTERM stopped the run.
+    Interrupted,
+    /// forge could not go on (engine gone, disk full).
+    Error,
+    /// The run is still going (or was killed).
+    Running,
+    /// Every phase ended, and no build ran.
+    Finished,
+}
+
+impl RunEnd {
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunEnd::Succeeded => "succeeded",
+            RunEnd::Stopped => "stopped",
+            RunEnd::Failed => "failed",
+            RunEnd::Interrupted => "interrupted",
+            RunEnd::Error => "error",
+            RunEnd::Running => "running",
+            RunEnd::Finished => "finished",
+        }
+    }
+}
+
+impl From<crate::build::End> for RunEnd {
+    fn from(e: crate::build::End) -> RunEnd {
+        match e {
+            crate::build::End::Succeeded => RunEnd::Succeeded,
+            crate::build::End::Stopped => RunEnd::Stopped,
+            crate::build::End::Failed => RunEnd::Failed,
+            crate::build::End::Interrupted => RunEnd::Interrupted,
+        }
+    }
+}
+
+impl std::fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The recipe a run built.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RecipeView {
     /// Recipe name.
     pub name: String,
@@ -65,14 +123,16 @@ pub struct RecipeView {
     /// ROCm version.
     pub rocm: String,
     /// Target archs.
+    #[schemars(inner(pattern("^gfx[0-9a-f]+")))]
     pub archs: Vec<String>,
     /// The deliverable thresholds.
     pub thresholds: Thresholds,
 }
 
 /// The recipe's size thresholds (bytes).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct Thresholds {
     /// 3.1: the torch wheel.
     pub wheel_min_bytes: u64,
@@ -83,20 +143,23 @@ pub struct Thresholds {
 }
 
 /// The image a run built.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ImageView {
     /// Tag.
     pub tag: String,
     /// Engine image id (`sha256:...`), when known.
+    #[schemars(pattern("^sha256:[0-9a-f]{64}$"))]
     pub id: Option<String>,
     /// Size as the engine reports it, when known.
     pub bytes: Option<u64>,
 }
 
 /// One phase of a run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct PhaseView {
     /// `plan`, `1`..`7`, `export`, `deliverables`.
     pub id: String,
@@ -114,75 +177,91 @@ pub struct PhaseView {
     pub note: Option<String>,
 }
 
-/// The status of a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PhaseStatus {
-    /// Every check passed.
-    Pass,
-    /// A check failed.
-    Fail,
-    /// Some checks skipped, none failed.
-    Incomplete,
-    /// Every check skipped.
-    Skip,
-    /// The phase did not run (the build stopped before it, or forge does not run it yet).
-    NotRun,
-}
+pub use crate::report::PhaseStatus;
 
-impl PhaseStatus {
-    /// Label for tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            PhaseStatus::Pass => "PASS",
-            PhaseStatus::Fail => "FAIL",
-            PhaseStatus::Incomplete => "INCOMPLETE",
-            PhaseStatus::Skip => "SKIP",
-            PhaseStatus::NotRun => "NOT RUN",
+impl PhaseView {
+    /// Its status: the explicit one, else not run without checks, else from the checks
+    /// ([`PhaseStatus::of`]).
+    pub fn status(&self) -> PhaseStatus {
+        match self.status {
+            Some(s) => s,
+            None if self.checks.is_empty() => PhaseStatus::NotRun,
+            None => PhaseStatus::of(&self.checks),
         }
     }
 }
 
-impl PhaseView {
-    /// Its status: the explicit one, else from the checks.
-    pub fn status(&self) -> PhaseStatus {
-        if let Some(s) = self.status {
-            return s;
+/// What kind of file a run produced.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputKind {
+    /// The image archive, whole.
+    Archive,
+    /// One part of a split archive.
+    ArchivePart,
+    /// The archive's checksum file.
+    Sha256,
+    /// A wheel.
+    Wheel,
+    /// A log (the build log, the wheel stage's own).
+    Log,
+    /// Another file the wheel stage yields (the sources' commits).
+    #[default]
+    File,
+    /// One of the reports.
+    Report,
+    /// The run record.
+    Record,
+}
+
+impl OutputKind {
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Archive => "archive",
+            OutputKind::ArchivePart => "archive-part",
+            OutputKind::Sha256 => "sha256",
+            OutputKind::Wheel => "wheel",
+            OutputKind::Log => "log",
+            OutputKind::File => "file",
+            OutputKind::Report => "report",
+            OutputKind::Record => "record",
         }
-        let any = |s| self.checks.iter().any(|c| c.status == s);
-        if self.checks.is_empty() {
-            PhaseStatus::NotRun
-        } else if any(Status::Fail) {
-            PhaseStatus::Fail
-        } else if !any(Status::Pass) {
-            PhaseStatus::Skip
-        } else if any(Status::Skip) {
-            PhaseStatus::Incomplete
-        } else {
-            PhaseStatus::Pass
-        }
+    }
+}
+
+impl std::fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 /// A file the run produced.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct OutputView {
-    /// `archive`, `archive-part`, `sha256`, `wheel`, `log`, `report`, `record`, ...
-    pub kind: String,
+    /// What it is.
+    pub kind: OutputKind,
     /// Path relative to the run directory.
+    #[schemars(length(min = 1))]
     pub path: String,
     /// Size.
     pub bytes: u64,
     /// SHA256, hex.
+    #[schemars(pattern("^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
 }
 
 /// One sample of ninja's progress.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct NinjaPoint {
     /// Seconds since the run started.
+    #[schemars(range(min = 0))]
     pub t: f64,
     /// Steps done.
     pub done: u64,
@@ -190,15 +269,43 @@ pub struct NinjaPoint {
     pub total: u64,
 }
 
+/// Why a run stopped.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum StopKind {
+    /// forge stopped the build on a fatal finding.
+    #[default]
+    Fatal,
+    /// A build step failed.
+    Failed,
+    /// SIGINT or SIGTERM (Ctrl-C).
+    Interrupted,
+}
+
+impl StopKind {
+    /// In words, for the reports' headings.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopKind::Fatal => "stopped by forge on a fatal finding",
+            StopKind::Failed => "a build step failed",
+            StopKind::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// Where and why the build stopped.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct StopView {
-    /// `fatal` (forge stopped it), `failed` (a step failed), `interrupted` (Ctrl-C).
-    pub kind: String,
+    /// Why it stopped.
+    pub kind: StopKind,
     /// Seconds since the run started, when known.
     pub t: Option<f64>,
     /// Log line number.
+    #[schemars(range(min = 1))]
     pub line: Option<u64>,
     /// The line.
     pub text: Option<String>,
@@ -209,8 +316,9 @@ pub struct StopView {
 }
 
 /// A workaround in force.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct Workaround {
     /// What is set (`ENV LD_PRELOAD=/opt/rocm/lib/librocm_smi64.so`).
     pub what: String,
@@ -283,7 +391,8 @@ pub fn phases_from_checks(checks: &[Check]) -> Vec<PhaseView> {
 }
 
 /// Counts of checks by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Counts {
     /// Passed.
     pub pass: usize,
@@ -294,16 +403,43 @@ pub struct Counts {
 }
 
 /// What the image is ready for, in the spec's terms.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Readiness {
-    /// `production`, `serving`, `training`, or `none`.
-    pub level: &'static str,
+    /// What it is ready for, at most.
+    pub level: Level,
     /// Ready for.
     pub ready_for: Vec<&'static str>,
     /// Not ready for, each with the checks that stand in the way.
     pub not_ready_for: Vec<String>,
     /// One line.
     pub line: String,
+}
+
+/// The readiness levels, each including the one below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Training, serving and memory safety passed.
+    Production,
+    /// Training and serving passed.
+    Serving,
+    /// Training passed.
+    Training,
+    /// Not ready for anything yet.
+    None,
+}
+
+impl Level {
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Production => "production",
+            Level::Serving => "serving",
+            Level::Training => "training",
+            Level::None => "none",
+        }
+    }
 }
 
 const TRAINING: &[&str] = &["5.1", "5.2", "5.3", "5.4"];
@@ -418,23 +554,23 @@ impl RunView {
             not_ready_for.push(format!("production: {}", summarize(&[tm, pm].concat())));
         }
         let level = match (t, s, p) {
-            (true, true, true) => "production",
-            (true, true, false) => "serving",
-            (true, false, _) => "training",
-            _ => "none",
+            (true, true, true) => Level::Production,
+            (true, true, false) => Level::Serving,
+            (true, false, _) => Level::Training,
+            _ => Level::None,
         };
         let line = match level {
-            "production" => {
+            Level::Production => {
                 "ready for production: training, serving and memory safety passed".into()
             }
-            "serving" => {
+            Level::Serving => {
                 "ready for training and serving; not for production (phase 7 has not passed)".into()
             }
-            "training" => {
+            Level::Training => {
                 "ready for training only; not for serving (5.5-5.7 and phase 6 have not passed)"
                     .into()
             }
-            _ => format!(
+            Level::None => format!(
                 "not ready for anything yet: {}",
                 not_ready_for.first().cloned().unwrap_or_default()
             ),
@@ -447,27 +583,68 @@ impl RunView {
         }
     }
 
-    /// The JSON document of report.json: this model plus what is derived from it (`verdict`,
-    /// `checks`, `summary`, `release`, `readiness`), so a machine needs no recomputation.
-    pub fn to_report_json(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).expect("run view serializes");
-        let o = v.as_object_mut().expect("an object");
-        o.insert("verdict".into(), self.verdict().name().into());
-        o.insert(
-            "checks".into(),
-            serde_json::to_value(self.checks()).expect("checks serialize"),
-        );
-        o.insert(
-            "summary".into(),
-            serde_json::to_value(self.counts()).expect("counts serialize"),
-        );
-        o.insert("release".into(), self.release_verdict().name().into());
-        o.insert(
-            "readiness".into(),
-            serde_json::to_value(self.readiness()).expect("readiness serializes"),
-        );
-        v
+    /// The document of report.json: this model plus what is derived from it.
+    pub fn to_report(&self) -> ReportJson<'_> {
+        ReportJson {
+            view: self,
+            verdict: self.verdict(),
+            checks: self.checks(),
+            summary: self.counts(),
+            release: self.release_verdict(),
+            readiness: self.readiness(),
+        }
     }
+
+    /// report.json as a JSON value ([`RunView::to_report`]).
+    pub fn to_report_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.to_report()).expect("report serializes")
+    }
+}
+
+/// report.json: a run as forge's reports read it ([`RunView`]), plus what is derived from it
+/// (`verdict`, `checks`, `summary`, `release`, `readiness`), so a machine needs no
+/// recomputation. `schemas/report.schema.json` is generated from this type ([`report_schema`]).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(
+    title = "forge run report (report.json)",
+    description = "A run as forge's reports read it (the RunView model), plus what is derived from it: verdict, checks, summary, release, readiness. `forge report RUN_DIR` re-renders the Markdown, JUnit XML and HTML reports from this file. Times are seconds since the run started.",
+    deny_unknown_fields
+)]
+pub struct ReportJson<'a> {
+    /// The run.
+    #[serde(flatten)]
+    pub view: &'a RunView,
+    /// The verdict over every check.
+    pub verdict: Verdict,
+    /// Every check of every phase, in order.
+    pub checks: Vec<Check>,
+    /// Checks by status.
+    pub summary: Counts,
+    /// The deliverables checklist's verdict: pass only when every item passed.
+    pub release: Verdict,
+    /// What the image is ready for.
+    pub readiness: Readiness,
+}
+
+/// Where report.json's schema is kept, relative to the repository.
+pub const REPORT_SCHEMA_PATH: &str = "schemas/report.schema.json";
+
+/// report.json's JSON Schema (Draft 2020-12), generated from [`ReportJson`]: what
+/// `schemas/report.schema.json` holds (a unit test keeps them equal).
+pub fn report_schema() -> String {
+    // The serialize contract: the schema of what forge writes (every field present, `null`
+    // where absent), not of what `forge report` accepts when reading one back (defaults).
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<ReportJson<'static>>();
+    schema.insert(
+        "$id".into(),
+        "https://github.com/forge/forge/schemas/report.schema.json".into(),
+    );
+    let mut s = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    s.push('\n');
+    s
 }
 
 /// `5.1, 5.3` -> a compact list.
@@ -608,6 +785,24 @@ pub fn workarounds_in_dockerfile(text: &str, origin: &str) -> Vec<Workaround> {
 mod tests {
     use super::*;
 
+    /// The committed schema is the one the types give. `FORGE_BLESS=1 cargo test --lib
+    /// render::run::tests::the_report_schema` writes it.
+    #[test]
+    fn the_report_schema_is_the_one_generated_from_the_types() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(REPORT_SCHEMA_PATH);
+        let now = report_schema();
+        if std::env::var_os("FORGE_BLESS").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == now,
+            "{REPORT_SCHEMA_PATH} is not the schema generated from render::run::ReportJson\n\
+             hint: regenerate it with `FORGE_BLESS=1 cargo test --lib \
+             render::run::tests::the_report_schema` and commit it"
+        );
+    }
+
     fn view(checks: &[(&str, Status)]) -> RunView {
         let checks: Vec<Check> = checks
             .iter()
@@ -628,21 +823,21 @@ mod tests {
             .chain(PRODUCTION)
             .map(|id| (*id, Pass))
             .collect();
-        assert_eq!(view(&all).readiness().level, "production");
+        assert_eq!(view(&all).readiness().level, Level::Production);
         all.last_mut().unwrap().1 = Fail;
         let r = view(&all).readiness();
-        assert_eq!(r.level, "serving");
+        assert_eq!(r.level, Level::Serving);
         assert!(r.not_ready_for[0].contains("7.2 failed"), "{r:?}");
         // 5.7 fails: training only, as in the spec's Dec 6 image.
         let mut t = all.clone();
         t.iter_mut().find(|(id, _)| *id == "5.7").unwrap().1 = Fail;
         let r = view(&t).readiness();
-        assert_eq!(r.level, "training");
+        assert_eq!(r.level, Level::Training);
         assert!(r.line.contains("training only"));
         // No GPU: everything skipped is ready for nothing, and says so.
         let skipped: Vec<(&str, Status)> = TRAINING.iter().map(|id| (*id, Skip)).collect();
         let r = view(&skipped).readiness();
-        assert_eq!(r.level, "none");
+        assert_eq!(r.level, Level::None);
         assert!(r.line.contains("5.1-5.4"), "{}", r.line);
     }
 

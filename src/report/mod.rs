@@ -19,11 +19,136 @@ pub fn check_when(ok: bool, id: &str, evidence: impl Into<String>) -> Check {
 }
 
 /// The JSON Schema of every command's `--json` output (the envelope: `verdict`, `checks`, and
-/// `error`/`hint` when forge could not run), as shipped in `src/report/envelope.schema.json`.
+/// `error`/`hint` when forge could not run), as shipped in `src/report/envelope.schema.json`:
+/// generated from [`Envelope`] ([`envelope_schema`]; a unit test keeps them equal).
 pub const ENVELOPE_SCHEMA: &str = include_str!("envelope.schema.json");
 
+/// Where the envelope's schema is kept, relative to the repository.
+pub const ENVELOPE_SCHEMA_PATH: &str = "src/report/envelope.schema.json";
+
+/// The verdict of a command's `--json` output: the checks' verdict, or why forge stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonVerdict {
+    /// Every check passed.
+    Pass,
+    /// A check failed (exit 1).
+    Fail,
+    /// Nothing failed but checks were skipped, or none ran (exit 0, not a pass).
+    Incomplete,
+    /// forge could not run (exit 2), with `error` and usually `hint`.
+    Error,
+    /// SIGINT or SIGTERM stopped forge (exit 130 or 143), with `error`.
+    Interrupted,
+}
+
+impl From<Verdict> for JsonVerdict {
+    fn from(v: Verdict) -> JsonVerdict {
+        match v {
+            Verdict::Pass => JsonVerdict::Pass,
+            Verdict::Fail => JsonVerdict::Fail,
+            Verdict::Incomplete => JsonVerdict::Incomplete,
+        }
+    }
+}
+
+/// One problem of a bad recipe, in the `--json` error.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ProblemJson {
+    /// Its line in the recipe.
+    #[schemars(range(min = 1))]
+    pub line: Option<usize>,
+    /// What is wrong.
+    #[schemars(length(min = 1))]
+    pub message: String,
+    /// What to do.
+    pub hint: Option<String>,
+}
+
+/// What every forge command prints on stdout with `--json`: a verdict, the checks behind it,
+/// and the command's own fields beside them; `error`/`hint` when forge could not run.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(
+    title = "forge --json output",
+    description = "What every forge command prints on stdout with --json: a verdict, the checks behind it, and the command's own fields beside them. verdict: pass (every check passed), fail (a check failed: exit 1), incomplete (nothing failed but checks were skipped, or none ran: exit 0, not a pass), error (forge could not run: exit 2, with `error` and usually `hint`), interrupted (a signal stopped forge: exit 130 or 143, with `error`).",
+    transform = envelope_rules
+)]
+pub struct Envelope {
+    /// What was checked (`scan build.log`, `export IMAGE`); absent on errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub subject: Option<String>,
+    /// The verdict.
+    pub verdict: JsonVerdict,
+    /// The checks, in the order they ran.
+    pub checks: Vec<Check>,
+    /// verdict error: what stopped forge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub error: Option<String>,
+    /// verdict error: what to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub hint: Option<String>,
+    /// verdict error on a bad recipe: the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
+    /// verdict error on a bad recipe: every problem with its line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<ProblemJson>>,
+    /// The command's own fields.
+    #[serde(flatten)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The envelope's rules across fields, which a type does not say: an error has `error` and no
+/// checks, anything else a `subject`; a fail has a failed check, a pass only passed ones, an
+/// incomplete none failed.
+fn envelope_rules(schema: &mut schemars::Schema) {
+    let status_is = |s: serde_json::Value| serde_json::json!({ "properties": { "checks": { "items": { "properties": { "status": s } } } } });
+    schema.insert(
+        "allOf".into(),
+        serde_json::json!([
+            {
+                "if": { "properties": { "verdict": { "enum": ["error", "interrupted"] } } },
+                "then": { "required": ["error"], "properties": { "checks": { "maxItems": 0 } } },
+                "else": { "required": ["subject"] }
+            },
+            {
+                "if": { "properties": { "verdict": { "const": "fail" } } },
+                "then": { "properties": { "checks": { "contains": { "properties": { "status": { "const": "fail" } } } } } }
+            },
+            {
+                "if": { "properties": { "verdict": { "const": "pass" } } },
+                "then": status_is(serde_json::json!({ "const": "pass" }))
+            },
+            {
+                "if": { "properties": { "verdict": { "const": "incomplete" } } },
+                "then": status_is(serde_json::json!({ "enum": ["pass", "skip"] }))
+            }
+        ]),
+    );
+}
+
+/// The envelope's JSON Schema (Draft 2020-12), generated from [`Envelope`]: what
+/// `src/report/envelope.schema.json` holds.
+pub fn envelope_schema() -> String {
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<Envelope>();
+    schema.insert(
+        "$id".into(),
+        "https://forge.invalid/envelope.schema.json".into(),
+    );
+    let mut s = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    s.push('\n');
+    s
+}
+
 /// The status of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The pass condition held.
@@ -45,10 +170,95 @@ impl Status {
     }
 }
 
+/// How a phase stands: the run record's phases (`run.json`) and the reports' phases alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseStatus {
+    /// Not reached yet.
+    Pending,
+    /// Started, not ended (a record left like this was killed).
+    Running,
+    /// Ran, every check passed (or it has none).
+    Pass,
+    /// Ran, none failed, some skipped.
+    Incomplete,
+    /// Ran, a check failed.
+    Fail,
+    /// Did not run, or every check skipped; the reason says why.
+    Skip,
+    /// A report's phase with no checks: the run did not get there, or forge does not run it.
+    NotRun,
+    /// Stopped by SIGINT/SIGTERM.
+    Interrupted,
+    /// forge could not run it; the reason holds the error.
+    Error,
+}
+
+impl PhaseStatus {
+    /// The status of a phase that ran and gave `checks`: the one derivation, for the record and
+    /// the reports. A failed check fails it; if every check skipped, it is skipped; if some
+    /// did, it is incomplete; else (no checks included) it passed.
+    pub fn of(checks: &[Check]) -> PhaseStatus {
+        let any = |s| checks.iter().any(|c| c.status == s);
+        if any(Status::Fail) {
+            PhaseStatus::Fail
+        } else if !checks.is_empty() && !any(Status::Pass) {
+            PhaseStatus::Skip
+        } else if any(Status::Skip) {
+            PhaseStatus::Incomplete
+        } else {
+            PhaseStatus::Pass
+        }
+    }
+
+    /// Ran and nothing failed: its outputs can be used, and reused on resume.
+    pub fn passed(self) -> bool {
+        matches!(self, PhaseStatus::Pass | PhaseStatus::Incomplete)
+    }
+
+    /// Its name, as serialised.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseStatus::Pending => "pending",
+            PhaseStatus::Running => "running",
+            PhaseStatus::Pass => "pass",
+            PhaseStatus::Incomplete => "incomplete",
+            PhaseStatus::Fail => "fail",
+            PhaseStatus::Skip => "skip",
+            PhaseStatus::NotRun => "not-run",
+            PhaseStatus::Interrupted => "interrupted",
+            PhaseStatus::Error => "error",
+        }
+    }
+
+    /// Upper-case label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            PhaseStatus::Pending => "PENDING",
+            PhaseStatus::Running => "RUNNING",
+            PhaseStatus::Pass => "PASS",
+            PhaseStatus::Incomplete => "INCOMPLETE",
+            PhaseStatus::Fail => "FAIL",
+            PhaseStatus::Skip => "SKIP",
+            PhaseStatus::NotRun => "NOT RUN",
+            PhaseStatus::Interrupted => "INTERRUPTED",
+            PhaseStatus::Error => "ERROR",
+        }
+    }
+}
+
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    extend(
+        "if" = { "properties": { "status": { "const": "skip" } } },
+        "then" = { "properties": { "evidence": { "minLength": 1 } } }
+    )
+)]
 pub struct Check {
     /// The spec's number (`1.3`) or forge's own id (`host.docker`).
+    #[schemars(length(min = 1))]
     pub id: String,
     /// Short human title.
     pub title: String,
@@ -100,7 +310,9 @@ impl Check {
 }
 
 /// The verdict over a set of checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every check ran and passed.
@@ -173,22 +385,20 @@ impl Outcome {
         u8::from(self.verdict() == Verdict::Fail)
     }
 
-    /// The JSON document: `verdict`, `checks`, then the command's own fields.
+    /// The `--json` document ([`Envelope`]): `subject`, `verdict`, `checks`, then the
+    /// command's own fields.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        map.insert("subject".into(), self.subject.clone().into());
-        map.insert(
-            "verdict".into(),
-            serde_json::to_value(self.verdict()).expect("verdict serializes"),
-        );
-        map.insert(
-            "checks".into(),
-            serde_json::to_value(&self.checks).expect("checks serialize"),
-        );
-        for (k, v) in &self.data {
-            map.insert(k.clone(), v.clone());
-        }
-        serde_json::Value::Object(map)
+        serde_json::to_value(Envelope {
+            subject: Some(self.subject.clone()),
+            verdict: self.verdict().into(),
+            checks: self.checks.clone(),
+            error: None,
+            hint: None,
+            recipe: None,
+            problems: None,
+            data: self.data.clone(),
+        })
+        .expect("the envelope serializes")
     }
 
     /// The human table: one line a check, hints under failures, a summary line.
@@ -251,28 +461,35 @@ mod tests {
         assert_eq!(verdict(&[]), Verdict::Incomplete);
     }
 
+    /// The committed schema is the one the types give. `FORGE_BLESS=1 cargo test --lib
+    /// report::tests::the_envelope_schema` writes it.
     #[test]
-    fn the_envelope_schema_names_every_verdict_and_status() {
-        let s: serde_json::Value = serde_json::from_str(ENVELOPE_SCHEMA).unwrap();
-        let verdicts = &s["properties"]["verdict"]["enum"];
+    fn the_envelope_schema_is_the_one_generated_from_the_types() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(ENVELOPE_SCHEMA_PATH);
+        let now = envelope_schema();
+        if std::env::var_os("FORGE_BLESS").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        assert!(
+            std::fs::read_to_string(&path).unwrap_or_default() == now && ENVELOPE_SCHEMA == now,
+            "{ENVELOPE_SCHEMA_PATH} is not the schema generated from report::Envelope\n\
+             hint: regenerate it with `FORGE_BLESS=1 cargo test --lib \
+             report::tests::the_envelope_schema`, commit it, and build again"
+        );
+        let s: serde_json::Value = serde_json::from_str(&now).unwrap();
+        let names = |def: &str| -> Vec<String> {
+            s["$defs"][def]["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["const"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let verdicts = names("JsonVerdict");
         for v in [Verdict::Pass, Verdict::Fail, Verdict::Incomplete] {
-            assert!(verdicts.as_array().unwrap().iter().any(|x| x == v.name()));
+            assert!(verdicts.iter().any(|x| x == v.name()), "{verdicts:?}");
         }
-        assert!(verdicts.as_array().unwrap().iter().any(|x| x == "error"));
-        let statuses = &s["$defs"]["check"]["properties"]["status"]["enum"];
-        assert_eq!(statuses, &serde_json::json!(["pass", "fail", "skip"]));
-        let fields: Vec<&String> = s["$defs"]["check"]["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .collect();
-        let check = serde_json::to_value(Check::fail("2.1", "t", "e").with_hint("h")).unwrap();
-        for k in check.as_object().unwrap().keys() {
-            assert!(
-                fields.contains(&k),
-                "check field `{k}` is not in the schema"
-            );
-        }
+        assert_eq!(names("Status"), ["pass", "fail", "skip"]);
     }
 
     #[test]
