@@ -216,6 +216,7 @@ fn build_on(
         outputs: Outputs::default(),
         unverified: None,
         rehearsal: false,
+        dev: PathBuf::from("/dev"),
     };
     let result = super::run(phases::BUILD, &mut ctx, &mut rec, sel, prior, &dir);
     let disk = RunRecord::read(&dir).unwrap();
