@@ -171,6 +171,19 @@ fn build_on(
     sel: &Selection,
     prior: Option<&RunRecord>,
 ) -> Done {
+    build_in(engine, fake, recipe, arts, sel, prior, Path::new("/dev"))
+}
+
+/// [`build_on`] on a host whose device directory is `dev` (a stand-in with `kfd`: a GPU host).
+fn build_in(
+    engine: &dyn Engine,
+    fake: &FakeEngine,
+    recipe: &Recipe,
+    arts: &Path,
+    sel: &Selection,
+    prior: Option<&RunRecord>,
+    dev: &Path,
+) -> Done {
     let run = "r".to_owned();
     let (plan, plan_checks) = crate::plan::resolve(recipe, arts, &run).unwrap();
     let dir = plan.artifacts.dir.clone();
@@ -216,7 +229,7 @@ fn build_on(
         outputs: Outputs::default(),
         unverified: None,
         rehearsal: false,
-        dev: PathBuf::from("/dev"),
+        dev: dev.to_owned(),
     };
     let result = super::run(phases::BUILD, &mut ctx, &mut rec, sel, prior, &dir);
     let disk = RunRecord::read(&dir).unwrap();
@@ -734,6 +747,92 @@ fn cancel_in_the_export_phase_then_resume() {
     cancel_then_resume("cancel-export", PhaseId::Export, |f| {
         f.cancel_after_piece(3)
     });
+}
+
+/// A stand-in device directory under `arts`: `kfd` and `dri/renderD128`, as on a GPU host.
+fn gpu_host(arts: &Path) -> PathBuf {
+    let dev = arts.join("dev");
+    std::fs::create_dir_all(dev.join("dri")).unwrap();
+    std::fs::write(dev.join("kfd"), "").unwrap();
+    std::fs::write(dev.join("dri/renderD128"), "").unwrap();
+    dev
+}
+
+/// Issue 18: SIGINT in the runtime phase of `forge build` (phase 5, "with a GPU": a stand-in
+/// `/dev`, the probe's container replayed from a real run's recording) is recorded as
+/// `interrupted` with the signal, exits 130 and leaves no container. Before, the runtime phase
+/// watched a copy of the token and ended `error`, exit 2.
+#[test]
+fn issue_18_sigint_in_the_runtime_phase_records_interrupted_and_exits_130() {
+    let a = arts("cancel-runtime");
+    let dev = gpu_host(&a);
+    let f = fake("good").with_containers_of(&root().join("tests/fixtures/engine/runtime"));
+    f.cancel_after_log_piece(3);
+    let d = build_in(
+        &f,
+        &f,
+        &recipe("good"),
+        &a,
+        &Selection::default(),
+        None,
+        &dev,
+    );
+    let e = d.result.as_ref().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Interrupted {
+                signal: libc::SIGINT
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 130);
+    assert_eq!(d.rec.state, RunState::Interrupted);
+    assert_eq!(d.rec.signal, Some(libc::SIGINT));
+    assert_eq!(d.status(PhaseId::Runtime), PhaseStatus::Interrupted);
+    assert_eq!(d.reason(PhaseId::Runtime), "stopped by SIGINT (Ctrl-C)");
+    for id in [PhaseId::Build, PhaseId::Wheel, PhaseId::Image] {
+        assert_eq!(d.status(id), PhaseStatus::Pass, "{id:?}");
+    }
+    for id in [PhaseId::Serve, PhaseId::Export] {
+        assert_eq!(d.status(id), PhaseStatus::Pending, "{id:?}");
+    }
+    // The probe's container was started, its log followed, and it is gone.
+    let calls = f.calls();
+    assert_eq!(
+        count(&calls, "create_and_start forge-fixture-good:latest"),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(count(&calls, "remove fake-container-"), 1, "{calls:?}");
+    assert_eq!(leftovers(&f), Vec::<String>::new(), "{calls:?}");
+    let disk = RunRecord::read(&d.plan.artifacts.dir).unwrap();
+    assert_eq!(
+        (disk.state, disk.signal),
+        (RunState::Interrupted, Some(libc::SIGINT))
+    );
+    std::fs::remove_dir_all(&a).ok();
+}
+
+/// The same phase left to finish on the fake: the recorded probe's checks, its container gone.
+#[test]
+fn the_runtime_phase_runs_on_the_fake_with_a_gpu_and_removes_its_container() {
+    let a = arts("runtime-on-fake");
+    let dev = gpu_host(&a);
+    let f = fake("good").with_containers_of(&root().join("tests/fixtures/engine/runtime"));
+    let sel = Selection {
+        skip: vec![PhaseId::Serve, PhaseId::Export],
+        only: Vec::new(),
+    };
+    let d = build_in(&f, &f, &recipe("good"), &a, &sel, None, &dev);
+    d.result.as_ref().expect("the run finishes");
+    assert_ne!(d.status(PhaseId::Runtime), PhaseStatus::Skip);
+    // the recording's image has no torch: 5.1 says so
+    assert_eq!(d.check("5.1"), Status::Fail);
+    assert!(d.plan.artifacts.dir.join("runtime-probe.json").is_file());
+    assert_eq!(leftovers(&f), Vec::<String>::new(), "{:?}", f.calls());
+    std::fs::remove_dir_all(&a).ok();
 }
 
 #[test]
