@@ -303,6 +303,133 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
+/// Start `forge ARGS` (with `--run-id run`), wait until its container exists and a line of its
+/// stderr contains `ready` (any, if empty), send `sig`; returns the exit code, the seconds from
+/// the signal to the exit, and stderr.
+fn interrupt(args: &[&str], run: &str, ready: &str, sig: i32) -> (Option<i32>, f64, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(args)
+        .args(["--run-id", run])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(l);
+            }
+        })
+    };
+    let t = Instant::now();
+    let seen = || lines.lock().unwrap().iter().any(|l| l.contains(ready));
+    while containers_of(run).is_empty() || !seen() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "{args:?} ended ({st}) before it could be interrupted: {:?}",
+                lines.lock().unwrap()
+            );
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "{args:?}: no container, or no `{ready}`: {:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let st = child.wait().unwrap();
+    let took = sent.elapsed().as_secs_f64();
+    reader.join().unwrap();
+    let err = lines.lock().unwrap().join("\n");
+    (st.code(), took, err)
+}
+
+/// Issue 18: SIGINT and SIGTERM in `forge runtime` and `forge serve` (each holding a container)
+/// end with the README's codes, 130 and 143, the container removed. Before, both commands
+/// turned any signal into 130.
+#[test]
+fn issue_18_sigint_and_sigterm_stop_runtime_and_serve_with_the_shells_codes() {
+    let Some(_g) = serial_engine() else { return };
+    let dir = tmp("signals");
+    let arts = dir.display().to_string();
+    let pid = std::process::id();
+    let runtime = [
+        "runtime",
+        "forge-test-torch:trixie",
+        "--no-gpu",
+        "--artifacts",
+        &arts,
+    ];
+    let never = double_recipe(&dir, "never-ready", 120)
+        .display()
+        .to_string();
+    let slow = double_recipe(&dir, "slow", 30).display().to_string();
+    let serve = |recipe: &str| -> Vec<String> {
+        [
+            "serve",
+            "forge-test-base:trixie",
+            "--no-gpu",
+            "--artifacts",
+            &arts,
+            "--recipe",
+            recipe,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let never = serve(&never);
+    let slow = serve(&slow);
+    let cases: [(&str, Vec<&str>, &str, i32, i32); 5] = [
+        // the probe running
+        ("runtime-term", runtime.to_vec(), "", libc::SIGTERM, 143),
+        ("runtime-int", runtime.to_vec(), "", libc::SIGINT, 130),
+        // waiting for the server's ready line
+        (
+            "serve-wait-term",
+            never.iter().map(String::as_str).collect(),
+            "starting",
+            libc::SIGTERM,
+            143,
+        ),
+        // inside the completion request (the double takes 30 s to answer it): the HTTP client
+        (
+            "serve-http-int",
+            slow.iter().map(String::as_str).collect(),
+            "/v1/models:",
+            libc::SIGINT,
+            130,
+        ),
+        (
+            "serve-http-term",
+            slow.iter().map(String::as_str).collect(),
+            "/v1/models:",
+            libc::SIGTERM,
+            143,
+        ),
+    ];
+    for (name, args, ready, sig, want) in cases {
+        let run = format!("i18-{name}-{pid}");
+        let (code, took, err) = interrupt(&args, &run, ready, sig);
+        assert_eq!(code, Some(want), "{name}: {err}");
+        assert!(err.contains("interrupted"), "{name}: {err}");
+        assert_eq!(
+            containers_of(&run),
+            "",
+            "{name}: the container was left behind"
+        );
+        assert!(took < 15.0, "{name}: {took:.1} s");
+        eprintln!("{name}: signal {sig} to exit {want}, container removed, in {took:.1} s");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn serve_without_gpu_skips_without_starting_anything() {
     let Some(_g) = serial_engine() else { return };
