@@ -3,8 +3,10 @@
 use super::prelude::*;
 use crate::phases::image::{audit_archs, audit_image};
 
-/// Run it.
+/// Run it. It holds a probe container, then the engine's export stream: SIGINT and SIGTERM
+/// end both (the container removed) with [`Error::Interrupted`] (130, 143).
 pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Result<u8> {
+    crate::cancel::cooperate();
     let recipe = load_recipe(&recipe)?;
     let archs = audit_archs(&recipe, &arch)?;
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
@@ -17,6 +19,7 @@ pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Res
     // An image whose export stream the audit cannot read is a failed audit, not a lost phase 4.
     let (audit_checks, audit) = match audit_image(&engine, &image, &archs, recipe.rocm_version()) {
         Ok((c, a)) => (c, Some(a)),
+        Err(e @ Error::Interrupted { .. }) => return Err(e),
         Err(e) => (
             vec![Check::fail(
                 "image.gpu-targets",
