@@ -6,9 +6,11 @@
 #
 #   tests/fixtures/engine/good/  forge build --recipe tests/fixtures/docker/good.toml --run-id r
 #   tests/fixtures/engine/bad/   forge build --recipe tests/fixtures/docker/bad.toml --run-id r
-#   tests/fixtures/engine/runtime/  forge runtime forge-fixture-good:latest --no-gpu (the probe's
-#                                container, for the runtime phase "with a GPU" on the fake:
-#                                containers.jsonl; this host has no GPU to record it in a build)
+#   tests/fixtures/engine/runtime/  forge runtime forge-fixture-good:latest --no-gpu
+#   tests/fixtures/engine/serve/    forge serve forge-fixture-good:latest --no-gpu
+#                                (the probe's and the server's containers, containers.jsonl, for
+#                                the GPU phases on the fake: this host has no GPU to record them
+#                                inside a build)
 #
 # Each holds build-<target>.jsonl (the build's events as forge saw them, and its end with the
 # image id), calls.jsonl (every other engine call with its answer) and copy-<n>.tar (the tars
@@ -46,19 +48,22 @@ for name in good bad; do
   fi
   echo "recorded $out (forge exited $code): $(du -sh "$out" | cut -f1)"
 done
-# The probe's container on the image the good run tagged (1: the image has no torch).
-out=tests/fixtures/engine/runtime
-arts=$(mktemp -d)
-rm -rf "$out"
-set +e
-FORGE_RECORD_ENGINE=$out "$forge" runtime forge-fixture-good:latest --no-gpu \
-  --recipe tests/fixtures/docker/good.toml --artifacts "$arts" --run-id r --quiet >/dev/null
-code=$?
-set -e
-rm -rf "$arts"
-if [ "$code" -gt 1 ] || [ ! -s "$out/containers.jsonl" ]; then
-  echo "forge runtime exited $code, or $out/containers.jsonl is missing" >&2
-  exit 1
-fi
-echo "recorded $out (forge exited $code): $(du -sh "$out" | cut -f1)"
+# The probe's and the server's containers on the image the good run tagged (exit 1: the image
+# has no torch and no vLLM).
+for cmd in runtime serve; do
+  out=tests/fixtures/engine/$cmd
+  arts=$(mktemp -d)
+  rm -rf "$out"
+  set +e
+  FORGE_RECORD_ENGINE=$out "$forge" "$cmd" forge-fixture-good:latest --no-gpu \
+    --recipe tests/fixtures/docker/good.toml --artifacts "$arts" --run-id r --quiet >/dev/null
+  code=$?
+  set -e
+  rm -rf "$arts"
+  if [ "$code" -gt 1 ] || [ ! -s "$out/containers.jsonl" ]; then
+    echo "forge $cmd exited $code, or $out/containers.jsonl is missing" >&2
+    exit 1
+  fi
+  echo "recorded $out (forge exited $code): $(du -sh "$out" | cut -f1)"
+done
 # The final fixture image the good run tagged stays, as after any `forge build`.

@@ -185,6 +185,8 @@ pub struct Point<'a> {
 pub enum Act {
     /// Trigger the cancel token (as SIGINT would).
     Cancel,
+    /// Trigger the cancel token as this signal would (`libc::SIGTERM`).
+    Signal(i32),
     /// Make the call fail with this engine error.
     Fail(String),
 }
@@ -299,11 +301,11 @@ impl FakeEngine {
         }
     }
 
-    /// The long-lived containers' calls of the recording in `dir` replayed from now on (one made
-    /// by `FORGE_RECORD_ENGINE=DIR forge runtime IMAGE`: a host without a GPU records phase 5
-    /// there, not inside `forge build`).
+    /// The long-lived containers' calls of the recording in `dir` replayed too (one made by
+    /// `FORGE_RECORD_ENGINE=DIR forge runtime IMAGE` or `forge serve IMAGE`: a host without a
+    /// GPU records phases 5-7 there, not inside `forge build`).
     pub fn with_containers_of(mut self, dir: &Path) -> FakeEngine {
-        self.rec.containers = Recorded::load(dir).containers;
+        self.rec.containers.extend(Recorded::load(dir).containers);
         self
     }
 
@@ -422,6 +424,7 @@ impl FakeEngine {
         for a in acts {
             match a {
                 Act::Cancel => self.cancel().request(libc::SIGINT),
+                Act::Signal(sig) => self.cancel().request(sig),
                 Act::Fail(message) => {
                     return Err(Error::Engine {
                         message,

@@ -749,6 +749,14 @@ fn cancel_in_the_export_phase_then_resume() {
     });
 }
 
+/// The good recording, with the probe's and the server's containers of real runs.
+fn gpu_fake() -> FakeEngine {
+    let dir = root().join("tests/fixtures/engine");
+    fake("good")
+        .with_containers_of(&dir.join("runtime"))
+        .with_containers_of(&dir.join("serve"))
+}
+
 /// A stand-in device directory under `arts`: `kfd` and `dri/renderD128`, as on a GPU host.
 fn gpu_host(arts: &Path) -> PathBuf {
     let dev = arts.join("dev");
@@ -766,7 +774,7 @@ fn gpu_host(arts: &Path) -> PathBuf {
 fn issue_18_sigint_in_the_runtime_phase_records_interrupted_and_exits_130() {
     let a = arts("cancel-runtime");
     let dev = gpu_host(&a);
-    let f = fake("good").with_containers_of(&root().join("tests/fixtures/engine/runtime"));
+    let f = gpu_fake();
     f.cancel_after_log_piece(3);
     let d = build_in(
         &f,
@@ -815,22 +823,72 @@ fn issue_18_sigint_in_the_runtime_phase_records_interrupted_and_exits_130() {
     std::fs::remove_dir_all(&a).ok();
 }
 
-/// The same phase left to finish on the fake: the recorded probe's checks, its container gone.
+/// Issue 18: SIGTERM in the serve phase of `forge build` (phase 6 "with a GPU", the server's
+/// container replayed from a real run) is recorded as `interrupted` by SIGTERM, exits 143, and
+/// the server's container is stopped and removed.
 #[test]
-fn the_runtime_phase_runs_on_the_fake_with_a_gpu_and_removes_its_container() {
-    let a = arts("runtime-on-fake");
+fn issue_18_sigterm_in_the_serve_phase_records_interrupted_and_exits_143() {
+    let a = arts("cancel-serve");
     let dev = gpu_host(&a);
-    let f = fake("good").with_containers_of(&root().join("tests/fixtures/engine/runtime"));
+    let f = gpu_fake();
+    // the second container of the run is the server's (the first is the probe's)
+    f.at_call("create_and_start", None, 2, Act::Signal(libc::SIGTERM));
+    let d = build_in(
+        &f,
+        &f,
+        &recipe("good"),
+        &a,
+        &Selection::default(),
+        None,
+        &dev,
+    );
+    let e = d.result.as_ref().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Interrupted {
+                signal: libc::SIGTERM
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 143);
+    assert_eq!(
+        (d.rec.state, d.rec.signal),
+        (RunState::Interrupted, Some(libc::SIGTERM))
+    );
+    assert_ne!(d.status(PhaseId::Runtime), PhaseStatus::Interrupted);
+    assert_eq!(d.status(PhaseId::Serve), PhaseStatus::Interrupted);
+    assert_eq!(d.reason(PhaseId::Serve), "stopped by SIGTERM");
+    assert_eq!(d.status(PhaseId::Export), PhaseStatus::Pending);
+    let calls = f.calls();
+    assert_eq!(count(&calls, "create_and_start "), 2, "{calls:?}");
+    assert_eq!(count(&calls, "stop fake-container-"), 1, "{calls:?}");
+    assert_eq!(count(&calls, "remove fake-container-"), 2, "{calls:?}");
+    assert_eq!(leftovers(&f), Vec::<String>::new(), "{calls:?}");
+    std::fs::remove_dir_all(&a).ok();
+}
+
+/// The GPU phases left to finish on the fake: the recorded probe's and server's checks, their
+/// containers gone.
+#[test]
+fn the_gpu_phases_run_on_the_fake_with_a_gpu_and_remove_their_containers() {
+    let a = arts("gpu-on-fake");
+    let dev = gpu_host(&a);
+    let f = gpu_fake();
     let sel = Selection {
-        skip: vec![PhaseId::Serve, PhaseId::Export],
+        skip: vec![PhaseId::Export],
         only: Vec::new(),
     };
     let d = build_in(&f, &f, &recipe("good"), &a, &sel, None, &dev);
     d.result.as_ref().expect("the run finishes");
-    assert_ne!(d.status(PhaseId::Runtime), PhaseStatus::Skip);
-    // the recording's image has no torch: 5.1 says so
+    // the recording's image has neither torch nor vLLM: 5.1 and 6.1 say so
+    assert_eq!(d.status(PhaseId::Runtime), PhaseStatus::Fail);
     assert_eq!(d.check("5.1"), Status::Fail);
     assert!(d.plan.artifacts.dir.join("runtime-probe.json").is_file());
+    assert_eq!(d.status(PhaseId::Serve), PhaseStatus::Fail);
+    assert_eq!(d.check("6.1"), Status::Fail);
+    assert_eq!(d.check("6.6"), Status::Pass);
     assert_eq!(leftovers(&f), Vec::<String>::new(), "{:?}", f.calls());
     std::fs::remove_dir_all(&a).ok();
 }
