@@ -6,6 +6,11 @@
 #
 #   tests/fixtures/engine/good/  forge build --recipe tests/fixtures/docker/good.toml --run-id r
 #   tests/fixtures/engine/bad/   forge build --recipe tests/fixtures/docker/bad.toml --run-id r
+#   tests/fixtures/engine/runtime/  forge runtime forge-fixture-good:latest --no-gpu
+#   tests/fixtures/engine/serve/    forge serve forge-fixture-good:latest --no-gpu
+#                                (the probe's and the server's containers, containers.jsonl, for
+#                                the GPU phases on the fake: this host has no GPU to record them
+#                                inside a build)
 #
 # Each holds build-<target>.jsonl (the build's events as forge saw them, and its end with the
 # image id), calls.jsonl (every other engine call with its answer) and copy-<n>.tar (the tars
@@ -39,6 +44,24 @@ for name in good bad; do
   fi
   if [ ! -s "$out/calls.jsonl" ]; then
     echo "$out/calls.jsonl is missing: this forge does not record (FORGE_RECORD_ENGINE)" >&2
+    exit 1
+  fi
+  echo "recorded $out (forge exited $code): $(du -sh "$out" | cut -f1)"
+done
+# The probe's and the server's containers on the image the good run tagged (exit 1: the image
+# has no torch and no vLLM).
+for cmd in runtime serve; do
+  out=tests/fixtures/engine/$cmd
+  arts=$(mktemp -d)
+  rm -rf "$out"
+  set +e
+  FORGE_RECORD_ENGINE=$out "$forge" "$cmd" forge-fixture-good:latest --no-gpu \
+    --recipe tests/fixtures/docker/good.toml --artifacts "$arts" --run-id r --quiet >/dev/null
+  code=$?
+  set -e
+  rm -rf "$arts"
+  if [ "$code" -gt 1 ] || [ ! -s "$out/containers.jsonl" ]; then
+    echo "forge $cmd exited $code, or $out/containers.jsonl is missing" >&2
     exit 1
   fi
   echo "recorded $out (forge exited $code): $(du -sh "$out" | cut -f1)"

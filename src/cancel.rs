@@ -1,51 +1,57 @@
 //! One cancel for the whole process (the pipeline's, and every command's that holds something to
-//! clean up): a SIGINT/SIGTERM hook installed once at start feeds a
-//! token every phase checks (build stream, wheel extraction, image probe, export).
+//! clean up): a SIGINT/SIGTERM hook installed once at start feeds a token every phase checks
+//! (build stream, wheel extraction, image probe, runtime and serve containers, HTTP requests,
+//! export).
 //!
-//! The handler only stores the signal number (async-signal-safe); a second signal while the
-//! first is being handled ends the process at once with 128 + signal, as a shell user expects
-//! from a second Ctrl-C. Long waits poll the token ([`wait`]) so a cancel is seen within
-//! [`POLL`].
+//! The hook is signal-hook's: its handlers only store into atomics (async-signal-safe). Until a
+//! command says it checks the token ([`cooperate`]) a signal ends forge at once with 128 +
+//! signal; after that the first signal sets the token, and a second one ends the process at once
+//! with 128 + signal, as a shell user expects from a second Ctrl-C. Long waits look at the token
+//! ([`Cancel::wait`]) so a cancel is seen within [`POLL`].
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
-static COOPERATIVE: AtomicBool = AtomicBool::new(false);
+/// The signal that asked for a stop (0: none yet).
+static SIGNAL: AtomicUsize = AtomicUsize::new(0);
+/// Set by the hook once a first signal arrived: the next one exits at once.
+static SEEN: AtomicBool = AtomicBool::new(false);
+/// True until the command checks the token: until then a signal exits at once.
+static UNCOOPERATIVE: AtomicBool = AtomicBool::new(true);
 
 /// How often waits look at the token.
 pub const POLL: Duration = Duration::from_millis(25);
 
-extern "C" fn on_signal(sig: libc::c_int) {
-    if SIGNAL.swap(sig, Ordering::SeqCst) != 0 || !COOPERATIVE.load(Ordering::SeqCst) {
-        // SAFETY: `_exit` is async-signal-safe.
-        unsafe { libc::_exit(128 + sig) };
-    }
-}
-
 /// Say that this command checks the token: until then a signal ends forge at once with
 /// 128 + signal (the commands that hold nothing to clean up: `scan`, `diagnose`, `watch`).
 pub fn cooperate() {
-    COOPERATIVE.store(true, Ordering::SeqCst);
+    UNCOOPERATIVE.store(false, Ordering::SeqCst);
 }
 
 /// Install the hook for SIGINT and SIGTERM. Idempotent.
 pub fn install() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a plain handler that only touches an atomic (and `_exit`s).
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            let status = 128 + sig;
+            // In this order (signal-hook runs a signal's actions in the order registered): exit
+            // when the command does not cooperate or a signal came before, then record this one.
+            let registered =
+                signal_hook::flag::register_conditional_shutdown(sig, status, &UNCOOPERATIVE)
+                    .and_then(|_| {
+                        signal_hook::flag::register_conditional_shutdown(sig, status, &SEEN)
+                    })
+                    .and_then(|_| signal_hook::flag::register_usize(sig, &SIGNAL, sig as usize))
+                    .and_then(|_| signal_hook::flag::register(sig, &SEEN));
+            // Only a forbidden signal fails to register; SIGINT and SIGTERM are not.
+            registered.expect("SIGINT and SIGTERM can be hooked");
         }
-    }
+    });
 }
 
 /// A cancel token: every phase and every long wait looks at it. Cheap to copy.
 #[derive(Debug, Clone, Copy)]
-pub struct Cancel(&'static AtomicI32);
+pub struct Cancel(&'static AtomicUsize);
 
 impl Default for Cancel {
     fn default() -> Self {
@@ -61,14 +67,14 @@ impl Cancel {
 
     /// A token of its own, never fed by a signal (tests, a scripted fake engine's Ctrl-C).
     pub fn detached() -> Cancel {
-        Cancel(Box::leak(Box::new(AtomicI32::new(0))))
+        Cancel(Box::leak(Box::new(AtomicUsize::new(0))))
     }
 
     /// The signal that asked forge to stop, if any (`SIGINT` = 2, `SIGTERM` = 15).
     pub fn signal(self) -> Option<i32> {
         match self.0.load(Ordering::SeqCst) {
             0 => None,
-            s => Some(s),
+            s => i32::try_from(s).ok(),
         }
     }
 
@@ -79,7 +85,8 @@ impl Cancel {
 
     /// Ask for a stop as if `sig` arrived.
     pub fn request(self, sig: i32) {
-        self.0.store(sig, Ordering::SeqCst);
+        self.0
+            .store(usize::try_from(sig).unwrap_or(0), Ordering::SeqCst);
     }
 
     /// `Err(Interrupted)` once a stop was asked for: `cancel.check()?` at every safe point.
@@ -87,6 +94,14 @@ impl Cancel {
         match self.signal() {
             Some(signal) => Err(crate::Error::Interrupted { signal }),
             None => Ok(()),
+        }
+    }
+
+    /// The error of a stop that was asked for ([`crate::Error::Interrupted`] with its signal),
+    /// once a wait ended because of it.
+    pub fn interrupted(self) -> crate::Error {
+        crate::Error::Interrupted {
+            signal: self.signal().unwrap_or(libc::SIGINT),
         }
     }
 

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cancel::Cancel;
 use crate::check::runtime::{Gpu, Judge, PROBE_SCRIPT, Probe, Workaround};
 use crate::engine::{
     ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, Stream,
@@ -147,14 +147,14 @@ pub fn judge(
     .checks(probe)
 }
 
-/// Phases 5 and 7 on `image`. `progress` sees the probe's progress lines; `cancel` (Ctrl-C)
-/// stops the probe and removes its container, returning an error.
+/// Phases 5 and 7 on `image`. `progress` sees the probe's progress lines; `cancel` (SIGINT,
+/// SIGTERM) stops the probe and removes its container, returning [`Error::Interrupted`].
 pub fn run_runtime(
     engine: &dyn Containers,
     image: &str,
     recipe: &Recipe,
     opts: &RuntimeOptions,
-    cancel: &AtomicBool,
+    cancel: Cancel,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Vec<Check>, RuntimeOutput)> {
     let (access, no_gpu) = match opts.gpu {
@@ -200,7 +200,7 @@ pub fn run_runtime(
     match ended {
         LogEnd::Cancelled => {
             container.remove()?;
-            return Err(interrupted());
+            return Err(cancel.interrupted());
         }
         LogEnd::Deadline => {
             container.remove()?;
@@ -316,19 +316,6 @@ fn write_files(dir: &Path, o: &RuntimeOutput) -> Result<Vec<PathBuf>> {
     Ok(vec![json, sh])
 }
 
-/// The error of a run stopped by Ctrl-C.
-pub fn interrupted() -> Error {
-    Error::Engine {
-        message: "interrupted (Ctrl-C); the container was stopped and removed".into(),
-        hint: None,
-    }
-}
-
-/// Whether `cancel` was raised.
-pub fn cancelled(cancel: &AtomicBool) -> bool {
-    cancel.load(Ordering::SeqCst)
-}
-
 /// The timing line under the table.
 pub fn summary(o: &RuntimeOutput) -> String {
     let mut s = format!(
@@ -369,7 +356,8 @@ pub struct Args {
     pub run_id: Option<String>,
 }
 
-/// `forge runtime`: exit 0 all passed (or skipped), 1 a check failed, 130 Ctrl-C.
+/// `forge runtime`: exit 0 all passed (or skipped), 1 a check failed; SIGINT and SIGTERM stop
+/// the probe, remove its container and end with [`Error::Interrupted`] (130, 143).
 pub fn command(ui: &crate::Ui, args: Args, recipe: &Recipe) -> Result<u8> {
     use crate::report::Outcome;
     if args.print_probe {
@@ -404,8 +392,15 @@ pub fn command(ui: &crate::Ui, args: Args, recipe: &Recipe) -> Result<u8> {
     let run = args
         .run_id
         .unwrap_or_else(|| crate::build::new_run_id("runtime"));
-    let cancel = crate::engine::cancel_on_signals();
-    let engine = crate::engine::DockerEngine::connect(Duration::from_secs(10))?;
+    crate::cancel::cooperate();
+    let cancel = Cancel::process();
+    let docker = crate::engine::DockerEngine::connect(Duration::from_secs(10))?;
+    // FORGE_RECORD_ENGINE: the container's calls written down for the fake engine's replay.
+    let recording = crate::engine::recording::Recording::from_env(&docker)?;
+    let engine: &dyn Containers = match &recording {
+        Some(r) => r.boxes().expect("the Docker engine starts containers"),
+        None => &docker,
+    };
     let opts = RuntimeOptions {
         gpu: if args.no_gpu {
             GpuChoice::None
@@ -418,14 +413,13 @@ pub fn command(ui: &crate::Ui, args: Args, recipe: &Recipe) -> Result<u8> {
         dev: PathBuf::from("/dev"),
     };
     ui.say(&format!("runtime probe in {image} ..."));
-    let result = run_runtime(&engine, &image, recipe, &opts, cancel, &mut |l| {
+    let result = run_runtime(engine, &image, recipe, &opts, cancel, &mut |l| {
         if ui.verbose > 0 {
             ui.say(&format!("  {l}"));
         }
     });
-    if cancelled(cancel) {
+    if let Err(Error::Interrupted { .. }) = &result {
         ui.say("interrupted: the probe's container was removed");
-        return Ok(130);
     }
     let (checks, output) = result?;
     if ui.verbose > 0 {

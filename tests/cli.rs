@@ -1106,3 +1106,26 @@ fn resume_with_no_run_says_there_is_nothing_to_resume() {
     assert!(!arts.exists(), "it made {}", arts.display());
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Issue 18 (the hook is signal-hook's now): a command that holds nothing to clean up (here
+/// `forge scan -` waiting on its stdin) ends at once on SIGINT or SIGTERM with 128 + signal,
+/// not killed by the signal.
+#[test]
+fn issue_18_a_signal_ends_a_command_holding_nothing_at_once_with_its_code() {
+    for (sig, want) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(["scan", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // the hook is installed first thing; scan then blocks reading its stdin
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let sent = std::time::Instant::now();
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let st = child.wait().unwrap();
+        assert_eq!(st.code(), Some(want), "signal {sig}: {st}");
+        assert!(sent.elapsed().as_millis() < 500, "{:?}", sent.elapsed());
+    }
+}

@@ -955,9 +955,12 @@ fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let whole = json(&o);
     let recipe = root().join("tests/fixtures/docker/good.toml");
-    let temp_containers = || {
+    // The containers of one forge process (by its pid): the engine is shared, and another
+    // forge's temporary container is not this run's leftover.
+    let temp_containers = |pid: u32| {
         let o = Command::new("docker")
             .args(["ps", "-aq", "--filter", "label=forge.temp"])
+            .args(["--filter", &format!("label=forge.pid={pid}")])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).trim().to_owned()
@@ -1011,14 +1014,18 @@ fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
         assert_eq!(rec["signal"], sig, "{at}");
         let archive = dir.join("forge-fixture-good-latest.tar.gz");
         assert!(!archive.exists() && !part_of(&archive).exists(), "{at}");
-        assert_eq!(temp_containers(), "", "{at}: a container is left");
+        assert_eq!(temp_containers(child.id()), "", "{at}: a container is left");
 
-        let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+        let resume = Command::new(env!("CARGO_BIN_EXE_forge"))
             .args(["build", "--resume", &run, "--artifacts"])
             .arg(&arts)
             .arg("--json")
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let resumed_by = resume.id();
+        let o = resume.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{at}: {}", stderr(&o));
         let j = json(&o);
         assert_eq!(j["verdict"], whole["verdict"], "{at}");
@@ -1041,7 +1048,11 @@ fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
         for p in ["build", "wheel", "image", "export"] {
             assert!(passed(&rec, p), "{at}: {p}: {rec}");
         }
-        assert_eq!(temp_containers(), "", "{at}: a container is left");
+        assert_eq!(
+            temp_containers(resumed_by),
+            "",
+            "{at}: the resume left a container"
+        );
     }
     std::fs::remove_dir_all(&arts).ok();
 }

@@ -303,6 +303,201 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
+/// Start `forge ARGS`, wait until a line of its stderr contains `ready` (when empty: until its
+/// container exists, labelled with the run `run_of(its pid)`), send `sig`; returns the exit
+/// code, the seconds from the signal to the exit, stderr and the run's containers left.
+fn interrupt(
+    args: &[&str],
+    run_of: &dyn Fn(u32) -> String,
+    ready: &str,
+    sig: i32,
+) -> (Option<i32>, f64, String, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(l);
+            }
+        })
+    };
+    let t = Instant::now();
+    let run = run_of(child.id());
+    let seen = || {
+        if ready.is_empty() {
+            !containers_of(&run).is_empty()
+        } else {
+            lines.lock().unwrap().iter().any(|l| l.contains(ready))
+        }
+    };
+    while !seen() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "{args:?} ended ({st}) before it could be interrupted: {:?}",
+                lines.lock().unwrap()
+            );
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "{args:?}: no container, or no `{ready}`: {:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let st = child.wait().unwrap();
+    let took = sent.elapsed().as_secs_f64();
+    reader.join().unwrap();
+    let err = lines.lock().unwrap().join("\n");
+    (st.code(), took, err, containers_of(&run))
+}
+
+/// Issue 18: SIGINT and SIGTERM in `forge runtime` and `forge serve` (each holding a container)
+/// end with the README's codes, 130 and 143, the container removed. Before, both commands
+/// turned any signal into 130. `forge image` (its probe container, then the engine's export
+/// stream) likewise; before, it did not check the token and a signal left its container.
+#[test]
+fn issue_18_sigint_and_sigterm_stop_runtime_and_serve_with_the_shells_codes() {
+    let Some(_g) = serial_engine() else { return };
+    let dir = tmp("signals");
+    let arts = dir.display().to_string();
+    let never = double_recipe(&dir, "never-ready", 120);
+    let slow = double_recipe(&dir, "slow", 30);
+    let (never, slow) = (never.to_str().unwrap(), slow.to_str().unwrap());
+    let runtime = ["runtime", "forge-test-torch:trixie", "--no-gpu"];
+    let serve = ["serve", "forge-test-base:trixie", "--no-gpu"];
+    let image = ["image", "forge-test-torch:trixie"];
+    let at = |args: &[&str], recipe: &str| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        if !recipe.is_empty() {
+            v.extend(["--recipe".to_owned(), recipe.to_owned()]);
+        }
+        v
+    };
+    // (name, command, stderr line to wait for (none: its container), signal, exit code)
+    let cases = [
+        // the probe running
+        ("runtime-term", at(&runtime, ""), "", libc::SIGTERM, 143),
+        ("runtime-int", at(&runtime, ""), "", libc::SIGINT, 130),
+        // waiting for the server's ready line
+        ("serve-wait-term", at(&serve, never), "", libc::SIGTERM, 143),
+        // inside the completion request (the double takes 30 s to answer it): the HTTP client
+        (
+            "serve-http-int",
+            at(&serve, slow),
+            "/v1/models:",
+            libc::SIGINT,
+            130,
+        ),
+        (
+            "serve-http-term",
+            at(&serve, slow),
+            "/v1/models:",
+            libc::SIGTERM,
+            143,
+        ),
+        // phase 4's probe container, then the export stream the audit reads
+        ("image-probe-term", at(&image, ""), "", libc::SIGTERM, 143),
+        (
+            "image-export-int",
+            at(&image, ""),
+            "export stream",
+            libc::SIGINT,
+            130,
+        ),
+    ];
+    let pid = std::process::id();
+    for (name, mut args, ready, sig, want) in cases {
+        let labelled = args[0] != "image";
+        let run = format!("i18-{name}-{pid}");
+        if labelled {
+            args.extend([
+                "--run-id".into(),
+                run.clone(),
+                "--artifacts".into(),
+                arts.clone(),
+            ]);
+        }
+        let run_of = |child: u32| {
+            if labelled {
+                run.clone()
+            } else {
+                format!("image-{child}")
+            }
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, took, err, left) = interrupt(&args, &run_of, ready, sig);
+        assert_eq!(code, Some(want), "{name}: {err}");
+        assert_eq!(left, "", "{name}: the container was left behind");
+        assert!(took < 15.0, "{name}: {took:.1} s");
+        eprintln!("{name}: signal {sig} to exit {want}, no container left, in {took:.2} s");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 18: a second SIGINT while the first is being handled ends forge at once with 130 (the
+/// server under test ignores SIGTERM: the stop that the first asked for would take 2.5 s).
+#[test]
+fn issue_18_a_second_sigint_ends_forge_at_once() {
+    let Some(_g) = serial_engine() else { return };
+    let dir = tmp("second-sigint");
+    let recipe = double_recipe(&dir, "never-ready", 120);
+    let run = format!("i18-second-{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args([
+            "serve",
+            "forge-test-base:trixie",
+            "--no-gpu",
+            "--run-id",
+            &run,
+        ])
+        .arg("--recipe")
+        .arg(&recipe)
+        .arg("--artifacts")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while containers_of(&run).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "no container");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = child.wait().unwrap();
+    let took = sent.elapsed();
+    // what forge could not remove, exiting at once: this test's own container
+    let left = containers_of(&run);
+    for id in left.split_whitespace() {
+        Command::new("docker")
+            .args(["rm", "-f", id])
+            .output()
+            .unwrap();
+    }
+    assert_eq!(st.code(), Some(130));
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    eprintln!(
+        "second SIGINT: exit 130 {:.2} s after the first",
+        took.as_secs_f64()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn serve_without_gpu_skips_without_starting_anything() {
     let Some(_g) = serial_engine() else { return };

@@ -200,6 +200,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         outputs: record::Outputs::default(),
         unverified: None,
         rehearsal: args.rehearse,
+        dev: std::path::PathBuf::from("/dev"),
     };
     let result = pl::run(
         phases::BUILD,

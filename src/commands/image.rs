@@ -3,8 +3,10 @@
 use super::prelude::*;
 use crate::phases::image::{audit_archs, audit_image};
 
-/// Run it.
+/// Run it. It holds a probe container, then the engine's export stream: SIGINT and SIGTERM
+/// end both (the container removed) with [`Error::Interrupted`] (130, 143).
 pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe_args: RecipeArgs) -> Result<u8> {
+    crate::cancel::cooperate();
     let recipe = load_recipe(&recipe_args)?;
     let archs = audit_archs(&recipe, &arch)?;
     // An arch or a recipe given: the image is meant to carry torch for those archs, and the
@@ -25,6 +27,7 @@ pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe_args: RecipeArgs) -
     let (audit_checks, audit) =
         match audit_image(&engine, &image, &archs, recipe.rocm_version(), purpose) {
             Ok((c, a)) => (c, Some(a)),
+            Err(e @ Error::Interrupted { .. }) => return Err(e),
             Err(e) => (
                 vec![Check::fail(
                     "image.gpu-targets",

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bollard::models::{ContainerCreateBody, DeviceMapping, HostConfig, PortBinding};
@@ -18,9 +17,10 @@ use bollard::query_parameters::{
     UploadToContainerOptions,
 };
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{DockerEngine, engine_err};
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
 /// A file copied into the container before it starts.
@@ -172,7 +172,8 @@ impl ContainerSpec {
 }
 
 /// One piece of a container's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// stdout.
     Out,
@@ -190,7 +191,7 @@ pub enum Follow {
 }
 
 /// Why following a log ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogEnd {
     /// The stream ended: the container exited.
@@ -199,12 +200,12 @@ pub enum LogEnd {
     Stopped,
     /// The deadline passed.
     Deadline,
-    /// The cancel flag was raised (Ctrl-C).
+    /// The cancel token was triggered (SIGINT or SIGTERM).
     Cancelled,
 }
 
 /// A container's state, as the engine reports it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// Still running.
     pub running: bool,
@@ -224,12 +225,12 @@ pub trait Containers: Sync {
     /// Host address of container port `port` (published on the engine's host).
     fn published(&self, id: &str, port: u16) -> Result<(String, u16)>;
     /// Follow the container's output from its start until it exits, `sink` says stop,
-    /// `deadline` passes or `cancel` is raised. Each piece is passed as it arrives.
+    /// `deadline` passes or `cancel` is triggered. Each piece is passed as it arrives.
     fn follow(
         &self,
         id: &str,
         deadline: Option<Instant>,
-        cancel: &AtomicBool,
+        cancel: Cancel,
         sink: &mut dyn FnMut(Stream, &[u8]) -> Follow,
     ) -> Result<LogEnd>;
     /// The container's state.
@@ -464,7 +465,7 @@ impl Containers for DockerEngine {
         &self,
         id: &str,
         deadline: Option<Instant>,
-        cancel: &AtomicBool,
+        cancel: Cancel,
         sink: &mut dyn FnMut(Stream, &[u8]) -> Follow,
     ) -> Result<LogEnd> {
         self.rt.block_on(async {
@@ -477,34 +478,27 @@ impl Containers for DockerEngine {
                     ..Default::default()
                 }),
             );
-            // The flag is looked at between pieces and every 50 ms: the log itself arrives as
-            // the engine streams it.
-            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            let deadline = deadline.map(tokio::time::Instant::from_std);
             loop {
-                if cancel.load(Ordering::SeqCst) {
-                    return Ok(LogEnd::Cancelled);
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(LogEnd::Deadline);
-                }
-                tokio::select! {
-                    item = logs.next() => match item {
-                        None => return Ok(LogEnd::Exited),
-                        Some(Err(e)) if not_found(&e) => return Ok(LogEnd::Exited),
-                        Some(Err(e)) => return Err(engine_err("follow the container's log", e)),
-                        Some(Ok(out)) => {
-                            let (s, bytes) = match out {
-                                bollard::container::LogOutput::StdErr { message } => (Stream::Err, message),
-                                bollard::container::LogOutput::StdOut { message }
-                                | bollard::container::LogOutput::Console { message } => (Stream::Out, message),
-                                bollard::container::LogOutput::StdIn { .. } => continue,
-                            };
-                            if sink(s, &bytes) == Follow::Stop {
-                                return Ok(LogEnd::Stopped);
-                            }
-                        }
-                    },
-                    _ = tick.tick() => {}
+                let item = tokio::select! {
+                    item = logs.next() => item,
+                    _ = cancel.wait() => return Ok(LogEnd::Cancelled),
+                    () = sleep_until(deadline) => return Ok(LogEnd::Deadline),
+                };
+                let out = match item {
+                    None => return Ok(LogEnd::Exited),
+                    Some(Err(e)) if not_found(&e) => return Ok(LogEnd::Exited),
+                    Some(Err(e)) => return Err(engine_err("follow the container's log", e)),
+                    Some(Ok(out)) => out,
+                };
+                let (s, bytes) = match out {
+                    bollard::container::LogOutput::StdErr { message } => (Stream::Err, message),
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message } => (Stream::Out, message),
+                    bollard::container::LogOutput::StdIn { .. } => continue,
+                };
+                if sink(s, &bytes) == Follow::Stop {
+                    return Ok(LogEnd::Stopped);
                 }
             }
         })
@@ -571,23 +565,12 @@ impl Containers for DockerEngine {
     }
 }
 
-/// The pipeline's one cancel token ([`crate::cancel`], fed by the SIGINT/SIGTERM hook
-/// `main` installs) as the flag the container code polls: raised within
-/// [`crate::cancel::POLL`] of the signal; a second signal exits at once.
-pub fn cancel_on_signals() -> &'static AtomicBool {
-    use crate::cancel::{self, Cancel};
-    static FLAG: AtomicBool = AtomicBool::new(false);
-    static WATCH: std::sync::Once = std::sync::Once::new();
-    cancel::cooperate();
-    WATCH.call_once(|| {
-        std::thread::spawn(|| {
-            while !Cancel::process().requested() {
-                std::thread::sleep(cancel::POLL);
-            }
-            FLAG.store(true, Ordering::SeqCst);
-        });
-    });
-    &FLAG
+/// Sleep until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

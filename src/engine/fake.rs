@@ -9,8 +9,12 @@
 //! events into the sink, honouring [`Flow::Cancel`] (-> [`BuildEnd::Cancelled`]) and the cancel
 //! token between events (-> [`BuildEnd::Interrupted`]), and ends as recorded. The image export
 //! streams a small docker-save tar synthesised for the image (the recording keeps only the
-//! real stream's length). Hooks ([`FakeEngine::script`]) see every call, every build event and
-//! every export piece, and may trigger the cancel token there or make the call fail.
+//! real stream's length). The long-lived containers of phases 5-7 ([`super::Containers`]) are
+//! replayed from `containers.jsonl` ([`FakeEngine::with_containers_of`]): a container of a
+//! recorded image and program starts, its log is replayed piece by piece honouring the token
+//! given to `follow`, its state is answered as recorded, and it is held until removed. Hooks
+//! ([`FakeEngine::script`]) see every call, every build event, every export piece and every log
+//! piece, and may trigger the cancel token there or make the call fail.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,6 +52,8 @@ pub struct Recorded {
     pub builds: Vec<RecordedBuild>,
     /// Every other call, in order.
     pub calls: Vec<Call>,
+    /// The long-lived containers' calls (`containers.jsonl`), in order; none when not recorded.
+    pub containers: Vec<Call>,
 }
 
 fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
@@ -103,10 +109,16 @@ impl Recorded {
                 }
             })
             .collect();
+        let boxes = dir.join("containers.jsonl");
         Recorded {
             dir: dir.to_owned(),
             builds,
             calls: read_lines(&dir.join("calls.jsonl")),
+            containers: if boxes.exists() {
+                read_lines(&boxes)
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -160,10 +172,11 @@ pub struct Point<'a> {
     /// The method (`build`, `copy_out`, `export_image`, ...).
     pub method: &'static str,
     /// Its argument: the target for `build`, the path for `copy_out`, the container for
-    /// `remove_container`, the image for the others (`""` for `info`).
+    /// `remove_container` and the long-lived containers' calls but `create_and_start`, the
+    /// image for the others (`""` for `info`).
     pub arg: &'a str,
     /// `None` at the call (before it is answered); `Some(n)` once the nth event of a build,
-    /// or the nth piece of an export, was delivered.
+    /// the nth piece of an export or of a container's log, was delivered.
     pub after: Option<usize>,
 }
 
@@ -172,6 +185,8 @@ pub struct Point<'a> {
 pub enum Act {
     /// Trigger the cancel token (as SIGINT would).
     Cancel,
+    /// Trigger the cancel token as this signal would (`libc::SIGTERM`).
+    Signal(i32),
     /// Make the call fail with this engine error.
     Fail(String),
 }
@@ -184,6 +199,8 @@ struct State {
     containers: Vec<Container>,
     next: usize,
     calls: Vec<String>,
+    /// Started containers: id -> where their recorded session starts in `Recorded::containers`.
+    sessions: BTreeMap<String, usize>,
     tars: BTreeMap<String, Vec<u8>>,
 }
 
@@ -284,6 +301,14 @@ impl FakeEngine {
         }
     }
 
+    /// The long-lived containers' calls of the recording in `dir` replayed too (one made by
+    /// `FORGE_RECORD_ENGINE=DIR forge runtime IMAGE` or `forge serve IMAGE`: a host without a
+    /// GPU records phases 5-7 there, not inside `forge build`).
+    pub fn with_containers_of(mut self, dir: &Path) -> FakeEngine {
+        self.rec.containers.extend(Recorded::load(dir).containers);
+        self
+    }
+
     /// The recording replayed.
     pub fn recorded(&self) -> &Recorded {
         &self.rec
@@ -352,6 +377,18 @@ impl FakeEngine {
         });
     }
 
+    /// Trigger the cancel token once the `n`th piece (from 1) of a container's log was delivered.
+    pub fn cancel_after_log_piece(&self, n: usize) {
+        let mut armed = true;
+        self.script(move |p| {
+            if armed && p.method == "follow" && p.after == Some(n) {
+                armed = false;
+                return Some(Act::Cancel);
+            }
+            None
+        });
+    }
+
     /// The calls made so far, one line each (`build wheels`, `copy_out /.`, ...).
     pub fn calls(&self) -> Vec<String> {
         self.state.lock().unwrap().calls.clone()
@@ -387,6 +424,7 @@ impl FakeEngine {
         for a in acts {
             match a {
                 Act::Cancel => self.cancel().request(libc::SIGINT),
+                Act::Signal(sig) => self.cancel().request(sig),
                 Act::Fail(message) => {
                     return Err(Error::Engine {
                         message,
@@ -587,6 +625,10 @@ pub fn image_tar(id: &str, tags: &[String]) -> Vec<u8> {
 }
 
 impl Engine for FakeEngine {
+    fn containers(&self) -> Option<&dyn super::Containers> {
+        Some(self)
+    }
+
     fn info(&self) -> Result<EngineInfo> {
         self.point("info", "", None)?;
         let c = self
@@ -833,6 +875,133 @@ impl Engine for FakeEngine {
             message: "the fake engine loads no images".into(),
             hint: None,
         })
+    }
+}
+
+impl FakeEngine {
+    /// The recorded answer to `call` in the session of container `id`.
+    fn session_answer(&self, call: &str, id: &str) -> Result<&Call> {
+        let start = self
+            .state
+            .lock()
+            .unwrap()
+            .sessions
+            .get(id)
+            .copied()
+            .ok_or_else(|| Error::Engine {
+                message: format!("{call}: no container `{id}` (fake engine)"),
+                hint: None,
+            })?;
+        self.rec.containers[start + 1..]
+            .iter()
+            .take_while(|c| c.call != "create_and_start")
+            .find(|c| c.call == call)
+            .ok_or_else(|| unrecorded(format!("`{call}` of container `{id}`")))
+    }
+}
+
+/// Whether two commands run the same program: their first two words (`python3` and the probe's
+/// script, or `-m`); the probe's last word, its configuration, says whether a GPU was given,
+/// and a recording made on a host without one is replayed as if one were.
+fn same_program(a: &[String], b: &[String]) -> bool {
+    a.len() >= 2 && b.len() >= 2 && a[..2] == b[..2]
+}
+
+/// A recorded answer as `T`.
+fn answer_as<T: serde::de::DeserializeOwned>(c: &Call) -> Result<T> {
+    serde_json::from_value(FakeEngine::answer(c)?.clone())
+        .map_err(|e| unrecorded(format!("{} ({e})", c.call)))
+}
+
+impl super::Containers for FakeEngine {
+    fn create_and_start(&self, spec: &super::ContainerSpec) -> Result<String> {
+        self.point("create_and_start", &spec.image, None)?;
+        let image = self.id_of(&spec.image)?;
+        let start = self
+            .rec
+            .containers
+            .iter()
+            .position(|c| {
+                c.call == "create_and_start"
+                    && c.image.as_deref() == Some(spec.image.as_str())
+                    && c.cmd
+                        .as_deref()
+                        .is_some_and(|cmd| same_program(cmd, &spec.cmd))
+            })
+            .ok_or_else(|| unrecorded(format!("a container of `{}`", spec.image)))?;
+        Self::answer(&self.rec.containers[start])?;
+        let mut s = self.state.lock().unwrap();
+        s.next += 1;
+        let id = format!("fake-container-{}", s.next);
+        s.containers.push(Container {
+            id: id.clone(),
+            image,
+            labels: spec.labels.clone(),
+        });
+        s.sessions.insert(id.clone(), start);
+        Ok(id)
+    }
+
+    fn published(&self, id: &str, _port: u16) -> Result<(String, u16)> {
+        self.point("published", id, None)?;
+        answer_as(self.session_answer("published", id)?)
+    }
+
+    fn follow(
+        &self,
+        id: &str,
+        _deadline: Option<std::time::Instant>,
+        cancel: Cancel,
+        sink: &mut dyn FnMut(super::Stream, &[u8]) -> super::Follow,
+    ) -> Result<super::LogEnd> {
+        self.point("follow", id, None)?;
+        let followed: super::recording::Followed = answer_as(self.session_answer("follow", id)?)?;
+        for (i, p) in followed.pieces.iter().enumerate() {
+            if cancel.requested() {
+                return Ok(super::LogEnd::Cancelled);
+            }
+            let bytes = match (&p.text, &p.hex) {
+                (Some(t), _) => t.as_bytes().to_vec(),
+                (None, Some(h)) => unhex(h),
+                (None, None) => Vec::new(),
+            };
+            if sink(p.stream, &bytes) == super::Follow::Stop {
+                return Ok(super::LogEnd::Stopped);
+            }
+            self.point("follow", id, Some(i + 1))?;
+        }
+        if cancel.requested() {
+            return Ok(super::LogEnd::Cancelled);
+        }
+        Ok(followed.end)
+    }
+
+    fn state(&self, id: &str) -> Result<super::State> {
+        self.point("state", id, None)?;
+        answer_as(self.session_answer("state", id)?)
+    }
+
+    fn stop(&self, id: &str, _grace: Duration) -> Result<super::State> {
+        self.point("stop", id, None)?;
+        answer_as(self.session_answer("stop", id)?)
+    }
+
+    fn remove(&self, id: &str) -> Result<()> {
+        self.point("remove", id, None)?;
+        let mut s = self.state.lock().unwrap();
+        s.containers.retain(|c| c.id != id);
+        Ok(())
+    }
+
+    fn exists(&self, id: &str) -> Result<bool> {
+        self.point("exists", id, None)?;
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .containers
+            .iter()
+            .any(|c| c.id == id))
     }
 }
 

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Decoder, Flow};
 pub use container::{
     ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, State, Stream,
-    cancel_on_signals, shell_quote,
+    shell_quote,
 };
 pub use files::{Leftover, LeftoverKind};
 

@@ -10,6 +10,10 @@
 //!   wrote kept as `copy-<n>.tar`), `remove_container`, `remove_image`, `run_once` (code, stdout,
 //!   stderr), and `export_image` with the byte count only (the stream itself, hundreds of MB, is
 //!   not kept: the fake synthesises a small docker-save tar).
+//! - `containers.jsonl`: the long-lived containers' calls ([`super::Containers`], phases 5-7, and
+//!   `forge runtime`/`forge serve`) in order: `create_and_start` (the image; the id), `follow`
+//!   (every piece of the log as the sink saw it, and how following ended: [`Followed`]),
+//!   `published`, `state`, `stop`, `remove`, `exists`.
 //!
 //! Unset, nothing is wrapped: the engine is used directly.
 
@@ -21,7 +25,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Engine, EngineInfo, Flow, Leftover};
+use super::Leftover;
+use super::{
+    BuildEnd, BuildEvent, BuildSpec, BuilderKind, ContainerSpec, Containers, Engine, EngineInfo,
+    Flow, Follow, LogEnd, State as ContainerState, Stream,
+};
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
 /// The variable naming the directory to record into.
@@ -181,6 +190,46 @@ pub struct RunOnce {
     pub stderr: String,
 }
 
+/// One piece of a followed log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    /// stdout or stderr.
+    pub stream: Stream,
+    /// The bytes as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The bytes in hex, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
+}
+
+impl Piece {
+    /// The piece of `bytes`.
+    pub fn of(stream: Stream, bytes: &[u8]) -> Piece {
+        match std::str::from_utf8(bytes) {
+            Ok(t) => Piece {
+                stream,
+                text: Some(t.to_owned()),
+                hex: None,
+            },
+            Err(_) => Piece {
+                stream,
+                text: None,
+                hex: Some(crate::atomic::hex(bytes)),
+            },
+        }
+    }
+}
+
+/// `follow`'s answer: the pieces the sink saw, in order, and how following ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Followed {
+    /// The log's pieces.
+    pub pieces: Vec<Piece>,
+    /// How following ended.
+    pub end: LogEnd,
+}
+
 struct State {
     calls: std::fs::File,
     containers: HashMap<String, String>,
@@ -193,6 +242,15 @@ pub struct Recording<'a> {
     inner: &'a dyn Engine,
     dir: PathBuf,
     state: Mutex<State>,
+    boxes: Option<Boxes<'a>>,
+}
+
+/// The long-lived containers' part of a [`Recording`], into `containers.jsonl`.
+pub struct Boxes<'a> {
+    inner: &'a dyn Containers,
+    path: PathBuf,
+    out: Mutex<std::fs::File>,
+    images: Mutex<HashMap<String, String>>,
 }
 
 impl<'a> Recording<'a> {
@@ -206,8 +264,23 @@ impl<'a> Recording<'a> {
                 Some("remove it, or point the variable at an empty directory"),
             ));
         }
+        let boxes = match inner.containers() {
+            None => None,
+            Some(c) => {
+                let path = dir.join("containers.jsonl");
+                let out =
+                    std::fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+                Some(Boxes {
+                    inner: c,
+                    path,
+                    out: Mutex::new(out),
+                    images: Mutex::new(HashMap::new()),
+                })
+            }
+        };
         Ok(Recording {
             inner,
+            boxes,
             dir: dir.to_owned(),
             state: Mutex::new(State {
                 calls: std::fs::File::create(&calls).map_err(|e| Error::io("create", &calls, e))?,
@@ -224,6 +297,11 @@ impl<'a> Recording<'a> {
             Some(d) if !d.is_empty() => Recording::new(inner, Path::new(&d)).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// The containers' part, when the engine starts containers.
+    pub fn boxes(&self) -> Option<&Boxes<'a>> {
+        self.boxes.as_ref()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -264,8 +342,7 @@ fn write_line(out: &mut impl Write, line: &Line) -> std::io::Result<()> {
 
 impl Engine for Recording<'_> {
     fn containers(&self) -> Option<&dyn super::Containers> {
-        // phases 5-7 are not recorded: they need a GPU this recorder's users do not have
-        self.inner.containers()
+        self.boxes.as_ref().map(|b| b as &dyn Containers)
     }
 
     fn info(&self) -> Result<EngineInfo> {
@@ -410,6 +487,105 @@ impl Engine for Recording<'_> {
     fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>> {
         let r = self.inner.load_image(reader);
         self.note(Self::call("load_image", None), &r)?;
+        r
+    }
+}
+
+impl Boxes<'_> {
+    fn note<T: Serialize, E: std::fmt::Display>(
+        &self,
+        call: &str,
+        id: &str,
+        r: &std::result::Result<T, E>,
+    ) -> Result<()> {
+        self.note_call(call, id, None, r)
+    }
+
+    fn note_call<T: Serialize, E: std::fmt::Display>(
+        &self,
+        call: &str,
+        id: &str,
+        cmd: Option<&[String]>,
+        r: &std::result::Result<T, E>,
+    ) -> Result<()> {
+        let image = self
+            .images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        let mut c = Recording::call(call, image.as_deref());
+        c.cmd = cmd.map(<[String]>::to_vec);
+        match r {
+            Ok(v) => c.ok = serde_json::to_value(v).expect("answers serialize"),
+            Err(e) => c.error = Some(e.to_string()),
+        }
+        let mut line = serde_json::to_vec(&c).expect("calls serialize");
+        line.push(b'\n');
+        self.out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(&line)
+            .map_err(|e| Error::io("write", &self.path, e))
+    }
+}
+
+impl Containers for Boxes<'_> {
+    fn create_and_start(&self, spec: &ContainerSpec) -> Result<String> {
+        let r = self.inner.create_and_start(spec);
+        let id = r.as_ref().map_or("", String::as_str);
+        self.images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), spec.image.clone());
+        self.note_call("create_and_start", id, Some(&spec.cmd), &r)?;
+        r
+    }
+
+    fn published(&self, id: &str, port: u16) -> Result<(String, u16)> {
+        let r = self.inner.published(id, port);
+        self.note("published", id, &r)?;
+        r
+    }
+
+    fn follow(
+        &self,
+        id: &str,
+        deadline: Option<std::time::Instant>,
+        cancel: Cancel,
+        sink: &mut dyn FnMut(Stream, &[u8]) -> Follow,
+    ) -> Result<LogEnd> {
+        let mut pieces = Vec::new();
+        let r = self.inner.follow(id, deadline, cancel, &mut |s, bytes| {
+            pieces.push(Piece::of(s, bytes));
+            sink(s, bytes)
+        });
+        let answer = r.as_ref().map(|end| Followed { pieces, end: *end });
+        self.note("follow", id, &answer)?;
+        r
+    }
+
+    fn state(&self, id: &str) -> Result<ContainerState> {
+        let r = self.inner.state(id);
+        self.note("state", id, &r)?;
+        r
+    }
+
+    fn stop(&self, id: &str, grace: Duration) -> Result<ContainerState> {
+        let r = self.inner.stop(id, grace);
+        self.note("stop", id, &r)?;
+        r
+    }
+
+    fn remove(&self, id: &str) -> Result<()> {
+        let r = self.inner.remove(id);
+        self.note("remove", id, &r)?;
+        r
+    }
+
+    fn exists(&self, id: &str) -> Result<bool> {
+        let r = self.inner.exists(id);
+        self.note("exists", id, &r)?;
         r
     }
 }

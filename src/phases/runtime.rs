@@ -4,8 +4,6 @@
 //! reason and the command to run on the GPU host, never passed: a build server usually has no
 //! GPU, and the checks that could run without one are `forge runtime IMAGE`'s to run.
 
-use std::path::PathBuf;
-
 use crate::engine::GpuAccess;
 use crate::error::Result;
 use crate::pipeline::Ctx;
@@ -32,7 +30,7 @@ fn target(ctx: &Ctx<'_>) -> std::result::Result<String, String> {
     let Some(image) = ctx.outputs.image.as_ref() else {
         return Err("no image was built by this run".into());
     };
-    GpuAccess::from_host(std::path::Path::new("/dev"))?;
+    GpuAccess::from_host(&ctx.dev)?;
     Ok(image.tag.clone())
 }
 
@@ -56,18 +54,13 @@ pub fn runtime(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         require_gpu: false,
         run: ctx.run.clone(),
         run_dir: Some(ctx.plan.artifacts.dir.clone()),
-        dev: PathBuf::from("/dev"),
+        dev: ctx.dev.clone(),
     };
     let observer = &mut *ctx.observer;
-    let (checks, _) = crate::runtime::run_runtime(
-        engine,
-        &image,
-        ctx.recipe,
-        &opts,
-        crate::engine::cancel_on_signals(),
-        &mut |l| observer.note(l),
-    )?;
-    ctx.cancel.check()?;
+    let (checks, _) =
+        crate::runtime::run_runtime(engine, &image, ctx.recipe, &opts, ctx.cancel, &mut |l| {
+            observer.note(l)
+        })?;
     Ok(checks)
 }
 
@@ -83,17 +76,12 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         require_gpu: false,
         run: ctx.run.clone(),
         run_dir: ctx.plan.artifacts.dir.clone(),
-        dev: PathBuf::from("/dev"),
+        dev: ctx.dev.clone(),
     };
     let observer = &mut *ctx.observer;
-    let (checks, _) = crate::serve::run_serve(
-        engine,
-        &image,
-        ctx.recipe,
-        &opts,
-        crate::engine::cancel_on_signals(),
-        &mut |l| observer.note(l),
-    )?;
-    ctx.cancel.check()?;
+    let (checks, _) =
+        crate::serve::run_serve(engine, &image, ctx.recipe, &opts, ctx.cancel, &mut |l| {
+            observer.note(l)
+        })?;
     Ok(checks)
 }

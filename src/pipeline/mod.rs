@@ -174,6 +174,8 @@ pub struct Ctx<'a> {
     pub unverified: Option<String>,
     /// A rehearsal (`--rehearse`): checks stand-ins cannot decide become skips that say so.
     pub rehearsal: bool,
+    /// The host's device directory (`/dev`; the pipeline's tests give a stand-in with `kfd`).
+    pub dev: std::path::PathBuf,
 }
 
 /// Which phases to run.

@@ -171,7 +171,16 @@ fn build_on(
     sel: &Selection,
     prior: Option<&RunRecord>,
 ) -> Done {
-    build_with(phases::BUILD, engine, fake, recipe, arts, sel, prior)
+    build_with(
+        phases::BUILD,
+        engine,
+        fake,
+        recipe,
+        arts,
+        sel,
+        prior,
+        Path::new("/dev"),
+    )
 }
 
 /// [`build`] of a phase list of the test's own (the real phases with one replaced).
@@ -182,9 +191,23 @@ fn build_list(
     arts: &Path,
     sel: &Selection,
 ) -> Done {
-    build_with(list, fake, fake, recipe, arts, sel, None)
+    build_with(list, fake, fake, recipe, arts, sel, None, Path::new("/dev"))
 }
 
+/// [`build_on`] on a host whose device directory is `dev` (a stand-in with `kfd`: a GPU host).
+fn build_in(
+    engine: &dyn Engine,
+    fake: &FakeEngine,
+    recipe: &Recipe,
+    arts: &Path,
+    sel: &Selection,
+    prior: Option<&RunRecord>,
+    dev: &Path,
+) -> Done {
+    build_with(phases::BUILD, engine, fake, recipe, arts, sel, prior, dev)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn build_with(
     list: &[super::Phase],
     engine: &dyn Engine,
@@ -193,6 +216,7 @@ fn build_with(
     arts: &Path,
     sel: &Selection,
     prior: Option<&RunRecord>,
+    dev: &Path,
 ) -> Done {
     let run = "r".to_owned();
     let (plan, plan_checks) = crate::plan::resolve(recipe, arts, &run).unwrap();
@@ -239,6 +263,7 @@ fn build_with(
         outputs: Outputs::default(),
         unverified: None,
         rehearsal: false,
+        dev: dev.to_owned(),
     };
     let result = super::run(list, &mut ctx, &mut rec, sel, prior, &dir);
     let disk = RunRecord::read(&dir).unwrap();
@@ -758,6 +783,150 @@ fn cancel_in_the_export_phase_then_resume() {
     cancel_then_resume("cancel-export", PhaseId::Export, |f| {
         f.cancel_after_piece(3)
     });
+}
+
+/// The good recording, with the probe's and the server's containers of real runs.
+fn gpu_fake() -> FakeEngine {
+    let dir = root().join("tests/fixtures/engine");
+    fake("good")
+        .with_containers_of(&dir.join("runtime"))
+        .with_containers_of(&dir.join("serve"))
+}
+
+/// A stand-in device directory under `arts`: `kfd` and `dri/renderD128`, as on a GPU host.
+fn gpu_host(arts: &Path) -> PathBuf {
+    let dev = arts.join("dev");
+    std::fs::create_dir_all(dev.join("dri")).unwrap();
+    std::fs::write(dev.join("kfd"), "").unwrap();
+    std::fs::write(dev.join("dri/renderD128"), "").unwrap();
+    dev
+}
+
+/// Issue 18: SIGINT in the runtime phase of `forge build` (phase 5, "with a GPU": a stand-in
+/// `/dev`, the probe's container replayed from a real run's recording) is recorded as
+/// `interrupted` with the signal, exits 130 and leaves no container. Before, the runtime phase
+/// watched a copy of the token and ended `error`, exit 2.
+#[test]
+fn issue_18_sigint_in_the_runtime_phase_records_interrupted_and_exits_130() {
+    let a = arts("cancel-runtime");
+    let dev = gpu_host(&a);
+    let f = gpu_fake();
+    f.cancel_after_log_piece(3);
+    let d = build_in(
+        &f,
+        &f,
+        &recipe("good"),
+        &a,
+        &Selection::default(),
+        None,
+        &dev,
+    );
+    let e = d.result.as_ref().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Interrupted {
+                signal: libc::SIGINT
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 130);
+    assert_eq!(d.rec.state, RunState::Interrupted);
+    assert_eq!(d.rec.signal, Some(libc::SIGINT));
+    assert_eq!(d.status(PhaseId::Runtime), PhaseStatus::Interrupted);
+    assert_eq!(d.reason(PhaseId::Runtime), "stopped by SIGINT (Ctrl-C)");
+    for id in [PhaseId::Build, PhaseId::Wheel, PhaseId::Image] {
+        assert_eq!(d.status(id), PhaseStatus::Pass, "{id:?}");
+    }
+    for id in [PhaseId::Serve, PhaseId::Export] {
+        assert_eq!(d.status(id), PhaseStatus::Pending, "{id:?}");
+    }
+    // The probe's container was started, its log followed, and it is gone.
+    let calls = f.calls();
+    assert_eq!(
+        count(&calls, "create_and_start forge-fixture-good:latest"),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(count(&calls, "remove fake-container-"), 1, "{calls:?}");
+    assert_eq!(leftovers(&f), Vec::<String>::new(), "{calls:?}");
+    let disk = RunRecord::read(&d.plan.artifacts.dir).unwrap();
+    assert_eq!(
+        (disk.state, disk.signal),
+        (RunState::Interrupted, Some(libc::SIGINT))
+    );
+    std::fs::remove_dir_all(&a).ok();
+}
+
+/// Issue 18: SIGTERM in the serve phase of `forge build` (phase 6 "with a GPU", the server's
+/// container replayed from a real run) is recorded as `interrupted` by SIGTERM, exits 143, and
+/// the server's container is stopped and removed.
+#[test]
+fn issue_18_sigterm_in_the_serve_phase_records_interrupted_and_exits_143() {
+    let a = arts("cancel-serve");
+    let dev = gpu_host(&a);
+    let f = gpu_fake();
+    // the second container of the run is the server's (the first is the probe's)
+    f.at_call("create_and_start", None, 2, Act::Signal(libc::SIGTERM));
+    let d = build_in(
+        &f,
+        &f,
+        &recipe("good"),
+        &a,
+        &Selection::default(),
+        None,
+        &dev,
+    );
+    let e = d.result.as_ref().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Interrupted {
+                signal: libc::SIGTERM
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 143);
+    assert_eq!(
+        (d.rec.state, d.rec.signal),
+        (RunState::Interrupted, Some(libc::SIGTERM))
+    );
+    assert_ne!(d.status(PhaseId::Runtime), PhaseStatus::Interrupted);
+    assert_eq!(d.status(PhaseId::Serve), PhaseStatus::Interrupted);
+    assert_eq!(d.reason(PhaseId::Serve), "stopped by SIGTERM");
+    assert_eq!(d.status(PhaseId::Export), PhaseStatus::Pending);
+    let calls = f.calls();
+    assert_eq!(count(&calls, "create_and_start "), 2, "{calls:?}");
+    assert_eq!(count(&calls, "stop fake-container-"), 1, "{calls:?}");
+    assert_eq!(count(&calls, "remove fake-container-"), 2, "{calls:?}");
+    assert_eq!(leftovers(&f), Vec::<String>::new(), "{calls:?}");
+    std::fs::remove_dir_all(&a).ok();
+}
+
+/// The GPU phases left to finish on the fake: the recorded probe's and server's checks, their
+/// containers gone.
+#[test]
+fn the_gpu_phases_run_on_the_fake_with_a_gpu_and_remove_their_containers() {
+    let a = arts("gpu-on-fake");
+    let dev = gpu_host(&a);
+    let f = gpu_fake();
+    let sel = Selection {
+        skip: vec![PhaseId::Export],
+        only: Vec::new(),
+    };
+    let d = build_in(&f, &f, &recipe("good"), &a, &sel, None, &dev);
+    d.result.as_ref().expect("the run finishes");
+    // the recording's image has neither torch nor vLLM: 5.1 and 6.1 say so
+    assert_eq!(d.status(PhaseId::Runtime), PhaseStatus::Fail);
+    assert_eq!(d.check("5.1"), Status::Fail);
+    assert!(d.plan.artifacts.dir.join("runtime-probe.json").is_file());
+    assert_eq!(d.status(PhaseId::Serve), PhaseStatus::Fail);
+    assert_eq!(d.check("6.1"), Status::Fail);
+    assert_eq!(d.check("6.6"), Status::Pass);
+    assert_eq!(leftovers(&f), Vec::<String>::new(), "{:?}", f.calls());
+    std::fs::remove_dir_all(&a).ok();
 }
 
 #[test]

@@ -12,12 +12,12 @@ pub mod http;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::cancel::Cancel;
 use crate::check::serve::{Http, Observed, Stop, Streamed};
 use crate::engine::{ContainerSpec, Containers, Follow, GpuAccess, Running};
 use crate::error::{Error, Result};
@@ -160,7 +160,7 @@ pub fn run_serve(
     image: &str,
     recipe: &Recipe,
     opts: &ServeOptions,
-    cancel: &AtomicBool,
+    cancel: Cancel,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Vec<Check>, ServeOutput)> {
     let s = &recipe.file.checks.server;
@@ -247,7 +247,8 @@ pub fn run_serve(
     };
     let state = Mutex::new(LogState::default());
     let changed = Condvar::new();
-    let stop_following = AtomicBool::new(false);
+    // The follower's own token: triggered once the server is stopped (never by a signal).
+    let stop_following = Cancel::detached();
     let pattern = s.ready_pattern.clone();
     let started = container.started;
     let grace = Duration::from_secs(s.stop_timeout_secs);
@@ -255,7 +256,7 @@ pub fn run_serve(
 
     let result: Result<()> = std::thread::scope(|scope| {
         let follower = scope.spawn(|| {
-            let r = engine.follow(&container.id, None, &stop_following, &mut |_, bytes| {
+            let r = engine.follow(&container.id, None, stop_following, &mut |_, bytes| {
                 let _ = log_file.write_all(bytes);
                 let mut st = state.lock().expect("log state");
                 st.partial.extend_from_slice(bytes);
@@ -297,7 +298,7 @@ pub fn run_serve(
         {
             let mut st = state.lock().expect("log state");
             loop {
-                if cancel.load(Ordering::SeqCst)
+                if cancel.requested()
                     || st.ready.is_some()
                     || st.ended
                     || Instant::now() >= deadline
@@ -323,11 +324,14 @@ pub fn run_serve(
             }
             Ok(())
         };
-        if o.ready_secs.is_none() && !cancel.load(Ordering::SeqCst) {
-            exited_before(&mut o)?;
+        // Whatever this gives (an engine error, an interrupted request), the server is stopped
+        // and the follower joined below before it is returned.
+        let asked = if cancel.requested() {
+            Ok(())
+        } else if o.ready_secs.is_none() {
             o.log_tail = last_lines(&state, 5);
-        }
-        if o.ready_secs.is_some() && !cancel.load(Ordering::SeqCst) {
+            exited_before(&mut o)
+        } else {
             requests(
                 &mut o,
                 engine,
@@ -337,8 +341,8 @@ pub fn run_serve(
                 cancel,
                 s,
                 progress,
-            )?;
-        }
+            )
+        };
         // Stop: did it exit by itself first? A refused or cut request may mean it is exiting:
         // its log stream ends when it has, so give that up to 2 s before asking the engine.
         let transport_error = [&o.health, &o.models, &o.completion, &o.chat]
@@ -355,17 +359,19 @@ pub fn run_serve(
                     .0;
             }
         }
-        let before = engine.state(&container.id)?;
+        let before = engine.state(&container.id);
         let t_stop = Instant::now();
-        let stop_grace = if cancel.load(Ordering::SeqCst) {
+        let stop_grace = if cancel.requested() {
             Duration::from_secs(2)
         } else {
             grace
         };
         progress("stopping the server");
         let after = engine.stop(&container.id, stop_grace);
-        stop_following.store(true, Ordering::SeqCst);
+        stop_following.request(libc::SIGTERM);
         let _ = follower.join();
+        asked?;
+        let before = before?;
         let mut stop = Stop {
             exited_by_itself: (!before.running).then(|| before.exit_code.unwrap_or(-1)),
             seconds: t_stop.elapsed().as_secs_f64(),
@@ -382,8 +388,8 @@ pub fn run_serve(
     });
     // Removed whatever happened above (the guard removes it too if this is never reached).
     let removed = container.remove();
-    if cancel.load(Ordering::SeqCst) {
-        return Err(crate::runtime::interrupted());
+    if cancel.requested() {
+        return Err(cancel.interrupted());
     }
     result?;
     if let Some(st) = o.stop.as_mut() {
@@ -439,7 +445,7 @@ fn last_lines(state: &Mutex<LogState>, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn http_of(r: std::result::Result<http::Reply, String>) -> Http {
+fn http_of(r: http::Answer) -> Http {
     r.map(|r| (r.status, r.text(), r.ms))
 }
 
@@ -450,33 +456,25 @@ fn requests(
     id: &str,
     port: u16,
     timeout: Duration,
-    cancel: &AtomicBool,
+    cancel: Cancel,
     s: &crate::recipe::ServerCheck,
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let (host, hport) = engine.published(id, port)?;
     let call = |method: &str, path: &str, body: Option<&serde_json::Value>| {
-        http_of(http::call(
-            &host,
-            hport,
-            method,
-            path,
-            body,
-            timeout,
-            cancel,
-            &mut |_, _| {},
-        ))
+        let req = http::Request { method, path, body };
+        http::call(&host, hport, req, timeout, cancel, &mut |_, _| {}).map(http_of)
     };
     // The port is published as the server binds it: a refused connection right after the ready
     // line is retried for up to 5 s.
     let t = Instant::now();
     let health = loop {
-        let h = call("GET", "/health", None);
+        let h = call("GET", "/health", None)?;
         match &h {
             Err(e)
                 if e.contains("refused")
                     && t.elapsed() < Duration::from_secs(5)
-                    && !cancel.load(Ordering::SeqCst) =>
+                    && !cancel.requested() =>
             {
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -485,10 +483,10 @@ fn requests(
     };
     progress(&format!("/health: {}", brief(&health)));
     o.health = Some(health);
-    if cancel.load(Ordering::SeqCst) {
+    if cancel.requested() {
         return Ok(());
     }
-    let models = call("GET", "/v1/models", None);
+    let models = call("GET", "/v1/models", None)?;
     progress(&format!("/v1/models: {}", brief(&models)));
     let ids = match &models {
         Ok((200, b, _)) => crate::check::serve::model_ids(b).unwrap_or_default(),
@@ -506,25 +504,25 @@ fn requests(
         ids.first().cloned().unwrap_or(wanted)
     };
     o.served_id = Some(served.clone());
-    if cancel.load(Ordering::SeqCst) {
+    if cancel.requested() {
         return Ok(());
     }
     let body = serde_json::json!({"model": served, "prompt": s.prompt, "max_tokens": s.max_tokens, "temperature": 0});
-    let completion = call("POST", "/v1/completions", Some(&body));
+    let completion = call("POST", "/v1/completions", Some(&body))?;
     progress(&format!("/v1/completions: {}", brief(&completion)));
     o.completion = Some(completion);
-    if cancel.load(Ordering::SeqCst) {
+    if cancel.requested() {
         return Ok(());
     }
     let mut body_s = body.clone();
     body_s["stream"] = true.into();
-    o.stream = Some(stream(&host, hport, &body_s, timeout, cancel));
+    o.stream = Some(stream(&host, hport, &body_s, timeout, cancel)?);
     progress("/v1/completions (stream) done");
-    if cancel.load(Ordering::SeqCst) {
+    if cancel.requested() {
         return Ok(());
     }
     let chat = serde_json::json!({"model": served, "messages": [{"role": "user", "content": s.prompt}], "max_tokens": s.max_tokens, "temperature": 0});
-    let chat = call("POST", "/v1/chat/completions", Some(&chat));
+    let chat = call("POST", "/v1/chat/completions", Some(&chat))?;
     progress(&format!("/v1/chat/completions: {}", brief(&chat)));
     o.chat = Some(chat);
     Ok(())
@@ -543,49 +541,45 @@ fn stream(
     port: u16,
     body: &serde_json::Value,
     timeout: Duration,
-    cancel: &AtomicBool,
-) -> Streamed {
+    cancel: Cancel,
+) -> Result<Streamed> {
     let mut st = Streamed::default();
     let mut pending = String::new();
     let mut bad: Option<String> = None;
-    let r = http::call(
-        host,
-        port,
-        "POST",
-        "/v1/completions",
-        Some(body),
-        timeout,
-        cancel,
-        &mut |piece, ms| {
-            pending.push_str(&String::from_utf8_lossy(piece));
-            while let Some(end) = pending.find("\n\n").or_else(|| pending.find("\r\n\r\n")) {
-                let event: String = pending.drain(..end).collect();
-                pending = pending.trim_start_matches(['\r', '\n']).to_owned();
-                for line in event.lines() {
-                    let Some(data) = line.strip_prefix("data:") else {
-                        continue;
-                    };
-                    let data = data.trim();
-                    if data == "[DONE]" {
-                        st.done = true;
-                        continue;
+    let req = http::Request {
+        method: "POST",
+        path: "/v1/completions",
+        body: Some(body),
+    };
+    let r = http::call(host, port, req, timeout, cancel, &mut |piece, ms| {
+        pending.push_str(&String::from_utf8_lossy(piece));
+        while let Some(end) = pending.find("\n\n").or_else(|| pending.find("\r\n\r\n")) {
+            let event: String = pending.drain(..end).collect();
+            pending = pending.trim_start_matches(['\r', '\n']).to_owned();
+            for line in event.lines() {
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
+                let data = data.trim();
+                if data == "[DONE]" {
+                    st.done = true;
+                    continue;
+                }
+                match crate::check::serve::choice_text(data, false) {
+                    Ok(t) => {
+                        if !t.is_empty() && st.first_token_ms.is_none() {
+                            st.first_token_ms = Some(ms);
+                        }
+                        st.chunks += 1;
+                        st.text.push_str(&t);
                     }
-                    match crate::check::serve::choice_text(data, false) {
-                        Ok(t) => {
-                            if !t.is_empty() && st.first_token_ms.is_none() {
-                                st.first_token_ms = Some(ms);
-                            }
-                            st.chunks += 1;
-                            st.text.push_str(&t);
-                        }
-                        Err(e) => {
-                            bad.get_or_insert(format!("a bad event: {e}"));
-                        }
+                    Err(e) => {
+                        bad.get_or_insert(format!("a bad event: {e}"));
                     }
                 }
             }
-        },
-    );
+        }
+    })?;
     match r {
         Ok(rep) => {
             st.status = rep.status;
@@ -603,7 +597,7 @@ fn stream(
         }
     }
     st.error = bad;
-    st
+    Ok(st)
 }
 
 /// `forge serve`'s arguments.
@@ -621,13 +615,21 @@ pub struct Args {
     pub run_id: Option<String>,
 }
 
-/// `forge serve`: exit 0 all passed (or skipped), 1 a check failed, 130 Ctrl-C.
+/// `forge serve`: exit 0 all passed (or skipped), 1 a check failed; SIGINT and SIGTERM stop
+/// the server, remove its container and end with [`Error::Interrupted`] (130, 143).
 pub fn command(ui: &crate::Ui, args: Args, recipe: &Recipe) -> Result<u8> {
     let run = args
         .run_id
         .unwrap_or_else(|| crate::build::new_run_id("serve"));
-    let cancel = crate::engine::cancel_on_signals();
-    let engine = crate::engine::DockerEngine::connect(Duration::from_secs(10))?;
+    crate::cancel::cooperate();
+    let cancel = Cancel::process();
+    let docker = crate::engine::DockerEngine::connect(Duration::from_secs(10))?;
+    // FORGE_RECORD_ENGINE: the container's calls written down for the fake engine's replay.
+    let recording = crate::engine::recording::Recording::from_env(&docker)?;
+    let engine: &dyn Containers = match &recording {
+        Some(r) => r.boxes().expect("the Docker engine starts containers"),
+        None => &docker,
+    };
     let opts = ServeOptions {
         no_gpu: args.no_gpu,
         require_gpu: args.require_gpu,
@@ -639,12 +641,11 @@ pub fn command(ui: &crate::Ui, args: Args, recipe: &Recipe) -> Result<u8> {
         "serve {} in {} ...",
         recipe.file.checks.server.model, args.image
     ));
-    let result = run_serve(&engine, &args.image, recipe, &opts, cancel, &mut |l| {
+    let result = run_serve(engine, &args.image, recipe, &opts, cancel, &mut |l| {
         ui.say(&format!("  {l}"));
     });
-    if crate::runtime::cancelled(cancel) {
+    if let Err(Error::Interrupted { .. }) = &result {
         ui.say("interrupted: the server's container was stopped and removed");
-        return Ok(130);
     }
     let (checks, out) = result?;
     let mut s = format!("docker run line: {}\n", out.docker_run);
