@@ -837,7 +837,7 @@ fn issue_18_sigint_in_the_runtime_phase_records_interrupted_and_exits_130() {
     assert_eq!(d.status(PhaseId::Runtime), PhaseStatus::Interrupted);
     assert_eq!(d.reason(PhaseId::Runtime), "stopped by SIGINT (Ctrl-C)");
     for id in [PhaseId::Build, PhaseId::Wheel, PhaseId::Image] {
-        assert_eq!(d.status(id), PhaseStatus::Pass, "{id:?}");
+        assert!(d.status(id).passed(), "{id:?}: {:?}", d.status(id));
     }
     for id in [PhaseId::Serve, PhaseId::Export] {
         assert_eq!(d.status(id), PhaseStatus::Pending, "{id:?}");
@@ -1196,12 +1196,7 @@ fn a_wheel_failing_only_its_size_still_goes_into_the_image_and_the_export() {
     assert_eq!(d.check("3.1"), Status::Fail);
     assert_eq!(d.status(PhaseId::Wheel), PhaseStatus::Fail);
     for id in [PhaseId::Image, PhaseId::Export] {
-        assert_eq!(
-            d.status(id),
-            PhaseStatus::Pass,
-            "{id:?}: {:#?}",
-            d.phase(id)
-        );
+        assert!(d.status(id).passed(), "{id:?}: {:#?}", d.phase(id));
         let past = &d.phase(id).went_past;
         assert!(
             past.len() == 1
