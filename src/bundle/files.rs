@@ -182,6 +182,10 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
                 _ if pr.reused => {
                     p.note = Some("reused: recorded outputs verified on resume".into());
                 }
+                // Issue 19: a phase that ran past a failed check says which and why.
+                _ if !pr.went_past.is_empty() => {
+                    p.note = Some(format!("ran on although {}", pr.went_past.join("; ")));
+                }
                 _ => {}
             }
             if p.checks.is_empty() && p.id != "deliverables" {

@@ -251,7 +251,9 @@ fn went_past(phase: &Phase, phases: &[PhaseRecord]) -> Vec<String> {
     }
     phases
         .iter()
-        .filter(|p| p.id < phase.id)
+        // What was built so far: the host's own failures (preflight) are the host's, and a
+        // failed plan gates the build.
+        .filter(|p| p.id > PhaseId::Preflight && p.id < phase.id)
         .flat_map(|p| p.checks.iter().map(move |c| (p.id, c)))
         .filter(|(_, c)| c.status == Status::Fail && !phase.gates.iter().any(|g| g.is(&c.id)))
         .map(|(p, c)| {
