@@ -32,6 +32,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Signing the bundle's `SHA256SUMS` (minisign).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SignArgs {
+    /// Sign the bundle's SHA256SUMS with this minisign secret key, into SHA256SUMS.minisig
+    /// (`minisign -G -W` makes a password-less pair; an encrypted key takes its password from
+    /// FORGE_SIGN_KEY_PASSWORD). Receivers check it with `minisign -Vm SHA256SUMS -p forge.pub`.
+    #[arg(long, value_name = "FILE", env = "FORGE_SIGN_KEY")]
+    pub sign_key: Option<PathBuf>,
+}
+
 /// Which recipe to use.
 #[derive(Debug, Clone, Args)]
 pub struct RecipeArgs {
@@ -161,6 +171,8 @@ pub enum Command {
         /// `scripts/rehearsal-base.sh`).
         #[arg(long, value_name = "IMAGE", requires = "rehearse")]
         rehearsal_base: Option<String>,
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// List the runs under the artifacts directory: recipe, date, verdict, phases, sizes.
     Runs {
@@ -236,6 +248,8 @@ pub enum Command {
         audit: bool,
         #[command(flatten)]
         recipe: RecipeArgs,
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// Phases 5 and 7: run the shipped probe in a container of IMAGE (GPU devices and their
     /// groups passed when the host has them): torch, HIP, distributed, GPU compute, amdsmi,
@@ -296,6 +310,9 @@ pub enum Command {
         /// Also load the archive into the Docker engine and compare the image id.
         #[arg(long)]
         load: bool,
+        /// Check SHA256SUMS.minisig with this minisign public key (the sender's forge.pub).
+        #[arg(long, value_name = "PUBKEY")]
+        key: Option<PathBuf>,
     },
     /// Render a run's reports from its record: report.md, report.json, report.junit.xml and
     /// report.html (and refresh the bundle's manifest.json and SHA256SUMS).
@@ -303,6 +320,10 @@ pub enum Command {
         /// The run directory (artifacts/<run>/).
         #[arg(value_name = "RUN_DIR")]
         run_dir: PathBuf,
+        // `--sign-key`: sign the rewritten SHA256SUMS again; without it a signature left from
+        // before no longer matches and is removed (forge says so).
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release.
     #[command(
@@ -319,6 +340,10 @@ pub enum Command {
         arch: Vec<String>,
         #[command(flatten)]
         recipe: RecipeArgs,
+        /// Also write the image's SBOM (CycloneDX 1.6 JSON: every dpkg and Python package with
+        /// its purl, ROCm releases, the GPU arches of every library with GPU code) to FILE.
+        #[arg(long, value_name = "FILE")]
+        sbom: Option<PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     #[command(

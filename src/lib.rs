@@ -31,6 +31,7 @@ pub mod rehearse;
 pub mod render;
 pub mod report;
 pub mod runtime;
+pub mod sbom;
 pub mod serve;
 pub mod tarframe;
 pub mod tool;
@@ -73,6 +74,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             strict,
             rehearse,
             rehearsal_base,
+            sign,
         } => commands::build::run(
             &ui,
             commands::build::Args {
@@ -87,6 +89,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 strict,
                 rehearse,
                 rehearsal_base,
+                sign_key: sign.sign_key,
             },
         ),
         Command::Runs { artifacts } => commands::runs::run(&ui, &artifacts),
@@ -107,6 +110,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             threads,
             audit,
             recipe,
+            sign,
         } => commands::export::run(
             &ui,
             commands::export::Args {
@@ -117,16 +121,22 @@ pub fn run(cli: Cli) -> Result<u8> {
                 level,
                 threads,
                 audit,
+                sign_key: sign.sign_key,
             },
             recipe,
         ),
-        Command::Verify { dir, load } => commands::verify::run(&ui, &dir, load),
-        Command::Report { run_dir } => commands::report::run(&ui, &run_dir),
+        Command::Verify { dir, load, key } => {
+            commands::verify::run(&ui, &dir, load, key.as_deref())
+        }
+        Command::Report { run_dir, sign } => {
+            commands::report::run(&ui, &run_dir, sign.sign_key.as_deref())
+        }
         Command::Image {
             image,
             arch,
             recipe,
-        } => commands::image::run(&ui, image, arch, recipe),
+            sbom,
+        } => commands::image::run(&ui, image, arch, recipe, sbom.as_deref()),
         Command::Runtime {
             image,
             no_gpu,

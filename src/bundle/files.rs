@@ -85,6 +85,20 @@ pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
         bytes: 0,
         sha256: None,
     });
+    // The SBOM the export's audit wrote beside the archive.
+    let sbom = e
+        .archive
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(crate::sbom::FILE);
+    if sbom.is_file() {
+        out.push(OutputView {
+            kind: "sbom".into(),
+            path: rel(dir, &sbom),
+            bytes: 0,
+            sha256: None,
+        });
+    }
     out
 }
 

@@ -6,6 +6,7 @@
 //! engine.
 
 pub mod files;
+pub mod sign;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -131,6 +132,9 @@ pub fn write(dir: &Path, view: &RunView, archive: Option<ArchiveInfo>) -> Result
             .collect(),
     };
     let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
+    // A signature over the old SHA256SUMS would no longer match: gone before anything changes
+    // (the caller signs again when it holds the key, see `sign::after_sums`).
+    sign::remove_stale(dir)?;
     write_atomically(&dir.join(MANIFEST), &json)?;
     let mut sums: Vec<(String, String)> = m
         .artifacts

@@ -4,7 +4,13 @@ use super::prelude::*;
 use crate::phases::image::{audit_archs, audit_image};
 
 /// Run it.
-pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Result<u8> {
+pub fn run(
+    ui: &Ui,
+    image: String,
+    arch: Vec<String>,
+    recipe: RecipeArgs,
+    sbom: Option<&Path>,
+) -> Result<u8> {
     let recipe = load_recipe(&recipe)?;
     let archs = audit_archs(&recipe, &arch)?;
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
@@ -26,6 +32,23 @@ pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe: RecipeArgs) -> Res
             None,
         ),
     };
+    if let Some(path) = sbom {
+        let Some(a) = &audit else {
+            return Err(Error::input(
+                format!("no SBOM written: `{image}`'s files could not be read"),
+                Some("see the `image.gpu-targets` check: `forge image IMAGE --json`"),
+            ));
+        };
+        let subject = crate::sbom::Subject {
+            tag: image.clone(),
+            id: engine::Engine::image_id(&engine, &image).ok().flatten(),
+        };
+        crate::atomic::write_atomically(path, &crate::sbom::to_vec(a, &subject))?;
+        ui.say(&format!(
+            "wrote the SBOM (CycloneDX 1.6) to {}",
+            path.display()
+        ));
+    }
     // The audit's ROCm check covers every packaging; it replaces the dpkg-only one.
     checks.retain(|c| !audit_checks.iter().any(|a| a.id == c.id));
     checks.extend(audit_checks);
