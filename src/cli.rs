@@ -313,6 +313,30 @@ pub enum Command {
         /// Check SHA256SUMS.minisig with this minisign public key (the sender's forge.pub).
         #[arg(long, value_name = "PUBKEY")]
         key: Option<PathBuf>,
+        /// Pull the image `forge push` recorded, by digest and by tag, and compare the image id
+        /// with the manifest's (a tag moved to another image fails).
+        #[arg(long)]
+        registry: bool,
+    },
+    /// Push a bundle's image to a registry through the engine, with the docker CLI's
+    /// credentials (~/.docker/config.json: auths, credsStore, credHelpers); print the digest
+    /// and record it in manifest.json. A run whose verdict is fail is refused unless
+    /// `--allow-failed`.
+    #[command(
+        after_help = "Examples:\n  forge push artifacts/<run>/ registry.example.com/forge/vllm-rocm:7.1.1\n  forge verify artifacts/<run>/ --registry      pull by the recorded digest, compare"
+    )]
+    Push {
+        /// The bundle directory (a run's artifacts/<run>/, or `forge export -o DIR/`).
+        #[arg(value_name = "BUNDLE_DIR")]
+        dir: PathBuf,
+        /// Where to push: `REGISTRY/REPOSITORY[:TAG]`.
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Push even though the run's verdict is fail.
+        #[arg(long)]
+        allow_failed: bool,
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// Render a run's reports from its record: report.md, report.json, report.junit.xml and
     /// report.html (and refresh the bundle's manifest.json and SHA256SUMS).

@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod printer;
 pub mod recipe;
+pub mod registry;
 pub mod rehearse;
 pub mod render;
 pub mod report;
@@ -125,9 +126,24 @@ pub fn run(cli: Cli) -> Result<u8> {
             },
             recipe,
         ),
-        Command::Verify { dir, load, key } => {
-            commands::verify::run(&ui, &dir, load, key.as_deref())
-        }
+        Command::Verify {
+            dir,
+            load,
+            key,
+            registry,
+        } => commands::verify::run(&ui, &dir, load, key.as_deref(), registry),
+        Command::Push {
+            dir,
+            reference,
+            allow_failed,
+            sign,
+        } => commands::push::run(
+            &ui,
+            &dir,
+            &reference,
+            allow_failed,
+            sign.sign_key.as_deref(),
+        ),
         Command::Report { run_dir, sign } => {
             commands::report::run(&ui, &run_dir, sign.sign_key.as_deref())
         }

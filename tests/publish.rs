@@ -294,3 +294,96 @@ fn report_signs_again_with_the_key_or_removes_the_stale_signature_and_says_so() 
     assert!(minisign_verifies(&run, &pk).0);
     std::fs::remove_dir_all(&t).ok();
 }
+
+// ---- SBOM: CycloneDX 1.6 of a Debian image with ROCm libraries ----
+
+#[test]
+fn sbom_of_a_rocm_image_validates_and_lists_the_hip_libraries_with_their_arches() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine() || !have("python3") {
+        return;
+    }
+    let t = tempdir("sbom");
+    let sbom = t.join("sbom.cdx.json");
+    let o = forge(&[
+        "image",
+        "forge-test-hipcc:trixie",
+        "--sbom",
+        sbom.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.code().is_some_and(|c| c < 2), "{}", stderr(&o));
+    // The standard's schema, then the reference library (cyclonedx-python-lib) reads it back.
+    let py = Command::new("python3")
+        .arg(root().join("tests/fixtures/cyclonedx/check_sbom.py"))
+        .arg(&sbom)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "the SBOM does not validate: {}",
+        stderr(&py)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    assert_eq!(j["spec"], "1.6");
+    let comps = j["components"].as_array().unwrap();
+    let by_name = |n: &str| {
+        comps
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap_or_else(|| panic!("{n} missing: {j}"))
+    };
+    // dpkg packages with purls; the HIP runtime with its ROCm release.
+    let hip = comps
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("libamdhip64"))
+        .expect("libamdhip64 listed");
+    assert!(
+        hip["purl"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:deb/debian/libamdhip64"),
+        "{hip}"
+    );
+    assert!(hip["properties"]["forge:rocm-release"].is_string(), "{hip}");
+    assert!(
+        by_name("python3")["purl"]
+            .as_str()
+            .unwrap()
+            .contains("?arch=amd64")
+    );
+    // The HIP math libraries with the arches their code objects carry, and their packages.
+    let rocblas = by_name("librocblas0");
+    assert!(
+        rocblas["properties"]["forge:gpu-arches"]
+            .as_str()
+            .unwrap()
+            .contains("gfx"),
+        "{rocblas}"
+    );
+    let lib = comps
+        .iter()
+        .find(|c| c["type"] == "file" && c["name"].as_str().unwrap().starts_with("librocrand.so"))
+        .expect("librocrand's library listed");
+    assert!(
+        lib["properties"]["forge:gpu-arches"]
+            .as_str()
+            .unwrap()
+            .contains("gfx1010"),
+        "{lib}"
+    );
+    assert!(
+        lib["properties"]["forge:installed-by"]
+            .as_str()
+            .unwrap()
+            .starts_with("deb librocrand1")
+    );
+    // Python distributions with purls.
+    assert!(
+        comps.iter().any(|c| c["purl"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("pkg:pypi/"))),
+        "{j}"
+    );
+    std::fs::remove_dir_all(&t).ok();
+}
