@@ -24,6 +24,15 @@ pub const SIG: &str = "SHA256SUMS.minisig";
 /// The environment variable holding an encrypted key's password.
 pub const PASSWORD_ENV: &str = "FORGE_SIGN_KEY_PASSWORD";
 
+/// The id of the key this process signs the bundle with, once loaded: the release report names
+/// the signature file before it is made (it is made last, over SHA256SUMS, which lists the report).
+static SIGNING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The id of the key this process signs with, if any.
+pub fn signing_key_id() -> Option<&'static str> {
+    SIGNING.get().map(String::as_str)
+}
+
 /// A secret key, loaded and decrypted, with its public half and id.
 pub struct SignKey {
     sk: SecretKey,
@@ -132,6 +141,7 @@ impl SignKey {
             )
         })?;
         let id = key_id(sk.keynum());
+        let _ = SIGNING.set(id.clone());
         Ok(SignKey { sk, pk, id })
     }
 

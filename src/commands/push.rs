@@ -70,6 +70,11 @@ pub fn run(
     };
     m.registry = Some(pushed.clone());
     bundle::record_manifest(dir, &m)?;
+    // The release report names the push: rendered again (then manifest.json and SHA256SUMS).
+    if let Ok(view) = bundle::files::read_run(dir) {
+        bundle::files::write_reports(dir, &view)?;
+        bundle::files::refresh_bundle(dir, &view, m.archive.as_ref())?;
+    }
     let signed = sign::after_sums(dir, key.as_ref(), &m.run)?;
     ui.say(&format!(
         "pushed {} as {}\n{}",

@@ -105,7 +105,10 @@ impl DockerEngine {
 
 fn push_err(repo: &str, tag: &str, why: &str) -> Error {
     let why = why.trim();
-    let hint = if why.contains("unauthorized") || why.contains("authentication required") {
+    let hint = if why.contains("unauthorized")
+        || why.contains("authentication required")
+        || why.contains("no basic auth credentials")
+    {
         "log in with `docker login REGISTRY` (forge reads ~/.docker/config.json and its credential helpers)"
     } else if why.contains("connection refused") || why.contains("no such host") {
         "is the registry running and reachable from the Docker engine?"
