@@ -89,6 +89,6 @@ pub fn run(
     )];
     let outcome = Outcome::new(format!("push {}", dir.display()), checks)
         .with("registry", &pushed)
-        .with("verdict", verdict);
+        .with("run_verdict", verdict);
     Ok(ui.emit(&outcome))
 }
