@@ -647,12 +647,9 @@ fn push_with_basic_auth_reads_the_docker_config_and_refuses_bad_input() {
     // Bad input: a malformed reference; a registry that is not there.
     let o = push(&bundle, "127.0.0.1:1/Bad Ref", &good, &["--allow-failed"]);
     assert_eq!(o.status.code(), Some(2));
-    let o = push(
-        &bundle,
-        &format!("127.0.0.1:{}/forge/x:1", free_port()),
-        &good,
-        &["--allow-failed"],
-    );
+    let nowhere = format!("127.0.0.1:{}/forge/x:1", free_port());
+    let o = push(&bundle, &nowhere, &good, &["--allow-failed"]);
+    common::remove_image(&nowhere);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
     common::remove_image(&image);
