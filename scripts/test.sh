@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in gcc unzip python3 xmllint chromium; do
+for tool in gcc unzip python3 xmllint chromium minisign docker-registry htpasswd; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 # g++ and objdump build and check the C++ test library of `wheel.glibc` (build-essential has both).
@@ -15,12 +15,18 @@ if [ ${#need[@]} -gt 0 ]; then
   # (about 100 MB and ~1 min to install: the HTML report is checked in a real browser).
   pkgs=("${need[@]/gcc/build-essential}")
   pkgs=("${pkgs[@]/xmllint/libxml2-utils}")
+  # Issue 24: minisign (the standard verifier of the bundle's signature), docker-registry (the
+  # distribution reference registry, run on 127.0.0.1 by the push tests), htpasswd (its bcrypt
+  # basic-auth file).
+  pkgs=("${pkgs[@]/htpasswd/apache2-utils}")
   echo "installing: ${pkgs[*]}"
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 # The JSON Schemas (the --json envelope, report.json) are validated by an independent
 # implementation, in the python3 on PATH (a pyenv one here, so from the package index rather than apt).
 python3 -c 'import jsonschema' >/dev/null 2>&1 || python3 -m pip install -q jsonschema
+# The SBOM is read back by CycloneDX's reference library (tests/fixtures/cyclonedx/check_sbom.py).
+python3 -c 'import cyclonedx' >/dev/null 2>&1 || python3 -m pip install -q cyclonedx-python-lib
 
 # The real vLLM sdists `forge recipe from-vllm` is tested on (by pinned URL and SHA256; tests/upstream.rs).
 scripts/fetch-vllm-sdist.sh >/dev/null

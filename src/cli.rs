@@ -32,6 +32,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Signing the bundle's `SHA256SUMS` (minisign).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SignArgs {
+    /// Sign the bundle's SHA256SUMS with this minisign secret key, into SHA256SUMS.minisig
+    /// (`minisign -G -W` makes a password-less pair; an encrypted key takes its password from
+    /// FORGE_SIGN_KEY_PASSWORD). Receivers check it with `minisign -Vm SHA256SUMS -p forge.pub`.
+    #[arg(long, value_name = "FILE", env = "FORGE_SIGN_KEY")]
+    pub sign_key: Option<PathBuf>,
+}
+
 /// Which recipe to use.
 #[derive(Debug, Clone, Args)]
 pub struct RecipeArgs {
@@ -161,6 +171,8 @@ pub enum Command {
         /// `scripts/rehearsal-base.sh`).
         #[arg(long, value_name = "IMAGE", requires = "rehearse")]
         rehearsal_base: Option<String>,
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// List the runs under the artifacts directory: recipe, date, verdict, phases, sizes.
     Runs {
@@ -236,6 +248,8 @@ pub enum Command {
         audit: bool,
         #[command(flatten)]
         recipe: RecipeArgs,
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// Phases 5 and 7: run the shipped probe in a container of IMAGE (GPU devices and their
     /// groups passed when the host has them): torch, HIP, distributed, GPU compute, amdsmi,
@@ -296,6 +310,33 @@ pub enum Command {
         /// Also load the archive into the Docker engine and compare the image id.
         #[arg(long)]
         load: bool,
+        /// Check SHA256SUMS.minisig with this minisign public key (the sender's forge.pub).
+        #[arg(long, value_name = "PUBKEY")]
+        key: Option<PathBuf>,
+        /// Pull the image `forge push` recorded, by digest and by tag, and compare the image id
+        /// with the manifest's (a tag moved to another image fails).
+        #[arg(long)]
+        registry: bool,
+    },
+    /// Push a bundle's image to a registry through the engine, with the docker CLI's
+    /// credentials (~/.docker/config.json: auths, credsStore, credHelpers); print the digest
+    /// and record it in manifest.json. A run whose verdict is fail is refused unless
+    /// `--allow-failed`.
+    #[command(
+        after_help = "Examples:\n  forge push artifacts/<run>/ registry.example.com/forge/vllm-rocm:7.1.1\n  forge verify artifacts/<run>/ --registry      pull by the recorded digest, compare"
+    )]
+    Push {
+        /// The bundle directory (a run's artifacts/<run>/, or `forge export -o DIR/`).
+        #[arg(value_name = "BUNDLE_DIR")]
+        dir: PathBuf,
+        /// Where to push: `REGISTRY/REPOSITORY[:TAG]`.
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Push even though the run's verdict is fail.
+        #[arg(long)]
+        allow_failed: bool,
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// Render a run's reports from its record: report.md, report.json, report.junit.xml and
     /// report.html (and refresh the bundle's manifest.json and SHA256SUMS).
@@ -303,6 +344,10 @@ pub enum Command {
         /// The run directory (artifacts/<run>/).
         #[arg(value_name = "RUN_DIR")]
         run_dir: PathBuf,
+        // `--sign-key`: sign the rewritten SHA256SUMS again; without it a signature left from
+        // before no longer matches and is removed (forge says so).
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// Phase 4: check an image's size, system and Python packages, ROCm files and ROCm release,
     /// and audit its files from the export stream (GPU code objects, vLLM against torch).
@@ -318,6 +363,10 @@ pub enum Command {
         arch: Vec<String>,
         #[command(flatten)]
         recipe: RecipeArgs,
+        /// Also write the image's SBOM (CycloneDX 1.6 JSON: every dpkg and Python package with
+        /// its purl, ROCm releases, the GPU arches of every library with GPU code) to FILE.
+        #[arg(long, value_name = "FILE")]
+        sbom: Option<PathBuf>,
     },
     /// Write a recipe from upstream's own pins (`forge recipe from-vllm SDIST_OR_TREE`).
     #[command(subcommand)]

@@ -27,10 +27,12 @@ pub mod pipeline;
 pub mod plan;
 pub mod printer;
 pub mod recipe;
+pub mod registry;
 pub mod rehearse;
 pub mod render;
 pub mod report;
 pub mod runtime;
+pub mod sbom;
 pub mod serve;
 pub mod tarframe;
 pub mod tool;
@@ -74,6 +76,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             strict,
             rehearse,
             rehearsal_base,
+            sign,
         } => commands::build::run(
             &ui,
             commands::build::Args {
@@ -88,6 +91,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 strict,
                 rehearse,
                 rehearsal_base,
+                sign_key: sign.sign_key,
             },
         ),
         Command::Runs { artifacts } => commands::runs::run(&ui, &artifacts),
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             threads,
             audit,
             recipe,
+            sign,
         } => commands::export::run(
             &ui,
             commands::export::Args {
@@ -118,16 +123,37 @@ pub fn run(cli: Cli) -> Result<u8> {
                 level,
                 threads,
                 audit,
+                sign_key: sign.sign_key,
             },
             recipe,
         ),
-        Command::Verify { dir, load } => commands::verify::run(&ui, &dir, load),
-        Command::Report { run_dir } => commands::report::run(&ui, &run_dir),
+        Command::Verify {
+            dir,
+            load,
+            key,
+            registry,
+        } => commands::verify::run(&ui, &dir, load, key.as_deref(), registry),
+        Command::Push {
+            dir,
+            reference,
+            allow_failed,
+            sign,
+        } => commands::push::run(
+            &ui,
+            &dir,
+            &reference,
+            allow_failed,
+            sign.sign_key.as_deref(),
+        ),
+        Command::Report { run_dir, sign } => {
+            commands::report::run(&ui, &run_dir, sign.sign_key.as_deref())
+        }
         Command::Image {
             image,
             arch,
             recipe,
-        } => commands::image::run(&ui, image, arch, recipe),
+            sbom,
+        } => commands::image::run(&ui, image, arch, recipe, sbom.as_deref()),
         Command::Runtime {
             image,
             no_gpu,

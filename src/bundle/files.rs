@@ -86,6 +86,20 @@ pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
         bytes: 0,
         sha256: None,
     });
+    // The SBOM the export's audit wrote beside the archive.
+    let sbom = e
+        .archive
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(crate::sbom::FILE);
+    if sbom.is_file() {
+        out.push(OutputView {
+            kind: OutputKind::Sbom,
+            path: rel(dir, &sbom),
+            bytes: 0,
+            sha256: None,
+        });
+    }
     out
 }
 
@@ -369,7 +383,10 @@ pub fn write_reports(dir: &Path, view: &RunView) -> Result<Vec<PathBuf>> {
     let json = serde_json::to_vec_pretty(&view.to_report_json()).expect("report serializes");
     let files: [(&str, Vec<u8>); 4] = [
         ("report.json", json),
-        ("report.md", markdown::render(view).into_bytes()),
+        (
+            "report.md",
+            (markdown::render(view) + &publication_md(dir)).into_bytes(),
+        ),
         ("report.junit.xml", junit::render(view).into_bytes()),
         ("report.html", html::render(view).into_bytes()),
     ];
@@ -382,6 +399,35 @@ pub fn write_reports(dir: &Path, view: &RunView) -> Result<Vec<PathBuf>> {
         out.push(p);
     }
     Ok(out)
+}
+
+/// The release report's "Publication" section: the registry digest `forge push` recorded, the
+/// SBOM file, the signature file (and how a receiver checks each).
+pub fn publication_md(dir: &Path) -> String {
+    let mut md = String::from("\n## Publication\n\n");
+    match super::read_manifest(dir).ok().and_then(|m| m.registry) {
+        Some(p) => md.push_str(&format!(
+            "- Registry: `{}`, digest `{}` (pull `{}`; `forge verify --registry` checks it)\n",
+            p.reference, p.digest, p.pinned
+        )),
+        None => md.push_str("- Registry: not pushed (`forge push BUNDLE_DIR REGISTRY/REPO:TAG`)\n"),
+    }
+    if dir.join(crate::sbom::FILE).is_file() {
+        md.push_str(&format!(
+            "- SBOM: `{}` (CycloneDX 1.6: packages with purls, ROCm releases, GPU arches per library)\n",
+            crate::sbom::FILE
+        ));
+    } else {
+        md.push_str("- SBOM: none in this bundle (`forge image IMAGE --sbom FILE` writes one)\n");
+    }
+    match super::sign::signing_key_id() {
+        Some(id) => md.push_str(&format!(
+            "- Signature: `{}` over `SHA256SUMS`, minisign key {id} (check: `minisign -Vm SHA256SUMS -p forge.pub`)\n",
+            super::sign::SIG
+        )),
+        None => md.push_str("- Signature: not signed (`--sign-key FILE` signs `SHA256SUMS`)\n"),
+    }
+    md
 }
 
 /// Finish a run: judge the deliverables checklist on the files (it becomes the view's last

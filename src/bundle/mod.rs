@@ -6,6 +6,7 @@
 //! engine.
 
 pub mod files;
+pub mod sign;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -48,6 +49,25 @@ pub struct Manifest {
     pub archive: Option<ArchiveInfo>,
     /// Every artifact, paths relative to the bundle directory.
     pub artifacts: Vec<OutputView>,
+    /// Where `forge push` pushed the image, and the digest the registry gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Pushed>,
+}
+
+/// A push of the bundle's image (`manifest.json`'s `registry`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pushed {
+    /// The tag pushed, `REGISTRY/REPO:TAG`.
+    pub reference: String,
+    /// The manifest digest the registry gave, `sha256:...`.
+    pub digest: String,
+    /// Pinned by digest, `REGISTRY/REPO@sha256:...` (what to pull).
+    pub pinned: String,
+    /// The image id pushed.
+    pub image_id: String,
+    /// When, RFC 3339 UTC.
+    pub pushed_at: String,
 }
 
 /// The image archive in a bundle.
@@ -123,6 +143,13 @@ pub fn write(dir: &Path, view: &RunView, archive: Option<ArchiveInfo>) -> Result
         recipe: view.recipe.clone(),
         tools: view.tools.clone(),
         archive,
+        // A push recorded before stays, while it is of the same image.
+        registry: read_manifest(dir)
+            .ok()
+            .and_then(|m| m.registry)
+            .filter(|p| {
+                view.image.as_ref().and_then(|i| i.id.as_deref()) == Some(p.image_id.as_str())
+            }),
         artifacts: view
             .outputs
             .iter()
@@ -131,6 +158,9 @@ pub fn write(dir: &Path, view: &RunView, archive: Option<ArchiveInfo>) -> Result
             .collect(),
     };
     let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
+    // A signature over the old SHA256SUMS would no longer match: gone before anything changes
+    // (the caller signs again when it holds the key, see `sign::after_sums`).
+    sign::remove_stale(dir)?;
     write_atomically(&dir.join(MANIFEST), &json)?;
     let mut sums: Vec<(String, String)> = m
         .artifacts
@@ -141,6 +171,18 @@ pub fn write(dir: &Path, view: &RunView, archive: Option<ArchiveInfo>) -> Result
     let text: String = sums.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
     write_atomically(&dir.join(SUMS), text.as_bytes())?;
     Ok(m)
+}
+
+/// Rewrite `manifest.json` as `m` and its line in `SHA256SUMS` (the other lines kept); a
+/// signature over the old `SHA256SUMS` is removed first.
+pub fn record_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+    let json = serde_json::to_vec_pretty(m).expect("manifest serializes");
+    sign::remove_stale(dir)?;
+    write_atomically(&dir.join(MANIFEST), &json)?;
+    merge_sums(
+        dir,
+        &[(crate::atomic::hex(&Sha256::digest(&json)), MANIFEST.into())],
+    )
 }
 
 fn check(id: &str, title: &str, ok: Option<bool>, evidence: impl Into<String>) -> Check {
@@ -895,6 +937,51 @@ impl Read for Joined {
             }
             self.cur = None;
         }
+    }
+}
+
+/// `verify.registry`: the recorded push pulled by digest gives the manifest's image id, and
+/// the tag still names that image.
+pub fn registry_check(m: &Manifest, engine: &dyn crate::engine::Engine) -> Check {
+    let (id, title) = ("verify.registry", "the registry serves the bundle's image");
+    let Some(p) = &m.registry else {
+        return Check::skip(id, title, "the manifest records no push")
+            .with_hint("push it first: `forge push BUNDLE_DIR REGISTRY/REPO:TAG`");
+    };
+    let want = m
+        .image
+        .as_ref()
+        .and_then(|i| i.id.clone())
+        .unwrap_or_default();
+    let auth = crate::registry::Reference::parse(&p.reference)
+        .ok()
+        .and_then(|r| crate::registry::credentials(&r.registry).ok().flatten())
+        .map(|(a, _)| a);
+    let by_digest = engine.pull_image(&p.pinned, auth.as_ref());
+    let by_tag = engine.pull_image(&p.reference, auth.as_ref());
+    match (by_digest, by_tag) {
+        (Err(e), _) => Check::fail(id, title, format!("{} cannot be pulled: {e}", p.pinned))
+            .with_hint("the registry lost the image, or it is not reachable: push again"),
+        (Ok(got), _) if got != want => Check::fail(
+            id,
+            title,
+            format!("{} gives image {got}, the manifest says {want}", p.pinned),
+        ),
+        (Ok(_), Err(e)) => Check::fail(id, title, format!("{} cannot be pulled: {e}", p.reference)),
+        (Ok(_), Ok(tag_id)) if tag_id != want => Check::fail(
+            id,
+            title,
+            format!(
+                "{} now names image {tag_id}, not the bundle's {want} (the tag moved); {} still gives the bundle's image",
+                p.reference, p.pinned
+            ),
+        )
+        .with_hint(format!("pull by digest, `{}`, or push the bundle again", p.pinned)),
+        (Ok(_), Ok(_)) => Check::pass(
+            id,
+            title,
+            format!("{} and {} both give image {want}", p.pinned, p.reference),
+        ),
     }
 }
 

@@ -84,6 +84,66 @@ pub struct Audit {
     pub notes: Vec<String>,
     /// Seconds from the stream's first byte to the verdicts (set by the caller).
     pub seconds: f64,
+    /// Every installed package, for the SBOM (not in `--json`: thousands of lines).
+    #[serde(skip)]
+    pub inventory: Inventory,
+}
+
+/// Every package installed in the image: dpkg's and Python's.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// dpkg packages, `Status: install ok installed`, by name.
+    pub debs: Vec<Deb>,
+    /// Python distributions (`*.dist-info`, `*.egg-info`): name as written, version, site dir.
+    pub python: Vec<(String, String, String)>,
+}
+
+/// One installed dpkg package.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deb {
+    /// `Package:`.
+    pub name: String,
+    /// `Version:`.
+    pub version: String,
+    /// `Architecture:` (`amd64`, `all`).
+    pub arch: String,
+    /// `Source:` (its name alone), or the package's own name.
+    pub source: String,
+}
+
+/// The image's installed packages (dpkg status, Python metadata).
+pub fn inventory(fs: &ImageFs) -> Inventory {
+    let mut debs = Vec::new();
+    if let Some(Node::Text(t)) = fs.nodes.get("var/lib/dpkg/status") {
+        for stanza in t.split("\n\n") {
+            let field = |k: &str| {
+                stanza.lines().find_map(|l| {
+                    l.strip_prefix(k)
+                        .and_then(|r| r.strip_prefix(':'))
+                        .map(|v| v.trim().to_owned())
+                })
+            };
+            let installed = field("Status").is_some_and(|s| s.ends_with(" installed"));
+            if let (true, Some(name)) = (installed, field("Package")) {
+                debs.push(Deb {
+                    source: field("Source")
+                        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+                        .unwrap_or_else(|| name.clone()),
+                    version: field("Version").unwrap_or_default(),
+                    arch: field("Architecture").unwrap_or_default(),
+                    name,
+                });
+            }
+        }
+    }
+    debs.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+    let mut python: Vec<_> = dists(fs)
+        .into_iter()
+        .map(|d| (d.name, d.version, d.site))
+        .collect();
+    python.sort();
+    python.dedup();
+    Inventory { debs, python }
 }
 
 /// An installed Python distribution.
@@ -1261,8 +1321,25 @@ pub fn checks(fs: &ImageFs, archs: &[String], rocm: &str, purpose: Purpose) -> (
         vllm_missing: missing,
         notes: fs.notes.clone(),
         seconds: 0.0,
+        inventory: inventory(fs),
     };
     (out, audit)
+}
+
+/// [`checks_or_fail`] with the audit, when the stream could be read (for the SBOM).
+pub fn checks_and_audit(
+    fs: std::io::Result<ImageFs>,
+    archs: &[String],
+    rocm: &str,
+    purpose: Purpose,
+) -> (Vec<Check>, Option<Audit>) {
+    match fs {
+        Ok(fs) => {
+            let (c, a) = checks(&fs, archs, rocm, purpose);
+            (c, Some(a))
+        }
+        Err(e) => (checks_or_fail(Err(e), archs, rocm, purpose), None),
+    }
 }
 
 /// The audit checks from a finished [`super::imagefs::ImageReader`]; a stream it could not

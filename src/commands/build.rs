@@ -45,6 +45,8 @@ pub struct Args {
     pub rehearse: bool,
     /// `--rehearsal-base`.
     pub rehearsal_base: Option<String>,
+    /// `--sign-key FILE`: sign the bundle's SHA256SUMS once the report is written.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// SHA256 over what decides the build: the resolved plan (build args, stages, tags, every
@@ -120,6 +122,12 @@ fn rehearse(ui: &Ui, engine: &DockerEngine, recipe: &mut Recipe, base: Option<&s
 /// Run `forge build`.
 pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     cancel::cooperate();
+    // The key first: a wrong one is an error now, not after hours of building.
+    let key = args
+        .sign_key
+        .as_deref()
+        .map(crate::bundle::sign::SignKey::load)
+        .transpose()?;
     if let Some(id) = &args.run_id {
         validate_run_id(id)?;
         if args.resume.is_some() {
@@ -228,6 +236,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         }
         return Err(e);
     }
+    // Signed last: SHA256SUMS (listing the manifest, which lists every file) is final now.
+    ui.say(&crate::bundle::sign::after_sums(&dir, key.as_ref(), &run)?.line());
     let outcome = phases::report::outcome(&rec, &plan.image_tag);
     let code = ui.emit(&outcome);
     let skipped = rec.checks().iter().any(|c| c.status == Status::Skip)

@@ -21,6 +21,8 @@ pub struct Args {
     pub threads: Option<usize>,
     /// `--audit`.
     pub audit: bool,
+    /// `--sign-key FILE`: sign the bundle's SHA256SUMS (with `-o DIR/`).
+    pub sign_key: Option<PathBuf>,
 }
 
 /// Run it.
@@ -28,6 +30,17 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
     let recipe = load_recipe(&recipe_args)?;
     let image = &args.image;
     let (out, bundle_dir) = export::destination(args.out.as_deref(), image, args.format);
+    // The key first: a wrong one is an error before the long export, not after.
+    let key = match &args.sign_key {
+        Some(_) if !bundle_dir => {
+            return Err(Error::usage(
+                "`--sign-key` signs a bundle's SHA256SUMS, and `-o` names no directory",
+                Some("export into a bundle directory: `-o release/` (ending in `/`)"),
+            ));
+        }
+        Some(p) => Some(bundle::sign::SignKey::load(p)?),
+        None => None,
+    };
     let threads = args.threads.unwrap_or_else(crate::units::threads);
     cancel::cooperate();
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
@@ -86,7 +99,7 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
         ui.say(&format!("join the parts with: {join}"));
     }
     if let Some(r) = reader {
-        checks.extend(check::audit::checks_or_fail(
+        let (c, audit) = check::audit::checks_and_audit(
             r.finish(),
             recipe.archs(),
             recipe.rocm_version(),
@@ -95,7 +108,24 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
             } else {
                 check::audit::Purpose::Unstated
             },
-        ));
+        );
+        checks.extend(c);
+        // In a bundle, `--audit` writes the SBOM beside the archive (the manifest lists it).
+        if let (Some(audit), true) = (audit, bundle_dir) {
+            let subject = crate::sbom::Subject {
+                tag: image.clone(),
+                id: engine::Engine::image_id(&engine, image).ok().flatten(),
+            };
+            let p = out
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(crate::sbom::FILE);
+            crate::atomic::write_atomically(&p, &crate::sbom::to_vec(&audit, &subject))?;
+            ui.say(&format!(
+                "wrote the SBOM (CycloneDX 1.6) to {}",
+                p.display()
+            ));
+        }
     }
     if bundle_dir {
         let dir = out.parent().unwrap_or(Path::new(".")).to_owned();
@@ -103,6 +133,12 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
         checks.extend(export_bundle(
             &engine, &info, &recipe, judged, image, &dir, &e, &checks,
         )?);
+        let signed = bundle::sign::after_sums(
+            &dir,
+            key.as_ref(),
+            &format!("export-{}", plan::tag_slug(image)),
+        )?;
+        ui.say(&signed.line());
     }
     let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
     Ok(ui.emit(&outcome))

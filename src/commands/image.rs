@@ -5,7 +5,13 @@ use crate::phases::image::{audit_archs, audit_image};
 
 /// Run it. It holds a probe container, then the engine's export stream: SIGINT and SIGTERM
 /// end both (the container removed) with [`Error::Interrupted`] (130, 143).
-pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe_args: RecipeArgs) -> Result<u8> {
+pub fn run(
+    ui: &Ui,
+    image: String,
+    arch: Vec<String>,
+    recipe_args: RecipeArgs,
+    sbom: Option<&Path>,
+) -> Result<u8> {
     crate::cancel::cooperate();
     let recipe = load_recipe(&recipe_args)?;
     let archs = audit_archs(&recipe, &arch)?;
@@ -37,6 +43,23 @@ pub fn run(ui: &Ui, image: String, arch: Vec<String>, recipe_args: RecipeArgs) -
                 None,
             ),
         };
+    if let Some(path) = sbom {
+        let Some(a) = &audit else {
+            return Err(Error::input(
+                format!("no SBOM written: `{image}`'s files could not be read"),
+                Some("see the `image.gpu-targets` check: `forge image IMAGE --json`"),
+            ));
+        };
+        let subject = crate::sbom::Subject {
+            tag: image.clone(),
+            id: engine::Engine::image_id(&engine, &image).ok().flatten(),
+        };
+        crate::atomic::write_atomically(path, &crate::sbom::to_vec(a, &subject))?;
+        ui.say(&format!(
+            "wrote the SBOM (CycloneDX 1.6) to {}",
+            path.display()
+        ));
+    }
     // The audit's ROCm check covers every packaging; it replaces the dpkg-only one.
     checks.retain(|c| !audit_checks.iter().any(|a| a.id == c.id));
     checks.extend(audit_checks);

@@ -9,6 +9,7 @@ pub mod export;
 pub mod image;
 pub mod plan;
 pub mod preflight;
+pub mod push;
 pub mod recipe;
 pub mod report;
 pub mod runs;

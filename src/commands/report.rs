@@ -10,7 +10,9 @@ use crate::recipe::{LoadOptions, Recipe};
 use crate::render::{markdown, run::RunView};
 
 /// Run it.
-pub fn run(ui: &Ui, run_dir: &Path) -> Result<u8> {
+pub fn run(ui: &Ui, run_dir: &Path, sign_key: Option<&Path>) -> Result<u8> {
+    let key = sign_key.map(bundle::sign::SignKey::load).transpose()?;
+    let was_signed = run_dir.join(bundle::sign::SIG).is_file();
     let view = if run_dir.join(crate::pipeline::record::FILE).is_file() {
         from_record(run_dir)?
     } else {
@@ -25,6 +27,18 @@ pub fn run(ui: &Ui, run_dir: &Path) -> Result<u8> {
         markdown::release_line(&view),
         view.readiness().line
     ));
+    // Rewriting SHA256SUMS removed any signature over the old one: sign again, or say so.
+    let signed = bundle::sign::after_sums(run_dir, key.as_ref(), &view.run)?;
+    if key.is_some() || was_signed {
+        let line = match signed {
+            bundle::sign::Signed::Unsigned if was_signed => {
+                bundle::sign::Signed::RemovedStale.line()
+            }
+            other => other.line(),
+        };
+        s.push_str(&line);
+        s.push('\n');
+    }
     ui.say(&s);
     let outcome = Outcome::new(format!("report {}", run_dir.display()), view.checks())
         .with("release", view.release_verdict())

@@ -876,6 +876,30 @@ impl Engine for FakeEngine {
             hint: None,
         })
     }
+
+    /// A digest derived from the image id and the reference (no registry behind it).
+    fn push_image(
+        &self,
+        image: &str,
+        repo: &str,
+        tag: &str,
+        _auth: Option<&super::RegistryAuth>,
+    ) -> Result<String> {
+        use sha2::Digest;
+        self.point("push_image", image, None)?;
+        let id = self
+            .state
+            .lock()
+            .unwrap()
+            .resolve(image)
+            .map(|i| i.id.clone())
+            .ok_or_else(|| Error::Engine {
+                message: format!("no image `{image}` to push"),
+                hint: None,
+            })?;
+        let h = sha2::Sha256::digest(format!("{id} {repo}:{tag}").as_bytes());
+        Ok(format!("sha256:{}", crate::atomic::hex(&h)))
+    }
 }
 
 impl FakeEngine {

@@ -12,6 +12,7 @@ pub mod fake;
 mod files;
 mod load;
 pub mod recording;
+mod registry;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,6 +29,7 @@ pub use container::{
     shell_quote,
 };
 pub use files::{Leftover, LeftoverKind};
+pub use registry::{RegistryAuth, digest_of_status};
 
 /// Label on everything a run creates that is temporary, with the run's id.
 pub const LABEL_RUN: &str = "forge.run";
@@ -131,6 +133,28 @@ pub trait Engine {
     /// Load an image archive (what `docker load` reads) from `reader`; returns the engine's
     /// messages (`Loaded image: ...`).
     fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>>;
+    /// Tag `image` as `repo:tag` and push it to its registry; the digest the registry gave.
+    fn push_image(
+        &self,
+        image: &str,
+        repo: &str,
+        tag: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<String> {
+        let _ = (image, auth);
+        Err(Error::Engine {
+            message: format!("this engine cannot push `{repo}:{tag}`"),
+            hint: Some("push with the Docker engine".into()),
+        })
+    }
+    /// Pull `reference` (`repo@sha256:...` or `repo:tag`); the image id it gives.
+    fn pull_image(&self, reference: &str, auth: Option<&RegistryAuth>) -> Result<String> {
+        let _ = auth;
+        Err(Error::Engine {
+            message: format!("this engine cannot pull `{reference}`"),
+            hint: Some("pull with the Docker engine".into()),
+        })
+    }
     /// Long-lived containers with devices, ports and logs (phases 5-7), where this engine can
     /// start them.
     fn containers(&self) -> Option<&dyn Containers> {
@@ -330,6 +354,20 @@ impl Engine for DockerEngine {
 
     fn remove_leftover(&self, l: &Leftover) -> Result<()> {
         self.rt.block_on(files::remove_leftover(&self.docker, l))
+    }
+
+    fn push_image(
+        &self,
+        image: &str,
+        repo: &str,
+        tag: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<String> {
+        self.push(image, repo, tag, auth)
+    }
+
+    fn pull_image(&self, reference: &str, auth: Option<&RegistryAuth>) -> Result<String> {
+        self.pull(reference, auth)
     }
 
     fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>> {

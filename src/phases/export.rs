@@ -38,13 +38,26 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         &mut |piece| audit.feed(piece),
     )?;
     let mut checks = crate::export::checks(&e, Some(ctx.recipe.file.checks.archive_min_bytes));
-    checks.extend(crate::check::audit::checks_or_fail(
+    let (audit_checks, audit) = crate::check::audit::checks_and_audit(
         audit.finish(),
         ctx.recipe.archs(),
         ctx.recipe.rocm_version(),
         // `forge build` builds a torch image for the recipe's archs.
         crate::check::audit::Purpose::Torch,
-    ));
+    );
+    checks.extend(audit_checks);
+    // The SBOM from the same stream, beside the archive (the bundle lists it).
+    if let Some(audit) = audit {
+        let subject = crate::sbom::Subject {
+            tag: img.tag.clone(),
+            id: Some(img.id.clone()),
+        };
+        let dir = a.archive.parent().unwrap_or(std::path::Path::new("."));
+        crate::atomic::write_atomically(
+            &dir.join(crate::sbom::FILE),
+            &crate::sbom::to_vec(&audit, &subject),
+        )?;
+    }
     ctx.outputs.archive = Some(e);
     Ok(checks)
 }

@@ -214,6 +214,8 @@ pub enum OutputKind {
     Report,
     /// The run record.
     Record,
+    /// The image's software bill of materials (CycloneDX).
+    Sbom,
 }
 
 impl OutputKind {
@@ -228,6 +230,7 @@ impl OutputKind {
             OutputKind::File => "file",
             OutputKind::Report => "report",
             OutputKind::Record => "record",
+            OutputKind::Sbom => "sbom",
         }
     }
 }
