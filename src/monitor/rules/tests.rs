@@ -394,10 +394,8 @@ fn quotes_and_builder_errors_issue_12() {
     assert_eq!(status(&m, "2.1"), Status::Skip);
     assert_eq!(status(&m, "build.arch"), Status::Skip);
     assert_eq!(status(&m, "build.fatal"), Status::Fail);
-    assert!(
-        m.fatal().is_none(),
-        "no fatal finding: a live build is not cancelled by it"
-    );
+    // Issue 26: BuildKit's own errors are fatal findings, with their cause.
+    assert_eq!(m.fatal().unwrap().id, "base-image-unreachable");
     let why = m.not_configured().unwrap();
     assert!(
         why.contains("first error at line 2") && why.contains("base-image-unreachable"),
