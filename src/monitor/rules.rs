@@ -635,7 +635,13 @@ impl Monitor {
             Some((line, text, None)) => {
                 why.push_str(&format!("; first error at line {line}: {text}"));
             }
-            None => why.push_str("; no builder error in it: the build may still be running"),
+            None => match self.fatal() {
+                Some(f) => why.push_str(&format!(
+                    "; fatal at line {}: {} ({})",
+                    f.line, f.text, f.id
+                )),
+                None => why.push_str("; no builder error in it: the build may still be running"),
+            },
         }
         Some(why)
     }
