@@ -513,7 +513,7 @@ pub const KNOWN: &[Known] = &[
     .echo(),
     k(
         "step-failed",
-        r"failed to solve: |executor failed running|did not complete successfully: exit code: \d+|returned a non-zero code: \d+|returned non-zero exit status [1-9]\d*|^\s*g?make(?:\[\d+\])?: \*\*\* ",
+        r"failed to solve: |executor failed running|did not complete successfully: exit code: \d+|returned a non-zero code: \d+|returned non-zero exit status [1-9]\d*|^\s*g?make(?:\[\d+\])?: \*\*\* .*(?:Error \d+|Waiting for unfinished jobs\.*|No rule to make target.*)\s*$",
         FATAL,
         "ERROR: failed to solve: process \"/bin/sh -c ...\" did not complete successfully: exit code: 1",
         "a build step failed (BuildKit's, make's or a script's summary of it); the step's own error is above",

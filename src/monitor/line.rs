@@ -76,7 +76,8 @@ pub fn is_builder_error(raw: &[u8]) -> bool {
             rest = &r[d + 1..];
         }
     }
-    rest.starts_with(b"ERROR:")
+    // pip's note about packages it did not resolve is printed after a good install.
+    (rest.starts_with(b"ERROR:") && !rest.starts_with(b"ERROR: pip's dependency resolver"))
         || rest.starts_with(b"ERROR [")
         || (rest.starts_with(b"The command '")
             && memchr::memmem::find(rest, b"returned a non-zero code").is_some())

@@ -431,33 +431,7 @@ impl Monitor {
             }
         }
         if let Some(c) = p.arch.captures(content) {
-            let list: Vec<String> = String::from_utf8_lossy(&c[1])
-                .split([';', ',', ' '])
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let missing: Vec<&str> = self
-                .expect
-                .archs
-                .iter()
-                .filter(|a| !list.contains(a))
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                let msg = format!(
-                    "PyTorch builds for [{}], without {}: every kernel would fail with hipErrorInvalidImage on that GPU",
-                    list.join(";"),
-                    missing.join(", ")
-                );
-                self.push(
-                    "build.arch",
-                    Severity::Fatal,
-                    raw,
-                    msg,
-                    Some("pass PYTORCH_ROCM_ARCH from the recipe's `archs` and export it with ENV in the Dockerfile".into()),
-                );
-            }
-            self.arch_list = Some((list, no));
+            self.arch_line(&c[1], raw);
         }
         if let Some(c) = p.hip.captures(content) {
             self.hip_version = Some((String::from_utf8_lossy(&c[1]).into_owned(), no));
@@ -502,6 +476,38 @@ impl Monitor {
                 self.push(&r.id, r.severity, raw, r.message.clone(), r.hint.clone());
             }
         }
+    }
+
+    /// LoadHIP's `Building PyTorch for GPU arch:` list: fatal without a target arch.
+    fn arch_line(&mut self, list: &[u8], raw: &[u8]) {
+        let no = self.lines;
+        let list: Vec<String> = String::from_utf8_lossy(list)
+            .split([';', ',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let missing: Vec<&str> = self
+            .expect
+            .archs
+            .iter()
+            .filter(|a| !list.contains(a))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let msg = format!(
+                "PyTorch builds for [{}], without {}: every kernel would fail with hipErrorInvalidImage on that GPU",
+                list.join(";"),
+                missing.join(", ")
+            );
+            self.push(
+                "build.arch",
+                Severity::Fatal,
+                raw,
+                msg,
+                Some("pass PYTORCH_ROCM_ARCH from the recipe's `archs` and export it with ENV in the Dockerfile".into()),
+            );
+        }
+        self.arch_list = Some((list, no));
     }
 
     /// A finding for known failure `k` at this line; a step's compiler or linker error is also
