@@ -274,7 +274,7 @@ pub const KNOWN: &[Known] = &[
     ),
     k(
         "compile-oom",
-        r"Killed signal terminated program|unable to execute command: Killed|exit code: 137\s*$|returned a non-zero code: 137\s*$|non-zero exit status 137\b|Out of memory: Killed process|catastrophic error: out of memory|virtual memory exhausted|LLVM ERROR: out of memory|^\s*Killed\s*$",
+        r"Killed signal terminated program|unable to execute command: Killed|exit code: 137\s*$|returned a non-zero code: 137\s*$|non-zero exit status 137\b|Out of memory: Killed process|catastrophic error: out of memory|virtual memory exhausted|LLVM ERROR: out of memory|internal compiler error: Killed|^\s*Killed\s*$",
         FATAL,
         "c++: fatal error: Killed signal terminated program cc1plus",
         "a compile job ran out of memory and the kernel killed it",
@@ -340,15 +340,26 @@ pub const KNOWN: &[Known] = &[
     )
     .core(r"disabling ROCM because|Building without ROCm|ROCM_PATH environment variable is not set|Target device: cpu"),
     k(
+        "torch-without-gpu",
+        r"Can't find CUDA or HIP installation|CUDA_HOME environment variable is not set|No module named ['\x22]?torch['\x22]?\s*$",
+        FATAL,
+        "CMake Error at CMakeLists.txt:NN (message): Can't find CUDA or HIP installation.",
+        "the Python that builds the extension (vLLM, flash-attention, aiter) has no ROCm torch: torch is missing, or pip's build isolation or a requirements file put a CPU or CUDA torch in its place",
+        "install the ROCm torch first and build with `pip install --no-build-isolation`, with torch constrained so pip cannot swap it (vLLM: `python3 use_existing_torch.py`)",
+        "vLLM CMakeLists.txt; torch.utils.cpp_extension",
+    )
+    .core(r"Can't find CUDA or HIP installation|CUDA_HOME environment variable is not set|No module named")
+    .quote(),
+    k(
         "unsupported-gpu-arch",
-        r"(?i:unsupported (?:HIP|CUDA) gpu architecture)|invalid target ID '|Unknown GPU architecture|error: directive requires gfx",
+        r"(?i:unsupported (?:HIP|CUDA) gpu architecture|invalid offload arch)|invalid target ID '|Unknown GPU architecture|error: directive requires gfx|unknown target CPU 'gfx",
         FATAL,
         "clang++: error: unsupported HIP gpu architecture: gfx1151",
         "the compiler does not know a GPU arch in the target list: its LLVM is older than the arch (gfx1151 needs ROCm 6.4 or newer), or a target is malformed, or HIP code is compiled as CUDA",
         "use a ROCm whose clang knows every arch (ROCm 7.x for gfx1150/gfx1151), or drop the arch from PYTORCH_ROCM_ARCH (the recipe's `archs`); pass HIP targets as --offload-arch with `-x hip`",
         "leejet/stable-diffusion.cpp#464; ROCm/rocThrust#150; ROCm/MIVisionX#1165; ROCm/TheRock#154",
     )
-    .core(r"gpu architecture|GPU architecture|invalid target ID|directive requires gfx")
+    .core(r"gpu architecture|GPU architecture|invalid target ID|directive requires gfx|offload arch|nvalid offload|unknown target CPU")
     .quote()
     .in_step(),
     k(
@@ -421,14 +432,14 @@ pub const KNOWN: &[Known] = &[
     .quote(),
     k(
         "fetch-failed",
-        r"fatal: unable to access '|fatal: repository '[^']*' not found|fatal: Could not read from remote repository|fatal: unable to connect|fatal: early EOF|curl: \(\d+\) |Could not resolve host: ",
+        r"fatal: unable to access '|fatal: repository '[^']*' not found|fatal: Could not read from remote repository|fatal: unable to connect|fatal: early EOF|curl: \(\d+\) |Could not resolve host: |error: RPC failed;|fatal: the remote end hung up unexpectedly",
         FATAL,
         "fatal: unable to access 'https://github.com/ROCm/triton.git/': Could not resolve host: github.com",
         "a git or HTTP fetch failed: no network from the build, a proxy, a wrong URL or a private repository",
         "give the build network access (or vendor the sources into the context); check the repository URL in the recipe",
         "git; curl",
     )
-    .core(r"fatal: unable to access|fatal: repository|fatal: Could not read from remote|fatal: unable to connect|fatal: early EOF|curl: \(|Could not resolve host")
+    .core(r"fatal: unable to access|fatal: repository|fatal: Could not read from remote|fatal: unable to connect|fatal: early EOF|curl: \(|Could not resolve host|RPC failed;|remote end hung up")
     .quote(),
     k(
         "pip-resolution",
@@ -501,14 +512,14 @@ pub const KNOWN: &[Known] = &[
     .quote(),
     k(
         "pip-build-failed",
-        r"subprocess-exited-with-error|Failed to build installable wheels|error: metadata-generation-failed|Error compiling objects for extension|^\s*error: command '[^']+' failed with exit (?:code|status) \d+",
+        r"subprocess-exited-with-error|Failed to build installable wheels|ERROR: Failed building wheel for|Could not build wheels for|error: metadata-generation-failed|Error compiling objects for extension|^\s*error: command '[^']+' failed with exit (?:code|status) \d+",
         FATAL,
         "error: subprocess-exited-with-error",
         "a Python package's build (setup.py, CMake or a compiler under it) failed; its own error is above",
         "read the first error above this line; `forge scan` names it when it knows it",
         "pip; setuptools",
     )
-    .core(r"subprocess-exited-with-error|Failed to build installable wheels|metadata-generation-failed|Error compiling objects|error: command '")
+    .core(r"subprocess-exited-with-error|Failed to build installable wheels|Failed building wheel for|Could not build wheels for|metadata-generation-failed|Error compiling objects|error: command '")
     .quote()
     .echo(),
     k(

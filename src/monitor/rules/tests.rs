@@ -476,6 +476,30 @@ fn failure_shapes_are_fatal_with_their_cause_issue_26() {
             "compile-oom",
         ),
         ("make[2]: *** [Makefile:12: all] Error 2", "step-failed"),
+        (
+            "c++: internal compiler error: Killed (program cc1plus)",
+            "compile-oom",
+        ),
+        (
+            "  Can't find CUDA or HIP installation.",
+            "torch-without-gpu",
+        ),
+        (
+            "ModuleNotFoundError: No module named 'torch'",
+            "torch-without-gpu",
+        ),
+        (
+            "clang++: error: invalid offload arch combinations: 'gfx1151' and 'gfx1151:xnack+'",
+            "unsupported-gpu-arch",
+        ),
+        (
+            "error: RPC failed; curl 92 HTTP/2 stream 5 was not closed cleanly: CANCEL (err 8)",
+            "fetch-failed",
+        ),
+        (
+            "ERROR: Could not build wheels for vllm, which is required to install pyproject.toml-based projects",
+            "pip-build-failed",
+        ),
     ];
     for (line, id) in cases {
         let log = format!("{GOOD}{line}\n");
