@@ -442,6 +442,17 @@ pub const KNOWN: &[Known] = &[
     .core(r"fatal: unable to access|fatal: repository|fatal: Could not read from remote|fatal: unable to connect|fatal: early EOF|curl: \(|Could not resolve host|RPC failed;|remote end hung up")
     .quote(),
     k(
+        "apt-failed",
+        r"^\s*E: (?:Unable to locate package|Package '[^']+' has no installation candidate|Failed to fetch|Version '[^']+' for '[^']+' was not found|Unable to correct problems|Sub-process /usr/bin/dpkg returned an error)",
+        FATAL,
+        "E: Unable to locate package rocm-smi-lib",
+        "apt could not install a package: a name or version that is not in the configured repositories (the ROCm apt repository missing, or for another release), or a failed download",
+        "check the name and version for this Ubuntu and ROCm release (`apt-cache policy <pkg>`); use the ROCm `-complete` base image or add repo.radeon.com's repository for its ROCm version",
+        "apt",
+    )
+    .core(r"E: Unable to locate|E: Package '|E: Failed to fetch|E: Version '|E: Unable to correct|E: Sub-process")
+    .quote(),
+    k(
         "pip-resolution",
         r"ResolutionImpossible|No matching distribution found for|Could not find a version that satisfies the requirement|have conflicting dependencies",
         FATAL,

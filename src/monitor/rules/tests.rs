@@ -500,6 +500,7 @@ fn failure_shapes_are_fatal_with_their_cause_issue_26() {
             "ERROR: Could not build wheels for vllm, which is required to install pyproject.toml-based projects",
             "pip-build-failed",
         ),
+        ("E: Unable to locate package rocm-smi-lib", "apt-failed"),
     ];
     for (line, id) in cases {
         let log = format!("{GOOD}{line}\n");
