@@ -136,6 +136,7 @@ pub const KNOWN: &[Known] = &[
         "install rocm-smi-lib in the build stage and make sure /opt/rocm/lib is on the linker path",
         "spec; ROCm/pytorch#2901",
     )
+    .core(r"undefined reference")
     .in_step(),
     k(
         "uvloop-missing",
@@ -359,7 +360,7 @@ pub const KNOWN: &[Known] = &[
         "use a ROCm whose clang knows every arch (ROCm 7.x for gfx1150/gfx1151), or drop the arch from PYTORCH_ROCM_ARCH (the recipe's `archs`); pass HIP targets as --offload-arch with `-x hip`",
         "leejet/stable-diffusion.cpp#464; ROCm/rocThrust#150; ROCm/MIVisionX#1165; ROCm/TheRock#154",
     )
-    .core(r"gpu architecture|GPU architecture|invalid target ID|directive requires gfx|offload arch|nvalid offload|unknown target CPU")
+    .core(r"error: |GPU architecture")
     .quote()
     .in_step(),
     k(
@@ -371,6 +372,7 @@ pub const KNOWN: &[Known] = &[
         "install the ROCm device libraries (the `-complete` base image has them) and set ROCM_PATH / HIP_DEVICE_LIB_PATH to them",
         "ROCm/TheRock PR #988",
     )
+    .core(r"error: ")
     .quote()
     .in_step(),
     k(
@@ -382,7 +384,7 @@ pub const KNOWN: &[Known] = &[
         "run `python3 tools/amd_build/build_amd.py` before setup.py, and make sure USE_ROCM=1 reaches the build",
         "pytorch/pytorch#42430; rocm-arch/python-pytorch-rocm#5",
     )
-    .core(r"cuda.h' file not found|cuda_runtime.h' file not found|\.h' file not found|cuda.h: No such|cuda_runtime.h: No such")
+    .core(r"error: ")
     .quote()
     .in_step(),
     k(
@@ -394,7 +396,7 @@ pub const KNOWN: &[Known] = &[
         "set the target archs explicitly (PYTORCH_ROCM_ARCH, CMAKE_ARGS=-DAMDGPU_TARGETS=gfx1151 -DGPU_TARGETS=gfx1151) so nothing probes the GPU at build time",
         "vllm-project/vllm#35642",
     )
-    .core(r"offload-arch failed")
+    .core(r"error: ")
     .quote()
     .in_step(),
     k(
@@ -406,7 +408,7 @@ pub const KNOWN: &[Known] = &[
         "install the package's development files (ROCm's on the `-complete` base image) and add its prefix to CMAKE_PREFIX_PATH (`/opt/rocm;/opt/rocm/lib/cmake`) or set <Pkg>_DIR",
         "pytorch/pytorch#41886; rocm-arch/python-pytorch-rocm#3; AMDResearch/intelliperf#165",
     )
-    .core(r"Could not find a package configuration|Could not find a configuration file|Could NOT find|could not find requested file")
+    .core(r"Could not find a |Could NOT find|could not find requested")
     .after_cmake_error()
     .quote(),
     k(
@@ -428,7 +430,7 @@ pub const KNOWN: &[Known] = &[
         "check the ref exists upstream (`git ls-remote <repo> <ref>`); fetch the exact commit (`git fetch --depth 1 origin <sha>`) instead of a shallow clone of a branch",
         "git; markjaquith/WordPress-Skeleton#40",
     )
-    .core(r"reference is not a tree|couldn't find remote ref|did not match any file|not a tree object|fatal: bad object|not our ref|fatal: invalid reference")
+    .core(r"fatal: |error: ")
     .quote(),
     k(
         "fetch-failed",
@@ -439,7 +441,7 @@ pub const KNOWN: &[Known] = &[
         "give the build network access (or vendor the sources into the context); check the repository URL in the recipe",
         "git; curl",
     )
-    .core(r"fatal: unable to access|fatal: repository|fatal: Could not read from remote|fatal: unable to connect|fatal: early EOF|curl: \(|Could not resolve host|RPC failed;|remote end hung up")
+    .core(r"fatal: |curl: \(|Could not resolve host|error: ")
     .quote(),
     k(
         "apt-failed",
@@ -450,7 +452,7 @@ pub const KNOWN: &[Known] = &[
         "check the name and version for this Ubuntu and ROCm release (`apt-cache policy <pkg>`); use the ROCm `-complete` base image or add repo.radeon.com's repository for its ROCm version",
         "apt",
     )
-    .core(r"E: Unable to locate|E: Package '|E: Failed to fetch|E: Version '|E: Unable to correct|E: Sub-process")
+    .core(r"E: Unable to|E: Package '|E: Failed to fetch|E: Version '|E: Sub-process")
     .quote(),
     k(
         "pip-resolution",
@@ -461,6 +463,7 @@ pub const KNOWN: &[Known] = &[
         "check the index URL matches the ROCm version (download.pytorch.org/whl/rocmX.Y), the Python version the wheels are built for, and align the pins (`pip install --dry-run` shows the conflict); constrain torch so pip cannot swap it",
         "pypa/pip#13834; vllm-project/vllm#42358; vllm-project/vllm#6622",
     )
+    .core(r"ResolutionImpossible|No matching distribution|Could not find a |conflicting dependencies")
     .quote(),
     k(
         "link-error",
@@ -471,7 +474,7 @@ pub const KNOWN: &[Known] = &[
         "the symbol names the library: install it (the same ROCm version as the rest) or rebuild the objects that need it from clean",
         "ROCm/TheRock#1256; ROCm/TheRock#2064; ROCm/pytorch#415",
     )
-    .core(r"undefined reference to|ld: error|ld: fatal|lld: error|link: error|collect2: error|ld.exe: error|lld-link.exe: error|ld returned|: cannot find -l")
+    .core(r"undefined reference|error: |ld returned|cannot find -l")
     .quote()
     .in_step(),
     k(
@@ -483,7 +486,7 @@ pub const KNOWN: &[Known] = &[
         "fix the source or the toolchain it needs: an undeclared HIP name usually means sources and ROCm versions that do not match (pin the ref the ROCm release was tested with)",
         "compiler (gcc/clang) diagnostics; ROCm/TheRock#4311",
     )
-    .core(r"error: |: catastrophic error")
+    .core(r"error: ")
     .quote()
     .in_step(),
     k(
@@ -507,7 +510,7 @@ pub const KNOWN: &[Known] = &[
         "read the `error:` above this line; `forge scan` quotes the first one with its file and line",
         "rocm-arch/python-pytorch-rocm#34; ROCm/TheRock#1926",
     )
-    .core(r"CMake Error at ")
+    .core(r"CMake ")
     .quote()
     .in_step(),
     k(
@@ -519,7 +522,7 @@ pub const KNOWN: &[Known] = &[
         "read the message under `CMake Error at <file>:<line>`: usually a missing package (install it, add its prefix to CMAKE_PREFIX_PATH) or a wrong option",
         "CMake",
     )
-    .core(r"CMake Error|CMake Deprecation Error|Configuring incomplete, errors occurred|CMake configuration failed")
+    .core(r"CMake |Configuring incomplete")
     .quote(),
     k(
         "pip-build-failed",
@@ -530,7 +533,7 @@ pub const KNOWN: &[Known] = &[
         "read the first error above this line; `forge scan` names it when it knows it",
         "pip; setuptools",
     )
-    .core(r"subprocess-exited-with-error|Failed to build installable wheels|Failed building wheel for|Could not build wheels for|metadata-generation-failed|Error compiling objects|error: command '")
+    .core(r"ERROR: |exited-with-error|metadata-generation-failed|Error compiling objects|error: ")
     .quote()
     .echo(),
     k(
@@ -554,6 +557,7 @@ pub const KNOWN: &[Known] = &[
         "look at the lines after it: undefined references name the missing library; relocation errors need fewer archs in PYTORCH_ROCM_ARCH",
         "field notes",
     )
+    .core(r"FAILED: ")
     .quote(),
     k(
         "compile-step-failed",
@@ -564,6 +568,7 @@ pub const KNOWN: &[Known] = &[
         "read the compiler error under the `FAILED:` line; `forge diagnose` on the log names known causes",
         "ninja",
     )
+    .core(r"FAILED: ")
     .quote(),
     k(
         "ninja-stopped",

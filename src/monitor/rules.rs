@@ -209,10 +209,20 @@ fn patterns() -> &'static Patterns {
             r"creating '".into(),
             r"ERROR[: \[]".into(),
             r"returned a non-zero code".into(),
-            r"CMake Warning".into(),
         ];
+        // The cores share their literals (`error: ` serves every compiler, linker and git
+        // error): one alternative a literal keeps the prefilter a small multi-literal search.
         for &i in &build_known {
-            alts.push(format!("(?:{})", KNOWN[i].prefilter()));
+            let core = KNOWN[i].prefilter();
+            if KNOWN[i].core.is_some() {
+                for lit in core.split('|') {
+                    if !alts.iter().any(|a| a == lit) {
+                        alts.push(lit.to_owned());
+                    }
+                }
+            } else {
+                alts.push(format!("(?:{core})"));
+            }
         }
         Patterns {
             // Multi-line: a pattern's `$` (`exit code: 137\s*$`) is the end of its line, not
