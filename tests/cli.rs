@@ -1129,3 +1129,43 @@ fn issue_18_a_signal_ends_a_command_holding_nothing_at_once_with_its_code() {
         assert!(sent.elapsed().as_millis() < 500, "{:?}", sent.elapsed());
     }
 }
+
+/// Issue 26: a configure that fails on a `CMake Error` (lines from pytorch/pytorch#41886): `scan`
+/// fails `build.fatal` with the specific cause and its fix, `diagnose` names it.
+#[test]
+fn scan_and_diagnose_name_a_cmake_error_issue_26() {
+    let log = "\
+rocrand VERSION: 2.10.1.0
+CMake Error at /usr/share/cmake-3.18/Modules/CMakeFindDependencyMacro.cmake:47 (find_package):
+  By not providing \"Findhip.cmake\" in CMAKE_MODULE_PATH this project has
+  asked CMake to find a package configuration file provided by \"hip\", but
+  CMake did not find one.
+
+  Could not find a package configuration file provided by \"hip\" with any of
+  the following names:
+";
+    let o = forge(&["scan", "-", "--json"], Some(log));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    let fatal = check_of(&j, "build.fatal");
+    assert_eq!(fatal["status"], "fail", "{fatal}");
+    let ev = fatal["evidence"].as_str().unwrap();
+    assert!(
+        ev.starts_with("line 7:") && ev.contains("cmake-missing-package"),
+        "{ev}"
+    );
+    assert!(
+        fatal["hint"]
+            .as_str()
+            .unwrap()
+            .contains("CMAKE_PREFIX_PATH"),
+        "{fatal}"
+    );
+    let o = forge(&["diagnose", "-"], Some(log));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stderr(&o);
+    assert!(
+        out.contains("(cmake-missing-package)") && out.contains("(cmake-error)"),
+        "{out}"
+    );
+}

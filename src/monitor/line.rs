@@ -76,7 +76,8 @@ pub fn is_builder_error(raw: &[u8]) -> bool {
             rest = &r[d + 1..];
         }
     }
-    rest.starts_with(b"ERROR:")
+    // pip's note about packages it did not resolve is printed after a good install.
+    (rest.starts_with(b"ERROR:") && !rest.starts_with(b"ERROR: pip's dependency resolver"))
         || rest.starts_with(b"ERROR [")
         || (rest.starts_with(b"The command '")
             && memchr::memmem::find(rest, b"returned a non-zero code").is_some())
@@ -127,10 +128,33 @@ pub fn strip_prefix(line: &[u8]) -> (&[u8], LineKind) {
     if line.starts_with(b" ---> ") || line.starts_with(b"Removing intermediate container") {
         return (line, LineKind::Meta);
     }
+    let line = strip_time(line);
     if is_quote(line) {
         return (line, LineKind::Quote);
     }
     (line, LineKind::Output)
+}
+
+/// A log's own time stamp before the output: GitHub Actions' `2025-10-24T04:43:45.7792580Z `,
+/// BuildKit's error summary's `10.08 ` (seconds into the step).
+fn strip_time(line: &[u8]) -> &[u8] {
+    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let d = digits(line);
+    if d == 4 && line.get(4) == Some(&b'-') {
+        let end = line.iter().position(|&c| c == b' ').unwrap_or(line.len());
+        let stamp = &line[..end];
+        if end < line.len() && stamp.ends_with(b"Z") && stamp.contains(&b'T') && end <= 40 {
+            return &line[end + 1..];
+        }
+        return line;
+    }
+    if d > 0 && line.get(d) == Some(&b'.') {
+        let f = digits(&line[d + 1..]);
+        if f > 0 && line.get(d + 1 + f) == Some(&b' ') {
+            return &line[d + 2 + f..];
+        }
+    }
+    line
 }
 
 /// [`strip_prefix`] for text: the line without BuildKit's prefix.

@@ -11,4 +11,7 @@ pub mod scan;
 pub mod tail;
 pub mod ui;
 
+#[cfg(test)]
+mod corpus;
+
 pub use rules::{Finding, Monitor};

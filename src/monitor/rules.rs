@@ -156,7 +156,14 @@ pub struct Monitor {
     pub lines: u64,
     /// Bytes seen.
     pub bytes: u64,
+    cmake: diagnose::CmakeBlock,
+    /// The last `FAILED:` step's finding (index) and line, until its first error is quoted.
+    failed_step: Option<(usize, u64)>,
 }
+
+/// How far under a `FAILED:` line its compiler error may come (ninja prints the step's whole
+/// output after it; a long command line is one line).
+const STEP_OUTPUT_LINES: u64 = 2000;
 
 pub use super::line::{
     LineKind, is_builder_error, strip_prefix, strip_prefix_str, unquote_command,
@@ -203,8 +210,19 @@ fn patterns() -> &'static Patterns {
             r"ERROR[: \[]".into(),
             r"returned a non-zero code".into(),
         ];
+        // The cores share their literals (`error: ` serves every compiler, linker and git
+        // error): one alternative a literal keeps the prefilter a small multi-literal search.
         for &i in &build_known {
-            alts.push(format!("(?:{})", KNOWN[i].pattern.trim_start_matches('^')));
+            let core = KNOWN[i].prefilter();
+            if KNOWN[i].core.is_some() {
+                for lit in core.split('|') {
+                    if !alts.iter().any(|a| a == lit) {
+                        alts.push(lit.to_owned());
+                    }
+                }
+            } else {
+                alts.push(format!("(?:{core})"));
+            }
         }
         Patterns {
             // Multi-line: a pattern's `$` (`exit code: 137\s*$`) is the end of its line, not
@@ -257,6 +275,8 @@ impl Monitor {
             first_error: None,
             lines: 0,
             bytes: 0,
+            cmake: diagnose::CmakeBlock::default(),
+            failed_step: None,
         }
     }
 
@@ -265,9 +285,13 @@ impl Monitor {
         Monitor::new(self.expect.clone())
     }
 
-    /// Whether a fatal finding has been raised.
+    /// The fatal finding that names the cause best, if any: the most specific (a known cause
+    /// above its generic class, [`diagnose::rank`]), the earliest of equals.
     pub fn fatal(&self) -> Option<&Finding> {
-        self.findings.iter().find(|f| f.severity == Severity::Fatal)
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Fatal)
+            .min_by_key(|f| (diagnose::rank(&f.id), f.line))
     }
 
     fn needs_every_line(&self) -> bool {
@@ -417,33 +441,7 @@ impl Monitor {
             }
         }
         if let Some(c) = p.arch.captures(content) {
-            let list: Vec<String> = String::from_utf8_lossy(&c[1])
-                .split([';', ',', ' '])
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-            let missing: Vec<&str> = self
-                .expect
-                .archs
-                .iter()
-                .filter(|a| !list.contains(a))
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                let msg = format!(
-                    "PyTorch builds for [{}], without {}: every kernel would fail with hipErrorInvalidImage on that GPU",
-                    list.join(";"),
-                    missing.join(", ")
-                );
-                self.push(
-                    "build.arch",
-                    Severity::Fatal,
-                    raw,
-                    msg,
-                    Some("pass PYTORCH_ROCM_ARCH from the recipe's `archs` and export it with ENV in the Dockerfile".into()),
-                );
-            }
-            self.arch_list = Some((list, no));
+            self.arch_line(&c[1], raw);
         }
         if let Some(c) = p.hip.captures(content) {
             self.hip_version = Some((String::from_utf8_lossy(&c[1]).into_owned(), no));
@@ -474,19 +472,12 @@ impl Monitor {
                 Some("make sure USE_DISTRIBUTED=1 reaches the build (env, not only ARG)".into()),
             );
         }
-        let matched: Vec<usize> = diagnose::matches_bytes(content)
-            .filter(|i| p.build_known.contains(i))
-            .collect();
-        if let Some(&i) = matched.first() {
-            let k = KNOWN[i];
-            let sev = k.in_build.unwrap_or(Severity::Warning);
-            self.push(
-                k.id,
-                sev,
-                raw,
-                format!("{} ({})", k.cause, k.id),
-                Some(k.fix.to_owned()),
-            );
+        self.cmake.observe(content, no);
+        let cmake = self.cmake;
+        let matched = diagnose::matches_bytes(content)
+            .find(|&i| p.build_known.contains(&i) && cmake.allows(&KNOWN[i], no));
+        if let Some(i) = matched {
+            self.known_finding(&KNOWN[i], raw, content);
         }
         if let Some(u) = &self.user {
             let hits: Vec<usize> = u.set.matches(content).into_iter().collect();
@@ -495,6 +486,63 @@ impl Monitor {
                 self.push(&r.id, r.severity, raw, r.message.clone(), r.hint.clone());
             }
         }
+    }
+
+    /// LoadHIP's `Building PyTorch for GPU arch:` list: fatal without a target arch.
+    fn arch_line(&mut self, list: &[u8], raw: &[u8]) {
+        let no = self.lines;
+        let list: Vec<String> = String::from_utf8_lossy(list)
+            .split([';', ',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let missing: Vec<&str> = self
+            .expect
+            .archs
+            .iter()
+            .filter(|a| !list.contains(a))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let msg = format!(
+                "PyTorch builds for [{}], without {}: every kernel would fail with hipErrorInvalidImage on that GPU",
+                list.join(";"),
+                missing.join(", ")
+            );
+            self.push(
+                "build.arch",
+                Severity::Fatal,
+                raw,
+                msg,
+                Some("pass PYTORCH_ROCM_ARCH from the recipe's `archs` and export it with ENV in the Dockerfile".into()),
+            );
+        }
+        self.arch_list = Some((list, no));
+    }
+
+    /// A finding for known failure `k` at this line; a step's compiler or linker error is also
+    /// quoted in the `FAILED:` finding above it.
+    fn known_finding(&mut self, k: &diagnose::Known, raw: &[u8], content: &[u8]) {
+        let no = self.lines;
+        let quoted = diagnose::clip(&String::from_utf8_lossy(content), 240);
+        let message = if k.quote {
+            format!("{}: `{quoted}` ({})", k.cause, k.id)
+        } else {
+            format!("{} ({})", k.cause, k.id)
+        };
+        let sev = k.in_build.unwrap_or(Severity::Warning);
+        if k.in_step
+            && let Some((i, at)) = self.failed_step.take()
+            && no - at <= STEP_OUTPUT_LINES
+        {
+            self.findings[i]
+                .message
+                .push_str(&format!("; first error, line {no}: `{quoted}`"));
+        }
+        if matches!(k.id, "compile-step-failed" | "libtorch-hip-link") {
+            self.failed_step = Some((self.findings.len(), no));
+        }
+        self.push(k.id, sev, raw, message, Some(k.fix.to_owned()));
     }
 
     fn flag(&mut self, key: String, value: String, raw: &[u8]) {
@@ -603,7 +651,13 @@ impl Monitor {
             Some((line, text, None)) => {
                 why.push_str(&format!("; first error at line {line}: {text}"));
             }
-            None => why.push_str("; no builder error in it: the build may still be running"),
+            None => match self.fatal() {
+                Some(f) => why.push_str(&format!(
+                    "; fatal at line {}: {} ({})",
+                    f.line, f.text, f.id
+                )),
+                None => why.push_str("; no builder error in it: the build may still be running"),
+            },
         }
         Some(why)
     }
@@ -731,7 +785,8 @@ impl Monitor {
             f.severity == Severity::Fatal
                 && !matches!(f.id.as_str(), "2.1" | "build.arch" | "build.cuda")
         });
-        out.push(match fatal.first() {
+        let cause = fatal.iter().min_by_key(|f| (diagnose::rank(&f.id), f.line));
+        out.push(match cause {
             None => match self.first_error_diagnosis() {
                 None => check_when(true, "build.fatal", "none"),
                 // The builder's own error: the build failed there, whatever the rules knew.

@@ -369,7 +369,8 @@ fn drain(
         if feeder.push(&buf[..n]) > 0
             && let Some(f) = feeder.monitor.findings[before..]
                 .iter()
-                .find(|f| f.severity == crate::recipe::Severity::Fatal)
+                .filter(|f| f.severity == crate::recipe::Severity::Fatal)
+                .min_by_key(|f| (super::diagnose::rank(&f.id), f.line))
         {
             return Ok(Some(f.clone()));
         }

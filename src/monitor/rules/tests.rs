@@ -394,10 +394,8 @@ fn quotes_and_builder_errors_issue_12() {
     assert_eq!(status(&m, "2.1"), Status::Skip);
     assert_eq!(status(&m, "build.arch"), Status::Skip);
     assert_eq!(status(&m, "build.fatal"), Status::Fail);
-    assert!(
-        m.fatal().is_none(),
-        "no fatal finding: a live build is not cancelled by it"
-    );
+    // Issue 26: BuildKit's own errors are fatal findings, with their cause.
+    assert_eq!(m.fatal().unwrap().id, "base-image-unreachable");
     let why = m.not_configured().unwrap();
     assert!(
         why.contains("first error at line 2") && why.contains("base-image-unreachable"),
@@ -405,4 +403,181 @@ fn quotes_and_builder_errors_issue_12() {
     );
     // A log that reached the summary keeps the old verdicts.
     assert_eq!(run(GOOD).not_configured(), None);
+}
+
+/// Issue 26: one line of each failure shape, as public reports quote them (not corpus lines):
+/// fatal at its line with its cause, the specific cause ranked above the generic class.
+#[test]
+fn failure_shapes_are_fatal_with_their_cause_issue_26() {
+    let cases = [
+        (
+            "CMake Error at cmake/public/LoadHIP.cmake:33 (find_package): Could not find a package configuration file provided by \"hip\"",
+            "cmake-missing-package",
+        ),
+        (
+            "CMake Error at cmake/public/LoadHIP.cmake:33 (find_package):",
+            "cmake-error",
+        ),
+        (
+            "CMake Error: The source directory \"/src/x\" does not exist.",
+            "cmake-error",
+        ),
+        (
+            "-- disabling ROCM because NOT USE_ROCM is set",
+            "rocm-disabled",
+        ),
+        (
+            "fatal: reference is not a tree: 1c57644d4cb3aff84642e1326d88681a656507ce",
+            "git-ref-missing",
+        ),
+        (
+            "error: pathspec 'release/2.99' did not match any file(s) known to git",
+            "git-ref-missing",
+        ),
+        (
+            "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/#dealing-with-dependency-conflicts",
+            "pip-resolution",
+        ),
+        (
+            "ERROR: Cannot install torch==2.9.0 and vllm because these package versions have conflicting dependencies.",
+            "pip-resolution",
+        ),
+        (
+            "clang++: error: unsupported HIP gpu architecture: gfx1151",
+            "unsupported-gpu-arch",
+        ),
+        (
+            "ERROR: failed to solve: failed to compute cache key: failed to calculate checksum of ref abc::def: \"/requirements\": not found",
+            "buildkit-context-missing",
+        ),
+        (
+            "ERROR: failed to solve: process \"/bin/sh -c python3 setup.py bdist_wheel\" did not complete successfully: exit code: 1",
+            "step-failed",
+        ),
+        (
+            "/app/pytorch/aten/src/ATen/native/hip/Blas.cpp:12:10: fatal error: 'hipblaslt/hipblaslt.h' file not found",
+            "compile-error",
+        ),
+        (
+            "clang: error: unable to execute command: Segmentation fault (core dumped)",
+            "compiler-error",
+        ),
+        (
+            "ld.lld: error: undefined symbol: hipblasLtMatmul",
+            "link-error",
+        ),
+        (
+            "/usr/bin/ld: cannot find -lrocm_smi64: No such file or directory",
+            "link-error",
+        ),
+        ("collect2: error: ld returned 1 exit status", "link-error"),
+        (
+            "g++: fatal error: Killed signal terminated program cc1plus",
+            "compile-oom",
+        ),
+        ("make[2]: *** [Makefile:12: all] Error 2", "step-failed"),
+        (
+            "c++: internal compiler error: Killed (program cc1plus)",
+            "compile-oom",
+        ),
+        (
+            "  Can't find CUDA or HIP installation.",
+            "torch-without-gpu",
+        ),
+        (
+            "ModuleNotFoundError: No module named 'torch'",
+            "torch-without-gpu",
+        ),
+        (
+            "clang++: error: invalid offload arch combinations: 'gfx1151' and 'gfx1151:xnack+'",
+            "unsupported-gpu-arch",
+        ),
+        (
+            "error: RPC failed; curl 92 HTTP/2 stream 5 was not closed cleanly: CANCEL (err 8)",
+            "fetch-failed",
+        ),
+        (
+            "ERROR: Could not build wheels for vllm, which is required to install pyproject.toml-based projects",
+            "pip-build-failed",
+        ),
+        ("E: Unable to locate package rocm-smi-lib", "apt-failed"),
+    ];
+    for (line, id) in cases {
+        let log = format!("{GOOD}{line}\n");
+        for text in [log.clone(), buildkit(&log)] {
+            let m = run(&text);
+            let f = m.fatal().unwrap_or_else(|| panic!("{line}: not fatal"));
+            assert_eq!((f.id.as_str(), f.line), (id, 37), "{line}");
+            assert!(f.hint.is_some());
+            assert!(
+                diagnose::diagnose(&text).iter().any(|d| d.known.id == id),
+                "diagnose: {line}"
+            );
+        }
+    }
+}
+
+/// Issue 26: the `FAILED:` finding quotes the first compiler error under it, with its file and
+/// line; the error itself is the cause ranked first.
+#[test]
+fn failed_step_quotes_its_first_error_issue_26() {
+    let log = format!(
+        "{GOOD}[812/7944] Building HIPCC object caffe2/CMakeFiles/torch_hip.dir/x.hip.o\n\
+FAILED: caffe2/CMakeFiles/torch_hip.dir/x.hip.o\n\
+/opt/rocm/bin/hipcc -c x.hip -o x.hip.o\n\
+In file included from /src/aten/src/ATen/native/hip/x.hip:3:\n\
+/src/aten/src/ATen/native/hip/y.cuh:41:7: error: no member named 'foo' in namespace 'at'\n\
+/src/aten/src/ATen/native/hip/y.cuh:52:7: error: no member named 'bar' in namespace 'at'\n\
+2 errors generated when compiling for gfx1151.\n\
+ninja: build stopped: subcommand failed.\n"
+    );
+    let m = run(&log);
+    let failed = m
+        .findings
+        .iter()
+        .find(|f| f.id == "compile-step-failed")
+        .unwrap();
+    assert!(
+        failed
+            .message
+            .contains("first error, line 41: `/src/aten/src/ATen/native/hip/y.cuh:41:7: error: no member named 'foo'"),
+        "{}",
+        failed.message
+    );
+    let f = m.fatal().unwrap();
+    assert_eq!((f.id.as_str(), f.line), ("compile-error", 41));
+    assert!(
+        f.message
+            .contains("y.cuh:41:7: error: no member named 'foo'")
+    );
+    assert_eq!(status(&m, "build.fatal"), Status::Fail);
+}
+
+/// Issue 26: alarming-looking lines that are not failures.
+#[test]
+fn benign_lines_are_not_fatal_issue_26() {
+    for line in [
+        "-- Could NOT find MKL (missing: MKL_INCLUDE_DIR)",
+        "-- Performing Test HAS_WERROR_FORMAT - Failed",
+        "-- Looking for cheev_ - not found",
+        "[1201/7944] Building CXX object caffe2/CMakeFiles/torch_cpu.dir/__/torch/csrc/jit/frontend/error_report.cpp.o",
+        "/src/torch/csrc/jit/frontend/error_report.cpp:12:3: warning: unused variable 'x' [-Wunused-variable]",
+        "-- disabling CUDA because NOT USE_CUDA is set",
+        "--   CXX flags : -Werror=return-type -Werror=format -Wno-error=pedantic",
+        "test_error_handling (__main__.TestErrors) ... ok",
+        "CMake Warning at cmake/Dependencies.cmake:95 (message):",
+        "  Could not find a package configuration file provided by \"Gloo\"",
+        "-- Target device: cuda",
+        "ld: warning: creating DT_TEXTREL in a PIE",
+        "ERROR: pip's dependency resolver does not currently take into account all the packages that are installed. This behaviour is the source of the following dependency conflicts.",
+        "make[1]: *** [Makefile:9: docs] Error 1 (ignored)",
+        "fatal: not a git repository (or any of the parent directories): .git",
+        "fatal: No names found, cannot describe anything.",
+        "/usr/bin/ld: warning: libamdhip64.so.6, needed by lib/libc10_hip.so, not found (try using -rpath or -rpath-link)",
+        "CMake Deprecation Warning at third_party/kineto/libkineto/CMakeLists.txt:7 (cmake_minimum_required):",
+    ] {
+        let m = run(&format!("{GOOD}{line}\n"));
+        assert!(m.fatal().is_none(), "{line}: {:?}", m.fatal());
+        assert_eq!(status(&m, "build.fatal"), Status::Pass, "{line}");
+    }
 }
