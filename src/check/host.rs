@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{check, check_when};
 use crate::engine::EngineInfo;
 use crate::error::Error;
-use crate::recipe::Recipe;
+use crate::recipe::{Jobs, Recipe};
 use crate::report::{Check, Status};
 use crate::tool::{self, ToolRun};
 
@@ -495,20 +495,17 @@ pub fn check_artifacts_disk(
     }
 }
 
-/// host.memory: memory per compile job for the recipe's MAX_JOBS.
+/// host.memory: memory per compile job. With `MAX_JOBS` pinned, the pin against the machine's
+/// memory; otherwise (`forge-jobs` decides inside the build) the number each compiling stage is
+/// expected to get from the engine's CPUs and memory (the engine's `info`: NCPU, MemTotal).
 pub fn check_memory(
     recipe: &Recipe,
     engine: &Result<EngineInfo, Error>,
     paths: &HostPaths,
 ) -> Check {
-    let jobs = u64::from(recipe.max_jobs());
     let per_job_need = recipe.file.preflight.min_memory_per_job_gb * 1_000_000_000;
-    let (total, source) = match engine
-        .as_ref()
-        .ok()
-        .filter(|i| !i.local)
-        .and_then(|i| i.mem_total)
-    {
+    let remote = engine.as_ref().ok().filter(|i| !i.local);
+    let (total, source) = match remote.and_then(|i| i.mem_total) {
         Some(m) => (Some(m), "the engine's machine"),
         None => (
             std::fs::read_to_string(&paths.meminfo)
@@ -524,21 +521,67 @@ pub fn check_memory(
             format!("cannot read {}", paths.meminfo.display()),
         );
     };
-    let per_job = total / jobs;
     let fit = (total / per_job_need.max(1)).max(1);
-    check_when(
-        per_job >= per_job_need,
-        "host.memory",
-        format!(
-            "{} on {source} / MAX_JOBS={jobs} = {} per job, need {}",
-            gb(total),
-            gb(per_job),
-            gb(per_job_need)
-        ),
-    )
-    .with_hint(format!(
-        "set MAX_JOBS = \"{fit}\" in the recipe's [build-args] (OOM-killed compiles fail hours in)"
-    ))
+    match recipe.jobs() {
+        Jobs::Pinned { jobs } => {
+            let jobs = u64::from(jobs);
+            let per_job = total / jobs;
+            check_when(
+                per_job >= per_job_need,
+                "host.memory",
+                format!(
+                    "{} on {source} / MAX_JOBS={jobs} (pinned) = {} per job, need {}",
+                    gb(total),
+                    gb(per_job),
+                    gb(per_job_need)
+                ),
+            )
+            .with_hint(format!(
+                "set MAX_JOBS = \"{fit}\" in the recipe's [build-args], or remove it so the build \
+                 decides from the machine (OOM-killed compiles fail hours in)"
+            ))
+        }
+        jobs @ Jobs::Auto { .. } => {
+            let cpus = engine
+                .as_ref()
+                .ok()
+                .and_then(|i| i.ncpu)
+                .or_else(|| {
+                    std::thread::available_parallelism()
+                        .ok()
+                        .map(|n| n.get() as u64)
+                })
+                .unwrap_or(1);
+            let stages = recipe
+                .dockerfile
+                .read()
+                .map(|t| crate::dockerfile::job_stages(&t))
+                .unwrap_or_default();
+            let expected: Vec<String> = if stages.is_empty() {
+                vec![format!("MAX_JOBS={}", jobs.expected(cpus, total, 1))]
+            } else {
+                stages
+                    .iter()
+                    .map(|j| format!("{}={}", j.stage, jobs.expected(cpus, total, j.share)))
+                    .collect()
+            };
+            check_when(
+                total >= per_job_need,
+                "host.memory",
+                format!(
+                    "MAX_JOBS decided in the build: {} and {cpus} CPUs on {source}, {} a job: \
+                     expects {} (a cgroup memory limit on the build lowers it)",
+                    gb(total),
+                    gb(per_job_need),
+                    expected.join(", ")
+                ),
+            )
+            .with_hint(
+                "less memory than one compile job needs: the build still runs one job, which may \
+                 be OOM-killed; build on a machine with more memory (or more swap)",
+            )
+        }
+    }
 }
 
 /// The whole preflight.

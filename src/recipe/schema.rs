@@ -8,8 +8,9 @@ use toml::Spanned;
 use super::{APU_ARCHS, LoadOptions, MIN_ROCM_FOR_APU, parse_version, version_lt};
 use crate::error::RecipeProblem;
 
-/// `MAX_JOBS` when the recipe gives none: what Strix Halo builders use on 64-128 GB machines.
-pub const DEFAULT_MAX_JOBS: u32 = 4;
+/// `MAX_JOBS` when the recipe pins none: the Dockerfile's `forge-jobs` decides at build time, on
+/// the engine's host, from its CPUs and memory and the recipe's memory per job.
+pub const AUTO_JOBS: &str = "auto";
 
 /// Build args that recipe fields set; `[build-args]` may not set them itself.
 const FIELD_ARGS: &[(&str, &str)] = &[
@@ -25,6 +26,7 @@ const FIELD_ARGS: &[(&str, &str)] = &[
     ("TORCHVISION_REF", "torchvision.ref"),
     ("TORCHAUDIO_REPO", "torchaudio.repo"),
     ("TORCHAUDIO_REF", "torchaudio.ref"),
+    ("JOB_MEMORY_GB", "preflight.min-memory-per-job-gb"),
 ];
 
 /// A recipe file, schema 1.
@@ -566,10 +568,15 @@ pub fn resolve_build_args(
                 format!("`{k} = \"{value}\"` is not a flag value"),
                 "use \"1\" or \"0\"",
             ),
-            ("MAX_JOBS", _) if value.parse::<u32>().map_or(true, |n| n == 0) => problem(
-                format!("`MAX_JOBS = \"{value}\"` is not a positive number"),
-                "MAX_JOBS = \"4\" suits a 64-128 GB machine",
-            ),
+            ("MAX_JOBS", _)
+                if value != AUTO_JOBS && value.parse::<u32>().map_or(true, |n| n == 0) =>
+            {
+                problem(
+                    format!("`MAX_JOBS = \"{value}\"` is neither a positive number nor `auto`"),
+                    "remove the line (forge-jobs then decides on the machine that compiles) or pin \
+                     a number: MAX_JOBS = \"4\" suits a 32-128 GB machine",
+                )
+            }
             ("PYTORCH_ROCM_ARCH", _) => {
                 let given: std::collections::BTreeSet<&str> = value
                     .split([';', ',', ' '])
@@ -599,7 +606,11 @@ pub fn resolve_build_args(
         out.entry(k.to_owned()).or_insert_with(|| v.to_owned());
     }
     out.entry("MAX_JOBS".to_owned())
-        .or_insert_with(|| DEFAULT_MAX_JOBS.to_string());
+        .or_insert_with(|| AUTO_JOBS.to_owned());
+    out.insert(
+        "JOB_MEMORY_GB".into(),
+        f.preflight.min_memory_per_job_gb.to_string(),
+    );
     out.insert("PYTORCH_ROCM_ARCH".into(), f.archs.get_ref().join(";"));
     out.insert("BASE_IMAGE".into(), f.base_image.clone());
     out.insert("ROCM_VERSION".into(), f.rocm.get_ref().clone());

@@ -305,11 +305,15 @@ pub fn condition(id: &str, r: &Recipe) -> String {
             ">= {} GB free under the artifacts directory (archive, wheels, logs)",
             r.file.preflight.min_free_artifacts_gb
         ),
-        "host.memory" => format!(
-            ">= {} GB per job x MAX_JOBS={}",
-            r.file.preflight.min_memory_per_job_gb,
-            r.max_jobs()
-        ),
+        "host.memory" => match r.jobs() {
+            crate::recipe::Jobs::Pinned { jobs } => format!(
+                ">= {} GB per job x MAX_JOBS={jobs}",
+                r.file.preflight.min_memory_per_job_gb
+            ),
+            crate::recipe::Jobs::Auto { per_job_gb } => format!(
+                ">= {per_job_gb} GB (one job); MAX_JOBS follows the engine's CPUs and memory"
+            ),
+        },
         "2.1" => "USE_DISTRIBUTED and USE_ROCM on (ON/1/TRUE)".into(),
         "build.hip" => "USE_ROCM on and LoadHIP's `HIP VERSION` line".into(),
         "build.arch" => format!("`Building PyTorch for GPU arch:` includes {arch}"),

@@ -220,7 +220,15 @@ fn missing_gpu_pieces_fail_with_hints() {
 #[test]
 fn memory_per_job_uses_max_jobs() {
     let (dir, paths) = fake_root();
-    let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    let pinned = crate::recipe::SHIPPED[0]
+        .2
+        .replace("USE_ROCM = \"1\"", "USE_ROCM = \"1\"\nMAX_JOBS = \"4\"");
+    let r = Recipe::parse(
+        &pinned,
+        crate::recipe::Origin::Shipped { file: "t.toml" },
+        Default::default(),
+    )
+    .unwrap();
     let no_engine = Err(Error::usage("x", None));
     std::fs::write(&paths.meminfo, "MemTotal: 131072000 kB\n").unwrap();
     let c = check_memory(&r, &no_engine, &paths);
@@ -233,6 +241,39 @@ fn memory_per_job_uses_max_jobs() {
         "{:?}",
         c.hint
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unpinned_jobs_show_what_the_engine_host_will_get() {
+    let (dir, paths) = fake_root();
+    let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    // a remote engine on a 16-core box where Linux sees 32 GB (the BIOS gave the rest to the GPU)
+    let engine = Ok(EngineInfo {
+        host: "tcp://strix:2375".into(),
+        version: "27.0".into(),
+        api_version: "1.47".into(),
+        platform: "linux/amd64".into(),
+        root_dir: None,
+        mem_total: Some(32 << 30),
+        ncpu: Some(16),
+        buildkit: true,
+        local: false,
+    });
+    let c = check_memory(&r, &engine, &paths);
+    assert_eq!(c.status, Status::Pass, "{}", c.evidence);
+    assert!(
+        c.evidence.contains("16 CPUs on the engine's machine")
+            && c.evidence.contains("build-torch=4")
+            && c.evidence.contains("build-triton=1")
+            && c.evidence.contains("vllm-build=4"),
+        "{}",
+        c.evidence
+    );
+    // less than one job's memory: a finding
+    std::fs::write(&paths.meminfo, "MemTotal: 4000000 kB\n").unwrap();
+    let c = check_memory(&r, &Err(Error::usage("x", None)), &paths);
+    assert_eq!(c.status, Status::Fail, "{}", c.evidence);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
