@@ -84,6 +84,45 @@ fn the_shipped_dockerfile_builds_and_its_image_passes_phase_4_lists() {
     assert!(size["evidence"].as_str().unwrap().starts_with("rehearsal:"));
     assert!(e.contains("rehearsal of"), "{e}");
 
+    // issue 19: every compiling stage logged the MAX_JOBS forge-jobs decided on this engine's
+    // host (no pin in the shipped recipe), and its stand-in received that value
+    let log = std::fs::read_to_string(arts.join("rehearsal/build.log")).unwrap();
+    for stage in [
+        "build-triton",
+        "build-torch",
+        "build-vision",
+        "build-audio",
+        "vllm-build",
+    ] {
+        let decided = jobs_of(&log, &format!("forge-jobs: {stage} MAX_JOBS="))
+            .unwrap_or_else(|| panic!("no forge-jobs line for {stage}:\n{log}"));
+        let received = jobs_of(&log, &format!("forge-standin: {stage} received MAX_JOBS="))
+            .unwrap_or_else(|| panic!("{stage}'s stand-in printed no MAX_JOBS:\n{log}"));
+        assert_eq!(decided, received, "{stage}");
+        assert!(decided >= 1, "{stage}");
+        eprintln!("rehearsal: {stage} MAX_JOBS={decided}");
+    }
+    assert!(
+        log.contains("(auto: "),
+        "not pinned: decided from the machine"
+    );
+    // pytorch's ref is an abbreviated commit: the full-history fetch ran and resolved it
+    assert!(
+        log.contains("forge-fetch: pytorch ") && !log.contains("forge-fetch: pytorch release/"),
+        "{log}"
+    );
+    // AOTriton's source build found pkg-config and liblzma, which the Dockerfile installed
+    assert!(log.contains("-- Found liblzma; aotriton_runtime"), "{log}");
+    // triton's python/triton_kernels became a wheel of its own
+    let wheels: Vec<String> = std::fs::read_dir(arts.join("rehearsal/wheels"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        wheels.iter().any(|w| w.starts_with("triton_kernels-")),
+        "{wheels:?}"
+    );
+
     // phase 4 against the real recipe's package and file lists
     let tag = "forge/vllm-rocm:7.1.1-gfx1151-rehearsal";
     let o = forge(&["image", tag, "--rocm", "7.1.1", "--json"]);
@@ -125,27 +164,95 @@ fn the_shipped_dockerfile_builds_and_its_image_passes_phase_4_lists() {
     std::fs::remove_dir_all(&arts).ok();
 }
 
-#[test]
-fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
-    let Some(_g) = rehearsal_engine() else { return };
-    let arts = artifacts("freeze");
+/// The number after `prefix` on the first log line that has it (BuildKit's `#12 3.4 ` prefix
+/// allowed).
+fn jobs_of(log: &str, prefix: &str) -> Option<u32> {
+    log.lines().find_map(|l| {
+        let at = l.find(prefix)?;
+        let rest = &l[at + prefix.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// A variant of the shipped Dockerfile and 7.1.1 recipe in `arts`: `edit` changes the Dockerfile,
+/// `args` is added to the recipe's `[build-args]`.
+fn variant_recipe(arts: &std::path::Path, edit: impl Fn(&str) -> String, args: &str) -> PathBuf {
     let shipped = std::fs::read_to_string(root().join("dockerfiles/vllm-rocm.Dockerfile")).unwrap();
-    assert!(shipped.contains("pip list --format=freeze"));
-    // the bug that shipped once: `pip freeze` prints `torch @ file:///...` for a local wheel
-    let broken = shipped.replace("pip list --format=freeze", "pip freeze");
-    std::fs::create_dir_all(&arts).unwrap();
-    std::fs::write(arts.join("broken.Dockerfile"), broken).unwrap();
+    std::fs::create_dir_all(arts).unwrap();
+    std::fs::write(arts.join("variant.Dockerfile"), edit(&shipped)).unwrap();
     let recipe = std::fs::read_to_string(root().join("recipes/rocm-7.1.1.toml"))
         .unwrap()
         .replace(
             "dockerfile = \"../dockerfiles/vllm-rocm.Dockerfile\"",
-            "dockerfile = \"broken.Dockerfile\"",
-        );
-    std::fs::write(arts.join("rocm-7.1.1.toml"), recipe).unwrap();
+            "dockerfile = \"variant.Dockerfile\"",
+        )
+        .replace("USE_ROCM = \"1\"\n", &format!("USE_ROCM = \"1\"\n{args}"));
+    let p = arts.join("rocm-7.1.1.toml");
+    std::fs::write(&p, recipe).unwrap();
+    p
+}
+
+/// Issue 19: AOTriton's source build (torch 2.9 on ROCm 7.1) needs pkg-config and liblzma-dev;
+/// the rehearsal base serves them but does not install them, so a Dockerfile without them fails
+/// as the real configure would.
+#[test]
+fn a_dockerfile_without_pkg_config_and_liblzma_fails_the_rehearsal() {
+    let Some(_g) = rehearsal_engine() else { return };
+    let arts = artifacts("lzma");
+    let recipe = variant_recipe(
+        &arts,
+        |df| {
+            assert!(df.contains(" pkg-config liblzma-dev"));
+            df.replace(" pkg-config liblzma-dev", "")
+        },
+        "",
+    );
     let o = forge(&[
         "build",
         "--recipe",
-        arts.join("rocm-7.1.1.toml").to_str().unwrap(),
+        recipe.to_str().unwrap(),
+        "--rehearse",
+        "--no-export",
+        "--artifacts",
+        arts.to_str().unwrap(),
+        "--run-id",
+        "lzma",
+        "--json",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let j = json(&o);
+    assert_eq!(check_of(&j, "build.result")["status"], "fail", "{j}");
+    let log = std::fs::read_to_string(arts.join("lzma/build.log")).unwrap();
+    assert!(
+        log.contains("Cannot find AOTriton runtime for ROCM 7.1")
+            && log.contains("Could NOT find PkgConfig"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&arts).ok();
+}
+
+#[test]
+fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
+    let Some(_g) = rehearsal_engine() else { return };
+    let arts = artifacts("freeze");
+    // the bug that shipped once: `pip freeze` prints `torch @ file:///...` for a local wheel.
+    // The recipe also pins MAX_JOBS = 7 (issue 19): the stages that ran before the failure used 7.
+    let recipe = variant_recipe(
+        &arts,
+        |df| {
+            assert!(df.contains("pip list --format=freeze"));
+            df.replace("pip list --format=freeze", "pip freeze")
+        },
+        "MAX_JOBS = \"7\"\n",
+    );
+    let o = forge(&[
+        "build",
+        "--recipe",
+        recipe.to_str().unwrap(),
         "--rehearse",
         "--no-export",
         "--artifacts",
@@ -160,5 +267,16 @@ fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
     assert_eq!(check_of(&j, "build.result")["status"], "fail", "{j}");
     let log = std::fs::read_to_string(arts.join("freeze/build.log")).unwrap();
     assert!(log.contains("forge-pins"), "{log}");
+    assert_eq!(
+        jobs_of(&log, "forge-jobs: build-torch MAX_JOBS="),
+        Some(7),
+        "{log}"
+    );
+    assert!(log.contains("forge-jobs: build-torch MAX_JOBS=7 (pinned by the recipe)"));
+    assert_eq!(
+        jobs_of(&log, "forge-standin: build-torch received MAX_JOBS="),
+        Some(7),
+        "{log}"
+    );
     std::fs::remove_dir_all(&arts).ok();
 }

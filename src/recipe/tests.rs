@@ -230,9 +230,10 @@ fn runtime_and_server_keys_are_checked() {
         "{}\n[checks.runtime]\nextra-imports = [\"uvloop\", \"os; import shutil\"]\ntimeout-secs = 0\n",
         base()
     )
+    .replace("port = 8000", "port = 8000\nargs = [\"--enforce-eager\"]")
     .replace(
-        "port = 8000",
-        "port = 8000\nmounts = [\"models\", \"~/hf:/root/.cache/huggingface:ro\"]\nargs = [\"--enforce-eager\"]",
+        "mounts = [\"~/.cache/forge/triton:/root/.triton/cache\"]",
+        "mounts = [\"models\", \"~/hf:/root/.cache/huggingface:ro\"]",
     );
     let p = problems(&text);
     let msgs: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
