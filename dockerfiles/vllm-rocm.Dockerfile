@@ -145,36 +145,6 @@ RUN printf '%s\n' '#!/bin/bash' 'set -euo pipefail' \
  && chmod +x /usr/local/bin/forge-fetch /usr/local/bin/forge-pins /usr/local/bin/forge-jobs
 
 ############################################################################################
-# [base] build_triton: ROCm/triton at a pinned commit (triton 3.5.x for vLLM v0.12.0). A torch built
-# with setup.py declares no triton dependency, and vLLM's default ROCm attention backend
-# (TRITON_ATTN) and torch.compile need one of the right version.
-#
-# Parallelism: triton's setup.py runs `cmake --build -j MAX_JOBS` with `MAX_JOBS` defaulting to
-# `2 * os.cpu_count()` (triton-lang/triton python/setup.py), 64 C++ jobs on a 32-thread Strix Halo.
-# forge-jobs gives it its share. Its compile waits for build-torch (the bind mount of torch's
-# build.log below is the edge), so torch's hours-long compile has the machine's memory to itself
-# and triton compiles beside vision and audio (SHARE 3); a triton ref change alone still reuses
-# the torch stage from the cache. The fetch does not wait.
-# ~/.triton holds what triton's setup.py downloads (LLVM, pybind11): one cache per triton ref,
-# locked so two builds of it never extract into one directory at once.
-FROM base AS build-triton
-ARG TRITON_REPO=https://github.com/ROCm/triton.git
-ARG TRITON_REF=57c693b627fe058878ade4163a0a8df95d9fefa1
-ARG MAX_JOBS=auto
-ARG JOB_MEMORY_GB=8
-RUN forge-fetch triton "${TRITON_REPO}" "${TRITON_REF}" /src/triton
-RUN --mount=type=cache,id=forge-triton-home-${TRITON_REF},target=/root/.triton,sharing=locked \
-    --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=bind,from=build-torch,source=/dist/build.log,target=/tmp/forge-after-torch.log \
-    MAX_JOBS="$(forge-jobs build-triton 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}")" \
- && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
- && cd /src/triton \
- && if [ ! -f setup.py ]; then cd python; fi \
- && python3 setup.py bdist_wheel --dist-dir=/dist \
- && if [ -d /src/triton/python/triton_kernels ]; then \
-      pip wheel --no-deps --no-build-isolation --wheel-dir=/dist /src/triton/python/triton_kernels; fi
-
-############################################################################################
 # [base] build_amdsmi: amdsmi's Python package from this image's own ROCm (a pip amdsmi of another
 # ROCm exports the same symbols as torch's librocm_smi64 and crashes at import: ROCm/TheRock#1059).
 # `cp -rL`: ROCm's share/amd_smi may hold symbolic links (into /opt/rocm/lib, relative ones among
@@ -241,6 +211,37 @@ RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
  && python3 tools/amd_build/build_amd.py 2>&1 | tee /dist/build.log \
  && python3 setup.py bdist_wheel --dist-dir=/dist 2>&1 | tee -a /dist/build.log \
  && ls -l /dist/torch-*.whl
+
+############################################################################################
+# [base] build_triton: ROCm/triton at a pinned commit (triton 3.5.x for vLLM v0.12.0). A torch built
+# with setup.py declares no triton dependency, and vLLM's default ROCm attention backend
+# (TRITON_ATTN) and torch.compile need one of the right version.
+#
+# Parallelism: triton's setup.py runs `cmake --build -j MAX_JOBS` with `MAX_JOBS` defaulting to
+# `2 * os.cpu_count()` (triton-lang/triton python/setup.py), 64 C++ jobs on a 32-thread Strix Halo.
+# forge-jobs gives it its share. Its compile waits for build-torch (the bind mount of torch's
+# build.log below is the edge), so torch's hours-long compile has the machine's memory to itself
+# and triton compiles beside vision and audio (SHARE 3); a triton ref change alone still reuses
+# the torch stage from the cache. The fetch does not wait. The stage comes after build-torch in
+# this file: a mount's `from=` sees a stage as far as the file has defined it.
+# ~/.triton holds what triton's setup.py downloads (LLVM, pybind11): one cache per triton ref,
+# locked so two builds of it never extract into one directory at once.
+FROM base AS build-triton
+ARG TRITON_REPO=https://github.com/ROCm/triton.git
+ARG TRITON_REF=57c693b627fe058878ade4163a0a8df95d9fefa1
+ARG MAX_JOBS=auto
+ARG JOB_MEMORY_GB=8
+RUN forge-fetch triton "${TRITON_REPO}" "${TRITON_REF}" /src/triton
+RUN --mount=type=cache,id=forge-triton-home-${TRITON_REF},target=/root/.triton,sharing=locked \
+    --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,from=build-torch,source=/dist/build.log,target=/tmp/forge-after-torch.log \
+    MAX_JOBS="$(forge-jobs build-triton 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}")" \
+ && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
+ && cd /src/triton \
+ && if [ ! -f setup.py ]; then cd python; fi \
+ && python3 setup.py bdist_wheel --dist-dir=/dist \
+ && if [ -d /src/triton/python/triton_kernels ]; then \
+      pip wheel --no-deps --no-build-isolation --wheel-dir=/dist /src/triton/python/triton_kernels; fi
 
 ############################################################################################
 # [base] builds torchvision and torchaudio from source against the torch it built: vLLM's
@@ -331,12 +332,14 @@ WORKDIR /src/vllm
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -c /wheelhouse/pins.txt -r requirements/rocm.txt \
  && forge-pins check /wheelhouse/pins.txt
-# vLLM's setup.py reads MAX_JOBS (CMake's -j); it compiles alone (SHARE 1).
+# vLLM's setup.py reads MAX_JOBS (CMake's -j); it compiles alone (SHARE 1). `-v`: pip shows the
+# build's output (CMake, ninja's progress, the compiler's errors) in the build log, where the
+# monitor reads it; without it pip prints it only when the build fails.
 RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
     MAX_JOBS="$(forge-jobs vllm-build 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}")" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
- && pip wheel --no-build-isolation --no-deps -c /wheelhouse/pins.txt --wheel-dir=/wheelhouse . \
+ && pip wheel -v --no-build-isolation --no-deps -c /wheelhouse/pins.txt --wheel-dir=/wheelhouse . \
  && forge-pins check /wheelhouse/pins.txt
 # Every dependency as a wheel, so the runtime stage installs with no index and no git:
 # requirements/rocm.txt has a `git+https` dependency (fastsafetensors) that a stage without git

@@ -282,8 +282,8 @@ mod tests {
             .map(|j| (j.stage, j.share))
             .collect();
         let want = [
-            ("build-triton", 3),
             ("build-torch", 1),
+            ("build-triton", 3),
             ("build-vision", 3),
             ("build-audio", 3),
             ("vllm-build", 1),

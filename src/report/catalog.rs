@@ -62,6 +62,8 @@ pub const CATALOG: &[Entry] = &[
         false,
     ),
     e("host.memory", 1, "memory per compile job", false),
+    e("host.kernel", 1, "kernel for serving on the APU", true),
+    e("host.gtt", 1, "GPU-mappable memory (GTT) for serving", true),
     e(
         "2.1",
         2,
@@ -314,6 +316,16 @@ pub fn condition(id: &str, r: &Recipe) -> String {
                 ">= {per_job_gb} GB (one job); MAX_JOBS follows the engine's CPUs and memory"
             ),
         },
+        "host.kernel" => format!(
+            "gfx1150/gfx1151: kernel >= {} (skip for other archs)",
+            crate::check::host::MIN_KERNEL_FOR_APU
+                .map(|n| n.to_string())
+                .join(".")
+        ),
+        "host.gtt" => format!(
+            "gfx1150/gfx1151: GTT (ttm.pages_limit, amdgpu.gttsize) >= {}% of memory",
+            crate::check::host::MIN_GTT_SHARE_PERCENT
+        ),
         "2.1" => "USE_DISTRIBUTED and USE_ROCM on (ON/1/TRUE)".into(),
         "build.hip" => "USE_ROCM on and LoadHIP's `HIP VERSION` line".into(),
         "build.arch" => format!("`Building PyTorch for GPU arch:` includes {arch}"),
