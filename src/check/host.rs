@@ -729,7 +729,7 @@ pub fn check_gtt(recipe: &Recipe, paths: &HostPaths) -> Check {
         "raise the limit on the kernel command line, e.g. `ttm.pages_limit={pages_fit} \
          amdgpu.gttsize={}` (all but 4 GiB; kyuz0/amd-strix-halo-toolboxes' host configuration, \
          ROCm's Strix Halo system optimization guide; `amd-ttm --set` does it at run time)",
-        pages_fit * 4096 >> 20
+        (pages_fit * 4096) >> 20
     ))
 }
 
