@@ -86,14 +86,16 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
 # forge-pins write FILE PKG... / check FILE: record the versions pip installed and fail when a
 #   later pip step changed one. It reads `pip list --format=freeze`: for a wheel installed from a
 #   local file `pip freeze` prints `torch @ file:///...`, never `torch==...`.
-# forge-jobs STAGE SHARE MAX_JOBS JOB_MEMORY_GB: the compile jobs of STAGE, decided here, on the
+# forge-jobs STAGE SHARE MAX_JOBS JOB_MEMORY_GB [OUT]: the compile jobs of STAGE, decided here, on the
 #   engine's host, at build time (so neither BuildKit's cache key nor the recipe changes with the
 #   machine): MAX_JOBS when the recipe pins it, else min(CPUs, memory / SHARE / JOB_MEMORY_GB), at
 #   least 1. CPUs: nproc (the cpuset) and cgroup v2 cpu.max; memory: MemTotal or the cgroup's
 #   memory.max (v2) or memory.limit_in_bytes (v1), whichever is lower. SHARE: how many compiling
 #   stages BuildKit runs at once with this one (they split the memory). It prints
 #   `forge-jobs: STAGE MAX_JOBS=N (why)` on stderr, for the build log and forge's monitor, and N on
-#   stdout.
+#   stdout; the same line in OUT/forge-jobs-STAGE.txt, which the stage's output carries (a stage
+#   served from the cache logs nothing: forge then appends the recorded line to the build log, and
+#   the image keeps every stage's line in /app/build-jobs.txt).
 RUN printf '%s\n' '#!/bin/bash' 'set -euo pipefail' \
       'name=$1; repo=$2; ref=$3; dir=$4' \
       'if [ -z "$repo" ] || [ -z "$ref" ]; then echo "forge-fetch: $name: empty repository or ref (set [$name] in the recipe)" >&2; exit 2; fi' \
@@ -124,7 +126,7 @@ RUN printf '%s\n' '#!/bin/bash' 'set -euo pipefail' \
       'esac' \
       > /usr/local/bin/forge-pins \
  && printf '%s\n' '#!/bin/bash' 'set -euo pipefail' \
-      'stage=$1; share=$2; want=${3:-auto}; per=${4:-8}' \
+      'stage=$1; share=$2; want=${3:-auto}; per=${4:-8}; out=${5:-}' \
       'cpus=$(nproc)' \
       'if [ -r /sys/fs/cgroup/cpu.max ]; then read -r q p < /sys/fs/cgroup/cpu.max' \
       '  if [ "$q" != max ] && [ $(( (q + p - 1) / p )) -lt "$cpus" ]; then cpus=$(( (q + p - 1) / p )); fi; fi' \
@@ -139,7 +141,8 @@ RUN printf '%s\n' '#!/bin/bash' 'set -euo pipefail' \
       '  *[!0-9]*|0*) echo "forge-jobs: MAX_JOBS=$want is neither a positive number nor auto" >&2; exit 2;;' \
       '  *) jobs=$want; why="pinned by the recipe";;' \
       'esac' \
-      'echo "forge-jobs: $stage MAX_JOBS=$jobs ($why)" >&2' \
+      'line="forge-jobs: $stage MAX_JOBS=$jobs ($why)"; echo "$line" >&2' \
+      'if [ -n "$out" ]; then mkdir -p "$out"; echo "$line" > "$out/forge-jobs-$stage.txt"; fi' \
       'echo "$jobs"' \
       > /usr/local/bin/forge-jobs \
  && chmod +x /usr/local/bin/forge-fetch /usr/local/bin/forge-pins /usr/local/bin/forge-jobs
@@ -205,7 +208,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
     --mount=type=cache,id=forge-pytorch-build-${ROCM_VERSION}-${PYTORCH_REF}-${PYTORCH_ROCM_ARCH},target=/src/pytorch/build,sharing=locked \
     --mount=type=cache,target=/root/.cache/pip \
-    MAX_JOBS="$(forge-jobs build-torch 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}")" \
+    MAX_JOBS="$(forge-jobs build-torch 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /dist)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
  && echo "forge: PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} USE_DISTRIBUTED=${USE_DISTRIBUTED} USE_ROCM=${USE_ROCM} MAX_JOBS=${MAX_JOBS}" \
  && python3 tools/amd_build/build_amd.py 2>&1 | tee /dist/build.log \
@@ -235,7 +238,7 @@ RUN forge-fetch triton "${TRITON_REPO}" "${TRITON_REF}" /src/triton
 RUN --mount=type=cache,id=forge-triton-home-${TRITON_REF},target=/root/.triton,sharing=locked \
     --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,from=build-torch,source=/dist/build.log,target=/tmp/forge-after-torch.log \
-    MAX_JOBS="$(forge-jobs build-triton 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}")" \
+    MAX_JOBS="$(forge-jobs build-triton 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /dist)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
  && cd /src/triton \
  && if [ ! -f setup.py ]; then cd python; fi \
@@ -261,7 +264,7 @@ RUN forge-fetch torchvision "${TORCHVISION_REPO}" "${TORCHVISION_REF}" /src/visi
 # vision, audio and triton's compile run at once (SHARE 3). torch.utils.cpp_extension reads MAX_JOBS.
 RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
-    MAX_JOBS="$(forge-jobs build-vision 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}")" \
+    MAX_JOBS="$(forge-jobs build-vision 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /out)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
  && cd /src/vision \
  && python3 setup.py bdist_wheel --dist-dir=/out \
@@ -280,7 +283,7 @@ RUN forge-fetch torchaudio "${TORCHAUDIO_REPO}" "${TORCHAUDIO_REF}" /src/audio \
  && mkdir -p /out && mv /dist/source-torchaudio.txt /out/
 RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
-    MAX_JOBS="$(forge-jobs build-audio 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}")" \
+    MAX_JOBS="$(forge-jobs build-audio 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /out)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
  && cd /src/audio \
  && pip install -r requirements.txt \
@@ -325,7 +328,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # A tag is fetched as a tag, so setuptools-scm gives vLLM's real version (`0.12.0+rocm711`, as
 # [rocm]'s full clone does), not a `0.1.dev` guess from a bare commit.
 RUN forge-fetch vllm "${VLLM_REPO}" "${VLLM_REF}" /src/vllm \
- && cp /dist/source-vllm.txt /wheels/source-*.txt /wheelhouse/
+ && cp /dist/source-vllm.txt /wheels/source-*.txt /wheels/forge-jobs-*.txt /wheelhouse/
 WORKDIR /src/vllm
 # [rocm]: `pip install -r requirements/rocm.txt`, then the wheel without build isolation (vLLM's
 # pyproject.toml requires `torch == 2.9.0`, which this torch's `2.9.0a0+git...` is not).
@@ -337,7 +340,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # monitor reads it; without it pip prints it only when the build fails.
 RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
-    MAX_JOBS="$(forge-jobs vllm-build 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}")" \
+    MAX_JOBS="$(forge-jobs vllm-build 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /wheelhouse)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
  && pip wheel -v --no-build-isolation --no-deps -c /wheelhouse/pins.txt --wheel-dir=/wheelhouse . \
  && forge-pins check /wheelhouse/pins.txt
@@ -402,6 +405,7 @@ RUN --mount=type=bind,from=vllm-build,source=/wheelhouse,target=/wheelhouse \
       sort /wheelhouse/source-*.txt; \
       pip list --format=freeze | grep -iE '^(torch|triton|torchvision|torchaudio|vllm|amdsmi)==' | sort -f; \
     } > /app/versions.txt \
+ && sort -u /wheelhouse/forge-jobs-*.txt > /app/build-jobs.txt \
  && cat /app/versions.txt
 WORKDIR /app
 CMD ["python3", "-m", "vllm.entrypoints.openai.api_server", "--help"]

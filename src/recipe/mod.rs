@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    ArgValue, Checks, Image, Preflight, RecipeFile, RuleSpec, RuntimeCheck, ServerCheck, Severity,
-    Source, is_arch_name, parse_flag,
+    ArgValue, Checks, DefaultPathCheck, Image, Preflight, RecipeFile, RuleSpec, RuntimeCheck,
+    ServerCheck, Severity, Source, is_arch_name, parse_flag,
 };
 
 use crate::error::{Error, RecipeProblem, Result};

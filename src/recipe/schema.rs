@@ -128,6 +128,8 @@ pub struct Checks {
     pub server: ServerCheck,
     /// Phases 5 and 7: the runtime probe.
     pub runtime: RuntimeCheck,
+    /// Phase 6 again, after the server test, on vLLM's default path (torch.compile and graphs).
+    pub server_default_path: DefaultPathCheck,
 }
 
 impl Default for Checks {
@@ -149,6 +151,33 @@ impl Default for Checks {
             .to_vec(),
             server: ServerCheck::default(),
             runtime: RuntimeCheck::default(),
+            server_default_path: DefaultPathCheck::default(),
+        }
+    }
+}
+
+/// Phase 6 on the path users run: the server test again, after the first one (two servers do
+/// not fit one APU), without the arguments that leave vLLM's default path (`--enforce-eager`
+/// skips torch.compile and graph capture, where gfx1151 freezes were reported: ROCm/TheRock#1937).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DefaultPathCheck {
+    /// Run it (`false`: its checks are skipped, saying so).
+    pub enabled: bool,
+    /// Seconds to wait for the ready line: compiling and capturing graphs takes minutes
+    /// (lemonade-sdk/vllm-rocm's server tier waits up to 600 s).
+    pub startup_timeout_secs: u64,
+    /// Server arguments dropped for this run (each with the value that follows it, if any, is
+    /// not supported: flags only).
+    pub drop_args: Vec<String>,
+}
+
+impl Default for DefaultPathCheck {
+    fn default() -> Self {
+        DefaultPathCheck {
+            enabled: true,
+            startup_timeout_secs: 600,
+            drop_args: vec!["--enforce-eager".into()],
         }
     }
 }

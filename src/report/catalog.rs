@@ -214,6 +214,54 @@ pub const CATALOG: &[Entry] = &[
         true,
     ),
     e("serve.chat", 6, "chat completion", true),
+    e(
+        "serve.default.start",
+        6,
+        "default path: server container starts",
+        true,
+    ),
+    e(
+        "serve.default.ready",
+        6,
+        "default path: ready within its limit",
+        true,
+    ),
+    e(
+        "serve.default.health",
+        6,
+        "default path: /health returns 200",
+        true,
+    ),
+    e(
+        "serve.default.models",
+        6,
+        "default path: /v1/models lists the model",
+        true,
+    ),
+    e(
+        "serve.default.completion",
+        6,
+        "default path: completion returns text",
+        true,
+    ),
+    e(
+        "serve.default.stream",
+        6,
+        "default path: streamed completion",
+        true,
+    ),
+    e(
+        "serve.default.chat",
+        6,
+        "default path: chat completion",
+        true,
+    ),
+    e(
+        "serve.default.stop",
+        6,
+        "default path: clean shutdown",
+        true,
+    ),
     e("7.1", 7, "no double free on exit", true),
     e("7.2", 7, "repeated import cycles", true),
     e("export.archive", 8, "image exported as .tar.gz", false),
@@ -388,6 +436,22 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "runtime.imports" => format!("import {}", c.runtime.extra_imports.join(", ")),
         "serve.stream" => "`stream: true` completion yields text chunks, then [DONE]".into(),
         "serve.chat" => "chat completion returns a message (400 for no chat template: skip)".into(),
+        "serve.default.start"
+        | "serve.default.health"
+        | "serve.default.models"
+        | "serve.default.completion"
+        | "serve.default.stream"
+        | "serve.default.chat"
+        | "serve.default.stop" => format!(
+            "as {} with the server's arguments less {}",
+            crate::check::serve::default_path_source(id).unwrap_or("?"),
+            c.server_default_path.drop_args.join(" ")
+        ),
+        "serve.default.ready" => format!(
+            "within {} s, arguments less {}",
+            c.server_default_path.startup_timeout_secs,
+            c.server_default_path.drop_args.join(" ")
+        ),
         "7.1" => "no `double free`, `corruption`, `segfault` in the output".into(),
         "7.2" => "3 cycles complete".into(),
         "plan.args" => "every recipe build arg has an `ARG` and is used".into(),
