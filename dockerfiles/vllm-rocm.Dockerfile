@@ -196,19 +196,25 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # build tree and ccache are cache mounts: a rebuild after a failure picks up where it stopped.
 # The build tree's cache is keyed by what makes it valid: the ROCm release, the ref and the arch
 # list (PyTorch does not reconfigure a configured tree, so a tree shared across recipes would
-# build one recipe against another's ROCm), and locked (two builds never share one tree). ccache
-# is keyed by the ROCm release only: its entries are keyed by compiler and preprocessed source, and
-# ccache is safe for concurrent use. The pip cache is content-addressed.
+# build one recipe against another's ROCm), and locked (two builds never share one tree). The key
+# is a directory of the cache mount chosen at run time, /src/pytorch/build a link to it: the
+# engine's built-in frontend may predate variable expansion in `--mount` options (Dockerfile
+# syntax 1.3, moby/buildkit#2089; Docker 20.10's is older), so `id=...-${ROCM_VERSION}` would not
+# be expanded there. ccache and the pip cache need no key: ccache's entries are keyed by compiler
+# and preprocessed source and it is safe for concurrent use; pip's cache is content-addressed.
 # MAX_JOBS: forge-jobs (above), torch alone (SHARE 1: triton's compile waits for this stage; the
 # amdsmi stage beside it compiles nothing). CMAKE_BUILD_PARALLEL_LEVEL caps AOTriton's source
 # build too: aotriton.cmake builds it with ExternalProject_Add and no BUILD_COMMAND, i.e. a nested
 # `cmake --build`, which ignores setup.py's MAX_JOBS and would otherwise run ninja's default
 # (CPUs + 2) jobs. In noimage mode (the runtime only; the GPU images are downloaded) its jobs are
 # host C++ and run as one step of torch's build.
-RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
-    --mount=type=cache,id=forge-pytorch-build-${ROCM_VERSION}-${PYTORCH_REF}-${PYTORCH_ROCM_ARCH},target=/src/pytorch/build,sharing=locked \
+RUN --mount=type=cache,target=/root/.ccache \
+    --mount=type=cache,id=forge-pytorch-build,target=/cache/pytorch-build,sharing=locked \
     --mount=type=cache,target=/root/.cache/pip \
-    MAX_JOBS="$(forge-jobs build-torch 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /dist)" \
+    tree="/cache/pytorch-build/rocm-${ROCM_VERSION}_${PYTORCH_REF//\//_}_${PYTORCH_ROCM_ARCH//;/-}" \
+ && mkdir -p "${tree}" && rm -rf build && ln -s "${tree}" build \
+ && echo "forge: PyTorch build tree ${tree} (cache mount, keyed by ROCm release, ref and archs)" \
+ && MAX_JOBS="$(forge-jobs build-torch 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /dist)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
  && echo "forge: PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} USE_DISTRIBUTED=${USE_DISTRIBUTED} USE_ROCM=${USE_ROCM} MAX_JOBS=${MAX_JOBS}" \
  && python3 tools/amd_build/build_amd.py 2>&1 | tee /dist/build.log \
@@ -227,15 +233,15 @@ RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
 # and triton compiles beside vision and audio (SHARE 3); a triton ref change alone still reuses
 # the torch stage from the cache. The fetch does not wait. The stage comes after build-torch in
 # this file: a mount's `from=` sees a stage as far as the file has defined it.
-# ~/.triton holds what triton's setup.py downloads (LLVM, pybind11): one cache per triton ref,
-# locked so two builds of it never extract into one directory at once.
+# ~/.triton holds what triton's setup.py downloads (LLVM, pybind11, each under a name with its
+# version, so one cache serves every ref), locked so two builds never extract into it at once.
 FROM base AS build-triton
 ARG TRITON_REPO=https://github.com/ROCm/triton.git
 ARG TRITON_REF=57c693b627fe058878ade4163a0a8df95d9fefa1
 ARG MAX_JOBS=auto
 ARG JOB_MEMORY_GB=8
 RUN forge-fetch triton "${TRITON_REPO}" "${TRITON_REF}" /src/triton
-RUN --mount=type=cache,id=forge-triton-home-${TRITON_REF},target=/root/.triton,sharing=locked \
+RUN --mount=type=cache,id=forge-triton-home,target=/root/.triton,sharing=locked \
     --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,from=build-torch,source=/dist/build.log,target=/tmp/forge-after-torch.log \
     MAX_JOBS="$(forge-jobs build-triton 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /dist)" \
@@ -262,7 +268,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 RUN forge-fetch torchvision "${TORCHVISION_REPO}" "${TORCHVISION_REF}" /src/vision \
  && mkdir -p /out && mv /dist/source-torchvision.txt /out/
 # vision, audio and triton's compile run at once (SHARE 3). torch.utils.cpp_extension reads MAX_JOBS.
-RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
+RUN --mount=type=cache,target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
     MAX_JOBS="$(forge-jobs build-vision 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /out)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
@@ -281,7 +287,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
  && forge-pins write /tmp/pins.txt torch
 RUN forge-fetch torchaudio "${TORCHAUDIO_REPO}" "${TORCHAUDIO_REF}" /src/audio \
  && mkdir -p /out && mv /dist/source-torchaudio.txt /out/
-RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
+RUN --mount=type=cache,target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
     MAX_JOBS="$(forge-jobs build-audio 3 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /out)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
@@ -338,7 +344,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # vLLM's setup.py reads MAX_JOBS (CMake's -j); it compiles alone (SHARE 1). `-v`: pip shows the
 # build's output (CMake, ninja's progress, the compiler's errors) in the build log, where the
 # monitor reads it; without it pip prints it only when the build fails.
-RUN --mount=type=cache,id=forge-ccache-${ROCM_VERSION},target=/root/.ccache \
+RUN --mount=type=cache,target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
     MAX_JOBS="$(forge-jobs vllm-build 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /wheelhouse)" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
