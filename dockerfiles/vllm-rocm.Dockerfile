@@ -17,6 +17,7 @@
 #        --> build-torch --> build-triton (compile) --> wheels (FROM scratch: all wheels, build.log,
 #                        --> build-vision -----------/          sources; `forge build` takes them out)
 #                        --> build-audio ------------/
+#        --> jobs-vllm (vLLM's MAX_JOBS, decided) --/
 #        --> vllm-build (vLLM wheel + every dependency as a wheel: the offline wheelhouse)
 #   BASE_IMAGE --> runtime (installed from the wheelhouse with no index and no git; the image)
 #
@@ -298,6 +299,15 @@ RUN --mount=type=cache,target=/root/.ccache \
  && forge-pins check /tmp/pins.txt
 
 ############################################################################################
+# vLLM's compile jobs, decided with the wheel stages (on the same engine host, in the same build):
+# their forge-jobs-*.txt files come out with the wheels, so forge can show every stage's number in
+# the build log even when BuildKit served the stage from its cache. vllm-build reads it back.
+FROM base AS jobs-vllm
+ARG MAX_JOBS=auto
+ARG JOB_MEMORY_GB=8
+RUN forge-jobs vllm-build 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /dist
+
+############################################################################################
 # All wheels and the build log: `forge build` takes them out of here ([base]'s `debs` stage).
 FROM scratch AS wheels
 COPY --from=build-torch /dist/ /
@@ -305,6 +315,7 @@ COPY --from=build-triton /dist/ /
 COPY --from=build-amdsmi /dist/ /
 COPY --from=build-vision /out/ /
 COPY --from=build-audio /out/ /
+COPY --from=jobs-vllm /dist/ /
 
 ############################################################################################
 # [rocm] build_vllm, plus the offline wheelhouse the runtime stage installs from.
@@ -312,9 +323,6 @@ FROM base AS vllm-build
 ARG VLLM_REPO=https://github.com/vllm-project/vllm.git
 ARG VLLM_REF=v0.12.0
 ARG PYTORCH_ROCM_ARCH
-ARG ROCM_VERSION
-ARG MAX_JOBS=auto
-ARG JOB_MEMORY_GB=8
 # vLLM's CMake takes the archs from PYTORCH_ROCM_ARCH (cmake/utils.cmake, intersected with
 # HIP_SUPPORTED_ARCHS, which has gfx1150/gfx1151 since vllm#25908). In a GPU-less build hip-config
 # may still warn "GPU_TARGETS was not set" (vllm-project/vllm#22590); builders pass the archs to
@@ -341,12 +349,14 @@ WORKDIR /src/vllm
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -c /wheelhouse/pins.txt -r requirements/rocm.txt \
  && forge-pins check /wheelhouse/pins.txt
-# vLLM's setup.py reads MAX_JOBS (CMake's -j); it compiles alone (SHARE 1). `-v`: pip shows the
+# vLLM's setup.py reads MAX_JOBS (CMake's -j); it compiles alone (SHARE 1), with the number the
+# jobs-vllm stage decided (/wheels/forge-jobs-vllm-build.txt). `-v`: pip shows the
 # build's output (CMake, ninja's progress, the compiler's errors) in the build log, where the
 # monitor reads it; without it pip prints it only when the build fails.
 RUN --mount=type=cache,target=/root/.ccache \
     --mount=type=cache,target=/root/.cache/pip \
-    MAX_JOBS="$(forge-jobs vllm-build 1 "${MAX_JOBS}" "${JOB_MEMORY_GB}" /wheelhouse)" \
+    MAX_JOBS="$(sed -n 's/^forge-jobs: vllm-build MAX_JOBS=\([0-9]*\) .*/\1/p' /wheels/forge-jobs-vllm-build.txt)" \
+ && test -n "${MAX_JOBS}" \
  && export MAX_JOBS CMAKE_BUILD_PARALLEL_LEVEL="${MAX_JOBS}" \
  && pip wheel -v --no-build-isolation --no-deps -c /wheelhouse/pins.txt --wheel-dir=/wheelhouse . \
  && forge-pins check /wheelhouse/pins.txt
