@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The rehearsal's stand-in for AMD's ROCm base image, made here with no registry:
-#   forge-rehearsal-rocm:<ROCM>  (default 7.1.1; about 3 min the first time)
+#   forge-rehearsal-rocm:<ROCM>-s2  (default 7.1.1; about 3 min the first time)
 # = Debian trixie with Debian's real ROCm libraries (HIP 5.7, HSA, ROCm SMI, AMD SMI), build tools,
 #   AMD's /opt/rocm layout and package names, a local wheelhouse for the package index, and the
 #   stand-in sources as git repositories (dockerfiles/rehearsal/). `forge build --rehearse` runs
@@ -9,9 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rocm=${1:-7.1.1}
-tag=forge-rehearsal-rocm:$rocm
-debian=forge-rehearsal-debian:trixie
-pkgs=python3,python3-venv,python3-pip,python3-dev,git,ca-certificates,cmake,ninja-build,ccache,patchelf,gcc,libc6-dev,libjpeg-dev,libsox-dev,sox,libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1,libamd-smi0,amd-smi
+# -s2: the stand-ins' generation (src/rehearse.rs, STANDINS_GENERATION): worktrees with other
+# stand-ins keep their own base instead of rebuilding each other's
+tag=forge-rehearsal-rocm:$rocm-s2
+debian=forge-rehearsal-debian:trixie-s2
+# pkg-config and liblzma-dev: make-base.sh turns them back into .debs for its local apt repository
+# and removes them (the Dockerfile must install them, as AOTriton's source build needs them)
+pkgs=pkg-config,liblzma-dev,python3,python3-venv,python3-pip,python3-dev,git,ca-certificates,cmake,ninja-build,ccache,patchelf,gcc,libc6-dev,libjpeg-dev,libsox-dev,sox,libamdhip64-5,libhsa-runtime64-1,librocm-smi64-1,libamd-smi0,amd-smi
 # what the wheelhouse holds: the Dockerfile's own pip installs, and the stand-ins' requirements
 wheels=(pip 'setuptools>=77.0.3,<80' wheel packaging 'cmake>=3.26.1,<4' ninja pybind11 Cython
         typing-extensions filelock 'setuptools-scm>=8' uvloop python-multipart PyYAML clang)

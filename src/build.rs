@@ -614,8 +614,91 @@ pub fn clean(engine: &dyn Engine, all: bool) -> Result<Vec<crate::engine::Leftov
     Ok(removed)
 }
 
+/// What a cached compiling stage did not log: the `forge-jobs: STAGE MAX_JOBS=N (...)` lines the
+/// Dockerfile's `forge-jobs` recorded in `forge-jobs-STAGE.txt` when the stage ran, appended to
+/// `log` for every stage the log has no line for (a stage served from BuildKit's cache prints
+/// nothing). Returns the lines appended.
+pub fn log_recorded_jobs(log: &Path, wheels_dir: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(wheels_dir) {
+        Ok(d) => d
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("forge-jobs-") && n.ends_with(".txt"))
+            })
+            .collect(),
+        Err(_) => return Ok(Vec::new()),
+    };
+    files.sort();
+    let mut added = Vec::new();
+    for f in files {
+        let recorded = std::fs::read_to_string(&f).map_err(|e| Error::io("read", &f, e))?;
+        for line in recorded.lines().filter(|l| l.starts_with("forge-jobs: ")) {
+            let stage = line["forge-jobs: ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            if !text.contains(&format!("forge-jobs: {stage} MAX_JOBS=")) {
+                added.push(format!(
+                    "{line} [recorded when the stage ran; served from the cache in this build]"
+                ));
+            }
+        }
+    }
+    if !added.is_empty() {
+        let mut out = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+            .map_err(|e| Error::io("append to", log, e))?;
+        for l in &added {
+            writeln!(out, "{l}").map_err(|e| Error::io("append to", log, e))?;
+        }
+    }
+    Ok(added)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn recorded_jobs_fill_in_for_cached_stages_only() {
+        let d = std::env::temp_dir().join(format!("forge-jobs-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let log = d.join("build.log");
+        std::fs::write(
+            &log,
+            "#14 17.8 forge-jobs: build-triton MAX_JOBS=1 (auto: 2 CPUs)\n#11 CACHED\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("forge-jobs-build-torch.txt"),
+            "forge-jobs: build-torch MAX_JOBS=2 (auto: 2 CPUs)\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("forge-jobs-build-triton.txt"),
+            "forge-jobs: build-triton MAX_JOBS=1 (auto: 2 CPUs)\n",
+        )
+        .unwrap();
+        let added = log_recorded_jobs(&log, &d).unwrap();
+        assert_eq!(added.len(), 1, "{added:?}");
+        assert!(
+            added[0].starts_with("forge-jobs: build-torch MAX_JOBS=2 (auto: 2 CPUs) [recorded")
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.ends_with("served from the cache in this build]\n"),
+            "{text}"
+        );
+        // a second call adds nothing
+        assert!(log_recorded_jobs(&log, &d).unwrap().is_empty());
+        std::fs::remove_dir_all(&d).ok();
+    }
+
     use super::*;
 
     #[test]

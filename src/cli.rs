@@ -167,7 +167,7 @@ pub enum Command {
         /// the long compiles (on a rehearsal base image; README: "The Dockerfile").
         #[arg(long)]
         rehearse: bool,
-        /// The rehearsal base image (default `forge-rehearsal-rocm:<rocm>`, made by
+        /// The rehearsal base image (default `forge-rehearsal-rocm:<rocm>-s2`, made by
         /// `scripts/rehearsal-base.sh`).
         #[arg(long, value_name = "IMAGE", requires = "rehearse")]
         rehearsal_base: Option<String>,

@@ -196,6 +196,33 @@ pub fn parse(text: &str) -> Dockerfile {
     df
 }
 
+/// A compiling stage that asks the Dockerfile's `forge-jobs` helper for its job count.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobStage {
+    /// The stage's name, as `forge-jobs` prints it.
+    pub stage: String,
+    /// How many compiling stages share the build's memory while it compiles (itself included).
+    pub share: u64,
+}
+
+/// The `forge-jobs STAGE SHARE ...` calls of `RUN` instructions, in order, one per stage.
+pub fn job_stages(text: &str) -> Vec<JobStage> {
+    let re = regex::Regex::new(r"forge-jobs ([A-Za-z0-9_.-]+) ([0-9]+)\b").expect("valid regex");
+    let mut out: Vec<JobStage> = Vec::new();
+    for i in instructions(text).iter().filter(|i| i.keyword == "RUN") {
+        for c in re.captures_iter(&i.args) {
+            let stage = c[1].to_owned();
+            if out.iter().all(|j| j.stage != stage) {
+                out.push(JobStage {
+                    stage,
+                    share: c[2].parse().unwrap_or(1),
+                });
+            }
+        }
+    }
+    out
+}
+
 impl Dockerfile {
     /// Names of all stages that have one.
     pub fn stage_names(&self) -> Vec<&str> {
@@ -246,6 +273,31 @@ impl Dockerfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_stages_of_the_shipped_dockerfile() {
+        let text = crate::recipe::SHIPPED_DOCKERFILES[0].1;
+        let got: Vec<(String, u64)> = job_stages(text)
+            .into_iter()
+            .map(|j| (j.stage, j.share))
+            .collect();
+        let want = [
+            ("build-torch", 1),
+            ("build-triton", 3),
+            ("build-vision", 3),
+            ("build-audio", 3),
+            ("vllm-build", 1),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(s, n)| (s.to_owned(), n)).to_vec(),
+            "every compiling stage asks forge-jobs"
+        );
+        // the helper's own text and comments are no call
+        assert!(
+            job_stages("# forge-jobs STAGE 3\nRUN printf 'forge-jobs: x MAX_JOBS=1'\n").is_empty()
+        );
+    }
 
     const DF: &str = "# syntax=docker/dockerfile:1\nARG BASE=debian\nFROM ${BASE} AS base\n\
 ARG X=1 Y\nENV X=${X} \\\n    Z=\"a b\"\nRUN echo $Y\nFROM base AS two\nARG UNUSED\nRUN true\n";

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dockerfile::{self, Stage};
+use crate::dockerfile::{self, JobStage, Stage};
 use crate::error::Result;
-use crate::recipe::Recipe;
+use crate::recipe::{Jobs, Recipe};
 use crate::report::catalog::{self, CATALOG};
 use crate::report::{Check, Outcome};
 
@@ -79,6 +79,14 @@ pub struct Plan {
     pub image_tag: String,
     /// Build args, as passed.
     pub build_args: BTreeMap<String, String>,
+    /// How many compile jobs the compiling stages run, and how that is decided.
+    pub jobs: Jobs,
+    /// The compiling stages that ask `forge-jobs`, with how many stages share the memory with them.
+    #[serde(default)]
+    pub job_stages: Vec<JobStage>,
+    /// What the plan wants the reader to know that is no check (a ref that costs a full fetch).
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Every check the run performs.
     pub planned_checks: Vec<PlannedCheck>,
     /// Artifact paths.
@@ -208,6 +216,9 @@ pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Pla
         .collect();
 
     let plan = Plan {
+        jobs: recipe.jobs(),
+        job_stages: dockerfile::job_stages(&text),
+        notes: ref_notes(&recipe.build_args),
         recipe: recipe.origin.to_string(),
         name: f.name.clone(),
         rocm: recipe.rocm_version().to_owned(),
@@ -224,6 +235,30 @@ pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Pla
         artifacts: artifacts(artifacts_root, run, &f.image.tag),
     };
     Ok((plan, checks))
+}
+
+/// Whether `r` reads as an abbreviated commit (4-39 hex digits): a git server hands out branches,
+/// tags and full commits by name, not abbreviations, so `forge-fetch` fetches the whole history.
+pub fn is_abbreviated_commit(r: &str) -> bool {
+    (4..40).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A note for every `*_REF` build arg that costs a full-history fetch.
+fn ref_notes(args: &BTreeMap<String, String>) -> Vec<String> {
+    args.iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_suffix("_REF")?;
+            is_abbreviated_commit(v).then(|| {
+                format!(
+                    "{name}_REF `{v}` is an abbreviated commit: a git server will not hand it out \
+                     by name, so the build fetches {}'s whole history (pin the full 40-hex commit \
+                     to fetch one commit)",
+                    args.get(&format!("{name}_REPO"))
+                        .map_or(name, String::as_str)
+                )
+            })
+        })
+        .collect()
 }
 
 impl Plan {
@@ -258,6 +293,18 @@ impl Plan {
         s.push_str("build args\n");
         for (k, v) in &self.build_args {
             s.push_str(&format!("  {k}={v}\n"));
+        }
+        s.push_str(&format!("jobs        {}\n", self.jobs.describe()));
+        if !self.job_stages.is_empty() {
+            let stages: Vec<String> = self
+                .job_stages
+                .iter()
+                .map(|j| format!("{} (memory shared by {})", j.stage, j.share))
+                .collect();
+            s.push_str(&format!("            stages: {}\n", stages.join(", ")));
+        }
+        for n in &self.notes {
+            s.push_str(&format!("note        {n}\n"));
         }
         s.push_str("checks\n");
         let mut last = "";
@@ -320,6 +367,80 @@ mod tests {
                 .iter()
                 .any(|c| c.id == "3.1" && c.pass_condition == "> 2.0 GB")
         );
+    }
+
+    #[test]
+    fn jobs_follow_the_machine_unless_pinned() {
+        let r = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
+        let (plan, _) = resolve(&r, Path::new("artifacts"), "<run>").unwrap();
+        // not pinned: the build arg is `auto`, the same on every machine (cache key, --resume)
+        assert_eq!(plan.build_args["MAX_JOBS"], "auto");
+        assert_eq!(plan.build_args["JOB_MEMORY_GB"], "8");
+        assert_eq!(plan.jobs, Jobs::Auto { per_job_gb: 8 });
+        assert!(
+            plan.render_text()
+                .contains("decided at build time on the engine's host")
+        );
+        // what forge-jobs decides: this 2-core / 24 GiB host, a 16-core box with 128 GB, the
+        // same box where Linux sees 32 GB
+        let gib = 1u64 << 30;
+        assert_eq!(plan.jobs.expected(2, 24 * gib, 1), 2);
+        assert_eq!(plan.jobs.expected(2, 24 * gib, 3), 1);
+        assert_eq!(plan.jobs.expected(16, 128 * gib, 1), 16);
+        assert_eq!(plan.jobs.expected(16, 128 * gib, 3), 5);
+        assert_eq!(plan.jobs.expected(16, 32 * gib, 1), 4);
+        assert_eq!(plan.jobs.expected(16, 32 * gib, 3), 1);
+        // pinned: every stage runs the pin, whatever the machine
+        let text = crate::recipe::SHIPPED[0]
+            .2
+            .replace("USE_ROCM = \"1\"", "USE_ROCM = \"1\"\nMAX_JOBS = \"7\"");
+        let r = Recipe::parse(
+            &text,
+            crate::recipe::Origin::Shipped {
+                file: "rocm-7.1.1.toml",
+            },
+            LoadOptions::default(),
+        )
+        .unwrap();
+        let (plan, _) = resolve(&r, Path::new("artifacts"), "<run>").unwrap();
+        assert_eq!(plan.build_args["MAX_JOBS"], "7");
+        assert_eq!(plan.jobs, Jobs::Pinned { jobs: 7 });
+        assert_eq!(plan.jobs.expected(2, 24 * gib, 3), 7);
+    }
+
+    #[test]
+    fn an_abbreviated_ref_is_a_note_not_a_check() {
+        let r = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
+        let (plan, checks) = resolve(&r, Path::new("artifacts"), "<run>").unwrap();
+        assert!(
+            plan.notes.is_empty(),
+            "shipped refs are full: {:?}",
+            plan.notes
+        );
+        let text = crate::recipe::SHIPPED[0]
+            .2
+            .replace("1c57644d4cb3aff84642e1326d88681a656507ce", "1c57644d");
+        let r = Recipe::parse(
+            &text,
+            crate::recipe::Origin::Shipped {
+                file: "rocm-7.1.1.toml",
+            },
+            LoadOptions::default(),
+        )
+        .unwrap();
+        let (short, short_checks) = resolve(&r, Path::new("artifacts"), "<run>").unwrap();
+        assert_eq!(short.notes.len(), 1, "{:?}", short.notes);
+        assert!(short.notes[0].starts_with("PYTORCH_REF `1c57644d` is an abbreviated commit"));
+        assert!(
+            short
+                .render_text()
+                .contains("note        PYTORCH_REF `1c57644d`")
+        );
+        assert_eq!(checks.len(), short_checks.len(), "a note, not a check");
+        assert!(!is_abbreviated_commit("v0.12.0"));
+        assert!(!is_abbreviated_commit(
+            "1c57644d4cb3aff84642e1326d88681a656507ce"
+        ));
     }
 
     #[test]

@@ -42,9 +42,15 @@ const STAND_IN_BLIND: &[&str] = &[
     "deliverable.gpu-phases",
 ];
 
+/// The stand-ins' generation, in the rehearsal base's tag (`scripts/rehearsal-base.sh` uses the
+/// same): a worktree whose stand-ins differ keeps its own base instead of rebuilding the shared
+/// one. s2: pytorch at an abbreviated commit, triton at a full one with `python/triton_kernels`,
+/// stand-ins that print and require `MAX_JOBS`, pkg-config/liblzma-dev served but not installed.
+pub const STANDINS_GENERATION: &str = "s2";
+
 /// The rehearsal base for a recipe's ROCm release (made by `scripts/rehearsal-base.sh`).
 pub fn default_base(rocm: &str) -> String {
-    format!("forge-rehearsal-rocm:{rocm}")
+    format!("forge-rehearsal-rocm:{rocm}-{STANDINS_GENERATION}")
 }
 
 /// One stand-in component.
@@ -116,12 +122,60 @@ pub fn read_standins(engine: &dyn Engine, base: &str) -> Result<Vec<Standin>> {
     Ok(standins)
 }
 
+/// The environment variable that selects a variant of the stand-ins (unset: none).
+pub const VARIANT_ENV: &str = "FORGE_REHEARSAL_VARIANT";
+
+/// The variant whose torch wheel fails 3.1 by size and passes every structural check: the
+/// rehearsal base's `pytorch@wheel-fails-3.1` stand-in (a branch that pads the wheel with 64 MiB
+/// of incompressible data), with 3.1 judged rather than skipped. Prepared for testing what a size
+/// failure may stop (issue 19, deliverable 1); select it with `FORGE_REHEARSAL_VARIANT=wheel-fails-3.1`.
+pub const WHEEL_FAILS_3_1: &str = "wheel-fails-3.1";
+
+/// The variant `FORGE_REHEARSAL_VARIANT` names, if any.
+pub fn variant_from_env() -> Option<String> {
+    std::env::var(VARIANT_ENV).ok().filter(|v| !v.is_empty())
+}
+
+/// Checks a variant wants judged although a stand-in normally cannot decide them.
+fn judged_by(variant: Option<&str>) -> &'static [&'static str] {
+    match variant {
+        Some(WHEEL_FAILS_3_1) => &["3.1"],
+        _ => &[],
+    }
+}
+
 /// Turn `recipe` into its rehearsal on `base`: base image, every component's repo and ref from
-/// `standins`, and a `-rehearsal` image tag. Everything else stays the recipe's.
+/// `standins`, and a `-rehearsal` image tag. Everything else stays the recipe's. The variant
+/// named by [`VARIANT_ENV`], if any, picks its stand-ins (`name@variant` lines).
 pub fn apply(recipe: &mut Recipe, base: &str, standins: &[Standin]) -> Result<()> {
+    apply_variant(recipe, base, standins, variant_from_env().as_deref())
+}
+
+/// [`apply`] with the variant given.
+pub fn apply_variant(
+    recipe: &mut Recipe,
+    base: &str,
+    standins: &[Standin],
+    variant: Option<&str>,
+) -> Result<()> {
+    if let Some(v) = variant
+        && !standins.iter().any(|s| s.name.ends_with(&format!("@{v}")))
+    {
+        return Err(Error::Usage {
+            message: format!("the rehearsal base `{base}` has no stand-in for variant `{v}`"),
+            hint: Some(format!(
+                "unset {VARIANT_ENV}, or rebuild the base with `scripts/rehearsal-base.sh`"
+            )),
+        });
+    }
     let args = &mut recipe.build_args;
     for (name, prefix) in COMPONENTS {
-        let Some(s) = standins.iter().find(|s| s.name == *name) else {
+        let variant_name = variant.map(|v| format!("{name}@{v}"));
+        let found = variant_name
+            .as_ref()
+            .and_then(|n| standins.iter().find(|s| &s.name == n))
+            .or_else(|| standins.iter().find(|s| s.name == *name));
+        let Some(s) = found else {
             return Err(Error::Usage {
                 message: format!("the rehearsal base `{base}` has no stand-in for {name}"),
                 hint: Some("rebuild it with `scripts/rehearsal-base.sh`".into()),
@@ -161,12 +215,20 @@ pub fn changes(before: &BTreeMap<String, String>, after: &BTreeMap<String, Strin
 }
 
 /// A rehearsal's stand-ins say nothing about sizes or GPU code: those checks become skips that
-/// say so (a pass would be a lie, a failure noise).
+/// say so (a pass would be a lie, a failure noise). A variant may keep some judged (3.1 for
+/// [`WHEEL_FAILS_3_1`]).
 pub fn soften(checks: &mut [Check]) {
-    for c in checks
-        .iter_mut()
-        .filter(|c| STAND_IN_BLIND.contains(&c.id.as_str()) && c.status != Status::Skip)
-    {
+    soften_variant(checks, variant_from_env().as_deref());
+}
+
+/// [`soften`] with the variant given.
+pub fn soften_variant(checks: &mut [Check], variant: Option<&str>) {
+    let judged = judged_by(variant);
+    for c in checks.iter_mut().filter(|c| {
+        STAND_IN_BLIND.contains(&c.id.as_str())
+            && !judged.contains(&c.id.as_str())
+            && c.status != Status::Skip
+    }) {
         c.evidence = format!(
             "rehearsal: a build of stand-ins decides nothing here and is never a release (a \
              real build decides it); the stand-in gave: {}",
@@ -232,6 +294,35 @@ mod tests {
         let mut r = Recipe::select(Some("7.1.1"), None, Default::default()).unwrap();
         let e = apply(&mut r, "b", &standins[..4]).unwrap_err();
         assert!(e.to_string().contains("no stand-in for vllm"), "{e}");
+    }
+
+    #[test]
+    fn the_wheel_fails_3_1_variant_picks_its_standin_and_keeps_3_1_judged() {
+        let standins = parse_standins(
+            "pytorch file:///g/p.git 1a2b3c4d\npytorch@wheel-fails-3.1 file:///g/p.git rehearsal/wheel-fails-3.1\n\
+             triton file:///g/t.git abc12345\ntorchvision file:///g/v.git v0.23.0\n\
+             torchaudio file:///g/a.git v2.9.0\nvllm file:///g/vllm.git v0.12.0\n",
+        )
+        .unwrap();
+        let mut r = Recipe::select(Some("7.1.1"), None, Default::default()).unwrap();
+        apply_variant(&mut r, "b", &standins, None).unwrap();
+        assert_eq!(r.build_args["PYTORCH_REF"], "1a2b3c4d");
+        let mut r = Recipe::select(Some("7.1.1"), None, Default::default()).unwrap();
+        apply_variant(&mut r, "b", &standins, Some(WHEEL_FAILS_3_1)).unwrap();
+        assert_eq!(r.build_args["PYTORCH_REF"], "rehearsal/wheel-fails-3.1");
+        assert_eq!(r.build_args["TRITON_REF"], "abc12345");
+        let e = apply_variant(&mut r, "b", &standins, Some("nope")).unwrap_err();
+        assert!(
+            e.to_string().contains("no stand-in for variant `nope`"),
+            "{e}"
+        );
+        let mut checks = vec![
+            Check::fail("3.1", "wheel size", "0.1 GB"),
+            Check::fail("4.1", "image size", "1 GB"),
+        ];
+        soften_variant(&mut checks, Some(WHEEL_FAILS_3_1));
+        assert_eq!(checks[0].status, Status::Fail, "3.1 stays judged");
+        assert_eq!(checks[1].status, Status::Skip);
     }
 
     #[test]

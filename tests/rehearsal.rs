@@ -84,8 +84,64 @@ fn the_shipped_dockerfile_builds_and_its_image_passes_phase_4_lists() {
     assert!(size["evidence"].as_str().unwrap().starts_with("rehearsal:"));
     assert!(e.contains("rehearsal of"), "{e}");
 
-    // phase 4 against the real recipe's package and file lists
+    // issue 19: every compiling stage logged the MAX_JOBS forge-jobs decided on this engine's
+    // host (no pin in the shipped recipe), and its stand-in received that value. A stage served
+    // from the build cache logs nothing: forge appends the line it recorded when it ran (the
+    // wheel stages), and the image keeps every stage's in /app/build-jobs.txt.
     let tag = "forge/vllm-rocm:7.1.1-gfx1151-rehearsal";
+    let log = std::fs::read_to_string(arts.join("rehearsal/build.log")).unwrap();
+    let kept = docker_run(tag, "cat /app/build-jobs.txt");
+    for stage in [
+        "build-torch",
+        "build-triton",
+        "build-vision",
+        "build-audio",
+        "vllm-build",
+    ] {
+        let prefix = format!("forge-jobs: {stage} MAX_JOBS=");
+        let recorded = jobs_of(&kept, &prefix)
+            .unwrap_or_else(|| panic!("/app/build-jobs.txt has no {stage}:\n{kept}"));
+        assert!(recorded >= 1, "{stage}");
+        let live = log
+            .lines()
+            .find(|l| l.contains(&prefix) && !l.contains("[recorded when the stage ran"));
+        match live {
+            Some(line) => {
+                let decided = jobs_of(line, &prefix).unwrap();
+                let received = jobs_of(&log, &format!("forge-standin: {stage} received MAX_JOBS="))
+                    .unwrap_or_else(|| panic!("{stage}'s stand-in printed no MAX_JOBS:\n{log}"));
+                assert_eq!((decided, received), (recorded, recorded), "{stage}");
+            }
+            // cached: the wheel stages' recorded lines are in the log all the same
+            None if stage != "vllm-build" => {
+                assert_eq!(jobs_of(&log, &prefix), Some(recorded), "{stage}:\n{log}")
+            }
+            None => {}
+        }
+        eprintln!("rehearsal: {stage} MAX_JOBS={recorded}");
+    }
+    assert!(
+        kept.contains("(auto: "),
+        "not pinned: decided from the machine: {kept}"
+    );
+    // AOTriton's source build found pkg-config and liblzma, which the Dockerfile installed (the
+    // torch stage's own log, kept in the wheel stage, also when the stage was cached)
+    let torch_log = std::fs::read_to_string(arts.join("rehearsal/wheels/build.log")).unwrap();
+    assert!(
+        torch_log.contains("-- Found liblzma; aotriton_runtime"),
+        "{torch_log}"
+    );
+    // triton's python/triton_kernels became a wheel of its own
+    let wheels: Vec<String> = std::fs::read_dir(arts.join("rehearsal/wheels"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        wheels.iter().any(|w| w.starts_with("triton_kernels-")),
+        "{wheels:?}"
+    );
+
+    // phase 4 against the real recipe's package and file lists
     let o = forge(&["image", tag, "--rocm", "7.1.1", "--json"]);
     let j = json(&o);
     for id in ["4.2", "4.3", "4.4", "4.5"] {
@@ -107,6 +163,22 @@ fn the_shipped_dockerfile_builds_and_its_image_passes_phase_4_lists() {
         );
     }
     assert!(versions.contains("vllm==0.12.0+rocm711"), "{versions}");
+    // pytorch's ref was an abbreviated commit (the full-history fetch), triton's a full one
+    let pytorch = versions
+        .lines()
+        .find(|l| l.starts_with("pytorch "))
+        .unwrap();
+    assert_eq!(
+        pytorch.split_whitespace().nth(2).unwrap().len(),
+        8,
+        "{pytorch}"
+    );
+    let triton = versions.lines().find(|l| l.starts_with("triton ")).unwrap();
+    assert_eq!(
+        triton.split_whitespace().nth(2).unwrap().len(),
+        40,
+        "{triton}"
+    );
     assert!(versions.contains("torch==2.9.0a0+git"), "{versions}");
     // the `git+` dependency came into the runtime stage as a wheel from the wheelhouse, not by a
     // git clone there: pip records where a distribution came from in direct_url.json (`vcs_info`
@@ -125,27 +197,95 @@ fn the_shipped_dockerfile_builds_and_its_image_passes_phase_4_lists() {
     std::fs::remove_dir_all(&arts).ok();
 }
 
-#[test]
-fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
-    let Some(_g) = rehearsal_engine() else { return };
-    let arts = artifacts("freeze");
+/// The number after `prefix` on the first log line that has it (BuildKit's `#12 3.4 ` prefix
+/// allowed).
+fn jobs_of(log: &str, prefix: &str) -> Option<u32> {
+    log.lines().find_map(|l| {
+        let at = l.find(prefix)?;
+        let rest = &l[at + prefix.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// A variant of the shipped Dockerfile and 7.1.1 recipe in `arts`: `edit` changes the Dockerfile,
+/// `args` is added to the recipe's `[build-args]`.
+fn variant_recipe(arts: &std::path::Path, edit: impl Fn(&str) -> String, args: &str) -> PathBuf {
     let shipped = std::fs::read_to_string(root().join("dockerfiles/vllm-rocm.Dockerfile")).unwrap();
-    assert!(shipped.contains("pip list --format=freeze"));
-    // the bug that shipped once: `pip freeze` prints `torch @ file:///...` for a local wheel
-    let broken = shipped.replace("pip list --format=freeze", "pip freeze");
-    std::fs::create_dir_all(&arts).unwrap();
-    std::fs::write(arts.join("broken.Dockerfile"), broken).unwrap();
+    std::fs::create_dir_all(arts).unwrap();
+    std::fs::write(arts.join("variant.Dockerfile"), edit(&shipped)).unwrap();
     let recipe = std::fs::read_to_string(root().join("recipes/rocm-7.1.1.toml"))
         .unwrap()
         .replace(
             "dockerfile = \"../dockerfiles/vllm-rocm.Dockerfile\"",
-            "dockerfile = \"broken.Dockerfile\"",
-        );
-    std::fs::write(arts.join("rocm-7.1.1.toml"), recipe).unwrap();
+            "dockerfile = \"variant.Dockerfile\"",
+        )
+        .replace("USE_ROCM = \"1\"\n", &format!("USE_ROCM = \"1\"\n{args}"));
+    let p = arts.join("rocm-7.1.1.toml");
+    std::fs::write(&p, recipe).unwrap();
+    p
+}
+
+/// Issue 19: AOTriton's source build (torch 2.9 on ROCm 7.1) needs pkg-config and liblzma-dev;
+/// the rehearsal base serves them but does not install them, so a Dockerfile without them fails
+/// as the real configure would.
+#[test]
+fn a_dockerfile_without_pkg_config_and_liblzma_fails_the_rehearsal() {
+    let Some(_g) = rehearsal_engine() else { return };
+    let arts = artifacts("lzma");
+    let recipe = variant_recipe(
+        &arts,
+        |df| {
+            assert!(df.contains(" pkg-config liblzma-dev"));
+            df.replace(" pkg-config liblzma-dev", "")
+        },
+        "",
+    );
     let o = forge(&[
         "build",
         "--recipe",
-        arts.join("rocm-7.1.1.toml").to_str().unwrap(),
+        recipe.to_str().unwrap(),
+        "--rehearse",
+        "--no-export",
+        "--artifacts",
+        arts.to_str().unwrap(),
+        "--run-id",
+        "lzma",
+        "--json",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let j = json(&o);
+    assert_eq!(check_of(&j, "build.result")["status"], "fail", "{j}");
+    let log = std::fs::read_to_string(arts.join("lzma/build.log")).unwrap();
+    assert!(
+        log.contains("Cannot find AOTriton runtime for ROCM 7.1")
+            && log.contains("Could NOT find PkgConfig"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&arts).ok();
+}
+
+#[test]
+fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
+    let Some(_g) = rehearsal_engine() else { return };
+    let arts = artifacts("freeze");
+    // the bug that shipped once: `pip freeze` prints `torch @ file:///...` for a local wheel.
+    // The recipe also pins MAX_JOBS = 7 (issue 19): the stages that ran before the failure used 7.
+    let recipe = variant_recipe(
+        &arts,
+        |df| {
+            assert!(df.contains("pip list --format=freeze"));
+            df.replace("pip list --format=freeze", "pip freeze")
+        },
+        "MAX_JOBS = \"7\"\n",
+    );
+    let o = forge(&[
+        "build",
+        "--recipe",
+        recipe.to_str().unwrap(),
         "--rehearse",
         "--no-export",
         "--artifacts",
@@ -160,5 +300,22 @@ fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
     assert_eq!(check_of(&j, "build.result")["status"], "fail", "{j}");
     let log = std::fs::read_to_string(arts.join("freeze/build.log")).unwrap();
     assert!(log.contains("forge-pins"), "{log}");
+    // torch's compile ran before the failure (unless an earlier run of this test left it in the
+    // build cache: a cached step logs nothing, and a failed build takes no files out)
+    if log.contains("forge-jobs: build-torch ") || !log.contains("CACHED") {
+        assert!(
+            log.contains("forge-jobs: build-torch MAX_JOBS=7 (pinned by the recipe)"),
+            "{log}"
+        );
+        assert_eq!(
+            jobs_of(&log, "forge-standin: build-torch received MAX_JOBS="),
+            Some(7),
+            "{log}"
+        );
+    } else {
+        eprintln!(
+            "!!! build-torch came from the build cache: its MAX_JOBS=7 line is not in this log"
+        );
+    }
     std::fs::remove_dir_all(&arts).ok();
 }

@@ -6,6 +6,9 @@
 #     real libraries, installed and also served from a local apt repository, so the Dockerfile's
 #     `apt-get install rocm-smi-lib amd-smi-lib` resolves as it does on AMD's image
 #   - a local wheelhouse in place of the package index (containers here cannot reach it)
+#   - pkg-config and liblzma-dev (what AOTriton's source build needs) served by that apt
+#     repository but not installed: the Dockerfile must install them, or the torch stand-in fails
+#     as AOTriton's configure does
 #   - the stand-in sources as git repositories, with refs of every kind forge-fetch handles,
 #     listed in /opt/forge-rehearsal/standins.txt (`name repo ref`; forge reads it)
 set -euo pipefail
@@ -50,6 +53,30 @@ amdsmi_files() {
 mkdeb rocm-smi-lib librocm-smi64-1 smi_files
 mkdeb amd-smi-lib "libamd-smi0, amd-smi" amdsmi_files
 dpkg -i "$top"/apt/*.deb >/dev/null
+# pkg-config and liblzma-dev (installed by debootstrap) back into .debs for the local repository,
+# then removed, so only the Dockerfile's `apt-get install` brings them
+repack() {
+  local pkg=$1 root
+  root=$(mktemp -d)
+  dpkg-query -L "$pkg" | while read -r f; do
+    if [ -f "$f" ] || [ -L "$f" ]; then cp -a --parents "$f" "$root"; fi
+  done
+  mkdir -p "$root/DEBIAN"
+  dpkg-query -s "$pkg" \
+    | awk '/^[^ ]/ { skip = ($1 == "Status:" || $1 == "Conffiles:" || $1 == "Installed-Size:") } !skip' \
+    > "$root/DEBIAN/control"
+  dpkg-deb --root-owner-group -b "$root" "$top/apt/$pkg.deb" >/dev/null
+  rm -rf "$root"
+}
+aotriton_deps=()
+for p in pkg-config pkgconf pkgconf-bin libpkgconf3 liblzma-dev; do
+  if dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then aotriton_deps+=("$p"); fi
+done
+for p in "${aotriton_deps[@]}"; do repack "$p"; done
+dpkg --purge "${aotriton_deps[@]}" >/dev/null
+if command -v pkg-config >/dev/null || [ -e /usr/include/lzma.h ]; then
+  echo "make-base: pkg-config or liblzma-dev still installed" >&2; exit 1
+fi
 ( cd "$top/apt"
   for d in *.deb; do
     dpkg-deb -f "$d"
@@ -80,20 +107,36 @@ repo() {  # repo NAME SRC-DIR: a bare repository with one commit on `main`
   git -C "$work" add -A
   git -C "$work" commit -q -m "$name stand-in"
   git clone -q --bare "$work" "$top/git/$name.git"
+  # as GitHub: a commit reachable from a ref may be fetched by its full name (`--depth 1`)
+  git -C "$top/git/$name.git" config uploadpack.allowReachableSHA1InWant true
   rm -rf "$work"
 }
+later() {  # later NAME FILE: a second commit on `main`, so the first is no branch tip
+  local tmp
+  tmp=$(mktemp -d); git clone -q "$top/git/$1.git" "$tmp"
+  echo "# a later commit, so the pinned one is not the tip" >> "$tmp/$2"
+  git -C "$tmp" commit -q -am "later"; git -C "$tmp" push -q origin main; rm -rf "$tmp"
+}
 standin() { echo "$1 file://$top/git/$1.git $2" >> "$top/standins.txt"; }
-# pytorch: a branch (fetched with --depth 1)
+# pytorch: an abbreviated commit that is no branch tip, as [base] pins `1c57644d` (a server will
+# not hand it out by name: fetched with the whole history, then checked out)
 repo pytorch pytorch
-git -C "$top/git/pytorch.git" branch release/2.9 main
-standin pytorch release/2.9
-# triton: an abbreviated commit that is no branch tip (fetched in full, then checked out)
+short=$(git -C "$top/git/pytorch.git" rev-parse --short=8 main)
+later pytorch requirements.txt
+standin pytorch "$short"
+# the wheel-fails-3.1 variant (src/rehearse.rs, FORGE_REHEARSAL_VARIANT): the same stand-in on a
+# branch that pads the wheel with 64 MiB of incompressible data, far under 3.1's 2 GB but
+# structurally the same wheel, for testing what a size failure stops
+tmp=$(mktemp -d); git clone -q "$top/git/pytorch.git" "$tmp"
+git -C "$tmp" checkout -q -b rehearsal/wheel-fails-3.1 "$short"
+echo 64 > "$tmp/rehearsal-pad-mb.txt"; git -C "$tmp" add rehearsal-pad-mb.txt
+git -C "$tmp" commit -q -m "pad the wheel"; git -C "$tmp" push -q origin rehearsal/wheel-fails-3.1; rm -rf "$tmp"
+echo "pytorch@wheel-fails-3.1 file://$top/git/pytorch.git rehearsal/wheel-fails-3.1" >> "$top/standins.txt"
+# triton: a full commit that is no branch tip, as forge's recipes pin it (fetched with --depth 1)
 repo triton triton
-short=$(git -C "$top/git/triton.git" rev-parse --short=8 main)
-tmp=$(mktemp -d); git clone -q "$top/git/triton.git" "$tmp"
-echo "# a later commit, so the pinned one is not the tip" >> "$tmp/python/triton/__init__.py"
-git -C "$tmp" commit -q -am "later"; git -C "$tmp" push -q origin main; rm -rf "$tmp"
-standin triton "$short"
+full=$(git -C "$top/git/triton.git" rev-parse main)
+later triton python/triton/__init__.py
+standin triton "$full"
 # torchvision, vllm, fastsafetensors: annotated tags; torchaudio: a lightweight tag
 repo torchvision vision;  git -C "$top/git/torchvision.git" tag -a v0.23.0 -m v0.23.0 main; standin torchvision v0.23.0
 repo torchaudio audio;    git -C "$top/git/torchaudio.git" tag v2.9.0 main;               standin torchaudio v2.9.0

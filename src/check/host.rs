@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{check, check_when};
 use crate::engine::EngineInfo;
 use crate::error::Error;
-use crate::recipe::Recipe;
+use crate::recipe::{Jobs, Recipe};
 use crate::report::{Check, Status};
 use crate::tool::{self, ToolRun};
 
@@ -32,6 +32,10 @@ pub struct HostPaths {
     pub meminfo: PathBuf,
     /// Where runs write their files (`--artifacts`): the image archive goes there.
     pub artifacts: PathBuf,
+    /// The running kernel's release (`6.18.9-200.fc43.x86_64`).
+    pub osrelease: PathBuf,
+    /// TTM's limit on the pages the GPU may map (GTT), in 4 KiB pages.
+    pub ttm_pages_limit: PathBuf,
 }
 
 impl Default for HostPaths {
@@ -45,6 +49,8 @@ impl Default for HostPaths {
             group_file: "/etc/group".into(),
             meminfo: "/proc/meminfo".into(),
             artifacts: "artifacts".into(),
+            osrelease: "/proc/sys/kernel/osrelease".into(),
+            ttm_pages_limit: "/sys/module/ttm/parameters/pages_limit".into(),
         }
     }
 }
@@ -495,20 +501,17 @@ pub fn check_artifacts_disk(
     }
 }
 
-/// host.memory: memory per compile job for the recipe's MAX_JOBS.
+/// host.memory: memory per compile job. With `MAX_JOBS` pinned, the pin against the machine's
+/// memory; otherwise (`forge-jobs` decides inside the build) the number each compiling stage is
+/// expected to get from the engine's CPUs and memory (the engine's `info`: NCPU, MemTotal).
 pub fn check_memory(
     recipe: &Recipe,
     engine: &Result<EngineInfo, Error>,
     paths: &HostPaths,
 ) -> Check {
-    let jobs = u64::from(recipe.max_jobs());
     let per_job_need = recipe.file.preflight.min_memory_per_job_gb * 1_000_000_000;
-    let (total, source) = match engine
-        .as_ref()
-        .ok()
-        .filter(|i| !i.local)
-        .and_then(|i| i.mem_total)
-    {
+    let remote = engine.as_ref().ok().filter(|i| !i.local);
+    let (total, source) = match remote.and_then(|i| i.mem_total) {
         Some(m) => (Some(m), "the engine's machine"),
         None => (
             std::fs::read_to_string(&paths.meminfo)
@@ -524,20 +527,209 @@ pub fn check_memory(
             format!("cannot read {}", paths.meminfo.display()),
         );
     };
-    let per_job = total / jobs;
     let fit = (total / per_job_need.max(1)).max(1);
+    match recipe.jobs() {
+        Jobs::Pinned { jobs } => {
+            let jobs = u64::from(jobs);
+            let per_job = total / jobs;
+            check_when(
+                per_job >= per_job_need,
+                "host.memory",
+                format!(
+                    "{} on {source} / MAX_JOBS={jobs} (pinned) = {} per job, need {}",
+                    gb(total),
+                    gb(per_job),
+                    gb(per_job_need)
+                ),
+            )
+            .with_hint(format!(
+                "set MAX_JOBS = \"{fit}\" in the recipe's [build-args], or remove it so the build \
+                 decides from the machine (OOM-killed compiles fail hours in)"
+            ))
+        }
+        jobs @ Jobs::Auto { .. } => {
+            let cpus = engine
+                .as_ref()
+                .ok()
+                .and_then(|i| i.ncpu)
+                .or_else(|| {
+                    std::thread::available_parallelism()
+                        .ok()
+                        .map(|n| n.get() as u64)
+                })
+                .unwrap_or(1);
+            let stages = recipe
+                .dockerfile
+                .read()
+                .map(|t| crate::dockerfile::job_stages(&t))
+                .unwrap_or_default();
+            let expected: Vec<String> = if stages.is_empty() {
+                vec![format!("MAX_JOBS={}", jobs.expected(cpus, total, 1))]
+            } else {
+                stages
+                    .iter()
+                    .map(|j| format!("{}={}", j.stage, jobs.expected(cpus, total, j.share)))
+                    .collect()
+            };
+            check_when(
+                total >= per_job_need,
+                "host.memory",
+                format!(
+                    "MAX_JOBS decided in the build: {} and {cpus} CPUs on {source}, {} a job: \
+                     expects {} (a cgroup memory limit on the build lowers it)",
+                    gb(total),
+                    gb(per_job_need),
+                    expected.join(", ")
+                ),
+            )
+            .with_hint(
+                "less memory than one compile job needs: the build still runs one job, which may \
+                 be OOM-killed; build on a machine with more memory (or more swap)",
+            )
+        }
+    }
+}
+
+/// The oldest kernel gfx1151 serving is run on by its peers: kyuz0/amd-strix-halo-toolboxes'
+/// README ("Kernels older than 6.18.4 have a bug that causes stability issues on gfx1151 and
+/// should be avoided"; also: linux-firmware-20251125 breaks ROCm on Strix Halo).
+pub const MIN_KERNEL_FOR_APU: [u32; 3] = [6, 18, 4];
+
+/// Share of the memory Linux sees that the GPU should be able to map (GTT) for serving on an
+/// APU: peers raise TTM's limit (by default half of the memory) to nearly all of it (kyuz0's host
+/// configuration: `amdgpu.gttsize=126976 ttm.pages_limit=32505856`, 124 of 128 GB; ROCm's "AMD
+/// Strix Halo system optimization" page on GTT and `amd-ttm`).
+pub const MIN_GTT_SHARE_PERCENT: u64 = 75;
+
+fn apu_archs(recipe: &Recipe) -> Vec<&str> {
+    recipe
+        .archs()
+        .iter()
+        .map(String::as_str)
+        .filter(|a| crate::recipe::APU_ARCHS.contains(a))
+        .collect()
+}
+
+/// `6.18.9-200.fc43.x86_64` -> [6, 18, 9].
+pub fn kernel_version(release: &str) -> Option<Vec<u32>> {
+    let head = release
+        .trim()
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()?;
+    let v: Vec<u32> = head.split('.').filter_map(|p| p.parse().ok()).collect();
+    (v.len() >= 2).then_some(v)
+}
+
+/// host.kernel: the kernel the gfx1151 peers require for serving.
+pub fn check_kernel(recipe: &Recipe, paths: &HostPaths) -> Check {
+    let apu = apu_archs(recipe);
+    if apu.is_empty() {
+        return check(
+            "host.kernel",
+            Status::Skip,
+            "the recipe targets no gfx1150/gfx1151 APU: no kernel minimum is known for its archs",
+        );
+    }
+    let min = MIN_KERNEL_FOR_APU
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
+    let release = match std::fs::read_to_string(&paths.osrelease) {
+        Ok(r) => r.trim().to_owned(),
+        Err(e) => {
+            return check(
+                "host.kernel",
+                Status::Fail,
+                format!("cannot read {}: {e}", paths.osrelease.display()),
+            );
+        }
+    };
+    let Some(v) = kernel_version(&release) else {
+        return check(
+            "host.kernel",
+            Status::Fail,
+            format!("cannot read a version in kernel release `{release}`"),
+        );
+    };
     check_when(
-        per_job >= per_job_need,
-        "host.memory",
+        !crate::recipe::version_lt(&v, &MIN_KERNEL_FOR_APU),
+        "host.kernel",
+        format!("kernel {release}, {} needs {min} or newer", apu.join(", ")),
+    )
+    .with_hint(format!(
+        "serve on a kernel {min} or newer: older ones have a gfx1151 stability bug \
+         (kyuz0/amd-strix-halo-toolboxes); avoid linux-firmware-20251125"
+    ))
+}
+
+/// host.gtt: how much of the memory the GPU may map (TTM's page limit, and `amdgpu.gttsize`
+/// when it is set lower).
+pub fn check_gtt(recipe: &Recipe, paths: &HostPaths) -> Check {
+    let apu = apu_archs(recipe);
+    if apu.is_empty() {
+        return check(
+            "host.gtt",
+            Status::Skip,
+            "the recipe targets no gfx1150/gfx1151 APU: its GPU memory is not mapped system memory",
+        );
+    }
+    if !paths.sys_module.exists() {
+        return check(
+            "host.gtt",
+            Status::Skip,
+            format!(
+                "no {}: amdgpu is not loaded, so this is not the host that serves (1.1 says so)",
+                paths.sys_module.display()
+            ),
+        );
+    }
+    let total = std::fs::read_to_string(&paths.meminfo)
+        .ok()
+        .and_then(|t| meminfo_bytes(&t, "MemTotal"));
+    let pages = std::fs::read_to_string(&paths.ttm_pages_limit)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    let (Some(total), Some(pages)) = (total, pages) else {
+        return check(
+            "host.gtt",
+            Status::Fail,
+            format!(
+                "cannot read {} or {}",
+                paths.ttm_pages_limit.display(),
+                paths.meminfo.display()
+            ),
+        );
+    };
+    let ttm = pages * 4096;
+    // amdgpu.gttsize in MiB; -1 (the default) leaves it to TTM
+    let gttsize = std::fs::read_to_string(paths.sys_module.join("parameters/gttsize"))
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .filter(|m| *m > 0)
+        .map(|m| m.unsigned_abs() << 20);
+    let mappable = gttsize.map_or(ttm, |g| g.min(ttm));
+    let want = total / 100 * MIN_GTT_SHARE_PERCENT;
+    let keep = 4u64 << 30;
+    let pages_fit = total.saturating_sub(keep) / 4096;
+    check_when(
+        mappable >= want,
+        "host.gtt",
         format!(
-            "{} on {source} / MAX_JOBS={jobs} = {} per job, need {}",
+            "the GPU may map {} of the {} Linux sees (ttm.pages_limit={pages}: {}; amdgpu.gttsize: {}), want {}% for serving on {}",
+            gb(mappable),
             gb(total),
-            gb(per_job),
-            gb(per_job_need)
+            gb(ttm),
+            gttsize.map_or("default".to_owned(), gb),
+            MIN_GTT_SHARE_PERCENT,
+            apu.join(", ")
         ),
     )
     .with_hint(format!(
-        "set MAX_JOBS = \"{fit}\" in the recipe's [build-args] (OOM-killed compiles fail hours in)"
+        "raise the limit on the kernel command line, e.g. `ttm.pages_limit={pages_fit} \
+         amdgpu.gttsize={}` (all but 4 GiB; kyuz0/amd-strix-halo-toolboxes' host configuration, \
+         ROCm's Strix Halo system optimization guide; `amd-ttm --set` does it at run time)",
+        (pages_fit * 4096) >> 20
     ))
 }
 
@@ -557,6 +749,8 @@ pub fn preflight(
         check_disk(recipe, engine),
         check_artifacts_disk(recipe, engine, paths),
         check_memory(recipe, engine, paths),
+        check_kernel(recipe, paths),
+        check_gtt(recipe, paths),
     ]
 }
 

@@ -429,3 +429,53 @@ mod tests {
         assert_eq!(st(&c, "6.6"), Status::Pass);
     }
 }
+
+/// The phase 6 checks and the ids they take when the server test runs again on vLLM's default
+/// path (`[checks.server-default-path]`).
+pub const DEFAULT_PATH_IDS: &[(&str, &str)] = &[
+    ("6.1", "serve.default.start"),
+    ("6.2", "serve.default.ready"),
+    ("6.3", "serve.default.health"),
+    ("6.4", "serve.default.models"),
+    ("6.5", "serve.default.completion"),
+    ("serve.stream", "serve.default.stream"),
+    ("serve.chat", "serve.default.chat"),
+    ("6.6", "serve.default.stop"),
+];
+
+/// The check a default-path id repeats (`serve.default.ready` -> `6.2`).
+pub fn default_path_source(id: &str) -> Option<&'static str> {
+    DEFAULT_PATH_IDS
+        .iter()
+        .find(|(_, d)| *d == id)
+        .map(|(s, _)| *s)
+}
+
+/// A server-test check renamed as its default-path run's (`6.2` -> `serve.default.ready`).
+pub fn as_default_path(mut c: Check) -> Check {
+    if let Some((_, d)) = DEFAULT_PATH_IDS.iter().find(|(s, _)| *s == c.id) {
+        c.id = (*d).to_owned();
+        c.title = crate::report::catalog::title(d).to_owned();
+    }
+    c
+}
+
+#[cfg(test)]
+mod default_path_tests {
+    use super::*;
+
+    #[test]
+    fn every_server_check_has_a_default_path_id_in_the_catalog() {
+        for (src, dst) in DEFAULT_PATH_IDS {
+            assert_eq!(crate::report::catalog::entry(src).phase, 6);
+            assert_eq!(crate::report::catalog::entry(dst).phase, 6);
+            assert_eq!(default_path_source(dst), Some(*src));
+        }
+        let c = as_default_path(check("6.2", Status::Fail, "not ready within 600 s"));
+        assert_eq!(c.id, "serve.default.ready");
+        assert_eq!(c.title, "default path: ready within its limit");
+        assert_eq!(c.status, Status::Fail);
+        let other = as_default_path(check("4.2", Status::Pass, "x"));
+        assert_eq!(other.id, "4.2");
+    }
+}

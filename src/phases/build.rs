@@ -47,6 +47,12 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         End::Succeeded => {}
     }
     let wheels = take_wheels(ctx, &tag);
+    if wheels.is_ok() {
+        // the MAX_JOBS of compiling stages served from the cache, from what they recorded
+        for line in build::log_recorded_jobs(&a.build_log, &a.wheels).unwrap_or_default() {
+            ctx.observer.note(&line);
+        }
+    }
     let removed = ctx.engine.remove_image(&tag);
     checks.extend(phase2_checks(ctx, &driven.monitor));
     checks.extend(driven.checks("build.result"));

@@ -79,9 +79,41 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         dev: ctx.dev.clone(),
     };
     let observer = &mut *ctx.observer;
-    let (checks, _) =
+    let (mut checks, _) =
         crate::serve::run_serve(engine, &image, ctx.recipe, &opts, ctx.cancel, &mut |l| {
             observer.note(l)
         })?;
+    ctx.cancel.check()?;
+    // Again on vLLM's default path (torch.compile and graphs: what users run), after the first
+    // server is gone (two do not fit one APU), with its own time limit and check ids.
+    let dp = &ctx.recipe.file.checks.server_default_path;
+    if dp.enabled {
+        let mut recipe = ctx.recipe.clone();
+        let server = &mut recipe.file.checks.server;
+        server.args.retain(|a| !dp.drop_args.contains(a));
+        server.startup_timeout_secs = dp.startup_timeout_secs;
+        let opts = crate::serve::ServeOptions {
+            run_dir: ctx.plan.artifacts.dir.join("serve-default-path"),
+            ..opts
+        };
+        observer.note(&format!(
+            "phase 6 again on vLLM's default path (without {})",
+            dp.drop_args.join(" ")
+        ));
+        let (again, _) =
+            crate::serve::run_serve(engine, &image, &recipe, &opts, ctx.cancel, &mut |l| {
+                observer.note(l)
+            })?;
+        ctx.cancel.check()?;
+        checks.extend(again.into_iter().map(crate::check::serve::as_default_path));
+    } else {
+        checks.extend(crate::check::serve::DEFAULT_PATH_IDS.iter().map(|(_, id)| {
+            Check::skip(
+                id,
+                catalog::title(id),
+                "[checks.server-default-path] enabled = false in the recipe",
+            )
+        }));
+    }
     Ok(checks)
 }

@@ -276,6 +276,26 @@ fn upgrade_from_1(v: &mut serde_json::Value) {
     ) {
         outputs.insert("image_build".into(), ib);
     }
+    // Format 1's plans predate the job count that follows the machine: their recipes pinned
+    // MAX_JOBS (a number in the build args), and their Dockerfile asked no stage for its count (`job_stages` defaults to none).
+    if let Some(plan) = v.get_mut("plan").and_then(serde_json::Value::as_object_mut)
+        && !plan.contains_key("jobs")
+    {
+        let pinned = plan
+            .get("build_args")
+            .and_then(|a| a.get("MAX_JOBS"))
+            .and_then(serde_json::Value::as_str)
+            .and_then(|n| n.parse::<u32>().ok());
+        plan.insert(
+            "jobs".into(),
+            match pinned {
+                Some(jobs) => serde_json::json!({"mode": "pinned", "jobs": jobs}),
+                None => serde_json::json!({"mode": "auto", "per_job_gb": 8}),
+            },
+        );
+        plan.entry("job_stages")
+            .or_insert_with(|| serde_json::json!([]));
+    }
     v["schema"] = SCHEMA.into();
 }
 

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    ArgValue, Checks, Image, Preflight, RecipeFile, RuleSpec, RuntimeCheck, ServerCheck, Severity,
-    Source, is_arch_name, parse_flag,
+    ArgValue, Checks, DefaultPathCheck, Image, Preflight, RecipeFile, RuleSpec, RuntimeCheck,
+    ServerCheck, Severity, Source, is_arch_name, parse_flag,
 };
 
 use crate::error::{Error, RecipeProblem, Result};
@@ -232,17 +232,70 @@ impl Recipe {
         Ok(archs)
     }
 
-    /// `MAX_JOBS` as a number.
-    pub fn max_jobs(&self) -> u32 {
-        self.build_args
-            .get("MAX_JOBS")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(schema::DEFAULT_MAX_JOBS)
+    /// How many compile jobs the compiling stages run: the recipe's `MAX_JOBS` pin, or decided
+    /// at build time on the engine's host.
+    pub fn jobs(&self) -> Jobs {
+        match self.build_args.get("MAX_JOBS").map(|v| v.parse::<u32>()) {
+            Some(Ok(n)) if n > 0 => Jobs::Pinned { jobs: n },
+            _ => Jobs::Auto {
+                per_job_gb: self.file.preflight.min_memory_per_job_gb,
+            },
+        }
     }
 
     /// The ROCm version as written (`7.1.1`).
     pub fn rocm_version(&self) -> &str {
         self.file.rocm.get_ref()
+    }
+}
+
+/// How many compile jobs each compiling stage of the Dockerfile runs (`MAX_JOBS`).
+///
+/// Unless the recipe pins it, the Dockerfile's `forge-jobs` helper decides inside the build, on
+/// the engine's host: the build arg stays `auto`, so neither BuildKit's cache key nor the plan
+/// (whose hash `--resume` compares) depends on the machine. [`Jobs::expected`] is the same rule,
+/// for preflight to say what it expects from the engine's CPUs and memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum Jobs {
+    /// `[build-args] MAX_JOBS = "N"`: every compiling stage runs N jobs, whatever the machine.
+    Pinned {
+        /// The pinned number.
+        jobs: u32,
+    },
+    /// Decided at build time: min(CPUs, memory / stages sharing it / `per_job_gb`), at least 1.
+    Auto {
+        /// Memory a compile job may take, GB (`[preflight] min-memory-per-job-gb`).
+        per_job_gb: u64,
+    },
+}
+
+impl Jobs {
+    /// What `forge-jobs` decides for a stage that shares `mem` bytes with `share - 1` others on a
+    /// machine of `cpus` CPUs (the Dockerfile's shell code, in Rust).
+    pub fn expected(&self, cpus: u64, mem: u64, share: u64) -> u64 {
+        match *self {
+            Jobs::Pinned { jobs } => u64::from(jobs),
+            Jobs::Auto { per_job_gb } => {
+                let by_memory = mem / share.max(1) / (per_job_gb.max(1) * 1_000_000_000);
+                by_memory.min(cpus).max(1)
+            }
+        }
+    }
+
+    /// One line for the plan: how the number will be decided.
+    pub fn describe(&self) -> String {
+        match *self {
+            Jobs::Pinned { jobs } => {
+                format!("MAX_JOBS={jobs} in every compiling stage (pinned by the recipe)")
+            }
+            Jobs::Auto { per_job_gb } => format!(
+                "decided at build time on the engine's host by forge-jobs: min(CPUs, memory / \
+                 stages compiling at once / {per_job_gb} GB a job), at least 1; CPUs from nproc \
+                 and cgroup cpu.max, memory from MemTotal or the cgroup's memory.max, whichever \
+                 is lower (pin with [build-args] MAX_JOBS)"
+            ),
+        }
     }
 }
 

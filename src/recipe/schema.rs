@@ -8,8 +8,9 @@ use toml::Spanned;
 use super::{APU_ARCHS, LoadOptions, MIN_ROCM_FOR_APU, parse_version, version_lt};
 use crate::error::RecipeProblem;
 
-/// `MAX_JOBS` when the recipe gives none: what Strix Halo builders use on 64-128 GB machines.
-pub const DEFAULT_MAX_JOBS: u32 = 4;
+/// `MAX_JOBS` when the recipe pins none: the Dockerfile's `forge-jobs` decides at build time, on
+/// the engine's host, from its CPUs and memory and the recipe's memory per job.
+pub const AUTO_JOBS: &str = "auto";
 
 /// Build args that recipe fields set; `[build-args]` may not set them itself.
 const FIELD_ARGS: &[(&str, &str)] = &[
@@ -25,6 +26,7 @@ const FIELD_ARGS: &[(&str, &str)] = &[
     ("TORCHVISION_REF", "torchvision.ref"),
     ("TORCHAUDIO_REPO", "torchaudio.repo"),
     ("TORCHAUDIO_REF", "torchaudio.ref"),
+    ("JOB_MEMORY_GB", "preflight.min-memory-per-job-gb"),
 ];
 
 /// A recipe file, schema 1.
@@ -126,6 +128,8 @@ pub struct Checks {
     pub server: ServerCheck,
     /// Phases 5 and 7: the runtime probe.
     pub runtime: RuntimeCheck,
+    /// Phase 6 again, after the server test, on vLLM's default path (torch.compile and graphs).
+    pub server_default_path: DefaultPathCheck,
 }
 
 impl Default for Checks {
@@ -147,6 +151,33 @@ impl Default for Checks {
             .to_vec(),
             server: ServerCheck::default(),
             runtime: RuntimeCheck::default(),
+            server_default_path: DefaultPathCheck::default(),
+        }
+    }
+}
+
+/// Phase 6 on the path users run: the server test again, after the first one (two servers do
+/// not fit one APU), without the arguments that leave vLLM's default path (`--enforce-eager`
+/// skips torch.compile and graph capture, where gfx1151 freezes were reported: ROCm/TheRock#1937).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DefaultPathCheck {
+    /// Run it (`false`: its checks are skipped, saying so).
+    pub enabled: bool,
+    /// Seconds to wait for the ready line: compiling and capturing graphs takes minutes
+    /// (lemonade-sdk/vllm-rocm's server tier waits up to 600 s).
+    pub startup_timeout_secs: u64,
+    /// Server arguments dropped for this run (each with the value that follows it, if any, is
+    /// not supported: flags only).
+    pub drop_args: Vec<String>,
+}
+
+impl Default for DefaultPathCheck {
+    fn default() -> Self {
+        DefaultPathCheck {
+            enabled: true,
+            startup_timeout_secs: 600,
+            drop_args: vec!["--enforce-eager".into()],
         }
     }
 }
@@ -566,10 +597,15 @@ pub fn resolve_build_args(
                 format!("`{k} = \"{value}\"` is not a flag value"),
                 "use \"1\" or \"0\"",
             ),
-            ("MAX_JOBS", _) if value.parse::<u32>().map_or(true, |n| n == 0) => problem(
-                format!("`MAX_JOBS = \"{value}\"` is not a positive number"),
-                "MAX_JOBS = \"4\" suits a 64-128 GB machine",
-            ),
+            ("MAX_JOBS", _)
+                if value != AUTO_JOBS && value.parse::<u32>().map_or(true, |n| n == 0) =>
+            {
+                problem(
+                    format!("`MAX_JOBS = \"{value}\"` is neither a positive number nor `auto`"),
+                    "remove the line (forge-jobs then decides on the machine that compiles) or pin \
+                     a number: MAX_JOBS = \"4\" suits a 32-128 GB machine",
+                )
+            }
             ("PYTORCH_ROCM_ARCH", _) => {
                 let given: std::collections::BTreeSet<&str> = value
                     .split([';', ',', ' '])
@@ -599,7 +635,11 @@ pub fn resolve_build_args(
         out.entry(k.to_owned()).or_insert_with(|| v.to_owned());
     }
     out.entry("MAX_JOBS".to_owned())
-        .or_insert_with(|| DEFAULT_MAX_JOBS.to_string());
+        .or_insert_with(|| AUTO_JOBS.to_owned());
+    out.insert(
+        "JOB_MEMORY_GB".into(),
+        f.preflight.min_memory_per_job_gb.to_string(),
+    );
     out.insert("PYTORCH_ROCM_ARCH".into(), f.archs.get_ref().join(";"));
     out.insert("BASE_IMAGE".into(), f.base_image.clone());
     out.insert("ROCM_VERSION".into(), f.rocm.get_ref().clone());

@@ -24,7 +24,7 @@ fn shipped_recipes_parse() {
     assert_eq!(r.build_args["USE_DISTRIBUTED"], "1");
     assert_eq!(r.build_args["PYTORCH_ROCM_ARCH"], "gfx1151");
     assert_eq!(r.build_args["ROCM_VERSION"], "7.1.1");
-    assert_eq!(r.max_jobs(), 4);
+    assert_eq!(r.jobs(), Jobs::Auto { per_job_gb: 8 });
     Recipe::shipped("7.0.2", LoadOptions::default()).unwrap();
     Recipe::shipped("rocm-7.0.2", LoadOptions::default()).unwrap();
     let opts = LoadOptions {
@@ -101,25 +101,26 @@ fn distributed_off_is_an_error_at_its_line() {
 fn missing_flags_are_set_by_forge() {
     let text = base()
         .replace("USE_DISTRIBUTED = \"1\"\n", "")
-        .replace("USE_ROCM = \"1\"\n", "")
-        .replace("MAX_JOBS = \"4\"\n", "");
+        .replace("USE_ROCM = \"1\"\n", "");
     let r = Recipe::parse(&text, Origin::Shipped { file: "t" }, LoadOptions::default()).unwrap();
     assert_eq!(r.build_args["USE_DISTRIBUTED"], "1");
     assert_eq!(r.build_args["USE_ROCM"], "1");
     assert_eq!(r.build_args["USE_CUDA"], "0");
-    assert_eq!(r.build_args["MAX_JOBS"], "4");
+    // no pin: forge-jobs decides in the build; the per-job budget comes from [preflight]
+    assert_eq!(r.build_args["MAX_JOBS"], "auto");
+    assert_eq!(r.build_args["JOB_MEMORY_GB"], "8");
 }
 
 #[test]
 fn contradictions_are_errors() {
     let arch = base().replace(
-        "MAX_JOBS = \"4\"",
-        "MAX_JOBS = \"4\"\nPYTORCH_ROCM_ARCH = \"gfx1100\"",
+        "USE_ROCM = \"1\"",
+        "USE_ROCM = \"1\"\nPYTORCH_ROCM_ARCH = \"gfx1100\"",
     );
     assert!(problems(&arch)[0].message.contains("contradicts"));
     let same = base().replace(
-        "MAX_JOBS = \"4\"",
-        "MAX_JOBS = \"4\"\nPYTORCH_ROCM_ARCH = \"gfx1151\"",
+        "USE_ROCM = \"1\"",
+        "USE_ROCM = \"1\"\nPYTORCH_ROCM_ARCH = \"gfx1151\"",
     );
     assert!(problems(&same).is_empty());
     let empty = base().replace("archs = [\"gfx1151\"]", "archs = []");
@@ -134,13 +135,26 @@ fn contradictions_are_errors() {
             .iter()
             .any(|p| p.message.contains("`rx7900` is not a GPU arch"))
     );
-    let cuda = base().replace("MAX_JOBS = \"4\"", "MAX_JOBS = \"4\"\nUSE_CUDA = \"ON\"");
+    let cuda = base().replace("USE_ROCM = \"1\"", "USE_ROCM = \"1\"\nUSE_CUDA = \"ON\"");
     assert!(problems(&cuda)[0].message.contains("USE_CUDA"));
     let rocm = base().replace("USE_ROCM = \"1\"", "USE_ROCM = \"0\"");
     assert!(problems(&rocm)[0].message.contains("CPU-only"));
-    let jobs = base().replace("MAX_JOBS = \"4\"", "MAX_JOBS = \"0\"");
+    let jobs = base().replace("USE_ROCM = \"1\"", "USE_ROCM = \"1\"\nMAX_JOBS = \"0\"");
     assert!(problems(&jobs)[0].message.contains("MAX_JOBS"));
-    let field = base().replace("MAX_JOBS = \"4\"", "MAX_JOBS = \"4\"\nBASE_IMAGE = \"x\"");
+    let auto = base().replace("USE_ROCM = \"1\"", "USE_ROCM = \"1\"\nMAX_JOBS = \"auto\"");
+    assert!(problems(&auto).is_empty());
+    let budget = base().replace(
+        "USE_ROCM = \"1\"",
+        "USE_ROCM = \"1\"\nJOB_MEMORY_GB = \"2\"",
+    );
+    assert!(
+        problems(&budget)[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("min-memory-per-job-gb")
+    );
+    let field = base().replace("USE_ROCM = \"1\"", "USE_ROCM = \"1\"\nBASE_IMAGE = \"x\"");
     assert!(
         problems(&field)[0]
             .hint
@@ -216,9 +230,10 @@ fn runtime_and_server_keys_are_checked() {
         "{}\n[checks.runtime]\nextra-imports = [\"uvloop\", \"os; import shutil\"]\ntimeout-secs = 0\n",
         base()
     )
+    .replace("port = 8000", "port = 8000\nargs = [\"--enforce-eager\"]")
     .replace(
-        "port = 8000",
-        "port = 8000\nmounts = [\"models\", \"~/hf:/root/.cache/huggingface:ro\"]\nargs = [\"--enforce-eager\"]",
+        "mounts = [\"~/.cache/forge/triton:/root/.triton/cache\"]",
+        "mounts = [\"models\", \"~/hf:/root/.cache/huggingface:ro\"]",
     );
     let p = problems(&text);
     let msgs: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();

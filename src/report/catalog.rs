@@ -62,6 +62,8 @@ pub const CATALOG: &[Entry] = &[
         false,
     ),
     e("host.memory", 1, "memory per compile job", false),
+    e("host.kernel", 1, "kernel for serving on the APU", true),
+    e("host.gtt", 1, "GPU-mappable memory (GTT) for serving", true),
     e(
         "2.1",
         2,
@@ -212,6 +214,54 @@ pub const CATALOG: &[Entry] = &[
         true,
     ),
     e("serve.chat", 6, "chat completion", true),
+    e(
+        "serve.default.start",
+        6,
+        "default path: server container starts",
+        true,
+    ),
+    e(
+        "serve.default.ready",
+        6,
+        "default path: ready within its limit",
+        true,
+    ),
+    e(
+        "serve.default.health",
+        6,
+        "default path: /health returns 200",
+        true,
+    ),
+    e(
+        "serve.default.models",
+        6,
+        "default path: /v1/models lists the model",
+        true,
+    ),
+    e(
+        "serve.default.completion",
+        6,
+        "default path: completion returns text",
+        true,
+    ),
+    e(
+        "serve.default.stream",
+        6,
+        "default path: streamed completion",
+        true,
+    ),
+    e(
+        "serve.default.chat",
+        6,
+        "default path: chat completion",
+        true,
+    ),
+    e(
+        "serve.default.stop",
+        6,
+        "default path: clean shutdown",
+        true,
+    ),
     e("7.1", 7, "no double free on exit", true),
     e("7.2", 7, "repeated import cycles", true),
     e("export.archive", 8, "image exported as .tar.gz", false),
@@ -305,10 +355,24 @@ pub fn condition(id: &str, r: &Recipe) -> String {
             ">= {} GB free under the artifacts directory (archive, wheels, logs)",
             r.file.preflight.min_free_artifacts_gb
         ),
-        "host.memory" => format!(
-            ">= {} GB per job x MAX_JOBS={}",
-            r.file.preflight.min_memory_per_job_gb,
-            r.max_jobs()
+        "host.memory" => match r.jobs() {
+            crate::recipe::Jobs::Pinned { jobs } => format!(
+                ">= {} GB per job x MAX_JOBS={jobs}",
+                r.file.preflight.min_memory_per_job_gb
+            ),
+            crate::recipe::Jobs::Auto { per_job_gb } => format!(
+                ">= {per_job_gb} GB (one job); MAX_JOBS follows the engine's CPUs and memory"
+            ),
+        },
+        "host.kernel" => format!(
+            "gfx1150/gfx1151: kernel >= {} (skip for other archs)",
+            crate::check::host::MIN_KERNEL_FOR_APU
+                .map(|n| n.to_string())
+                .join(".")
+        ),
+        "host.gtt" => format!(
+            "gfx1150/gfx1151: GTT (ttm.pages_limit, amdgpu.gttsize) >= {}% of memory",
+            crate::check::host::MIN_GTT_SHARE_PERCENT
         ),
         "2.1" => "USE_DISTRIBUTED and USE_ROCM on (ON/1/TRUE)".into(),
         "build.hip" => "USE_ROCM on and LoadHIP's `HIP VERSION` line".into(),
@@ -372,6 +436,22 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "runtime.imports" => format!("import {}", c.runtime.extra_imports.join(", ")),
         "serve.stream" => "`stream: true` completion yields text chunks, then [DONE]".into(),
         "serve.chat" => "chat completion returns a message (400 for no chat template: skip)".into(),
+        "serve.default.start"
+        | "serve.default.health"
+        | "serve.default.models"
+        | "serve.default.completion"
+        | "serve.default.stream"
+        | "serve.default.chat"
+        | "serve.default.stop" => format!(
+            "as {} with the server's arguments less {}",
+            crate::check::serve::default_path_source(id).unwrap_or("?"),
+            c.server_default_path.drop_args.join(" ")
+        ),
+        "serve.default.ready" => format!(
+            "within {} s, arguments less {}",
+            c.server_default_path.startup_timeout_secs,
+            c.server_default_path.drop_args.join(" ")
+        ),
         "7.1" => "no `double free`, `corruption`, `segfault` in the output".into(),
         "7.2" => "3 cycles complete".into(),
         "plan.args" => "every recipe build arg has an `ARG` and is used".into(),

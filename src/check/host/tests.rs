@@ -126,6 +126,8 @@ fn fake_root() -> (PathBuf, HostPaths) {
         group_file: dir.join("group"),
         meminfo: dir.join("meminfo"),
         artifacts: dir.join("artifacts"),
+        osrelease: dir.join("osrelease"),
+        ttm_pages_limit: dir.join("ttm-pages-limit"),
     };
     (dir, paths)
 }
@@ -220,7 +222,15 @@ fn missing_gpu_pieces_fail_with_hints() {
 #[test]
 fn memory_per_job_uses_max_jobs() {
     let (dir, paths) = fake_root();
-    let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    let pinned = crate::recipe::SHIPPED[0]
+        .2
+        .replace("USE_ROCM = \"1\"", "USE_ROCM = \"1\"\nMAX_JOBS = \"4\"");
+    let r = Recipe::parse(
+        &pinned,
+        crate::recipe::Origin::Shipped { file: "t.toml" },
+        Default::default(),
+    )
+    .unwrap();
     let no_engine = Err(Error::usage("x", None));
     std::fs::write(&paths.meminfo, "MemTotal: 131072000 kB\n").unwrap();
     let c = check_memory(&r, &no_engine, &paths);
@@ -237,6 +247,39 @@ fn memory_per_job_uses_max_jobs() {
 }
 
 #[test]
+fn unpinned_jobs_show_what_the_engine_host_will_get() {
+    let (dir, paths) = fake_root();
+    let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    // a remote engine on a 16-core box where Linux sees 32 GB (the BIOS gave the rest to the GPU)
+    let engine = Ok(EngineInfo {
+        host: "tcp://strix:2375".into(),
+        version: "27.0".into(),
+        api_version: "1.47".into(),
+        platform: "linux/amd64".into(),
+        root_dir: None,
+        mem_total: Some(32 << 30),
+        ncpu: Some(16),
+        buildkit: true,
+        local: false,
+    });
+    let c = check_memory(&r, &engine, &paths);
+    assert_eq!(c.status, Status::Pass, "{}", c.evidence);
+    assert!(
+        c.evidence.contains("16 CPUs on the engine's machine")
+            && c.evidence.contains("build-torch=4")
+            && c.evidence.contains("build-triton=1")
+            && c.evidence.contains("vllm-build=4"),
+        "{}",
+        c.evidence
+    );
+    // less than one job's memory: a finding
+    std::fs::write(&paths.meminfo, "MemTotal: 4000000 kB\n").unwrap();
+    let c = check_memory(&r, &Err(Error::usage("x", None)), &paths);
+    assert_eq!(c.status, Status::Fail, "{}", c.evidence);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn missing_rocminfo_is_a_finding() {
     let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
     // Whatever this machine has, 1.3 is never a crash, and without the GPU never a pass.
@@ -244,4 +287,63 @@ fn missing_rocminfo_is_a_finding() {
     if !Path::new("/dev/kfd").exists() {
         assert_eq!(c.status, Status::Fail, "{}", c.evidence);
     }
+}
+
+/// Issue 19: what gfx1151 serving needs of the host, as its peers document it.
+#[test]
+fn kernel_and_gtt_for_serving_on_gfx1151() {
+    let (dir, paths) = fake_root();
+    let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
+    assert_eq!(
+        kernel_version("6.18.9-200.fc43.x86_64"),
+        Some(vec![6, 18, 9])
+    );
+    assert_eq!(kernel_version("6.8.0-49-generic"), Some(vec![6, 8, 0]));
+    std::fs::write(&paths.osrelease, "6.8.0-49-generic\n").unwrap();
+    let c = check_kernel(&r, &paths);
+    assert_eq!(c.status, Status::Fail, "{}", c.evidence);
+    assert!(c.hint.as_deref().unwrap().contains("6.18.4"));
+    std::fs::write(&paths.osrelease, "6.18.9-200.fc43.x86_64\n").unwrap();
+    assert_eq!(check_kernel(&r, &paths).status, Status::Pass);
+
+    // no amdgpu: not the serving host, a skip that says so
+    let c = check_gtt(&r, &paths);
+    assert_eq!(c.status, Status::Skip);
+    assert!(
+        c.evidence.contains("not the host that serves"),
+        "{}",
+        c.evidence
+    );
+    std::fs::create_dir_all(paths.sys_module.join("parameters")).unwrap();
+    std::fs::write(&paths.meminfo, "MemTotal: 131072000 kB\n").unwrap();
+    // TTM's default: half of the memory
+    std::fs::write(&paths.ttm_pages_limit, "16384000\n").unwrap();
+    std::fs::write(paths.sys_module.join("parameters/gttsize"), "-1\n").unwrap();
+    let c = check_gtt(&r, &paths);
+    assert_eq!(c.status, Status::Fail, "{}", c.evidence);
+    assert!(
+        c.hint.as_deref().unwrap().contains("ttm.pages_limit="),
+        "{:?}",
+        c.hint
+    );
+    // kyuz0's 124 GB
+    std::fs::write(&paths.ttm_pages_limit, "32505856\n").unwrap();
+    assert_eq!(check_gtt(&r, &paths).status, Status::Pass);
+    // a gttsize below the TTM limit is what the GPU gets
+    std::fs::write(paths.sys_module.join("parameters/gttsize"), "32768\n").unwrap();
+    assert_eq!(check_gtt(&r, &paths).status, Status::Fail);
+
+    // a recipe for a discrete GPU: both skip with the reason
+    let gfx1100 = crate::recipe::SHIPPED[0]
+        .2
+        .replace("archs = [\"gfx1151\"]", "archs = [\"gfx1100\"]");
+    let r = Recipe::parse(
+        &gfx1100,
+        crate::recipe::Origin::Shipped { file: "t.toml" },
+        Default::default(),
+    )
+    .unwrap();
+    assert_eq!(check_kernel(&r, &paths).status, Status::Skip);
+    assert_eq!(check_gtt(&r, &paths).status, Status::Skip);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

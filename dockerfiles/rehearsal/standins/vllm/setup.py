@@ -4,11 +4,27 @@ requirements/rocm.txt, and an extension `_C.abi3.so` linked against the installe
 (built without build isolation, as the Dockerfile builds the real one)."""
 import os
 import subprocess
+import sys
 
 import torch
 from setuptools import setup
 from setuptools.dist import Distribution
 from setuptools_scm import get_version
+
+
+def received_jobs(stage, default):
+    """Print the MAX_JOBS this stage received (the build log shows it) and refuse what the real
+    build would mishandle: unset (the real setup.py then runs DEFAULT jobs) or not a number."""
+    value = os.environ.get("MAX_JOBS")
+    print(f"forge-standin: {stage} received MAX_JOBS={value} "
+          f"CMAKE_BUILD_PARALLEL_LEVEL={os.environ.get('CMAKE_BUILD_PARALLEL_LEVEL')}", flush=True)
+    if value is None or not value.isdigit() or int(value) < 1:
+        print(f"forge-standin: {stage}: MAX_JOBS must be a positive number in this RUN's environment "
+              f"(unset, the real build runs {default} jobs)", flush=True)
+        sys.exit(1)
+    return int(value)
+
+received_jobs("vllm-build", "os.cpu_count()")
 
 
 def requirements(path):

@@ -1,0 +1,1 @@
+"""Stand-in triton_kernels for forge's rehearsal: not a working library."""
