@@ -419,3 +419,53 @@ pub struct FromVllmArgs {
 fn threads() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096)
 }
+
+/// `docs/commands.md`: every command's `--help`, as clap renders it, so the reference cannot
+/// drift from the CLI (a unit test compares the committed copy).
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    fn walk(cmd: &mut clap::Command, path: &str, out: &mut String) {
+        let help = cmd.render_long_help().to_string();
+        out.push_str(&format!(
+            "## `{path}`\n\n```text\n{}\n```\n\n",
+            help.trim_end()
+        ));
+        let subs: Vec<String> = cmd
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        for name in subs {
+            let sub = cmd.find_subcommand_mut(&name).expect("listed above");
+            walk(sub, &format!("{path} {name}"), out);
+        }
+    }
+    let mut out = String::from(
+        "# forge commands\n\nGenerated from the CLI's definition (`src/cli.rs`); a unit test fails when \
+         this file differs, and `FORGE_BLESS=1 cargo test --lib cli::tests` writes it again. The \
+         guide is [reference.md](reference.md).\n\n",
+    );
+    let mut cmd = Cli::command();
+    cmd.build();
+    walk(&mut cmd, "forge", &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// The committed `docs/commands.md` is the one the CLI renders.
+    #[test]
+    fn the_command_reference_is_the_one_generated_from_the_cli() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md");
+        let now = super::reference_markdown();
+        if std::env::var_os("FORGE_BLESS").is_some() {
+            std::fs::write(&path, &now).unwrap();
+        }
+        assert!(
+            std::fs::read_to_string(&path).unwrap_or_default() == now,
+            "docs/commands.md is not the CLI's help\n\
+             hint: regenerate it with `FORGE_BLESS=1 cargo test --lib cli::tests`, and commit it"
+        );
+        assert!(now.contains("## `forge build`") && now.contains("## `forge recipe from-vllm`"));
+    }
+}

@@ -319,3 +319,77 @@ fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
     }
     std::fs::remove_dir_all(&arts).ok();
 }
+
+/// Issue 19: a stand-in wheel that fails 3.1 (size: padded past the rehearsal's own threshold)
+/// and passes the structural checks goes on into the image and the export; the run's verdict
+/// fails on 3.1 and its report says why that did not stop the run.
+#[test]
+fn a_wheel_failing_only_3_1_goes_on_into_the_image_and_the_export() {
+    let Some(_g) = rehearsal_engine() else { return };
+    let arts = artifacts("fails-3-1");
+    let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .env(
+            forge::rehearse::VARIANT_ENV,
+            forge::rehearse::WHEEL_FAILS_3_1,
+        )
+        .args([
+            "build",
+            "--rocm",
+            "7.1.1",
+            "--rehearse",
+            "--artifacts",
+            arts.to_str().unwrap(),
+            "--run-id",
+            "r",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "3.1 fails the run: {e}");
+    let j = json(&o);
+    assert_eq!(check_of(&j, "3.1")["status"], "fail", "{j}");
+    for id in ["3.2", "3.3", "3.4", "3.5", "3.6", "wheel.flavour"] {
+        assert_eq!(check_of(&j, id)["status"], "pass", "{id}: {j}");
+    }
+    for id in ["image.build", "export.archive", "export.sha256"] {
+        assert_eq!(check_of(&j, id)["status"], "pass", "{id}: {j}");
+    }
+    let run = arts.join("r");
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    let past = |phase: &str| {
+        rec["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == phase)
+            .and_then(|p| p["went_past"].as_array())
+            .map(|a| {
+                a.iter()
+                    .map(|s| s.as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    for phase in ["image", "export"] {
+        assert!(
+            past(phase)
+                .iter()
+                .any(|s| s.starts_with("3.1 failed in the wheel phase")),
+            "{phase}: {rec}"
+        );
+    }
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("ran on although 3.1 failed in the wheel phase"),
+        "{md}"
+    );
+    assert!(
+        std::fs::read_dir(&run)
+            .unwrap()
+            .flatten()
+            .any(|f| f.file_name().to_string_lossy().ends_with(".tar.gz"))
+    );
+    std::fs::remove_dir_all(&arts).ok();
+}

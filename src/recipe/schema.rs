@@ -407,7 +407,7 @@ pub fn toml_problem(text: &str, e: &toml::de::Error) -> RecipeProblem {
             None => format!("known keys here: {}", expected.join(", ")),
         });
     } else if message.starts_with("missing field") {
-        hint = Some("see README.md, section \"Recipe format\", for every key".into());
+        hint = Some("see docs/reference.md, section \"Recipe format\", for every key".into());
     }
     RecipeProblem {
         line,
