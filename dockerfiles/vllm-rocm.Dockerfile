@@ -9,7 +9,7 @@
 #   [base] vllm-project/vllm v0.12.0, docker/Dockerfile.rocm_base (PyTorch, triton, vision,
 #          audio, amdsmi, flash-attention, aiter wheels)
 #   [rocm] vllm-project/vllm v0.12.0, docker/Dockerfile.rocm (vLLM wheel, final image)
-# Where forge differs from them it says why, next to the difference. README.md, "The Dockerfile",
+# Where forge differs from them it says why, next to the difference. docs/reference.md, "The Dockerfile",
 # lists what forge's rehearsal proves here and what only a real build proves.
 #
 # Stages:

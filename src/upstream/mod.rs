@@ -111,11 +111,18 @@ pub struct KnownSha {
 }
 
 /// Full SHAs of abbreviated refs, each with its source (a ref not here stays abbreviated).
-pub const FULL_SHAS: &[KnownSha] = &[KnownSha {
-    repo: "https://github.com/ROCm/pytorch.git",
-    full: "1c57644d4cb3aff84642e1326d88681a656507ce",
-    source: "ROCm/ROCm#5695",
-}];
+pub const FULL_SHAS: &[KnownSha] = &[
+    KnownSha {
+        repo: "https://github.com/ROCm/pytorch.git",
+        full: "1c57644d4cb3aff84642e1326d88681a656507ce",
+        source: "ROCm/ROCm#5695",
+    },
+    KnownSha {
+        repo: "https://github.com/ROCm/triton.git",
+        full: "57c693b627fe058878ade4163a0a8df95d9fefa1",
+        source: "vllm-project/vllm#28553",
+    },
+];
 
 /// A full SHA for an abbreviated ref, with where it was found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -65,7 +65,7 @@ pub fn render(p: &Pins) -> String {
 fn header(p: &Pins) -> String {
     let mut h = format!(
         "# forge recipe: vLLM {} on ROCm {} for {}, written by `forge recipe from-vllm` from the\n\
-         # ARG defaults of `docker/Dockerfile.rocm_base` in {} (README: \"forge recipe\").\n#\n",
+         # ARG defaults of `docker/Dockerfile.rocm_base` in {} (docs/reference.md: \"forge recipe\").\n#\n",
         p.vllm_ref,
         p.rocm,
         p.archs.join(", "),
