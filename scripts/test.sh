@@ -28,7 +28,7 @@ python3 -c 'import jsonschema' >/dev/null 2>&1 || python3 -m pip install -q json
 # The SBOM is read back by CycloneDX's reference library (tests/fixtures/cyclonedx/check_sbom.py).
 python3 -c 'import cyclonedx' >/dev/null 2>&1 || python3 -m pip install -q cyclonedx-python-lib
 
-# The real vLLM sdists `forge recipe from-vllm` is tested on (by pinned URL and SHA256; tests/upstream.rs).
+# The real vLLM sdists `forge recipe from-vllm` is tested on (pinned by SHA256; tests/upstream.rs).
 scripts/fetch-vllm-sdist.sh >/dev/null
 
 # Docker tests need an engine; with CI set they fail rather than skip when none answers.
