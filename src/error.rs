@@ -146,42 +146,6 @@ impl Error {
             _ => 2,
         }
     }
-
-    /// Machine-readable form for `--json` error output ([`crate::report::Envelope`]).
-    pub fn to_json(&self) -> serde_json::Value {
-        use crate::report::{Envelope, JsonVerdict, ProblemJson};
-        let (recipe, problems) = match self {
-            Error::Recipe { origin, problems } => (
-                Some(origin.clone()),
-                Some(
-                    problems
-                        .iter()
-                        .map(|p| ProblemJson {
-                            line: p.line,
-                            message: p.message.clone(),
-                            hint: p.hint.clone(),
-                        })
-                        .collect(),
-                ),
-            ),
-            _ => (None, None),
-        };
-        serde_json::to_value(Envelope {
-            subject: None,
-            verdict: if matches!(self, Error::Interrupted { .. }) {
-                JsonVerdict::Interrupted
-            } else {
-                JsonVerdict::Error
-            },
-            checks: Vec::new(),
-            error: Some(self.to_string()),
-            hint: self.hint().map(str::to_owned),
-            recipe,
-            problems,
-            data: serde_json::Map::new(),
-        })
-        .expect("the envelope serializes")
-    }
 }
 
 /// Wrapper so `main` can print an error and its hint uniformly.

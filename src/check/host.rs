@@ -590,16 +590,7 @@ pub fn check_memory(
     }
 }
 
-/// The oldest kernel gfx1151 serving is run on by its peers: kyuz0/amd-strix-halo-toolboxes'
-/// README ("Kernels older than 6.18.4 have a bug that causes stability issues on gfx1151 and
-/// should be avoided"; also: linux-firmware-20251125 breaks ROCm on Strix Halo).
-pub const MIN_KERNEL_FOR_APU: [u32; 3] = [6, 18, 4];
-
-/// Share of the memory Linux sees that the GPU should be able to map (GTT) for serving on an
-/// APU: peers raise TTM's limit (by default half of the memory) to nearly all of it (kyuz0's host
-/// configuration: `amdgpu.gttsize=126976 ttm.pages_limit=32505856`, 124 of 128 GB; ROCm's "AMD
-/// Strix Halo system optimization" page on GTT and `amd-ttm`).
-pub const MIN_GTT_SHARE_PERCENT: u64 = 75;
+pub use crate::report::catalog::{MIN_GTT_SHARE_PERCENT, MIN_KERNEL_FOR_APU};
 
 fn apu_archs(recipe: &Recipe) -> Vec<&str> {
     recipe

@@ -430,26 +430,7 @@ mod tests {
     }
 }
 
-/// The phase 6 checks and the ids they take when the server test runs again on vLLM's default
-/// path (`[checks.server-default-path]`).
-pub const DEFAULT_PATH_IDS: &[(&str, &str)] = &[
-    ("6.1", "serve.default.start"),
-    ("6.2", "serve.default.ready"),
-    ("6.3", "serve.default.health"),
-    ("6.4", "serve.default.models"),
-    ("6.5", "serve.default.completion"),
-    ("serve.stream", "serve.default.stream"),
-    ("serve.chat", "serve.default.chat"),
-    ("6.6", "serve.default.stop"),
-];
-
-/// The check a default-path id repeats (`serve.default.ready` -> `6.2`).
-pub fn default_path_source(id: &str) -> Option<&'static str> {
-    DEFAULT_PATH_IDS
-        .iter()
-        .find(|(_, d)| *d == id)
-        .map(|(s, _)| *s)
-}
+pub use crate::report::catalog::{DEFAULT_PATH_IDS, default_path_source};
 
 /// A server-test check renamed as its default-path run's (`6.2` -> `serve.default.ready`).
 pub fn as_default_path(mut c: Check) -> Check {

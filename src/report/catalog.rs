@@ -366,13 +366,13 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         },
         "host.kernel" => format!(
             "gfx1150/gfx1151: kernel >= {} (skip for other archs)",
-            crate::check::host::MIN_KERNEL_FOR_APU
+            MIN_KERNEL_FOR_APU
                 .map(|n| n.to_string())
                 .join(".")
         ),
         "host.gtt" => format!(
             "gfx1150/gfx1151: GTT (ttm.pages_limit, amdgpu.gttsize) >= {}% of memory",
-            crate::check::host::MIN_GTT_SHARE_PERCENT
+            MIN_GTT_SHARE_PERCENT
         ),
         "2.1" => "USE_DISTRIBUTED and USE_ROCM on (ON/1/TRUE)".into(),
         "build.hip" => "USE_ROCM on and LoadHIP's `HIP VERSION` line".into(),
@@ -444,7 +444,7 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         | "serve.default.chat"
         | "serve.default.stop" => format!(
             "as {} with the server's arguments less {}",
-            crate::check::serve::default_path_source(id).unwrap_or("?"),
+            default_path_source(id).unwrap_or("?"),
             c.server_default_path.drop_args.join(" ")
         ),
         "serve.default.ready" => format!(
@@ -483,6 +483,38 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         ),
         other => format!("see `{other}`"),
     }
+}
+
+/// The oldest kernel gfx1151 serving is run on by its peers: kyuz0/amd-strix-halo-toolboxes'
+/// README ("Kernels older than 6.18.4 have a bug that causes stability issues on gfx1151 and
+/// should be avoided"; also: linux-firmware-20251125 breaks ROCm on Strix Halo).
+pub const MIN_KERNEL_FOR_APU: [u32; 3] = [6, 18, 4];
+
+/// Share of the memory Linux sees that the GPU should be able to map (GTT) for serving on an
+/// APU: peers raise TTM's limit (by default half of the memory) to nearly all of it (kyuz0's host
+/// configuration: `amdgpu.gttsize=126976 ttm.pages_limit=32505856`, 124 of 128 GB; ROCm's "AMD
+/// Strix Halo system optimization" page on GTT and `amd-ttm`).
+pub const MIN_GTT_SHARE_PERCENT: u64 = 75;
+
+/// The phase 6 checks and the ids they take when the server test runs again on vLLM's default
+/// path (`[checks.server-default-path]`).
+pub const DEFAULT_PATH_IDS: &[(&str, &str)] = &[
+    ("6.1", "serve.default.start"),
+    ("6.2", "serve.default.ready"),
+    ("6.3", "serve.default.health"),
+    ("6.4", "serve.default.models"),
+    ("6.5", "serve.default.completion"),
+    ("serve.stream", "serve.default.stream"),
+    ("serve.chat", "serve.default.chat"),
+    ("6.6", "serve.default.stop"),
+];
+
+/// The check a default-path id repeats (`serve.default.ready` -> `6.2`).
+pub fn default_path_source(id: &str) -> Option<&'static str> {
+    DEFAULT_PATH_IDS
+        .iter()
+        .find(|(_, d)| *d == id)
+        .map(|(s, _)| *s)
 }
 
 #[cfg(test)]

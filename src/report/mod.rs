@@ -446,6 +446,45 @@ impl Outcome {
     }
 }
 
+// The envelope of an error lives with the envelope (error.rs stays below report: no circle).
+impl crate::error::Error {
+    /// Machine-readable form for `--json` error output ([`crate::report::Envelope`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        use crate::error::Error;
+        let (recipe, problems) = match self {
+            Error::Recipe { origin, problems } => (
+                Some(origin.clone()),
+                Some(
+                    problems
+                        .iter()
+                        .map(|p| ProblemJson {
+                            line: p.line,
+                            message: p.message.clone(),
+                            hint: p.hint.clone(),
+                        })
+                        .collect(),
+                ),
+            ),
+            _ => (None, None),
+        };
+        serde_json::to_value(Envelope {
+            subject: None,
+            verdict: if matches!(self, Error::Interrupted { .. }) {
+                JsonVerdict::Interrupted
+            } else {
+                JsonVerdict::Error
+            },
+            checks: Vec::new(),
+            error: Some(self.to_string()),
+            hint: self.hint().map(str::to_owned),
+            recipe,
+            problems,
+            data: serde_json::Map::new(),
+        })
+        .expect("the envelope serializes")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
