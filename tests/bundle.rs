@@ -671,7 +671,20 @@ fn export_to_a_directory_makes_a_bundle_verify_accepts_and_each_tampering_fails(
 
     let (code, j, err) = verify(&dir, false);
     assert_eq!(code, Some(0), "{err}\n{j}");
-    assert_eq!(j["verdict"], "pass");
+    // Everything verify could judge passed; with no recipe there are no thresholds, and with no
+    // `--key` no signature is checked (issues 18, 24): incomplete, never a pass.
+    assert_eq!(j["verdict"], "incomplete", "{j}");
+    let skipped: Vec<&str> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "pass")
+        .map(|c| {
+            assert_eq!(c["status"], "skip", "{c}");
+            c["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(skipped, ["verify.thresholds", "verify.signature"], "{j}");
 
     // A flipped byte in the archive.
     let path = dir.join(archive);
