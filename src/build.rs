@@ -91,11 +91,16 @@ impl LogSink<'_> {
             self.io_error.get_or_insert(e);
         }
         let before = self.feeder.monitor.findings.len();
+        // An echo of a failure (BuildKit's `ERROR: ... did not complete successfully`, `failed
+        // to solve`, `ninja: build stopped`) is the builder ending the step itself: the build
+        // ends `failed` on its own, with the cause above it; forge stops a build only on a
+        // finding that dooms it before the builder knows.
         if self.feeder.push(line) > 0
             && self.fatal.is_none()
-            && let Some(f) = self.feeder.monitor.findings[before..]
-                .iter()
-                .find(|f| f.severity == crate::recipe::Severity::Fatal)
+            && let Some(f) = self.feeder.monitor.findings[before..].iter().find(|f| {
+                f.severity == crate::recipe::Severity::Fatal
+                    && crate::monitor::diagnose::by_id(&f.id).is_none_or(|k| !k.echo)
+            })
         {
             self.fatal = Some((f.clone(), Instant::now()));
         }
