@@ -255,3 +255,120 @@ fn wheel_checks_gpu_code_reached_through_another_library() {
     assert_eq!(check_of(&json(&o), "wheel.gpu-targets")["status"], "pass");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Issue 25: one GPU-code inventory. A wheel whose GPU code is all standalone code objects
+/// (real Tensile `.co` files of Debian's rocBLAS, and a `.hsaco` Debian's hipcc compiles for
+/// gfx1151 here) is judged as the image audit judges them: per directory, naming the arches.
+#[test]
+fn wheel_of_standalone_code_objects_names_their_arches() {
+    if !engine() {
+        return;
+    }
+    let hipcc = "forge-test-hipcc:trixie";
+    let tensile = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network=none",
+            hipcc,
+            "sh",
+            "-c",
+            // Three real ones (5-22 MB each; the others are up to 400 MB): a quick test.
+            "cd /usr/lib/x86_64-linux-gnu/rocblas/*/library && tar -c TensileLibrary_gfx803.co \
+             Kernels.so-000-gfx1030.hsaco Kernels.so-000-gfx1100.hsaco",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        tensile.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tensile.stderr)
+    );
+    let hsaco = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network=none",
+            hipcc,
+            "sh",
+            "-c",
+            "cd /tmp && printf '__global__ void k(float *x) { x[0] = 1.0f; }\\n' > k.hip \
+             && hipcc --genco --offload-arch=gfx1151 -o k.hsaco k.hip >&2 && cat k.hsaco",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        hsaco.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hsaco.stderr)
+    );
+
+    let d = tmp("standalone");
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let wheel = |name: &str, files: &[(String, Vec<u8>)]| {
+        let w = d.join(format!("{name}-1.0-py3-none-manylinux_2_28_x86_64.whl"));
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&w).unwrap());
+        for (p, b) in files {
+            z.start_file(p.as_str(), opts).unwrap();
+            z.write_all(b).unwrap();
+        }
+        z.start_file(format!("{name}-1.0.dist-info/WHEEL"), opts)
+            .unwrap();
+        z.write_all(b"Wheel-Version: 1.0\n").unwrap();
+        z.finish().unwrap();
+        w
+    };
+    let mut co = Vec::new();
+    let mut ar = tar::Archive::new(&tensile.stdout[..]);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut b).unwrap();
+        co.push((format!("mathlibs/lib/rocblas/library/{name}"), b));
+    }
+    assert_eq!(co.len(), 3, "rocBLAS code objects");
+    let math = wheel("mathlibs", &co);
+    let gpu = |w: &PathBuf, arch: &str| {
+        let o = forge(&["wheel", w.to_str().unwrap(), "--json", "--arch", arch]);
+        check_of(&json(&o), "wheel.gpu-targets").clone()
+    };
+    // Only code objects, none for gfx1151: a failure naming the directory and what it has.
+    let g = gpu(&math, "gfx1151");
+    assert_eq!(g["status"], "fail", "{g}");
+    let e = g["evidence"].as_str().unwrap();
+    assert!(
+        e.contains(&format!(
+            "mathlibs/lib/rocblas/library/ ({} code-object files) has [gfx1030, gfx1100, gfx803], not gfx1151",
+            co.len()
+        )),
+        "{e}"
+    );
+    assert!(e.starts_with("0 ELF with GPU code or HIP linkage, "), "{e}");
+    // The same code objects judged for an arch they carry: a pass (the check can go either way).
+    assert_eq!(gpu(&math, "gfx1100")["status"], "pass");
+
+    // hipcc's code object for gfx1151, alone: its arch read from the file, a pass.
+    let k = wheel("kern", &[("kern/k.hsaco".to_owned(), hsaco.stdout.clone())]);
+    let g = gpu(&k, "gfx1151");
+    assert_eq!(g["status"], "pass", "{g}");
+    assert!(
+        g["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("kern/ (1 code-object files) [gfx1151]"),
+        "{g}"
+    );
+    // Beside the rocBLAS objects: one directory lacks gfx1151, so the wheel fails.
+    let mut both = co.clone();
+    both.push(("kern/k.hsaco".to_owned(), hsaco.stdout));
+    let g = gpu(&wheel("both", &both), "gfx1151");
+    assert_eq!(g["status"], "fail", "{g}");
+    let j = json(&forge(&["wheel", k.to_str().unwrap(), "--json"]));
+    assert_eq!(
+        j["code_objects"]["kern/k.hsaco"]["targets"][0], "gfx1151",
+        "{j}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

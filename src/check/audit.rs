@@ -22,7 +22,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::Serialize;
 
-use super::bundle;
+use super::gpucode;
+pub use super::gpucode::runs_on;
 use super::imagefs::{ElfFile, ImageFs, Node, is_vllm_ext};
 use super::pep440;
 use super::{check, check_when};
@@ -295,116 +296,32 @@ fn owner_of(owners: &HashMap<String, String>, path: &str) -> String {
     "unpackaged".to_owned()
 }
 
-/// Whether code for `target` runs on `arch`, features read right: a target without a feature
-/// suffix is "any"; `xnack-` code does not run where the arch asks for `xnack+` and vice versa.
-/// Returns `Some("exact")`, `Some(generic)` or `None`.
-pub fn runs_on<'t>(target: &'t str, arch: &str) -> Option<&'t str> {
-    let mut want = arch.split(':');
-    let proc_ = want.next().unwrap_or(arch);
-    let how = bundle::covers(target, proc_)?;
-    let feats: Vec<&str> = target.split(':').skip(1).collect();
-    for w in want {
-        let (name, on) = (w.trim_end_matches(['+', '-']), w.ends_with('+'));
-        if let Some(f) = feats
-            .iter()
-            .find(|f| f.trim_end_matches(['+', '-']) == name)
-            && f.ends_with('+') != on
-        {
-            return None;
-        }
-    }
-    Some(how)
-}
-
 fn gpu_units(fs: &ImageFs, archs: &[String], owners: &HashMap<String, String>) -> Vec<GpuUnit> {
-    let kpacks: Vec<(&String, &Vec<String>)> = fs
-        .nodes
-        .iter()
-        .filter_map(|(p, n)| match n {
-            Node::CodeObject(c) if c.how == "kpack" || p.ends_with(".kpack") => {
-                Some((p, &c.targets))
-            }
-            _ => None,
+    let elves = fs
+        .elves()
+        .filter(|(_, e)| e.has_gpu_code())
+        .map(|(p, e)| gpucode::ElfCode {
+            path: p,
+            targets: e.targets(),
+            kpack_ref: e.kpack_ref.as_deref(),
+        });
+    let objects = fs.nodes.iter().filter_map(|(p, n)| match n {
+        Node::CodeObject(c) => Some((p, c)),
+        _ => None,
+    });
+    gpucode::units(elves, objects, archs)
+        .into_iter()
+        .map(|u| GpuUnit {
+            path: format!("/{}", u.path),
+            kind: u.kind,
+            files: u.files,
+            package: owner_of(owners, &u.first),
+            targets: u.targets,
+            lacking: u.lacking,
+            generic: u.generic,
+            loaded_by: None,
         })
-        .collect();
-    let judge = |targets: &[String]| {
-        let mut lacking = Vec::new();
-        let mut generic = Vec::new();
-        for a in archs {
-            match targets.iter().find_map(|t| runs_on(t, a)) {
-                Some("exact") => {}
-                Some(g) => generic.push(format!("{a} via {g}")),
-                None => lacking.push(a.clone()),
-            }
-        }
-        (lacking, generic)
-    };
-    let mut out = Vec::new();
-    for (p, e) in fs.elves() {
-        if !e.has_gpu_code() {
-            continue;
-        }
-        let mut targets = e.targets();
-        if let Some(r) = &e.kpack_ref {
-            let named: Vec<_> = kpacks
-                .iter()
-                .filter(|(k, _)| r.contains(file_name(k)))
-                .collect();
-            let pool: Vec<_> = if named.is_empty() {
-                kpacks.iter().collect()
-            } else {
-                named
-            };
-            for (_, ts) in pool {
-                for t in ts.iter() {
-                    if !targets.contains(t) {
-                        targets.push(t.clone());
-                    }
-                }
-            }
-        }
-        let (lacking, generic) = judge(&targets);
-        out.push(GpuUnit {
-            path: format!("/{p}"),
-            kind: "elf",
-            files: 1,
-            package: owner_of(owners, p),
-            targets,
-            lacking,
-            generic,
-            loaded_by: None,
-        });
-    }
-    let mut dirs: BTreeMap<&str, (usize, Vec<String>, &String)> = BTreeMap::new();
-    for (p, n) in &fs.nodes {
-        if let Node::CodeObject(c) = n
-            && c.how != "kpack"
-            && !p.ends_with(".kpack")
-        {
-            let e = dirs.entry(parent(p)).or_insert((0, Vec::new(), p));
-            e.0 += 1;
-            for t in &c.targets {
-                if !e.1.contains(t) {
-                    e.1.push(t.clone());
-                }
-            }
-        }
-    }
-    for (d, (files, mut targets, first)) in dirs {
-        targets.sort();
-        let (lacking, generic) = judge(&targets);
-        out.push(GpuUnit {
-            path: format!("/{d}/"),
-            kind: "code-objects",
-            files,
-            package: owner_of(owners, first),
-            targets,
-            lacking,
-            generic,
-            loaded_by: None,
-        });
-    }
-    out
+        .collect()
 }
 
 fn find_lib(

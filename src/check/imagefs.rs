@@ -19,10 +19,10 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use serde::Serialize;
-
-use super::bundle::{self, Bundle};
+use super::bundle::Bundle;
 use super::elf::{self, ElfInfo};
+pub use super::gpucode::{CodeObject, amdgpu_elf_target, archs_in_name};
+use super::gpucode::{code_object_kind, read_code_object};
 use super::source::{Spilled, spill};
 
 /// What kind of file a kept entry is.
@@ -81,18 +81,6 @@ impl ElfFile {
     }
 }
 
-/// A code-object file.
-#[derive(Debug, Clone, Serialize)]
-pub struct CodeObject {
-    /// Size in bytes.
-    pub size: u64,
-    /// GPU targets read from it (AMDGPU ELF header, offload bundle, kpack TOC) or, for
-    /// `.dat`/`.kdb` files, from its name.
-    pub targets: Vec<String>,
-    /// How the targets were read: `elf`, `bundle`, `kpack`, `name`.
-    pub how: &'static str,
-}
-
 /// What one layer holds.
 #[derive(Debug, Default, Clone)]
 struct Layer {
@@ -119,9 +107,6 @@ pub struct ImageFs {
 
 /// Largest text file kept (dpkg status, metadata).
 const TEXT_MAX: u64 = 64 << 20;
-/// How much of a code-object file is read for its header.
-const CO_HEAD: u64 = 256 << 10;
-
 fn clean(path: &str) -> String {
     let p = path.trim_start_matches("./").trim_start_matches('/');
     p.trim_end_matches('/').to_owned()
@@ -156,24 +141,6 @@ pub fn is_vllm_ext(path: &str) -> bool {
     path.contains("-packages/vllm/")
         && f.ends_with(".so")
         && (f.starts_with("_C") || f.starts_with("_rocm_C") || f.starts_with("_moe_C"))
-}
-
-fn code_object_kind(path: &str) -> Option<&'static str> {
-    let f = file_name(path);
-    let lower = path.to_ascii_lowercase();
-    if f.ends_with(".co") || f.ends_with(".hsaco") {
-        Some("co")
-    } else if f.ends_with(".kpack") {
-        Some("kpack")
-    } else if (f.ends_with(".dat")
-        && (lower.contains("tensile") || lower.contains("/library/") || f.contains("gfx"))
-        && (lower.contains("rocblas") || lower.contains("hipblaslt") || lower.contains("tensile")))
-        || (f.ends_with(".kdb") && lower.contains("miopen"))
-    {
-        Some("name")
-    } else {
-        None
-    }
 }
 
 /// What to keep of a file at `path`.
@@ -231,122 +198,6 @@ fn want_link(path: &str) -> bool {
 fn interesting_listed(p: &str) -> bool {
     let f = file_name(p);
     is_so_name(f) || code_object_kind(p.trim_start_matches('/')).is_some()
-}
-
-/// `gfxNNNN` names in a file name (`TensileLibrary_lazy_gfx1100.dat` -> gfx1100).
-pub fn archs_in_name(name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let b = name.as_bytes();
-    let mut i = 0;
-    while let Some(k) = memchr::memmem::find(&b[i..], b"gfx") {
-        let start = i + k;
-        let mut end = start + 3;
-        while end < b.len() && b[end].is_ascii_alphanumeric() {
-            end += 1;
-        }
-        // gfx9-generic / gfx11-generic
-        if name[end..].starts_with("-generic") {
-            end += "-generic".len();
-        } else if let Some(rest) = name[end..].strip_prefix('-')
-            && rest.len() > 9
-            && rest.as_bytes()[0].is_ascii_digit()
-            && rest[1..].starts_with("-generic")
-        {
-            end += 1 + 1 + "-generic".len();
-        }
-        let t = &name[start..end];
-        if t.len() > 3 && t.as_bytes()[3].is_ascii_digit() && !out.iter().any(|x| x == t) {
-            out.push(t.to_owned());
-        }
-        i = end;
-    }
-    out
-}
-
-/// EF_AMDGPU_MACH values (LLVM's AMDGPUUsage, `ELF.h`) to processor names.
-fn amdgpu_mach(m: u32) -> Option<&'static str> {
-    Some(match m {
-        0x020 => "gfx600",
-        0x021 => "gfx601",
-        0x022 => "gfx700",
-        0x023 => "gfx701",
-        0x024 => "gfx702",
-        0x025 => "gfx703",
-        0x026 => "gfx704",
-        0x028 => "gfx801",
-        0x029 => "gfx802",
-        0x02a => "gfx803",
-        0x02b => "gfx810",
-        0x02c => "gfx900",
-        0x02d => "gfx902",
-        0x02e => "gfx904",
-        0x02f => "gfx906",
-        0x030 => "gfx908",
-        0x031 => "gfx909",
-        0x032 => "gfx90c",
-        0x033 => "gfx1010",
-        0x034 => "gfx1011",
-        0x035 => "gfx1012",
-        0x036 => "gfx1030",
-        0x037 => "gfx1031",
-        0x038 => "gfx1032",
-        0x039 => "gfx1033",
-        0x03a => "gfx602",
-        0x03b => "gfx705",
-        0x03c => "gfx805",
-        0x03d => "gfx1035",
-        0x03e => "gfx1034",
-        0x03f => "gfx90a",
-        0x040 => "gfx940",
-        0x041 => "gfx1100",
-        0x042 => "gfx1013",
-        0x043 => "gfx1150",
-        0x044 => "gfx1103",
-        0x045 => "gfx1036",
-        0x046 => "gfx1101",
-        0x047 => "gfx1102",
-        0x048 => "gfx1200",
-        0x04a => "gfx1151",
-        0x04b => "gfx941",
-        0x04c => "gfx942",
-        0x04e => "gfx1201",
-        0x04f => "gfx950",
-        0x051 => "gfx9-generic",
-        0x052 => "gfx10-1-generic",
-        0x053 => "gfx10-3-generic",
-        0x054 => "gfx11-generic",
-        0x055 => "gfx1152",
-        0x058 => "gfx1153",
-        0x059 => "gfx12-generic",
-        0x05f => "gfx9-4-generic",
-        _ => return None,
-    })
-}
-
-/// The target of an AMDGPU code object from its ELF header (`gfx90a:sramecc+:xnack-`).
-pub fn amdgpu_elf_target(head: &[u8]) -> Option<String> {
-    if head.len() < 64 || !head.starts_with(b"\x7fELF") || head[4] != 2 {
-        return None;
-    }
-    let machine = u16::from_le_bytes([head[18], head[19]]);
-    if machine != 224 {
-        return None;
-    }
-    let abi_version = head[8];
-    let flags = u32::from_le_bytes(head[48..52].try_into().ok()?);
-    let mut t = amdgpu_mach(flags & 0xff)?.to_owned();
-    // Code object v4+ (ABI version >= 2): xnack bits 8-9, sramecc bits 10-11;
-    // 1 = any (no suffix), 2 = off, 3 = on.
-    if abi_version >= 2 {
-        for (name, shift) in [("sramecc", 10), ("xnack", 8)] {
-            match (flags >> shift) & 3 {
-                2 => t.push_str(&format!(":{name}-")),
-                3 => t.push_str(&format!(":{name}+")),
-                _ => {}
-            }
-        }
-    }
-    Some(t)
 }
 
 fn read_text(r: &mut dyn Read, size: u64) -> io::Result<String> {
@@ -407,63 +258,6 @@ fn fill(f: &mut ElfFile, info: ElfInfo, vllm: bool) {
             .map(|u| u.name)
             .collect();
     }
-}
-
-fn read_code_object(r: &mut dyn Read, path: &str, size: u64, kind: &str) -> io::Result<Node> {
-    let name_targets = || archs_in_name(file_name(path));
-    if kind == "name" {
-        return Ok(Node::CodeObject(CodeObject {
-            size,
-            targets: name_targets(),
-            how: "name",
-        }));
-    }
-    if kind == "kpack" {
-        let src = match spill(r, size, size)? {
-            Spilled::Done(s) => s,
-            Spilled::TooLong => return Err(io::Error::other("longer than its tar header says")),
-        };
-        return Ok(Node::CodeObject(match bundle::read_kpack(src.as_ref()) {
-            Ok(k) => CodeObject {
-                size,
-                targets: k.archs,
-                how: "kpack",
-            },
-            Err(_) => CodeObject {
-                size,
-                targets: name_targets(),
-                how: "name",
-            },
-        }));
-    }
-    let mut head = Vec::new();
-    r.take(CO_HEAD).read_to_end(&mut head)?;
-    if let Some(t) = amdgpu_elf_target(&head) {
-        return Ok(Node::CodeObject(CodeObject {
-            size,
-            targets: vec![t],
-            how: "elf",
-        }));
-    }
-    let found = bundle::scan(&head, 0, head.len() as u64).unwrap_or_default();
-    let mut targets: Vec<String> = Vec::new();
-    for t in found.iter().flat_map(Bundle::targets) {
-        if !targets.iter().any(|x| x == t) {
-            targets.push(t.to_owned());
-        }
-    }
-    if !targets.is_empty() {
-        return Ok(Node::CodeObject(CodeObject {
-            size,
-            targets,
-            how: "bundle",
-        }));
-    }
-    Ok(Node::CodeObject(CodeObject {
-        size,
-        targets: name_targets(),
-        how: "name",
-    }))
 }
 
 /// Read one layer tar.
@@ -541,13 +335,15 @@ fn read_layer(r: &mut dyn Read, notes: &mut Vec<String>, seen: &mut u64) -> io::
                     }
                 }
             }
-            Want::CodeObject(kind) => match read_code_object(&mut entry, &path, size, kind) {
-                Ok(n) => n,
-                Err(e) => {
-                    notes.push(format!("/{path}: {e}"));
-                    continue;
+            Want::CodeObject(kind) => {
+                match read_code_object(&mut entry, &path, size, kind).map(Node::CodeObject) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        notes.push(format!("/{path}: {e}"));
+                        continue;
+                    }
                 }
-            },
+            }
         };
         *seen += 1;
         layer.nodes.insert(path, node);

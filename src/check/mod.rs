@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bundle;
 pub mod elf;
+pub mod gpucode;
 pub mod host;
 pub mod image;
 pub mod imagefs;

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::bundle::{self, Kpack};
+use super::bundle;
 use super::elf::{self, ElfError, ElfInfo};
+use super::gpucode::{self, CodeObject};
 use super::resolve::{self, LibRoot, Resolution};
 use super::source::{Spilled, spill};
 use super::{check, check_when};
@@ -91,7 +92,7 @@ pub struct ElfMember {
 
 enum Parsed {
     Elf(Box<ElfInfo>),
-    Kpack(Kpack),
+    CodeObject(CodeObject),
     Skipped(String),
 }
 
@@ -136,7 +137,7 @@ fn is_candidate(name: &str) -> bool {
     file.ends_with(".so")
         || file.contains(".so.")
         || name.contains("/bin/")
-        || file.ends_with(".kpack")
+        || gpucode::code_object_kind(name).is_some()
 }
 
 fn must_be_elf(name: &str) -> bool {
@@ -156,8 +157,9 @@ pub struct WheelData {
     pub elves: BTreeMap<String, (u64, ElfInfo)>,
     /// Members that are not analysable ELF (32-bit, ...): path -> why.
     pub notes: BTreeMap<String, String>,
-    /// `.kpack` members.
-    pub kpacks: BTreeMap<String, Kpack>,
+    /// Standalone GPU code (`.co`, `.hsaco`, `.kpack`, Tensile `.dat`, MIOpen `.kdb`), read as
+    /// the image audit reads it ([`gpucode`]): path -> its targets.
+    pub code_objects: BTreeMap<String, CodeObject>,
     /// Number of members.
     pub members: usize,
 }
@@ -265,7 +267,7 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
         name,
         elves: BTreeMap::new(),
         notes: BTreeMap::new(),
-        kpacks: BTreeMap::new(),
+        code_objects: BTreeMap::new(),
         members,
     };
     let mut results = results.into_inner().expect("no poisoned lock");
@@ -275,8 +277,8 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
             Parsed::Elf(info) => {
                 data.elves.insert(member, (size, *info));
             }
-            Parsed::Kpack(k) => {
-                data.kpacks.insert(member, k);
+            Parsed::CodeObject(c) => {
+                data.code_objects.insert(member, c);
             }
             Parsed::Skipped(why) => {
                 data.notes.insert(member, why);
@@ -299,7 +301,14 @@ fn read_member(
             Some("the wheel is corrupt or not what a build produces"),
         )
     };
-    let f = ar.by_index(i).map_err(|e| bad(e.to_string()))?;
+    let mut f = ar.by_index(i).map_err(|e| bad(e.to_string()))?;
+    // A standalone code object: its header (or its name) says its target; read as the image
+    // audit reads it. A kpack is read whole below: a wheel's broken kpack is a broken wheel.
+    if let Some(kind) = gpucode::code_object_kind(member).filter(|k| *k != "kpack") {
+        return gpucode::read_code_object(&mut f, member, declared, kind)
+            .map(Parsed::CodeObject)
+            .map_err(|e| bad(format!("cannot decompress: {e}")));
+    }
     let src = match spill(f, declared, declared) {
         Ok(Spilled::Done(s)) => s,
         Ok(Spilled::TooLong) => {
@@ -317,7 +326,13 @@ fn read_member(
     }
     if member.ends_with(".kpack") {
         return bundle::read_kpack(src.as_ref())
-            .map(Parsed::Kpack)
+            .map(|k| {
+                Parsed::CodeObject(CodeObject {
+                    size: declared,
+                    targets: k.archs,
+                    how: "kpack",
+                })
+            })
             .map_err(bad);
     }
     match elf::read(src.as_ref(), true) {
@@ -406,32 +421,22 @@ fn dotted(v: &[u32]) -> String {
     v.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
 }
 
-/// The ELF list for `--json`.
+/// The ELF list for `--json`: each ELF's GPU targets with its kpack's folded in.
 pub fn elf_members(d: &WheelData) -> Vec<ElfMember> {
+    let units = gpucode::units(elf_code(d, |_| true), &d.code_objects, &[]);
     let mut out: Vec<ElfMember> = d
         .elves
         .iter()
-        .map(|(path, (size, info))| {
-            let mut targets = info.gpu_targets();
-            if let Some(r) = &info.kpack_ref {
-                for k in kpacks_for(d, r) {
-                    for a in &k.archs {
-                        if !targets.contains(a) {
-                            targets.push(a.clone());
-                        }
-                    }
-                }
-            }
-            ElfMember {
-                path: path.clone(),
-                size: *size,
-                needed: info.needed.clone(),
-                runpath: info.runpath.iter().chain(&info.rpath).cloned().collect(),
-                gpu_targets: targets,
-                bundles: info.bundles.len(),
-                kpack_ref: info.kpack_ref.clone(),
-                note: None,
-            }
+        .zip(units.into_iter().filter(|u| u.kind == "elf"))
+        .map(|((path, (size, info)), u)| ElfMember {
+            path: path.clone(),
+            size: *size,
+            needed: info.needed.clone(),
+            runpath: info.runpath.iter().chain(&info.rpath).cloned().collect(),
+            gpu_targets: u.targets,
+            bundles: info.bundles.len(),
+            kpack_ref: info.kpack_ref.clone(),
+            note: None,
         })
         .collect();
     for (path, why) in &d.notes {
@@ -449,19 +454,19 @@ pub fn elf_members(d: &WheelData) -> Vec<ElfMember> {
     out
 }
 
-/// The kpacks a `.rocm_kpack_ref` can mean: those whose file name it names, else all of them.
-fn kpacks_for<'a>(d: &'a WheelData, reference: &str) -> Vec<&'a Kpack> {
-    let named: Vec<&Kpack> = d
-        .kpacks
+/// The wheel's ELF members that `keep` selects, as the GPU-code inventory takes them.
+fn elf_code<'a>(
+    d: &'a WheelData,
+    keep: impl Fn(&ElfInfo) -> bool + 'a,
+) -> impl Iterator<Item = gpucode::ElfCode<'a>> + 'a {
+    d.elves
         .iter()
-        .filter(|(p, _)| reference.contains(p.rsplit('/').next().unwrap_or(p)))
-        .map(|(_, k)| k)
-        .collect();
-    if named.is_empty() {
-        d.kpacks.values().collect()
-    } else {
-        named
-    }
+        .filter(move |(_, (_, i))| keep(i))
+        .map(|(p, (_, i))| gpucode::ElfCode {
+            path: p,
+            targets: i.gpu_targets(),
+            kpack_ref: i.kpack_ref.as_deref(),
+        })
 }
 
 /// 3.1's hint for a ROCm wheel below the threshold, from evidence: the spec's 2 GB counts a
@@ -679,59 +684,55 @@ fn check_36(hip: &ElfInfo, res: &Resolution, root: Option<&str>) -> Check {
 
 fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
     // Every ELF with GPU code, however it reaches HIP (directly, or through hipBLAS, rocBLAS,
-    // ... as a library whose kernels sit in its own .hip_fatbin does), and every HIP-linked one.
-    let hip: Vec<(&String, &ElfInfo)> = d
+    // ... as a library whose kernels sit in its own .hip_fatbin does), every HIP-linked one, and
+    // every directory of standalone code objects: one inventory with the image audit's.
+    let has_code = |i: &ElfInfo| i.has_fatbin || !i.bundles.is_empty() || i.kpack_ref.is_some();
+    let linked_only: Vec<&String> = d
         .elves
         .iter()
-        .filter(|(_, (_, i))| {
-            i.hip_linked() || i.has_fatbin || !i.bundles.is_empty() || i.kpack_ref.is_some()
-        })
-        .map(|(p, (_, i))| (p, i))
+        .filter(|(_, (_, i))| i.hip_linked() && !has_code(i))
+        .map(|(p, _)| p)
         .collect();
-    if hip.is_empty() {
+    let units = gpucode::units(elf_code(d, has_code), &d.code_objects, &opts.archs);
+    if units.is_empty() && linked_only.is_empty() {
         return check(
             "wheel.gpu-targets",
             Status::Skip,
-            "no ELF with GPU code or HIP linkage in the wheel (no .hip_fatbin, no kpack reference, nothing needs libamdhip64)",
+            "no ELF with GPU code or HIP linkage in the wheel (no .hip_fatbin, no kpack reference, nothing needs libamdhip64) and no code-object files",
         );
     }
     let mut lacking: Vec<String> = Vec::new();
     let mut carrying = Vec::new();
-    let mut without_code = Vec::new();
+    let mut without_code: Vec<String> = linked_only.iter().map(|p| (*p).clone()).collect();
     let mut via_generic = Vec::new();
-    for (path, info) in &hip {
-        let mut targets = info.gpu_targets();
-        if let Some(r) = &info.kpack_ref {
-            for k in kpacks_for(d, r) {
-                targets.extend(k.archs.iter().cloned());
-            }
-        }
-        if targets.is_empty() {
-            without_code.push((*path).clone());
+    let elves = units.iter().filter(|u| u.kind == "elf").count() + linked_only.len();
+    let (dirs, objects) = units
+        .iter()
+        .filter(|u| u.kind != "elf")
+        .fold((0, 0), |(n, f), u| (n + 1, f + u.files));
+    for u in &units {
+        let name = if u.kind == "elf" {
+            u.path.rsplit('/').next().unwrap_or(&u.path).to_owned()
+        } else {
+            format!("{} ({} code-object files)", u.path, u.files)
+        };
+        if u.targets.is_empty() {
+            without_code.push(name);
             continue;
         }
-        let file = path.rsplit('/').next().unwrap_or(path);
-        let mut missing = Vec::new();
-        for arch in &opts.archs {
-            match targets.iter().find_map(|t| super::audit::runs_on(t, arch)) {
-                Some("exact") => {}
-                Some(g) => via_generic.push(format!("{file}: {arch} via {g}")),
-                None => missing.push(arch.clone()),
-            }
-        }
-        if missing.is_empty() {
-            carrying.push(file.to_owned());
+        via_generic.extend(u.generic.iter().map(|g| format!("{name}: {g}")));
+        if u.lacking.is_empty() {
+            carrying.push(format!("{name} [{}]", u.targets.join(", ")));
         } else {
             lacking.push(format!(
-                "{file} has [{}], not {}",
-                targets.join(", "),
-                missing.join(", ")
+                "{name} has [{}], not {}",
+                u.targets.join(", "),
+                u.lacking.join(", ")
             ));
         }
     }
     let mut ev = format!(
-        "{} ELF with GPU code or HIP linkage; code for {} in: {}",
-        hip.len(),
+        "{elves} ELF with GPU code or HIP linkage, {objects} code-object files in {dirs} directories; code for {} in: {}",
         opts.archs.join(";"),
         if carrying.is_empty() {
             "none".to_owned()
@@ -752,14 +753,14 @@ fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
             format!("{ev}; LACKING: {}", lacking.join("; ")),
         )
         .with_hint(format!(
-            "these libraries would fail on the first kernel with hipErrorInvalidImage on {}: rebuild with PYTORCH_ROCM_ARCH={}",
+            "this GPU code would fail on the first kernel with hipErrorInvalidImage on {}: rebuild with PYTORCH_ROCM_ARCH={}",
             opts.archs.join(";"),
             opts.archs.join(";")
         ));
     }
     if carrying.is_empty() {
         return check("wheel.gpu-targets", Status::Fail, format!("{ev}; no GPU code objects at all"))
-            .with_hint("no .hip_fatbin bundles or .kpack archives found: kernels would fail with hipErrorInvalidImage");
+            .with_hint("no .hip_fatbin bundles, code-object files or .kpack archives found: kernels would fail with hipErrorInvalidImage");
     }
     check("wheel.gpu-targets", Status::Pass, ev)
 }

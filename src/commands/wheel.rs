@@ -65,6 +65,7 @@ pub fn run(
         .with("members", data.members)
         .with("flavour", check::wheel::flavour(&data))
         .with("elf", check::wheel::elf_members(&data))
+        .with("code_objects", &data.code_objects)
         .with("resolution", resolution);
     Ok(ui.emit(&outcome))
 }
