@@ -211,7 +211,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         dev: std::path::PathBuf::from("/dev"),
     };
     let result = pl::run(
-        phases::BUILD,
+        phases::for_recipe(&recipe),
         &mut ctx,
         &mut rec,
         &sel,
@@ -283,7 +283,7 @@ fn new_record(
         state: RunState::Running,
         signal: None,
         verdict: crate::report::Verdict::Incomplete,
-        phases: phases::BUILD
+        phases: phases::for_recipe(recipe)
             .iter()
             .map(|p| PhaseRecord::pending(p.id))
             .collect(),
