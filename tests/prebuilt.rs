@@ -121,15 +121,30 @@ fn torch_wheel(dir: &Path, distributed: bool, hip: bool) -> PathBuf {
     };
     let mut members = vec![(
         "torch/lib/libtorch_cpu.so".to_owned(),
-        cc(&lib, "libtorch_cpu.so", cpu, &["-Wl,-soname,libtorch_cpu.so"]),
+        cc(
+            &lib,
+            "libtorch_cpu.so",
+            cpu,
+            &["-Wl,-soname,libtorch_cpu.so"],
+        ),
     )];
     if hip {
         // link against stand-ins of the SDK's sonames, then ship without them: the loader finds
         // the SDK wheel's copies through the RUNPATH
         let link = dir.join("link");
         std::fs::create_dir_all(&link).unwrap();
-        cc(&link, "libamdhip64.so.7", "int hipMalloc(void **p, unsigned long n){return 0;}\n", &["-Wl,-soname,libamdhip64.so.7"]);
-        cc(&link, "libhsa-runtime64.so.1", "int hsa_init(void){return 0;}\n", &["-Wl,-soname,libhsa-runtime64.so.1"]);
+        cc(
+            &link,
+            "libamdhip64.so.7",
+            "int hipMalloc(void **p, unsigned long n){return 0;}\n",
+            &["-Wl,-soname,libamdhip64.so.7"],
+        );
+        cc(
+            &link,
+            "libhsa-runtime64.so.1",
+            "int hsa_init(void){return 0;}\n",
+            &["-Wl,-soname,libhsa-runtime64.so.1"],
+        );
         let fatbin: Vec<String> = bundle(&[HOST, GFX1151]).iter().map(u8::to_string).collect();
         let src = format!(
             "extern int hipMalloc(void **p, unsigned long n);\nextern int hsa_init(void);\n\
@@ -157,7 +172,10 @@ fn torch_wheel(dir: &Path, distributed: bool, hip: bool) -> PathBuf {
             ),
         ));
     }
-    members.push(("torch/__init__.py".into(), b"__version__ = '2.9.1'\n".to_vec()));
+    members.push((
+        "torch/__init__.py".into(),
+        b"__version__ = '2.9.1'\n".to_vec(),
+    ));
     members.push((
         format!("torch-{VERSION}.dist-info/WHEEL"),
         b"Wheel-Version: 1.0\n".to_vec(),
@@ -305,7 +323,12 @@ fn a_taken_torch_without_distributed_stops_the_run_at_phase_3_before_any_compile
     let (dir, torch, sdk) = setup("nodist", false, true);
     let r = recipe(&dir, &torch, &sdk, None);
     let (out, rec, took) = build(&dir, &r, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // the wheel phase runs before the build
     let o = order(&rec);
     let pos = |id: &str| o.iter().position(|p| p == id).unwrap();
@@ -351,7 +374,10 @@ fn a_taken_wheel_that_is_not_the_pinned_file_stops_the_run_at_phase_3() {
     let c = check(&rec, "wheel.taken");
     assert_eq!(c["status"], "fail");
     assert!(
-        c["evidence"].as_str().unwrap().contains("the recipe pins 0000"),
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("the recipe pins 0000"),
         "{c:#}"
     );
     stopped_at_phase_3(&rec, &dir, took, "wheel.taken");
@@ -366,17 +392,45 @@ fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
     let (dir, torch, sdk) = setup("good", true, true);
     let r = recipe(&dir, &torch, &sdk, None);
     let (out, rec, _) = build(&dir, &r, &["--only", "wheel"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
+    // phase 3 passes; the run's verdict fails only on the deliverables (no image: `--only wheel`)
+    assert_eq!(phase(&rec, "wheel")["status"], "pass", "{rec:#}");
+    let failed: Vec<&str> = rec["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["checks"].as_array().unwrap())
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        failed.iter().all(|id| id.starts_with("deliverable.")),
+        "{failed:?}; {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for id in ["wheel.taken", "wheel.flavour", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "wheel.gpu-targets"] {
-        assert_eq!(check(&rec, id)["status"], "pass", "{id}: {:#}", check(&rec, id));
+    assert_eq!(phase(&rec, "build")["status"], "skip");
+    for id in [
+        "wheel.taken",
+        "wheel.flavour",
+        "3.1",
+        "3.2",
+        "3.3",
+        "3.4",
+        "3.5",
+        "3.6",
+        "wheel.gpu-targets",
+    ] {
+        assert_eq!(
+            check(&rec, id)["status"],
+            "pass",
+            "{id}: {:#}",
+            check(&rec, id)
+        );
     }
     let ev = check(&rec, "3.6")["evidence"].as_str().unwrap();
-    assert!(ev.contains("with the taken wheels beside it (rocm_sdk_core)"), "{ev}");
+    assert!(
+        ev.contains("with the taken wheels beside it (rocm_sdk_core)"),
+        "{ev}"
+    );
     assert!(
         check(&rec, "3.1")["evidence"]
             .as_str()
@@ -394,8 +448,75 @@ fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
     let c = check(&rec, "3.6");
     assert_ne!(c["status"], "pass", "{c:#}");
     assert!(
-        c["evidence"].as_str().unwrap().contains("not found: libamdhip64.so.7"),
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("not found: libamdhip64.so.7"),
         "{c:#}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An image as the prebuilt Dockerfile makes it (torch and ROCm as wheels in /opt/venv, no
+/// system ROCm), or one that mixes in a system ROCm of another release (`/opt/rocm-7.1.1`).
+fn wheel_rocm_image(tag: &str, system_rocm: bool) {
+    let d = tmp(&format!("image-{system_rocm}"));
+    let site = "/opt/venv/lib/python3.13/site-packages";
+    let mut df = format!(
+        "FROM forge-test-base:trixie\n\
+         RUN mkdir -p {site}/rocm_sdk_core-{SDK}.dist-info {site}/torch-{VERSION}.dist-info \\\n \
+         && printf 'Metadata-Version: 2.1\\nName: rocm-sdk-core\\nVersion: {SDK}\\n' > {site}/rocm_sdk_core-{SDK}.dist-info/METADATA \\\n \
+         && printf 'Metadata-Version: 2.1\\nName: torch\\nVersion: {VERSION}\\n' > {site}/torch-{VERSION}.dist-info/METADATA\n"
+    );
+    if system_rocm {
+        df.push_str(
+            "RUN mkdir -p /opt/rocm-7.1.1/.info /opt/rocm-7.1.1/lib && echo 7.1.1-38 > /opt/rocm-7.1.1/.info/version \
+             && ln -s /opt/rocm-7.1.1 /opt/rocm\n",
+        );
+    }
+    std::fs::write(d.join("Dockerfile"), df).unwrap();
+    let o = Command::new("docker")
+        .args(["build", "-q", "-t", tag])
+        .arg(&d)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn the_audit_fails_the_wheels_rocm_beside_a_system_rocm_of_another_release_naming_both() {
+    if !engine() {
+        return;
+    }
+    let (dir, torch, sdk) = setup("audit", true, true);
+    let r = recipe(&dir, &torch, &sdk, None);
+    let audit = |tag: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(["image", tag, "--json", "--recipe"])
+            .arg(&r)
+            .output()
+            .unwrap();
+        let j = common::json(&o);
+        common::check_of(&j, "image.rocm-versions").clone()
+    };
+    // the wheels' ROCm alone: one release, the recipe's
+    wheel_rocm_image("forge-pb-wheel-rocm:clean", false);
+    let c = audit("forge-pb-wheel-rocm:clean");
+    common::remove_image("forge-pb-wheel-rocm:clean");
+    assert_eq!(c["status"], "pass", "{c:#}");
+    // beside a system ROCm of another release: a mix, both named with where they come from
+    wheel_rocm_image("forge-pb-wheel-rocm:mixed", true);
+    let c = audit("forge-pb-wheel-rocm:mixed");
+    common::remove_image("forge-pb-wheel-rocm:mixed");
+    assert_eq!(c["status"], "fail", "{c:#}");
+    let e = c["evidence"].as_str().unwrap();
+    for want in [
+        &format!("pip rocm-sdk-core {SDK}") as &str,
+        "ROCm 7.1.1: /opt/rocm-7.1.1 from /opt/rocm-7.1.1/.info/version: 7.1.1-38",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

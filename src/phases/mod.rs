@@ -38,8 +38,14 @@ const TAKEN_GATES: &[Gate] = &[
     ),
     Gate::Check("wheel.flavour", "the taken torch is not a ROCm build"),
     Gate::Check("3.2", "the taken torch lacks torch.distributed"),
-    Gate::Check("3.3", "the taken torch lacks PrefixStore: vLLM cannot import it"),
-    Gate::Check("3.4", "the taken torch lacks ProcessGroup: vLLM cannot import it"),
+    Gate::Check(
+        "3.3",
+        "the taken torch lacks PrefixStore: vLLM cannot import it",
+    ),
+    Gate::Check(
+        "3.4",
+        "the taken torch lacks ProcessGroup: vLLM cannot import it",
+    ),
     Gate::Check("3.5", "the taken torch does not link HIP: not a ROCm build"),
     Gate::Check(
         "3.6",

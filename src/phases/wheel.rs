@@ -11,10 +11,10 @@
 //! (`phases::PREBUILT`).
 
 use crate::check::resolve::{ImageRoot, LibRoot};
-use crate::recipe::TakenWheel;
 use crate::check::wheel::{self, WheelOptions};
 use crate::error::Result;
 use crate::pipeline::Ctx;
+use crate::recipe::TakenWheel;
 use crate::report::Check;
 use crate::report::catalog;
 
@@ -115,7 +115,11 @@ pub fn taken_check(taken: &[TakenWheel]) -> (Check, bool) {
 /// Phase 3 on the taken torch wheel, before the build.
 fn run_taken(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     let taken = ctx.recipe.taken.clone();
-    let torch = ctx.recipe.taken_torch().expect("run_taken needs one").clone();
+    let torch = ctx
+        .recipe
+        .taken_torch()
+        .expect("run_taken needs one")
+        .clone();
     let (check, torch_ok) = taken_check(&taken);
     let mut out = vec![check];
     ctx.cancel.check()?;
@@ -143,7 +147,10 @@ fn run_taken(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     };
     // the other taken wheels, installed into the same site-packages: where its ROCm comes from
     let mut companions = Vec::new();
-    for t in taken.iter().filter(|t| t.name != torch.name && t.path.is_file()) {
+    for t in taken
+        .iter()
+        .filter(|t| t.name != torch.name && t.path.is_file())
+    {
         ctx.cancel.check()?;
         if let Ok(d) = wheel::read_wheel(&t.path, threads()) {
             companions.push(d);
@@ -158,15 +165,23 @@ fn run_taken(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     let root = root.as_mut().map(|r| r as &mut dyn LibRoot);
     let mut checks = wheel::checks_with(&data, &opts, root, &companions).0;
     let why = crate::report::catalog::replaced_note(&ctx.recipe.file.checks, "wheel-min-bytes");
-    for c in checks.iter_mut().filter(|c| c.id == "3.1" && !why.is_empty()) {
-        c.evidence.push_str(&format!("; the recipe's threshold{why}"));
+    for c in checks
+        .iter_mut()
+        .filter(|c| c.id == "3.1" && !why.is_empty())
+    {
+        c.evidence
+            .push_str(&format!("; the recipe's threshold{why}"));
     }
     let names: Vec<String> = companions.iter().map(|c| c.name.name.clone()).collect();
     for c in checks.iter_mut().filter(|c| c.id == "3.6") {
         c.evidence.push_str(&format!(
             "; resolved in {} with the taken wheels beside it ({}), on {}",
             torch.path.display(),
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") },
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            },
             ctx.plan.base_image
         ));
     }

@@ -189,6 +189,7 @@ impl Recipe {
         };
         let mut problems = Vec::new();
         let rocm = schema::validate(&file, text, opts, &mut problems);
+        taken::validate(&file, text, &mut problems);
         let mut build_args = schema::resolve_build_args(&file, text, &mut problems);
         let dockerfile = resolve_dockerfile(&file, &origin, text, &mut problems);
         let context = file.context.as_ref().map(|c| relative_to(&origin, c));

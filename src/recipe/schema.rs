@@ -75,7 +75,7 @@ pub struct RecipeFile {
     pub torchaudio: Option<Source>,
     /// Components taken as pinned wheels instead of built (`[taken.torch]`; src/recipe/taken.rs).
     #[serde(default)]
-    pub taken: BTreeMap<String, Spanned<super::taken::Taken>>,
+    pub taken: BTreeMap<String, Spanned<Taken>>,
     /// The folder holding the taken wheels, relative to the recipe's directory and inside the
     /// build context (default `wheelhouse`).
     #[serde(default)]
@@ -108,6 +108,23 @@ pub struct Image {
     pub target: String,
     /// Dockerfile stage that holds just the built wheels.
     pub wheel_stage: String,
+}
+
+/// One taken wheel.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Taken {
+    /// The pinned version, as in the wheel's name (`2.9.1+rocm7.10.0`).
+    pub version: String,
+    /// The wheel's file name in the wheelhouse.
+    pub wheel: String,
+    /// Its SHA256 (64 hex digits): the pin; the wheel is refused when it differs.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The index it comes from (`https://repo.amd.com/rocm/whl/gfx1151/`); absent: only the
+    /// local wheelhouse has it.
+    #[serde(default)]
+    pub index: Option<String>,
 }
 
 /// A source repository and ref.
@@ -639,7 +656,6 @@ pub fn validate(
         }
     }
     validate_checks(&f.checks, problems);
-    super::taken::validate(f, text, problems);
     for r in &f.rules {
         if let Err(e) = regex::Regex::new(r.pattern.get_ref()) {
             problems.push(RecipeProblem {
@@ -659,7 +675,7 @@ pub fn resolve_build_args(
     problems: &mut Vec<RecipeProblem>,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let torch_taken = f.taken.keys().any(|k| super::taken::is_torch(k));
+    let torch_taken = f.taken.keys().any(|k| k.eq_ignore_ascii_case("torch"));
     let name_re = regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex");
     for (k, v) in &f.build_args {
         let line = Some(line_of(text, v.span().start));

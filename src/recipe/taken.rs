@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::schema::Taken;
 use super::schema::{RecipeFile, line_of};
 use crate::error::RecipeProblem;
 
@@ -22,23 +23,6 @@ pub const BUILT_FROM_GIT: &[(&str, &str)] = &[
 
 /// The wheelhouse when the recipe names none: `wheelhouse/` beside the recipe.
 pub const DEFAULT_WHEELHOUSE: &str = "wheelhouse";
-
-/// One taken wheel.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Taken {
-    /// The pinned version, as in the wheel's name (`2.9.1+rocm7.10.0`).
-    pub version: String,
-    /// The wheel's file name in the wheelhouse.
-    pub wheel: String,
-    /// Its SHA256 (64 hex digits): the pin; the wheel is refused when it differs.
-    #[serde(default)]
-    pub sha256: Option<String>,
-    /// The index it comes from (`https://repo.amd.com/rocm/whl/gfx1151/`); absent: only the
-    /// local wheelhouse has it.
-    #[serde(default)]
-    pub index: Option<String>,
-}
 
 /// A taken wheel with its name, resolved against the recipe's wheelhouse.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -413,7 +413,11 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "wheel.glibc" => {
             "GLIBC, GLIBCXX, CXXABI, GCC versions and imports allowed by the tag's manylinux policy (auditwheel's data)".into()
         }
-        "4.1" => format!("> {}", gb(c.image_min_bytes)),
+        "4.1" => format!(
+            "> {}{}",
+            gb(c.image_min_bytes),
+            replaced_note(c, "image-min-bytes")
+        ),
         "4.2" => format!(
             "installed: {}{}",
             c.system_packages.join(", "),
@@ -507,9 +511,10 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         }
         "deliverable.gpu-phases" => "every check of phases 5-7 passed".into(),
         "deliverable.sizes" => format!(
-            "image > {}, archive > {}",
+            "image > {}, archive > {}{}",
             gb(c.image_min_bytes),
-            gb(c.archive_min_bytes)
+            gb(c.archive_min_bytes),
+            replaced_note(c, "archive-min-bytes")
         ),
         other => format!("see `{other}`"),
     }
