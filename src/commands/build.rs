@@ -160,6 +160,9 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         None => None,
     };
     let mut recipe = recipe_of(&args, prior.as_ref())?;
+    if args.rehearse {
+        crate::rehearse::refuse_prebuilt(&recipe)?;
+    }
     let engine = DockerEngine::connect(Duration::from_secs(10))?;
     let recording = crate::engine::recording::Recording::from_env(&engine)?;
     if args.rehearse {
