@@ -141,7 +141,7 @@ pub struct Plan {
     #[serde(default)]
     pub components: Vec<PlanComponent>,
     /// The spec's expectations the recipe replaced, each with its reason.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaced: Vec<crate::recipe::Replaced>,
     /// Every check the run performs.
     pub planned_checks: Vec<PlannedCheck>,

@@ -55,6 +55,11 @@ fn recipe_hash(recipe: &Recipe, plan: &crate::plan::Plan) -> Result<String> {
     let mut h = Sha256::new();
     let mut p = serde_json::to_value(plan).expect("serializes");
     p["artifacts"] = serde_json::Value::Null;
+    // derived from the build args (and TAKEN_WHEELS' pins): left out, so a run started before
+    // the plan listed components still resumes
+    if let Some(m) = p.as_object_mut() {
+        m.remove("components");
+    }
     h.update(p.to_string().as_bytes());
     let df = recipe.dockerfile.read()?;
     h.update(df.as_bytes());
