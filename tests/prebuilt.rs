@@ -313,6 +313,7 @@ fn stopped_at_phase_3(rec: &serde_json::Value, dir: &Path, took: Duration, gate:
     );
     assert_eq!(phase(rec, "image")["status"], "skip");
     assert!(took < Duration::from_secs(60), "took {took:?}");
+    eprintln!("forge build stopped at phase 3 on {gate} after {took:.1?}");
 }
 
 #[test]
