@@ -521,3 +521,33 @@ fn the_audit_fails_the_wheels_rocm_beside_a_system_rocm_of_another_release_namin
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_prebuilt_dockerfile_refuses_a_base_image_with_a_system_rocm() {
+    if !engine() {
+        return;
+    }
+    // phase 3 passes on a good taken torch; then the build of the shipped prebuilt Dockerfile,
+    // through forge and the engine, on a base with /opt/rocm-7.1.1 (a second ROCm beside the
+    // wheels'): refused by its first RUN, before anything is installed or compiled
+    wheel_rocm_image("forge-pb-rocm-base:test", true);
+    let (dir, torch, sdk) = setup("refuse", true, true);
+    let r = recipe(&dir, &torch, &sdk, None);
+    let text = std::fs::read_to_string(&r)
+        .unwrap()
+        .replace("forge-test-base:trixie", "forge-pb-rocm-base:test");
+    std::fs::write(&r, text).unwrap();
+    let (out, rec, _) = build(&dir, &r, &[]);
+    common::remove_image("forge-pb-rocm-base:test");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(phase(&rec, "wheel")["status"], "pass", "{rec:#}");
+    assert_eq!(check(&rec, "build.result")["status"], "fail", "{rec:#}");
+    let log = std::fs::read_to_string(dir.join("artifacts/t/build.log")).unwrap();
+    assert!(
+        log.contains(
+            "forge: the base image carries ROCm 7.1.1-38; the taken wheels bring their own"
+        ),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
