@@ -52,6 +52,56 @@ pub struct Artifacts {
     pub report_json: PathBuf,
 }
 
+/// Where one component of the stack comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlanComponent {
+    /// Its distribution name (`torch`, `vllm`, `rocm-sdk-core`).
+    pub name: String,
+    /// `built` (compiled from git by the Dockerfile) or `taken` (a pinned wheel installed).
+    pub how: String,
+    /// `repo@ref` for a built one; `wheel (version, sha256, from)` for a taken one.
+    pub from: String,
+}
+
+/// The components, built and taken, in the order the Dockerfile meets them.
+pub fn components(recipe: &Recipe) -> Vec<PlanComponent> {
+    let args = &recipe.build_args;
+    let mut out: Vec<PlanComponent> = crate::recipe::BUILT_FROM_GIT
+        .iter()
+        .filter(|(dist, _)| !recipe.taken.iter().any(|t| t.name == *dist))
+        .map(|(dist, _)| {
+            let prefix = match *dist {
+                "torch" => "PYTORCH".to_owned(),
+                d => d.to_ascii_uppercase(),
+            };
+            let from = match (
+                args.get(&format!("{prefix}_REPO")),
+                args.get(&format!("{prefix}_REF")),
+            ) {
+                (Some(r), Some(g)) => format!("{r}@{g}"),
+                _ => "the Dockerfile's default source".to_owned(),
+            };
+            PlanComponent {
+                name: (*dist).to_owned(),
+                how: "built".into(),
+                from,
+            }
+        })
+        .collect();
+    out.extend(recipe.taken.iter().map(|t| PlanComponent {
+        name: t.name.clone(),
+        how: "taken".into(),
+        from: format!(
+            "{} ({}, sha256 {}, from {})",
+            t.path.display(),
+            t.version,
+            &t.sha256[..t.sha256.len().min(12)],
+            t.from
+        ),
+    }));
+    out
+}
+
 /// The resolved plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -87,6 +137,12 @@ pub struct Plan {
     /// What the plan wants the reader to know that is no check (a ref that costs a full fetch).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Where each component comes from: built from git, or taken as a pinned wheel.
+    #[serde(default)]
+    pub components: Vec<PlanComponent>,
+    /// The spec's expectations the recipe replaced, each with its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<crate::recipe::Replaced>,
     /// Every check the run performs.
     pub planned_checks: Vec<PlannedCheck>,
     /// Artifact paths.
@@ -205,6 +261,7 @@ pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Pla
 
     let planned_checks = CATALOG
         .iter()
+        .filter(|e| e.id != "wheel.taken" || !recipe.taken.is_empty())
         .map(|e| PlannedCheck {
             id: e.id.to_owned(),
             phase: e.phase,
@@ -231,6 +288,8 @@ pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Pla
         wheel_stage: f.image.wheel_stage.clone(),
         image_tag: f.image.tag.clone(),
         build_args: recipe.build_args.clone(),
+        components: components(recipe),
+        replaced: f.checks.replaced(),
         planned_checks,
         artifacts: artifacts(artifacts_root, run, &f.image.tag),
     };
@@ -290,6 +349,18 @@ impl Plan {
             "image       {} (stage {}; wheels from stage {})\n",
             self.image_tag, self.target_stage, self.wheel_stage
         ));
+        if !self.components.is_empty() {
+            s.push_str("components\n");
+            for c in &self.components {
+                s.push_str(&format!("  {:14} {:6} {}\n", c.name, c.how, c.from));
+            }
+        }
+        for r in &self.replaced {
+            s.push_str(&format!(
+                "replaced    checks.{}: the spec's {} -> {}: {}\n",
+                r.key, r.spec, r.recipe, r.reason
+            ));
+        }
         s.push_str("build args\n");
         for (k, v) in &self.build_args {
             s.push_str(&format!("  {k}={v}\n"));

@@ -168,8 +168,14 @@ pub fn apply_variant(
             )),
         });
     }
+    // a component the recipe takes as a wheel is not built, so it has no stand-in source
+    let taken: Vec<&str> = crate::recipe::BUILT_FROM_GIT
+        .iter()
+        .filter(|(dist, _)| recipe.taken.iter().any(|t| t.name == *dist))
+        .map(|(_, section)| *section)
+        .collect();
     let args = &mut recipe.build_args;
-    for (name, prefix) in COMPONENTS {
+    for (name, prefix) in COMPONENTS.iter().filter(|(n, _)| !taken.contains(n)) {
         let variant_name = variant.map(|v| format!("{name}@{v}"));
         let found = variant_name
             .as_ref()
@@ -188,6 +194,27 @@ pub fn apply_variant(
     recipe.file.base_image = base.to_owned();
     recipe.file.image.tag = rehearsal_tag(&recipe.file.image.tag);
     Ok(())
+}
+
+/// Whether `recipe` can be rehearsed here: not yet a prebuilt one (`[taken.torch]`), whose
+/// Dockerfile refuses the rehearsal base's /opt/rocm and whose stand-in wheels no base carries.
+pub fn refuse_prebuilt(recipe: &Recipe) -> Result<()> {
+    match recipe.taken_torch() {
+        None => Ok(()),
+        Some(t) => Err(Error::Usage {
+            message: format!(
+                "`--rehearse` of a prebuilt recipe (torch taken as {}) is not supported yet: the \
+                 rehearsal base carries a system ROCm, which the prebuilt Dockerfile refuses, and \
+                 no stand-in wheels for the taken components",
+                t.path.display()
+            ),
+            hint: Some(
+                "run phase 3 on the taken wheel alone, before anything is built: `forge build \
+                 --recipe PATH --only wheel`"
+                    .into(),
+            ),
+        }),
+    }
 }
 
 /// `repo:tag` -> `repo:tag-rehearsal` (`repo` -> `repo:rehearsal`).
@@ -323,6 +350,52 @@ mod tests {
         soften_variant(&mut checks, Some(WHEEL_FAILS_3_1));
         assert_eq!(checks[0].status, Status::Fail, "3.1 stays judged");
         assert_eq!(checks[1].status, Status::Skip);
+    }
+
+    #[test]
+    fn a_prebuilt_recipe_gets_no_torch_standin_and_is_refused_for_now() {
+        let text = std::fs::read_to_string("recipes/therock-gfx1151-prebuilt.toml")
+            .unwrap()
+            .lines()
+            .flat_map(|l| {
+                let mut v = vec![l.to_owned()];
+                if l.starts_with("wheel = ") {
+                    v.push(format!("sha256 = \"{}\"", "a".repeat(64)));
+                }
+                v
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut r = Recipe::parse(
+            &text,
+            crate::recipe::Origin::File("recipes/therock-gfx1151-prebuilt.toml".into()),
+            Default::default(),
+        )
+        .unwrap();
+        let e = refuse_prebuilt(&r).unwrap_err();
+        assert!(e.to_string().contains("is not supported yet"), "{e}");
+        assert!(e.hint().unwrap().contains("--only wheel"));
+        assert!(
+            refuse_prebuilt(&Recipe::select(Some("7.1.1"), None, Default::default()).unwrap())
+                .is_ok()
+        );
+        // the taken components get no stand-in (their build args are not the Dockerfile's)
+        let standins = parse_standins(
+            "pytorch file:///g/p.git 1a2b3c4d\ntriton file:///g/t.git abc12345\n\
+             torchvision file:///g/v.git v0.23.0\ntorchaudio file:///g/a.git v2.9.0\n\
+             vllm file:///g/vllm.git v0.12.0\n",
+        )
+        .unwrap();
+        apply_variant(&mut r, "b", &standins, None).unwrap();
+        assert_eq!(r.build_args["VLLM_REPO"], "file:///g/vllm.git");
+        for k in [
+            "PYTORCH_REPO",
+            "TRITON_REF",
+            "TORCHVISION_REPO",
+            "TORCHAUDIO_REF",
+        ] {
+            assert!(!r.build_args.contains_key(k), "{k}");
+        }
     }
 
     #[test]

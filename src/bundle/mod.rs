@@ -369,6 +369,25 @@ fn sizes_item(view: &RunView, archive: Option<&ArchiveInfo>) -> Check {
 fn build_log_item(dir: &Path, view: &RunView) -> Check {
     let title = "build log shows USE_DISTRIBUTED: ON";
     let id = "deliverable.build-log";
+    let distributed = |c: &Check| c.id == "3.2";
+    let checks = || view.phases.iter().flat_map(|p| p.checks.iter());
+    if checks().any(|c| c.id == "wheel.taken") {
+        // a prebuilt recipe: torch was taken as a wheel, so no log has torch's CMake summary
+        let judged = checks()
+            .find(|c| distributed(c))
+            .map_or("not judged".to_owned(), |c| {
+                format!("{}: {}", c.status.label(), c.evidence)
+            });
+        return check(
+            id,
+            title,
+            None,
+            format!(
+                "torch was taken as a wheel (wheel.taken), not built: no build log holds its \
+                 CMake summary; phase 3 judged distributed on the wheel itself (3.2 {judged})"
+            ),
+        );
+    }
     let Some(log) = view.build_log.as_deref() else {
         return check(
             id,

@@ -483,6 +483,19 @@ pub fn checks(
     opts: &WheelOptions,
     root: Option<&mut dyn LibRoot>,
 ) -> (Vec<Check>, Option<Resolution>) {
+    checks_with(d, opts, root, &[])
+}
+
+/// [`checks`], with wheels installed beside it into the same site-packages (`companions`: the
+/// ROCm wheels a TheRock torch loads its HIP runtime from, through RUNPATHs such as
+/// `$ORIGIN/../../_rocm_sdk_core/lib`): 3.6 resolves libtorch_hip.so against their libraries as
+/// the loader will once they are installed together.
+pub fn checks_with(
+    d: &WheelData,
+    opts: &WheelOptions,
+    root: Option<&mut dyn LibRoot>,
+    companions: &[WheelData],
+) -> (Vec<Check>, Option<Resolution>) {
     let mut out = Vec::new();
     let fl = flavour(d);
     let torch = fl != Flavour::NotTorch;
@@ -597,11 +610,11 @@ pub fn checks(
             } else {
                 c.with_hint("libtorch_hip.so must link the HIP runtime: a broken ROCm build")
             });
-            let wheel_elves: HashMap<String, ElfInfo> = d
-                .elves
-                .iter()
-                .map(|(p, (_, i))| (p.clone(), i.clone()))
-                .collect();
+            let mut wheel_elves: HashMap<String, ElfInfo> = HashMap::new();
+            for c in companions {
+                wheel_elves.extend(c.elves.iter().map(|(p, (_, i))| (p.clone(), i.clone())));
+            }
+            wheel_elves.extend(d.elves.iter().map(|(p, (_, i))| (p.clone(), i.clone())));
             let desc = root.as_ref().map(|r| r.describe());
             let res = resolve::resolve("torch/lib/libtorch_hip.so", hip, &wheel_elves, root);
             out.push(check_36(hip, &res, desc.as_deref()));

@@ -55,6 +55,11 @@ fn recipe_hash(recipe: &Recipe, plan: &crate::plan::Plan) -> Result<String> {
     let mut h = Sha256::new();
     let mut p = serde_json::to_value(plan).expect("serializes");
     p["artifacts"] = serde_json::Value::Null;
+    // derived from the build args (and TAKEN_WHEELS' pins): left out, so a run started before
+    // the plan listed components still resumes
+    if let Some(m) = p.as_object_mut() {
+        m.remove("components");
+    }
     h.update(p.to_string().as_bytes());
     let df = recipe.dockerfile.read()?;
     h.update(df.as_bytes());
@@ -160,6 +165,9 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         None => None,
     };
     let mut recipe = recipe_of(&args, prior.as_ref())?;
+    if args.rehearse {
+        crate::rehearse::refuse_prebuilt(&recipe)?;
+    }
     let engine = DockerEngine::connect(Duration::from_secs(10))?;
     let recording = crate::engine::recording::Recording::from_env(&engine)?;
     if args.rehearse {
@@ -211,7 +219,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         dev: std::path::PathBuf::from("/dev"),
     };
     let result = pl::run(
-        phases::BUILD,
+        phases::for_recipe(&recipe),
         &mut ctx,
         &mut rec,
         &sel,
@@ -283,7 +291,7 @@ fn new_record(
         state: RunState::Running,
         signal: None,
         verdict: crate::report::Verdict::Incomplete,
-        phases: phases::BUILD
+        phases: phases::for_recipe(recipe)
             .iter()
             .map(|p| PhaseRecord::pending(p.id))
             .collect(),

@@ -54,7 +54,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         }
     }
     let removed = ctx.engine.remove_image(&tag);
-    checks.extend(phase2_checks(ctx, &driven.monitor));
+    checks.extend(taken_torch_skips(ctx, phase2_checks(ctx, &driven.monitor)));
     checks.extend(driven.checks("build.result"));
     match wheels {
         Ok(wheels) => {
@@ -127,6 +127,30 @@ fn phase2_checks(ctx: &Ctx<'_>, live: &crate::monitor::Monitor) -> Vec<Check> {
             .collect(),
         Err(_) => live.checks(),
     }
+}
+
+/// The checks of torch's own build (its CMake summary) when torch is taken as a wheel: skips
+/// that say why; the monitor's other checks (fatal compile errors, a clipped log) judge vLLM's
+/// compile as they judge any.
+pub const TORCH_BUILD_CHECKS: &[&str] = &["2.1", "build.hip", "build.arch", "build.cuda", "2.2"];
+
+fn taken_torch_skips(ctx: &Ctx<'_>, mut checks: Vec<Check>) -> Vec<Check> {
+    let Some(t) = ctx.recipe.taken_torch() else {
+        return checks;
+    };
+    for c in checks
+        .iter_mut()
+        .filter(|c| TORCH_BUILD_CHECKS.contains(&c.id.as_str()))
+    {
+        c.status = Status::Skip;
+        c.hint = None;
+        c.evidence = format!(
+            "torch is taken as a wheel ({} {}, from {}), not built: there is no torch CMake \
+             summary to judge; phase 3 judged the wheel itself before the build (the wheel phase)",
+            t.name, t.version, t.from
+        );
+    }
+    checks
 }
 
 /// Resume: every recorded wheel is still there with its SHA256.

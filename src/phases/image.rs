@@ -28,10 +28,7 @@ pub fn labels(ctx: &Ctx<'_>, base_id: Option<&str>) -> BTreeMap<String, String> 
                 ctx.recipe.archs().join("-")
             ),
         ),
-        (
-            oci("source"),
-            format!("{}@{}", f.pytorch.repo, f.pytorch.git_ref),
-        ),
+        (oci("source"), ctx.recipe.torch_source()),
         (
             "forge.vllm.source".to_owned(),
             format!("{}@{}", f.vllm.repo, f.vllm.git_ref),

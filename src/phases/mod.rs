@@ -28,6 +28,44 @@ const WHEEL_GATES: &[Gate] = &[
     ),
 ];
 
+/// What keeps a prebuilt recipe's build from starting: the wheel gates, checked on the taken
+/// torch before anything compiles, and the taken wheels' presence and pinned hashes.
+const TAKEN_GATES: &[Gate] = &[
+    Gate::Phase(PhaseId::Plan),
+    Gate::Check(
+        "wheel.taken",
+        "a taken wheel is missing or differs from its pinned SHA256",
+    ),
+    Gate::Check("wheel.flavour", "the taken torch is not a ROCm build"),
+    Gate::Check("3.2", "the taken torch lacks torch.distributed"),
+    Gate::Check(
+        "3.3",
+        "the taken torch lacks PrefixStore: vLLM cannot import it",
+    ),
+    Gate::Check(
+        "3.4",
+        "the taken torch lacks ProcessGroup: vLLM cannot import it",
+    ),
+    Gate::Check("3.5", "the taken torch does not link HIP: not a ROCm build"),
+    Gate::Check(
+        "3.6",
+        "the taken torch's ROCm symbols do not resolve against the taken ROCm wheels",
+    ),
+    Gate::Check(
+        "wheel.gpu-targets",
+        "the taken torch carries no code for the target arch",
+    ),
+];
+
+/// The phases for `recipe`: [`BUILD`], or [`PREBUILT`] when it takes torch as a wheel.
+pub fn for_recipe(recipe: &crate::recipe::Recipe) -> &'static [Phase] {
+    if recipe.taken_torch().is_some() {
+        PREBUILT
+    } else {
+        BUILD
+    }
+}
+
 fn always(_: &Ctx<'_>) -> std::result::Result<(), String> {
     Ok(())
 }
@@ -116,4 +154,35 @@ pub const BUILD: &[Phase] = &[
         verify: always,
         over_record: Some(report::run),
     },
+];
+
+/// `forge build` of a recipe that takes torch as a wheel (`[taken.torch]`): phase 3 runs on the
+/// taken wheel first, and its failures stop the run before anything is built (only vLLM compiles,
+/// in the build phase, under the monitor).
+pub const PREBUILT: &[Phase] = &[
+    BUILD[0],
+    BUILD[1],
+    Phase {
+        id: PhaseId::Wheel,
+        needs: &[],
+        gates: &[],
+        cheap: false,
+        run: wheel::run,
+        verify: wheel::verify_taken,
+        over_record: None,
+    },
+    Phase {
+        id: PhaseId::Build,
+        needs: &[PhaseId::Plan],
+        gates: TAKEN_GATES,
+        cheap: false,
+        run: build::run,
+        verify: build::verify,
+        over_record: None,
+    },
+    BUILD[4],
+    BUILD[5],
+    BUILD[6],
+    BUILD[7],
+    BUILD[8],
 ];

@@ -251,9 +251,11 @@ fn went_past(phase: &Phase, phases: &[PhaseRecord]) -> Vec<String> {
     }
     phases
         .iter()
-        // What was built so far: the host's own failures (preflight) are the host's, and a
-        // failed plan gates the build.
-        .filter(|p| p.id > PhaseId::Preflight && p.id < phase.id)
+        // The phases before this one, in the run's order (a prebuilt recipe's wheel phase comes
+        // before its build): the host's own failures (preflight) are the host's, and a failed
+        // plan gates the build.
+        .take_while(|p| p.id != phase.id)
+        .filter(|p| !matches!(p.id, PhaseId::Plan | PhaseId::Preflight))
         .flat_map(|p| p.checks.iter().map(move |c| (p.id, c)))
         .filter(|(_, c)| c.status == Status::Fail && !phase.gates.iter().any(|g| g.is(&c.id)))
         .map(|(p, c)| {

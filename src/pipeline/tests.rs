@@ -87,6 +87,9 @@ fn recipe_hash(recipe: &Recipe, plan: &Plan) -> String {
     let mut h = Sha256::new();
     let mut p = serde_json::to_value(plan).unwrap();
     p["artifacts"] = serde_json::Value::Null;
+    if let Some(m) = p.as_object_mut() {
+        m.remove("components");
+    }
     h.update(p.to_string().as_bytes());
     let df = recipe.dockerfile.read().unwrap();
     h.update(df.as_bytes());

@@ -7,14 +7,16 @@
 //! binary so `forge` works from any directory.
 
 mod schema;
+mod taken;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    ArgValue, Checks, DefaultPathCheck, Image, Preflight, RecipeFile, RuleSpec, RuntimeCheck,
-    ServerCheck, Severity, Source, is_arch_name, parse_flag,
+    ArgValue, Checks, DefaultPathCheck, Image, Preflight, RecipeFile, Replaced, RuleSpec,
+    RuntimeCheck, SPEC_EXPECTATIONS, ServerCheck, Severity, Source, is_arch_name, parse_flag,
 };
+pub use taken::{BUILT_FROM_GIT, DEFAULT_WHEELHOUSE, Taken, TakenWheel};
 
 use crate::error::{Error, RecipeProblem, Result};
 
@@ -41,10 +43,16 @@ pub const SHIPPED: &[(&str, &str, &str)] = &[
 ];
 
 /// Shipped Dockerfiles, embedded: (file name, text).
-pub const SHIPPED_DOCKERFILES: &[(&str, &str)] = &[(
-    "vllm-rocm.Dockerfile",
-    include_str!("../../dockerfiles/vllm-rocm.Dockerfile"),
-)];
+pub const SHIPPED_DOCKERFILES: &[(&str, &str)] = &[
+    (
+        "vllm-rocm.Dockerfile",
+        include_str!("../../dockerfiles/vllm-rocm.Dockerfile"),
+    ),
+    (
+        "vllm-rocm-prebuilt.Dockerfile",
+        include_str!("../../dockerfiles/vllm-rocm-prebuilt.Dockerfile"),
+    ),
+];
 
 /// The oldest ROCm that vLLM supports on the gfx1150/gfx1151 APUs (vllm-project/vllm#31333).
 pub const MIN_ROCM_FOR_APU: [u32; 3] = [7, 0, 2];
@@ -122,6 +130,9 @@ pub struct Recipe {
     pub dockerfile: DockerfileRef,
     /// Build context directory (None: only the Dockerfile is sent).
     pub context: Option<PathBuf>,
+    /// The components taken as wheels (`[taken.*]`), resolved against the wheelhouse; empty for
+    /// a recipe that builds everything.
+    pub taken: Vec<TakenWheel>,
 }
 
 /// Options that change what is accepted.
@@ -178,9 +189,36 @@ impl Recipe {
         };
         let mut problems = Vec::new();
         let rocm = schema::validate(&file, text, opts, &mut problems);
-        let build_args = schema::resolve_build_args(&file, text, &mut problems);
+        taken::validate(&file, text, &mut problems);
+        let mut build_args = schema::resolve_build_args(&file, text, &mut problems);
         let dockerfile = resolve_dockerfile(&file, &origin, text, &mut problems);
         let context = file.context.as_ref().map(|c| relative_to(&origin, c));
+        let mut taken = Vec::new();
+        if !file.taken.is_empty()
+            && let Some(ctx) = &context
+        {
+            let rel = file.wheelhouse.as_deref().unwrap_or(DEFAULT_WHEELHOUSE);
+            let wheelhouse = relative_to(&origin, rel);
+            match inside(ctx, &wheelhouse) {
+                Some(in_ctx) => {
+                    taken = taken::resolve(&file, &wheelhouse);
+                    build_args.insert("TAKEN_WHEELS".into(), taken::build_arg(&taken));
+                    build_args.insert("WHEELHOUSE".into(), in_ctx);
+                }
+                None => problems.push(RecipeProblem {
+                    line: None,
+                    message: format!(
+                        "the wheelhouse `{}` is not inside the build context `{}`",
+                        wheelhouse.display(),
+                        ctx.display()
+                    ),
+                    hint: Some(
+                        "the Dockerfile copies the taken wheels from the context: keep                          `wheelhouse` under `context`"
+                            .into(),
+                    ),
+                }),
+            }
+        }
         if !problems.is_empty() {
             problems.sort_by_key(|p| p.line.unwrap_or(0));
             return Err(fail(problems));
@@ -192,7 +230,22 @@ impl Recipe {
             build_args,
             dockerfile: dockerfile.expect("no problems means the Dockerfile resolved"),
             context,
+            taken,
         })
+    }
+
+    /// The taken torch wheel (`[taken.torch]`), if torch is not built.
+    pub fn taken_torch(&self) -> Option<&TakenWheel> {
+        self.taken.iter().find(|t| taken::is_torch(&t.name))
+    }
+
+    /// Where torch comes from, in one line (`repo@ref`, or the taken wheel).
+    pub fn torch_source(&self) -> String {
+        match (&self.file.pytorch, self.taken_torch()) {
+            (_, Some(t)) => format!("taken: {} {} ({})", t.name, t.version, t.from),
+            (Some(s), None) => format!("{}@{}", s.repo, s.git_ref),
+            (None, None) => "(none)".to_owned(),
+        }
     }
 
     /// The target arch list.
@@ -297,6 +350,27 @@ impl Jobs {
             ),
         }
     }
+}
+
+/// `path` relative to `dir` when it lies inside it (lexically, `..` resolved), with `/`.
+fn inside(dir: &Path, path: &Path) -> Option<String> {
+    let norm = |p: &Path| {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let rel = norm(path).strip_prefix(norm(dir)).ok()?.to_owned();
+    let s = rel.to_string_lossy().replace('\\', "/");
+    Some(if s.is_empty() { ".".to_owned() } else { s })
 }
 
 fn relative_to(origin: &Origin, rel: &str) -> PathBuf {

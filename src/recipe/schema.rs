@@ -27,7 +27,12 @@ const FIELD_ARGS: &[(&str, &str)] = &[
     ("TORCHAUDIO_REPO", "torchaudio.repo"),
     ("TORCHAUDIO_REF", "torchaudio.ref"),
     ("JOB_MEMORY_GB", "preflight.min-memory-per-job-gb"),
+    ("TAKEN_WHEELS", "taken"),
+    ("WHEELHOUSE", "wheelhouse"),
 ];
+
+/// torch's build flags: forge sets them for a built torch; a taken one has none.
+const TORCH_FLAGS: &[&str] = &["USE_DISTRIBUTED", "USE_ROCM", "USE_CUDA"];
 
 /// A recipe file, schema 1.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,8 +59,9 @@ pub struct RecipeFile {
     pub context: Option<String>,
     /// The image to produce.
     pub image: Image,
-    /// Where PyTorch comes from.
-    pub pytorch: Source,
+    /// Where PyTorch comes from (absent when `[taken.torch]` takes a prebuilt wheel).
+    #[serde(default)]
+    pub pytorch: Option<Source>,
     /// Where vLLM comes from.
     pub vllm: Source,
     /// Where triton comes from (`TRITON_REPO`/`TRITON_REF`; absent: the Dockerfile's default).
@@ -67,6 +73,13 @@ pub struct RecipeFile {
     /// Where torchaudio comes from (`TORCHAUDIO_REPO`/`TORCHAUDIO_REF`).
     #[serde(default)]
     pub torchaudio: Option<Source>,
+    /// Components taken as pinned wheels instead of built (`[taken.torch]`; src/recipe/taken.rs).
+    #[serde(default)]
+    pub taken: BTreeMap<String, Spanned<Taken>>,
+    /// The folder holding the taken wheels, relative to the recipe's directory and inside the
+    /// build context (default `wheelhouse`).
+    #[serde(default)]
+    pub wheelhouse: Option<String>,
     /// Extra build args (`USE_DISTRIBUTED`, `MAX_JOBS`, ...).
     #[serde(default)]
     pub build_args: BTreeMap<String, Spanned<ArgValue>>,
@@ -95,6 +108,23 @@ pub struct Image {
     pub target: String,
     /// Dockerfile stage that holds just the built wheels.
     pub wheel_stage: String,
+}
+
+/// One taken wheel.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Taken {
+    /// The pinned version, as in the wheel's name (`2.9.1+rocm7.10.0`).
+    pub version: String,
+    /// The wheel's file name in the wheelhouse.
+    pub wheel: String,
+    /// Its SHA256 (64 hex digits): the pin; the wheel is refused when it differs.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The index it comes from (`https://repo.amd.com/rocm/whl/gfx1151/`); absent: only the
+    /// local wheelhouse has it.
+    #[serde(default)]
+    pub index: Option<String>,
 }
 
 /// A source repository and ref.
@@ -130,6 +160,11 @@ pub struct Checks {
     pub runtime: RuntimeCheck,
     /// Phase 6 again, after the server test, on vLLM's default path (torch.compile and graphs).
     pub server_default_path: DefaultPathCheck,
+    /// Why an expectation differs from the spec's (`system-packages = "..."`): the plan and the
+    /// report name each replaced spec expectation with this reason. Keys are the `[checks]` keys
+    /// `wheel-min-bytes`, `image-min-bytes`, `archive-min-bytes`, `system-packages`,
+    /// `pip-packages`, `files`.
+    pub reasons: BTreeMap<String, String>,
 }
 
 impl Default for Checks {
@@ -152,7 +187,92 @@ impl Default for Checks {
             server: ServerCheck::default(),
             runtime: RuntimeCheck::default(),
             server_default_path: DefaultPathCheck::default(),
+            reasons: BTreeMap::new(),
         }
+    }
+}
+
+/// The `[checks]` keys whose expectation the spec sets, and that `[checks.reasons]` may explain.
+pub const SPEC_EXPECTATIONS: &[&str] = &[
+    "wheel-min-bytes",
+    "image-min-bytes",
+    "archive-min-bytes",
+    "system-packages",
+    "pip-packages",
+    "files",
+];
+
+/// A spec expectation the recipe replaced, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    /// The `[checks]` key (`system-packages`).
+    pub key: String,
+    /// The spec's expectation.
+    pub spec: String,
+    /// The recipe's.
+    pub recipe: String,
+    /// Why (`[checks.reasons]`), or that the recipe gives none.
+    pub reason: String,
+}
+
+impl Checks {
+    /// Every expectation that differs from the spec's, with the recipe's reason.
+    pub fn replaced(&self) -> Vec<Replaced> {
+        let spec = Checks::default();
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "(none)".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        let pairs = [
+            (
+                "wheel-min-bytes",
+                spec.wheel_min_bytes.to_string(),
+                self.wheel_min_bytes.to_string(),
+            ),
+            (
+                "image-min-bytes",
+                spec.image_min_bytes.to_string(),
+                self.image_min_bytes.to_string(),
+            ),
+            (
+                "archive-min-bytes",
+                spec.archive_min_bytes.to_string(),
+                self.archive_min_bytes.to_string(),
+            ),
+            (
+                "system-packages",
+                list(&spec.system_packages),
+                list(&self.system_packages),
+            ),
+            (
+                "pip-packages",
+                list(&spec.pip_packages),
+                list(&self.pip_packages),
+            ),
+            ("files", list(&spec.files), list(&self.files)),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(key, spec, recipe)| Replaced {
+                key: key.to_owned(),
+                spec,
+                recipe,
+                reason: self
+                    .reasons
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| "the recipe gives no reason ([checks.reasons])".to_owned()),
+            })
+            .collect()
+    }
+
+    /// The replacement of the expectation under `key`, if the recipe replaced it.
+    pub fn replacement(&self, key: &str) -> Option<Replaced> {
+        self.replaced().into_iter().find(|r| r.key == key)
     }
 }
 
@@ -497,6 +617,7 @@ pub fn validate(
         }
     }
     let components = [
+        ("pytorch", &f.pytorch),
         ("triton", &f.triton),
         ("torchvision", &f.torchvision),
         ("torchaudio", &f.torchaudio),
@@ -508,7 +629,11 @@ pub fn validate(
                     problems.push(RecipeProblem {
                         line: None,
                         message: format!("`{name}.{key}` is empty"),
-                        hint: Some(format!("give `{name}.{key}`, or leave `[{name}]` out for the Dockerfile's default")),
+                        hint: Some(if name == "pytorch" {
+                            "give `pytorch.repo` and `pytorch.ref`, or take a prebuilt wheel with `[taken.torch]`".to_owned()
+                        } else {
+                            format!("give `{name}.{key}`, or leave `[{name}]` out for the Dockerfile's default")
+                        }),
                     });
                 }
             }
@@ -519,8 +644,6 @@ pub fn validate(
         ("image.target", &f.image.target),
         ("image.wheel-stage", &f.image.wheel_stage),
         ("base-image", &f.base_image),
-        ("pytorch.repo", &f.pytorch.repo),
-        ("pytorch.ref", &f.pytorch.git_ref),
         ("vllm.repo", &f.vllm.repo),
         ("vllm.ref", &f.vllm.git_ref),
     ] {
@@ -552,6 +675,7 @@ pub fn resolve_build_args(
     problems: &mut Vec<RecipeProblem>,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
+    let torch_taken = f.taken.keys().any(|k| k.eq_ignore_ascii_case("torch"));
     let name_re = regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("valid regex");
     for (k, v) in &f.build_args {
         let line = Some(line_of(text, v.span().start));
@@ -574,6 +698,15 @@ pub fn resolve_build_args(
             problem(
                 format!("build arg `{k}` is set by the recipe's `{field}`"),
                 &format!("set `{field}` instead"),
+            );
+            continue;
+        }
+        if torch_taken && TORCH_FLAGS.contains(&k.as_str()) {
+            problem(
+                format!(
+                    "`{k}` is a flag of torch's build, and torch is taken as a wheel (`[taken.torch]`)"
+                ),
+                "remove it: phase 3 checks the taken wheel for distributed and HIP before the build",
             );
             continue;
         }
@@ -627,12 +760,14 @@ pub fn resolve_build_args(
         }
         out.insert(k.clone(), value);
     }
-    for (k, v) in [
-        ("USE_DISTRIBUTED", "1"),
-        ("USE_ROCM", "1"),
-        ("USE_CUDA", "0"),
-    ] {
-        out.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+    if !torch_taken {
+        for (k, v) in [
+            ("USE_DISTRIBUTED", "1"),
+            ("USE_ROCM", "1"),
+            ("USE_CUDA", "0"),
+        ] {
+            out.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+        }
     }
     out.entry("MAX_JOBS".to_owned())
         .or_insert_with(|| AUTO_JOBS.to_owned());
@@ -643,11 +778,10 @@ pub fn resolve_build_args(
     out.insert("PYTORCH_ROCM_ARCH".into(), f.archs.get_ref().join(";"));
     out.insert("BASE_IMAGE".into(), f.base_image.clone());
     out.insert("ROCM_VERSION".into(), f.rocm.get_ref().clone());
-    out.insert("PYTORCH_REPO".into(), f.pytorch.repo.clone());
-    out.insert("PYTORCH_REF".into(), f.pytorch.git_ref.clone());
     out.insert("VLLM_REPO".into(), f.vllm.repo.clone());
     out.insert("VLLM_REF".into(), f.vllm.git_ref.clone());
     for (prefix, src) in [
+        ("PYTORCH", &f.pytorch),
         ("TRITON", &f.triton),
         ("TORCHVISION", &f.torchvision),
         ("TORCHAUDIO", &f.torchaudio),
@@ -712,6 +846,16 @@ fn validate_checks(c: &Checks, problems: &mut Vec<RecipeProblem>) {
                 "like \"~/.cache/huggingface:/root/.cache/huggingface:ro\"",
             );
         }
+    }
+    for k in c
+        .reasons
+        .keys()
+        .filter(|k| !SPEC_EXPECTATIONS.contains(&k.as_str()))
+    {
+        problem(
+            format!("`checks.reasons.{k}`: `{k}` is not an expectation of the spec"),
+            &format!("keys: {}", SPEC_EXPECTATIONS.join(", ")),
+        );
     }
     if c.server.ready_pattern.trim().is_empty() {
         problem(

@@ -259,3 +259,224 @@ fn runtime_and_server_keys_are_checked() {
     );
     assert_eq!(r.file.checks.server.ready_pattern, "Uvicorn running");
 }
+
+/// The shipped prebuilt recipe, with a made-up hash for every taken wheel (the shipped file has
+/// none: nothing was downloaded here).
+fn prebuilt_with_hashes() -> String {
+    let text = std::fs::read_to_string("recipes/therock-gfx1151-prebuilt.toml").unwrap();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("wheel = ") {
+            out.push_str(&format!("sha256 = \"{:064x}\"\n", i + 1));
+        }
+    }
+    out
+}
+
+fn prebuilt(text: &str) -> Result<Recipe> {
+    Recipe::parse(
+        text,
+        Origin::File(PathBuf::from("recipes/therock-gfx1151-prebuilt.toml")),
+        LoadOptions::default(),
+    )
+}
+
+fn prebuilt_problems(text: &str) -> Vec<crate::error::RecipeProblem> {
+    match prebuilt(text) {
+        Err(Error::Recipe { problems, .. }) => problems,
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn the_shipped_prebuilt_recipe_is_refused_only_for_its_missing_hashes() {
+    let text = std::fs::read_to_string("recipes/therock-gfx1151-prebuilt.toml").unwrap();
+    let p = prebuilt_problems(&text);
+    assert_eq!(p.len(), 6, "{p:?}");
+    for prob in &p {
+        assert!(prob.message.contains("has no `sha256`"), "{prob:?}");
+        assert!(
+            prob.hint.as_deref().unwrap().contains("sha256sum"),
+            "{prob:?}"
+        );
+        assert!(prob.line.is_some());
+    }
+    assert!(p.iter().any(|x| x.message.starts_with("`[taken.torch]`")));
+}
+
+#[test]
+fn a_taken_torch_is_installed_by_hash_and_builds_no_torch() {
+    let r = prebuilt(&prebuilt_with_hashes()).unwrap();
+    assert_eq!(r.taken.len(), 6);
+    let torch = r.taken_torch().unwrap();
+    assert_eq!(torch.version, "2.9.1+rocm7.13.0a20260315");
+    assert!(torch.path.ends_with(
+        "wheelhouse/therock-gfx1151/torch-2.9.1+rocm7.13.0a20260315-cp312-cp312-linux_x86_64.whl"
+    ));
+    let pairs: Vec<&str> = r.build_args["TAKEN_WHEELS"].split(' ').collect();
+    assert_eq!(pairs.len(), 6);
+    assert!(
+        pairs
+            .iter()
+            .all(|p| p.split_once('=').unwrap().1.len() == 64)
+    );
+    assert_eq!(r.build_args["WHEELHOUSE"], ".");
+    for gone in [
+        "PYTORCH_REPO",
+        "PYTORCH_REF",
+        "USE_DISTRIBUTED",
+        "USE_ROCM",
+        "USE_CUDA",
+    ] {
+        assert!(
+            !r.build_args.contains_key(gone),
+            "{gone} set for a taken torch"
+        );
+    }
+    assert!(
+        r.torch_source()
+            .starts_with("taken: torch 2.9.1+rocm7.13.0a20260315")
+    );
+    // the plan: vLLM built, torch and the ROCm wheels taken; every replaced expectation named
+    let (plan, checks) =
+        crate::plan::resolve(&r, std::path::Path::new("artifacts"), "<run>").unwrap();
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.status == crate::report::Status::Pass),
+        "the prebuilt Dockerfile declares and uses every arg: {checks:?}"
+    );
+    let how = |n: &str| {
+        plan.components
+            .iter()
+            .find(|c| c.name == n)
+            .map(|c| c.how.as_str())
+    };
+    assert_eq!(how("vllm"), Some("built"));
+    assert_eq!(how("torch"), Some("taken"));
+    assert_eq!(how("rocm-sdk-core"), Some("taken"));
+    assert_eq!(plan.components.len(), 7, "{:?}", plan.components);
+    let keys: Vec<&str> = plan.replaced.iter().map(|x| x.key.as_str()).collect();
+    assert_eq!(keys, SPEC_EXPECTATIONS);
+    let text = plan.render_text();
+    assert!(
+        text.contains("  vllm           built  https://github.com/vllm-project/vllm.git@v0.12.0"),
+        "{text}"
+    );
+    assert!(text.contains("  torch          taken  "), "{text}");
+    assert!(text.contains("replaced    checks.system-packages: the spec's rocm-smi-lib, amd-smi-lib -> (none): no system ROCm"), "{text}");
+    let cond = |id: &str| {
+        plan.planned_checks
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap()
+            .pass_condition
+            .clone()
+    };
+    assert!(cond("3.1").starts_with("> 0.5 GB (the recipe's; the spec's is 2.0 GB: a torch wheel that keeps ROCm in separate wheels"), "{}", cond("3.1"));
+    assert!(
+        cond("4.2").contains("replaces the spec's rocm-smi-lib, amd-smi-lib"),
+        "{}",
+        cond("4.2")
+    );
+    assert!(cond("wheel.taken").contains("before anything is built"));
+}
+
+#[test]
+fn the_default_recipe_builds_everything_and_replaces_nothing() {
+    let r = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
+    assert!(r.taken.is_empty());
+    assert!(!r.build_args.contains_key("TAKEN_WHEELS"));
+    let (plan, _) = crate::plan::resolve(&r, std::path::Path::new("artifacts"), "<run>").unwrap();
+    assert!(plan.components.iter().all(|c| c.how == "built"));
+    assert_eq!(plan.components.len(), 5);
+    assert!(plan.replaced.is_empty());
+    assert!(!plan.planned_checks.iter().any(|c| c.id == "wheel.taken"));
+    assert_eq!(
+        plan.planned_checks
+            .iter()
+            .find(|c| c.id == "3.1")
+            .unwrap()
+            .pass_condition,
+        "> 2.0 GB"
+    );
+}
+
+#[test]
+fn taken_components_are_refused_when_unpinned_doubled_or_misnamed() {
+    let good = prebuilt_with_hashes();
+    let one = |text: &str, want: &str| {
+        let p = prebuilt_problems(text);
+        assert!(
+            p.iter().any(|x| x.message.contains(want)),
+            "want `{want}` in {p:?}"
+        );
+    };
+    // built and taken at once
+    one(
+        &good.replace("[vllm]", "[pytorch]\nrepo = \"r\"\nref = \"v\"\n\n[vllm]"),
+        "torch is both built (`[pytorch]`) and taken (`[taken.torch]`)",
+    );
+    // vLLM is what forge compiles
+    one(
+        &good.replace("[taken.triton]", "[taken.vllm]\nversion = \"0.12.0\"\nwheel = \"vllm-0.12.0-cp312-cp312-linux_x86_64.whl\"\nsha256 = \"00\"\n\n[taken.triton]"),
+        "vLLM is the component forge compiles",
+    );
+    // a hash that is no hash
+    one(
+        &good.replacen("sha256 = \"", "sha256 = \"zz", 1),
+        "is not 64 hex digits",
+    );
+    // the wheel's file name says another version
+    one(
+        &good.replace(
+            "version = \"2.9.1+rocm7.13.0a20260315\"",
+            "version = \"2.9.0\"",
+        ),
+        "is torch 2.9.1+rocm7.13.0a20260315, not torch 2.9.0",
+    );
+    // torch's build flags mean nothing for a taken torch
+    one(
+        &good.replace("[build-args]", "[build-args]\nUSE_DISTRIBUTED = \"1\""),
+        "`USE_DISTRIBUTED` is a flag of torch's build",
+    );
+    // a replaced spec expectation needs its reason
+    let no_reason: String = good
+        .lines()
+        .filter(|l| !l.starts_with("system-packages = \"no system"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    one(
+        &no_reason,
+        "`checks.system-packages` replaces the spec's expectation (rocm-smi-lib, amd-smi-lib) without a reason",
+    );
+    // an unknown reason key
+    one(
+        &good.replace("[checks.reasons]", "[checks.reasons]\nwheel-size = \"x\""),
+        "`checks.reasons.wheel-size`",
+    );
+    // no context, no wheelhouse to copy from
+    one(
+        &good.replace("context = \"../wheelhouse/therock-gfx1151\"\n", ""),
+        "taken wheels need a build context",
+    );
+    // the wheelhouse outside the context
+    one(
+        &good.replace(
+            "wheelhouse = \"../wheelhouse/therock-gfx1151\"",
+            "wheelhouse = \"/tmp\"",
+        ),
+        "is not inside the build context",
+    );
+    // neither built nor taken
+    let no_torch: String = good.replace("[taken.torch]", "[taken.torch-x]");
+    let p = prebuilt_problems(&no_torch);
+    assert!(
+        p.iter()
+            .any(|x| x.message.contains("no `[pytorch]` and no `[taken.torch]`")),
+        "{p:?}"
+    );
+}

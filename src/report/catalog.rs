@@ -4,7 +4,7 @@
 //! line by line onto `validation-suite.md`; checks forge adds have ids of their own
 //! (`host.docker`, `wheel.gpu-targets`). Implementations look their titles up here.
 
-use crate::recipe::Recipe;
+use crate::recipe::{Checks, Recipe};
 
 /// One entry of the catalog.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +91,12 @@ pub const CATALOG: &[Entry] = &[
         "build.wheels",
         2,
         "wheels taken out of the wheel stage",
+        false,
+    ),
+    e(
+        "wheel.taken",
+        3,
+        "taken wheels present with their pinned SHA256",
         false,
     ),
     e("3.1", 3, "wheel size", false),
@@ -339,6 +345,13 @@ pub fn runner(id: &str) -> &'static str {
     }
 }
 
+/// ` (replaces the spec's X: why)` where the recipe replaced the expectation under `key`.
+pub fn replaced_note(c: &Checks, key: &str) -> String {
+    c.replacement(key)
+        .map(|r| format!(" (replaces the spec's {}: {})", r.spec, r.reason))
+        .unwrap_or_default()
+}
+
 /// The pass condition of `id` under `recipe`, with its threshold.
 pub fn condition(id: &str, r: &Recipe) -> String {
     let c = &r.file.checks;
@@ -381,7 +394,16 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "2.2" => "no line turns distributed off or disables it".into(),
         "build.fatal" => "no OOM kill, ninja stop, link failure, disk full".into(),
         "build.clipped" => "no `[output clipped, log limit ...]`".into(),
-        "3.1" => format!("> {}", gb(c.wheel_min_bytes)),
+        "3.1" => match c.replacement("wheel-min-bytes") {
+            Some(r) => format!(
+                "> {} (the recipe's; the spec's is {}: {})",
+                gb(c.wheel_min_bytes),
+                gb(Checks::default().wheel_min_bytes),
+                r.reason
+            ),
+            None => format!("> {}", gb(c.wheel_min_bytes)),
+        },
+        "wheel.taken" => "every [taken.*] wheel in the wheelhouse, its SHA256 the recipe's pin, before anything is built".into(),
         "3.2" => "> 0 defined dynamic symbols containing c10d".into(),
         "3.3" | "3.4" => "defined (not merely referenced)".into(),
         "3.5" => "DT_NEEDED has libamdhip64 and libhsa-runtime64".into(),
@@ -391,9 +413,21 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         "wheel.glibc" => {
             "GLIBC, GLIBCXX, CXXABI, GCC versions and imports allowed by the tag's manylinux policy (auditwheel's data)".into()
         }
-        "4.1" => format!("> {}", gb(c.image_min_bytes)),
-        "4.2" => format!("installed: {}", c.system_packages.join(", ")),
-        "4.3" => format!("installed: {}", c.pip_packages.join(", ")),
+        "4.1" => format!(
+            "> {}{}",
+            gb(c.image_min_bytes),
+            replaced_note(c, "image-min-bytes")
+        ),
+        "4.2" => format!(
+            "installed: {}{}",
+            c.system_packages.join(", "),
+            replaced_note(c, "system-packages")
+        ),
+        "4.3" => format!(
+            "installed: {}{}",
+            c.pip_packages.join(", "),
+            replaced_note(c, "pip-packages")
+        ),
         "image.rocm-versions" => format!(
             "AMD and distribution packages, pip ROCm wheels, /opt/rocm*/.info/version, library file names: all ROCm {}",
             r.rocm_version()
@@ -411,7 +445,7 @@ pub fn condition(id: &str, r: &Recipe) -> String {
                 c.files.iter().partition(|f| f.contains("amd_smi"));
             let list = if id == "4.5" { smi } else { rest };
             let names: Vec<&str> = list.iter().map(|s| s.as_str()).collect();
-            format!("exist: {}", names.join(", "))
+            format!("exist: {}{}", names.join(", "), replaced_note(c, "files"))
         }
         "5.1" | "5.3" | "5.6" => "imports succeed".into(),
         "5.2" => "torch.cuda.is_available() and torch.version.hip".into(),
@@ -477,9 +511,10 @@ pub fn condition(id: &str, r: &Recipe) -> String {
         }
         "deliverable.gpu-phases" => "every check of phases 5-7 passed".into(),
         "deliverable.sizes" => format!(
-            "image > {}, archive > {}",
+            "image > {}, archive > {}{}",
             gb(c.image_min_bytes),
-            gb(c.archive_min_bytes)
+            gb(c.archive_min_bytes),
+            replaced_note(c, "archive-min-bytes")
         ),
         other => format!("see `{other}`"),
     }

@@ -1,0 +1,553 @@
+//! The prebuilt path (issue 23): a recipe that takes torch as a pinned wheel runs phase 3 on
+//! that wheel before anything is built, and stops there, before any compile, when the wheel has
+//! no distributed, no HIP, or is not the pinned file. The wheels are built here from real shared
+//! objects (`cc -shared`) in TheRock's layout: torch's libtorch_hip.so finds its HIP runtime in
+//! the `rocm-sdk-core` wheel beside it (RUNPATH `$ORIGIN/../../_rocm_sdk_core/lib`), not in a
+//! system /opt/rocm.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::engine;
+
+const VERSION: &str = "2.9.1+rocm7.13.0a20260315";
+const SDK: &str = "7.13.0a20260315";
+const GFX1151: &str = "hipv4-amdgcn-amd-amdhsa--gfx1151";
+const HOST: &str = "host-x86_64-unknown-linux-gnu-";
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("forge-prebuilt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn cc(dir: &Path, out: &str, src: &str, args: &[&str]) -> Vec<u8> {
+    let c = dir.join(format!("{out}.c"));
+    std::fs::write(&c, src).unwrap();
+    let o = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O0", "-o"])
+        .arg(dir.join(out))
+        .arg(&c)
+        .args(args)
+        .output()
+        .expect("cc runs");
+    assert!(
+        o.status.success(),
+        "cc {out}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::read(dir.join(out)).unwrap()
+}
+
+/// An uncompressed offload bundle in the clang-offload-bundler format.
+fn bundle(triples: &[&str]) -> Vec<u8> {
+    let mut b = b"__CLANG_OFFLOAD_BUNDLE__".to_vec();
+    b.extend_from_slice(&(triples.len() as u64).to_le_bytes());
+    let header: usize = 32 + triples.iter().map(|t| 24 + t.len()).sum::<usize>();
+    let mut off = header as u64;
+    for t in triples {
+        b.extend_from_slice(&off.to_le_bytes());
+        b.extend_from_slice(&64u64.to_le_bytes());
+        b.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        b.extend_from_slice(t.as_bytes());
+        off += 64;
+    }
+    b.resize(off as usize, 0xAB);
+    b
+}
+
+fn write_wheel(path: &Path, members: &[(String, Vec<u8>)]) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, data) in members {
+        z.start_file(name.as_str(), opts).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(std::fs::read(path).unwrap());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// TheRock's ROCm as a wheel: the HIP and HSA runtimes under `_rocm_sdk_core/lib`.
+fn sdk_wheel(dir: &Path) -> PathBuf {
+    let lib = dir.join("sdk");
+    std::fs::create_dir_all(&lib).unwrap();
+    let hip = cc(
+        &lib,
+        "libamdhip64.so.7",
+        "int hipMalloc(void **p, unsigned long n){return 0;}\n",
+        &["-Wl,-soname,libamdhip64.so.7"],
+    );
+    let hsa = cc(
+        &lib,
+        "libhsa-runtime64.so.1",
+        "int hsa_init(void){return 0;}\n",
+        &["-Wl,-soname,libhsa-runtime64.so.1"],
+    );
+    let path = dir.join(format!("rocm_sdk_core-{SDK}-py3-none-linux_x86_64.whl"));
+    write_wheel(
+        &path,
+        &[
+            ("_rocm_sdk_core/lib/libamdhip64.so.7".into(), hip),
+            ("_rocm_sdk_core/lib/libhsa-runtime64.so.1".into(), hsa),
+            ("_rocm_sdk_core/__init__.py".into(), Vec::new()),
+            (
+                format!("rocm_sdk_core-{SDK}.dist-info/WHEEL"),
+                b"Wheel-Version: 1.0\n".to_vec(),
+            ),
+        ],
+    );
+    path
+}
+
+/// A torch wheel as TheRock lays it out; `distributed`: c10d in libtorch_cpu.so; `hip`: a
+/// libtorch_hip.so that loads the SDK wheel's HIP runtime, with gfx1151 code.
+fn torch_wheel(dir: &Path, distributed: bool, hip: bool) -> PathBuf {
+    let lib = dir.join("torch-lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let cpu = if distributed {
+        "void _ZN4c10d11PrefixStoreC1Ev(void){}\nvoid _ZN4c10d12ProcessGroupC2Ev(void){}\n"
+    } else {
+        "void _ZN3c106TensorC1Ev(void){}\n"
+    };
+    let mut members = vec![(
+        "torch/lib/libtorch_cpu.so".to_owned(),
+        cc(
+            &lib,
+            "libtorch_cpu.so",
+            cpu,
+            &["-Wl,-soname,libtorch_cpu.so"],
+        ),
+    )];
+    if hip {
+        // link against stand-ins of the SDK's sonames, then ship without them: the loader finds
+        // the SDK wheel's copies through the RUNPATH
+        let link = dir.join("link");
+        std::fs::create_dir_all(&link).unwrap();
+        cc(
+            &link,
+            "libamdhip64.so.7",
+            "int hipMalloc(void **p, unsigned long n){return 0;}\n",
+            &["-Wl,-soname,libamdhip64.so.7"],
+        );
+        cc(
+            &link,
+            "libhsa-runtime64.so.1",
+            "int hsa_init(void){return 0;}\n",
+            &["-Wl,-soname,libhsa-runtime64.so.1"],
+        );
+        let fatbin: Vec<String> = bundle(&[HOST, GFX1151]).iter().map(u8::to_string).collect();
+        let src = format!(
+            "extern int hipMalloc(void **p, unsigned long n);\nextern int hsa_init(void);\n\
+             int torch_hip_entry(void){{ void *p; return hipMalloc(&p, 1) + hsa_init(); }}\n\
+             __attribute__((section(\".hip_fatbin\"), used, aligned(4096))) const unsigned char fb[{}] = {{{}}};\n",
+            fatbin.len(),
+            fatbin.join(",")
+        );
+        let l = link.to_str().unwrap();
+        members.push((
+            "torch/lib/libtorch_hip.so".into(),
+            cc(
+                &lib,
+                "libtorch_hip.so",
+                &src,
+                &[
+                    "-Wl,-soname,libtorch_hip.so",
+                    "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../../_rocm_sdk_core/lib",
+                    "-Wl,--no-as-needed",
+                    "-L",
+                    l,
+                    "-l:libamdhip64.so.7",
+                    "-l:libhsa-runtime64.so.1",
+                ],
+            ),
+        ));
+    }
+    members.push((
+        "torch/__init__.py".into(),
+        b"__version__ = '2.9.1'\n".to_vec(),
+    ));
+    members.push((
+        format!("torch-{VERSION}.dist-info/WHEEL"),
+        b"Wheel-Version: 1.0\n".to_vec(),
+    ));
+    let path = dir.join(format!("torch-{VERSION}-cp313-cp313-linux_x86_64.whl"));
+    write_wheel(&path, &members);
+    path
+}
+
+/// A prebuilt recipe in `dir` taking `torch` and the SDK wheel from `dir/wheelhouse`.
+fn recipe(dir: &Path, torch: &Path, sdk: &Path, torch_pin: Option<&str>) -> PathBuf {
+    let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_owned();
+    let text = format!(
+        r#"schema = 1
+name = "forge-pb-prebuilt"
+rocm = "7.13.0"
+archs = ["gfx1151"]
+base-image = "forge-test-base:trixie"
+dockerfile = "forge:vllm-rocm-prebuilt.Dockerfile"
+context = "."
+
+[image]
+tag = "forge-pb-prebuilt:test"
+target = "runtime"
+wheel-stage = "wheels"
+
+[vllm]
+repo = "file:///nonexistent/vllm.git"
+ref = "v0.12.0"
+
+[taken.torch]
+version = "{VERSION}"
+wheel = "{}"
+sha256 = "{}"
+
+[taken.rocm-sdk-core]
+version = "{SDK}"
+wheel = "{}"
+sha256 = "{}"
+
+[checks]
+wheel-min-bytes = 1000
+
+[checks.reasons]
+wheel-min-bytes = "test wheels from cc are a few kB"
+"#,
+        name(torch),
+        torch_pin.map_or_else(|| sha256(torch), str::to_owned),
+        name(sdk),
+        sha256(sdk)
+    );
+    let p = dir.join("prebuilt.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A prebuilt test directory with its wheelhouse; returns (dir, torch wheel, sdk wheel).
+fn setup(name: &str, distributed: bool, hip: bool) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = tmp(name);
+    let house = dir.join("wheelhouse");
+    std::fs::create_dir_all(&house).unwrap();
+    let torch = torch_wheel(&house, distributed, hip);
+    let sdk = sdk_wheel(&house);
+    // the compile products beside the wheels are no part of the wheelhouse
+    for d in ["torch-lib", "link", "sdk"] {
+        let _ = std::fs::remove_dir_all(house.join(d));
+    }
+    (dir, torch, sdk)
+}
+
+fn build(dir: &Path, recipe: &Path, extra: &[&str]) -> (Output, serde_json::Value, Duration) {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["build", "-q", "--no-export", "--run-id", "t", "--recipe"])
+        .arg(recipe)
+        .arg("--artifacts")
+        .arg(dir.join("artifacts"))
+        .args(extra)
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("artifacts/t/run.json")).unwrap_or_else(|e| {
+            panic!(
+                "no run.json ({e}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }),
+    )
+    .unwrap();
+    (out, rec, took)
+}
+
+fn phase<'a>(rec: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    rec["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("no phase {id}: {rec:#}"))
+}
+
+fn check<'a>(rec: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    rec["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["checks"].as_array().unwrap())
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id}: {rec:#}"))
+}
+
+fn order(rec: &serde_json::Value) -> Vec<String> {
+    rec["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The run stopped at phase 3: the build phase never ran (no build log), the reason names the
+/// failed gate, and it took well under a minute.
+fn stopped_at_phase_3(rec: &serde_json::Value, dir: &Path, took: Duration, gate: &str) {
+    let b = phase(rec, "build");
+    assert_eq!(b["status"], "skip", "{b:#}");
+    let reason = b["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{gate} failed in the wheel phase")),
+        "{reason}"
+    );
+    assert!(
+        !dir.join("artifacts/t/build.log").exists(),
+        "nothing was built, so there is no build log"
+    );
+    assert_eq!(phase(rec, "image")["status"], "skip");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    eprintln!("forge build stopped at phase 3 on {gate} after {took:.1?}");
+}
+
+#[test]
+fn a_taken_torch_without_distributed_stops_the_run_at_phase_3_before_any_compile() {
+    if !engine() {
+        return;
+    }
+    let (dir, torch, sdk) = setup("nodist", false, true);
+    let r = recipe(&dir, &torch, &sdk, None);
+    let (out, rec, took) = build(&dir, &r, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the wheel phase runs before the build
+    let o = order(&rec);
+    let pos = |id: &str| o.iter().position(|p| p == id).unwrap();
+    assert!(pos("wheel") < pos("build"), "{o:?}");
+    assert_eq!(check(&rec, "wheel.taken")["status"], "pass");
+    assert_eq!(check(&rec, "3.2")["status"], "fail");
+    assert_eq!(check(&rec, "3.3")["status"], "fail");
+    assert_eq!(check(&rec, "3.5")["status"], "pass", "HIP is linked");
+    stopped_at_phase_3(&rec, &dir, took, "3.2");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_taken_torch_without_hip_stops_the_run_at_phase_3_before_any_compile() {
+    if !engine() {
+        return;
+    }
+    let (dir, torch, sdk) = setup("nohip", true, false);
+    let r = recipe(&dir, &torch, &sdk, None);
+    let (out, rec, took) = build(&dir, &r, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(check(&rec, "3.2")["status"], "pass", "distributed is there");
+    assert_eq!(check(&rec, "wheel.flavour")["status"], "fail");
+    assert!(
+        check(&rec, "wheel.flavour")["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("CPU-only"),
+    );
+    stopped_at_phase_3(&rec, &dir, took, "wheel.flavour");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_taken_wheel_that_is_not_the_pinned_file_stops_the_run_at_phase_3() {
+    if !engine() {
+        return;
+    }
+    let (dir, torch, sdk) = setup("pin", true, true);
+    let r = recipe(&dir, &torch, &sdk, Some(&"0".repeat(64)));
+    let (out, rec, took) = build(&dir, &r, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let c = check(&rec, "wheel.taken");
+    assert_eq!(c["status"], "fail");
+    assert!(
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("the recipe pins 0000"),
+        "{c:#}"
+    );
+    stopped_at_phase_3(&rec, &dir, took, "wheel.taken");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
+    if !engine() {
+        return;
+    }
+    let (dir, torch, sdk) = setup("good", true, true);
+    let r = recipe(&dir, &torch, &sdk, None);
+    let (out, rec, _) = build(&dir, &r, &["--only", "wheel"]);
+    // phase 3 passes; the run's verdict fails only on the deliverables (no image: `--only wheel`)
+    assert_eq!(phase(&rec, "wheel")["status"], "pass", "{rec:#}");
+    let failed: Vec<&str> = rec["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["checks"].as_array().unwrap())
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        failed.iter().all(|id| id.starts_with("deliverable.")),
+        "{failed:?}; {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(phase(&rec, "build")["status"], "skip");
+    for id in [
+        "wheel.taken",
+        "wheel.flavour",
+        "3.1",
+        "3.2",
+        "3.3",
+        "3.4",
+        "3.5",
+        "3.6",
+        "wheel.gpu-targets",
+    ] {
+        assert_eq!(
+            check(&rec, id)["status"],
+            "pass",
+            "{id}: {:#}",
+            check(&rec, id)
+        );
+    }
+    let ev = check(&rec, "3.6")["evidence"].as_str().unwrap();
+    assert!(
+        ev.contains("with the taken wheels beside it (rocm_sdk_core)"),
+        "{ev}"
+    );
+    assert!(
+        check(&rec, "3.1")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("test wheels from cc are a few kB"),
+    );
+    // without the SDK wheel beside it, the HIP runtime is nowhere: 3.6 cannot pass
+    let r = recipe(&dir, &torch, &sdk, None);
+    let text = std::fs::read_to_string(&r).unwrap();
+    let cut = text.find("[taken.rocm-sdk-core]").unwrap();
+    let end = text.find("[checks]").unwrap();
+    std::fs::write(&r, format!("{}{}", &text[..cut], &text[end..])).unwrap();
+    std::fs::remove_dir_all(dir.join("artifacts")).unwrap();
+    let (_, rec, _) = build(&dir, &r, &["--only", "wheel"]);
+    let c = check(&rec, "3.6");
+    assert_ne!(c["status"], "pass", "{c:#}");
+    assert!(
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("not found: libamdhip64.so.7"),
+        "{c:#}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An image as the prebuilt Dockerfile makes it (torch and ROCm as wheels in /opt/venv, no
+/// system ROCm), or one that mixes in a system ROCm of another release (`/opt/rocm-7.1.1`).
+fn wheel_rocm_image(tag: &str, system_rocm: bool) {
+    let d = tmp(&format!("image-{system_rocm}"));
+    let site = "/opt/venv/lib/python3.13/site-packages";
+    let mut df = format!(
+        "FROM forge-test-base:trixie\n\
+         RUN mkdir -p {site}/rocm_sdk_core-{SDK}.dist-info {site}/torch-{VERSION}.dist-info \\\n \
+         && printf 'Metadata-Version: 2.1\\nName: rocm-sdk-core\\nVersion: {SDK}\\n' > {site}/rocm_sdk_core-{SDK}.dist-info/METADATA \\\n \
+         && printf 'Metadata-Version: 2.1\\nName: torch\\nVersion: {VERSION}\\n' > {site}/torch-{VERSION}.dist-info/METADATA\n"
+    );
+    if system_rocm {
+        df.push_str(
+            "RUN mkdir -p /opt/rocm-7.1.1/.info /opt/rocm-7.1.1/lib && echo 7.1.1-38 > /opt/rocm-7.1.1/.info/version \
+             && ln -s /opt/rocm-7.1.1 /opt/rocm\n",
+        );
+    }
+    std::fs::write(d.join("Dockerfile"), df).unwrap();
+    let o = Command::new("docker")
+        .args(["build", "-q", "-t", tag])
+        .arg(&d)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn the_audit_fails_the_wheels_rocm_beside_a_system_rocm_of_another_release_naming_both() {
+    if !engine() {
+        return;
+    }
+    let (dir, torch, sdk) = setup("audit", true, true);
+    let r = recipe(&dir, &torch, &sdk, None);
+    let audit = |tag: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(["image", tag, "--json", "--recipe"])
+            .arg(&r)
+            .output()
+            .unwrap();
+        let j = common::json(&o);
+        common::check_of(&j, "image.rocm-versions").clone()
+    };
+    // the wheels' ROCm alone: one release, the recipe's
+    wheel_rocm_image("forge-pb-wheel-rocm:clean", false);
+    let c = audit("forge-pb-wheel-rocm:clean");
+    common::remove_image("forge-pb-wheel-rocm:clean");
+    assert_eq!(c["status"], "pass", "{c:#}");
+    // beside a system ROCm of another release: a mix, both named with where they come from
+    wheel_rocm_image("forge-pb-wheel-rocm:mixed", true);
+    let c = audit("forge-pb-wheel-rocm:mixed");
+    common::remove_image("forge-pb-wheel-rocm:mixed");
+    assert_eq!(c["status"], "fail", "{c:#}");
+    let e = c["evidence"].as_str().unwrap();
+    for want in [
+        &format!("pip rocm-sdk-core {SDK}") as &str,
+        "ROCm 7.1.1: /opt/rocm-7.1.1 from /opt/rocm-7.1.1/.info/version: 7.1.1-38",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_prebuilt_dockerfile_refuses_a_base_image_with_a_system_rocm() {
+    if !engine() {
+        return;
+    }
+    // phase 3 passes on a good taken torch; then the build of the shipped prebuilt Dockerfile,
+    // through forge and the engine, on a base with /opt/rocm-7.1.1 (a second ROCm beside the
+    // wheels'): refused by its first RUN, before anything is installed or compiled
+    wheel_rocm_image("forge-pb-rocm-base:test", true);
+    let (dir, torch, sdk) = setup("refuse", true, true);
+    let r = recipe(&dir, &torch, &sdk, None);
+    let text = std::fs::read_to_string(&r)
+        .unwrap()
+        .replace("forge-test-base:trixie", "forge-pb-rocm-base:test");
+    std::fs::write(&r, text).unwrap();
+    let (out, rec, _) = build(&dir, &r, &[]);
+    common::remove_image("forge-pb-rocm-base:test");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(phase(&rec, "wheel")["status"], "pass", "{rec:#}");
+    assert_eq!(check(&rec, "build.result")["status"], "fail", "{rec:#}");
+    let log = std::fs::read_to_string(dir.join("artifacts/t/build.log")).unwrap();
+    assert!(
+        log.contains(
+            "forge: the base image carries ROCm 7.1.1-38; the taken wheels bring their own"
+        ),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
