@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::engine;
+use common::{bundle, cc, engine};
 
 const VERSION: &str = "2.9.1+rocm7.13.0a20260315";
 const SDK: &str = "7.13.0a20260315";
@@ -23,41 +23,6 @@ fn tmp(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn cc(dir: &Path, out: &str, src: &str, args: &[&str]) -> Vec<u8> {
-    let c = dir.join(format!("{out}.c"));
-    std::fs::write(&c, src).unwrap();
-    let o = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O0", "-o"])
-        .arg(dir.join(out))
-        .arg(&c)
-        .args(args)
-        .output()
-        .expect("cc runs");
-    assert!(
-        o.status.success(),
-        "cc {out}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    std::fs::read(dir.join(out)).unwrap()
-}
-
-/// An uncompressed offload bundle in the clang-offload-bundler format.
-fn bundle(triples: &[&str]) -> Vec<u8> {
-    let mut b = b"__CLANG_OFFLOAD_BUNDLE__".to_vec();
-    b.extend_from_slice(&(triples.len() as u64).to_le_bytes());
-    let header: usize = 32 + triples.iter().map(|t| 24 + t.len()).sum::<usize>();
-    let mut off = header as u64;
-    for t in triples {
-        b.extend_from_slice(&off.to_le_bytes());
-        b.extend_from_slice(&64u64.to_le_bytes());
-        b.extend_from_slice(&(t.len() as u64).to_le_bytes());
-        b.extend_from_slice(t.as_bytes());
-        off += 64;
-    }
-    b.resize(off as usize, 0xAB);
-    b
 }
 
 fn write_wheel(path: &Path, members: &[(String, Vec<u8>)]) {

@@ -7,48 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::{check_of, engine};
+use common::{bundle, cc, check_of, engine};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("forge-wheel-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn cc(dir: &Path, out: &str, src: &str, args: &[&str]) {
-    let c = dir.join(format!("{out}.c"));
-    std::fs::write(&c, src).unwrap();
-    let o = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O0", "-o"])
-        .arg(dir.join(out))
-        .arg(&c)
-        .args(args)
-        .output()
-        .expect("cc runs");
-    assert!(
-        o.status.success(),
-        "cc {out}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// An uncompressed offload bundle in the clang-offload-bundler format.
-fn bundle(triples: &[&str]) -> Vec<u8> {
-    let mut b = b"__CLANG_OFFLOAD_BUNDLE__".to_vec();
-    b.extend_from_slice(&(triples.len() as u64).to_le_bytes());
-    let header: usize = 32 + triples.iter().map(|t| 24 + t.len()).sum::<usize>();
-    let mut off = header as u64;
-    for t in triples {
-        let body = 64u64;
-        b.extend_from_slice(&off.to_le_bytes());
-        b.extend_from_slice(&body.to_le_bytes());
-        b.extend_from_slice(&(t.len() as u64).to_le_bytes());
-        b.extend_from_slice(t.as_bytes());
-        off += body;
-    }
-    b.resize(off as usize, 0xAB);
-    b
 }
 
 /// A CCOB v3 zstd-compressed bundle.
