@@ -361,17 +361,17 @@ pub fn check_docker(engine: &Result<EngineInfo, Error>) -> Check {
             "host.docker",
             Status::Pass,
             format!(
-                "{} at {}: engine {}, API {}, {}{}",
-                i.platform,
-                i.host,
+                "engine {} (API {}, {}, {}) on {}, reached by {}",
                 i.version,
                 i.api_version,
+                i.platform,
                 if i.buildkit {
                     "BuildKit via the API"
                 } else {
                     "classic builder only"
                 },
-                i.ncpu.map(|n| format!(", {n} CPUs")).unwrap_or_default()
+                i.host_words(),
+                i.via.as_deref().unwrap_or(&i.host),
             ),
         ),
         Err(e) => {

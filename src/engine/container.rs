@@ -325,7 +325,7 @@ impl DockerEngine {
                 cgroup_permissions: Some("rwm".into()),
             })
             .collect::<Vec<_>>();
-        let host_ip = if self.host.starts_with("unix://") {
+        let host_ip = if self.endpoint.transport.local() {
             "127.0.0.1"
         } else {
             "0.0.0.0"
@@ -446,17 +446,16 @@ impl Containers for DockerEngine {
                 message: format!("port {port} of the container was not published"),
                 hint: None,
             })?;
-        let host = if self.host.starts_with("unix://") {
-            "127.0.0.1".to_owned()
-        } else {
+        let host = match &self.endpoint.transport {
+            super::Transport::Unix { .. } => "127.0.0.1".to_owned(),
             // tcp://host:2376 -> host
-            self.host
-                .split("://")
-                .nth(1)
-                .unwrap_or("127.0.0.1")
+            super::Transport::Tcp { addr } | super::Transport::Tls { addr, .. } => addr
                 .rsplit_once(':')
                 .map_or("127.0.0.1", |(h, _)| h)
-                .to_owned()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            super::Transport::Ssh { host, .. } => host.clone(),
         };
         Ok((host, bound))
     }

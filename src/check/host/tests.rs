@@ -179,6 +179,7 @@ fn artifacts_disk_is_checked_beside_the_data_root_issue_12() {
         ncpu: None,
         buildkit: true,
         local: true,
+        ..Default::default()
     });
     let c = check_artifacts_disk(&r, &local, &paths);
     assert!(
@@ -261,6 +262,7 @@ fn unpinned_jobs_show_what_the_engine_host_will_get() {
         ncpu: Some(16),
         buildkit: true,
         local: false,
+        ..Default::default()
     });
     let c = check_memory(&r, &engine, &paths);
     assert_eq!(c.status, Status::Pass, "{}", c.evidence);
