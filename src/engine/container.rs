@@ -219,6 +219,12 @@ pub struct State {
 
 /// The engine's container operations forge needs beyond [`super::Engine`].
 pub trait Containers: Sync {
+    /// The GPU devices (and their groups) of the host the containers run on; `Err` says why
+    /// there is none, naming that host. This machine's `dev` by default.
+    fn engine_gpu(&self, dev: &Path, run: &str) -> std::result::Result<GpuAccess, String> {
+        let _ = run;
+        GpuAccess::from_host(dev)
+    }
     /// Create `spec`'s container, copy its files in, start it. The container is removed again
     /// when any step fails.
     fn create_and_start(&self, spec: &ContainerSpec) -> Result<String>;
@@ -422,6 +428,10 @@ impl DockerEngine {
 }
 
 impl Containers for DockerEngine {
+    fn engine_gpu(&self, dev: &Path, run: &str) -> std::result::Result<GpuAccess, String> {
+        self.gpu_of_engine_host(dev, run)
+    }
+
     fn create_and_start(&self, spec: &ContainerSpec) -> Result<String> {
         self.rt.block_on(self.create_and_start_async(spec))
     }

@@ -138,7 +138,9 @@ impl Transport {
                 if addr.is_empty() || addr.contains('/') {
                     return Err(bad("expected host:port"));
                 }
-                let addr = if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                let addr = if addr
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
                 {
                     addr.to_owned()
                 } else {
@@ -175,7 +177,10 @@ impl Transport {
                 if host_name.is_empty() || host_name.starts_with('-') {
                     return Err(bad("no host name"));
                 }
-                if user.as_deref().is_some_and(|u| u.is_empty() || u.starts_with('-')) {
+                if user
+                    .as_deref()
+                    .is_some_and(|u| u.is_empty() || u.starts_with('-'))
+                {
                     return Err(bad("empty or bad user name"));
                 }
                 Ok(Transport::Ssh {
@@ -208,7 +213,9 @@ impl Transport {
     pub fn describe(&self) -> String {
         match self {
             Transport::Unix { path } => format!("unix socket {path}"),
-            Transport::Tcp { addr } => format!("tcp {addr}, plain HTTP (no TLS, no authentication)"),
+            Transport::Tcp { addr } => {
+                format!("tcp {addr}, plain HTTP (no TLS, no authentication)")
+            }
             Transport::Tls { addr, .. } => format!("tcp+tls {addr}, client certificate"),
             Transport::Ssh {
                 user,

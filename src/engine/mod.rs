@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod fake;
 mod files;
 mod load;
+mod probe;
 pub mod recording;
 mod registry;
 pub mod ssh;
@@ -27,12 +28,13 @@ use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
 pub use build::{BuildEnd, BuildEvent, BuildSpec, BuilderKind, Decoder, Flow};
-pub use endpoint::{Endpoint, Transport};
 pub use container::{
     ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, State, Stream,
     shell_quote,
 };
+pub use endpoint::{Endpoint, Transport};
 pub use files::{Leftover, LeftoverKind};
+pub use probe::{DATA_MOUNT, DevNode, PROBE_IMAGE, ProbeRun, gpu_access_of, parse_nodes};
 pub use registry::{RegistryAuth, digest_of_status};
 
 /// Label on everything a run creates that is temporary, with the run's id.
@@ -76,22 +78,22 @@ pub struct EngineInfo {
     /// Whether the engine is on this machine (unix socket).
     pub local: bool,
     /// How forge reached it (`ssh me@box:22 running ... (DOCKER_HOST)`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
     /// The transport: `unix`, `tcp`, `tcp+tls`, `ssh`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
     /// The engine's own ID (stable for one engine: which engine holds what).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The engine host's name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The engine host's OS (`Debian GNU/Linux 13 (trixie)`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
     /// The engine host's kernel.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
 }
 
@@ -197,6 +199,20 @@ pub trait Engine {
             hint: Some("pull with the Docker engine".into()),
         })
     }
+    /// Run `probe` in a container whose userland is the engine host's own ([`probe`]): how
+    /// forge reads the GPU host's facts when the engine is not on this machine.
+    fn host_probe(
+        &self,
+        probe: &ProbeRun,
+        labels: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<(i64, String, String)> {
+        let _ = (probe, labels, timeout);
+        Err(Error::Engine {
+            message: "this engine cannot run a probe on its host".into(),
+            hint: None,
+        })
+    }
     /// Long-lived containers with devices, ports and logs (phases 5-7), where this engine can
     /// start them.
     fn containers(&self) -> Option<&dyn Containers> {
@@ -287,7 +303,12 @@ impl DockerEngine {
                     });
                 }
                 bollard::Docker::connect_with_ssl(
-                    addr, &files.key, &files.cert, &files.ca, 120, version,
+                    addr,
+                    &files.key,
+                    &files.cert,
+                    &files.ca,
+                    120,
+                    version,
                 )
             }
             Transport::Ssh {
@@ -507,6 +528,15 @@ impl Engine for DockerEngine {
 
     fn load_image(&self, reader: Box<dyn std::io::Read + Send>) -> Result<Vec<String>> {
         self.rt.block_on(load::load_image(&self.docker, reader))
+    }
+
+    fn host_probe(
+        &self,
+        probe: &ProbeRun,
+        labels: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<(i64, String, String)> {
+        self.run_probe(probe, labels, timeout)
     }
 
     fn info(&self) -> Result<EngineInfo> {

@@ -66,7 +66,10 @@ impl Dest {
     pub fn show(&self) -> String {
         format!(
             "{}{}{}",
-            self.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default(),
+            self.user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default(),
             self.host,
             self.port.map(|p| format!(":{p}")).unwrap_or_default()
         )
@@ -196,7 +199,9 @@ pub fn diagnose(dest: &Dest, timeout: Duration) -> (String, String) {
         crate::tool::ToolRun::Missing => "no `ssh` client on this machine".to_owned(),
         crate::tool::ToolRun::TimedOut => format!("`{shown}` did not finish within {timeout:?}"),
         crate::tool::ToolRun::Failed(e) => format!("`ssh` could not start: {e}"),
-        crate::tool::ToolRun::Exited { code: 0, stdout, .. } => format!(
+        crate::tool::ToolRun::Exited {
+            code: 0, stdout, ..
+        } => format!(
             "ssh and the far side's docker work (engine {}), but `docker system dial-stdio` did not",
             stdout.trim()
         ),
@@ -226,7 +231,8 @@ pub fn diagnose(dest: &Dest, timeout: Duration) -> (String, String) {
         "the far side has no `docker` CLI on the PATH of a non-interactive ssh session: install \
          it there (Debian: docker.io or docker-cli)"
             .to_owned()
-    } else if why.contains("permission denied") || why.contains("Cannot connect to the Docker daemon")
+    } else if why.contains("permission denied")
+        || why.contains("Cannot connect to the Docker daemon")
     {
         "the far side's docker cannot reach its engine as that user: start the engine there, or \
          add the user to the docker group"

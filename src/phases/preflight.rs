@@ -13,7 +13,13 @@ pub const GPU_PHASES: &str = "runtime (phases 5 and 7) and serve (phase 6)";
 /// Run phase 1; GPU failures become skips naming [`GPU_PHASES`].
 pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     let info = ctx.engine.info();
-    let checks = host::preflight(ctx.recipe, &info, &HostPaths::default());
+    let checks = host::preflight_through(
+        ctx.recipe,
+        &info,
+        &HostPaths::default(),
+        ctx.engine,
+        &ctx.run,
+    );
     Ok(gpu_failures_to_skips(ctx, checks))
 }
 

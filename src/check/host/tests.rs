@@ -1,7 +1,7 @@
 use super::*;
 
 /// Shape of real `rocminfo` output on a Ryzen AI MAX+ 395 (ROCm 7.x), trimmed.
-const ROCMINFO: &str = r"ROCk module version 6.12.12 is loaded
+pub const ROCMINFO: &str = r"ROCk module version 6.12.12 is loaded
 =====================
 HSA System Attributes
 =====================

@@ -22,7 +22,10 @@ fn context(config: &Path, name: &str, host: &str, tls: bool) {
     )
     .unwrap();
     if tls {
-        let t = config.join("contexts/tls").join(context_id(name)).join("docker");
+        let t = config
+            .join("contexts/tls")
+            .join(context_id(name))
+            .join("docker");
         std::fs::create_dir_all(&t).unwrap();
         for f in ["ca.pem", "cert.pem", "key.pem"] {
             std::fs::write(t.join(f), "x").unwrap();
@@ -61,29 +64,56 @@ fn precedence_is_the_clis() {
     context(&config, "flag", "ssh://f@flaghost", false);
     context(&config, "envctx", "tcp://envctx:2375", false);
     context(&config, "current", "ssh://current", false);
-    std::fs::write(config.join("config.json"), r#"{"currentContext":"current"}"#).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        r#"{"currentContext":"current"}"#,
+    )
+    .unwrap();
     let all = [
         ("DOCKER_HOST", "unix:///run/other.sock"),
         ("DOCKER_CONTEXT", "envctx"),
     ];
 
     let e = resolve_in(Some("flag"), &all, &home).unwrap();
-    assert_eq!((e.source.clone(), e.host.as_str()), (Source::ContextFlag, "ssh://f@flaghost"));
-    assert!(e.describe().contains("context `flag` from --context"), "{}", e.describe());
+    assert_eq!(
+        (e.source.clone(), e.host.as_str()),
+        (Source::ContextFlag, "ssh://f@flaghost")
+    );
+    assert!(
+        e.describe().contains("context `flag` from --context"),
+        "{}",
+        e.describe()
+    );
 
     let e = resolve_in(None, &all, &home).unwrap();
-    assert_eq!((e.source, e.host.as_str()), (Source::DockerHost, "unix:///run/other.sock"));
+    assert_eq!(
+        (e.source, e.host.as_str()),
+        (Source::DockerHost, "unix:///run/other.sock")
+    );
 
     let e = resolve_in(None, &all[1..], &home).unwrap();
-    assert_eq!((e.source, e.host.as_str()), (Source::DockerContext, "tcp://envctx:2375"));
+    assert_eq!(
+        (e.source, e.host.as_str()),
+        (Source::DockerContext, "tcp://envctx:2375")
+    );
 
     let e = resolve_in(None, &[], &home).unwrap();
-    assert_eq!((e.source.clone(), e.host.as_str()), (Source::CurrentContext, "ssh://current"));
-    assert!(e.describe().contains("currentContext of"), "{}", e.describe());
+    assert_eq!(
+        (e.source.clone(), e.host.as_str()),
+        (Source::CurrentContext, "ssh://current")
+    );
+    assert!(
+        e.describe().contains("currentContext of"),
+        "{}",
+        e.describe()
+    );
 
     std::fs::remove_file(config.join("config.json")).unwrap();
     let e = resolve_in(None, &[], &home).unwrap();
-    assert_eq!((e.source, e.host.as_str()), (Source::Default, DEFAULT_SOCKET));
+    assert_eq!(
+        (e.source, e.host.as_str()),
+        (Source::Default, DEFAULT_SOCKET)
+    );
     assert!(e.transport.local());
 
     // `default` is the environment's engine, whichever way it is named
@@ -109,7 +139,10 @@ fn docker_config_moves_the_config_directory() {
         }
     );
     // without DOCKER_CONFIG, ~/.docker has no such context
-    assert_eq!(resolve_in(None, &[], &home).unwrap().source, Source::Default);
+    assert_eq!(
+        resolve_in(None, &[], &home).unwrap().source,
+        Source::Default
+    );
 }
 
 #[test]
@@ -146,7 +179,12 @@ fn tls_from_the_environment_and_from_a_context() {
 
     // without DOCKER_TLS_VERIFY, plain tcp on 2375
     let e = resolve_in(None, &[("DOCKER_HOST", "tcp://h")], &home).unwrap();
-    assert_eq!(e.transport, Transport::Tcp { addr: "h:2375".into() });
+    assert_eq!(
+        e.transport,
+        Transport::Tcp {
+            addr: "h:2375".into()
+        }
+    );
 
     // a context with TLS material
     let config = home.join(".docker");
@@ -155,7 +193,11 @@ fn tls_from_the_environment_and_from_a_context() {
     let Transport::Tls { files, .. } = &e.transport else {
         panic!("{:?}", e.transport)
     };
-    assert!(files.cert.starts_with(config.join("contexts/tls").join(context_id("secure"))));
+    assert!(
+        files
+            .cert
+            .starts_with(config.join("contexts/tls").join(context_id("secure")))
+    );
     assert_eq!(files.missing(), None);
 }
 
@@ -170,7 +212,11 @@ fn unknown_context_says_so_with_a_hint() {
 
     // a currentContext naming a removed context
     std::fs::create_dir_all(home.join(".docker")).unwrap();
-    std::fs::write(home.join(".docker/config.json"), r#"{"currentContext":"gone"}"#).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        r#"{"currentContext":"gone"}"#,
+    )
+    .unwrap();
     let err = resolve_in(None, &[], &home).unwrap_err();
     assert!(err.to_string().contains("currentContext"), "{err}");
     assert!(err.hint().unwrap().contains("docker context use default"));
@@ -211,17 +257,38 @@ fn urls() {
             socket: Some("/run/user/1000/docker.sock".into())
         }
     );
-    assert!(ssh("ssh://me@box:notaport").unwrap_err().to_string().contains("not a number"));
-    assert!(ssh("ssh://-oProxyCommand=x").is_err(), "an option is not a host");
+    assert!(
+        ssh("ssh://me@box:notaport")
+            .unwrap_err()
+            .to_string()
+            .contains("not a number")
+    );
+    assert!(
+        ssh("ssh://-oProxyCommand=x").is_err(),
+        "an option is not a host"
+    );
     assert!(ssh("ssh://@box").is_err());
-    assert!(ssh("npipe:////./pipe/docker_engine").unwrap_err().to_string().contains("npipe"));
-    assert!(ssh("/var/run/docker.sock").unwrap_err().to_string().contains("no scheme"));
+    assert!(
+        ssh("npipe:////./pipe/docker_engine")
+            .unwrap_err()
+            .to_string()
+            .contains("npipe")
+    );
+    assert!(
+        ssh("/var/run/docker.sock")
+            .unwrap_err()
+            .to_string()
+            .contains("no scheme")
+    );
     assert!(ssh("https://h:2376").is_err(), "https without certificates");
     assert_eq!(
         ssh("unix:///var/run/docker.sock").unwrap().describe(),
         "unix socket /var/run/docker.sock"
     );
     assert!(
-        ssh("ssh://me@box:2222").unwrap().describe().starts_with("ssh me@box:2222 running `docker system dial-stdio`")
+        ssh("ssh://me@box:2222")
+            .unwrap()
+            .describe()
+            .starts_with("ssh me@box:2222 running `docker system dial-stdio`")
     );
 }
