@@ -444,3 +444,92 @@ fn bad_remote_engines_say_what_is_wrong() {
         "{err}"
     );
 }
+
+/// Issue 22's measure: `forge build` of the fixture recipe through `DOCKER_HOST=ssh://` builds
+/// there, takes the wheel out, exports, and the archive's SHA256 equals the one `forge export`
+/// makes of the same image id through the local socket. The GPU phases skip naming the engine's
+/// host they looked at.
+#[test]
+fn build_through_ssh_exports_what_the_local_socket_exports() {
+    if !common::engine() || !tools() {
+        return;
+    }
+    let r = Remote::start("build");
+    let ssh_opts = r.ssh_opts("ssh_config");
+    let url = r.ssh_url();
+    let arts = r.dir.join("arts");
+    let recipe = common::root().join("tests/fixtures/docker/good.toml");
+    let o = forge(
+        &[
+            "build",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--artifacts",
+            arts.to_str().unwrap(),
+            "--run-id",
+            "remote-ssh",
+            "--json",
+        ],
+        &[
+            ("DOCKER_HOST", url.as_str()),
+            ("FORGE_SSH_OPTS", ssh_opts.as_str()),
+        ],
+    );
+    let j = common::json(&o);
+    assert_eq!(j["build"]["end"], "succeeded", "{}", common::stderr(&o));
+    assert!(
+        !j["build"]["wheels"].as_array().unwrap().is_empty(),
+        "the wheel came out through ssh: {j}"
+    );
+    let c = common::check_of(&j, "1.2");
+    assert!(
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("on the engine's host"),
+        "{c}"
+    );
+    let archive = walk(&arts)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .expect("the build exported an archive");
+    let image = String::from_utf8(
+        Command::new("docker")
+            .args([
+                "inspect",
+                "--format",
+                "{{.Id}}",
+                "forge-fixture-good:latest",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(image.trim().starts_with("sha256:"), "{image}");
+    let local = r.dir.join("local.tar.gz");
+    let o = forge(
+        &[
+            "export",
+            "forge-fixture-good:latest",
+            "-o",
+            local.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(sha256(&archive), sha256(&local), "{}", archive.display());
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
