@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in gcc unzip python3 xmllint chromium minisign docker-registry htpasswd; do
+for tool in gcc unzip python3 xmllint chromium minisign docker-registry htpasswd sshd stunnel4; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 # g++ and objdump build and check the C++ test library of `wheel.glibc` (build-essential has both).
@@ -19,6 +19,9 @@ if [ ${#need[@]} -gt 0 ]; then
   # distribution reference registry, run on 127.0.0.1 by the push tests), htpasswd (its bcrypt
   # basic-auth file).
   pkgs=("${pkgs[@]/htpasswd/apache2-utils}")
+  # Issue 22: a real sshd on 127.0.0.1 (the ssh engine transport, `docker system dial-stdio`)
+  # and stunnel4 (the TLS engine endpoint with client certificates) for tests/remote.rs.
+  pkgs=("${pkgs[@]/sshd/openssh-server}")
   echo "installing: ${pkgs[*]}"
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi

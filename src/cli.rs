@@ -27,6 +27,10 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// The Docker context whose engine to use (as `docker --context`): over DOCKER_HOST,
+    /// DOCKER_CONTEXT and `docker context use`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
+    engine::endpoint::set_context_flag(cli.context.clone());
     match cli.command {
         Command::Plan { recipe, artifacts } => commands::plan::run(&ui, recipe, artifacts),
         Command::Preflight { recipe, artifacts } => {

@@ -159,7 +159,7 @@ pub fn run_runtime(
 ) -> Result<(Vec<Check>, RuntimeOutput)> {
     let (access, no_gpu) = match opts.gpu {
         GpuChoice::None => (GpuAccess::default(), Some("--no-gpu".to_owned())),
-        GpuChoice::Auto => match GpuAccess::from_host(&opts.dev) {
+        GpuChoice::Auto => match engine.engine_gpu(&opts.dev, &opts.run) {
             Ok(a) => (a, None),
             Err(why) => (GpuAccess::default(), Some(why)),
         },

@@ -154,15 +154,22 @@ use crate::units::gb;
 /// 1.1: amdgpu loaded.
 pub fn check_amdgpu(paths: &HostPaths) -> Check {
     let modules = std::fs::read_to_string(&paths.proc_modules).unwrap_or_default();
-    if parse_modules(&modules).contains(&"amdgpu") {
+    judge_amdgpu(
+        &modules,
+        paths
+            .sys_module
+            .exists()
+            .then(|| paths.sys_module.display().to_string()),
+    )
+}
+
+/// 1.1 from `/proc/modules`'s text and the `/sys/module/amdgpu` directory, when present.
+pub fn judge_amdgpu(modules: &str, sys_module: Option<String>) -> Check {
+    if parse_modules(modules).contains(&"amdgpu") {
         return check("1.1", Status::Pass, "amdgpu in /proc/modules");
     }
-    if paths.sys_module.exists() {
-        return check(
-            "1.1",
-            Status::Pass,
-            format!("{} present (built in)", paths.sys_module.display()),
-        );
+    if let Some(sys) = sys_module {
+        return check("1.1", Status::Pass, format!("{sys} present (built in)"));
     }
     check("1.1", Status::Fail, "amdgpu is not loaded (not in /proc/modules, no /sys/module/amdgpu)")
         .with_hint("load the driver (`sudo modprobe amdgpu`); on Strix Halo a 6.11+ kernel or amdgpu-dkms is needed")
@@ -268,8 +275,13 @@ pub fn check_groups(paths: &HostPaths) -> Check {
 
 /// 1.3: rocminfo lists the recipe's arch.
 pub fn check_rocminfo(recipe: &Recipe, timeout: Duration) -> Check {
+    judge_rocminfo(recipe, tool::run("rocminfo", &[], timeout), timeout)
+}
+
+/// 1.3 from how `rocminfo` ran.
+pub fn judge_rocminfo(recipe: &Recipe, run: ToolRun, timeout: Duration) -> Check {
     let want = recipe.archs();
-    match tool::run("rocminfo", &[], timeout) {
+    match run {
         ToolRun::Missing => check("1.3", Status::Fail, "`rocminfo` is not installed").with_hint(
             "install rocminfo (Debian/Ubuntu: `apt install rocminfo`, or ROCm's package)",
         ),
@@ -331,13 +343,17 @@ pub fn check_rocminfo(recipe: &Recipe, timeout: Duration) -> Check {
 
 /// 1.4: the host's ROCm version against the recipe's.
 pub fn check_rocm_version(recipe: &Recipe, paths: &HostPaths) -> Check {
-    match std::fs::read_to_string(&paths.rocm_version) {
-        Err(e) => check(
-            "1.4",
-            Status::Fail,
-            format!("cannot read {}: {e}", paths.rocm_version.display()),
-        )
-        .with_hint(format!(
+    judge_rocm_version(
+        recipe,
+        std::fs::read_to_string(&paths.rocm_version)
+            .map_err(|e| format!("cannot read {}: {e}", paths.rocm_version.display())),
+    )
+}
+
+/// 1.4 from the version file's text (or why it could not be read).
+pub fn judge_rocm_version(recipe: &Recipe, text: std::result::Result<String, String>) -> Check {
+    match text {
+        Err(e) => check("1.4", Status::Fail, e).with_hint(format!(
             "install ROCm {} on the host (the kernel side must support the image's ROCm)",
             recipe.rocm_version()
         )),
@@ -361,17 +377,17 @@ pub fn check_docker(engine: &Result<EngineInfo, Error>) -> Check {
             "host.docker",
             Status::Pass,
             format!(
-                "{} at {}: engine {}, API {}, {}{}",
-                i.platform,
-                i.host,
+                "engine {} (API {}, {}, {}) on {}, reached by {}",
                 i.version,
                 i.api_version,
+                i.platform,
                 if i.buildkit {
                     "BuildKit via the API"
                 } else {
                     "classic builder only"
                 },
-                i.ncpu.map(|n| format!(", {n} CPUs")).unwrap_or_default()
+                i.host_words(),
+                i.via.as_deref().unwrap_or(&i.host),
             ),
         ),
         Err(e) => {
@@ -613,6 +629,15 @@ pub fn kernel_version(release: &str) -> Option<Vec<u32>> {
 
 /// host.kernel: the kernel the gfx1151 peers require for serving.
 pub fn check_kernel(recipe: &Recipe, paths: &HostPaths) -> Check {
+    judge_kernel(
+        recipe,
+        std::fs::read_to_string(&paths.osrelease)
+            .map_err(|e| format!("cannot read {}: {e}", paths.osrelease.display())),
+    )
+}
+
+/// host.kernel from the kernel's release (or why it could not be read).
+pub fn judge_kernel(recipe: &Recipe, release: std::result::Result<String, String>) -> Check {
     let apu = apu_archs(recipe);
     if apu.is_empty() {
         return check(
@@ -626,15 +651,9 @@ pub fn check_kernel(recipe: &Recipe, paths: &HostPaths) -> Check {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(".");
-    let release = match std::fs::read_to_string(&paths.osrelease) {
+    let release = match release {
         Ok(r) => r.trim().to_owned(),
-        Err(e) => {
-            return check(
-                "host.kernel",
-                Status::Fail,
-                format!("cannot read {}: {e}", paths.osrelease.display()),
-            );
-        }
+        Err(e) => return check("host.kernel", Status::Fail, e),
     };
     let Some(v) = kernel_version(&release) else {
         return check(
@@ -657,6 +676,42 @@ pub fn check_kernel(recipe: &Recipe, paths: &HostPaths) -> Check {
 /// host.gtt: how much of the memory the GPU may map (TTM's page limit, and `amdgpu.gttsize`
 /// when it is set lower).
 pub fn check_gtt(recipe: &Recipe, paths: &HostPaths) -> Check {
+    let read = |p: &Path| std::fs::read_to_string(p).ok();
+    judge_gtt(
+        recipe,
+        &Gtt {
+            sys_module: paths.sys_module.display().to_string(),
+            loaded: paths.sys_module.exists(),
+            meminfo: read(&paths.meminfo),
+            ttm_pages_limit: read(&paths.ttm_pages_limit),
+            gttsize: read(&paths.sys_module.join("parameters/gttsize")),
+            sources: format!(
+                "{} or {}",
+                paths.ttm_pages_limit.display(),
+                paths.meminfo.display()
+            ),
+        },
+    )
+}
+
+/// What host.gtt reads.
+pub struct Gtt {
+    /// `/sys/module/amdgpu`, as shown.
+    pub sys_module: String,
+    /// Whether it exists.
+    pub loaded: bool,
+    /// `/proc/meminfo`.
+    pub meminfo: Option<String>,
+    /// `ttm.pages_limit`.
+    pub ttm_pages_limit: Option<String>,
+    /// `amdgpu.gttsize`.
+    pub gttsize: Option<String>,
+    /// Where the two limits come from, for the message.
+    pub sources: String,
+}
+
+/// host.gtt from the texts read.
+pub fn judge_gtt(recipe: &Recipe, g: &Gtt) -> Check {
     let apu = apu_archs(recipe);
     if apu.is_empty() {
         return check(
@@ -665,37 +720,36 @@ pub fn check_gtt(recipe: &Recipe, paths: &HostPaths) -> Check {
             "the recipe targets no gfx1150/gfx1151 APU: its GPU memory is not mapped system memory",
         );
     }
-    if !paths.sys_module.exists() {
+    if !g.loaded {
         return check(
             "host.gtt",
             Status::Skip,
             format!(
                 "no {}: amdgpu is not loaded, so this is not the host that serves (1.1 says so)",
-                paths.sys_module.display()
+                g.sys_module
             ),
         );
     }
-    let total = std::fs::read_to_string(&paths.meminfo)
-        .ok()
-        .and_then(|t| meminfo_bytes(&t, "MemTotal"));
-    let pages = std::fs::read_to_string(&paths.ttm_pages_limit)
-        .ok()
+    let total = g
+        .meminfo
+        .as_deref()
+        .and_then(|t| meminfo_bytes(t, "MemTotal"));
+    let pages = g
+        .ttm_pages_limit
+        .as_deref()
         .and_then(|t| t.trim().parse::<u64>().ok());
     let (Some(total), Some(pages)) = (total, pages) else {
         return check(
             "host.gtt",
             Status::Fail,
-            format!(
-                "cannot read {} or {}",
-                paths.ttm_pages_limit.display(),
-                paths.meminfo.display()
-            ),
+            format!("cannot read {}", g.sources),
         );
     };
     let ttm = pages * 4096;
     // amdgpu.gttsize in MiB; -1 (the default) leaves it to TTM
-    let gttsize = std::fs::read_to_string(paths.sys_module.join("parameters/gttsize"))
-        .ok()
+    let gttsize = g
+        .gttsize
+        .as_deref()
         .and_then(|t| t.trim().parse::<i64>().ok())
         .filter(|m| *m > 0)
         .map(|m| m.unsigned_abs() << 20);
@@ -745,5 +799,44 @@ pub fn preflight(
     ]
 }
 
+/// The whole preflight, reading the GPU host where the engine is: this machine's own files when
+/// the engine's socket is local, a probe container on the engine's host otherwise (never this
+/// machine's `/dev` for a remote engine). `run` labels the probe's containers.
+pub fn preflight_through(
+    recipe: &Recipe,
+    info: &Result<EngineInfo, Error>,
+    paths: &HostPaths,
+    engine: &dyn crate::engine::Engine,
+    run: &str,
+) -> Vec<Check> {
+    let Ok(i) = info
+        .as_ref()
+        .map_err(|_| ())
+        .and_then(|i| if i.local { Err(()) } else { Ok(i) })
+    else {
+        return preflight(recipe, info, paths);
+    };
+    let host = remote::read(engine, i, run);
+    let mut v = remote::checks(recipe, i, &host);
+    let disk = v.pop().expect("remote::checks ends with host.disk");
+    v.push(check_docker(info));
+    v.push(disk);
+    v.push(check_artifacts_disk(recipe, info, paths));
+    v.push(check_memory(recipe, info, paths));
+    match &host {
+        Ok(_) => v.extend(remote::serving_checks(recipe, &host)),
+        Err(why) => v.extend(["host.kernel", "host.gtt"].map(|id| {
+            check(
+                id,
+                Status::Skip,
+                format!("the engine's host was not read: {why}"),
+            )
+        })),
+    }
+    v
+}
+
+pub mod remote;
+
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

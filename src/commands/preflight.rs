@@ -5,13 +5,27 @@ use super::prelude::*;
 /// Run it.
 pub fn run(ui: &Ui, recipe: RecipeArgs, artifacts: PathBuf) -> Result<u8> {
     let recipe = load_recipe(&recipe)?;
-    let engine = engine::DockerEngine::connect(Duration::from_secs(10))
-        .and_then(|e| engine::Engine::info(&e));
+    let (docker, engine) = match engine::DockerEngine::connect(Duration::from_secs(10)) {
+        Ok(d) => {
+            let info = engine::Engine::info(&d);
+            (Some(d), info)
+        }
+        Err(e) => (None, Err(e)),
+    };
     let paths = check::host::HostPaths {
         artifacts,
         ..check::host::HostPaths::default()
     };
-    let checks = check::host::preflight(&recipe, &engine, &paths);
+    let checks = match &docker {
+        Some(d) => check::host::preflight_through(
+            &recipe,
+            &engine,
+            &paths,
+            d,
+            &format!("preflight-{}", std::process::id()),
+        ),
+        None => check::host::preflight(&recipe, &engine, &paths),
+    };
     let outcome = Outcome::new(
         format!("preflight for {} ({})", recipe.file.name, recipe.origin),
         checks,

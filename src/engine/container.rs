@@ -219,6 +219,12 @@ pub struct State {
 
 /// The engine's container operations forge needs beyond [`super::Engine`].
 pub trait Containers: Sync {
+    /// The GPU devices (and their groups) of the host the containers run on; `Err` says why
+    /// there is none, naming that host. This machine's `dev` by default.
+    fn engine_gpu(&self, dev: &Path, run: &str) -> std::result::Result<GpuAccess, String> {
+        let _ = run;
+        GpuAccess::from_host(dev)
+    }
     /// Create `spec`'s container, copy its files in, start it. The container is removed again
     /// when any step fails.
     fn create_and_start(&self, spec: &ContainerSpec) -> Result<String>;
@@ -325,7 +331,7 @@ impl DockerEngine {
                 cgroup_permissions: Some("rwm".into()),
             })
             .collect::<Vec<_>>();
-        let host_ip = if self.host.starts_with("unix://") {
+        let host_ip = if self.endpoint.transport.local() {
             "127.0.0.1"
         } else {
             "0.0.0.0"
@@ -422,6 +428,10 @@ impl DockerEngine {
 }
 
 impl Containers for DockerEngine {
+    fn engine_gpu(&self, dev: &Path, run: &str) -> std::result::Result<GpuAccess, String> {
+        self.gpu_of_engine_host(dev, run)
+    }
+
     fn create_and_start(&self, spec: &ContainerSpec) -> Result<String> {
         self.rt.block_on(self.create_and_start_async(spec))
     }
@@ -446,17 +456,16 @@ impl Containers for DockerEngine {
                 message: format!("port {port} of the container was not published"),
                 hint: None,
             })?;
-        let host = if self.host.starts_with("unix://") {
-            "127.0.0.1".to_owned()
-        } else {
+        let host = match &self.endpoint.transport {
+            super::Transport::Unix { .. } => "127.0.0.1".to_owned(),
             // tcp://host:2376 -> host
-            self.host
-                .split("://")
-                .nth(1)
-                .unwrap_or("127.0.0.1")
+            super::Transport::Tcp { addr } | super::Transport::Tls { addr, .. } => addr
                 .rsplit_once(':')
                 .map_or("127.0.0.1", |(h, _)| h)
-                .to_owned()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            super::Transport::Ssh { host, .. } => host.clone(),
         };
         Ok((host, bound))
     }

@@ -238,6 +238,18 @@ pub async fn run_once(
         network_disabled: Some(true),
         ..Default::default()
     };
+    run_body(docker, body, timeout, cancel).await
+}
+
+/// [`run_once`] with the whole container body (mounts, devices, groups).
+pub async fn run_body(
+    docker: &bollard::Docker,
+    body: ContainerCreateBody,
+    timeout: std::time::Duration,
+    cancel: Cancel,
+) -> Result<(i64, String, String)> {
+    let image = body.image.clone().unwrap_or_default();
+    let cmd = body.cmd.clone().unwrap_or_default();
     let id = docker
         .create_container(
             None::<bollard::query_parameters::CreateContainerOptions>,

@@ -1,18 +1,22 @@
 //! The Docker engine, behind forge's own small trait. The only module that imports bollard:
 //! forge types in, forge types out.
 //!
-//! Connection follows the Docker CLI's conventions: `DOCKER_HOST` (unix socket or tcp), TLS via
-//! `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`, and the API version negotiated with the engine
-//! (Debian's engine here speaks 1.41).
+//! Connection follows the Docker CLI's conventions ([`endpoint`]: `--context`, `DOCKER_HOST`,
+//! `DOCKER_CONTEXT`, the config's current context), over a unix socket, tcp, tcp with TLS client
+//! certificates, or ssh ([`ssh`]: `docker system dial-stdio` on the far side), and the API
+//! version negotiated with the engine (Debian's engine here speaks 1.41).
 
 mod build;
 mod container;
+pub mod endpoint;
 #[cfg(test)]
 pub mod fake;
 mod files;
 mod load;
+mod probe;
 pub mod recording;
 mod registry;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,7 +32,9 @@ pub use container::{
     ContainerSpec, Containers, FileIn, Follow, GpuAccess, LogEnd, Running, State, Stream,
     shell_quote,
 };
+pub use endpoint::{Endpoint, Transport};
 pub use files::{Leftover, LeftoverKind};
+pub use probe::{DATA_MOUNT, DevNode, PROBE_IMAGE, ProbeRun, gpu_access_of, parse_nodes};
 pub use registry::{RegistryAuth, digest_of_status};
 
 /// Label on everything a run creates that is temporary, with the run's id.
@@ -51,7 +57,7 @@ pub fn temp_labels(run: &str) -> BTreeMap<String, String> {
 }
 
 /// What the engine says about itself.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EngineInfo {
     /// Where forge reached it (`unix:///var/run/docker.sock`).
     pub host: String,
@@ -71,6 +77,44 @@ pub struct EngineInfo {
     pub buildkit: bool,
     /// Whether the engine is on this machine (unix socket).
     pub local: bool,
+    /// How forge reached it (`ssh me@box:22 running ... (DOCKER_HOST)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The transport: `unix`, `tcp`, `tcp+tls`, `ssh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// The engine's own ID (stable for one engine: which engine holds what).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The engine host's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The engine host's OS (`Debian GNU/Linux 13 (trixie)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    /// The engine host's kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+}
+
+impl EngineInfo {
+    /// `box (Debian GNU/Linux 13, kernel 6.12, 16 CPUs, 64.0 GB)`: the engine's host in words.
+    pub fn host_words(&self) -> String {
+        let mut parts = Vec::new();
+        parts.extend(self.os.clone());
+        parts.extend(self.kernel.as_ref().map(|k| format!("kernel {k}")));
+        parts.extend(self.ncpu.map(|n| format!("{n} CPUs")));
+        parts.extend(self.mem_total.map(crate::units::gb));
+        format!(
+            "{}{}",
+            self.name.as_deref().unwrap_or("the engine's host"),
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", parts.join(", "))
+            }
+        )
+    }
 }
 
 /// What forge needs from a container engine.
@@ -155,6 +199,20 @@ pub trait Engine {
             hint: Some("pull with the Docker engine".into()),
         })
     }
+    /// Run `probe` in a container whose userland is the engine host's own ([`probe`]): how
+    /// forge reads the GPU host's facts when the engine is not on this machine.
+    fn host_probe(
+        &self,
+        probe: &ProbeRun,
+        labels: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<(i64, String, String)> {
+        let _ = (probe, labels, timeout);
+        Err(Error::Engine {
+            message: "this engine cannot run a probe on its host".into(),
+            hint: None,
+        })
+    }
     /// Long-lived containers with devices, ports and logs (phases 5-7), where this engine can
     /// start them.
     fn containers(&self) -> Option<&dyn Containers> {
@@ -166,23 +224,45 @@ pub trait Engine {
 pub struct DockerEngine {
     rt: tokio::runtime::Runtime,
     docker: bollard::Docker,
-    host: String,
+    endpoint: Endpoint,
     cancel: Cancel,
 }
 
-/// Where `DOCKER_HOST` points (or the default socket).
-pub fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+/// The engine forge talks to: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the current context.
+pub fn resolve_endpoint() -> Result<Endpoint> {
+    endpoint::resolve(
+        endpoint::context_flag().as_deref(),
+        &endpoint::process_env(),
+    )
 }
 
-fn unreachable(host: &str, why: impl std::fmt::Display) -> Error {
-    Error::Engine {
-        message: format!("no Docker engine answers at `{host}`: {why}"),
-        hint: Some(
-            "start the engine (`systemctl start docker`), or point DOCKER_HOST at one \
-             (unix:///path/docker.sock, tcp://host:2376 with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH)"
-                .into(),
+/// Where the engine is (its URL), or the default socket when the settings do not resolve.
+pub fn docker_host() -> String {
+    resolve_endpoint().map_or_else(|_| endpoint::DEFAULT_SOCKET.to_owned(), |e| e.host)
+}
+
+fn unreachable(ep: &Endpoint, why: impl std::fmt::Display) -> Error {
+    let hint = match &ep.transport {
+        Transport::Unix { .. } => {
+            "start the engine (`systemctl start docker`), or name another: DOCKER_HOST \
+             (unix:///path/docker.sock, tcp://host:2376 with DOCKER_TLS_VERIFY=1 and \
+             DOCKER_CERT_PATH, ssh://user@host), `--context NAME` or `docker context use NAME`"
+                .to_owned()
+        }
+        Transport::Tcp { addr } | Transport::Tls { addr, .. } => format!(
+            "is an engine listening on {addr} (dockerd -H tcp://0.0.0.0:2376 --tlsverify ...), \
+             and does no firewall stand between? With TLS the engine's certificate must be signed \
+             by the CA in ca.pem for that host name or address"
         ),
+        Transport::Ssh { .. } => "see above".to_owned(),
+    };
+    Error::Engine {
+        message: format!(
+            "no Docker engine answers at `{}` ({}): {why}",
+            ep.host,
+            ep.source.describe(ep.context.as_deref(), &ep.config_dir)
+        ),
+        hint: Some(hint),
     }
 }
 
@@ -190,27 +270,103 @@ impl DockerEngine {
     /// Connect as the Docker CLI would, negotiating the API version; fails within `timeout`
     /// when nothing answers.
     pub fn connect(timeout: Duration) -> Result<DockerEngine> {
-        let host = docker_host();
+        Self::connect_to(resolve_endpoint()?, timeout)
+    }
+
+    /// Connect to `ep`.
+    pub fn connect_to(ep: Endpoint, timeout: Duration) -> Result<DockerEngine> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Error::io("start runtime", "tokio", e))?;
-        let docker = bollard::Docker::connect_with_defaults()
-            .map_err(|e| unreachable(&host, e))?
-            .with_timeout(timeout);
+        let version = bollard::API_DEFAULT_VERSION;
+        let docker = match &ep.transport {
+            Transport::Unix { .. } => bollard::Docker::connect_with_unix(&ep.host, 120, version),
+            Transport::Tcp { addr } => {
+                bollard::Docker::connect_with_http(&format!("tcp://{addr}"), 120, version)
+            }
+            Transport::Tls { addr, files } => {
+                if let Some(missing) = files.missing() {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "TLS engine at {addr}: no {} (the client certificate, key and CA: \
+                             ca.pem, cert.pem, key.pem)",
+                            missing.display()
+                        ),
+                        hint: Some(
+                            "point DOCKER_CERT_PATH at the directory holding them, or give the \
+                             context its TLS files (`docker context update NAME --docker \
+                             host=tcp://...,ca=...,cert=...,key=...`)"
+                                .into(),
+                        ),
+                    });
+                }
+                bollard::Docker::connect_with_ssl(
+                    addr,
+                    &files.key,
+                    &files.cert,
+                    &files.ca,
+                    120,
+                    version,
+                )
+            }
+            Transport::Ssh {
+                user,
+                host,
+                port,
+                socket,
+            } => {
+                let dest = ssh::Dest {
+                    user: user.clone(),
+                    host: host.clone(),
+                    port: *port,
+                    socket: socket.clone(),
+                };
+                let _guard = rt.enter();
+                let docker = ssh::connect(&dest)?;
+                let negotiated = rt.block_on(async {
+                    tokio::time::timeout(timeout, docker.negotiate_version()).await
+                });
+                return match negotiated {
+                    Ok(Ok(docker)) => Ok(DockerEngine {
+                        rt,
+                        docker: docker.with_timeout(Duration::from_secs(600)),
+                        endpoint: ep,
+                        cancel: Cancel::process(),
+                    }),
+                    _ => {
+                        let (why, hint) = ssh::diagnose(&dest, timeout + Duration::from_secs(20));
+                        let Error::Engine { message, .. } = unreachable(&ep, why) else {
+                            unreachable!()
+                        };
+                        Err(Error::Engine {
+                            message,
+                            hint: Some(hint),
+                        })
+                    }
+                };
+            }
+        }
+        .map_err(|e| unreachable(&ep, e))?
+        .with_timeout(timeout);
         let docker = rt
             .block_on(async { tokio::time::timeout(timeout, docker.negotiate_version()).await })
-            .map_err(|_| unreachable(&host, format!("no answer within {timeout:?}")))?
-            .map_err(|e| unreachable(&host, e))?
+            .map_err(|_| unreachable(&ep, format!("no answer within {timeout:?}")))?
+            .map_err(|e| unreachable(&ep, e))?
             // Later requests: the timeout covers the response headers, not a streamed body.
             .with_timeout(Duration::from_secs(600));
         Ok(DockerEngine {
             rt,
             docker,
-            host,
+            endpoint: ep,
             cancel: Cancel::process(),
         })
+    }
+
+    /// The endpoint reached.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Use `cancel` instead of the process's token.
@@ -374,16 +530,26 @@ impl Engine for DockerEngine {
         self.rt.block_on(load::load_image(&self.docker, reader))
     }
 
+    fn host_probe(
+        &self,
+        probe: &ProbeRun,
+        labels: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<(i64, String, String)> {
+        self.run_probe(probe, labels, timeout)
+    }
+
     fn info(&self) -> Result<EngineInfo> {
         let (version, info) = self
             .rt
             .block_on(async { tokio::try_join!(self.docker.version(), self.docker.info()) })
-            .map_err(|e| unreachable(&self.host, e))?;
+            .map_err(|e| unreachable(&self.endpoint, e))?;
         let api_version = version.api_version.clone().unwrap_or_default();
         let api = crate::recipe::parse_version(&api_version).unwrap_or_default();
         let os = version.os.clone().unwrap_or_default();
+        let ep = &self.endpoint;
         Ok(EngineInfo {
-            host: self.host.clone(),
+            host: ep.host.clone(),
             version: version.version.unwrap_or_default(),
             buildkit: os == "linux" && !crate::recipe::version_lt(&api, &[1, 39]),
             api_version,
@@ -391,7 +557,13 @@ impl Engine for DockerEngine {
             root_dir: info.docker_root_dir,
             mem_total: info.mem_total.and_then(|m| u64::try_from(m).ok()),
             ncpu: info.ncpu.and_then(|m| u64::try_from(m).ok()),
-            local: self.host.starts_with("unix://"),
+            local: ep.transport.local(),
+            via: Some(ep.describe()),
+            transport: Some(ep.transport.kind().to_owned()),
+            id: info.id,
+            name: info.name,
+            os: info.operating_system,
+            kernel: info.kernel_version,
         })
     }
 }

@@ -433,6 +433,15 @@ impl Engine for Recording<'_> {
         r
     }
 
+    fn host_probe(
+        &self,
+        probe: &super::ProbeRun,
+        labels: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<(i64, String, String)> {
+        self.inner.host_probe(probe, labels, timeout)
+    }
+
     fn run_once(
         &self,
         image: &str,

@@ -13,7 +13,13 @@ pub const GPU_PHASES: &str = "runtime (phases 5 and 7) and serve (phase 6)";
 /// Run phase 1; GPU failures become skips naming [`GPU_PHASES`].
 pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     let info = ctx.engine.info();
-    let checks = host::preflight(ctx.recipe, &info, &HostPaths::default());
+    let checks = host::preflight_through(
+        ctx.recipe,
+        &info,
+        &HostPaths::default(),
+        ctx.engine,
+        &ctx.run,
+    );
     Ok(gpu_failures_to_skips(ctx, checks))
 }
 
@@ -23,8 +29,14 @@ pub fn gpu_failures_to_skips(ctx: &mut Ctx<'_>, checks: Vec<Check>) -> Vec<Check
         .into_iter()
         .map(|mut c| {
             if c.status == Status::Fail && catalog::entry(&c.id).needs_gpu {
+                // a remote engine's checks start "on the engine's host NAME:"
+                let (at, host) = if c.evidence.starts_with("on the engine's host") {
+                    ("", "that host")
+                } else {
+                    (" here", "this host")
+                };
                 ctx.unverified = Some(format!(
-                    "no usable AMD GPU here ({}): {GPU_PHASES} cannot be verified on this host",
+                    "no usable AMD GPU{at} ({}): {GPU_PHASES} cannot be verified on {host}",
                     c.evidence
                 ));
                 c.status = Status::Skip;

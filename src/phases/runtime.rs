@@ -30,7 +30,10 @@ fn target(ctx: &Ctx<'_>) -> std::result::Result<String, String> {
     let Some(image) = ctx.outputs.image.as_ref() else {
         return Err("no image was built by this run".into());
     };
-    GpuAccess::from_host(&ctx.dev)?;
+    match ctx.engine.containers() {
+        Some(c) => c.engine_gpu(&ctx.dev, &ctx.run)?,
+        None => GpuAccess::from_host(&ctx.dev)?,
+    };
     Ok(image.tag.clone())
 }
 

@@ -168,7 +168,7 @@ pub fn run_serve(
     let (access, no_gpu) = if opts.no_gpu {
         (GpuAccess::default(), Some("--no-gpu".to_owned()))
     } else {
-        match GpuAccess::from_host(&opts.dev) {
+        match engine.engine_gpu(&opts.dev, &opts.run) {
             Ok(a) => (a, None),
             Err(why) => {
                 let ids = [

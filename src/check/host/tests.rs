@@ -1,7 +1,7 @@
 use super::*;
 
 /// Shape of real `rocminfo` output on a Ryzen AI MAX+ 395 (ROCm 7.x), trimmed.
-const ROCMINFO: &str = r"ROCk module version 6.12.12 is loaded
+pub const ROCMINFO: &str = r"ROCk module version 6.12.12 is loaded
 =====================
 HSA System Attributes
 =====================
@@ -179,6 +179,7 @@ fn artifacts_disk_is_checked_beside_the_data_root_issue_12() {
         ncpu: None,
         buildkit: true,
         local: true,
+        ..Default::default()
     });
     let c = check_artifacts_disk(&r, &local, &paths);
     assert!(
@@ -261,6 +262,7 @@ fn unpinned_jobs_show_what_the_engine_host_will_get() {
         ncpu: Some(16),
         buildkit: true,
         local: false,
+        ..Default::default()
     });
     let c = check_memory(&r, &engine, &paths);
     assert_eq!(c.status, Status::Pass, "{}", c.evidence);
