@@ -69,6 +69,10 @@ pub const REHEARSAL: Target = Target {
     what: "the rehearsal (Debian trixie, glibc 2.41)",
 };
 
+/// The lock's name in a release bundle (beside the image archive; the image keeps it as
+/// `/app/python-lock.txt`).
+pub const BUNDLE_FILE: &str = "python-lock.txt";
+
 /// Where the Dockerfile finds forge's files in the build context (the lock, its check).
 pub const CONTEXT_DIR: &str = ".forge";
 
@@ -89,6 +93,26 @@ pub fn context_files(lock: Option<&str>) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+/// The rehearsal's wheelhouse of `lock` (its files for the rehearsal's interpreter):
+/// `$FORGE_WHEELHOUSE_DIR` (default `~/.cache/forge/wheelhouse`) `/<lock's SHA256, 16 hex>-cp313`,
+/// made once on the host by `scripts/lock-wheelhouse.sh LOCK` (which computes the same name).
+pub fn wheelhouse_dir(lock: &str) -> PathBuf {
+    use sha2::Digest;
+    let root = std::env::var_os("FORGE_WHEELHOUSE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/forge/wheelhouse")))
+        .unwrap_or_else(|| PathBuf::from(".cache/forge/wheelhouse"));
+    let hex = crate::atomic::hex(&sha2::Sha256::digest(lock.as_bytes()));
+    root.join(format!(
+        "{}-cp{}",
+        &hex[..16],
+        REHEARSAL.python.replace('.', "")
+    ))
+}
+
+/// The file `scripts/lock-wheelhouse.sh` writes last, once every file of the lock is there.
+pub const WHEELHOUSE_COMPLETE: &str = ".complete";
 
 /// What `forge recipe lock` reads from a vLLM sdist.
 #[derive(Debug, Clone)]

@@ -124,6 +124,9 @@ pub struct Recipe {
     pub context: Option<PathBuf>,
     /// The Python lock (`[lock] file`), when the recipe has one.
     pub lock: Option<LockRef>,
+    /// A local wheelhouse of the lock's files, sent with the build context as
+    /// `.forge/wheelhouse/` (the rehearsal's package index; never set for a real build).
+    pub wheelhouse: Option<PathBuf>,
 }
 
 /// Shipped locks, embedded: (file name under `recipes/`, text).
@@ -242,6 +245,7 @@ impl Recipe {
             dockerfile: dockerfile.expect("no problems means the Dockerfile resolved"),
             context,
             lock,
+            wheelhouse: None,
         })
     }
 
