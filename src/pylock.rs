@@ -311,7 +311,7 @@ pub fn input(lines: &[String], spec: &LockSpec) -> Result<Input> {
         text.push('\n');
         direct += 1;
     }
-    for (n, _) in &spec.from_index {
+    for n in spec.from_index.keys() {
         if !from_index.iter().any(|(f, ..)| *f == normalize(n)) {
             return Err(Error::Usage {
                 message: format!(

@@ -95,7 +95,7 @@ fn recipe_hash(recipe: &Recipe, plan: &Plan) -> String {
             recipe.context.as_deref(),
             &df,
             ".forge.Dockerfile",
-            &crate::build::forge_files(&recipe).unwrap(),
+            &crate::build::forge_files(recipe).unwrap(),
         )
         .unwrap(),
     );
