@@ -330,6 +330,12 @@ fn variant_recipe(arts: &std::path::Path, edit: impl Fn(&str) -> String, args: &
         .replace("USE_ROCM = \"1\"\n", &format!("USE_ROCM = \"1\"\n{args}"));
     let p = arts.join("rocm-7.1.1.toml");
     std::fs::write(&p, recipe).unwrap();
+    // its `[lock] file` beside it (issue 21)
+    std::fs::copy(
+        root().join("recipes/rocm-7.1.1.lock.txt"),
+        arts.join("rocm-7.1.1.lock.txt"),
+    )
+    .unwrap();
     p
 }
 
