@@ -332,12 +332,19 @@ ENV PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} \
     CMAKE_ARGS="-DAMDGPU_TARGETS=${PYTORCH_ROCM_ARCH} -DHIP_ARCHITECTURES=${PYTORCH_ROCM_ARCH}" \
     CCACHE_DIR=/root/.ccache
 COPY --from=wheels / /wheels/
+# The recipe's Python lock (`forge recipe lock`: every package from the index, pinned with its
+# SHA256) and its check: `forge build` puts both in the build context under .forge/, bound at
+# /forge by the RUNs below (a recipe without a lock sends the check alone, and this stage then
+# resolves against the index, unlocked, and says so). A rehearsal sends the lock's files there
+# too (.forge/wheelhouse/, where its base's pip looks): a bind mount, never a layer.
 # The components built above, installed and pinned: every later pip step is checked against the
 # pins, so pip can never swap torch (a swapped torch gives vLLM extensions built against another
 # one: `undefined symbol: _ZN3c103hip19getCurrentHIPStreamEa`). kyuz0's toolboxes do the same.
+# With a lock they go in without their dependencies: those come from the lock, hash-checked.
 RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,source=.forge,target=/forge \
     mkdir -p /wheelhouse \
- && pip install /wheels/*.whl \
+ && if [ -s /forge/lock.txt ]; then pip install --no-deps /wheels/*.whl; else pip install /wheels/*.whl; fi \
  && forge-pins write /wheelhouse/pins.txt torch triton torchvision torchaudio amdsmi
 # A tag is fetched as a tag, so setuptools-scm gives vLLM's real version (`0.12.0+rocm711`, as
 # [rocm]'s full clone does), not a `0.1.dev` guess from a bare commit.
@@ -346,8 +353,20 @@ RUN forge-fetch vllm "${VLLM_REPO}" "${VLLM_REF}" /src/vllm \
 WORKDIR /src/vllm
 # [rocm]: `pip install -r requirements/rocm.txt`, then the wheel without build isolation (vLLM's
 # pyproject.toml requires `torch == 2.9.0`, which this torch's `2.9.0a0+git...` is not).
+# With the recipe's lock: first every requirement of vLLM's is checked against the lock (a
+# requirement the lock does not satisfy fails here, `forge-lock: NAME: vLLM requires ...`), then
+# the lock is installed hash-checked and without resolving (`--require-hashes --no-deps`: exactly
+# the lock's files), and `pip check` fails, naming it, on a package whose dependency the lock lacks.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install -c /wheelhouse/pins.txt -r requirements/rocm.txt \
+    --mount=type=bind,source=.forge,target=/forge \
+    if [ -s /forge/lock.txt ]; then \
+      python3 /forge/lock-check.py requirements/rocm.txt /forge/lock.txt torch triton torchvision torchaudio amdsmi vllm \
+   && pip install --require-hashes --no-deps -r /forge/lock.txt \
+   && pip check; \
+    else \
+      echo "forge-lock: the recipe has no lock: resolving vLLM's requirements against the index as it is today" \
+   && pip install -c /wheelhouse/pins.txt -r requirements/rocm.txt; \
+    fi \
  && forge-pins check /wheelhouse/pins.txt
 # vLLM's setup.py reads MAX_JOBS (CMake's -j); it compiles alone (SHARE 1), with the number the
 # jobs-vllm stage decided (/wheels/forge-jobs-vllm-build.txt). `-v`: pip shows the
@@ -365,9 +384,17 @@ RUN --mount=type=cache,target=/root/.ccache \
 # cannot fetch, and the wheels built above have dependencies of their own (torch's sympy, amdsmi's
 # PyYAML). uvloop and python-multipart are the spec's 4.3 packages (fastapi[standard] brings them
 # today; naming them keeps them if that changes).
+# With the lock: the lock's own files (hash-checked; an sdist in it is built into a wheel), the
+# wheels built above, and the lock itself (the image keeps it as /app/python-lock.txt).
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel -c /wheelhouse/pins.txt --find-links /wheels --wheel-dir=/wheelhouse \
-      -r requirements/rocm.txt uvloop python-multipart /wheels/*.whl \
+    --mount=type=bind,source=.forge,target=/forge \
+    if [ -s /forge/lock.txt ]; then \
+      pip wheel --require-hashes --no-deps --wheel-dir=/wheelhouse -r /forge/lock.txt \
+   && cp /wheels/*.whl /wheelhouse/ && cp /forge/lock.txt /wheelhouse/python-lock.txt; \
+    else \
+      pip wheel -c /wheelhouse/pins.txt --find-links /wheels --wheel-dir=/wheelhouse \
+        -r requirements/rocm.txt uvloop python-multipart /wheels/*.whl; \
+    fi \
  && ls /wheelhouse
 
 ############################################################################################
@@ -416,6 +443,9 @@ RUN --mount=type=bind,from=vllm-build,source=/wheelhouse,target=/wheelhouse \
  && forge-pins check /wheelhouse/pins.txt \
  && mkdir -p /app \
  && { pip check > /app/pip-check.txt 2>&1 || true; } \
+ && { if [ -f /wheelhouse/python-lock.txt ]; then cp /wheelhouse/python-lock.txt /app/python-lock.txt; fi; } \
+ && pip freeze --all > /app/pip-freeze.txt \
+ && (cd /wheelhouse && sha256sum *.whl) > /app/wheels.sha256 \
  && { echo "rocm ${ROCM_VERSION} (/opt/rocm/.info/version: $(cat /opt/rocm/.info/version))"; \
       echo "base-image ${BASE_IMAGE}"; \
       sort /wheelhouse/source-*.txt; \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The rehearsal's stand-in for AMD's ROCm base image, made here with no registry:
-#   forge-rehearsal-rocm:<ROCM>-s2  (default 7.1.1; about 3 min the first time)
+#   forge-rehearsal-rocm:<ROCM>-s3  (default 7.1.1; about 3 min the first time)
 # = Debian trixie with Debian's real ROCm libraries (HIP 5.7, HSA, ROCm SMI, AMD SMI), build tools,
 #   AMD's /opt/rocm layout and package names, a local wheelhouse for the package index, and the
 #   stand-in sources as git repositories (dockerfiles/rehearsal/). `forge build --rehearse` runs
@@ -9,9 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rocm=${1:-7.1.1}
-# -s2: the stand-ins' generation (src/rehearse.rs, STANDINS_GENERATION): worktrees with other
+# -s3: the stand-ins' generation (src/rehearse.rs, STANDINS_GENERATION): worktrees with other
 # stand-ins keep their own base instead of rebuilding each other's
-tag=forge-rehearsal-rocm:$rocm-s2
+tag=forge-rehearsal-rocm:$rocm-s3
 debian=forge-rehearsal-debian:trixie-s2
 # pkg-config and liblzma-dev: make-base.sh turns them back into .debs for its local apt repository
 # and removes them (the Dockerfile must install them, as AOTriton's source build needs them)
@@ -20,7 +20,7 @@ pkgs=pkg-config,liblzma-dev,python3,python3-venv,python3-pip,python3-dev,git,ca-
 wheels=(pip 'setuptools>=77.0.3,<80' wheel packaging 'cmake>=3.26.1,<4' ninja pybind11 Cython
         typing-extensions filelock 'setuptools-scm>=8' uvloop python-multipart PyYAML clang)
 
-inputs=$( { echo "$pkgs ${wheels[*]} $rocm"; find dockerfiles/rehearsal -type f | sort | xargs sha256sum; } | sha256sum | cut -c1-16)
+inputs=$( { echo "$pkgs ${wheels[*]} $rocm vllm-0.12.0-requirements"; find dockerfiles/rehearsal -type f | sort | xargs sha256sum; } | sha256sum | cut -c1-16)
 if [ "$(docker image inspect -f '{{ index .Config.Labels "forge.rehearsal.inputs" }}' "$tag" 2>/dev/null)" = "$inputs" ]; then
   echo "$tag: present"
   exit 0
@@ -31,6 +31,11 @@ scripts/test-images.sh "$debian" "$pkgs"
 ctx=$(mktemp -d /tmp/forge-rehearsal-ctx.XXXXXX)
 trap 'rm -rf "$ctx"' EXIT
 cp -r dockerfiles/rehearsal/. "$ctx/"
+# vLLM's stand-in carries vLLM 0.12.0's real requirements/common.txt and rocm.txt, from its sdist
+# (pinned SHA256): the rehearsal resolves them through the recipe's lock
+sdist=$(scripts/fetch-vllm-sdist.sh 0.12.0)
+tar -xzf "$sdist" -O vllm-0.12.0/requirements/common.txt > "$ctx/standins/vllm/requirements/common.txt"
+tar -xzf "$sdist" -O vllm-0.12.0/requirements/rocm.txt > "$ctx/standins/vllm/requirements/rocm.txt"
 cache=.cache/rehearsal-wheelhouse
 mkdir -p "$cache"
 echo "$tag: wheelhouse (pip download for CPython 3.13, manylinux x86_64) ..."

@@ -33,6 +33,11 @@ python3 -c 'import cyclonedx' >/dev/null 2>&1 || python3 -m pip install -q cyclo
 
 # The real vLLM sdists `forge recipe from-vllm` is tested on (pinned by SHA256; tests/upstream.rs).
 scripts/fetch-vllm-sdist.sh >/dev/null
+# `forge recipe lock` resolves with uv; the rehearsal installs the 7.1.1 recipe's lock from a
+# wheelhouse made on the host once (about 500 MB, 90 s; cached under ~/.cache/forge/wheelhouse,
+# named by the lock's hash, so it is made again only when the lock changes).
+command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+scripts/lock-wheelhouse.sh recipes/rocm-7.1.1.lock.txt >/dev/null
 
 # Docker tests need an engine; with CI set they fail rather than skip when none answers.
 if ! docker info >/dev/null 2>&1; then

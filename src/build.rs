@@ -51,13 +51,28 @@ pub fn new_run_id(name: &str) -> String {
     format!("{name}-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))
 }
 
-/// The build context as a tar: the context directory (if any) plus the Dockerfile.
-pub fn context_tar(context: Option<&Path>, dockerfile: &str, name: &str) -> Result<Vec<u8>> {
+/// The build context as a tar: the context directory (if any), forge's small files (`extra`:
+/// path in the context, bytes) and the Dockerfile. Big directories go in
+/// [`crate::engine::BuildSpec::context_dirs`], streamed, never held here.
+pub fn context_tar(
+    context: Option<&Path>,
+    dockerfile: &str,
+    name: &str,
+    extra: &[(String, Vec<u8>)],
+) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
     if let Some(dir) = context {
         b.append_dir_all(".", dir)
             .map_err(|e| Error::io("pack the build context", dir, e))?;
+    }
+    for (path, bytes) in extra {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, bytes.as_slice())
+            .map_err(|e| Error::io("pack forge's files", path, e))?;
     }
     let mut h = tar::Header::new_gnu();
     h.set_size(dockerfile.len() as u64);
@@ -291,7 +306,18 @@ pub fn spec(
             recipe.context.as_deref(),
             &recipe.dockerfile.read()?,
             dockerfile_name,
+            &forge_files(recipe)?,
         )?,
+        context_dirs: recipe
+            .wheelhouse
+            .iter()
+            .map(|d| {
+                (
+                    format!("{}/wheelhouse", crate::pylock::CONTEXT_DIR),
+                    d.clone(),
+                )
+            })
+            .collect(),
         dockerfile: dockerfile_name.to_owned(),
         target: target.to_owned(),
         tag: tag.to_owned(),
@@ -299,6 +325,12 @@ pub fn spec(
         labels,
         builder,
     })
+}
+
+/// forge's files in every build context (`.forge/`): the lock check, and the recipe's lock.
+pub fn forge_files(recipe: &Recipe) -> Result<Vec<(String, Vec<u8>)>> {
+    let lock = recipe.lock.as_ref().map(|l| l.read()).transpose()?;
+    Ok(crate::pylock::context_files(lock.as_deref()))
 }
 
 /// Run one build with every line appended to `log` and fed to the monitor; the build is

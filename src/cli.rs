@@ -372,7 +372,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         sbom: Option<PathBuf>,
     },
-    /// Write a recipe from upstream's own pins (`forge recipe from-vllm SDIST_OR_TREE`).
+    /// Write a recipe from upstream's own pins (`forge recipe from-vllm SDIST_OR_TREE`), or
+    /// its Python lock (`forge recipe lock`).
     #[command(subcommand)]
     Recipe(RecipeCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
@@ -396,6 +397,30 @@ pub enum RecipeCommand {
         after_help = "Examples:\n  forge recipe from-vllm vllm-0.32.0.tar.gz --arch gfx1151 -o recipes/vllm-0.32.0-rocm-7.2.3.toml\n  forge recipe from-vllm ~/src/vllm --vllm-ref v0.12.0 --rocm 7.1.1 > my.toml"
     )]
     FromVllm(FromVllmArgs),
+    /// Write the recipe's Python lock (its `[lock] file`): vLLM's own requirements/rocm.txt and
+    /// common.txt, read from the sdist, less the components the build compiles, resolved with uv
+    /// as of the sdist's date, every version pinned with its SHA256, for the image's interpreter
+    /// (CPython 3.12) and checked to resolve the same for the rehearsal's (3.13).
+    #[command(
+        after_help = "Examples:\n  forge recipe lock --recipe recipes/rocm-7.1.1.toml --sdist ~/.cache/forge/sdists/vllm-0.12.0.tar.gz\n  forge recipe lock --recipe recipes/rocm-7.1.1.toml --check   exit 1 when the committed lock is not what resolves"
+    )]
+    Lock(LockArgs),
+}
+
+/// `forge recipe lock`.
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// The recipe file whose lock to write (its `[lock] file`, beside it).
+    #[arg(long, value_name = "PATH")]
+    pub recipe: PathBuf,
+    /// The recipe's vLLM sdist (default: `vllm-VERSION.tar.gz` under $FORGE_SDIST_DIR or
+    /// ~/.cache/forge/sdists, where `scripts/fetch-vllm-sdist.sh` puts it).
+    #[arg(long, value_name = "SDIST")]
+    pub sdist: Option<PathBuf>,
+    /// Write nothing: exit 1, naming the packages, when the lock on disk pins other versions
+    /// than a resolution now gives.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `forge recipe from-vllm`.

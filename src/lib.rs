@@ -26,6 +26,7 @@ pub mod phases;
 pub mod pipeline;
 pub mod plan;
 pub mod printer;
+pub mod pylock;
 pub mod recipe;
 pub mod registry;
 pub mod rehearse;
@@ -199,6 +200,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Recipe(cli::RecipeCommand::FromVllm(args)) => {
             commands::recipe::from_vllm(&ui, &args)
         }
+        Command::Recipe(cli::RecipeCommand::Lock(args)) => commands::recipe::lock(&ui, &args),
         Command::Completions { shell } => commands::completions::run(&ui, shell),
         Command::Diagnose { file } => commands::diagnose::run(&ui, file),
     }

@@ -46,7 +46,13 @@ const STAND_IN_BLIND: &[&str] = &[
 /// same): a worktree whose stand-ins differ keeps its own base instead of rebuilding the shared
 /// one. s2: pytorch at an abbreviated commit, triton at a full one with `python/triton_kernels`,
 /// stand-ins that print and require `MAX_JOBS`, pkg-config/liblzma-dev served but not installed.
-pub const STANDINS_GENERATION: &str = "s2";
+/// s3: vLLM's stand-in with vLLM 0.12.0's real requirements (and a variant with one outside the
+/// lock), pip looking in the lock's wheelhouse the build context brings.
+pub const STANDINS_GENERATION: &str = "s3";
+
+/// The variant whose vLLM requires `openai >= 99`, which the lock does not satisfy: the stage
+/// that resolves vLLM's requirements must fail naming openai.
+pub const REQUIREMENT_OUTSIDE_LOCK: &str = "requirement-outside-lock";
 
 /// The rehearsal base for a recipe's ROCm release (made by `scripts/rehearsal-base.sh`).
 pub fn default_base(rocm: &str) -> String {
@@ -215,6 +221,37 @@ pub fn refuse_prebuilt(recipe: &Recipe) -> Result<()> {
             ),
         }),
     }
+}
+
+/// A recipe with a Python lock is rehearsed on the lock itself: the lock's files for the
+/// rehearsal's interpreter, downloaded on the host by `scripts/lock-wheelhouse.sh` into a cache
+/// directory named by the lock's hash, go with the build context as `.forge/wheelhouse/`
+/// (streamed), where the rehearsal base's pip looks (`find-links`). Missing: an error saying
+/// how to make it.
+pub fn attach_wheelhouse(recipe: &mut Recipe) -> Result<()> {
+    let Some(lock) = &recipe.lock else {
+        return Ok(());
+    };
+    let dir = crate::pylock::wheelhouse_dir(&lock.read()?);
+    if !dir.join(crate::pylock::WHEELHOUSE_COMPLETE).is_file() {
+        return Err(Error::Usage {
+            message: format!(
+                "the rehearsal installs the recipe's lock ({}) from a wheelhouse made on the \
+                 host, and `{}` holds none",
+                lock.display(),
+                dir.display()
+            ),
+            hint: Some(format!(
+                "make it once (pip download, hash-checked): `scripts/lock-wheelhouse.sh {}`",
+                match lock {
+                    crate::recipe::LockRef::Embedded { name, .. } => format!("recipes/{name}"),
+                    crate::recipe::LockRef::File(p) => p.display().to_string(),
+                }
+            )),
+        });
+    }
+    recipe.wheelhouse = Some(dir);
+    Ok(())
 }
 
 /// `repo:tag` -> `repo:tag-rehearsal` (`repo` -> `repo:rehearsal`).

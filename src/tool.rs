@@ -24,7 +24,16 @@ pub enum ToolRun {
 
 /// Run `program args...` with a timeout, capturing both streams.
 pub fn run(program: &str, args: &[&str], timeout: Duration) -> ToolRun {
-    let handle = match duct::cmd(program, args)
+    run_expr(duct::cmd(program, args), timeout)
+}
+
+/// [`run`] in the working directory `dir`.
+pub fn run_in(dir: &std::path::Path, program: &str, args: &[&str], timeout: Duration) -> ToolRun {
+    run_expr(duct::cmd(program, args).dir(dir), timeout)
+}
+
+fn run_expr(expr: duct::Expression, timeout: Duration) -> ToolRun {
+    let handle = match expr
         .stdout_capture()
         .stderr_capture()
         .stdin_null()

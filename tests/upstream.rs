@@ -329,3 +329,68 @@ fn json_matches_the_envelope_schema() {
         stderr(&v)
     );
 }
+
+/// Issue 21: `forge recipe lock --check` resolves vLLM 0.12.0's real requirements again (uv, as
+/// of the sdist's date) and finds the committed lock of the 7.1.1 recipe to be what resolves; a
+/// lock with one version changed fails `lock.current`, naming the package. Needs `uv` and the
+/// package index on the host (scripts/test.sh installs uv).
+#[test]
+fn the_committed_lock_is_what_resolves_and_a_changed_pin_is_named() {
+    let Some(sdist) = sdist("0.12.0") else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = forge(&[
+        "recipe",
+        "lock",
+        "--recipe",
+        root.join("recipes/rocm-7.1.1.toml").to_str().unwrap(),
+        "--sdist",
+        sdist.to_str().unwrap(),
+        "--check",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["checks"][0]["id"], "lock.current", "{j}");
+    assert_eq!(j["checks"][0]["status"], "pass", "{j}");
+    assert_eq!(j["packages"], 165, "{j}");
+    assert_eq!(j["direct"], 64, "{j}");
+
+    // the same recipe beside a lock whose numpy pin moved
+    let d = tempdir("lock");
+    let recipe = std::fs::read_to_string(root.join("recipes/rocm-7.1.1.toml"))
+        .unwrap()
+        .replace(
+            "dockerfile = \"../dockerfiles/vllm-rocm.Dockerfile\"",
+            "dockerfile = \"forge:vllm-rocm.Dockerfile\"",
+        );
+    std::fs::write(d.join("r.toml"), recipe).unwrap();
+    let lock = std::fs::read_to_string(root.join("recipes/rocm-7.1.1.lock.txt")).unwrap();
+    assert!(lock.contains("\nnumpy==2.2.6 \\"));
+    std::fs::write(
+        d.join("rocm-7.1.1.lock.txt"),
+        lock.replace("\nnumpy==2.2.6 \\", "\nnumpy==2.1.0 \\"),
+    )
+    .unwrap();
+    let o = forge(&[
+        "recipe",
+        "lock",
+        "--recipe",
+        d.join("r.toml").to_str().unwrap(),
+        "--sdist",
+        sdist.to_str().unwrap(),
+        "--check",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = json(&o);
+    let c = &j["checks"][0];
+    assert_eq!(c["status"], "fail", "{j}");
+    assert!(
+        c["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("numpy: 2.1.0 vs 2.2.6"),
+        "{j}"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -93,7 +93,9 @@ Trusted: yes
 SRC
 
 # the package index: a local wheelhouse
-printf '[global]\nno-index = true\nfind-links = %s/wheelhouse\n' "$top" > /etc/pip.conf
+# and the wheelhouse of the recipe's lock, which `forge build --rehearse` sends with the build
+# context (.forge/wheelhouse/, bound at /forge by the Dockerfile's RUNs that install from the lock)
+printf '[global]\nno-index = true\nfind-links = %s/wheelhouse /forge/wheelhouse\n' "$top" > /etc/pip.conf
 
 # the stand-in sources as git repositories
 export GIT_AUTHOR_NAME=forge GIT_AUTHOR_EMAIL=forge@localhost GIT_COMMITTER_NAME=forge GIT_COMMITTER_EMAIL=forge@localhost
@@ -141,5 +143,13 @@ standin triton "$full"
 repo torchvision vision;  git -C "$top/git/torchvision.git" tag -a v0.23.0 -m v0.23.0 main; standin torchvision v0.23.0
 repo torchaudio audio;    git -C "$top/git/torchaudio.git" tag v2.9.0 main;               standin torchaudio v2.9.0
 repo vllm vllm;           git -C "$top/git/vllm.git" tag -a v0.12.0 -m v0.12.0 main;       standin vllm v0.12.0
+# vllm@requirement-outside-lock: vLLM's real requirements with one moved outside the lock
+# (`openai >= 1.99.1` -> `openai >= 99`): the stage that resolves must fail naming openai
+tmp=$(mktemp -d); git clone -q "$top/git/vllm.git" "$tmp"
+git -C "$tmp" checkout -q -b rehearsal/requirement-outside-lock v0.12.0
+sed -i 's/^openai >= 1.99.1/openai >= 99/' "$tmp/requirements/common.txt"
+grep -q '^openai >= 99' "$tmp/requirements/common.txt" || { echo "make-base: no openai line to move" >&2; exit 1; }
+git -C "$tmp" commit -q -am "openai outside the lock"; git -C "$tmp" push -q origin rehearsal/requirement-outside-lock; rm -rf "$tmp"
+echo "vllm@requirement-outside-lock file://$top/git/vllm.git rehearsal/requirement-outside-lock" >> "$top/standins.txt"
 repo fastsafetensors fastsafetensors; git -C "$top/git/fastsafetensors.git" tag -a v0.1.0 -m v0.1.0 main
 cat "$top/standins.txt"

@@ -100,6 +100,16 @@ pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
             sha256: None,
         });
     }
+    // The recipe's Python lock the export wrote beside the archive.
+    let lock = sbom.with_file_name(crate::pylock::BUNDLE_FILE);
+    if lock.is_file() {
+        out.push(OutputView {
+            kind: OutputKind::File,
+            path: rel(dir, &lock),
+            bytes: 0,
+            sha256: None,
+        });
+    }
     out
 }
 

@@ -67,6 +67,7 @@ fn recipe_hash(recipe: &Recipe, plan: &crate::plan::Plan) -> Result<String> {
         recipe.context.as_deref(),
         &df,
         ".forge.Dockerfile",
+        &crate::build::forge_files(recipe)?,
     )?);
     Ok(crate::build::hex(&h.finalize()))
 }
@@ -112,6 +113,7 @@ fn rehearse(ui: &Ui, engine: &DockerEngine, recipe: &mut Recipe, base: Option<&s
     let standins = crate::rehearse::read_standins(engine, &base)?;
     let before = recipe.build_args.clone();
     crate::rehearse::apply(recipe, &base, &standins)?;
+    crate::rehearse::attach_wheelhouse(recipe)?;
     recipe.file.name = format!("{}-rehearsal", recipe.file.name);
     let mut s = format!(
         "rehearsal of {} on {base}: the shipped Dockerfile with stand-in sources\n",

@@ -75,3 +75,131 @@ fn summary(p: &upstream::Pins) -> String {
     }
     s
 }
+
+/// `forge recipe lock`: the recipe's Python lock, written beside it (or, `--check`, compared).
+pub fn lock(ui: &Ui, args: &crate::cli::LockArgs) -> Result<u8> {
+    use crate::pylock;
+    let recipe = Recipe::from_path(&args.recipe, LoadOptions::default())?;
+    let (Some(spec), Some(crate::recipe::LockRef::File(out))) =
+        (recipe.file.lock.as_ref(), recipe.lock.as_ref())
+    else {
+        return Err(Error::usage(
+            format!("recipe `{}` has no `[lock]`", args.recipe.display()),
+            Some(
+                "add `[lock]` with `file = \"NAME.lock.txt\"` (docs/reference.md, \"The Python lock\")",
+            ),
+        ));
+    };
+    let version = recipe
+        .build_args
+        .get("VLLM_REF")
+        .map(|r| r.trim_start_matches('v').to_owned())
+        .unwrap_or_default();
+    let sdist = match &args.sdist {
+        Some(p) => p.clone(),
+        None => std::env::var_os("FORGE_SDIST_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/forge/sdists")))
+            .unwrap_or_default()
+            .join(format!("vllm-{version}.tar.gz")),
+    };
+    let src = pylock::read_sdist(&sdist)?;
+    if src.version != version {
+        return Err(Error::usage(
+            format!(
+                "`{}` is vLLM {}, the recipe builds vLLM `{}`",
+                sdist.display(),
+                src.version,
+                recipe
+                    .build_args
+                    .get("VLLM_REF")
+                    .map_or("?", String::as_str)
+            ),
+            Some("pass the sdist of the recipe's vLLM release with `--sdist`"),
+        ));
+    }
+    let lines = pylock::requirement_lines(&src.requirements, "rocm.txt")?;
+    let input = pylock::input(&lines, spec)?;
+    let as_of = pylock::rfc3339(src.packed_at);
+    let command = format!("forge recipe lock --recipe {}", args.recipe.display());
+    let mut resolved = Vec::new();
+    for target in [pylock::IMAGE, pylock::REHEARSAL] {
+        ui.say(&format!(
+            "resolving vLLM {}'s requirements for CPython {} ({}) as of {as_of} ...",
+            src.version, target.python, target.platform
+        ));
+        resolved.push(pylock::resolve(&pylock::Resolve {
+            input: &input,
+            target,
+            as_of: as_of.clone(),
+            command: command.clone(),
+        })?);
+    }
+    let (image, rehearsal) = (pylock::pins(&resolved[0]), pylock::pins(&resolved[1]));
+    let split = pylock::differences(&image, &rehearsal);
+    if !split.is_empty() {
+        return Err(Error::usage(
+            format!(
+                "the image's CPython {} and the rehearsal's {} resolve differently (image vs \
+                 rehearsal): {}",
+                pylock::IMAGE.python,
+                pylock::REHEARSAL.python,
+                split.join("; ")
+            ),
+            Some("pin the package in `[lock] add` to a release both interpreters have"),
+        ));
+    }
+    let sha = crate::build::sha256_file(&sdist)?;
+    let text = pylock::header(&pylock::Header {
+        recipe: &recipe.file.name,
+        command: &command,
+        vllm: &src.version,
+        sdist_sha256: &sha,
+        as_of: &as_of,
+        input: &input,
+        targets: &[pylock::IMAGE, pylock::REHEARSAL],
+        packages: image.len(),
+    }) + &resolved[0];
+    let subject = format!("recipe lock {}", out.display());
+    let checks = if args.check {
+        let on_disk = std::fs::read_to_string(out).unwrap_or_default();
+        let diff = pylock::differences(&pylock::pins(&on_disk), &image);
+        vec![if diff.is_empty() {
+            Check::pass(
+                "lock.current",
+                crate::report::catalog::title("lock.current"),
+                format!("{} packages, as {} pins them", image.len(), out.display()),
+            )
+        } else {
+            Check::fail(
+                "lock.current",
+                crate::report::catalog::title("lock.current"),
+                format!("{} (lock file vs now): {}", out.display(), diff.join("; ")),
+            )
+            .with_hint(format!("regenerate it: `{command}`"))
+        }]
+    } else {
+        crate::atomic::write_atomically(out, text.as_bytes())?;
+        ui.say(&format!(
+            "wrote {}: {} packages ({} direct requirements of vLLM {}), hash-pinned",
+            out.display(),
+            image.len(),
+            input.direct,
+            src.version
+        ));
+        Vec::new()
+    };
+    let outcome = Outcome::new(subject, checks)
+        .with("lock", out)
+        .with("packages", image.len())
+        .with("direct", input.direct)
+        .with("as_of", &as_of)
+        .with("sdist_sha256", &sha);
+    if ui.json {
+        return Ok(ui.emit(&outcome));
+    }
+    if args.check {
+        ui.say(&outcome.render_text());
+    }
+    Ok(outcome.exit_code())
+}

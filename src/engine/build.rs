@@ -37,6 +37,9 @@ impl BuilderKind {
 pub struct BuildSpec {
     /// The context as an uncompressed tar (the Dockerfile inside it).
     pub context_tar: Vec<u8>,
+    /// Directories appended to the context as it is sent (path in the context, directory): read
+    /// and sent a piece at a time, so a multi-GB one is never held in memory.
+    pub context_dirs: Vec<(String, std::path::PathBuf)>,
     /// The Dockerfile's path inside the context.
     pub dockerfile: String,
     /// Stage to build.
@@ -144,7 +147,11 @@ pub async fn run(
         session: buildkit.then(session_id),
         ..Default::default()
     };
-    let body = bollard::body_full(spec.context_tar.clone().into());
+    let body = if spec.context_dirs.is_empty() {
+        bollard::body_full(spec.context_tar.clone().into())
+    } else {
+        bollard::body_try_stream(context_stream(spec))
+    };
     let mut stream = docker.build_image(options, None, Some(body));
     let mut decoder = Decoder::default();
     loop {
@@ -170,6 +177,72 @@ pub async fn run(
     Ok(BuildEnd::Succeeded {
         image_id: decoder.image_id,
     })
+}
+
+/// The size of one piece of a streamed context, and how many may wait to be sent.
+const PIECE: usize = 1 << 20;
+const PIECES_QUEUED: usize = 4;
+
+/// Sends what it is given in [`PIECE`]-sized pieces down a bounded channel (blocking when the
+/// engine reads slower than the disk).
+struct PieceWriter {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+}
+
+impl std::io::Write for PieceWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = bytes::Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(piece))
+            .map_err(|_| std::io::Error::other("the engine stopped reading the build context"))
+    }
+}
+
+/// The context as a stream: `context_tar`'s entries, then every file of `context_dirs`, packed
+/// by a thread as the engine reads (memory: a few pieces, whatever the directories hold).
+fn context_stream(
+    spec: &BuildSpec,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(PIECES_QUEUED);
+    let small = spec.context_tar.clone();
+    let dirs = spec.context_dirs.clone();
+    std::thread::spawn(move || {
+        let err_tx = tx.clone();
+        let run = move || -> std::io::Result<()> {
+            let mut w = PieceWriter {
+                buf: Vec::with_capacity(PIECE),
+                tx,
+            };
+            // The small tar's entries without its end-of-archive blocks (two zero records).
+            let end = small.len().saturating_sub(1024);
+            std::io::Write::write_all(&mut w, &small[..end])?;
+            let mut b = tar::Builder::new(w);
+            b.follow_symlinks(true);
+            for (at, dir) in &dirs {
+                b.append_dir_all(at, dir).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()))
+                })?;
+            }
+            let mut w = b.into_inner()?;
+            std::io::Write::flush(&mut w)
+        };
+        if let Err(e) = run() {
+            let _ = err_tx.blocking_send(Err(e));
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
 }
 
 /// What [`with_one_retry`] looks for: BuildKit's last step, after which the image exists.
@@ -391,5 +464,63 @@ mod retry_tests {
         let (calls, r, _) = run(&["exporting to image"], c);
         assert_eq!(calls, 1);
         assert!(r.is_err());
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    /// A context with a directory streamed after the small tar is one whole tar holding both,
+    /// sent in pieces no larger than [`PIECE`] (a big directory is never held whole).
+    #[test]
+    fn a_streamed_context_is_one_tar_with_the_small_files_and_the_directory() {
+        let dir = std::env::temp_dir().join(format!("forge-ctx-stream-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let big: Vec<u8> = (0..3 * PIECE + 17).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join("sub/big.whl"), &big).unwrap();
+        let small = crate::build::context_tar(
+            None,
+            "FROM scratch\n",
+            ".forge.Dockerfile",
+            &[(".forge/lock.txt".into(), b"a==1\n".to_vec())],
+        )
+        .unwrap();
+        let spec = BuildSpec {
+            context_tar: small,
+            context_dirs: vec![(".forge/wheelhouse".into(), dir.clone())],
+            dockerfile: ".forge.Dockerfile".into(),
+            target: String::new(),
+            tag: String::new(),
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            builder: BuilderKind::BuildKit,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let pieces: Vec<bytes::Bytes> = rt.block_on(async {
+            context_stream(&spec)
+                .map(|p| p.unwrap())
+                .collect::<Vec<_>>()
+                .await
+        });
+        assert!(pieces.len() > 3, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() <= PIECE + 64 * 1024));
+        let all: Vec<u8> = pieces.concat();
+        let mut a = tar::Archive::new(all.as_slice());
+        let mut seen = BTreeMap::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = e.path().unwrap().to_string_lossy().into_owned();
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+            seen.insert(p, v);
+        }
+        assert_eq!(seen[".forge/lock.txt"], b"a==1\n");
+        assert_eq!(seen[".forge.Dockerfile"], b"FROM scratch\n");
+        assert_eq!(seen[".forge/wheelhouse/sub/big.whl"], big);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

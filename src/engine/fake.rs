@@ -1069,6 +1069,7 @@ mod tests {
         let f = good();
         let spec = |target: &str, tag: &str| BuildSpec {
             context_tar: Vec::new(),
+            context_dirs: Vec::new(),
             dockerfile: "Dockerfile".into(),
             target: target.into(),
             tag: tag.into(),

@@ -58,6 +58,15 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
             &crate::sbom::to_vec(&audit, &subject),
         )?;
     }
+    // The recipe's Python lock beside the image (the bundle lists it): what the image was
+    // installed from, hash by hash.
+    if let Some(lock) = &ctx.recipe.lock {
+        let dir = a.archive.parent().unwrap_or(std::path::Path::new("."));
+        crate::atomic::write_atomically(
+            &dir.join(crate::pylock::BUNDLE_FILE),
+            lock.read()?.as_bytes(),
+        )?;
+    }
     ctx.outputs.archive = Some(e);
     Ok(checks)
 }

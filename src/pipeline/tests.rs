@@ -94,7 +94,13 @@ fn recipe_hash(recipe: &Recipe, plan: &Plan) -> String {
     let df = recipe.dockerfile.read().unwrap();
     h.update(df.as_bytes());
     h.update(
-        crate::build::context_tar(recipe.context.as_deref(), &df, ".forge.Dockerfile").unwrap(),
+        crate::build::context_tar(
+            recipe.context.as_deref(),
+            &df,
+            ".forge.Dockerfile",
+            &crate::build::forge_files(recipe).unwrap(),
+        )
+        .unwrap(),
     );
     crate::build::hex(&h.finalize())
 }

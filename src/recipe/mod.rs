@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    ArgValue, Checks, DefaultPathCheck, Image, Preflight, RecipeFile, Replaced, RuleSpec,
-    RuntimeCheck, SPEC_EXPECTATIONS, ServerCheck, Severity, Source, is_arch_name, parse_flag,
+    ArgValue, Checks, DefaultPathCheck, FromIndex, Image, LockSpec, Preflight, RecipeFile,
+    Replaced, RuleSpec, RuntimeCheck, SPEC_EXPECTATIONS, ServerCheck, Severity, Source,
+    is_arch_name, parse_flag,
 };
 pub use taken::{BUILT_FROM_GIT, DEFAULT_WHEELHOUSE, Taken, TakenWheel};
 
@@ -133,6 +134,57 @@ pub struct Recipe {
     /// The components taken as wheels (`[taken.*]`), resolved against the wheelhouse; empty for
     /// a recipe that builds everything.
     pub taken: Vec<TakenWheel>,
+    /// The Python lock (`[lock] file`), when the recipe has one.
+    pub lock: Option<LockRef>,
+    /// A local wheelhouse of the lock's files, sent with the build context as
+    /// `.forge/wheelhouse/` (the rehearsal's package index; never set for a real build).
+    pub wheelhouse: Option<PathBuf>,
+}
+
+/// Shipped locks, embedded: (file name under `recipes/`, text).
+pub const SHIPPED_LOCKS: &[(&str, &str)] = &[(
+    "rocm-7.1.1.lock.txt",
+    include_str!("../../recipes/rocm-7.1.1.lock.txt"),
+)];
+
+/// Where a recipe's Python lock is.
+#[derive(Debug, Clone)]
+pub enum LockRef {
+    /// Embedded in the binary (a shipped recipe's).
+    Embedded {
+        /// File name under `recipes/`.
+        name: &'static str,
+        /// Its text.
+        text: &'static str,
+    },
+    /// On disk, resolved against the recipe file's directory (it may not exist yet: `forge
+    /// recipe lock` writes it).
+    File(PathBuf),
+}
+
+impl LockRef {
+    /// How the plan shows it.
+    pub fn display(&self) -> String {
+        match self {
+            LockRef::Embedded { name, .. } => format!("recipes/{name} (embedded)"),
+            LockRef::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// The lock's text.
+    pub fn read(&self) -> Result<String> {
+        match self {
+            LockRef::Embedded { text, .. } => Ok((*text).to_owned()),
+            LockRef::File(p) => std::fs::read_to_string(p).map_err(|e| Error::Usage {
+                message: format!("cannot read the recipe's lock `{}`: {e}", p.display()),
+                hint: Some(
+                    "write it with `forge recipe lock --recipe RECIPE` (needs the vLLM sdist and \
+                     `uv`), or drop the recipe's `[lock]` table"
+                        .into(),
+                ),
+            }),
+        }
+    }
 }
 
 /// Options that change what is accepted.
@@ -219,6 +271,7 @@ impl Recipe {
                 }),
             }
         }
+        let lock = resolve_lock(&file, &origin, text, &mut problems);
         if !problems.is_empty() {
             problems.sort_by_key(|p| p.line.unwrap_or(0));
             return Err(fail(problems));
@@ -231,6 +284,8 @@ impl Recipe {
             dockerfile: dockerfile.expect("no problems means the Dockerfile resolved"),
             context,
             taken,
+            lock,
+            wheelhouse: None,
         })
     }
 
@@ -377,6 +432,70 @@ fn relative_to(origin: &Origin, rel: &str) -> PathBuf {
     match origin {
         Origin::File(p) => p.parent().unwrap_or(Path::new(".")).join(rel),
         Origin::Shipped { .. } => PathBuf::from(rel),
+    }
+}
+
+fn resolve_lock(
+    file: &RecipeFile,
+    origin: &Origin,
+    text: &str,
+    problems: &mut Vec<RecipeProblem>,
+) -> Option<LockRef> {
+    let spec = file.lock.as_ref()?;
+    let line = text.find("[lock]").map(|at| schema::line_of(text, at));
+    let mut bad = |message: String, hint: &str| {
+        problems.push(RecipeProblem {
+            line,
+            message,
+            hint: Some(hint.into()),
+        })
+    };
+    let name = Path::new(&spec.file).file_name().and_then(|n| n.to_str());
+    if spec.file.is_empty() || name.is_none() {
+        bad(
+            format!("`[lock] file = \"{}\"` names no file", spec.file),
+            "name the lock beside the recipe: `file = \"NAME.lock.txt\"`",
+        );
+        return None;
+    }
+    for a in &spec.add {
+        if <pep508_rs::Requirement as std::str::FromStr>::from_str(a.trim()).is_err() {
+            bad(
+                format!("`[lock] add` entry `{a}` is not a PEP 508 requirement"),
+                "write it as pip would read it: `sympy>=1.13.3`",
+            );
+        }
+    }
+    for (n, f) in &spec.from_index {
+        if <pep508_rs::pep440_rs::Version as std::str::FromStr>::from_str(f.version.trim()).is_err()
+        {
+            bad(
+                format!("`[lock.from-index] {n}`: `{}` is not a version", f.version),
+                "the release's version on the index, as `0.3.2`",
+            );
+        }
+        if f.reason.trim().is_empty() {
+            bad(
+                format!("`[lock.from-index] {n}` gives no reason"),
+                "say why this release stands for vLLM's commit (`reason = \"...\"`): the lock records it",
+            );
+        }
+    }
+    match origin {
+        Origin::Shipped { .. } => {
+            let found = SHIPPED_LOCKS
+                .iter()
+                .find(|(n, _)| Some(*n) == name)
+                .map(|(name, text)| LockRef::Embedded { name, text });
+            if found.is_none() {
+                bad(
+                    format!("no shipped lock named `{}`", spec.file),
+                    "a shipped recipe's lock is embedded: add it to SHIPPED_LOCKS",
+                );
+            }
+            found
+        }
+        Origin::File(_) => Some(LockRef::File(relative_to(origin, &spec.file))),
     }
 }
 

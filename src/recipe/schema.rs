@@ -92,6 +92,36 @@ pub struct RecipeFile {
     /// Extra monitor rules.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// The lock of the image's Python packages from the package index (`forge recipe lock`).
+    #[serde(default)]
+    pub lock: Option<LockSpec>,
+}
+
+/// `[lock]`: the hash-pinned lock of every package the image takes from the package index
+/// (`forge recipe lock` writes it; the Dockerfile installs from it with `--require-hashes`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockSpec {
+    /// The lock file, relative to the recipe's directory (`rocm-7.1.1.lock.txt`).
+    pub file: String,
+    /// Requirements locked beside vLLM's own: what the components the build compiles need from
+    /// the index (torch's `sympy`, `networkx`, ...), which pip would otherwise resolve unlocked.
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// vLLM requirements named by a VCS URL (hash-checking refuses them), taken instead from a
+    /// published release on the index: `NAME = { version = "X", reason = "..." }`.
+    #[serde(default)]
+    pub from_index: BTreeMap<String, FromIndex>,
+}
+
+/// A VCS requirement taken from a published release instead.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FromIndex {
+    /// The release on the index (`0.3.2`).
+    pub version: String,
+    /// Why this release stands for vLLM's commit (recorded in the lock's header).
+    pub reason: String,
 }
 
 fn default_archs() -> Spanned<Vec<String>> {

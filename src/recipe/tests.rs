@@ -480,3 +480,45 @@ fn taken_components_are_refused_when_unpinned_doubled_or_misnamed() {
         "{p:?}"
     );
 }
+
+#[test]
+fn the_lock_table_is_validated_and_the_shipped_lock_embedded() {
+    let r = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
+    let lock = r.lock.as_ref().expect("the 7.1.1 recipe has a lock");
+    assert!(lock.read().unwrap().contains("fastsafetensors==0.3.2"));
+    assert_eq!(
+        r.file.lock.as_ref().unwrap().from_index["fastsafetensors"].version,
+        "0.3.2"
+    );
+    // every problem at once, on the `[lock]` line: no reason, a bad version, a bad `add`
+    let text = base().replace(
+        "reason = \"first release",
+        "reason = \"\"\nignored = \"first release",
+    );
+    let p = problems(&text);
+    assert!(
+        p.iter().any(|p| p.message.contains("ignored")),
+        "an unknown key is refused: {p:?}"
+    );
+    let text = base()
+        .replace("reason = \"first release", "reason = \" \"\n# \"")
+        .replace("version = \"0.3.2\"", "version = \"not-a-version\"")
+        .replace("add = [\"sympy>=1.13.3\"", "add = [\"sympy>=>1\"");
+    let p = problems(&text);
+    let all: Vec<&str> = p.iter().map(|p| p.message.as_str()).collect();
+    assert!(all.iter().any(|m| m.contains("gives no reason")), "{all:?}");
+    assert!(
+        all.iter().any(|m| m.contains("is not a version")),
+        "{all:?}"
+    );
+    assert!(all.iter().any(|m| m.contains("not a PEP 508")), "{all:?}");
+    let line = text.lines().position(|l| l == "[lock]").unwrap() + 1;
+    assert!(p.iter().all(|p| p.line == Some(line)), "{p:?}");
+    // a shipped recipe's lock must be embedded
+    let text = base().replace(
+        "file = \"rocm-7.1.1.lock.txt\"",
+        "file = \"other.lock.txt\"",
+    );
+    let p = problems(&text);
+    assert!(p[0].message.contains("no shipped lock named"), "{p:?}");
+}

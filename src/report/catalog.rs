@@ -33,6 +33,12 @@ pub const CATALOG: &[Entry] = &[
     e("plan.args", 0, "every build arg declared and used", false),
     e("plan.stages", 0, "target and wheel stages exist", false),
     e(
+        "lock.current",
+        0,
+        "the recipe's Python lock is what resolves",
+        false,
+    ),
+    e(
         "plan.arch-env",
         0,
         "PYTORCH_ROCM_ARCH exported to RUN",
@@ -494,6 +500,7 @@ pub fn condition(id: &str, r: &Recipe) -> String {
             r.file.image.target, r.file.image.wheel_stage
         ),
         "plan.arch-env" => "`ENV PYTORCH_ROCM_ARCH` in every stage that declares it".into(),
+        "lock.current" => "`forge recipe lock` now pins the versions the lock file pins".into(),
         "build.result" => format!(
             "stage `{}` builds, no fatal finding",
             r.file.image.wheel_stage
