@@ -2,7 +2,7 @@
 """Stand-in wheels for the prebuilt path's rehearsal (issue 23), and the rehearsal variant of
 recipes/therock-gfx1151-prebuilt.toml that takes them, hash-pinned.
 
-    scripts/prebuilt-standins.py OUT [--no-distributed] [--no-hip] [--tag TAG]
+    scripts/prebuilt-standins.py OUT [--no-distributed] [--no-hip] [--tag TAG] [--build-id ID]
     forge build --recipe OUT/recipe.toml --rehearse
 
 OUT/wheelhouse/ gets one wheel for every [taken.*] of the real recipe, in TheRock's layout and
@@ -111,6 +111,8 @@ def main():
     ap.add_argument("--no-distributed", action="store_true", help="torch without c10d")
     ap.add_argument("--no-hip", action="store_true", help="torch without libtorch_hip.so")
     ap.add_argument("--tag", help="the image tag (default: the real recipe's)")
+    ap.add_argument("--build-id", default="", help="recorded in torch/version.py: other wheel "
+                    "hashes, so the engine's build cache cannot serve the steps that install them")
     a = ap.parse_args()
     with open(RECIPE) as f:
         text = f.read()
@@ -172,7 +174,8 @@ def main():
             libs.append("libtorch_hip.so")
         hip_version = None if a.no_hip else sdk.split("a")[0]
         members += [
-            ("torch/version.py", f"__version__ = '{tv}'\nhip = {hip_version!r}\ncuda = None\n".encode()),
+            ("torch/version.py", f"__version__ = '{tv}'\nhip = {hip_version!r}\ncuda = None\n"
+                                 f"git_version = {a.build_id!r}\n".encode()),
             ("torch/__init__.py", (
                 '"""Stand-in torch for forge\'s prebuilt rehearsal: loads its libraries as torch does\n'
                 '(libtorch_hip.so finds the HIP runtime in the rocm-sdk-core wheel), nothing more."""\n'
