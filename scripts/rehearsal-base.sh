@@ -5,13 +5,20 @@
 #   AMD's /opt/rocm layout and package names, a local wheelhouse for the package index, and the
 #   stand-in sources as git repositories (dockerfiles/rehearsal/). `forge build --rehearse` runs
 #   the shipped Dockerfile on it. Idempotent: rebuilt only when its inputs change.
+# With --prebuilt: forge-rehearsal-prebuilt:trixie-s2 instead, the base of a prebuilt recipe's
+#   rehearsal (issue 23): the same Debian root with no ROCm at all, the same wheelhouse, only
+#   vLLM's stand-in source (dockerfiles/rehearsal/make-prebuilt-base.sh).
 # Needs root (debootstrap), a Docker engine, and the package index on the host (pip download).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+prebuilt=
+if [ "${1:-}" = --prebuilt ]; then prebuilt=1; shift; fi
 rocm=${1:-7.1.1}
 # -s3: the stand-ins' generation (src/rehearse.rs, STANDINS_GENERATION): worktrees with other
 # stand-ins keep their own base instead of rebuilding each other's
 tag=forge-rehearsal-rocm:$rocm-s3
+dockerfile=base.Dockerfile
+if [ -n "$prebuilt" ]; then tag=forge-rehearsal-prebuilt:trixie-s2; dockerfile=prebuilt-base.Dockerfile; rocm=none; fi
 debian=forge-rehearsal-debian:trixie-s2
 # pkg-config and liblzma-dev: make-base.sh turns them back into .debs for its local apt repository
 # and removes them (the Dockerfile must install them, as AOTriton's source build needs them)
@@ -47,5 +54,5 @@ cp -r "$cache" "$ctx/wheelhouse"
 echo "$tag: building on $debian ..."
 DOCKER_BUILDKIT=0 docker build -q -t "$tag" --label "forge.rehearsal.inputs=$inputs" \
   --build-arg "FROM_IMAGE=$debian" --build-arg "ROCM_VERSION=$rocm" \
-  -f "$ctx/base.Dockerfile" "$ctx" >/dev/null
+  -f "$ctx/$dockerfile" "$ctx" >/dev/null
 echo "$tag: built"

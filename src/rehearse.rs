@@ -59,6 +59,23 @@ pub fn default_base(rocm: &str) -> String {
     format!("forge-rehearsal-rocm:{rocm}-{STANDINS_GENERATION}")
 }
 
+/// The rehearsal base of a prebuilt recipe (`[taken.torch]`), whatever its ROCm release: Debian
+/// with no ROCm at all, only vLLM's stand-in source (`scripts/rehearsal-base.sh --prebuilt`);
+/// the taken wheels' stand-ins come from the recipe's own wheelhouse
+/// (`scripts/prebuilt-standins.py`).
+pub fn prebuilt_base() -> String {
+    format!("forge-rehearsal-prebuilt:trixie-{STANDINS_GENERATION}")
+}
+
+/// The rehearsal base `recipe` gets when `--rehearsal-base` names none.
+pub fn default_base_for(recipe: &Recipe) -> String {
+    if recipe.taken_torch().is_some() {
+        prebuilt_base()
+    } else {
+        default_base(recipe.file.rocm.get_ref())
+    }
+}
+
 /// One stand-in component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standin {
@@ -174,14 +191,19 @@ pub fn apply_variant(
             )),
         });
     }
-    // a component the recipe takes as a wheel is not built, so it has no stand-in source
+    // a component the recipe takes as a wheel is not built, so it has no stand-in source; a
+    // prebuilt recipe (torch taken) compiles vLLM alone: its Dockerfile fetches nothing else
+    let prebuilt = recipe.taken_torch().is_some();
     let taken: Vec<&str> = crate::recipe::BUILT_FROM_GIT
         .iter()
         .filter(|(dist, _)| recipe.taken.iter().any(|t| t.name == *dist))
         .map(|(_, section)| *section)
         .collect();
     let args = &mut recipe.build_args;
-    for (name, prefix) in COMPONENTS.iter().filter(|(n, _)| !taken.contains(n)) {
+    for (name, prefix) in COMPONENTS
+        .iter()
+        .filter(|(n, _)| !taken.contains(n) && (!prebuilt || *n == "vllm"))
+    {
         let variant_name = variant.map(|v| format!("{name}@{v}"));
         let found = variant_name
             .as_ref()
@@ -200,27 +222,6 @@ pub fn apply_variant(
     recipe.file.base_image = base.to_owned();
     recipe.file.image.tag = rehearsal_tag(&recipe.file.image.tag);
     Ok(())
-}
-
-/// Whether `recipe` can be rehearsed here: not yet a prebuilt one (`[taken.torch]`), whose
-/// Dockerfile refuses the rehearsal base's /opt/rocm and whose stand-in wheels no base carries.
-pub fn refuse_prebuilt(recipe: &Recipe) -> Result<()> {
-    match recipe.taken_torch() {
-        None => Ok(()),
-        Some(t) => Err(Error::Usage {
-            message: format!(
-                "`--rehearse` of a prebuilt recipe (torch taken as {}) is not supported yet: the \
-                 rehearsal base carries a system ROCm, which the prebuilt Dockerfile refuses, and \
-                 no stand-in wheels for the taken components",
-                t.path.display()
-            ),
-            hint: Some(
-                "run phase 3 on the taken wheel alone, before anything is built: `forge build \
-                 --recipe PATH --only wheel`"
-                    .into(),
-            ),
-        }),
-    }
 }
 
 /// A recipe with a Python lock is rehearsed on the lock itself: the lock's files for the
@@ -390,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn a_prebuilt_recipe_gets_no_torch_standin_and_is_refused_for_now() {
+    fn a_prebuilt_recipe_rehearses_on_a_base_without_rocm_with_only_a_vllm_standin() {
         let text = std::fs::read_to_string("recipes/therock-gfx1151-prebuilt.toml")
             .unwrap()
             .lines()
@@ -409,20 +410,13 @@ mod tests {
             Default::default(),
         )
         .unwrap();
-        let e = refuse_prebuilt(&r).unwrap_err();
-        assert!(e.to_string().contains("is not supported yet"), "{e}");
-        assert!(e.hint().unwrap().contains("--only wheel"));
-        assert!(
-            refuse_prebuilt(&Recipe::select(Some("7.1.1"), None, Default::default()).unwrap())
-                .is_ok()
-        );
-        // the taken components get no stand-in (their build args are not the Dockerfile's)
-        let standins = parse_standins(
-            "pytorch file:///g/p.git 1a2b3c4d\ntriton file:///g/t.git abc12345\n\
-             torchvision file:///g/v.git v0.23.0\ntorchaudio file:///g/a.git v2.9.0\n\
-             vllm file:///g/vllm.git v0.12.0\n",
-        )
-        .unwrap();
+        // its rehearsal base carries no ROCm; a source recipe's is its release's
+        assert_eq!(default_base_for(&r), prebuilt_base());
+        let source = Recipe::select(Some("7.1.1"), None, Default::default()).unwrap();
+        assert_eq!(default_base_for(&source), default_base("7.1.1"));
+        // the taken components get no stand-in (their build args are not the Dockerfile's), and
+        // a prebuilt base that carries vLLM's alone is enough
+        let standins = parse_standins("vllm file:///g/vllm.git v0.12.0\n").unwrap();
         apply_variant(&mut r, "b", &standins, None).unwrap();
         assert_eq!(r.build_args["VLLM_REPO"], "file:///g/vllm.git");
         for k in [

@@ -516,3 +516,197 @@ fn the_prebuilt_dockerfile_refuses_a_base_image_with_a_system_rocm() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// ---- the prebuilt path rehearsed: `forge build --rehearse` of the prebuilt recipe's variant,
+// on a base with no ROCm, with stand-in wheels from scripts/prebuilt-standins.py ----
+
+static REHEARSAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static PREBUILT_BASE: std::sync::Once = std::sync::Once::new();
+
+/// One prebuilt rehearsal at a time (they share the build cache), on its base made once.
+fn rehearsal_engine() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = REHEARSAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine() {
+        return None;
+    }
+    PREBUILT_BASE.call_once(|| {
+        let st = Command::new("bash")
+            .arg(common::root().join("scripts/rehearsal-base.sh"))
+            .arg("--prebuilt")
+            .status()
+            .expect("run scripts/rehearsal-base.sh --prebuilt");
+        assert!(st.success(), "scripts/rehearsal-base.sh --prebuilt failed");
+    });
+    Some(guard)
+}
+
+fn image_exists(tag: &str) -> bool {
+    Command::new("docker")
+        .args(["image", "inspect", tag])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn rmi(tag: &str) {
+    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+}
+
+/// The stand-ins (`flags`: `--no-distributed`, `--no-hip`) and the rehearsal of the recipe's
+/// variant taking them; returns (dir, the rehearsal's image tag, output, run record, time).
+fn rehearse(name: &str, flags: &[&str]) -> (PathBuf, String, Output, serde_json::Value, Duration) {
+    let dir = tmp(&format!("rehearse-{name}"));
+    let tag = format!("forge-pb-rehearsal-{name}:test");
+    let rehearsal_tag = format!("{tag}-rehearsal");
+    rmi(&rehearsal_tag);
+    let o = Command::new("python3")
+        .arg(common::root().join("scripts/prebuilt-standins.py"))
+        .arg(&dir)
+        .args(["--tag", &tag])
+        // wheels of their own, so every step runs (none served from the build cache) and the
+        // live log shows it
+        .args([
+            "--build-id",
+            &format!("{}-{:?}", std::process::id(), std::time::SystemTime::now()),
+        ])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = dir.join("recipe.toml");
+    let (out, rec, took) = build(&dir, &r, &["--rehearse"]);
+    (dir, rehearsal_tag, out, rec, took)
+}
+
+#[test]
+fn the_prebuilt_rehearsal_checks_the_given_torch_then_compiles_only_vllm_on_a_base_without_rocm() {
+    let Some(_g) = rehearsal_engine() else { return };
+    let (dir, tag, out, rec, took) = rehearse("good", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let base = rec["plan"]["base_image"].as_str().unwrap();
+    assert!(
+        base.starts_with("forge-rehearsal-prebuilt:trixie-"),
+        "{base}"
+    );
+    // phase 3 ran on the wheel it was given, before the build, and the build ran after it
+    let o = order(&rec);
+    let (w, b) = (
+        o.iter().position(|p| p == "wheel").unwrap(),
+        o.iter().position(|p| p == "build").unwrap(),
+    );
+    assert!(w < b, "{o:?}");
+    for id in [
+        "wheel.taken",
+        "wheel.flavour",
+        "3.2",
+        "3.3",
+        "3.4",
+        "3.5",
+        "3.6",
+    ] {
+        assert_eq!(
+            check(&rec, id)["status"],
+            "pass",
+            "{id}: {:#}",
+            check(&rec, id)
+        );
+    }
+    let ev = check(&rec, "3.6")["evidence"].as_str().unwrap();
+    assert!(ev.contains("torch-2.9.1+rocm7.13.0a20260315-cp313"), "{ev}");
+    assert!(
+        ev.contains("with the taken wheels beside it (rocm_sdk_core"),
+        "{ev}"
+    );
+    // the plan: vLLM built from its stand-in, every other component taken
+    let comps = rec["plan"]["components"].as_array().unwrap();
+    let built: Vec<&str> = comps
+        .iter()
+        .filter(|c| c["how"] == "built")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(built, ["vllm"], "{comps:#?}");
+    for t in [
+        "torch",
+        "triton",
+        "torchvision",
+        "torchaudio",
+        "rocm-sdk-core",
+    ] {
+        assert!(
+            comps.iter().any(|c| c["name"] == t && c["how"] == "taken"),
+            "{t}: {comps:#?}"
+        );
+    }
+    // the build log: the taken wheels hash-checked, vLLM's stand-in compiled, no torch or
+    // triton compile stage (the source Dockerfile's build-torch/build-triton/...)
+    let log = std::fs::read_to_string(dir.join("artifacts/t/build.log")).unwrap();
+    assert!(
+        log.contains("torch-2.9.1+rocm7.13.0a20260315-cp313-cp313-linux_x86_64.whl: OK"),
+        "sha256sum -c"
+    );
+    assert!(
+        log.contains("forge-standin: vllm-build received MAX_JOBS="),
+        "{log}"
+    );
+    for stage in [
+        "[build-torch",
+        "[build-triton",
+        "[build-vision",
+        "[build-audio",
+    ] {
+        assert!(!log.contains(stage), "{stage} ran:\n{log}");
+    }
+    assert!(!log.contains("forge-standin: build-torch"), "{log}");
+    // the image: no system ROCm; torch imports with its HIP runtime from the rocm-sdk-core wheel
+    assert_eq!(check(&rec, "4.4")["status"], "pass");
+    let o = Command::new("docker")
+        .args(["run", "--rm", &tag, "sh", "-c"])
+        .arg(
+            "test ! -e /opt/rocm && python3 -c 'import torch, amdsmi, vllm; print(torch.version.hip); \
+             print([l.split()[-1] for l in open(\"/proc/self/maps\") if \"libamdhip64\" in l][0])'",
+        )
+        .output()
+        .unwrap();
+    let so = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{so}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        so.contains("7.13.0") && so.contains("_rocm_sdk_core/lib/libamdhip64.so.7"),
+        "{so}"
+    );
+    eprintln!("prebuilt rehearsal: {took:.1?}");
+    rmi(&tag);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A rehearsal given a bad torch stand-in stops at phase 3: exit 1, `id` failed, no build log,
+/// no image, within a minute.
+fn rehearsal_stops_at_phase_3(name: &str, flag: &str, id: &str) {
+    let Some(_g) = rehearsal_engine() else { return };
+    let (dir, tag, out, rec, took) = rehearse(name, &[flag]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(check(&rec, id)["status"], "fail", "{:#}", check(&rec, id));
+    stopped_at_phase_3(&rec, &dir, took, id);
+    assert!(!image_exists(&tag), "{tag} was built");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_prebuilt_rehearsal_of_a_torch_without_distributed_stops_at_phase_3() {
+    rehearsal_stops_at_phase_3("nodist", "--no-distributed", "3.2");
+}
+
+#[test]
+fn the_prebuilt_rehearsal_of_a_torch_without_hip_stops_at_phase_3() {
+    rehearsal_stops_at_phase_3("nohip", "--no-hip", "wheel.flavour");
+}

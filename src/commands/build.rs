@@ -106,10 +106,7 @@ fn recipe_of(args: &Args, prior: Option<&RunRecord>) -> Result<Recipe> {
 
 /// `--rehearse`: the recipe with stand-in sources on a rehearsal base image.
 fn rehearse(ui: &Ui, engine: &DockerEngine, recipe: &mut Recipe, base: Option<&str>) -> Result<()> {
-    let base = base.map_or_else(
-        || crate::rehearse::default_base(recipe.file.rocm.get_ref()),
-        str::to_owned,
-    );
+    let base = base.map_or_else(|| crate::rehearse::default_base_for(recipe), str::to_owned);
     let standins = crate::rehearse::read_standins(engine, &base)?;
     let before = recipe.build_args.clone();
     crate::rehearse::apply(recipe, &base, &standins)?;
@@ -167,9 +164,6 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         None => None,
     };
     let mut recipe = recipe_of(&args, prior.as_ref())?;
-    if args.rehearse {
-        crate::rehearse::refuse_prebuilt(&recipe)?;
-    }
     let engine = DockerEngine::connect(Duration::from_secs(10))?;
     let recording = crate::engine::recording::Recording::from_env(&engine)?;
     if args.rehearse {

@@ -45,7 +45,15 @@ if os.getenv("VLLM_VERSION_OVERRIDE"):
     version = get_version(write_to="vllm/_version.py")
 else:
     version = get_version(write_to="vllm/_version.py")
-    rocm = open("/opt/rocm/.info/version").read().strip().split("-")[0]
+    # the real setup.py asks the HIP runtime (get_rocm_version()) and falls back to
+    # torch.version.hip: on a system ROCm that is /opt/rocm's release; with ROCm taken as wheels
+    # (the prebuilt path, no /opt/rocm) it is the taken torch's, and a torch without HIP has none
+    if os.path.exists("/opt/rocm/.info/version"):
+        rocm = open("/opt/rocm/.info/version").read().strip().split("-")[0]
+    elif getattr(torch.version, "hip", None):
+        rocm = torch.version.hip
+    else:
+        sys.exit("forge-standin: vllm-build: no ROCm: neither /opt/rocm nor torch.version.hip")
     version += ("." if "+" in version else "+") + "rocm" + rocm.replace(".", "")[:3]
 print(f"vllm {version} for PYTORCH_ROCM_ARCH={os.environ.get('PYTORCH_ROCM_ARCH')} CMAKE_ARGS={os.environ.get('CMAKE_ARGS')}", flush=True)
 
