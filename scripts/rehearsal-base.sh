@@ -5,7 +5,7 @@
 #   AMD's /opt/rocm layout and package names, a local wheelhouse for the package index, and the
 #   stand-in sources as git repositories (dockerfiles/rehearsal/). `forge build --rehearse` runs
 #   the shipped Dockerfile on it. Idempotent: rebuilt only when its inputs change.
-# With --prebuilt: forge-rehearsal-prebuilt:trixie-s2 instead, the base of a prebuilt recipe's
+# With --prebuilt: forge-rehearsal-prebuilt:trixie-s3 instead, the base of a prebuilt recipe's
 #   rehearsal (issue 23): the same Debian root with no ROCm at all, the same wheelhouse, only
 #   vLLM's stand-in source (dockerfiles/rehearsal/make-prebuilt-base.sh).
 # Needs root (debootstrap), a Docker engine, and the package index on the host (pip download).
@@ -18,7 +18,7 @@ rocm=${1:-7.1.1}
 # stand-ins keep their own base instead of rebuilding each other's
 tag=forge-rehearsal-rocm:$rocm-s3
 dockerfile=base.Dockerfile
-if [ -n "$prebuilt" ]; then tag=forge-rehearsal-prebuilt:trixie-s2; dockerfile=prebuilt-base.Dockerfile; rocm=none; fi
+if [ -n "$prebuilt" ]; then tag=forge-rehearsal-prebuilt:trixie-s3; dockerfile=prebuilt-base.Dockerfile; rocm=none; fi
 debian=forge-rehearsal-debian:trixie-s2
 # pkg-config and liblzma-dev: make-base.sh turns them back into .debs for its local apt repository
 # and removes them (the Dockerfile must install them, as AOTriton's source build needs them)
@@ -27,7 +27,7 @@ pkgs=pkg-config,liblzma-dev,python3,python3-venv,python3-pip,python3-dev,git,ca-
 wheels=(pip 'setuptools>=77.0.3,<80' wheel packaging 'cmake>=3.26.1,<4' ninja pybind11 Cython
         typing-extensions filelock 'setuptools-scm>=8' uvloop python-multipart PyYAML clang)
 
-inputs=$( { echo "$pkgs ${wheels[*]} $rocm vllm-0.12.0-requirements"; find dockerfiles/rehearsal -type f | sort | xargs sha256sum; } | sha256sum | cut -c1-16)
+inputs=$( { echo "$pkgs ${wheels[*]} $rocm vllm-0.12.0-requirements${prebuilt:+-standin}"; find dockerfiles/rehearsal -type f | sort | xargs sha256sum; } | sha256sum | cut -c1-16)
 if [ "$(docker image inspect -f '{{ index .Config.Labels "forge.rehearsal.inputs" }}' "$tag" 2>/dev/null)" = "$inputs" ]; then
   echo "$tag: present"
   exit 0
@@ -39,10 +39,14 @@ ctx=$(mktemp -d /tmp/forge-rehearsal-ctx.XXXXXX)
 trap 'rm -rf "$ctx"' EXIT
 cp -r dockerfiles/rehearsal/. "$ctx/"
 # vLLM's stand-in carries vLLM 0.12.0's real requirements/common.txt and rocm.txt, from its sdist
-# (pinned SHA256): the rehearsal resolves them through the recipe's lock
-sdist=$(scripts/fetch-vllm-sdist.sh 0.12.0)
-tar -xzf "$sdist" -O vllm-0.12.0/requirements/common.txt > "$ctx/standins/vllm/requirements/common.txt"
-tar -xzf "$sdist" -O vllm-0.12.0/requirements/rocm.txt > "$ctx/standins/vllm/requirements/rocm.txt"
+# (pinned SHA256): the rehearsal resolves them through the recipe's lock. The prebuilt base keeps
+# the stand-in's short requirements: the prebuilt Dockerfile installs no lock yet (issue 23 is
+# open), and vLLM's real ones name fastsafetensors by a GitHub URL the rehearsal cannot reach.
+if [ -z "$prebuilt" ]; then
+  sdist=$(scripts/fetch-vllm-sdist.sh 0.12.0)
+  tar -xzf "$sdist" -O vllm-0.12.0/requirements/common.txt > "$ctx/standins/vllm/requirements/common.txt"
+  tar -xzf "$sdist" -O vllm-0.12.0/requirements/rocm.txt > "$ctx/standins/vllm/requirements/rocm.txt"
+fi
 cache=.cache/rehearsal-wheelhouse
 mkdir -p "$cache"
 echo "$tag: wheelhouse (pip download for CPython 3.13, manylinux x86_64) ..."
