@@ -74,6 +74,22 @@ impl Dest {
             self.port.map(|p| format!(":{p}")).unwrap_or_default()
         )
     }
+
+    /// `-p PORT user@host`: the destination as an `ssh` command line takes it, for hints.
+    pub fn command_line(&self) -> String {
+        let who = format!(
+            "{}{}",
+            self.user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default(),
+            self.host
+        );
+        match self.port {
+            Some(p) => format!("-p {p} {who}"),
+            None => who,
+        }
+    }
 }
 
 /// Opens one `dial-stdio` child per connection.
@@ -225,7 +241,7 @@ pub fn diagnose(dest: &Dest, timeout: Duration) -> (String, String) {
     } else if why.contains("Host key verification failed") {
         format!(
             "ssh does not know the host's key: connect once by hand (`ssh {}`) to accept it",
-            dest.show()
+            dest.command_line()
         )
     } else if why.contains("docker: command not found") || why.contains("not found") {
         "the far side has no `docker` CLI on the PATH of a non-interactive ssh session: install \
@@ -241,7 +257,7 @@ pub fn diagnose(dest: &Dest, timeout: Duration) -> (String, String) {
         format!(
             "check that `ssh {} docker version` works from this machine without a prompt \
              (host name, port, firewall, sshd running)",
-            dest.show()
+            dest.command_line()
         )
     };
     (why, hint)
