@@ -342,6 +342,28 @@ fn variant_recipe(arts: &std::path::Path, edit: impl Fn(&str) -> String, args: &
 /// Issue 19: AOTriton's source build (torch 2.9 on ROCm 7.1) needs pkg-config and liblzma-dev;
 /// the rehearsal base serves them but does not install them, so a Dockerfile without them fails
 /// as the real configure would.
+/// `forge build --recipe RECIPE --rehearse` as run `run` under `arts`: it must end failed in the
+/// wheel build (exit 1, `build.result` fail); its build log.
+fn failed_build_log(arts: &std::path::Path, recipe: &std::path::Path, run: &str) -> String {
+    let o = forge(&[
+        "build",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--rehearse",
+        "--no-export",
+        "--artifacts",
+        arts.to_str().unwrap(),
+        "--run-id",
+        run,
+        "--json",
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let j = json(&o);
+    assert_eq!(check_of(&j, "build.result")["status"], "fail", "{j}");
+    std::fs::read_to_string(arts.join(run).join("build.log")).unwrap()
+}
+
 #[test]
 fn a_dockerfile_without_pkg_config_and_liblzma_fails_the_rehearsal() {
     let Some(_g) = rehearsal_engine() else { return };
@@ -354,23 +376,7 @@ fn a_dockerfile_without_pkg_config_and_liblzma_fails_the_rehearsal() {
         },
         "",
     );
-    let o = forge(&[
-        "build",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--rehearse",
-        "--no-export",
-        "--artifacts",
-        arts.to_str().unwrap(),
-        "--run-id",
-        "lzma",
-        "--json",
-    ]);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    let j = json(&o);
-    assert_eq!(check_of(&j, "build.result")["status"], "fail", "{j}");
-    let log = std::fs::read_to_string(arts.join("lzma/build.log")).unwrap();
+    let log = failed_build_log(&arts, &recipe, "lzma");
     assert!(
         log.contains("Cannot find AOTriton runtime for ROCM 7.1")
             && log.contains("Could NOT find PkgConfig"),
@@ -393,23 +399,7 @@ fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
         },
         "MAX_JOBS = \"7\"\n",
     );
-    let o = forge(&[
-        "build",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--rehearse",
-        "--no-export",
-        "--artifacts",
-        arts.to_str().unwrap(),
-        "--run-id",
-        "freeze",
-        "--json",
-    ]);
-    let e = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    let j = json(&o);
-    assert_eq!(check_of(&j, "build.result")["status"], "fail", "{j}");
-    let log = std::fs::read_to_string(arts.join("freeze/build.log")).unwrap();
+    let log = failed_build_log(&arts, &recipe, "freeze");
     assert!(log.contains("forge-pins"), "{log}");
     // torch's compile ran before the failure (unless an earlier run of this test left it in the
     // build cache: a cached step logs nothing, and a failed build takes no files out)
