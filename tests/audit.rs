@@ -304,19 +304,14 @@ fn wheel_of_standalone_code_objects_names_their_arches() {
     );
 
     let d = tmp("standalone");
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let wheel = |name: &str, files: &[(String, Vec<u8>)]| {
         let w = d.join(format!("{name}-1.0-py3-none-manylinux_2_28_x86_64.whl"));
-        let mut z = zip::ZipWriter::new(std::fs::File::create(&w).unwrap());
-        for (p, b) in files {
-            z.start_file(p.as_str(), opts).unwrap();
-            z.write_all(b).unwrap();
-        }
-        z.start_file(format!("{name}-1.0.dist-info/WHEEL"), opts)
-            .unwrap();
-        z.write_all(b"Wheel-Version: 1.0\n").unwrap();
-        z.finish().unwrap();
+        let mut members = files.to_vec();
+        members.push((
+            format!("{name}-1.0.dist-info/WHEEL"),
+            b"Wheel-Version: 1.0\n".to_vec(),
+        ));
+        common::write_zip(&w, &members, true);
         w
     };
     let mut co = Vec::new();

@@ -5,7 +5,6 @@
 //! the `rocm-sdk-core` wheel beside it (RUNPATH `$ORIGIN/../../_rocm_sdk_core/lib`), not in a
 //! system /opt/rocm.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -23,16 +22,6 @@ fn tmp(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn write_wheel(path: &Path, members: &[(String, Vec<u8>)]) {
-    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default();
-    for (name, data) in members {
-        z.start_file(name.as_str(), opts).unwrap();
-        z.write_all(data).unwrap();
-    }
-    z.finish().unwrap();
 }
 
 fn sha256(path: &Path) -> String {
@@ -59,7 +48,7 @@ fn sdk_wheel(dir: &Path) -> PathBuf {
         &["-Wl,-soname,libhsa-runtime64.so.1"],
     );
     let path = dir.join(format!("rocm_sdk_core-{SDK}-py3-none-linux_x86_64.whl"));
-    write_wheel(
+    common::write_zip(
         &path,
         &[
             ("_rocm_sdk_core/lib/libamdhip64.so.7".into(), hip),
@@ -70,6 +59,7 @@ fn sdk_wheel(dir: &Path) -> PathBuf {
                 b"Wheel-Version: 1.0\n".to_vec(),
             ),
         ],
+        false,
     );
     path
 }
@@ -146,7 +136,7 @@ fn torch_wheel(dir: &Path, distributed: bool, hip: bool) -> PathBuf {
         b"Wheel-Version: 1.0\n".to_vec(),
     ));
     let path = dir.join(format!("torch-{VERSION}-cp313-cp313-linux_x86_64.whl"));
-    write_wheel(&path, &members);
+    common::write_zip(&path, &members, false);
     path
 }
 

@@ -150,3 +150,18 @@ pub fn bundle(triples: &[&str]) -> Vec<u8> {
     b.resize(off as usize, 0xAB);
     b
 }
+
+/// A zip (a wheel, when `members` hold a `*.dist-info/WHEEL`) of `members`, deflated or stored.
+pub fn write_zip(path: &std::path::Path, members: &[(String, Vec<u8>)], stored: bool) {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let mut opts = zip::write::SimpleFileOptions::default();
+    if stored {
+        opts = opts.compression_method(zip::CompressionMethod::Stored);
+    }
+    for (name, data) in members {
+        z.start_file(name.as_str(), opts).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap();
+}
