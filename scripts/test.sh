@@ -36,7 +36,14 @@ scripts/fetch-vllm-sdist.sh >/dev/null
 # `forge recipe lock` resolves with uv; the rehearsal installs the 7.1.1 recipe's lock from a
 # wheelhouse made on the host once (about 500 MB, 90 s; cached under ~/.cache/forge/wheelhouse,
 # named by the lock's hash, so it is made again only when the lock changes).
-command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install -q uv
+  # `python3 -m pip` skips pyenv's rehash hook; without a shim, link pip's script onto the PATH
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+  command -v uv >/dev/null 2>&1 ||
+    ln -sf "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/uv" /usr/local/bin/uv
+  uv --version
+fi
 scripts/lock-wheelhouse.sh recipes/rocm-7.1.1.lock.txt >/dev/null
 
 # Docker tests need an engine; with CI set they fail rather than skip when none answers.
