@@ -13,8 +13,9 @@
 # compiled).
 #
 # Stages:
-#   base --> vllm-build (taken wheels hash-checked and installed, pinned; vLLM compiled; every
-#                        dependency as a wheel: the offline wheelhouse)
+#   base --> vllm-build (taken wheels hash-checked and installed, pinned; the devel wheel
+#                        expanded for its HIP compiler; vLLM compiled; every dependency as a
+#                        wheel: the offline wheelhouse)
 #        --> wheels (FROM scratch: the vLLM wheel, the taken wheels, build.log; `forge build`
 #                    takes them out)
 #   BASE_IMAGE --> runtime (installed from the wheelhouse with no index and no git; the image)
@@ -99,7 +100,10 @@ RUN printf '%s\n' '#!/bin/bash' 'set -euo pipefail' \
 ############################################################################################
 # The taken wheels, hash-checked against the recipe's pins before anything is installed, then
 # installed and pinned: every later pip step is checked against the pins, so pip never swaps the
-# taken torch. amdsmi: where the recipe takes none, built from the taken ROCm's own
+# taken torch. The HIP compiler vLLM's compile needs: TheRock's rocm-sdk-devel, expanded by
+# `rocm-sdk init` (the tool comes with the `rocm` selector), with /opt/rocm pointing at it in this
+# stage only (torch's cmake and vLLM's setup.py look there, as on AMD's base images); the image
+# (runtime) gets neither. amdsmi: where the recipe takes none, built from the taken ROCm's own
 # `_rocm_sdk_core/share/amd_smi` (as vllm-rocm.Dockerfile builds it from /opt/rocm's: a pip amdsmi
 # of another ROCm crashes at import, ROCm/TheRock#1059).
 FROM base AS vllm-build
@@ -114,7 +118,12 @@ ARG JOB_MEMORY_GB=8
 ENV PYTORCH_ROCM_ARCH=${PYTORCH_ROCM_ARCH} \
     VLLM_TARGET_DEVICE=rocm \
     CMAKE_ARGS="-DAMDGPU_TARGETS=${PYTORCH_ROCM_ARCH} -DHIP_ARCHITECTURES=${PYTORCH_ROCM_ARCH}" \
-    CCACHE_DIR=/root/.ccache
+    CCACHE_DIR=/root/.ccache \
+    ROCM_PATH=/opt/rocm \
+    ROCM_HOME=/opt/rocm \
+    HIP_PATH=/opt/rocm \
+    HIP_DEVICE_LIB_PATH=/opt/rocm/lib/llvm/amdgcn/bitcode \
+    PATH=/opt/venv/bin:/opt/rocm/bin:${PATH}
 COPY ${WHEELHOUSE}/ /taken/
 RUN test -n "${TAKEN_WHEELS}" \
  && mkdir -p /wheelhouse /dist \
@@ -129,6 +138,12 @@ RUN test -n "${TAKEN_WHEELS}" \
  && case "${sdk}" in "" ) echo "forge: no rocm-sdk-core wheel taken: torch's ROCm comes from no wheel" >&2;; \
       "${ROCM_VERSION}"|"${ROCM_VERSION}"[a-z.+-]*) echo "forge: the taken ROCm is ${sdk} (recipe: ${ROCM_VERSION})";; \
       *) echo "forge: the taken rocm-sdk-core is ${sdk}, the recipe says ROCm ${ROCM_VERSION}" >&2; exit 1;; esac \
+ && if ! command -v rocm-sdk >/dev/null; then \
+      echo "forge: no rocm-sdk tool: take TheRock's rocm selector (the sdist torch requires as rocm[libraries]) so rocm-sdk-devel can be expanded" >&2; exit 1; fi \
+ && rocm-sdk init \
+ && ln -sfn "$(python3 -m rocm_sdk path --root)" /opt/rocm \
+ && if ! hipcc --version; then \
+      echo "forge: no HIP compiler at /opt/rocm/bin/hipcc after rocm-sdk init (/opt/rocm -> $(readlink /opt/rocm)): take rocm-sdk-devel at rocm-sdk-core's version" >&2; exit 1; fi \
  && forge-pins write /wheelhouse/pins.txt torch \
  && pip list --format=freeze | sort -f > /wheelhouse/taken-installed.txt
 RUN forge-fetch vllm "${VLLM_REPO}" "${VLLM_REF}" /src/vllm \
@@ -149,7 +164,7 @@ RUN --mount=type=cache,target=/root/.ccache \
 # Every dependency as a wheel, so the runtime stage installs with no index and no git.
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel -c /wheelhouse/pins.txt --find-links /taken --find-links /dist --wheel-dir=/wheelhouse \
-      -r requirements/rocm.txt uvloop python-multipart /taken/*.whl $(ls /dist/amdsmi-*.whl 2>/dev/null) \
+      -r requirements/rocm.txt uvloop python-multipart /taken/*.whl $(ls /taken/*.tar.gz /dist/amdsmi-*.whl 2>/dev/null) \
  && ls /wheelhouse
 
 ############################################################################################
@@ -183,7 +198,7 @@ RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \
  && python3 -m venv /opt/venv
 COPY --from=base /usr/local/bin/forge-pins /usr/local/bin/forge-pins
 RUN --mount=type=bind,from=vllm-build,source=/wheelhouse,target=/wheelhouse \
-    pip install --no-index --find-links /wheelhouse $(ls /wheelhouse/*.whl | grep -v '/vllm-') \
+    pip install --no-index --find-links /wheelhouse $(ls /wheelhouse/*.whl | grep -v -e '/vllm-' -e '/rocm_sdk_devel-') \
  && pip install --no-index --no-deps /wheelhouse/vllm-*.whl \
  && forge-pins check /wheelhouse/pins.txt \
  && mkdir -p /app \

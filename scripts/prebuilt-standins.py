@@ -2,7 +2,7 @@
 """Stand-in wheels for the prebuilt path's rehearsal (issue 23), and the rehearsal variant of
 recipes/therock-gfx1151-prebuilt.toml that takes them, hash-pinned.
 
-    scripts/prebuilt-standins.py OUT [--no-distributed] [--no-hip] [--tag TAG] [--build-id ID]
+    scripts/prebuilt-standins.py OUT [--no-distributed] [--no-hip] [--no-hipcc] [--tag TAG] [--build-id ID]
     forge build --recipe OUT/recipe.toml --rehearse
 
 OUT/wheelhouse/ gets one wheel for every [taken.*] of the real recipe, in TheRock's layout and
@@ -12,13 +12,21 @@ with its real name and version (cp313: the rehearsal base is Debian trixie's Pyt
   against), libtorch_cpu.so (c10d's symbols: distributed; none with --no-distributed) and
   libtorch_hip.so (none with --no-hip) whose DT_NEEDED libamdhip64.so.7 and
   libhsa-runtime64.so.1 are found only through its RUNPATH `$ORIGIN/../../_rocm_sdk_core/lib`,
-  in the rocm-sdk-core wheel, with a gfx1151 offload bundle. `import torch` loads those
-  libraries (ctypes), so an image without the SDK wheel fails as the real one does.
-  Requires-Dist: rocm-sdk-core (pinned), filelock, typing-extensions.
+  in the rocm-sdk-core wheel, with a gfx1151 offload bundle. `import torch` calls
+  `rocm_sdk.initialize_process` (TheRock's torch/_rocm_init.py does) and loads those libraries
+  (ctypes), so an image without the `rocm` or the SDK wheel fails as the real one does.
+  Requires-Dist: rocm[libraries] (pinned, as TheRock's build sets it), filelock,
+  typing-extensions.
 - rocm-sdk-core: the HIP, HSA and AMD SMI runtimes as real shared objects under
   `_rocm_sdk_core/lib`, and `_rocm_sdk_core/share/amd_smi` (a Python package the Dockerfile
   builds amdsmi from, as from TheRock's).
 - rocm-sdk-libraries-gfx1151: a math library under `_rocm_sdk_libraries_gfx1151/lib`.
+- rocm-sdk-devel: `_rocm_sdk_devel/` with its tree packed (`_devel.tar`): bin/hipcc (the
+  rehearsal's stand-in, dockerfiles/rehearsal/standins/hipcc) appears only after `rocm-sdk init`,
+  as TheRock's devel wheel expands only then.
+- rocm: an sdist (as AMD's index publishes TheRock's selector) of `rocm_sdk` with the `rocm-sdk`
+  tool (`init`, `path --root|--bin`, `version`) and `initialize_process`, extras `libraries`
+  (rocm-sdk-core, rocm-sdk-libraries-*) and `devel`.
 - torchvision, torchaudio (requiring this torch), triton: Python packages.
 
 None of them is a working library. OUT/recipe.toml is the real recipe with the stand-ins' file
@@ -29,8 +37,10 @@ import base64
 import hashlib
 import os
 import re
+import io
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 
@@ -91,6 +101,62 @@ def wheel(house, dist, version, tag, members, requires=()):
     return os.path.basename(path)
 
 
+def tar_bytes(members, prefix=""):
+    """A tar (gzip-compressed when `prefix` is set: an sdist) of (name, bytes, mode) members."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if prefix else "w") as t:
+        for name, data, mode in members:
+            ti = tarfile.TarInfo(prefix + name)
+            ti.size, ti.mode, ti.mtime = len(data), mode, 1773532800
+            t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+ROCM_SDK = """\"\"\"Stand-in for TheRock's rocm_sdk (forge's prebuilt rehearsal; not ROCm).\"\"\"
+import ctypes, importlib.util, os, sys, tarfile
+
+__version__ = "{version}"
+
+
+def _dir(pkg):
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.origin:
+        sys.exit(f"rocm-sdk: {{pkg}} is not installed (its wheel was not taken)")
+    return os.path.dirname(spec.origin)
+
+
+def initialize_process(preload_shortnames=(), check_version=None, **_):
+    \"\"\"Preload the SDK's libraries, as TheRock's torch/_rocm_init.py asks.\"\"\"
+    if check_version and check_version != __version__:
+        raise RuntimeError(f"rocm_sdk {{__version__}} is not {{check_version}}")
+    lib = os.path.join(_dir("_rocm_sdk_core"), "lib")
+    for short in preload_shortnames:
+        names = [n for n in os.listdir(lib) if n.startswith(f"lib{{short}}.so")]
+        if not names:
+            raise OSError(f"rocm_sdk: no lib{{short}}.so in {{lib}}")
+        ctypes.CDLL(os.path.join(lib, names[0]), mode=ctypes.RTLD_GLOBAL)
+
+
+def main():
+    args = sys.argv[1:]
+    if args[:1] == ["init"]:
+        root = _dir("_rocm_sdk_devel")
+        packed = os.path.join(root, "_devel.tar")
+        if os.path.exists(packed):
+            with tarfile.open(packed) as t:
+                t.extractall(root)
+            os.remove(packed)
+        print(f"rocm-sdk: devel tree expanded at {{root}}")
+    elif args[:1] == ["path"] and args[1:2] in (["--root"], ["--bin"]):
+        root = _dir("_rocm_sdk_devel")
+        print(root if args[1] == "--root" else os.path.join(root, "bin"))
+    elif args[:1] == ["version"]:
+        print(__version__)
+    else:
+        sys.exit("usage: rocm-sdk init | path --root | path --bin | version")
+"""
+
+
 def taken(recipe_text):
     """(name, version) of each [taken.*] table of the real recipe."""
     out, name = [], None
@@ -110,6 +176,8 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--no-distributed", action="store_true", help="torch without c10d")
     ap.add_argument("--no-hip", action="store_true", help="torch without libtorch_hip.so")
+    ap.add_argument("--no-hipcc", action="store_true",
+                    help="a devel wheel whose tree has no bin/hipcc (vLLM's compile has no compiler)")
     ap.add_argument("--tag", help="the image tag (default: the real recipe's)")
     ap.add_argument("--build-id", default="", help="recorded in torch/version.py: other wheel "
                     "hashes, so the engine's build cache cannot serve the steps that install them")
@@ -152,6 +220,33 @@ def main():
                           soname("librocblas.so.5"))
                 names[name] = wheel(house, name, version, "py3-none-linux_x86_64", [
                     (f"{pkg}/__init__.py", b""), (f"{pkg}/lib/librocblas.so.5", blas)])
+        if "rocm-sdk-devel" in versions:
+            with open(os.path.join(ROOT, "dockerfiles", "rehearsal", "standins", "hipcc"), "rb") as f:
+                hipcc = f.read().replace(b"${FORGE_STANDIN_HIP_VERSION:-0.0.0}", sdk.split("a")[0].encode())
+            names["rocm-sdk-devel"] = wheel(house, "rocm-sdk-devel", versions["rocm-sdk-devel"],
+                                            "py3-none-linux_x86_64", [
+                ("_rocm_sdk_devel/__init__.py", b""),
+                ("_rocm_sdk_devel/_devel.tar", tar_bytes(
+                    [("include/hip/hip_runtime.h", b"/* stand-in */\n", 0o644)]
+                    + ([] if a.no_hipcc else [("bin/hipcc", hipcc, 0o755)])))])
+        if "rocm" in versions:
+            v = versions["rocm"]
+            libs_extra = [f"rocm-sdk-core=={sdk}"] + [
+                f"{n}=={versions[n]}" for n in versions if n.startswith("rocm-sdk-libraries-")]
+            setup_py = (
+                "from setuptools import setup\n"
+                f"setup(name='rocm', version='{v}', packages=['rocm_sdk'],\n"
+                f"      extras_require={{'libraries': {libs_extra!r}, 'devel': ['rocm-sdk-devel=={v}']}},\n"
+                "      entry_points={'console_scripts': ['rocm-sdk=rocm_sdk:main']})\n")
+            pkg_info = f"Metadata-Version: 2.1\nName: rocm\nVersion: {v}\n"
+            path = os.path.join(house, f"rocm-{v}.tar.gz")
+            with open(path, "wb") as f:
+                f.write(tar_bytes([
+                    ("setup.py", setup_py.encode(), 0o644),
+                    ("PKG-INFO", pkg_info.encode(), 0o644),
+                    ("rocm_sdk/__init__.py", ROCM_SDK.format(version=v).encode(), 0o644),
+                ], prefix=f"rocm-{v}/"))
+            names["rocm"] = os.path.basename(path)
         tv = versions["torch"]
         c10 = cc(tmp, "libc10.so", "int _ZN3c1019rehearsal_c10_probeEv(void){return 0;}\n", soname("libc10.so"))
         cpu_src = ("void _ZN3c106TensorC1Ev(void){}\n" if a.no_distributed else
@@ -182,12 +277,14 @@ def main():
                 "import ctypes as _ctypes, os as _os\n"
                 "from . import version\n"
                 "__version__ = version.__version__\n"
+                "import rocm_sdk as _rocm_sdk  # TheRock's torch/_rocm_init.py\n"
+                f"_rocm_sdk.initialize_process(preload_shortnames=['amdhip64'], check_version={sdk!r})\n"
                 f"for _l in {libs!r}:\n"
                 "    _ctypes.CDLL(_os.path.join(_os.path.dirname(__file__), 'lib', _l), mode=_ctypes.RTLD_GLOBAL)\n"
             ).encode()),
         ]
         names["torch"] = wheel(house, "torch", tv, f"{PY}-{PY}-linux_x86_64", members,
-                               [f"rocm-sdk-core=={sdk}", "filelock", "typing-extensions"])
+                               [f"rocm[libraries]=={versions.get('rocm', sdk)}", "filelock", "typing-extensions"])
         for name, pkg, req in [("torchvision", "torchvision", True), ("torchaudio", "torchaudio", True),
                                ("triton", "triton", False)]:
             if name in versions:
@@ -220,7 +317,8 @@ def main():
         out.append(line.replace("python3.12", "python3.13"))
     head = ("# GENERATED by scripts/prebuilt-standins.py: the rehearsal variant of "
             "recipes/therock-gfx1151-prebuilt.toml,\n# stand-in wheels (torch: "
-            f"distributed={'no' if a.no_distributed else 'yes'}, hip={'no' if a.no_hip else 'yes'}), "
+            f"distributed={'no' if a.no_distributed else 'yes'}, hip={'no' if a.no_hip else 'yes'}, "
+            f"hipcc={'no' if a.no_hipcc else 'yes'}), "
             "never a release. Run with `forge build --rehearse`.\n")
     with open(os.path.join(a.out, "recipe.toml"), "w") as f:
         f.write(head + "\n".join(out) + "\n")

@@ -94,6 +94,10 @@ struct LogSink<'a> {
     fatal: Option<(Finding, Instant)>,
     observer: &'a mut dyn Observer,
     steps: BTreeMap<u32, String>,
+    /// Steps served from the build cache.
+    cached: std::collections::BTreeSet<u32>,
+    /// BuildKit's engine-side (start, completion) of each finished step.
+    done: BTreeMap<u32, (f64, f64)>,
     io_error: Option<std::io::Error>,
     /// The classic builder's last step image (` ---> <id>`), removed when the build does not finish.
     classic_leaf: Option<String>,
@@ -170,6 +174,7 @@ impl LogSink<'_> {
                         self.emit(format!("#{id} {name}\n").as_bytes());
                     }
                     if cached {
+                        self.cached.insert(id);
                         self.emit(format!("#{id} CACHED\n").as_bytes());
                     } else if !name.starts_with("[internal]") {
                         self.observer.note(&format!("#{id} {name}"));
@@ -177,6 +182,13 @@ impl LogSink<'_> {
                 }
             }
             BuildEvent::Output { id, bytes } => self.output(id, bytes),
+            BuildEvent::StepDone {
+                id,
+                started,
+                completed,
+            } => {
+                self.done.insert(id, (started, completed));
+            }
             BuildEvent::StepError { id, error } => {
                 self.emit(format!("#{id} ERROR: {error}\n").as_bytes());
             }
@@ -258,6 +270,88 @@ pub struct BuildResult {
     pub log_tail: Vec<String>,
     /// Seconds it took.
     pub seconds: f64,
+    /// Each Dockerfile stage's wall time, from BuildKit's own step times (empty for the classic
+    /// builder, whose stream has none).
+    #[serde(default)]
+    pub stages: Vec<StageTime>,
+}
+
+/// One stage's wall time in a BuildKit build: from its first step's start to its last step's
+/// completion, as the engine timed them.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct StageTime {
+    /// The stage (`vllm-build`, `runtime`).
+    pub stage: String,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// Its steps that finished.
+    pub steps: u32,
+    /// Of those, served from the build cache.
+    pub cached: u32,
+}
+
+/// The stage of a BuildKit step name (`[vllm-build 3/7] RUN ...` -> `vllm-build`); `None` for
+/// BuildKit's own steps (`[internal] load ...`, `exporting to image`) and stage-less ones.
+fn stage_of(name: &str) -> Option<&str> {
+    let inner = name.strip_prefix('[')?.split(']').next()?;
+    let (stage, step) = inner.rsplit_once(' ')?;
+    let (n, m) = step.split_once('/')?;
+    (n.bytes().all(|b| b.is_ascii_digit()) && m.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(stage)
+        .filter(|s| !s.is_empty() && *s != "internal")
+}
+
+/// `vllm-build 512.3 s (7 steps, 2 cached), wheels 0.1 s (1 step)`.
+pub fn stages_line(stages: &[StageTime]) -> String {
+    stages
+        .iter()
+        .map(|s| {
+            let steps = if s.steps == 1 { "step" } else { "steps" };
+            let cached = if s.cached > 0 {
+                format!(", {} cached", s.cached)
+            } else {
+                String::new()
+            };
+            format!(
+                "{} {:.1} s ({} {steps}{cached})",
+                s.stage, s.seconds, s.steps
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each stage's wall time, in the order the stages started.
+fn stage_times(
+    steps: &BTreeMap<u32, String>,
+    cached: &std::collections::BTreeSet<u32>,
+    done: &BTreeMap<u32, (f64, f64)>,
+) -> Vec<StageTime> {
+    let mut by: Vec<(String, f64, f64, u32, u32)> = Vec::new();
+    for (id, (a, b)) in done {
+        let Some(stage) = steps.get(id).and_then(|n| stage_of(n)) else {
+            continue;
+        };
+        let hit = u32::from(cached.contains(id));
+        match by.iter_mut().find(|s| s.0 == stage) {
+            Some(s) => {
+                s.1 = s.1.min(*a);
+                s.2 = s.2.max(*b);
+                s.3 += 1;
+                s.4 += hit;
+            }
+            None => by.push((stage.to_owned(), *a, *b, 1, hit)),
+        }
+    }
+    by.sort_by(|x, y| x.1.total_cmp(&y.1));
+    by.into_iter()
+        .map(|(stage, a, b, steps, cached)| StageTime {
+            stage,
+            seconds: ((b - a).max(0.0) * 10.0).round() / 10.0,
+            steps,
+            cached,
+        })
+        .collect()
 }
 
 /// One monitored build: its result and the monitor after the last line.
@@ -363,6 +457,8 @@ pub fn drive(
         fatal: None,
         observer,
         steps: BTreeMap::new(),
+        cached: Default::default(),
+        done: BTreeMap::new(),
         io_error: None,
         classic_leaf: None,
     };
@@ -435,6 +531,7 @@ pub fn drive(
         },
         error,
         seconds: started.elapsed().as_secs_f64(),
+        stages: stage_times(&sink.steps, &sink.cached, &sink.done),
     };
     Ok(Driven {
         result,
@@ -699,6 +796,57 @@ pub fn log_recorded_jobs(log: &Path, wheels_dir: &Path) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stage_times_span_each_stages_steps_as_the_engine_timed_them() {
+        use super::{stage_of, stage_times, stages_line};
+        assert_eq!(
+            stage_of("[vllm-build 3/7] RUN pip wheel ."),
+            Some("vllm-build")
+        );
+        assert_eq!(
+            stage_of("[base 1/2] FROM docker.io/library/x"),
+            Some("base")
+        );
+        assert_eq!(stage_of("[internal] load build definition"), None);
+        assert_eq!(stage_of("exporting to image"), None);
+        assert_eq!(stage_of("[stage-1 x/2] RUN y"), None);
+        let steps: std::collections::BTreeMap<u32, String> = [
+            (1, "[internal] load .dockerignore"),
+            (2, "[base 1/2] FROM debian"),
+            (3, "[base 2/2] RUN apt-get install"),
+            (4, "[vllm-build 1/2] COPY . /src"),
+            (5, "[vllm-build 2/2] RUN pip wheel"),
+            (6, "exporting to image"),
+        ]
+        .into_iter()
+        .map(|(i, n)| (i, n.to_owned()))
+        .collect();
+        let cached = [2].into_iter().collect();
+        // BuildKit's own times: base from 100.0 to 160.5, vllm-build from 160.5 to 700.25 (its
+        // steps overlap nothing else), internal and export steps belong to no stage
+        let done = [
+            (1, (99.0, 99.5)),
+            (2, (100.0, 100.0)),
+            (3, (100.1, 160.5)),
+            (4, (160.5, 161.0)),
+            (5, (161.0, 700.25)),
+            (6, (700.3, 702.0)),
+        ]
+        .into_iter()
+        .collect();
+        let st = stage_times(&steps, &cached, &done);
+        assert_eq!(st.len(), 2, "{st:?}");
+        assert_eq!((st[0].stage.as_str(), st[0].seconds), ("base", 60.5));
+        assert_eq!((st[0].steps, st[0].cached), (2, 1));
+        assert_eq!((st[1].stage.as_str(), st[1].seconds), ("vllm-build", 539.8));
+        assert_eq!(
+            stages_line(&st),
+            "base 60.5 s (2 steps, 1 cached), vllm-build 539.8 s (2 steps)"
+        );
+        // the classic builder's stream has no step times: no stages, not made-up ones
+        assert!(stage_times(&steps, &cached, &Default::default()).is_empty());
+    }
 
     #[test]
     fn recorded_jobs_fill_in_for_cached_stages_only() {

@@ -177,6 +177,7 @@ fn stopped_run() -> RunView {
             sha256: Some("ab".repeat(32)),
         }],
         ninja_progress,
+        stages: Vec::new(),
         stop: Some(StopView {
             kind: StopKind::Fatal,
             t: Some(5412.3),

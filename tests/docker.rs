@@ -90,6 +90,26 @@ fn good_build_yields_the_wheel(builder: &str) {
     let j = json(&o);
     assert_eq!(j["build"]["builder"], builder);
     assert_eq!(j["build"]["end"], "succeeded");
+    // each stage's wall time, as BuildKit timed its steps; the classic builder's stream has none
+    let stages: Vec<&str> = j["build"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    if builder == "buildkit" {
+        assert!(
+            stages.contains(&"base") && stages.contains(&"wheels"),
+            "{stages:?}"
+        );
+        assert!(
+            stderr(&o).contains("stages: base "),
+            "the summary names them: {}",
+            stderr(&o)
+        );
+    } else {
+        assert!(stages.is_empty(), "{stages:?}");
+    }
     let wheel = arts.join("good/wheels/torch-2.9.1a0+forge-cp313-cp313-linux_x86_64.whl");
     let bytes = std::fs::read(&wheel).expect("the wheel is under artifacts");
     assert_eq!(&bytes[..2], b"PK", "a real zip");
@@ -134,6 +154,11 @@ fn good_build_yields_the_wheel(builder: &str) {
     let md = std::fs::read_to_string(arts.join("good/report.md")).unwrap();
     assert!(
         md.contains("| 2.1 | PASS |") && md.contains("| build.wheels | PASS |"),
+        "{md}"
+    );
+    assert_eq!(
+        md.contains("## Stages (BuildKit's step times)") && md.contains("| base | "),
+        builder == "buildkit",
         "{md}"
     );
     // The run directory is a bundle `forge verify` accepts (issue 14).
@@ -463,7 +488,7 @@ fn docker_host_tcp_is_honoured() {
         docker["evidence"]
             .as_str()
             .unwrap()
-            .contains(&format!("tcp://127.0.0.1:{port}")),
+            .contains(&format!("reached by tcp 127.0.0.1:{port}, plain HTTP")),
         "{docker}"
     );
     assert_eq!(j["engine"]["local"], false);

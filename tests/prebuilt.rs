@@ -135,12 +135,51 @@ fn torch_wheel(dir: &Path, distributed: bool, hip: bool) -> PathBuf {
         format!("torch-{VERSION}.dist-info/WHEEL"),
         b"Wheel-Version: 1.0\n".to_vec(),
     ));
+    // as TheRock's build_prod_wheels.py sets it: torch requires the `rocm` selector
+    members.push((
+        format!("torch-{VERSION}.dist-info/METADATA"),
+        format!(
+            "Metadata-Version: 2.1\nName: torch\nVersion: {VERSION}\nRequires-Dist: filelock\n\
+             Requires-Dist: rocm[libraries]=={SDK}\nRequires-Dist: rocm[devel]=={SDK}; extra == \"devel\"\n"
+        )
+        .into_bytes(),
+    ));
     let path = dir.join(format!("torch-{VERSION}-cp313-cp313-linux_x86_64.whl"));
     common::write_zip(&path, &members, false);
     path
 }
 
-/// A prebuilt recipe in `dir` taking `torch` and the SDK wheel from `dir/wheelhouse`.
+/// TheRock's devel wheel (the compiler every prebuilt recipe takes; not read by phase 3) and the
+/// `rocm` selector's sdist (what torch requires), in `dir`.
+fn devel_and_selector(dir: &Path) {
+    common::write_zip(
+        &dir.join(format!("rocm_sdk_devel-{SDK}-py3-none-linux_x86_64.whl")),
+        &[
+            ("_rocm_sdk_devel/__init__.py".into(), Vec::new()),
+            (
+                format!("rocm_sdk_devel-{SDK}.dist-info/WHEEL"),
+                b"Wheel-Version: 1.0\n".to_vec(),
+            ),
+        ],
+        false,
+    );
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(dir.join(format!("rocm-{SDK}.tar.gz"))).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut t = tar::Builder::new(gz);
+    let info = format!("Metadata-Version: 2.1\nName: rocm\nVersion: {SDK}\n");
+    let mut h = tar::Header::new_gnu();
+    h.set_size(info.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, format!("rocm-{SDK}/PKG-INFO"), info.as_bytes())
+        .unwrap();
+    t.into_inner().unwrap().finish().unwrap();
+}
+
+/// A prebuilt recipe in `dir` taking `torch` and the SDK wheel from `dir/wheelhouse`, with the
+/// devel wheel and the `rocm` sdist where the wheelhouse has them (before the SDK's table).
 fn recipe(dir: &Path, torch: &Path, sdk: &Path, torch_pin: Option<&str>) -> PathBuf {
     let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_owned();
     let text = format!(
@@ -166,7 +205,7 @@ version = "{VERSION}"
 wheel = "{}"
 sha256 = "{}"
 
-[taken.rocm-sdk-core]
+{}[taken.rocm-sdk-core]
 version = "{SDK}"
 wheel = "{}"
 sha256 = "{}"
@@ -179,6 +218,21 @@ wheel-min-bytes = "test wheels from cc are a few kB"
 "#,
         name(torch),
         torch_pin.map_or_else(|| sha256(torch), str::to_owned),
+        [
+            (
+                "rocm-sdk-devel",
+                format!("rocm_sdk_devel-{SDK}-py3-none-linux_x86_64.whl")
+            ),
+            ("rocm", format!("rocm-{SDK}.tar.gz")),
+        ]
+        .iter()
+        .map(|(t, f)| (t, f, sdk.with_file_name(f)))
+        .filter(|(_, _, p)| p.is_file())
+        .map(|(t, f, p)| format!(
+            "[taken.{t}]\nversion = \"{SDK}\"\nwheel = \"{f}\"\nsha256 = \"{}\"\n\n",
+            sha256(&p)
+        ))
+        .collect::<String>(),
         name(sdk),
         sha256(sdk)
     );
@@ -194,6 +248,7 @@ fn setup(name: &str, distributed: bool, hip: bool) -> (PathBuf, PathBuf, PathBuf
     std::fs::create_dir_all(&house).unwrap();
     let torch = torch_wheel(&house, distributed, hip);
     let sdk = sdk_wheel(&house);
+    devel_and_selector(&house);
     // the compile products beside the wheels are no part of the wheelhouse
     for d in ["torch-lib", "link", "sdk"] {
         let _ = std::fs::remove_dir_all(house.join(d));
@@ -341,6 +396,31 @@ fn a_taken_wheel_that_is_not_the_pinned_file_stops_the_run_at_phase_3() {
 }
 
 #[test]
+fn a_taken_torch_whose_rocm_selector_is_not_taken_stops_the_run_at_phase_3() {
+    if !engine() {
+        return;
+    }
+    // TheRock's torch requires `rocm[libraries]`; without `[taken.rocm]` pip would take PyPI's
+    let (dir, torch, sdk) = setup("selector", true, true);
+    std::fs::remove_file(dir.join(format!("wheelhouse/rocm-{SDK}.tar.gz"))).unwrap();
+    let r = recipe(&dir, &torch, &sdk, None);
+    let (out, rec, took) = build(&dir, &r, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let c = check(&rec, "wheel.taken-requires");
+    assert_eq!(c["status"], "fail", "{c:#}");
+    let ev = c["evidence"].as_str().unwrap();
+    assert!(
+        ev.contains(&format!(
+            "torch requires `rocm[libraries]=={SDK}` and no [taken.rocm] gives it"
+        )),
+        "{ev}"
+    );
+    assert!(!ev.contains("rocm[devel]"), "an extra's requirement: {ev}");
+    stopped_at_phase_3(&rec, &dir, took, "wheel.taken-requires");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
     if !engine() {
         return;
@@ -366,6 +446,7 @@ fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
     assert_eq!(phase(&rec, "build")["status"], "skip");
     for id in [
         "wheel.taken",
+        "wheel.taken-requires",
         "wheel.flavour",
         "3.1",
         "3.2",
@@ -382,6 +463,14 @@ fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
             check(&rec, id)
         );
     }
+    let req = check(&rec, "wheel.taken-requires")["evidence"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        req.contains(&format!("`rocm[libraries]=={SDK}`: taken rocm {SDK}")),
+        "{req}"
+    );
     let ev = check(&rec, "3.6")["evidence"].as_str().unwrap();
     assert!(
         ev.contains("with the taken wheels beside it (rocm_sdk_core)"),
@@ -527,6 +616,7 @@ fn rehearsal_engine() -> Option<std::sync::MutexGuard<'static, ()>> {
             .expect("run scripts/rehearsal-base.sh --prebuilt");
         assert!(st.success(), "scripts/rehearsal-base.sh --prebuilt failed");
     });
+    common::ci_make_room(25);
     Some(guard)
 }
 
@@ -589,6 +679,7 @@ fn the_prebuilt_rehearsal_checks_the_given_torch_then_compiles_only_vllm_on_a_ba
     assert!(w < b, "{o:?}");
     for id in [
         "wheel.taken",
+        "wheel.taken-requires",
         "wheel.flavour",
         "3.2",
         "3.3",
@@ -640,6 +731,9 @@ fn the_prebuilt_rehearsal_checks_the_given_torch_then_compiles_only_vllm_on_a_ba
         log.contains("forge-standin: vllm-build received MAX_JOBS="),
         "{log}"
     );
+    // vLLM compiled with the devel wheel's compiler, reached through `rocm-sdk init` and /opt/rocm
+    assert!(log.contains("rocm-sdk: devel tree expanded at"), "{log}");
+    assert!(log.contains("HIP version: 7.13.0-standin"), "{log}");
     for stage in [
         "[build-torch",
         "[build-triton",
@@ -654,7 +748,8 @@ fn the_prebuilt_rehearsal_checks_the_given_torch_then_compiles_only_vllm_on_a_ba
     let o = Command::new("docker")
         .args(["run", "--rm", &tag, "sh", "-c"])
         .arg(
-            "test ! -e /opt/rocm && python3 -c 'import torch, amdsmi, vllm; print(torch.version.hip); \
+            "test ! -e /opt/rocm && ! pip show -q rocm-sdk-devel 2>/dev/null && rocm-sdk version && \
+             python3 -c 'import torch, amdsmi, vllm; print(torch.version.hip); \
              print([l.split()[-1] for l in open(\"/proc/self/maps\") if \"libamdhip64\" in l][0])'",
         )
         .output()
@@ -687,6 +782,27 @@ fn rehearsal_stops_at_phase_3(name: &str, flag: &str, id: &str) {
     );
     assert_eq!(check(&rec, id)["status"], "fail", "{:#}", check(&rec, id));
     stopped_at_phase_3(&rec, &dir, took, id);
+    assert!(!image_exists(&tag), "{tag} was built");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_prebuilt_rehearsal_without_a_hip_compiler_fails_before_vllms_compile() {
+    let Some(_g) = rehearsal_engine() else { return };
+    // a devel wheel whose tree holds no hipcc: the real vLLM cannot compile, so the build stops
+    // at the Dockerfile's guard, with the finding that names what to take
+    let (dir, tag, out, rec, _) = rehearse("nohipcc", &["--no-hipcc"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(check(&rec, "wheel.taken-requires")["status"], "pass");
+    let fatal = &rec["outputs"]["build"]["fatal"];
+    assert_eq!(fatal["id"], "taken-no-hip-compiler", "{fatal:#}; {err}");
+    let log = std::fs::read_to_string(dir.join("artifacts/t/build.log")).unwrap();
+    assert!(
+        log.contains("forge: no HIP compiler at /opt/rocm/bin/hipcc"),
+        "{log}"
+    );
+    assert!(!log.contains("forge-standin: vllm-build received"), "{log}");
     assert!(!image_exists(&tag), "{tag} was built");
     std::fs::remove_dir_all(&dir).unwrap();
 }

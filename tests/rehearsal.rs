@@ -33,6 +33,8 @@ fn rehearsal_engine() -> Option<MutexGuard<'static, ()>> {
             .expect("run scripts/lock-wheelhouse.sh");
         assert!(st.success(), "scripts/lock-wheelhouse.sh failed");
     });
+    // a rehearsal's images and cache take several GB
+    common::ci_make_room(25);
     Some(guard)
 }
 

@@ -23,6 +23,8 @@ mkdir -p /opt/rocm/.info /opt/rocm/lib /opt/rocm/bin
 echo "$rocm-rehearsal" > /opt/rocm/.info/version
 ln -sf "$gnu/libamdhip64.so.5" /opt/rocm/lib/libamdhip64.so
 ln -sf "$gnu/libhsa-runtime64.so.1" /opt/rocm/lib/libhsa-runtime64.so
+# AMD's base images carry hipcc there (vLLM's compile looks for it): the stand-in
+install -m 755 "$top/src/hipcc" /opt/rocm/bin/hipcc
 
 # AMD's package names, depending on Debian's real libraries
 mkdir -p "$top/apt"

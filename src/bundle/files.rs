@@ -358,6 +358,14 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
         phases,
         outputs,
         ninja_progress: ninja,
+        stages: rec
+            .outputs
+            .build
+            .iter()
+            .flat_map(|b| b.stages.iter())
+            .chain(rec.outputs.image.iter().flat_map(|i| i.stages.iter()))
+            .cloned()
+            .collect(),
         stop,
         workarounds: recipe
             .and_then(|r| {
@@ -621,6 +629,7 @@ mod tests {
                     error: None,
                     log_tail: Vec::new(),
                     seconds: 30.0,
+                    stages: Vec::new(),
                 }),
                 image_build: None,
                 wheels: vec![Wheel {
@@ -631,6 +640,7 @@ mod tests {
                 image: Some(ImageOut {
                     tag: "forge/x:1".into(),
                     id: "sha256:1".into(),
+                    stages: Vec::new(),
                 }),
                 archive: None,
             },

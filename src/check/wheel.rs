@@ -162,6 +162,8 @@ pub struct WheelData {
     pub code_objects: BTreeMap<String, CodeObject>,
     /// Number of members.
     pub members: usize,
+    /// Its `Requires-Dist` lines (from the top-level `*.dist-info/METADATA`), as written.
+    pub requires: Vec<String>,
 }
 
 fn bad_wheel(path: &Path, why: impl std::fmt::Display) -> Error {
@@ -195,6 +197,7 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
     let mut archive = zip::ZipArchive::new(shared).map_err(|e| bad_wheel(path, e))?;
     let mut jobs: Vec<(usize, String, u64, u64)> = Vec::new();
     let mut has_wheel_meta = false;
+    let mut metadata = None;
     let mut declared_total = 0u64;
     let mut names = std::collections::HashSet::new();
     for i in 0..archive.len() {
@@ -207,6 +210,9 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
         let (size, csize) = (f.size(), f.compressed_size());
         if member.ends_with(".dist-info/WHEEL") {
             has_wheel_meta = true;
+        }
+        if member.ends_with(".dist-info/METADATA") && member.matches('/').count() == 1 {
+            metadata = Some((i, size));
         }
         declared_total = declared_total.saturating_add(size);
         if size > MEMBER_MAX || (size > 64 << 20 && size / csize.max(1) > RATIO_MAX) {
@@ -226,6 +232,18 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
         return Err(bad_wheel(path, "no *.dist-info/WHEEL member"));
     }
     let members = archive.len();
+    let requires = match metadata {
+        Some((i, size)) if size <= 16 << 20 => {
+            let mut text = String::new();
+            archive
+                .by_index(i)
+                .map_err(|e| bad_wheel(path, e))?
+                .read_to_string(&mut text)
+                .map_err(|e| bad_wheel(path, format!("METADATA: {e}")))?;
+            requires_dist(&text)
+        }
+        _ => Vec::new(),
+    };
     // Largest first (they take longest), then by name: the order, and so which error is
     // reported when several members are bad, does not depend on the zip's member order.
     jobs.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.1.cmp(&b.1)));
@@ -269,6 +287,7 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
         notes: BTreeMap::new(),
         code_objects: BTreeMap::new(),
         members,
+        requires,
     };
     let mut results = results.into_inner().expect("no poisoned lock");
     results.sort_by_key(|r| r.0);
@@ -286,6 +305,17 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
         }
     }
     Ok(data)
+}
+
+/// The `Requires-Dist` values of a METADATA text (its header block: the body is the long
+/// description).
+pub fn requires_dist(metadata: &str) -> Vec<String> {
+    metadata
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.strip_prefix("Requires-Dist:"))
+        .map(|v| v.trim().to_owned())
+        .collect()
 }
 
 fn read_member(

@@ -332,6 +332,18 @@ fn phase_lines(rec: &RunRecord) -> String {
         );
         s.push_str(line.trim_end());
         s.push('\n');
+        let stages = match p.id {
+            PhaseId::Build => rec.outputs.build.as_ref().map(|b| &b.stages[..]),
+            PhaseId::Image => rec.outputs.image.as_ref().map(|i| &i.stages[..]),
+            _ => None,
+        };
+        if let Some(st) = stages.filter(|st| !st.is_empty() && !p.reused) {
+            s.push_str(&format!(
+                "{:<19}stages: {}\n",
+                "",
+                crate::build::stages_line(st)
+            ));
+        }
     }
     s
 }

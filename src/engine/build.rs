@@ -73,6 +73,16 @@ pub enum BuildEvent<'a> {
         /// The bytes.
         bytes: &'a [u8],
     },
+    /// A step finished (BuildKit only: its vertex's engine-side start and completion times, in
+    /// seconds since the Unix epoch).
+    StepDone {
+        /// The step.
+        id: u32,
+        /// When the engine started it.
+        started: f64,
+        /// When the engine completed it.
+        completed: f64,
+    },
     /// A step failed.
     StepError {
         /// The step.
@@ -295,6 +305,7 @@ pub fn with_one_retry(
 pub struct Decoder {
     vertices: HashMap<String, u32>,
     announced: HashMap<u32, bool>,
+    completed: std::collections::HashSet<u32>,
     /// The image id, when the engine said.
     pub image_id: Option<String>,
 }
@@ -328,6 +339,16 @@ impl Decoder {
                         {
                             flow = Flow::Cancel;
                         }
+                    }
+                    if let (Some(a), Some(b)) = (&v.started, &v.completed)
+                        && self.completed.insert(id)
+                        && sink(BuildEvent::StepDone {
+                            id,
+                            started: a.seconds as f64 + f64::from(a.nanos) / 1e9,
+                            completed: b.seconds as f64 + f64::from(b.nanos) / 1e9,
+                        }) == Flow::Cancel
+                    {
+                        flow = Flow::Cancel;
                     }
                     if !v.error.is_empty()
                         && sink(BuildEvent::StepError {

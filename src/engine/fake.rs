@@ -506,6 +506,15 @@ impl FakeEngine {
                         bytes: &bytes,
                     }
                 }
+                Line::StepDone {
+                    id,
+                    started,
+                    completed,
+                } => BuildEvent::StepDone {
+                    id: *id,
+                    started: *started,
+                    completed: *completed,
+                },
                 Line::StepError { id, error } => BuildEvent::StepError { id: *id, error },
                 Line::Build { .. } | Line::End(_) => continue,
             };

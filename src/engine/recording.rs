@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 pub const ENV: &str = "FORGE_RECORD_ENGINE";
 
 /// One line of a `build-<target>.jsonl`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Line {
     /// The request (first line).
@@ -68,6 +68,15 @@ pub enum Line {
         /// The bytes in hex, when they are not UTF-8.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hex: Option<String>,
+    },
+    /// [`BuildEvent::StepDone`].
+    StepDone {
+        /// Step number.
+        id: u32,
+        /// Engine-side start, seconds since the epoch.
+        started: f64,
+        /// Engine-side completion.
+        completed: f64,
     },
     /// [`BuildEvent::StepError`].
     StepError {
@@ -100,6 +109,15 @@ impl Line {
                     text: None,
                     hex: Some(crate::atomic::hex(bytes)),
                 },
+            },
+            BuildEvent::StepDone {
+                id,
+                started,
+                completed,
+            } => Line::StepDone {
+                id,
+                started,
+                completed,
             },
             BuildEvent::StepError { id, error } => Line::StepError {
                 id,

@@ -323,6 +323,15 @@ pub const KNOWN: &[Known] = &[
         "forge's Dockerfile; ROCm/TheRock#1059",
     ),
     k(
+        "taken-no-hip-compiler",
+        r"forge: no HIP compiler at |forge: no rocm-sdk tool",
+        FATAL,
+        "forge: no HIP compiler at /opt/rocm/bin/hipcc after rocm-sdk init (/opt/rocm -> /opt/venv/lib/python3.12/site-packages/_rocm_sdk_devel): take rocm-sdk-devel at rocm-sdk-core's version",
+        "a prebuilt recipe's taken wheels bring no HIP compiler: vLLM's kernels cannot compile (the base has no ROCm, by design)",
+        "add `[taken.rocm-sdk-devel]` and `[taken.rocm]` (the selector with the `rocm-sdk` tool) from the torch wheel's index, at rocm-sdk-core's version, each with its sha256",
+        "forge's prebuilt Dockerfile; ROCm/TheRock docs/packaging/python_packaging.md",
+    ),
+    k(
         "disk-full",
         r"No space left on device",
         FATAL,

@@ -82,6 +82,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     ctx.outputs.image = Some(ImageOut {
         tag: spec.tag.clone(),
         id: id.clone(),
+        stages: driven.result.stages.clone(),
     });
     let mut checks = driven.checks("image.build");
     if let Some(c) = checks.last_mut() {

@@ -36,6 +36,10 @@ const TAKEN_GATES: &[Gate] = &[
         "wheel.taken",
         "a taken wheel is missing or differs from its pinned SHA256",
     ),
+    Gate::Check(
+        "wheel.taken-requires",
+        "the taken torch requires a ROCm or Triton distribution that no [taken.*] gives",
+    ),
     Gate::Check("wheel.flavour", "the taken torch is not a ROCm build"),
     Gate::Check("3.2", "the taken torch lacks torch.distributed"),
     Gate::Check(

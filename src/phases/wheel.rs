@@ -145,12 +145,16 @@ fn run_taken(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
             return Ok(out);
         }
     };
+    out.push(requires_check(&data, &taken));
     // the other taken wheels, installed into the same site-packages: where its ROCm comes from
+    // (not the devel wheel: the compile stage's compiler, never in the image; not an sdist)
     let mut companions = Vec::new();
-    for t in taken
-        .iter()
-        .filter(|t| t.name != torch.name && t.path.is_file())
-    {
+    for t in taken.iter().filter(|t| {
+        t.name != torch.name
+            && !t.name.eq_ignore_ascii_case("rocm-sdk-devel")
+            && t.path.extension().is_some_and(|e| e == "whl")
+            && t.path.is_file()
+    }) {
         ctx.cancel.check()?;
         if let Ok(d) = wheel::read_wheel(&t.path, threads()) {
             companions.push(d);
@@ -190,10 +194,162 @@ fn run_taken(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     Ok(out)
 }
 
+/// Whether a distribution must come from the recipe's `[taken.*]` when the taken torch requires
+/// it: AMD's ROCm wheels (`rocm`, the selector with the `rocm-sdk` tool; `rocm-sdk-*`) and
+/// Triton. The package index cannot stand in for them: PyPI's `rocm` is another project's, its
+/// `triton` a CUDA build; a pip step that fetched them would mix them with the taken stack.
+fn from_taken_only(name: &str) -> bool {
+    let n = name.to_ascii_lowercase().replace(['_', '.'], "-");
+    n == "rocm" || n.starts_with("rocm-sdk") || n == "triton" || n.starts_with("pytorch-triton")
+}
+
+/// `wheel.taken-requires`: every `Requires-Dist` of the taken torch on a distribution that must
+/// come from the taken set ([`from_taken_only`]) is taken, at a version the requirement allows.
+/// TheRock's torch requires `rocm[libraries]==<its ROCm>` (ROCm/TheRock's build_prod_wheels.py
+/// sets it): without `[taken.rocm]` pip would resolve it against the index.
+pub fn requires_check(torch: &wheel::WheelData, taken: &[TakenWheel]) -> Check {
+    use crate::check::pep440;
+    let title = catalog::title("wheel.taken-requires");
+    // the markers' Python: the wheel's tag (`cp312` -> 3.12), else any
+    let python = torch
+        .name
+        .python
+        .strip_prefix("cp")
+        .filter(|d| d.len() >= 2 && d.bytes().all(|b| b.is_ascii_digit()))
+        .map_or_else(String::new, |d| format!("{}.{}", &d[..1], &d[1..]));
+    let norm = |s: &str| s.to_ascii_lowercase().replace(['_', '.'], "-");
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for text in &torch.requires {
+        let Some(r) = pep440::parse_requirement(text) else {
+            continue;
+        };
+        if !from_taken_only(&r.name) || !r.applies(&python) {
+            continue;
+        }
+        match taken.iter().find(|t| norm(&t.name) == norm(&r.name)) {
+            None => bad.push(format!(
+                "torch requires `{text}` and no [taken.{}] gives it: pip would take `{}` from the                  index, which is not AMD's ROCm stack",
+                r.name, r.name
+            )),
+            Some(t) => match pep440::version(&t.version) {
+                Some(v) if pep440::satisfies(&r.clauses, &v) => {
+                    good.push(format!("`{text}`: taken {} {}", t.name, t.version))
+                }
+                _ => bad.push(format!(
+                    "torch requires `{text}`, the recipe takes {} {}",
+                    t.name, t.version
+                )),
+            },
+        }
+    }
+    if !bad.is_empty() {
+        return Check::fail("wheel.taken-requires", title, bad.join("; ")).with_hint(
+            "take what the torch wheel requires, from the index it came from, at the version it              names (`pip download --no-deps --index-url INDEX 'NAME==VERSION'`), and add a              [taken.NAME] with its sha256",
+        );
+    }
+    let evidence = if good.is_empty() {
+        "the taken torch requires no rocm, rocm-sdk-* or triton distribution (its ROCm is bundled          or the system's)"
+            .to_owned()
+    } else {
+        good.join("; ")
+    };
+    Check::pass("wheel.taken-requires", title, evidence)
+}
+
 /// Resume: the taken wheels are still the pinned ones.
 pub fn verify_taken(ctx: &Ctx<'_>) -> std::result::Result<(), String> {
     match taken_check(&ctx.recipe.taken) {
         (c, _) if c.status == crate::report::Status::Pass => Ok(()),
         (c, _) => Err(c.evidence),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Status;
+
+    fn torch(requires: &[&str]) -> wheel::WheelData {
+        let file = "torch-2.9.1+rocm7.13.0a20260315-cp312-cp312-linux_x86_64.whl";
+        wheel::WheelData {
+            path: file.into(),
+            bytes: 1,
+            name: wheel::parse_name(file).unwrap(),
+            elves: Default::default(),
+            notes: Default::default(),
+            code_objects: Default::default(),
+            members: 1,
+            requires: requires.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn taken(pairs: &[(&str, &str)]) -> Vec<TakenWheel> {
+        pairs
+            .iter()
+            .map(|(n, v)| TakenWheel {
+                name: n.to_string(),
+                version: v.to_string(),
+                path: format!("{n}.whl").into(),
+                sha256: String::new(),
+                from: "local wheelhouse".into(),
+            })
+            .collect()
+    }
+
+    const THEROCK: &[&str] = &[
+        "filelock",
+        "rocm[libraries]==7.13.0a20260315",
+        "triton==3.5.1+rocm7.13.0a20260315; platform_system == \"Linux\"",
+        "rocm[devel]==7.13.0a20260315; extra == \"devel\"",
+    ];
+
+    #[test]
+    fn therocks_torch_needs_the_rocm_selector_and_its_triton_taken() {
+        let c = requires_check(
+            &torch(THEROCK),
+            &taken(&[
+                ("torch", "2.9.1+rocm7.13.0a20260315"),
+                ("rocm-sdk-core", "7.13.0a20260315"),
+            ]),
+        );
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.evidence.contains("no [taken.rocm] gives it"), "{c:?}");
+        assert!(c.evidence.contains("no [taken.triton]"), "{c:?}");
+        // an extra's requirement is not a default install's
+        assert!(!c.evidence.contains("rocm[devel]"), "{c:?}");
+    }
+
+    #[test]
+    fn a_taken_version_the_requirement_excludes_is_named() {
+        let c = requires_check(
+            &torch(THEROCK),
+            &taken(&[
+                ("rocm", "7.12.0a20260101"),
+                ("triton", "3.5.1+rocm7.13.0a20260315"),
+            ]),
+        );
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(
+            c.evidence.contains(
+                "requires `rocm[libraries]==7.13.0a20260315`, the recipe takes rocm 7.12.0a20260101"
+            ),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn everything_taken_at_the_pinned_versions_passes() {
+        let c = requires_check(
+            &torch(THEROCK),
+            &taken(&[
+                ("rocm", "7.13.0a20260315"),
+                ("triton", "3.5.1+rocm7.13.0a20260315"),
+            ]),
+        );
+        assert_eq!(c.status, Status::Pass, "{c:?}");
+        assert!(c.evidence.contains("taken rocm 7.13.0a20260315"), "{c:?}");
+        let none = requires_check(&torch(&["filelock", "sympy>=1.13"]), &[]);
+        assert_eq!(none.status, Status::Pass, "{none:?}");
+        assert!(none.evidence.contains("requires no rocm"), "{none:?}");
     }
 }

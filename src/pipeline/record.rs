@@ -69,12 +69,15 @@ impl PhaseRecord {
 pub use crate::build::{BuildResult, Wheel};
 
 /// The image the run built.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageOut {
     /// Its tag.
     pub tag: String,
     /// Its id (`sha256:...`).
     pub id: String,
+    /// Its build's stages and their wall times (BuildKit only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::build::StageTime>,
 }
 
 impl Outputs {

@@ -112,30 +112,40 @@ pub fn validate(f: &RecipeFile, text: &str, problems: &mut Vec<RecipeProblem>) {
                 "the version in the wheel's file name, like \"2.9.1+rocm7.10.0\"".into(),
             );
         }
-        let parts: Vec<&str> = t
-            .wheel
-            .strip_suffix(".whl")
-            .unwrap_or("")
-            .split('-')
-            .collect();
-        if !(5..=6).contains(&parts.len()) || t.wheel.contains('/') {
-            problem(
+        // a wheel (name-version(-build)?-python-abi-platform.whl) or, for a distribution its
+        // index publishes only so (TheRock's `rocm` selector, which brings the `rocm-sdk` tool),
+        // an sdist (name-version.tar.gz)
+        let parsed: Option<(&str, &str)> = if let Some(stem) = t.wheel.strip_suffix(".tar.gz") {
+            stem.rsplit_once('-')
+                .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        } else {
+            let parts: Vec<&str> = t
+                .wheel
+                .strip_suffix(".whl")
+                .unwrap_or("")
+                .split('-')
+                .collect();
+            (5..=6).contains(&parts.len()).then(|| (parts[0], parts[1]))
+        };
+        match parsed.filter(|_| !t.wheel.contains('/')) {
+            None => problem(
                 format!(
-                    "`[taken.{name}]`: `wheel = \"{}\"` is not a wheel file name",
+                    "`[taken.{name}]`: `wheel = \"{}\"` is not a wheel or sdist file name",
                     t.wheel
                 ),
-                "name-version-python-abi-platform.whl, a file in the wheelhouse (no folder)".into(),
-            );
-        } else if norm(parts[0]) != norm(name) || parts[1] != t.version {
-            problem(
-                format!(
-                    "`[taken.{name}]`: the wheel `{}` is {} {}, not {name} {}",
-                    t.wheel, parts[0], parts[1], t.version
-                ),
-                "name the table after the wheel's distribution and pin the version its file \
-                 name carries"
+                "name-version-python-abi-platform.whl (or name-version.tar.gz for an sdist), a \
+                 file in the wheelhouse (no folder)"
                     .into(),
-            );
+            ),
+            Some((dist, version)) if norm(dist) != norm(name) || version != t.version => problem(
+                format!(
+                    "`[taken.{name}]`: the file `{}` is {dist} {version}, not {name} {}",
+                    t.wheel, t.version
+                ),
+                "name the table after the distribution and pin the version its file name carries"
+                    .into(),
+            ),
+            Some(_) => {}
         }
         if let Some(i) = &t.index
             && !(i.starts_with("https://") || i.starts_with("http://"))
@@ -201,6 +211,25 @@ pub fn validate(f: &RecipeFile, text: &str, problems: &mut Vec<RecipeProblem>) {
                 )),
             });
         }
+    }
+    // vLLM compiles against a taken torch with a HIP compiler, and the prebuilt Dockerfile's base
+    // carries no ROCm: the compiler comes from TheRock's devel wheel (`rocm-sdk init` expands it)
+    let has = |dist: &str| f.taken.keys().any(|k| norm(k) == norm(dist));
+    if has("torch") && !has("rocm-sdk-devel") {
+        problems.push(RecipeProblem {
+            line: None,
+            message: "`[taken.torch]` without `[taken.rocm-sdk-devel]`: vLLM's compile needs a HIP \
+                      compiler (hipcc, amdclang) and the ROCm headers, and the prebuilt image's \
+                      base has no ROCm to bring them"
+                .into(),
+            hint: Some(
+                "take TheRock's devel wheel from the index the torch wheel came from (`pip download \
+                 --no-deps --index-url INDEX 'rocm-sdk-devel==VERSION'`, the version of \
+                 rocm-sdk-core) and `rocm` (its sdist brings the tool whose `rocm-sdk init` expands \
+                 it), each as a [taken.*] with its sha256"
+                    .into(),
+            ),
+        });
     }
     if !f.taken.is_empty() && f.context.is_none() {
         problems.push(RecipeProblem {

@@ -295,7 +295,7 @@ fn prebuilt_problems(text: &str) -> Vec<crate::error::RecipeProblem> {
 fn the_shipped_prebuilt_recipe_is_refused_only_for_its_missing_hashes() {
     let text = std::fs::read_to_string("recipes/therock-gfx1151-prebuilt.toml").unwrap();
     let p = prebuilt_problems(&text);
-    assert_eq!(p.len(), 6, "{p:?}");
+    assert_eq!(p.len(), 8, "{p:?}");
     for prob in &p {
         assert!(prob.message.contains("has no `sha256`"), "{prob:?}");
         assert!(
@@ -310,14 +310,14 @@ fn the_shipped_prebuilt_recipe_is_refused_only_for_its_missing_hashes() {
 #[test]
 fn a_taken_torch_is_installed_by_hash_and_builds_no_torch() {
     let r = prebuilt(&prebuilt_with_hashes()).unwrap();
-    assert_eq!(r.taken.len(), 6);
+    assert_eq!(r.taken.len(), 8);
     let torch = r.taken_torch().unwrap();
     assert_eq!(torch.version, "2.9.1+rocm7.13.0a20260315");
     assert!(torch.path.ends_with(
         "wheelhouse/therock-gfx1151/torch-2.9.1+rocm7.13.0a20260315-cp312-cp312-linux_x86_64.whl"
     ));
     let pairs: Vec<&str> = r.build_args["TAKEN_WHEELS"].split(' ').collect();
-    assert_eq!(pairs.len(), 6);
+    assert_eq!(pairs.len(), 8);
     assert!(
         pairs
             .iter()
@@ -358,7 +358,9 @@ fn a_taken_torch_is_installed_by_hash_and_builds_no_torch() {
     assert_eq!(how("vllm"), Some("built"));
     assert_eq!(how("torch"), Some("taken"));
     assert_eq!(how("rocm-sdk-core"), Some("taken"));
-    assert_eq!(plan.components.len(), 7, "{:?}", plan.components);
+    assert_eq!(how("rocm-sdk-devel"), Some("taken"));
+    assert_eq!(how("rocm"), Some("taken"));
+    assert_eq!(plan.components.len(), 9, "{:?}", plan.components);
     let keys: Vec<&str> = plan.replaced.iter().map(|x| x.key.as_str()).collect();
     assert_eq!(keys, SPEC_EXPECTATIONS);
     let text = plan.render_text();
@@ -521,4 +523,50 @@ fn the_lock_table_is_validated_and_the_shipped_lock_embedded() {
     );
     let p = problems(&text);
     assert!(p[0].message.contains("no shipped lock named"), "{p:?}");
+}
+
+#[test]
+fn a_taken_torch_needs_the_devel_wheel_and_takes_the_rocm_sdist() {
+    let good = prebuilt_with_hashes();
+    let r = prebuilt(&good).unwrap();
+    let sdist = r.taken.iter().find(|t| t.name == "rocm").unwrap();
+    assert!(sdist.path.ends_with("rocm-7.13.0a20260315.tar.gz"));
+    assert!(
+        r.build_args["TAKEN_WHEELS"].contains("rocm-7.13.0a20260315.tar.gz="),
+        "{}",
+        r.build_args["TAKEN_WHEELS"]
+    );
+    // without the devel wheel vLLM has no compiler: refused, with what to take
+    let no_devel = good.replace("[taken.rocm-sdk-devel]", "[taken.rocm-sdk-devel-x]");
+    let p = prebuilt_problems(&no_devel);
+    let hit = p
+        .iter()
+        .find(|x| x.message.contains("without `[taken.rocm-sdk-devel]`"))
+        .unwrap_or_else(|| panic!("{p:?}"));
+    assert!(
+        hit.hint.as_deref().unwrap().contains("rocm-sdk init"),
+        "{hit:?}"
+    );
+    // an sdist whose name is not the table's
+    let wrong = good.replace(
+        "wheel = \"rocm-7.13.0a20260315.tar.gz\"",
+        "wheel = \"rocm-7.12.0.tar.gz\"",
+    );
+    let p = prebuilt_problems(&wrong);
+    assert!(
+        p.iter().any(|x| x
+            .message
+            .contains("is rocm 7.12.0, not rocm 7.13.0a20260315")),
+        "{p:?}"
+    );
+    let not_a_file = good.replace(
+        "wheel = \"rocm-7.13.0a20260315.tar.gz\"",
+        "wheel = \"rocm.zip\"",
+    );
+    let p = prebuilt_problems(&not_a_file);
+    assert!(
+        p.iter()
+            .any(|x| x.message.contains("is not a wheel or sdist file name")),
+        "{p:?}"
+    );
 }

@@ -209,6 +209,16 @@ pub fn render(v: &RunView) -> String {
         ));
     }
     md.push('\n');
+    if !v.stages.is_empty() {
+        md.push_str("## Stages (BuildKit's step times)\n\n| Stage | Time | Steps | Cached |\n|---|---|---|---|\n");
+        for s in &v.stages {
+            md.push_str(&format!(
+                "| {} | {:.1} s | {} | {} |\n",
+                s.stage, s.seconds, s.steps, s.cached
+            ));
+        }
+        md.push('\n');
+    }
 
     for p in &v.phases {
         md.push_str(&format!("## {}: {}\n\n", p.name, p.status().label()));

@@ -48,6 +48,10 @@ pub struct RunView {
     pub outputs: Vec<OutputView>,
     /// Ninja's `[n/N]` over time (sampled).
     pub ninja_progress: Vec<NinjaPoint>,
+    /// Each Dockerfile stage's wall time as BuildKit timed it: the wheel stage's build, then
+    /// the image's (empty for the classic builder, whose stream has no step times).
+    #[serde(default)]
+    pub stages: Vec<crate::build::StageTime>,
     /// Why the build stopped, when it did not finish.
     pub stop: Option<StopView>,
     /// Workarounds in force in the image (environment overrides, preloads).

@@ -106,6 +106,56 @@ pub fn tiny_image(tag: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Under CI only (a fresh, disposable machine), before a build of gigabytes: when the engine's
+/// data root has less than `need_gb` free, drop dangling images and the build cache nothing uses
+/// (`docker image prune`, `docker builder prune`, never `--all`). The suite's builds leave about
+/// 25 GB of images and cache behind, and a CI machine's free disk varies (21.5 GB at the Docker
+/// tests on one run); outside CI nothing is touched: a developer's cache may hold a real build.
+pub fn ci_make_room(need_gb: u64) {
+    if std::env::var_os("CI").is_none() {
+        return;
+    }
+    let free = || -> Option<u64> {
+        let root = Command::new("docker")
+            .args(["info", "-f", "{{.DockerRootDir}}"])
+            .output()
+            .ok()?;
+        let root = String::from_utf8_lossy(&root.stdout).trim().to_owned();
+        let df = Command::new("df")
+            .args(["-Pk", if root.is_empty() { "/" } else { &root }])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&df.stdout).into_owned();
+        let kb: u64 = text
+            .lines()
+            .nth(1)?
+            .split_whitespace()
+            .nth(3)?
+            .parse()
+            .ok()?;
+        Some(kb / 1_000_000)
+    };
+    let Some(before) = free() else { return };
+    if before >= need_gb {
+        return;
+    }
+    for args in [
+        &["image", "prune", "-f"][..],
+        &["builder", "prune", "-f"][..],
+    ] {
+        let _ = Command::new("docker")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    eprintln!(
+        "CI: {before} GB free under the engine's data root, under the {need_gb} GB this build wants: \
+         pruned dangling images and unused build cache, now {} GB free",
+        free().unwrap_or(0)
+    );
+}
+
 /// Remove an image this test run made.
 pub fn remove_image(tag: &str) {
     let _ = Command::new("docker")

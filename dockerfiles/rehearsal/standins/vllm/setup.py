@@ -3,6 +3,7 @@ vLLM's `+rocm<ver>` suffix (VLLM_VERSION_OVERRIDE honoured), install_requires fr
 requirements/rocm.txt, and an extension `_C.abi3.so` linked against the installed torch's libc10
 (built without build isolation, as the Dockerfile builds the real one)."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -57,11 +58,35 @@ else:
     version += ("." if "+" in version else "+") + "rocm" + rocm.replace(".", "")[:3]
 print(f"vllm {version} for PYTORCH_ROCM_ARCH={os.environ.get('PYTORCH_ROCM_ARCH')} CMAKE_ARGS={os.environ.get('CMAKE_ARGS')}", flush=True)
 
+
+
+def rocm_home():
+    """Where the real build finds ROCm (torch.utils.cpp_extension's _find_rocm_home, which vLLM's
+    setup.py and CMake use): ROCM_HOME or ROCM_PATH, else hipcc on PATH, else /opt/rocm."""
+    home = os.environ.get("ROCM_HOME") or os.environ.get("ROCM_PATH")
+    if not home:
+        hipcc = shutil.which("hipcc")
+        if hipcc:
+            home = os.path.dirname(os.path.dirname(os.path.realpath(hipcc)))
+        elif os.path.exists("/opt/rocm"):
+            home = "/opt/rocm"
+    return home
+
+
+# vLLM's kernels are HIP code: the real build fails without a HIP compiler, so this one does too
+home = rocm_home()
+hipcc = os.path.join(home, "bin", "hipcc") if home else None
+if not hipcc or not os.access(hipcc, os.X_OK):
+    sys.exit(f"forge-standin: vllm-build: no HIP compiler: no executable hipcc under ROCM_HOME={home!r} "
+             "(vLLM's kernels cannot compile)")
+subprocess.run([hipcc, "--version"], check=True)
 torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
 src = "/tmp/vllm_C.c"
 with open(src, "w") as f:
     f.write("int _ZN3c1019rehearsal_c10_probeEv(void);\nint vllm_rehearsal_C(void) { return _ZN3c1019rehearsal_c10_probeEv(); }\n")
-subprocess.run(["gcc", "-shared", "-fPIC", "-o", "vllm/_C.abi3.so", src, os.path.join(torch_lib, "libc10.so")], check=True)
+arch = (os.environ.get("PYTORCH_ROCM_ARCH") or "gfx1151").split(";")[0]
+subprocess.run([hipcc, f"--offload-arch={arch}", "-shared", "-fPIC", "-o", "vllm/_C.abi3.so", src,
+                os.path.join(torch_lib, "libc10.so")], check=True)
 
 
 class BinaryDistribution(Distribution):
