@@ -141,7 +141,8 @@ RUN test -n "${TAKEN_WHEELS}" \
  && if ! command -v rocm-sdk >/dev/null; then \
       echo "forge: no rocm-sdk tool: take TheRock's rocm selector (the sdist torch requires as rocm[libraries]) so rocm-sdk-devel can be expanded" >&2; exit 1; fi \
  && rocm-sdk init \
- && ln -sfn "$(python3 -m rocm_sdk path --root)" /opt/rocm \
+ && root="$(rocm-sdk path --root)" && [ -d "${root}" ] \
+ && ln -sfn "${root}" /opt/rocm \
  && if ! hipcc --version; then \
       echo "forge: no HIP compiler at /opt/rocm/bin/hipcc after rocm-sdk init (/opt/rocm -> $(readlink /opt/rocm)): take rocm-sdk-devel at rocm-sdk-core's version" >&2; exit 1; fi \
  && forge-pins write /wheelhouse/pins.txt torch \

@@ -245,6 +245,7 @@ def main():
                     ("setup.py", setup_py.encode(), 0o644),
                     ("PKG-INFO", pkg_info.encode(), 0o644),
                     ("rocm_sdk/__init__.py", ROCM_SDK.format(version=v).encode(), 0o644),
+                    ("rocm_sdk/__main__.py", b"from rocm_sdk import main\n\nmain()\n", 0o644),
                 ], prefix=f"rocm-{v}/"))
             names["rocm"] = os.path.basename(path)
         tv = versions["torch"]

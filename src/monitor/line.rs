@@ -35,28 +35,22 @@ fn is_quote(line: &[u8]) -> bool {
 /// The line with a quoted shell command elided: BuildKit's `process "/bin/sh -c ..." did not
 /// complete successfully` (`executor failed running [/bin/sh -c ...]` on Docker 20.10) and the
 /// classic builder's `The command '/bin/sh -c ...' returned a
-/// non-zero code` quote the Dockerfile's `RUN`, whose text must never match a rule.
+/// non-zero code` quote the Dockerfile's `RUN`, whose text must never match a rule, whatever its
+/// shell (`SHELL ["/bin/bash", "-o", "pipefail", "-c"]` in forge's Dockerfiles).
 pub fn unquote_command(content: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     use memchr::memmem;
     for (open, close) in [
-        (
-            &b"\"/bin/sh -c "[..],
-            &b"\" did not complete successfully"[..],
-        ),
-        (&b"'/bin/sh -c "[..], &b"' returned a non-zero code"[..]),
-        (
-            &b"\"/bin/bash -c "[..],
-            &b"\" did not complete successfully"[..],
-        ),
+        (&b"process \""[..], &b"\" did not complete successfully"[..]),
+        (&b"The command '"[..], &b"' returned a non-zero code"[..]),
         // BuildKit of Docker 20.10: `executor failed running [/bin/sh -c ...]: exit code: 3`.
-        (&b"[/bin/sh -c "[..], &b"]: exit code"[..]),
+        (&b"executor failed running ["[..], &b"]: exit code"[..]),
     ] {
         if let Some(start) = memmem::find(content, open)
             && let Some(end) = memmem::rfind(content, close)
-            && end > start
+            && end > start + open.len()
         {
             let mut out = Vec::with_capacity(content.len());
-            out.extend_from_slice(&content[..start + 1]);
+            out.extend_from_slice(&content[..start + open.len()]);
             out.extend_from_slice("…".as_bytes());
             out.extend_from_slice(&content[end..]);
             return std::borrow::Cow::Owned(out);

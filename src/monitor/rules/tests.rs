@@ -387,6 +387,21 @@ fn quotes_and_builder_errors_issue_12() {
         ),
         "ERROR: process \"…\" did not complete successfully: exit code: 1".as_bytes()
     );
+    // forge's Dockerfiles run RUN under `SHELL ["/bin/bash", "-o", "pipefail", "-c"]`: the quoted
+    // command is elided there too (seen in the prebuilt rehearsal on Docker 20.10: a guard's own
+    // `echo "forge: no HIP compiler ..."` in the quoted RUN matched its rule)
+    assert_eq!(
+        &*unquote_command(
+            b"#9 ERROR: executor failed running [/bin/bash -o pipefail -c ln -s x /opt/rocm && if ! hipcc --version; then echo \"forge: no HIP compiler at /opt/rocm/bin/hipcc\"; fi]: exit code: 1"
+        ),
+        "#9 ERROR: executor failed running […]: exit code: 1".as_bytes()
+    );
+    assert_eq!(
+        &*unquote_command(
+            b"ERROR: process \"/bin/bash -o pipefail -c echo \\\"forge: no rocm-sdk tool\\\"\" did not complete successfully: exit code: 1"
+        ),
+        "ERROR: process \"…\" did not complete successfully: exit code: 1".as_bytes()
+    );
     // A log that ends before configure: the summary checks skip, the builder's error fails.
     let m = run(
         "#2 [internal] load metadata for docker.io/x/y:z\n#2 ERROR: pull access denied for x/y, repository does not exist\n",
