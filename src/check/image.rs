@@ -114,8 +114,11 @@ pub fn normalize(name: &str) -> String {
 pub fn rocm_release(version: &str) -> Option<String> {
     // The release is the fourth dotted field or later (`7.8.0.70101-`): a Debian version such as
     // liberror-perl's `0.17030-1` (git's dependency, in every image with git) is not one.
-    let re = regex::Regex::new(r"^\d+(?:\.\d+){2,}\.(\d)(\d{2})(\d{2})-").expect("valid regex");
-    let c = re.captures(version)?;
+    // compiled once, not once per dpkg package (an image lists hundreds)
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^\d+(?:\.\d+){2,}\.(\d)(\d{2})(\d{2})-").expect("valid regex")
+    });
+    let c = RE.captures(version)?;
     let n = |i: usize| c[i].parse::<u32>().ok();
     Some(format!("{}.{}.{}", n(1)?, n(2)?, n(3)?))
 }
