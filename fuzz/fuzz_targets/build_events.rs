@@ -19,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
                 }
                 BuildEvent::Step { name, .. } => steps += name.len().min(1),
                 BuildEvent::StepError { error, .. } => steps += error.len().min(1),
+                // engine-side times of any value (NaN, negative, reversed) must not panic
+                BuildEvent::StepDone {
+                    started, completed, ..
+                } => steps += usize::from(completed >= started),
             }
             Flow::Continue
         });

@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
         match Recipe::parse(text, origin, LoadOptions { allow_unsupported }) {
             Ok(r) => {
                 let _ = r.archs();
-                let _ = r.max_jobs();
+                let _ = r.jobs();
+                let _ = r.taken_torch();
                 let _ = forge::plan::resolve(&r, std::path::Path::new("/nonexistent"), "fuzz");
             }
             Err(e) => {
