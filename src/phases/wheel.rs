@@ -10,6 +10,7 @@
 //! ROCm it loads) on top of the base image. A failing gate stops the run there
 //! (`phases::PREBUILT`).
 
+use crate::check::image::normalize;
 use crate::check::resolve::{ImageRoot, LibRoot};
 use crate::check::wheel::{self, WheelOptions};
 use crate::error::Result;
@@ -199,7 +200,7 @@ fn run_taken(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
 /// Triton. The package index cannot stand in for them: PyPI's `rocm` is another project's, its
 /// `triton` a CUDA build; a pip step that fetched them would mix them with the taken stack.
 fn from_taken_only(name: &str) -> bool {
-    let n = name.to_ascii_lowercase().replace(['_', '.'], "-");
+    let n = normalize(name);
     n == "rocm" || n.starts_with("rocm-sdk") || n == "triton" || n.starts_with("pytorch-triton")
 }
 
@@ -217,7 +218,6 @@ pub fn requires_check(torch: &wheel::WheelData, taken: &[TakenWheel]) -> Check {
         .strip_prefix("cp")
         .filter(|d| d.len() >= 2 && d.bytes().all(|b| b.is_ascii_digit()))
         .map_or_else(String::new, |d| format!("{}.{}", &d[..1], &d[1..]));
-    let norm = |s: &str| s.to_ascii_lowercase().replace(['_', '.'], "-");
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for text in &torch.requires {
         let Some(r) = pep440::parse_requirement(text) else {
@@ -226,7 +226,7 @@ pub fn requires_check(torch: &wheel::WheelData, taken: &[TakenWheel]) -> Check {
         if !from_taken_only(&r.name) || !r.applies(&python) {
             continue;
         }
-        match taken.iter().find(|t| norm(&t.name) == norm(&r.name)) {
+        match taken.iter().find(|t| normalize(&t.name) == normalize(&r.name)) {
             None => bad.push(format!(
                 "torch requires `{text}` and no [taken.{}] gives it: pip would take `{}` from the                  index, which is not AMD's ROCm stack",
                 r.name, r.name
