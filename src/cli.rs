@@ -143,7 +143,7 @@ pub enum Command {
         recipe: RecipeArgs,
         /// Which builder: BuildKit where the engine supports it (auto), or force one.
         #[arg(long, value_enum, default_value = "auto")]
-        builder: crate::build::BuilderChoice,
+        builder: crate::ops::drive::BuilderChoice,
         /// Where runs write their files.
         #[arg(long, default_value = "artifacts", value_name = "DIR")]
         artifacts: PathBuf,
@@ -235,11 +235,11 @@ pub enum Command {
         /// Archive format: gz (every engine loads it) or zst (Docker Engine 23.0+ loads it;
         /// refused when the engine here is older).
         #[arg(long, value_enum, default_value = "gz")]
-        format: crate::export::Format,
+        format: crate::ops::export::Format,
         /// Cut the archive into parts of SIZE (`2G`, `1900M`, `2GiB`) for hosts that cap file
         /// sizes (GitHub releases: 2 GiB); SHA256SUMS lists the parts, the report the command
         /// that joins them.
-        #[arg(long, value_name = "SIZE", value_parser = crate::export::parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = crate::ops::export::parse_size)]
         split: Option<u64>,
         /// gzip level, 1 (fast) to 9 (small).
         #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]

@@ -11,31 +11,21 @@
 //! (`scripts/module-deps.py`). `run` only dispatches.
 
 pub mod atomic;
-pub mod build;
 pub mod bundle;
 pub mod cancel;
 pub mod check;
 pub mod cli;
 pub mod commands;
-pub mod dockerfile;
 pub mod engine;
 pub mod error;
-pub mod export;
 pub mod monitor;
+pub mod ops;
 pub mod phases;
 pub mod pipeline;
-pub mod plan;
 pub mod printer;
-pub mod pylock;
 pub mod recipe;
-pub mod registry;
-pub mod rehearse;
 pub mod render;
 pub mod report;
-pub mod runtime;
-pub mod sbom;
-pub mod serve;
-pub mod tarframe;
 pub mod tool;
 pub mod units;
 pub mod upstream;
@@ -165,9 +155,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             artifacts,
             run_id,
             recipe,
-        } => runtime::command(
+        } => ops::runtime::command(
             &ui,
-            runtime::Args {
+            ops::runtime::Args {
                 image,
                 no_gpu,
                 require_gpu,
@@ -185,9 +175,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             artifacts,
             run_id,
             recipe,
-        } => serve::command(
+        } => ops::serve::command(
             &ui,
-            serve::Args {
+            ops::serve::Args {
                 image,
                 no_gpu,
                 require_gpu,

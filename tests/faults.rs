@@ -475,7 +475,7 @@ fn extraction_child() {
     ) else {
         return;
     };
-    forge::build::extract_wheels(
+    forge::ops::drive::extract_wheels(
         Path::new(&tar),
         Path::new(&dir),
         forge::cancel::Cancel::detached(),
@@ -577,7 +577,7 @@ fn killed_extraction_leaves_nothing_incomplete_under_a_final_name() {
     std::fs::remove_file(&fifo).unwrap();
     let tar_path = dir.join("whole.tar");
     std::fs::write(&tar_path, &tar).unwrap();
-    let got = forge::build::extract_wheels(&tar_path, &wheels, forge::cancel::Cancel::detached())
+    let got = forge::ops::drive::extract_wheels(&tar_path, &wheels, forge::cancel::Cancel::detached())
         .unwrap();
     assert_eq!(got.len(), 2);
     assert!(
@@ -597,7 +597,7 @@ fn killed_extraction_leaves_nothing_incomplete_under_a_final_name() {
     std::fs::write(&cut, &tar[..half]).unwrap();
     let fresh = dir.join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
-    assert!(forge::build::extract_wheels(&cut, &fresh, forge::cancel::Cancel::detached()).is_err());
+    assert!(forge::ops::drive::extract_wheels(&cut, &fresh, forge::cancel::Cancel::detached()).is_err());
     assert_eq!(files_in(&fresh), vec!["a-1.0-py3-none-any.whl"]);
     std::fs::remove_dir_all(&dir).ok();
 }

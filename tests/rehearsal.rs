@@ -437,8 +437,8 @@ fn a_wheel_failing_only_3_1_goes_on_into_the_image_and_the_export() {
     let arts = artifacts("fails-3-1");
     let o = Command::new(env!("CARGO_BIN_EXE_forge"))
         .env(
-            forge::rehearse::VARIANT_ENV,
-            forge::rehearse::WHEEL_FAILS_3_1,
+            forge::ops::rehearse::VARIANT_ENV,
+            forge::ops::rehearse::WHEEL_FAILS_3_1,
         )
         .args([
             "build",

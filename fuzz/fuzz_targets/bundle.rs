@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let src = data.to_vec();
-    if let Ok(bundles) = forge::check::bundle::scan(&src, 0, src.len() as u64) {
+    if let Ok(bundles) = forge::check::offload::scan(&src, 0, src.len() as u64) {
         for b in &bundles {
             let _ = b.targets().count();
             assert!(b.offset < src.len() as u64);

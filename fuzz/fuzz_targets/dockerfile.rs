@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let df = forge::dockerfile::parse(&text);
+    let df = forge::recipe::dockerfile::parse(&text);
     for name in ["PYTORCH_ROCM_ARCH", "USE_DISTRIBUTED", "ROCM_VERSION", "MAX_JOBS", "BASE"] {
         let _ = df.arg_problem(name);
     }
@@ -13,6 +13,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(df.has_stage(n));
     }
     let _ = df.stages_without_env("PYTORCH_ROCM_ARCH");
-    let _ = forge::dockerfile::var_uses(&text);
-    let _ = forge::dockerfile::instructions(&text);
+    let _ = forge::recipe::dockerfile::var_uses(&text);
+    let _ = forge::recipe::dockerfile::instructions(&text);
 });

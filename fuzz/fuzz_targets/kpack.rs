@@ -4,5 +4,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let src = data.to_vec();
-    let _ = forge::check::bundle::read_kpack(&src);
+    let _ = forge::check::offload::read_kpack(&src);
 });

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = r.archs();
                 let _ = r.jobs();
                 let _ = r.taken_torch();
-                let _ = forge::plan::resolve(&r, std::path::Path::new("/nonexistent"), "fuzz");
+                let _ = forge::ops::plan::resolve(&r, std::path::Path::new("/nonexistent"), "fuzz");
             }
             Err(e) => {
                 let _ = e.to_string();

@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     // one token for the whole run (a detached token is leaked by design)
     static CANCEL: std::sync::OnceLock<forge::cancel::Cancel> = std::sync::OnceLock::new();
     let cancel = *CANCEL.get_or_init(forge::cancel::Cancel::detached);
-    let r = forge::build::extract_wheels(tar, out, cancel);
+    let r = forge::ops::drive::extract_wheels(tar, out, cancel);
     for e in std::fs::read_dir(out).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         assert!(!name.ends_with(".part"), "left {name}");

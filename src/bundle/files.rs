@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::ArchiveInfo;
 use crate::error::{Error, Result};
-use crate::export::Export;
+use crate::ops::export::Export;
 use crate::pipeline::PhaseId;
 use crate::pipeline::record::{PhaseStatus as RecStatus, RunRecord, RunState};
 use crate::recipe::Recipe;
@@ -56,7 +56,7 @@ pub fn archive_info(dir: &Path, e: &Export) -> ArchiveInfo {
         sha256: e.sha256.clone(),
         tar_bytes: e.tar_bytes,
         parts: e.parts.iter().map(|p| rel(dir, &p.path)).collect(),
-        join: crate::export::join_command(e),
+        join: crate::ops::export::join_command(e),
         loadable_by: super::loadable_by(&e.format).into(),
     }
 }
@@ -91,7 +91,7 @@ pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
         .archive
         .parent()
         .unwrap_or(Path::new("."))
-        .join(crate::sbom::FILE);
+        .join(crate::ops::sbom::FILE);
     if sbom.is_file() {
         out.push(OutputView {
             kind: OutputKind::Sbom,
@@ -101,7 +101,7 @@ pub fn export_outputs(dir: &Path, e: &Export) -> Vec<OutputView> {
         });
     }
     // The recipe's Python lock the export wrote beside the archive.
-    let lock = sbom.with_file_name(crate::pylock::BUNDLE_FILE);
+    let lock = sbom.with_file_name(crate::recipe::pylock::BUNDLE_FILE);
     if lock.is_file() {
         out.push(OutputView {
             kind: OutputKind::File,
@@ -430,10 +430,10 @@ pub fn publication_md(dir: &Path) -> String {
         )),
         None => md.push_str("- Registry: not pushed (`forge push BUNDLE_DIR REGISTRY/REPO:TAG`)\n"),
     }
-    if dir.join(crate::sbom::FILE).is_file() {
+    if dir.join(crate::ops::sbom::FILE).is_file() {
         md.push_str(&format!(
             "- SBOM: `{}` (CycloneDX 1.6: packages with purls, ROCm releases, GPU arches per library)\n",
-            crate::sbom::FILE
+            crate::ops::sbom::FILE
         ));
     } else {
         md.push_str("- SBOM: none in this bundle (`forge image IMAGE --sbom FILE` writes one)\n");
@@ -578,7 +578,7 @@ mod tests {
             Check::fail("build.result", "the image builds", "stopped"),
         ];
         let recipe = Recipe::shipped("7.1.1", crate::recipe::LoadOptions::default()).unwrap();
-        let (plan, _) = crate::plan::resolve(&recipe, Path::new("artifacts"), "r1").unwrap();
+        let (plan, _) = crate::ops::plan::resolve(&recipe, Path::new("artifacts"), "r1").unwrap();
         let mut rec = RunRecord {
             schema: crate::pipeline::record::SCHEMA,
             run: "r1".into(),
@@ -611,12 +611,12 @@ mod tests {
                 },
             ],
             outputs: Outputs {
-                build: Some(crate::build::BuildResult {
+                build: Some(crate::ops::drive::BuildResult {
                     builder: crate::engine::BuilderKind::BuildKit,
                     target: "torch-build".into(),
                     tag: "forge-wheels:r1".into(),
                     build_log: "artifacts/r1/build.log".into(),
-                    end: crate::build::End::Stopped,
+                    end: crate::ops::drive::End::Stopped,
                     fatal: Some(crate::monitor::rules::Finding {
                         id: "2.1".into(),
                         severity: crate::recipe::Severity::Fatal,

@@ -972,9 +972,13 @@ pub fn registry_check(m: &Manifest, engine: &dyn crate::engine::Engine) -> Check
         .as_ref()
         .and_then(|i| i.id.clone())
         .unwrap_or_default();
-    let auth = crate::registry::Reference::parse(&p.reference)
+    let auth = crate::ops::registry::Reference::parse(&p.reference)
         .ok()
-        .and_then(|r| crate::registry::credentials(&r.registry).ok().flatten())
+        .and_then(|r| {
+            crate::ops::registry::credentials(&r.registry)
+                .ok()
+                .flatten()
+        })
         .map(|(a, _)| a);
     let by_digest = engine.pull_image(&p.pinned, auth.as_ref());
     let by_tag = engine.pull_image(&p.reference, auth.as_ref());

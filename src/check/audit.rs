@@ -1281,8 +1281,8 @@ pub fn checks_or_fail(
 mod tests {
     use super::*;
 
-    use crate::check::bundle::Bundle;
     use crate::check::imagefs::{CodeObject, ElfFile, ImageFs, Node};
+    use crate::check::offload::Bundle;
 
     fn elf(needed: &[&str], runpath: &[&str], targets: &[&str]) -> Node {
         let mut e = ElfFile {

@@ -11,7 +11,7 @@ use object::read::elf::{FileHeader, SectionHeader, Sym};
 use object::{LittleEndian as LE, ReadRef};
 use serde::Serialize;
 
-use super::bundle::{self, Bundle};
+use super::offload::{self, Bundle};
 use super::source::ByteSource;
 
 /// An undefined dynamic symbol.
@@ -388,7 +388,7 @@ pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfErro
                 ".hip_fatbin at {o}+{s} is past the end"
             )));
         }
-        info.bundles = bundle::scan(src, o, s).map_err(ElfError::Malformed)?;
+        info.bundles = offload::scan(src, o, s).map_err(ElfError::Malformed)?;
     }
     Ok(info)
 }

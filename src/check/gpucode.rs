@@ -1,6 +1,6 @@
 //! One GPU-code inventory for wheels and images (issue 25): what GPU code a file carries, read the
 //! same way wherever it sits. ELF libraries carry theirs in `.hip_fatbin` offload bundles
-//! ([`super::elf`], [`super::bundle`]) or point at a kpack (`.rocm_kpack_ref`); beside them,
+//! ([`super::elf`], [`super::offload`]) or point at a kpack (`.rocm_kpack_ref`); beside them,
 //! standalone code objects (`.co`, `.hsaco`: an AMDGPU ELF or an offload bundle), kpack archives,
 //! and Tensile `.dat` / MIOpen `.kdb` files named by arch. [`units`] groups them the way both the
 //! wheel check (`wheel.gpu-targets`) and the image audit (`image.gpu-targets`) judge them: one
@@ -11,7 +11,7 @@ use std::io::{self, Read};
 
 use serde::Serialize;
 
-use super::bundle::{self, Bundle};
+use super::offload::{self, Bundle};
 use super::source::{Spilled, spill};
 
 fn file_name(path: &str) -> &str {
@@ -193,7 +193,7 @@ pub fn read_code_object(
             Spilled::Done(s) => s,
             Spilled::TooLong => return Err(io::Error::other("longer than its tar header says")),
         };
-        return Ok(match bundle::read_kpack(src.as_ref()) {
+        return Ok(match offload::read_kpack(src.as_ref()) {
             Ok(k) => CodeObject {
                 size,
                 targets: k.archs,
@@ -215,7 +215,7 @@ pub fn read_code_object(
             how: "elf",
         });
     }
-    let found = bundle::scan(&head, 0, head.len() as u64).unwrap_or_default();
+    let found = offload::scan(&head, 0, head.len() as u64).unwrap_or_default();
     let mut targets: Vec<String> = Vec::new();
     for t in found.iter().flat_map(Bundle::targets) {
         if !targets.iter().any(|x| x == t) {
@@ -242,7 +242,7 @@ pub fn read_code_object(
 pub fn runs_on<'t>(target: &'t str, arch: &str) -> Option<&'t str> {
     let mut want = arch.split(':');
     let proc_ = want.next().unwrap_or(arch);
-    let how = bundle::covers(target, proc_)?;
+    let how = offload::covers(target, proc_)?;
     let feats: Vec<&str> = target.split(':').skip(1).collect();
     for w in want {
         let (name, on) = (w.trim_end_matches(['+', '-']), w.ends_with('+'));

@@ -577,7 +577,7 @@ pub fn check_memory(
             let stages = recipe
                 .dockerfile
                 .read()
-                .map(|t| crate::dockerfile::job_stages(&t))
+                .map(|t| crate::recipe::dockerfile::job_stages(&t))
                 .unwrap_or_default();
             let expected: Vec<String> = if stages.is_empty() {
                 vec![format!("MAX_JOBS={}", jobs.expected(cpus, total, 1))]

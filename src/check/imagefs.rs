@@ -19,10 +19,10 @@ use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use super::bundle::Bundle;
 use super::elf::{self, ElfInfo};
 pub use super::gpucode::{CodeObject, amdgpu_elf_target, archs_in_name};
 use super::gpucode::{code_object_kind, read_code_object};
+use super::offload::Bundle;
 use super::source::{Spilled, spill};
 
 /// What kind of file a kept entry is.
@@ -822,7 +822,7 @@ mod tests {
 
     #[test]
     fn whiteouts_and_opaque_dirs_hide_lower_files() {
-        let b1 = crate::check::bundle::tests::bundle(&["hipv4-amdgcn-amd-amdhsa--gfx1100"]);
+        let b1 = crate::check::offload::tests::bundle(&["hipv4-amdgcn-amd-amdhsa--gfx1100"]);
         let l0 = tar_of(
             &[
                 ("usr/lib/rocblas/library/TensileLibrary_gfx1100.dat", b"x"),

@@ -1,5 +1,5 @@
 //! Phases 5 and 7: verdicts over what the runtime probe found (pure; the probe itself is
-//! `probe_runtime.py`, shipped in the binary and run by [`crate::runtime`]).
+//! `probe_runtime.py`, shipped in the binary and run by [`crate::ops::runtime`]).
 //!
 //! A run that ended on a signal, or whose output names a memory error (`double free`,
 //! `corruption`, `segfault`), fails its check even when its output looked right. GPU checks with

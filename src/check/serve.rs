@@ -1,4 +1,4 @@
-//! Phase 6: verdicts over what the server test observed (pure; [`crate::serve`] starts the
+//! Phase 6: verdicts over what the server test observed (pure; [`crate::ops::serve`] starts the
 //! server, follows its log and makes the requests).
 
 use serde::Serialize;

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::bundle;
 use super::elf::{self, ElfError, ElfInfo};
 use super::gpucode::{self, CodeObject};
+use super::offload;
 use super::resolve::{self, LibRoot, Resolution};
 use super::source::{Spilled, spill};
 use super::{check, check_when};
@@ -355,7 +355,7 @@ fn read_member(
         )));
     }
     if member.ends_with(".kpack") {
-        return bundle::read_kpack(src.as_ref())
+        return offload::read_kpack(src.as_ref())
             .map(|k| {
                 Parsed::CodeObject(CodeObject {
                     size: declared,

@@ -8,11 +8,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::Ui;
-use crate::build::BuilderChoice;
 use crate::cancel::{self, Cancel};
 use crate::cli::RecipeArgs;
 use crate::engine::DockerEngine;
 use crate::error::{Error, Result};
+use crate::ops::drive::BuilderChoice;
 use crate::phases;
 use crate::pipeline::record::{
     self, PhaseRecord, PhaseStatus, RecipeRef, RunRecord, RunState, validate_run_id,
@@ -51,7 +51,7 @@ pub struct Args {
 
 /// SHA256 over what decides the build: the resolved plan (build args, stages, tags, every
 /// check with its threshold; not the artifact paths), the Dockerfile, the context.
-fn recipe_hash(recipe: &Recipe, plan: &crate::plan::Plan) -> Result<String> {
+fn recipe_hash(recipe: &Recipe, plan: &crate::ops::plan::Plan) -> Result<String> {
     let mut h = Sha256::new();
     let mut p = serde_json::to_value(plan).expect("serializes");
     p["artifacts"] = serde_json::Value::Null;
@@ -63,13 +63,13 @@ fn recipe_hash(recipe: &Recipe, plan: &crate::plan::Plan) -> Result<String> {
     h.update(p.to_string().as_bytes());
     let df = recipe.dockerfile.read()?;
     h.update(df.as_bytes());
-    h.update(crate::build::context_tar(
+    h.update(crate::ops::drive::context_tar(
         recipe.context.as_deref(),
         &df,
         ".forge.Dockerfile",
-        &crate::build::forge_files(recipe)?,
+        &crate::ops::drive::forge_files(recipe)?,
     )?);
-    Ok(crate::build::hex(&h.finalize()))
+    Ok(crate::ops::drive::hex(&h.finalize()))
 }
 
 /// The attempt to resume: its directory's record (`latest` followed).
@@ -106,17 +106,20 @@ fn recipe_of(args: &Args, prior: Option<&RunRecord>) -> Result<Recipe> {
 
 /// `--rehearse`: the recipe with stand-in sources on a rehearsal base image.
 fn rehearse(ui: &Ui, engine: &DockerEngine, recipe: &mut Recipe, base: Option<&str>) -> Result<()> {
-    let base = base.map_or_else(|| crate::rehearse::default_base_for(recipe), str::to_owned);
-    let standins = crate::rehearse::read_standins(engine, &base)?;
+    let base = base.map_or_else(
+        || crate::ops::rehearse::default_base_for(recipe),
+        str::to_owned,
+    );
+    let standins = crate::ops::rehearse::read_standins(engine, &base)?;
     let before = recipe.build_args.clone();
-    crate::rehearse::apply(recipe, &base, &standins)?;
-    crate::rehearse::attach_wheelhouse(recipe)?;
+    crate::ops::rehearse::apply(recipe, &base, &standins)?;
+    crate::ops::rehearse::attach_wheelhouse(recipe)?;
     recipe.file.name = format!("{}-rehearsal", recipe.file.name);
     let mut s = format!(
         "rehearsal of {} on {base}: the shipped Dockerfile with stand-in sources\n",
         recipe.origin
     );
-    for c in crate::rehearse::changes(&before, &recipe.build_args) {
+    for c in crate::ops::rehearse::changes(&before, &recipe.build_args) {
         s.push_str(&format!("  {c}\n"));
     }
     ui.say(&s);
@@ -172,9 +175,9 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     let run = match (&prior, &args.run_id) {
         (Some(p), _) => p.run.clone(),
         (None, Some(id)) => id.clone(),
-        (None, None) => crate::build::new_run_id(&recipe.file.name),
+        (None, None) => crate::ops::drive::new_run_id(&recipe.file.name),
     };
-    let (plan, plan_checks) = crate::plan::resolve(&recipe, &args.artifacts, &run)?;
+    let (plan, plan_checks) = crate::ops::plan::resolve(&recipe, &args.artifacts, &run)?;
     let dir = plan.artifacts.dir.clone();
     let _lock = record::lock(&args.artifacts, &run)?;
     if prior.is_none() && dir.join(record::FILE).exists() {
@@ -258,7 +261,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
 fn new_record(
     args: &Args,
     recipe: &Recipe,
-    plan: &crate::plan::Plan,
+    plan: &crate::ops::plan::Plan,
     run: &str,
     prior: Option<&RunRecord>,
 ) -> Result<RunRecord> {
@@ -341,7 +344,7 @@ fn phase_lines(rec: &RunRecord) -> String {
             s.push_str(&format!(
                 "{:<19}stages: {}\n",
                 "",
-                crate::build::stages_line(st)
+                crate::ops::drive::stages_line(st)
             ));
         }
     }
@@ -350,7 +353,7 @@ fn phase_lines(rec: &RunRecord) -> String {
 
 /// The fatal finding, a failed build's tail, and where the files are (stderr; never silenced
 /// for a failure).
-fn say_what_happened(ui: &Ui, rec: &RunRecord, dir: &Path, a: &crate::plan::Artifacts) {
+fn say_what_happened(ui: &Ui, rec: &RunRecord, dir: &Path, a: &crate::ops::plan::Artifacts) {
     let mut s = String::new();
     let builds = [&rec.outputs.build, &rec.outputs.image_build];
     for b in builds.into_iter().flatten() {

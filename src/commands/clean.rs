@@ -5,14 +5,14 @@ use super::prelude::*;
 /// Run it.
 pub fn run(ui: &Ui, all: bool) -> Result<u8> {
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
-    let removed = build::clean(&engine, all)?;
+    let removed = drive::clean(&engine, all)?;
     ui.say(&format!("removed {} leftover(s)", removed.len()));
     for l in &removed {
         ui.say(&format!(
             "  {} {} (run {})",
             l.kind,
             l.id,
-            l.labels.get(build::LABEL_RUN).map_or("?", String::as_str)
+            l.labels.get(drive::LABEL_RUN).map_or("?", String::as_str)
         ));
     }
     if ui.json {

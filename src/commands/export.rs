@@ -112,15 +112,15 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
         checks.extend(c);
         // In a bundle, `--audit` writes the SBOM beside the archive (the manifest lists it).
         if let (Some(audit), true) = (audit, bundle_dir) {
-            let subject = crate::sbom::Subject {
+            let subject = crate::ops::sbom::Subject {
                 tag: image.clone(),
                 id: engine::Engine::image_id(&engine, image).ok().flatten(),
             };
             let p = out
                 .parent()
                 .unwrap_or(Path::new("."))
-                .join(crate::sbom::FILE);
-            crate::atomic::write_atomically(&p, &crate::sbom::to_vec(&audit, &subject))?;
+                .join(crate::ops::sbom::FILE);
+            crate::atomic::write_atomically(&p, &crate::ops::sbom::to_vec(&audit, &subject))?;
             ui.say(&format!(
                 "wrote the SBOM (CycloneDX 1.6) to {}",
                 p.display()

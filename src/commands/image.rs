@@ -50,11 +50,11 @@ pub fn run(
                 Some("see the `image.gpu-targets` check: `forge image IMAGE --json`"),
             ));
         };
-        let subject = crate::sbom::Subject {
+        let subject = crate::ops::sbom::Subject {
             tag: image.clone(),
             id: engine::Engine::image_id(&engine, &image).ok().flatten(),
         };
-        crate::atomic::write_atomically(path, &crate::sbom::to_vec(a, &subject))?;
+        crate::atomic::write_atomically(path, &crate::ops::sbom::to_vec(a, &subject))?;
         ui.say(&format!(
             "wrote the SBOM (CycloneDX 1.6) to {}",
             path.display()

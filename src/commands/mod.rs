@@ -40,8 +40,10 @@ pub(crate) mod prelude {
     pub(crate) use crate::cli::RecipeArgs;
     pub(crate) use crate::error::{Error, Result};
     pub(crate) use crate::monitor::diagnose;
+    pub(crate) use crate::ops::plan;
+    pub(crate) use crate::ops::{drive, export};
     pub(crate) use crate::report::{Check, Outcome};
-    pub(crate) use crate::{build, cancel, check, engine, export, monitor, plan, render};
+    pub(crate) use crate::{cancel, check, engine, monitor, render};
 }
 
 /// The recipe `--rocm`/`--recipe` pick.

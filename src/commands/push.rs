@@ -4,7 +4,7 @@
 
 use super::prelude::*;
 use crate::bundle::{self, Pushed, sign};
-use crate::registry::{Reference, credentials};
+use crate::ops::registry::{Reference, credentials};
 use crate::report::Verdict;
 
 /// Whether the bundle may be pushed: its run's verdict (report.json), else `forge verify`'s.

@@ -78,7 +78,7 @@ fn summary(p: &upstream::Pins) -> String {
 
 /// `forge recipe lock`: the recipe's Python lock, written beside it (or, `--check`, compared).
 pub fn lock(ui: &Ui, args: &crate::cli::LockArgs) -> Result<u8> {
-    use crate::pylock;
+    use crate::recipe::pylock;
     let recipe = Recipe::from_path(&args.recipe, LoadOptions::default())?;
     let (Some(spec), Some(crate::recipe::LockRef::File(out))) =
         (recipe.file.lock.as_ref(), recipe.lock.as_ref())
@@ -149,7 +149,7 @@ pub fn lock(ui: &Ui, args: &crate::cli::LockArgs) -> Result<u8> {
             Some("pin the package in `[lock] add` to a release both interpreters have"),
         ));
     }
-    let sha = crate::build::sha256_file(&sdist)?;
+    let sha = crate::ops::drive::sha256_file(&sdist)?;
     let text = pylock::header(&pylock::Header {
         recipe: &recipe.file.name,
         command: &command,

@@ -501,7 +501,7 @@ mod stream_tests {
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         let big: Vec<u8> = (0..3 * PIECE + 17).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.join("sub/big.whl"), &big).unwrap();
-        let small = crate::build::context_tar(
+        let small = crate::ops::drive::context_tar(
             None,
             "FROM scratch\n",
             ".forge.Dockerfile",

@@ -1,5 +1,5 @@
 //! Push and pull through the engine (`/images/{name}/push`, `/images/create`), with the
-//! credentials the caller found (see `crate::registry`): the engine talks to the registry.
+//! credentials the caller found (see `crate::ops::registry`): the engine talks to the registry.
 
 use futures_util::StreamExt;
 

@@ -3,10 +3,10 @@
 //! `artifacts/<run>/wheels/` with their SHA256. The runtime stage is built later, by the image
 //! phase, only once the wheel passed phase 3.
 
-use crate::build::{self, End};
 use crate::engine::temp_labels;
 use crate::error::{Error, Result};
 use crate::monitor::rules::Expect;
+use crate::ops::drive::{self, End};
 use crate::pipeline::Ctx;
 use crate::pipeline::record::Wheel;
 use crate::report::{Check, Status};
@@ -27,9 +27,9 @@ pub fn interrupted(ctx: &Ctx<'_>) -> Error {
 pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     let a = &ctx.plan.artifacts;
     std::fs::create_dir_all(&a.dir).map_err(|e| Error::io("create", &a.dir, e))?;
-    let builder = build::resolve_builder(ctx.engine, ctx.builder)?;
+    let builder = drive::resolve_builder(ctx.engine, ctx.builder)?;
     let tag = format!("forge-wheels:{}", ctx.run.to_lowercase());
-    let spec = build::spec(
+    let spec = drive::spec(
         ctx.recipe,
         ctx.plan,
         builder,
@@ -37,7 +37,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         &tag,
         temp_labels(&ctx.run),
     )?;
-    let driven = build::drive(ctx.engine, &spec, &a.build_log, expect(ctx), ctx.observer)?;
+    let driven = drive::drive(ctx.engine, &spec, &a.build_log, expect(ctx), ctx.observer)?;
     ctx.outputs.wheels.clear();
     ctx.outputs.build = Some(driven.result.clone());
     let mut checks = Vec::new();
@@ -49,7 +49,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     let wheels = take_wheels(ctx, &tag);
     if wheels.is_ok() {
         // the MAX_JOBS of compiling stages served from the cache, from what they recorded
-        for line in build::log_recorded_jobs(&a.build_log, &a.wheels).unwrap_or_default() {
+        for line in drive::log_recorded_jobs(&a.build_log, &a.wheels).unwrap_or_default() {
             ctx.observer.note(&line);
         }
     }
@@ -100,7 +100,7 @@ fn take_wheels(ctx: &Ctx<'_>, tag: &str) -> Result<Vec<Wheel>> {
     let result = ctx
         .engine
         .export_path(tag, "/.", &temp_labels(&ctx.run), &part)
-        .and_then(|_| build::extract_wheels(&part, &a.wheels, ctx.cancel));
+        .and_then(|_| drive::extract_wheels(&part, &a.wheels, ctx.cancel));
     let _ = std::fs::remove_file(&part);
     result
 }
@@ -159,7 +159,7 @@ pub fn verify(ctx: &Ctx<'_>) -> std::result::Result<(), String> {
         return Err("no wheel was recorded".into());
     }
     for w in &ctx.outputs.wheels {
-        match build::sha256_file(&w.path) {
+        match drive::sha256_file(&w.path) {
             Ok(h) if h == w.sha256 => {}
             Ok(h) => {
                 return Err(format!(

@@ -28,7 +28,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     ctx.outputs.archive = None;
     // The export's stream feeds the image audit too: compress, hash and audit in one pass.
     let mut audit = crate::check::imagefs::ImageReader::new();
-    let e = crate::export::export_with(
+    let e = crate::ops::export::export_with(
         ctx.engine,
         &img.tag,
         &a.archive,
@@ -37,7 +37,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         ctx.cancel,
         &mut |piece| audit.feed(piece),
     )?;
-    let mut checks = crate::export::checks(&e, Some(ctx.recipe.file.checks.archive_min_bytes));
+    let mut checks = crate::ops::export::checks(&e, Some(ctx.recipe.file.checks.archive_min_bytes));
     let (audit_checks, audit) = crate::check::audit::checks_and_audit(
         audit.finish(),
         ctx.recipe.archs(),
@@ -48,14 +48,14 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     checks.extend(audit_checks);
     // The SBOM from the same stream, beside the archive (the bundle lists it).
     if let Some(audit) = audit {
-        let subject = crate::sbom::Subject {
+        let subject = crate::ops::sbom::Subject {
             tag: img.tag.clone(),
             id: Some(img.id.clone()),
         };
         let dir = a.archive.parent().unwrap_or(std::path::Path::new("."));
         crate::atomic::write_atomically(
-            &dir.join(crate::sbom::FILE),
-            &crate::sbom::to_vec(&audit, &subject),
+            &dir.join(crate::ops::sbom::FILE),
+            &crate::ops::sbom::to_vec(&audit, &subject),
         )?;
     }
     // The recipe's Python lock beside the image (the bundle lists it): what the image was
@@ -63,7 +63,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     if let Some(lock) = &ctx.recipe.lock {
         let dir = a.archive.parent().unwrap_or(std::path::Path::new("."));
         crate::atomic::write_atomically(
-            &dir.join(crate::pylock::BUNDLE_FILE),
+            &dir.join(crate::recipe::pylock::BUNDLE_FILE),
             lock.read()?.as_bytes(),
         )?;
     }
@@ -76,7 +76,7 @@ pub fn verify(ctx: &Ctx<'_>) -> std::result::Result<(), String> {
     let Some(e) = &ctx.outputs.archive else {
         return Err("no archive was recorded".into());
     };
-    match crate::build::sha256_file(&e.archive) {
+    match crate::ops::drive::sha256_file(&e.archive) {
         Ok(h) if h == e.sha256 && e.sha256_file.is_file() => Ok(()),
         Ok(h) if h == e.sha256 => Err(format!("{} is missing", e.sha256_file.display())),
         Ok(h) => Err(format!(

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::build::{self, End};
 use crate::check::image as phase4;
 use crate::engine::LABEL_RECIPE;
 use crate::error::{Error, Result};
+use crate::ops::drive::{self, End};
 use crate::pipeline::Ctx;
 use crate::pipeline::record::ImageOut;
 use crate::report::{Check, Status};
@@ -45,9 +45,9 @@ pub fn labels(ctx: &Ctx<'_>, base_id: Option<&str>) -> BTreeMap<String, String> 
 
 /// Run the image phase.
 pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
-    let builder = build::resolve_builder(ctx.engine, ctx.builder)?;
+    let builder = drive::resolve_builder(ctx.engine, ctx.builder)?;
     let base_id = ctx.engine.image_id(&ctx.plan.base_image).ok().flatten();
-    let spec = build::spec(
+    let spec = drive::spec(
         ctx.recipe,
         ctx.plan,
         builder,
@@ -55,7 +55,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         &ctx.plan.image_tag,
         labels(ctx, base_id.as_deref()),
     )?;
-    let driven = build::drive(
+    let driven = drive::drive(
         ctx.engine,
         &spec,
         &ctx.plan.artifacts.build_log,

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::build::{BuildResult, End};
 use crate::bundle::files;
 use crate::error::Result;
-use crate::export::Export;
+use crate::ops::drive::{BuildResult, End};
+use crate::ops::export::Export;
 use crate::pipeline::record::{ImageOut, PhaseStatus, RunRecord, RunState, Wheel};
 use crate::pipeline::{Ctx, PhaseId};
 use crate::report::{Check, Outcome};
@@ -121,7 +121,7 @@ pub fn run(ctx: &mut Ctx<'_>, rec: &mut RunRecord, dir: &Path) -> Result<Vec<Che
     let mut list = crate::bundle::checklist(dir, &view, archive.as_ref());
     // A rehearsal (stand-in compiles, `-rehearsal` recipe and tag) is never a release.
     if ctx.rehearsal || ctx.recipe.file.name.ends_with("-rehearsal") {
-        crate::rehearse::soften(&mut list);
+        crate::ops::rehearse::soften(&mut list);
     }
     files::finish_with(dir, &mut view, archive.as_ref(), &list)?;
     Ok(list)

@@ -1,5 +1,5 @@
 //! Phases 5-7 (the GPU phases) inside `forge build`: the same code as `forge runtime` and
-//! `forge serve` (`crate::runtime::run_runtime`, `crate::serve::run_serve`), run on the image the
+//! `forge serve` (`crate::ops::runtime::run_runtime`, `crate::ops::serve::run_serve`), run on the image the
 //! run built when this host has an AMD GPU (`/dev/kfd`). Without one they are skipped with the
 //! reason and the command to run on the GPU host, never passed: a build server usually has no
 //! GPU, and the checks that could run without one are `forge runtime IMAGE`'s to run.
@@ -52,18 +52,22 @@ pub fn runtime(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         Err(why) => return Ok(skipped(ctx, &[5, 7], "forge runtime", &why)),
     };
     let engine = containers(ctx)?;
-    let opts = crate::runtime::RuntimeOptions {
-        gpu: crate::runtime::GpuChoice::Auto,
+    let opts = crate::ops::runtime::RuntimeOptions {
+        gpu: crate::ops::runtime::GpuChoice::Auto,
         require_gpu: false,
         run: ctx.run.clone(),
         run_dir: Some(ctx.plan.artifacts.dir.clone()),
         dev: ctx.dev.clone(),
     };
     let observer = &mut *ctx.observer;
-    let (checks, _) =
-        crate::runtime::run_runtime(engine, &image, ctx.recipe, &opts, ctx.cancel, &mut |l| {
-            observer.note(l)
-        })?;
+    let (checks, _) = crate::ops::runtime::run_runtime(
+        engine,
+        &image,
+        ctx.recipe,
+        &opts,
+        ctx.cancel,
+        &mut |l| observer.note(l),
+    )?;
     Ok(checks)
 }
 
@@ -74,7 +78,7 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         Err(why) => return Ok(skipped(ctx, &[6], "forge serve", &why)),
     };
     let engine = containers(ctx)?;
-    let opts = crate::serve::ServeOptions {
+    let opts = crate::ops::serve::ServeOptions {
         no_gpu: false,
         require_gpu: false,
         run: ctx.run.clone(),
@@ -83,7 +87,7 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
     };
     let observer = &mut *ctx.observer;
     let (mut checks, _) =
-        crate::serve::run_serve(engine, &image, ctx.recipe, &opts, ctx.cancel, &mut |l| {
+        crate::ops::serve::run_serve(engine, &image, ctx.recipe, &opts, ctx.cancel, &mut |l| {
             observer.note(l)
         })?;
     ctx.cancel.check()?;
@@ -95,7 +99,7 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
         let server = &mut recipe.file.checks.server;
         server.args.retain(|a| !dp.drop_args.contains(a));
         server.startup_timeout_secs = dp.startup_timeout_secs;
-        let opts = crate::serve::ServeOptions {
+        let opts = crate::ops::serve::ServeOptions {
             run_dir: ctx.plan.artifacts.dir.join("serve-default-path"),
             ..opts
         };
@@ -104,7 +108,7 @@ pub fn serve(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
             dp.drop_args.join(" ")
         ));
         let (again, _) =
-            crate::serve::run_serve(engine, &image, &recipe, &opts, ctx.cancel, &mut |l| {
+            crate::ops::serve::run_serve(engine, &image, &recipe, &opts, ctx.cancel, &mut |l| {
                 observer.note(l)
             })?;
         ctx.cancel.check()?;

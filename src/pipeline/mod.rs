@@ -22,11 +22,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::build::BuilderChoice;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::monitor::tail::Observer;
-use crate::plan::Plan;
+use crate::ops::drive::BuilderChoice;
+use crate::ops::plan::Plan;
 use crate::recipe::Recipe;
 use crate::report::{Check, Status};
 use cancel::Cancel;
@@ -455,7 +455,7 @@ fn run_phases(
         match result {
             Ok(mut checks) => {
                 if ctx.rehearsal {
-                    crate::rehearse::soften(&mut checks);
+                    crate::ops::rehearse::soften(&mut checks);
                 }
                 let p = rec.phase_mut(phase.id).expect("set above");
                 p.status = PhaseStatus::of(&checks);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PhaseId;
 use crate::error::{Error, Result};
-use crate::plan::Plan;
+use crate::ops::plan::Plan;
 use crate::report::{Check, Verdict};
 
 /// The record's format version. 2: the build results and the plan typed (`outputs.build`,
@@ -66,7 +66,7 @@ impl PhaseRecord {
     }
 }
 
-pub use crate::build::{BuildResult, Wheel};
+pub use crate::ops::drive::{BuildResult, Wheel};
 
 /// The image the run built.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ pub struct ImageOut {
     pub id: String,
     /// Its build's stages and their wall times (BuildKit only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stages: Vec<crate::build::StageTime>,
+    pub stages: Vec<crate::ops::drive::StageTime>,
 }
 
 impl Outputs {
@@ -110,7 +110,7 @@ pub struct Outputs {
     pub image: Option<ImageOut>,
     /// The exported archive (phase `export`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub archive: Option<crate::export::Export>,
+    pub archive: Option<crate::ops::export::Export>,
 }
 
 /// Where the recipe came from and what it hashed to.

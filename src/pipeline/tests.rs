@@ -11,14 +11,14 @@ use sha2::{Digest, Sha256};
 
 use super::record::{self, Outputs, PhaseRecord, PhaseStatus, RecipeRef, RunRecord, RunState};
 use super::{Ctx, PhaseId, Selection};
-use crate::build::BuilderChoice;
 use crate::engine::fake::{Act, FakeEngine};
 use crate::engine::{Engine, GpuAccess, LABEL_TEMP};
 use crate::error::Error;
 use crate::monitor::rules::Monitor;
 use crate::monitor::tail::Observer;
+use crate::ops::drive::BuilderChoice;
+use crate::ops::plan::Plan;
 use crate::phases;
-use crate::plan::Plan;
 use crate::recipe::{LoadOptions, Recipe};
 use crate::report::{Status, Verdict};
 
@@ -94,15 +94,15 @@ fn recipe_hash(recipe: &Recipe, plan: &Plan) -> String {
     let df = recipe.dockerfile.read().unwrap();
     h.update(df.as_bytes());
     h.update(
-        crate::build::context_tar(
+        crate::ops::drive::context_tar(
             recipe.context.as_deref(),
             &df,
             ".forge.Dockerfile",
-            &crate::build::forge_files(recipe).unwrap(),
+            &crate::ops::drive::forge_files(recipe).unwrap(),
         )
         .unwrap(),
     );
-    crate::build::hex(&h.finalize())
+    crate::ops::drive::hex(&h.finalize())
 }
 
 struct Done {
@@ -228,7 +228,7 @@ fn build_with(
     dev: &Path,
 ) -> Done {
     let run = "r".to_owned();
-    let (plan, plan_checks) = crate::plan::resolve(recipe, arts, &run).unwrap();
+    let (plan, plan_checks) = crate::ops::plan::resolve(recipe, arts, &run).unwrap();
     let dir = plan.artifacts.dir.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let mut rec = RunRecord {
@@ -429,7 +429,7 @@ fn a_full_run_records_the_phases_in_order_and_writes_the_record_after_each() {
         .find(|w| w.path.extension().is_some_and(|e| e == "whl"))
         .unwrap();
     assert_eq!(
-        crate::build::sha256_file(&torch.path).unwrap(),
+        crate::ops::drive::sha256_file(&torch.path).unwrap(),
         torch.sha256
     );
     let built = f
@@ -445,7 +445,7 @@ fn a_full_run_records_the_phases_in_order_and_writes_the_record_after_each() {
     let archive = d.rec.outputs.archive.as_ref().unwrap();
     assert_eq!(archive.archive, d.plan.artifacts.archive);
     assert_eq!(
-        crate::build::sha256_file(&archive.archive).unwrap(),
+        crate::ops::drive::sha256_file(&archive.archive).unwrap(),
         archive.sha256
     );
     // The engine was used in the phases' order, and the record was written before each phase
@@ -506,7 +506,7 @@ fn the_bad_recording_stops_the_build_and_skips_every_phase_that_needs_it() {
     assert_eq!(d.check("2.1"), Status::Fail);
     assert_eq!(d.check("build.result"), Status::Fail);
     let b = d.rec.outputs.build.as_ref().unwrap();
-    assert_eq!(b.end, crate::build::End::Stopped);
+    assert_eq!(b.end, crate::ops::drive::End::Stopped);
     let fatal = b.fatal.as_ref().unwrap();
     assert_eq!(fatal.id, "2.1");
     // The fatal line is in the log forge wrote, at the line the finding names.
@@ -992,7 +992,7 @@ fn resume_reruns_what_changed_and_says_why() {
     let mut bytes = std::fs::read(&w.path).unwrap();
     bytes.push(0);
     std::fs::write(&w.path, &bytes).unwrap();
-    let changed = crate::build::sha256_file(&w.path).unwrap();
+    let changed = crate::ops::drive::sha256_file(&w.path).unwrap();
     let before = f.calls().len();
     let r = build(&f, &good, &a, &base_sel(), Some(&full.rec));
     r.result.as_ref().unwrap();
@@ -1026,7 +1026,7 @@ fn resume_reruns_what_changed_and_says_why() {
         "{calls:?}"
     );
     // the wheel taken out again is the engine's, not the changed one
-    assert_eq!(crate::build::sha256_file(&w.path).unwrap(), w.sha256);
+    assert_eq!(crate::ops::drive::sha256_file(&w.path).unwrap(), w.sha256);
     assert_eq!(outputs_of(&r), outputs_of(&full));
 
     // The archive changed: only the export runs again.
@@ -1049,7 +1049,10 @@ fn resume_reruns_what_changed_and_says_why() {
         (0, 1),
         "{calls:?}"
     );
-    assert_eq!(crate::build::sha256_file(&e.archive).unwrap(), e.sha256);
+    assert_eq!(
+        crate::ops::drive::sha256_file(&e.archive).unwrap(),
+        e.sha256
+    );
 
     // Another recipe hash: nothing is reused, and the record says why.
     let mut other = again.rec.clone();
@@ -1234,7 +1237,7 @@ fn the_wheel_gates_are_named_checks() {
         .find(|p| p.id == PhaseId::Image)
         .unwrap();
     let wheels = Outputs {
-        wheels: vec![crate::build::Wheel {
+        wheels: vec![crate::ops::drive::Wheel {
             path: "torch-2.9.0-cp312-cp312-linux_x86_64.whl".into(),
             size: 1,
             sha256: "0".repeat(64),

@@ -6,6 +6,8 @@
 //! contradicts the arch list) are errors, never warnings. The shipped recipes are embedded in the
 //! binary so `forge` works from any directory.
 
+pub mod dockerfile;
+pub mod pylock;
 mod schema;
 mod taken;
 

@@ -342,7 +342,7 @@ fn a_taken_torch_is_installed_by_hash_and_builds_no_torch() {
     );
     // the plan: vLLM built, torch and the ROCm wheels taken; every replaced expectation named
     let (plan, checks) =
-        crate::plan::resolve(&r, std::path::Path::new("artifacts"), "<run>").unwrap();
+        crate::ops::plan::resolve(&r, std::path::Path::new("artifacts"), "<run>").unwrap();
     assert!(
         checks
             .iter()
@@ -392,7 +392,8 @@ fn the_default_recipe_builds_everything_and_replaces_nothing() {
     let r = Recipe::shipped("7.1.1", LoadOptions::default()).unwrap();
     assert!(r.taken.is_empty());
     assert!(!r.build_args.contains_key("TAKEN_WHEELS"));
-    let (plan, _) = crate::plan::resolve(&r, std::path::Path::new("artifacts"), "<run>").unwrap();
+    let (plan, _) =
+        crate::ops::plan::resolve(&r, std::path::Path::new("artifacts"), "<run>").unwrap();
     assert!(plan.components.iter().all(|c| c.how == "built"));
     assert_eq!(plan.components.len(), 5);
     assert!(plan.replaced.is_empty());

@@ -51,7 +51,7 @@ pub struct RunView {
     /// Each Dockerfile stage's wall time as BuildKit timed it: the wheel stage's build, then
     /// the image's (empty for the classic builder, whose stream has no step times).
     #[serde(default)]
-    pub stages: Vec<crate::build::StageTime>,
+    pub stages: Vec<crate::ops::drive::StageTime>,
     /// Why the build stopped, when it did not finish.
     pub stop: Option<StopView>,
     /// Workarounds in force in the image (environment overrides, preloads).
@@ -62,7 +62,7 @@ pub struct RunView {
     pub conditions: BTreeMap<String, String>,
 }
 
-/// How a run ended, as the reports say it: the build's end ([`crate::build::End`]) for a run
+/// How a run ended, as the reports say it: the build's end ([`crate::ops::drive::End`]) for a run
 /// that finished, else where the run was left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -98,13 +98,13 @@ impl RunEnd {
     }
 }
 
-impl From<crate::build::End> for RunEnd {
-    fn from(e: crate::build::End) -> RunEnd {
+impl From<crate::ops::drive::End> for RunEnd {
+    fn from(e: crate::ops::drive::End) -> RunEnd {
         match e {
-            crate::build::End::Succeeded => RunEnd::Succeeded,
-            crate::build::End::Stopped => RunEnd::Stopped,
-            crate::build::End::Failed => RunEnd::Failed,
-            crate::build::End::Interrupted => RunEnd::Interrupted,
+            crate::ops::drive::End::Succeeded => RunEnd::Succeeded,
+            crate::ops::drive::End::Stopped => RunEnd::Stopped,
+            crate::ops::drive::End::Failed => RunEnd::Failed,
+            crate::ops::drive::End::Interrupted => RunEnd::Interrupted,
         }
     }
 }

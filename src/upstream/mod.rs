@@ -14,8 +14,8 @@ use serde::Serialize;
 pub use render::render;
 pub use source::VllmSource;
 
-use crate::dockerfile;
 use crate::error::{Error, Result};
+use crate::recipe::dockerfile;
 use crate::recipe::{APU_ARCHS, is_arch_name};
 
 /// A value an `ARG` or `ENV` sets, as written.

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dockerfile::{self, JobStage, Stage};
 use crate::error::Result;
+use crate::recipe::dockerfile::{self, JobStage, Stage};
 use crate::recipe::{Jobs, Recipe};
 use crate::report::catalog::{self, CATALOG};
 use crate::report::{Check, Outcome};

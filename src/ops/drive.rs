@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::monitor::rules::{Expect, Finding, Monitor};
 use crate::monitor::scan::LineFeeder;
 use crate::monitor::tail::Observer;
-use crate::plan::Plan;
+use crate::ops::plan::Plan;
 use crate::recipe::Recipe;
 use crate::report::{Check, Status};
 
@@ -407,7 +407,7 @@ pub fn spec(
             .iter()
             .map(|d| {
                 (
-                    format!("{}/wheelhouse", crate::pylock::CONTEXT_DIR),
+                    format!("{}/wheelhouse", crate::recipe::pylock::CONTEXT_DIR),
                     d.clone(),
                 )
             })
@@ -424,7 +424,7 @@ pub fn spec(
 /// forge's files in every build context (`.forge/`): the lock check, and the recipe's lock.
 pub fn forge_files(recipe: &Recipe) -> Result<Vec<(String, Vec<u8>)>> {
     let lock = recipe.lock.as_ref().map(|l| l.read()).transpose()?;
-    Ok(crate::pylock::context_files(lock.as_deref()))
+    Ok(crate::recipe::pylock::context_files(lock.as_deref()))
 }
 
 /// Run one build with every line appended to `log` and fed to the monitor; the build is

@@ -79,7 +79,7 @@ pub const CONTEXT_DIR: &str = ".forge";
 /// The check the Dockerfile runs in the stage that resolves vLLM's requirements: every
 /// requirement of vLLM's that applies must be satisfied by the lock's pin, or it fails naming
 /// the package (`python3 lock-check.py REQUIREMENTS LOCK SKIP...`).
-pub const CHECK_SCRIPT: &str = include_str!("../dockerfiles/lock-check.py");
+pub const CHECK_SCRIPT: &str = include_str!("../../dockerfiles/lock-check.py");
 
 /// The files forge adds to a build context under [`CONTEXT_DIR`]: the check, and the lock when
 /// the recipe has one (the Dockerfile resolves unlocked, and says so, without it).

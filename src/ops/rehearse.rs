@@ -233,8 +233,11 @@ pub fn attach_wheelhouse(recipe: &mut Recipe) -> Result<()> {
     let Some(lock) = &recipe.lock else {
         return Ok(());
     };
-    let dir = crate::pylock::wheelhouse_dir(&lock.read()?);
-    if !dir.join(crate::pylock::WHEELHOUSE_COMPLETE).is_file() {
+    let dir = crate::recipe::pylock::wheelhouse_dir(&lock.read()?);
+    if !dir
+        .join(crate::recipe::pylock::WHEELHOUSE_COMPLETE)
+        .is_file()
+    {
         return Err(Error::Usage {
             message: format!(
                 "the rehearsal installs the recipe's lock ({}) from a wheelhouse made on the \

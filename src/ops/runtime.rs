@@ -112,7 +112,7 @@ pub fn probe_spec(
     labels.insert("forge.phase".to_owned(), "runtime".to_owned());
     ContainerSpec {
         image: image.to_owned(),
-        name: format!("forge-runtime-{}-{pid}", crate::plan::tag_slug(run)),
+        name: format!("forge-runtime-{}-{pid}", crate::ops::plan::tag_slug(run)),
         cmd: vec!["python3".into(), PROBE_PATH.into(), config.to_string()],
         // the image's ENTRYPOINT (vllm-openai has one) would swallow the probe: as `--entrypoint ''`
         entrypoint: Some(vec![String::new()]),
@@ -391,7 +391,7 @@ pub fn command(ui: &crate::Ui, args: Args, recipe: &Recipe) -> Result<u8> {
     let image = args.image.expect("clap requires IMAGE here");
     let run = args
         .run_id
-        .unwrap_or_else(|| crate::build::new_run_id("runtime"));
+        .unwrap_or_else(|| crate::ops::drive::new_run_id("runtime"));
     crate::cancel::cooperate();
     let cancel = Cancel::process();
     let docker = crate::engine::DockerEngine::connect(Duration::from_secs(10))?;

@@ -112,7 +112,7 @@ pub fn server_spec(image: &str, recipe: &Recipe, gpu: &GpuAccess, run: &str) -> 
     let pid = std::process::id();
     ContainerSpec {
         image: image.to_owned(),
-        name: format!("forge-serve-{}-{pid}", crate::plan::tag_slug(run)),
+        name: format!("forge-serve-{}-{pid}", crate::ops::plan::tag_slug(run)),
         cmd: server_cmd(recipe),
         entrypoint: Some(vec![String::new()]),
         env: s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -620,7 +620,7 @@ pub struct Args {
 pub fn command(ui: &crate::Ui, args: Args, recipe: &Recipe) -> Result<u8> {
     let run = args
         .run_id
-        .unwrap_or_else(|| crate::build::new_run_id("serve"));
+        .unwrap_or_else(|| crate::ops::drive::new_run_id("serve"));
     crate::cancel::cooperate();
     let cancel = Cancel::process();
     let docker = crate::engine::DockerEngine::connect(Duration::from_secs(10))?;
