@@ -155,9 +155,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             artifacts,
             run_id,
             recipe,
-        } => ops::runtime::command(
+        } => commands::runtime::run(
             &ui,
-            ops::runtime::Args {
+            commands::runtime::Args {
                 image,
                 no_gpu,
                 require_gpu,
@@ -175,9 +175,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             artifacts,
             run_id,
             recipe,
-        } => ops::serve::command(
+        } => commands::serve::run(
             &ui,
-            ops::serve::Args {
+            commands::serve::Args {
                 image,
                 no_gpu,
                 require_gpu,

@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::Ui;
 use crate::cancel::{self, Cancel};
 use crate::cli::RecipeArgs;
@@ -14,11 +12,8 @@ use crate::engine::DockerEngine;
 use crate::error::{Error, Result};
 use crate::ops::drive::BuilderChoice;
 use crate::phases;
-use crate::pipeline::record::{
-    self, PhaseRecord, PhaseStatus, RecipeRef, RunRecord, RunState, validate_run_id,
-};
-use crate::pipeline::{self as pl, Ctx, PhaseId, Selection};
-use crate::recipe::{LoadOptions, Origin, Recipe};
+use crate::pipeline::record::{self, PhaseStatus, RunRecord};
+use crate::pipeline::{self as pl, Ctx, PhaseId, Selection, start};
 use crate::report::Status;
 
 /// `forge build`'s arguments.
@@ -49,83 +44,6 @@ pub struct Args {
     pub sign_key: Option<PathBuf>,
 }
 
-/// SHA256 over what decides the build: the resolved plan (build args, stages, tags, every
-/// check with its threshold; not the artifact paths), the Dockerfile, the context.
-fn recipe_hash(recipe: &Recipe, plan: &crate::ops::plan::Plan) -> Result<String> {
-    let mut h = Sha256::new();
-    let mut p = serde_json::to_value(plan).expect("serializes");
-    p["artifacts"] = serde_json::Value::Null;
-    // derived from the build args (and TAKEN_WHEELS' pins): left out, so a run started before
-    // the plan listed components still resumes
-    if let Some(m) = p.as_object_mut() {
-        m.remove("components");
-    }
-    h.update(p.to_string().as_bytes());
-    let df = recipe.dockerfile.read()?;
-    h.update(df.as_bytes());
-    h.update(crate::ops::drive::context_tar(
-        recipe.context.as_deref(),
-        &df,
-        ".forge.Dockerfile",
-        &crate::ops::drive::forge_files(recipe)?,
-    )?);
-    Ok(crate::ops::drive::hex(&h.finalize()))
-}
-
-/// The attempt to resume: its directory's record (`latest` followed).
-fn prior(root: &Path, run: &str) -> Result<RunRecord> {
-    let dir = root.join(run);
-    if !dir.join(record::FILE).is_file() {
-        return Err(Error::usage(
-            format!("no run record at `{}`", dir.join(record::FILE).display()),
-            Some("`forge runs --artifacts DIR` lists the runs that can be resumed"),
-        ));
-    }
-    RunRecord::read(&dir)
-}
-
-fn recipe_of(args: &Args, prior: Option<&RunRecord>) -> Result<Recipe> {
-    let r = &args.recipe;
-    let opts = LoadOptions {
-        allow_unsupported: r.allow_unsupported,
-    };
-    match prior {
-        Some(p) if r.rocm.is_none() && r.recipe.is_none() => {
-            let opts = LoadOptions {
-                allow_unsupported: p.recipe.allow_unsupported || r.allow_unsupported,
-            };
-            match (&p.recipe.path, &p.recipe.rocm) {
-                (Some(path), _) => Recipe::from_path(path, opts),
-                (None, Some(v)) => Recipe::shipped(v, opts),
-                (None, None) => Recipe::select(None, None, opts),
-            }
-        }
-        _ => Recipe::select(r.rocm.as_deref(), r.recipe.as_deref(), opts),
-    }
-}
-
-/// `--rehearse`: the recipe with stand-in sources on a rehearsal base image.
-fn rehearse(ui: &Ui, engine: &DockerEngine, recipe: &mut Recipe, base: Option<&str>) -> Result<()> {
-    let base = base.map_or_else(
-        || crate::ops::rehearse::default_base_for(recipe),
-        str::to_owned,
-    );
-    let standins = crate::ops::rehearse::read_standins(engine, &base)?;
-    let before = recipe.build_args.clone();
-    crate::ops::rehearse::apply(recipe, &base, &standins)?;
-    crate::ops::rehearse::attach_wheelhouse(recipe)?;
-    recipe.file.name = format!("{}-rehearsal", recipe.file.name);
-    let mut s = format!(
-        "rehearsal of {} on {base}: the shipped Dockerfile with stand-in sources\n",
-        recipe.origin
-    );
-    for c in crate::ops::rehearse::changes(&before, &recipe.build_args) {
-        s.push_str(&format!("  {c}\n"));
-    }
-    ui.say(&s);
-    Ok(())
-}
-
 /// Run `forge build`.
 pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     cancel::cooperate();
@@ -135,66 +53,31 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         .as_deref()
         .map(crate::bundle::sign::SignKey::load)
         .transpose()?;
-    if let Some(id) = &args.run_id {
-        validate_run_id(id)?;
-        if args.resume.is_some() {
-            return Err(Error::usage(
-                "`--run-id` and `--resume` both given",
-                Some("`--resume RUN` names the run to continue"),
-            ));
-        }
-    }
-    let prior = match &args.resume {
-        Some(run) if run == "latest" && !args.artifacts.join(run).exists() => {
-            return Err(Error::usage(
-                format!(
-                    "nothing to resume: no run under `{}` (it has no `latest`)",
-                    args.artifacts.display()
-                ),
-                Some(
-                    "start one with `forge build`, or pass `--artifacts DIR` where your runs are (`forge runs --artifacts DIR` lists them)",
-                ),
-            ));
-        }
-        Some(run) => {
-            let run = std::fs::read_link(args.artifacts.join(run))
-                .ok()
-                .and_then(|l| l.to_str().map(str::to_owned))
-                .unwrap_or_else(|| run.clone());
-            validate_run_id(&run)?;
-            Some(prior(&args.artifacts, &run)?)
-        }
-        None => None,
+    let req = start::Request {
+        recipe: &args.recipe,
+        artifacts: &args.artifacts,
+        run_id: args.run_id.as_deref(),
+        resume: args.resume.as_deref(),
+        rehearse: args.rehearse.then_some(args.rehearsal_base.as_deref()),
     };
-    let mut recipe = recipe_of(&args, prior.as_ref())?;
+    let resolved = start::resolve(&req)?;
     let engine = DockerEngine::connect(Duration::from_secs(10))?;
     let recording = crate::engine::recording::Recording::from_env(&engine)?;
-    if args.rehearse {
-        rehearse(ui, &engine, &mut recipe, args.rehearsal_base.as_deref())?;
+    let opened = start::open(&req, resolved, &engine)?;
+    if let Some(s) = &opened.rehearsal {
+        ui.say(s);
     }
-    let run = match (&prior, &args.run_id) {
-        (Some(p), _) => p.run.clone(),
-        (None, Some(id)) => id.clone(),
-        (None, None) => crate::ops::drive::new_run_id(&recipe.file.name),
-    };
-    let (plan, plan_checks) = crate::ops::plan::resolve(&recipe, &args.artifacts, &run)?;
-    let dir = plan.artifacts.dir.clone();
-    let _lock = record::lock(&args.artifacts, &run)?;
-    if prior.is_none() && dir.join(record::FILE).exists() {
-        return Err(Error::usage(
-            format!(
-                "run `{run}` already exists under `{}`",
-                args.artifacts.display()
-            ),
-            Some(&format!(
-                "continue it with `forge build --resume {run}`, or pick another `--run-id`"
-            )),
-        ));
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-    let mut rec = new_record(&args, &recipe, &plan, &run, prior.as_ref())?;
-    rec.write(&dir)?;
-    record::set_latest(&args.artifacts, &run)?;
+    let start::Opened {
+        recipe,
+        plan,
+        plan_checks,
+        run,
+        dir,
+        record: mut rec,
+        prior,
+        lock: _lock,
+        ..
+    } = opened;
     let mut sel = Selection {
         skip: args.skip.clone(),
         only: args.only.clone(),
@@ -255,55 +138,6 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     } else {
         code
     })
-}
-
-/// The record a run starts with: every phase pending; a resumed run keeps its start and history.
-fn new_record(
-    args: &Args,
-    recipe: &Recipe,
-    plan: &crate::ops::plan::Plan,
-    run: &str,
-    prior: Option<&RunRecord>,
-) -> Result<RunRecord> {
-    let mut rec = RunRecord {
-        schema: record::SCHEMA,
-        run: run.to_owned(),
-        recipe: RecipeRef {
-            name: recipe.file.name.clone(),
-            origin: recipe.origin.to_string(),
-            path: match &recipe.origin {
-                Origin::File(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-                Origin::Shipped { .. } => None,
-            },
-            rocm: match &recipe.origin {
-                Origin::Shipped { .. } => Some(recipe.rocm_version().to_owned()),
-                Origin::File(_) => None,
-            },
-            allow_unsupported: args.recipe.allow_unsupported,
-            hash: recipe_hash(recipe, plan)?,
-        },
-        plan: plan.clone(),
-        started: prior
-            .as_ref()
-            .map_or_else(record::now, |p| p.started.clone()),
-        updated: record::now(),
-        state: RunState::Running,
-        signal: None,
-        verdict: crate::report::Verdict::Incomplete,
-        phases: phases::for_recipe(recipe)
-            .iter()
-            .map(|p| PhaseRecord::pending(p.id))
-            .collect(),
-        outputs: record::Outputs::default(),
-        resumes: prior
-            .as_ref()
-            .map(|p| p.resumes.clone())
-            .unwrap_or_default(),
-    };
-    if prior.is_some() {
-        rec.resumes.push(format!("resumed at {}", record::now()));
-    }
-    Ok(rec)
 }
 
 /// One line a phase: what ran, what was reused, what did not run and why.

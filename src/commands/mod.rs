@@ -13,7 +13,9 @@ pub mod push;
 pub mod recipe;
 pub mod report;
 pub mod runs;
+pub mod runtime;
 pub mod scan;
+pub mod serve;
 pub mod verify;
 pub mod watch;
 pub mod wheel;
@@ -116,4 +118,18 @@ pub fn read_input(file: Option<&Path>) -> Result<(String, String)> {
         }
     };
     Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// `f` with the engine a container command talks to: the Docker engine (connected, 10 s), or
+/// under `FORGE_RECORD_ENGINE` the same engine with every call written down (the fake engine's
+/// fixtures).
+pub(crate) fn with_containers<R>(
+    f: impl FnOnce(&dyn crate::engine::Containers) -> Result<R>,
+) -> Result<R> {
+    let docker = crate::engine::DockerEngine::connect(std::time::Duration::from_secs(10))?;
+    let recording = crate::engine::recording::Recording::from_env(&docker)?;
+    match &recording {
+        Some(r) => f(r.boxes().expect("the Docker engine starts containers")),
+        None => f(&docker),
+    }
 }

@@ -14,6 +14,7 @@
 //! wheel SHA256 unchanged, recipe hash the same), and reruns from the first one that did not.
 
 pub mod record;
+pub mod start;
 
 pub use crate::cancel;
 
