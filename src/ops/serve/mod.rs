@@ -148,6 +148,188 @@ struct LogState {
     error: Option<String>,
 }
 
+impl LogState {
+    /// More of the server's log: whole lines judged (the ready line, memory errors), the last
+    /// 40 kept.
+    fn take(&mut self, bytes: &[u8], ready_pattern: &str, started: Instant) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(nl) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+            if self.ready.is_none() && line.contains(ready_pattern) {
+                self.ready = Some((started.elapsed().as_secs_f64(), line.clone()));
+            }
+            let low = line.to_lowercase();
+            for m in [
+                "double free",
+                "corruption",
+                "segfault",
+                "segmentation fault",
+            ] {
+                if low.contains(m) && !self.memory_errors.iter().any(|x| x == m) {
+                    self.memory_errors.push(m.to_owned());
+                }
+            }
+            self.tail.push_back(line);
+            if self.tail.len() > 40 {
+                self.tail.pop_front();
+            }
+        }
+    }
+}
+
+/// The server stopped: its state just before (had it exited by itself?), the stop's answer.
+struct Stopped {
+    before: Result<crate::engine::State>,
+    after: Result<crate::engine::State>,
+    at: Instant,
+    grace: Duration,
+}
+
+impl Stopped {
+    fn record(self, memory_errors: Vec<String>) -> Result<Stop> {
+        let before = self.before?;
+        let mut stop = Stop {
+            exited_by_itself: (!before.running).then(|| before.exit_code.unwrap_or(-1)),
+            seconds: self.at.elapsed().as_secs_f64(),
+            grace: self.grace.as_secs(),
+            memory_errors,
+            ..Default::default()
+        };
+        match self.after {
+            Ok(a) => stop.exit_code = a.exit_code,
+            Err(e) => stop.error = Some(e.to_string()),
+        }
+        Ok(stop)
+    }
+}
+
+/// Stop the server with `grace`. Did it exit by itself first? A refused or cut request may mean
+/// it is exiting: its log stream ends when it has, so that is given up to 2 s before the engine
+/// is asked.
+fn stop_server(
+    engine: &dyn Containers,
+    id: &str,
+    o: &Observed,
+    (state, changed): (&Mutex<LogState>, &Condvar),
+    grace: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Stopped {
+    let transport_error = [&o.health, &o.models, &o.completion, &o.chat]
+        .iter()
+        .any(|h| matches!(h, Some(Err(_))))
+        || o.stream.as_ref().is_some_and(|s| s.status == 0);
+    if transport_error {
+        let until = Instant::now() + Duration::from_secs(2);
+        wait_until(state, changed, until, &|st| st.ended);
+    }
+    let before = engine.state(id);
+    let at = Instant::now();
+    progress("stopping the server");
+    let after = engine.stop(id, grace);
+    Stopped {
+        before,
+        after,
+        at,
+        grace,
+    }
+}
+
+/// Follow the server's log into `log_file` and `state` until it ends or `stop` is requested.
+fn follow_log(
+    engine: &dyn Containers,
+    id: &str,
+    stop: Cancel,
+    log_file: &mut std::fs::File,
+    (state, changed): (&Mutex<LogState>, &Condvar),
+    pattern: &str,
+    started: Instant,
+) {
+    let r = engine.follow(id, None, stop, &mut |_, bytes| {
+        let _ = log_file.write_all(bytes);
+        state
+            .lock()
+            .expect("log state")
+            .take(bytes, pattern, started);
+        changed.notify_all();
+        Follow::More
+    });
+    let mut st = state.lock().expect("log state");
+    st.ended = true;
+    if let Err(e) = r {
+        st.error = Some(e.to_string());
+    }
+    changed.notify_all();
+}
+
+/// Wait (woken by the follower) until `done` or `deadline`; returns the ready line if seen.
+fn wait_until(
+    state: &Mutex<LogState>,
+    changed: &Condvar,
+    deadline: Instant,
+    done: &dyn Fn(&LogState) -> bool,
+) -> Option<(f64, String)> {
+    let mut st = state.lock().expect("log state");
+    while !done(&st) && Instant::now() < deadline {
+        st = changed
+            .wait_timeout(st, Duration::from_millis(100))
+            .expect("log state")
+            .0;
+    }
+    st.ready.clone()
+}
+
+/// Phase 6 where no GPU was found: nothing started, every check skipped with the reason (failed
+/// under `--require-gpu`).
+fn without_gpu(
+    image: &str,
+    recipe: &Recipe,
+    opts: &ServeOptions,
+    why: &str,
+) -> (Vec<Check>, ServeOutput) {
+    let ids = [
+        "6.1",
+        "6.2",
+        "6.3",
+        "6.4",
+        "6.5",
+        "serve.stream",
+        "serve.chat",
+        "6.6",
+    ];
+    let checks = ids
+        .iter()
+        .map(|id| {
+            if opts.require_gpu {
+                crate::report::check(
+                    id,
+                    Status::Fail,
+                    format!("no GPU ({why}) and --require-gpu"),
+                )
+            } else {
+                crate::report::check(
+                    id,
+                    Status::Skip,
+                    format!("no GPU: {why}; `forge serve --no-gpu` starts the server without one"),
+                )
+            }
+        })
+        .collect();
+    let spec = server_spec(image, recipe, &GpuAccess::default(), &opts.run);
+    let out = ServeOutput {
+        image: image.to_owned(),
+        docker_run: spec.docker_run_line(None, &[]),
+        gpu: None,
+        log: None,
+        ready_secs: None,
+        first_token_ms: None,
+        seconds: 0.0,
+        observed: Observed::default(),
+        diagnoses: Vec::new(),
+    };
+    (checks, out)
+}
+
 fn served_name(args: &[String]) -> Option<String> {
     let i = args.iter().position(|a| a == "--served-model-name")?;
     args.get(i + 1).cloned()
@@ -170,47 +352,7 @@ pub fn run_serve(
     } else {
         match engine.engine_gpu(&opts.dev, &opts.run) {
             Ok(a) => (a, None),
-            Err(why) => {
-                let ids = [
-                    "6.1",
-                    "6.2",
-                    "6.3",
-                    "6.4",
-                    "6.5",
-                    "serve.stream",
-                    "serve.chat",
-                    "6.6",
-                ];
-                let checks = ids
-                    .iter()
-                    .map(|id| {
-                        if opts.require_gpu {
-                            crate::report::check(id, Status::Fail, format!("no GPU ({why}) and --require-gpu"))
-                        } else {
-                            crate::report::check(
-                                id,
-                                Status::Skip,
-                                format!("no GPU: {why}; `forge serve --no-gpu` starts the server without one"),
-                            )
-                        }
-                    })
-                    .collect();
-                let spec = server_spec(image, recipe, &GpuAccess::default(), &opts.run);
-                return Ok((
-                    checks,
-                    ServeOutput {
-                        image: image.to_owned(),
-                        docker_run: spec.docker_run_line(None, &[]),
-                        gpu: None,
-                        log: None,
-                        ready_secs: None,
-                        first_token_ms: None,
-                        seconds: 0.0,
-                        observed: Observed::default(),
-                        diagnoses: Vec::new(),
-                    },
-                ));
-            }
+            Err(why) => return Ok(without_gpu(image, recipe, opts, &why)),
         }
     };
     let spec = server_spec(image, recipe, &access, &opts.run);
@@ -245,6 +387,57 @@ pub fn run_serve(
             ));
         }
     };
+    let result = watch_and_ask(
+        engine,
+        &container,
+        s,
+        &mut o,
+        &mut log_file,
+        cancel,
+        progress,
+    );
+    // Removed whatever happened above (the guard removes it too if this is never reached).
+    let removed = container.remove();
+    if cancel.requested() {
+        return Err(cancel.interrupted());
+    }
+    result?;
+    if let Some(st) = o.stop.as_mut() {
+        st.removed = removed?;
+    }
+    if o.log_tail.is_empty() && o.ready_secs.is_some() {
+        o.log_tail = Vec::new();
+    }
+    let checks = crate::check::serve::checks(&o);
+    let diagnoses = diagnose_on_failure(&checks, &log_path);
+    Ok((
+        checks,
+        output(image, &spec, &access, Some(log_path), o, t0, diagnoses),
+    ))
+}
+
+/// The known failures in the server's log, when a check failed.
+fn diagnose_on_failure(checks: &[Check], log: &Path) -> Vec<crate::monitor::diagnose::Diagnosis> {
+    if checks.iter().any(|c| c.status == Status::Fail) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        crate::monitor::diagnose::diagnose(&text)
+    } else {
+        Vec::new()
+    }
+}
+
+/// With the server started: follow its log, wait for the ready line, ask it (health, models,
+/// completion, chat, stream), stop it; what was seen goes into `o`. The server is stopped and
+/// the follower joined whatever the requests gave.
+fn watch_and_ask(
+    engine: &dyn Containers,
+    container: &Running<'_>,
+    s: &crate::recipe::ServerCheck,
+    o: &mut Observed,
+    log_file: &mut std::fs::File,
+    cancel: Cancel,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
     let state = Mutex::new(LogState::default());
     let changed = Condvar::new();
     // The follower's own token: triggered once the server is stopped (never by a signal).
@@ -254,67 +447,28 @@ pub fn run_serve(
     let grace = Duration::from_secs(s.stop_timeout_secs);
     let req_timeout = Duration::from_secs(s.request_timeout_secs);
 
-    let result: Result<()> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let follower = scope.spawn(|| {
-            let r = engine.follow(&container.id, None, stop_following, &mut |_, bytes| {
-                let _ = log_file.write_all(bytes);
-                let mut st = state.lock().expect("log state");
-                st.partial.extend_from_slice(bytes);
-                while let Some(nl) = st.partial.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = st.partial.drain(..=nl).collect();
-                    let line = String::from_utf8_lossy(&line).trim_end().to_owned();
-                    if st.ready.is_none() && line.contains(&pattern) {
-                        st.ready = Some((started.elapsed().as_secs_f64(), line.clone()));
-                    }
-                    let low = line.to_lowercase();
-                    for m in [
-                        "double free",
-                        "corruption",
-                        "segfault",
-                        "segmentation fault",
-                    ] {
-                        if low.contains(m) && !st.memory_errors.iter().any(|x| x == m) {
-                            st.memory_errors.push(m.to_owned());
-                        }
-                    }
-                    st.tail.push_back(line);
-                    if st.tail.len() > 40 {
-                        st.tail.pop_front();
-                    }
-                }
-                changed.notify_all();
-                Follow::More
-            });
-            let mut st = state.lock().expect("log state");
-            st.ended = true;
-            if let Err(e) = r {
-                st.error = Some(e.to_string());
-            }
-            changed.notify_all();
+            follow_log(
+                engine,
+                &container.id,
+                stop_following,
+                log_file,
+                (&state, &changed),
+                &pattern,
+                started,
+            );
         });
 
         // Wait for the ready line, an exit, the limit or Ctrl-C.
         let deadline = started + Duration::from_secs(s.startup_timeout_secs);
-        {
-            let mut st = state.lock().expect("log state");
-            loop {
-                if cancel.requested()
-                    || st.ready.is_some()
-                    || st.ended
-                    || Instant::now() >= deadline
-                {
-                    break;
-                }
-                st = changed
-                    .wait_timeout(st, Duration::from_millis(100))
-                    .expect("log state")
-                    .0;
-            }
-            if let Some((t, l)) = &st.ready {
-                o.ready_secs = Some(*t);
-                o.ready_line = Some(l.clone());
-                progress(&format!("ready after {t:.1} s"));
-            }
+        let ready = wait_until(&state, &changed, deadline, &|st| {
+            cancel.requested() || st.ready.is_some() || st.ended
+        });
+        if let Some((t, l)) = ready {
+            o.ready_secs = Some(t);
+            o.ready_line = Some(l);
+            progress(&format!("ready after {t:.1} s"));
         }
         let exited_before = |o: &mut Observed| -> Result<()> {
             let stt = engine.state(&container.id)?;
@@ -330,10 +484,10 @@ pub fn run_serve(
             Ok(())
         } else if o.ready_secs.is_none() {
             o.log_tail = last_lines(&state, 5);
-            exited_before(&mut o)
+            exited_before(o)
         } else {
             requests(
-                &mut o,
+                o,
                 engine,
                 &container.id,
                 s.port,
@@ -343,72 +497,26 @@ pub fn run_serve(
                 progress,
             )
         };
-        // Stop: did it exit by itself first? A refused or cut request may mean it is exiting:
-        // its log stream ends when it has, so give that up to 2 s before asking the engine.
-        let transport_error = [&o.health, &o.models, &o.completion, &o.chat]
-            .iter()
-            .any(|h| matches!(h, Some(Err(_))))
-            || o.stream.as_ref().is_some_and(|s| s.status == 0);
-        if transport_error {
-            let until = Instant::now() + Duration::from_secs(2);
-            let mut st = state.lock().expect("log state");
-            while !st.ended && Instant::now() < until {
-                st = changed
-                    .wait_timeout(st, Duration::from_millis(100))
-                    .expect("log state")
-                    .0;
-            }
-        }
-        let before = engine.state(&container.id);
-        let t_stop = Instant::now();
-        let stop_grace = if cancel.requested() {
+        let grace = if cancel.requested() {
             Duration::from_secs(2)
         } else {
             grace
         };
-        progress("stopping the server");
-        let after = engine.stop(&container.id, stop_grace);
+        let stopped = stop_server(
+            engine,
+            &container.id,
+            o,
+            (&state, &changed),
+            grace,
+            progress,
+        );
         stop_following.request(libc::SIGTERM);
         let _ = follower.join();
         asked?;
-        let before = before?;
-        let mut stop = Stop {
-            exited_by_itself: (!before.running).then(|| before.exit_code.unwrap_or(-1)),
-            seconds: t_stop.elapsed().as_secs_f64(),
-            grace: stop_grace.as_secs(),
-            memory_errors: state.lock().expect("log state").memory_errors.clone(),
-            ..Default::default()
-        };
-        match after {
-            Ok(a) => stop.exit_code = a.exit_code,
-            Err(e) => stop.error = Some(e.to_string()),
-        }
-        o.stop = Some(stop);
+        let memory_errors = state.lock().expect("log state").memory_errors.clone();
+        o.stop = Some(stopped.record(memory_errors)?);
         Ok(())
-    });
-    // Removed whatever happened above (the guard removes it too if this is never reached).
-    let removed = container.remove();
-    if cancel.requested() {
-        return Err(cancel.interrupted());
-    }
-    result?;
-    if let Some(st) = o.stop.as_mut() {
-        st.removed = removed?;
-    }
-    if o.log_tail.is_empty() && o.ready_secs.is_some() {
-        o.log_tail = Vec::new();
-    }
-    let checks = crate::check::serve::checks(&o);
-    let diagnoses = if checks.iter().any(|c| c.status == Status::Fail) {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        crate::monitor::diagnose::diagnose(&text)
-    } else {
-        Vec::new()
-    };
-    Ok((
-        checks,
-        output(image, &spec, &access, Some(log_path), o, t0, diagnoses),
-    ))
+    })
 }
 
 fn output(
