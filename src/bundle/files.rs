@@ -9,16 +9,42 @@ use super::ArchiveInfo;
 use crate::error::{Error, Result};
 use crate::ops::export::Export;
 use crate::pipeline::PhaseId;
-use crate::pipeline::record::{PhaseStatus as RecStatus, RunRecord, RunState};
+use crate::pipeline::record::{PhaseRecord, PhaseStatus as RecStatus, RunRecord, RunState};
 use crate::recipe::Recipe;
 
 use crate::render::run::{
-    ImageView, OutputKind, OutputView, PhaseStatus, PhaseView, RecipeView, RunEnd, RunView, SCHEMA,
-    StopKind, StopView, Thresholds, line_time, ninja_from_log, phases_from_checks,
+    ImageView, NinjaPoint, OutputKind, OutputView, PhaseStatus, PhaseView, RecipeView, RunEnd,
+    RunView, SCHEMA, StopKind, StopView, Thresholds, line_time, ninja_from_log, phases_from_checks,
     workarounds_in_dockerfile,
 };
 use crate::render::{html, junit, markdown};
 use crate::report::Check;
+
+
+// DIFFTEST-BEGIN
+#[cfg(debug_assertions)]
+#[path = "/tmp/old/old_files.rs"]
+mod old_files;
+#[cfg(debug_assertions)]
+#[path = "/tmp/old/old_html.rs"]
+mod old_html;
+#[cfg(debug_assertions)]
+#[path = "/tmp/old/old_markdown.rs"]
+mod old_markdown;
+#[cfg(debug_assertions)]
+pub(crate) fn difftest(what: &str, old: &str, new: &str) {
+    use std::io::Write;
+    let ok = old == new;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/old/cmp.log").unwrap();
+    writeln!(f, "{} {what} {}", if ok { "OK" } else { "MISMATCH" }, new.len()).unwrap();
+    if !ok {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        std::fs::write(format!("/tmp/old/mm-{what}-{n}.old"), old).unwrap();
+        std::fs::write(format!("/tmp/old/mm-{what}-{n}.new"), new).unwrap();
+        panic!("DIFFTEST mismatch in {what}");
+    }
+}
+// DIFFTEST-END
 
 /// The report files, relative to the run directory.
 pub const REPORTS: &[&str] = &[
@@ -155,22 +181,118 @@ fn rel_to(plan_dir: &Path, p: &Path) -> String {
         .to_string()
 }
 
+/// What the parts of [`from_record`] read: the record, its directory as it names it, and the
+/// run's clock.
+struct Source<'a> {
+    /// The run record.
+    rec: &'a RunRecord,
+    /// The run directory as the record names it.
+    plan_dir: PathBuf,
+}
+
+impl Source<'_> {
+    /// Seconds from the run's start to `t` (RFC 3339), when it parses.
+    fn since_start(&self, t: &str) -> Option<f64> {
+        secs_between(&self.rec.started, t)
+    }
+
+    /// When pipeline phase `id` started, in seconds since the run's start.
+    fn started_at(&self, id: PhaseId) -> Option<f64> {
+        self.rec
+            .phase(id)
+            .and_then(|p| p.started.as_deref().and_then(|t| self.since_start(t)))
+    }
+
+    /// When pipeline phase `id` ended, in seconds since the run's start.
+    fn ended_at(&self, id: PhaseId) -> Option<f64> {
+        self.rec.phase(id).and_then(|p| {
+            p.started
+                .as_deref()
+                .and_then(|t| self.since_start(t))
+                .map(|t| t + p.seconds)
+        })
+    }
+}
+
 /// The run view of a run record (`run.json`): every phase's checks with its real timing, the
 /// outputs (log, wheels, archive), ninja's progress from the build log, where and why the build
 /// stopped. `dir` is the run directory as it is now (the record may name it differently);
 /// `recipe` the run's recipe when it can be loaded (the workarounds, the conditions).
 pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: Facts) -> RunView {
-    let plan_dir = rec.plan.artifacts.dir.clone();
-    let in_dir = |p: &Path| dir.join(rel_to(&plan_dir, p));
+    // DIFFTEST-BEGIN
+    #[cfg(debug_assertions)]
+    {
+        let a = old_files::from_record(rec, dir, recipe, facts.clone());
+        let b = from_record_new(rec, dir, recipe, facts.clone());
+        difftest("from_record", &format!("{a:?}"), &format!("{b:?}"));
+    }
+    from_record_new(rec, dir, recipe, facts)
+}
+fn from_record_new(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: Facts) -> RunView {
+    // DIFFTEST-END
+    let src = Source {
+        rec,
+        plan_dir: rec.plan.artifacts.dir.clone(),
+    };
+    let in_dir = |p: &Path| dir.join(rel_to(&src.plan_dir, p));
     let build_log = in_dir(&rec.plan.artifacts.build_log);
     let checks = rec.checks();
-    let mut phases = phases_from_checks(&checks);
+    let (phases, seconds) = timed_phases(&src, &checks);
+    let wheels_dir = in_dir(&rec.plan.artifacts.wheels);
+    RunView {
+        schema: SCHEMA,
+        run: rec.run.clone(),
+        started_at: Some(rec.started.clone()),
+        seconds,
+        end: Some(run_end(rec)),
+        recipe: recipe.map(recipe_view).or_else(|| {
+            Some(RecipeView {
+                name: rec.recipe.name.clone(),
+                origin: rec.recipe.origin.clone(),
+                rocm: rec.plan.rocm.clone(),
+                archs: rec.plan.archs.clone(),
+                thresholds: Thresholds::default(),
+            })
+        }),
+        image: Some(image_view(rec, facts.image_bytes)),
+        forge_version: env!("CARGO_PKG_VERSION").into(),
+        tools: record_tools(rec, facts.tools, &wheels_dir),
+        phases,
+        outputs: record_outputs(&src, dir, &build_log),
+        ninja_progress: ninja_on_run_clock(&src, &build_log),
+        stages: rec
+            .outputs
+            .build
+            .iter()
+            .flat_map(|b| b.stages.iter())
+            .chain(rec.outputs.image.iter().flat_map(|i| i.stages.iter()))
+            .cloned()
+            .collect(),
+        stop: stop_of(&src, &checks, seconds),
+        workarounds: recipe
+            .and_then(|r| {
+                r.dockerfile
+                    .read()
+                    .ok()
+                    .map(|t| workarounds_in_dockerfile(&t, &r.dockerfile.display()))
+            })
+            .unwrap_or_default(),
+        build_log: build_log
+            .strip_prefix(dir)
+            .ok()
+            .map(|p| p.display().to_string()),
+        conditions: recipe.map(conditions).unwrap_or_default(),
+    }
+}
+
+/// The report's phases from the record's checks, each with its pipeline phase's timing and
+/// note; and the run's length in seconds (at least up to the last phase's end).
+fn timed_phases(src: &Source, checks: &[Check]) -> (Vec<PhaseView>, f64) {
+    let rec = src.rec;
+    let mut phases = phases_from_checks(checks);
     let mut seconds: f64 = secs_between(&rec.started, &rec.updated).unwrap_or(0.0);
     for pr in &rec.phases {
-        let start = pr
-            .started
-            .as_deref()
-            .and_then(|t| secs_between(&rec.started, t));
+        let start = pr.started.as_deref().and_then(|t| src.since_start(t));
         if let Some(t) = start {
             seconds = seconds.max(t + pr.seconds);
         }
@@ -182,68 +304,67 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
                 p.started = Some(t);
                 p.ended = Some(t + pr.seconds);
             }
-            let why = pr.reason.clone();
-            match pr.status {
-                RecStatus::Pending => {
-                    p.note = Some(format!(
-                        "not reached: the run ended before the {} phase",
-                        pr.id.name()
-                    ));
-                }
-                RecStatus::Skip
-                | RecStatus::Interrupted
-                | RecStatus::Error
-                | RecStatus::Running
-                    if p.checks.is_empty() =>
-                {
-                    p.note = Some(format!(
-                        "{} phase {}: {}",
-                        pr.id.name(),
-                        pr.status.name(),
-                        why.as_deref().unwrap_or("no reason recorded")
-                    ));
-                }
-                _ if pr.reused => {
-                    p.note = Some("reused: recorded outputs verified on resume".into());
-                }
-                // Issue 19: a phase that ran past a failed check says which and why.
-                _ if !pr.went_past.is_empty() => {
-                    p.note = Some(format!("ran on although {}", pr.went_past.join("; ")));
-                }
-                _ => {}
+            if let Some(note) = phase_note(pr, p.checks.is_empty()) {
+                p.note = Some(note);
             }
             if p.checks.is_empty() && p.id != "deliverables" {
                 p.status = Some(PhaseStatus::NotRun);
             }
         }
     }
-    let build = rec.outputs.build.as_ref();
-    let ended_at = |id: PhaseId| {
-        rec.phase(id).and_then(|p| {
-            p.started
-                .as_deref()
-                .and_then(|t| secs_between(&rec.started, t))
-                .map(|t| t + p.seconds)
-        })
-    };
-    let build_t = rec.phase(PhaseId::Build).and_then(|p| {
-        p.started
-            .as_deref()
-            .and_then(|t| secs_between(&rec.started, t))
-    });
-    let mut ninja = ninja_from_log(&build_log, 400);
-    if let Some(t0) = build_t {
+    (phases, seconds)
+}
+
+/// The note a report phase gets from its pipeline phase's record (not reached, skipped and why,
+/// reused, ran on past a failed check), if any; `no_checks` when the report phase has none.
+fn phase_note(pr: &PhaseRecord, no_checks: bool) -> Option<String> {
+    match pr.status {
+        RecStatus::Pending => Some(format!(
+            "not reached: the run ended before the {} phase",
+            pr.id.name()
+        )),
+        RecStatus::Skip | RecStatus::Interrupted | RecStatus::Error | RecStatus::Running
+            if no_checks =>
+        {
+            Some(format!(
+                "{} phase {}: {}",
+                pr.id.name(),
+                pr.status.name(),
+                pr.reason.as_deref().unwrap_or("no reason recorded")
+            ))
+        }
+        _ if pr.reused => Some("reused: recorded outputs verified on resume".into()),
+        // Issue 19: a phase that ran past a failed check says which and why.
+        _ if !pr.went_past.is_empty() => {
+            Some(format!("ran on although {}", pr.went_past.join("; ")))
+        }
+        _ => None,
+    }
+}
+
+/// Ninja's progress read from the build log, its times moved onto the run's clock.
+fn ninja_on_run_clock(src: &Source, build_log: &Path) -> Vec<NinjaPoint> {
+    let mut ninja = ninja_from_log(build_log, 400);
+    if let Some(t0) = src.started_at(PhaseId::Build) {
         // The log's own times count from the build's start; the timeline from the run's.
         for n in &mut ninja {
             n.t += t0;
         }
     }
-    let stop = if let Some(f) = build.and_then(|b| b.fatal.as_ref()) {
+    ninja
+}
+
+/// Where and why the run stopped: the build's fatal finding, the build's error, or the signal
+/// that interrupted it; `None` when it did not stop. `seconds` is the run's length.
+fn stop_of(src: &Source, checks: &[Check], seconds: f64) -> Option<StopView> {
+    let rec = src.rec;
+    let build = rec.outputs.build.as_ref();
+    if let Some(f) = build.and_then(|b| b.fatal.as_ref()) {
         Some(StopView {
             kind: StopKind::Fatal,
             t: line_time(&f.text)
-                .map(|t| t + build_t.unwrap_or(0.0))
-                .or_else(|| ended_at(PhaseId::Build)),
+                .map(|t| t + src.started_at(PhaseId::Build).unwrap_or(0.0))
+                .or_else(|| src.ended_at(PhaseId::Build)),
             line: Some(f.line),
             text: Some(f.text.clone()),
             reason: f.message.clone(),
@@ -252,7 +373,7 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
     } else if let Some((b, e)) = build.and_then(|b| b.error.as_ref().map(|e| (b, e))) {
         Some(StopView {
             kind: StopKind::Failed,
-            t: ended_at(PhaseId::Build),
+            t: src.ended_at(PhaseId::Build),
             line: None,
             text: Some(b.log_tail.join("\n")),
             reason: e.clone(),
@@ -268,7 +389,7 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
             .find(|p| p.status == RecStatus::Interrupted);
         Some(StopView {
             kind: StopKind::Interrupted,
-            t: at.and_then(|p| ended_at(p.id)).or(Some(seconds)),
+            t: at.and_then(|p| src.ended_at(p.id)).or(Some(seconds)),
             reason: format!(
                 "{}: forge cancelled the run in the {} phase; `forge build --resume {}` continues it",
                 at.and_then(|p| p.reason.clone())
@@ -280,16 +401,22 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
         })
     } else {
         None
-    };
+    }
+}
+
+/// The run's outputs: the build log, the wheel stage's files, the export's archive (or parts),
+/// its checksum, SBOM and lock; paths relative to the run directory.
+fn record_outputs(src: &Source, dir: &Path, build_log: &Path) -> Vec<OutputView> {
+    let rec = src.rec;
     let mut outputs = vec![OutputView {
         kind: OutputKind::Log,
-        path: rel_to(&plan_dir, &build_log),
+        path: build_log.strip_prefix(dir).map_or_else(
+            |_| rel_to(&src.plan_dir, build_log),
+            |p| p.display().to_string(),
+        ),
         bytes: 0,
         sha256: None,
     }];
-    outputs[0].path = build_log
-        .strip_prefix(dir)
-        .map_or_else(|_| outputs[0].path.clone(), |p| p.display().to_string());
     for w in &rec.outputs.wheels {
         // The wheel stage also yields build.log and the sources' commits: files, not wheels.
         let kind = match w.path.extension().and_then(|e| e.to_str()) {
@@ -299,19 +426,27 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
         };
         outputs.push(OutputView {
             kind,
-            path: rel_to(&plan_dir, &w.path),
+            path: rel_to(&src.plan_dir, &w.path),
             bytes: w.size,
             sha256: Some(w.sha256.clone()),
         });
     }
     if let Some(e) = &rec.outputs.archive {
-        outputs.extend(export_outputs(&plan_dir, e));
+        outputs.extend(export_outputs(&src.plan_dir, e));
     }
-    let mut tools = facts.tools;
-    if let Some(b) = build {
+    outputs
+}
+
+/// The tool versions: the engine's (`tools`), the builder, and the sources' revisions the wheel
+/// stage wrote to `versions.txt` in `wheels_dir`.
+fn record_tools(
+    rec: &RunRecord,
+    mut tools: std::collections::BTreeMap<String, String>,
+    wheels_dir: &Path,
+) -> std::collections::BTreeMap<String, String> {
+    if let Some(b) = &rec.outputs.build {
         tools.insert("builder".into(), b.builder.name().to_owned());
     }
-    let wheels_dir = in_dir(&rec.plan.artifacts.wheels);
     if let Ok(v) = std::fs::read_to_string(wheels_dir.join("versions.txt")) {
         for l in v.lines() {
             let mut it = l.split_whitespace();
@@ -321,65 +456,35 @@ pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: 
             }
         }
     }
+    tools
+}
+
+/// The image: the built one's tag and id, or the plan's tag when none was built.
+fn image_view(rec: &RunRecord, bytes: Option<u64>) -> ImageView {
     let tag = rec
         .outputs
         .image
         .as_ref()
         .map(|i| i.tag.clone())
         .unwrap_or_else(|| rec.plan.image_tag.clone());
-    let end = match rec.state {
+    ImageView {
+        tag,
+        id: rec.outputs.image.as_ref().map(|i| i.id.clone()),
+        bytes,
+    }
+}
+
+/// How the run ended: interrupted, in error, still running, or as the build ended.
+fn run_end(rec: &RunRecord) -> RunEnd {
+    match rec.state {
         RunState::Interrupted => RunEnd::Interrupted,
         RunState::Error => RunEnd::Error,
         RunState::Running => RunEnd::Running,
-        RunState::Finished => build.map_or(RunEnd::Finished, |b| b.end.into()),
-    };
-    RunView {
-        schema: SCHEMA,
-        run: rec.run.clone(),
-        started_at: Some(rec.started.clone()),
-        seconds,
-        end: Some(end),
-        recipe: recipe.map(recipe_view).or_else(|| {
-            Some(RecipeView {
-                name: rec.recipe.name.clone(),
-                origin: rec.recipe.origin.clone(),
-                rocm: rec.plan.rocm.clone(),
-                archs: rec.plan.archs.clone(),
-                thresholds: Thresholds::default(),
-            })
-        }),
-        image: Some(ImageView {
-            tag,
-            id: rec.outputs.image.as_ref().map(|i| i.id.clone()),
-            bytes: facts.image_bytes,
-        }),
-        forge_version: env!("CARGO_PKG_VERSION").into(),
-        tools,
-        phases,
-        outputs,
-        ninja_progress: ninja,
-        stages: rec
+        RunState::Finished => rec
             .outputs
             .build
-            .iter()
-            .flat_map(|b| b.stages.iter())
-            .chain(rec.outputs.image.iter().flat_map(|i| i.stages.iter()))
-            .cloned()
-            .collect(),
-        stop,
-        workarounds: recipe
-            .and_then(|r| {
-                r.dockerfile
-                    .read()
-                    .ok()
-                    .map(|t| workarounds_in_dockerfile(&t, &r.dockerfile.display()))
-            })
-            .unwrap_or_default(),
-        build_log: build_log
-            .strip_prefix(dir)
-            .ok()
-            .map(|p| p.display().to_string()),
-        conditions: recipe.map(conditions).unwrap_or_default(),
+            .as_ref()
+            .map_or(RunEnd::Finished, |b| b.end.into()),
     }
 }
 
@@ -399,6 +504,14 @@ pub fn conditions(recipe: &Recipe) -> std::collections::BTreeMap<String, String>
 /// Write report.json, report.md, report.junit.xml and report.html into `dir`.
 pub fn write_reports(dir: &Path, view: &RunView) -> Result<Vec<PathBuf>> {
     let json = serde_json::to_vec_pretty(&view.to_report_json()).expect("report serializes");
+    // DIFFTEST-BEGIN
+    #[cfg(debug_assertions)]
+    {
+        difftest("md", &old_markdown::render(view), &markdown::render(view));
+        difftest("html", &old_html::render(view), &html::render(view));
+        difftest("svg", &old_html::timeline_svg(view), &html::timeline_svg(view));
+    }
+    // DIFFTEST-END
     let files: [(&str, Vec<u8>); 4] = [
         ("report.json", json),
         (

@@ -138,41 +138,74 @@ fn quote(s: &str) -> String {
 
 /// The checks of the server test.
 pub fn checks(o: &Observed) -> Vec<Check> {
-    let mut out = Vec::new();
-    let gpu_note = o
-        .no_gpu
-        .as_ref()
-        .map(|w| format!(" (no GPU given: {w})"))
-        .unwrap_or_default();
-    let tail = if o.log_tail.is_empty() {
+    // DIFFTEST-BEGIN
+    #[cfg(debug_assertions)]
+    crate::bundle::files::difftest("serve", &format!("{:?}", old_serve::checks(o)), &format!("{:?}", checks_new(o)));
+    checks_new(o)
+}
+// DIFFTEST
+#[cfg(debug_assertions)]
+#[path = "/tmp/old/old_serve.rs"]
+mod old_serve;
+fn checks_new(o: &Observed) -> Vec<Check> {
+    vec![
+        started_check(o),
+        ready_check(o),
+        health_check(o),
+        models_check(o),
+        completion_check(o),
+        stream_check(o),
+        chat_check(o),
+        stop_check(o),
+    ]
+}
+
+/// "; log ends: ..." with the last log lines, or nothing when none were kept.
+fn log_tail(o: &Observed) -> String {
+    if o.log_tail.is_empty() {
         String::new()
     } else {
         format!("; log ends: {}", o.log_tail.join(" | "))
-    };
+    }
+}
+
+/// 6.1: the container started and kept running (not an engine error, not an early exit).
+fn started_check(o: &Observed) -> Check {
     if let Some(e) = &o.start_error {
-        out.push(check(
+        check(
             "6.1",
             Status::Fail,
             format!("the container did not start: {e}"),
-        ));
+        )
     } else if let Some((code, secs)) = o.exited_early {
-        out.push(
-            check(
-                "6.1",
-                Status::Fail,
-                format!("the server exited with code {code} after {secs:.1} s, before it was ready{tail}"),
-            )
-            .with_hint("the whole log is kept in the run directory; `forge diagnose` names known failures"),
-        );
+        check(
+            "6.1",
+            Status::Fail,
+            format!(
+                "the server exited with code {code} after {secs:.1} s, before it was ready{}",
+                log_tail(o)
+            ),
+        )
+        .with_hint(
+            "the whole log is kept in the run directory; `forge diagnose` names known failures",
+        )
     } else {
-        out.push(check(
+        let gpu_note = o
+            .no_gpu
+            .as_ref()
+            .map(|w| format!(" (no GPU given: {w})"))
+            .unwrap_or_default();
+        check(
             "6.1",
             Status::Pass,
             format!("the server container started and kept running{gpu_note}"),
-        ));
+        )
     }
-    let ready = o.ready_secs.is_some();
-    out.push(match (&o.ready_secs, &o.start_error, &o.exited_early) {
+}
+
+/// 6.2: the ready line appeared within the limit.
+fn ready_check(o: &Observed) -> Check {
+    match (&o.ready_secs, &o.start_error, &o.exited_early) {
         (Some(t), _, _) => check(
             "6.2",
             Status::Pass,
@@ -191,28 +224,53 @@ pub fn checks(o: &Observed) -> Vec<Check> {
         (None, None, None) => check(
             "6.2",
             Status::Fail,
-            format!("no `{}` within {} s{tail}", o.ready_pattern, o.ready_limit),
+            format!("no `{}` within {} s{}", o.ready_pattern, o.ready_limit, log_tail(o)),
         )
         .with_hint("raise `checks.server.startup-timeout-secs` for a big model or a slow disk; the log says where it stopped"),
-    });
-    let not_ready = "the server never became ready (6.2)";
-    let http = |id: &str, h: &Option<Http>, judge: &dyn Fn(u16, &str, f64) -> Check| match h {
-        None if !ready => check(id, Status::Skip, not_ready),
-        None => check(id, Status::Skip, "not asked: an earlier request failed"),
+    }
+}
+
+/// Why a request was not made: the server never became ready, or an earlier request failed.
+fn not_asked(o: &Observed, id: &str) -> Check {
+    if o.ready_secs.is_none() {
+        check(id, Status::Skip, "the server never became ready (6.2)")
+    } else {
+        check(id, Status::Skip, "not asked: an earlier request failed")
+    }
+}
+
+/// Check `id` of one HTTP exchange: skipped when not asked, failed without an answer, else what
+/// `judge` makes of the status, body and milliseconds.
+fn http(
+    o: &Observed,
+    id: &str,
+    h: &Option<Http>,
+    judge: impl FnOnce(u16, &str, f64) -> Check,
+) -> Check {
+    match h {
+        None => not_asked(o, id),
         Some(Err(e)) => check(id, Status::Fail, e.clone()),
         Some(Ok((s, b, ms))) => judge(*s, b, *ms),
-    };
-    out.push(http("6.3", &o.health, &|s, _b, ms| {
+    }
+}
+
+/// 6.3: `/health` answers 200.
+fn health_check(o: &Observed) -> Check {
+    http(o, "6.3", &o.health, |s, _b, ms| {
         check(
             "6.3",
             if s == 200 { Status::Pass } else { Status::Fail },
             format!("HTTP {s} in {ms:.0} ms"),
         )
-    }));
+    })
+}
+
+/// 6.4: `/v1/models` lists the model (or its served name).
+fn models_check(o: &Observed) -> Check {
     let wanted: Vec<&str> = std::iter::once(o.model.as_str())
         .chain(o.served_name.as_deref())
         .collect();
-    out.push(http("6.4", &o.models, &|s, b, _| {
+    http(o, "6.4", &o.models, |s, b, _| {
         if s != 200 {
             return check(
                 "6.4",
@@ -231,8 +289,12 @@ pub fn checks(o: &Observed) -> Vec<Check> {
                 )
             }
         }
-    }));
-    out.push(http("6.5", &o.completion, &|s, b, ms| {
+    })
+}
+
+/// 6.5: `/v1/completions` answers 200 with a non-empty text.
+fn completion_check(o: &Observed) -> Check {
+    http(o, "6.5", &o.completion, |s, b, ms| {
         if s != 200 {
             return check(
                 "6.5",
@@ -253,40 +315,41 @@ pub fn checks(o: &Observed) -> Vec<Check> {
             Ok(_) => check("6.5", Status::Fail, "the completion's text is empty"),
             Err(e) => check("6.5", Status::Fail, e),
         }
-    }));
-    out.push(match &o.stream {
-        None if !ready => check("serve.stream", Status::Skip, not_ready),
-        None => check(
-            "serve.stream",
-            Status::Skip,
-            "not asked: an earlier request failed",
-        ),
-        Some(st) => {
-            let ok = st.error.is_none() && st.status == 200 && st.chunks > 0 && st.done;
-            let mut ev = format!(
-                "HTTP {}, {} chunk(s){}, {:.0} ms in all, [DONE] {}",
-                st.status,
-                st.chunks,
-                st.first_token_ms
-                    .map(|m| format!(", first token after {m:.0} ms"))
-                    .unwrap_or_default(),
-                st.total_ms,
-                if st.done { "seen" } else { "missing" }
-            );
-            if !st.text.is_empty() {
-                ev.push_str(&format!(": {}", quote(&st.text)));
-            }
-            if let Some(e) = &st.error {
-                ev = format!("{e}; {ev}");
-            }
-            check(
-                "serve.stream",
-                if ok { Status::Pass } else { Status::Fail },
-                ev,
-            )
-        }
-    });
-    out.push(http("serve.chat", &o.chat, &|s, b, ms| match s {
+    })
+}
+
+/// serve.stream: the streamed completion answers 200 with text chunks and `[DONE]`.
+fn stream_check(o: &Observed) -> Check {
+    let Some(st) = &o.stream else {
+        return not_asked(o, "serve.stream");
+    };
+    let ok = st.error.is_none() && st.status == 200 && st.chunks > 0 && st.done;
+    let mut ev = format!(
+        "HTTP {}, {} chunk(s){}, {:.0} ms in all, [DONE] {}",
+        st.status,
+        st.chunks,
+        st.first_token_ms
+            .map(|m| format!(", first token after {m:.0} ms"))
+            .unwrap_or_default(),
+        st.total_ms,
+        if st.done { "seen" } else { "missing" }
+    );
+    if !st.text.is_empty() {
+        ev.push_str(&format!(": {}", quote(&st.text)));
+    }
+    if let Some(e) = &st.error {
+        ev = format!("{e}; {ev}");
+    }
+    check(
+        "serve.stream",
+        if ok { Status::Pass } else { Status::Fail },
+        ev,
+    )
+}
+
+/// serve.chat: `/v1/chat/completions` answers a non-empty message (a skip without a template).
+fn chat_check(o: &Observed) -> Check {
+    http(o, "serve.chat", &o.chat, |s, b, ms| match s {
         200 => match choice_text(b, true) {
             Ok(t) if !t.is_empty() => check(
                 "serve.chat",
@@ -309,48 +372,49 @@ pub fn checks(o: &Observed) -> Vec<Check> {
             Status::Fail,
             format!("HTTP {s}: {}", crate::monitor::diagnose::clip(b, 200)),
         ),
-    }));
-    out.push(match &o.stop {
-        None => check("6.6", Status::Fail, "the container was not stopped"),
-        Some(st) => {
-            let mut bad = Vec::new();
-            if let Some(c) = st.exited_by_itself.filter(|_| o.exited_early.is_none()) {
-                bad.push(format!(
-                    "the server exited by itself (code {c}) before the stop: it crashed"
-                ));
-            }
-            if st.exit_code == Some(137) && st.exited_by_itself.is_none() {
-                bad.push(format!(
-                    "it ignored SIGTERM for {} s and was killed",
-                    st.grace
-                ));
-            }
-            if !st.memory_errors.is_empty() {
-                bad.push(format!(
-                    "memory errors in the log: {}",
-                    st.memory_errors.join(", ")
-                ));
-            }
-            if !st.removed {
-                bad.push("the container is still there".into());
-            }
-            if let Some(e) = &st.error {
-                bad.push(e.clone());
-            }
-            let how = format!(
-                "stopped in {:.1} s (exit code {}), removed: {}",
-                st.seconds,
-                st.exit_code.map_or("?".into(), |c| c.to_string()),
-                st.removed
-            );
-            if bad.is_empty() {
-                check("6.6", Status::Pass, how)
-            } else {
-                check("6.6", Status::Fail, format!("{}; {how}", bad.join("; ")))
-            }
-        }
-    });
-    out
+    })
+}
+
+/// 6.6: the server stopped cleanly on SIGTERM (no crash, no kill, no memory errors) and is gone.
+fn stop_check(o: &Observed) -> Check {
+    let Some(st) = &o.stop else {
+        return check("6.6", Status::Fail, "the container was not stopped");
+    };
+    let mut bad = Vec::new();
+    if let Some(c) = st.exited_by_itself.filter(|_| o.exited_early.is_none()) {
+        bad.push(format!(
+            "the server exited by itself (code {c}) before the stop: it crashed"
+        ));
+    }
+    if st.exit_code == Some(137) && st.exited_by_itself.is_none() {
+        bad.push(format!(
+            "it ignored SIGTERM for {} s and was killed",
+            st.grace
+        ));
+    }
+    if !st.memory_errors.is_empty() {
+        bad.push(format!(
+            "memory errors in the log: {}",
+            st.memory_errors.join(", ")
+        ));
+    }
+    if !st.removed {
+        bad.push("the container is still there".into());
+    }
+    if let Some(e) = &st.error {
+        bad.push(e.clone());
+    }
+    let how = format!(
+        "stopped in {:.1} s (exit code {}), removed: {}",
+        st.seconds,
+        st.exit_code.map_or("?".into(), |c| c.to_string()),
+        st.removed
+    );
+    if bad.is_empty() {
+        check("6.6", Status::Pass, how)
+    } else {
+        check("6.6", Status::Fail, format!("{}; {how}", bad.join("; ")))
+    }
 }
 
 #[cfg(test)]

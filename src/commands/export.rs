@@ -45,18 +45,7 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
     cancel::cooperate();
     let engine = engine::DockerEngine::connect(Duration::from_secs(10))?;
     let info = engine::Engine::info(&engine)?;
-    if args.format == export::Format::Zst && !export::engine_loads_zstd(&info.version) {
-        return Err(Error::usage(
-            format!(
-                "this engine (Docker {}) cannot load zstd image archives: `docker load` reads zstd from Docker Engine {}.0 on (moby/moby#41759)",
-                info.version,
-                export::ZSTD_LOAD_SINCE_MAJOR
-            ),
-            Some(
-                "use `--format gz` (the default), which every engine loads; export zstd on a host whose engine is 23.0 or newer, for receivers with such engines",
-            ),
-        ));
-    }
+    export::loadable_by(args.format, &info.version)?;
     ui.say(&format!("exporting {image} to {} ...", out.display()));
     // `--audit`: the same stream feeds the image audit (compress, hash and audit in one pass).
     let mut reader = args.audit.then(check::imagefs::ImageReader::new);
@@ -81,51 +70,14 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
     // on its archive (complete, checksum right, loadable).
     let named = recipe_args.rocm.is_some() || recipe_args.recipe.is_some();
     let mut checks = export::checks(&e, named.then_some(recipe.file.checks.archive_min_bytes));
-    if let Some(join) = export::join_command(&e) {
-        let names: Vec<String> = e
-            .parts
-            .iter()
-            .map(|p| p.path.display().to_string())
-            .collect();
-        checks.push(Check::pass(
-            "export.parts",
-            "archive split into parts",
-            format!(
-                "{} parts: {}; SHA256SUMS lists them; join: {join}",
-                e.parts.len(),
-                names.join(", ")
-            ),
-        ));
+    if let Some((check, join)) = export::parts_check(&e) {
+        checks.push(check);
         ui.say(&format!("join the parts with: {join}"));
     }
     if let Some(r) = reader {
-        let (c, audit) = check::audit::checks_and_audit(
-            r.finish(),
-            recipe.archs(),
-            recipe.rocm_version(),
-            if named {
-                check::audit::Purpose::Torch
-            } else {
-                check::audit::Purpose::Unstated
-            },
-        );
-        checks.extend(c);
         // In a bundle, `--audit` writes the SBOM beside the archive (the manifest lists it).
-        if let (Some(audit), true) = (audit, bundle_dir) {
-            let subject = crate::ops::sbom::Subject {
-                tag: image.clone(),
-                id: engine::Engine::image_id(&engine, image).ok().flatten(),
-            };
-            let p = out
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(crate::ops::sbom::FILE);
-            crate::atomic::write_atomically(&p, &crate::ops::sbom::to_vec(&audit, &subject))?;
-            ui.say(&format!(
-                "wrote the SBOM (CycloneDX 1.6) to {}",
-                p.display()
-            ));
-        }
+        let sbom_dir = bundle_dir.then(|| out.parent().unwrap_or(Path::new(".")));
+        checks.extend(audit(ui, &engine, r, &recipe, named, image, sbom_dir)?);
     }
     if bundle_dir {
         let dir = out.parent().unwrap_or(Path::new(".")).to_owned();
@@ -142,6 +94,42 @@ pub fn run(ui: &Ui, args: Args, recipe_args: RecipeArgs) -> Result<u8> {
     }
     let outcome = Outcome::new(format!("export {image}"), checks).with("export", &e);
     Ok(ui.emit(&outcome))
+}
+
+/// `--audit`: the image audit of the exported stream (GPU code, ROCm releases, vLLM vs torch);
+/// with `sbom_dir`, its SBOM written there.
+fn audit(
+    ui: &Ui,
+    engine: &engine::DockerEngine,
+    reader: check::imagefs::ImageReader,
+    recipe: &Recipe,
+    named: bool,
+    image: &str,
+    sbom_dir: Option<&Path>,
+) -> Result<Vec<Check>> {
+    let (checks, audit) = check::audit::checks_and_audit(
+        reader.finish(),
+        recipe.archs(),
+        recipe.rocm_version(),
+        if named {
+            check::audit::Purpose::Torch
+        } else {
+            check::audit::Purpose::Unstated
+        },
+    );
+    if let (Some(audit), Some(dir)) = (audit, sbom_dir) {
+        let subject = crate::ops::sbom::Subject {
+            tag: image.to_owned(),
+            id: engine::Engine::image_id(engine, image).ok().flatten(),
+        };
+        let p = dir.join(crate::ops::sbom::FILE);
+        crate::atomic::write_atomically(&p, &crate::ops::sbom::to_vec(&audit, &subject))?;
+        ui.say(&format!(
+            "wrote the SBOM (CycloneDX 1.6) to {}",
+            p.display()
+        ));
+    }
+    Ok(checks)
 }
 
 /// `forge export -o DIR/`: make DIR a bundle (the deliverables checklist, manifest.json,

@@ -90,76 +90,18 @@ pub fn lock(ui: &Ui, args: &crate::cli::LockArgs) -> Result<u8> {
             ),
         ));
     };
-    let version = recipe
-        .build_args
-        .get("VLLM_REF")
-        .map(|r| r.trim_start_matches('v').to_owned())
-        .unwrap_or_default();
-    let sdist = match &args.sdist {
-        Some(p) => p.clone(),
-        None => std::env::var_os("FORGE_SDIST_DIR")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/forge/sdists")))
-            .unwrap_or_default()
-            .join(format!("vllm-{version}.tar.gz")),
-    };
-    let src = pylock::read_sdist(&sdist)?;
-    if src.version != version {
-        return Err(Error::usage(
-            format!(
-                "`{}` is vLLM {}, the recipe builds vLLM `{}`",
-                sdist.display(),
-                src.version,
-                recipe
-                    .build_args
-                    .get("VLLM_REF")
-                    .map_or("?", String::as_str)
-            ),
-            Some("pass the sdist of the recipe's vLLM release with `--sdist`"),
-        ));
-    }
-    let lines = pylock::requirement_lines(&src.requirements, "rocm.txt")?;
-    let input = pylock::input(&lines, spec)?;
-    let as_of = pylock::rfc3339(src.packed_at);
     let command = format!("forge recipe lock --recipe {}", args.recipe.display());
-    let mut resolved = Vec::new();
-    for target in [pylock::IMAGE, pylock::REHEARSAL] {
-        ui.say(&format!(
-            "resolving vLLM {}'s requirements for CPython {} ({}) as of {as_of} ...",
-            src.version, target.python, target.platform
-        ));
-        resolved.push(pylock::resolve(&pylock::Resolve {
-            input: &input,
-            target,
-            as_of: as_of.clone(),
-            command: command.clone(),
-        })?);
-    }
-    let (image, rehearsal) = (pylock::pins(&resolved[0]), pylock::pins(&resolved[1]));
-    let split = pylock::differences(&image, &rehearsal);
-    if !split.is_empty() {
-        return Err(Error::usage(
-            format!(
-                "the image's CPython {} and the rehearsal's {} resolve differently (image vs \
-                 rehearsal): {}",
-                pylock::IMAGE.python,
-                pylock::REHEARSAL.python,
-                split.join("; ")
-            ),
-            Some("pin the package in `[lock] add` to a release both interpreters have"),
-        ));
-    }
-    let sha = crate::ops::drive::sha256_file(&sdist)?;
-    let text = pylock::header(&pylock::Header {
-        recipe: &recipe.file.name,
-        command: &command,
-        vllm: &src.version,
-        sdist_sha256: &sha,
-        as_of: &as_of,
-        input: &input,
-        targets: &[pylock::IMAGE, pylock::REHEARSAL],
-        packages: image.len(),
-    }) + &resolved[0];
+    let locked = pylock::lock(&recipe, spec, args.sdist.as_deref(), &command, &mut |l| {
+        ui.say(l)
+    })?;
+    let pylock::Locked {
+        text,
+        pins: image,
+        input,
+        as_of,
+        sdist_sha256: sha,
+        vllm,
+    } = locked;
     let subject = format!("recipe lock {}", out.display());
     let checks = if args.check {
         let on_disk = std::fs::read_to_string(out).unwrap_or_default();
@@ -185,7 +127,7 @@ pub fn lock(ui: &Ui, args: &crate::cli::LockArgs) -> Result<u8> {
             out.display(),
             image.len(),
             input.direct,
-            src.version
+            vllm
         ));
         Vec::new()
     };

@@ -522,6 +522,112 @@ pub fn rfc3339(secs: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// What [`lock`] made: the lock file's text and what it pins.
+pub struct Locked {
+    /// The lock file, header and hash-pinned requirements.
+    pub text: String,
+    /// Name -> version, the image's resolution.
+    pub pins: BTreeMap<String, String>,
+    /// What was resolved.
+    pub input: Input,
+    /// The index as of the sdist's packing time (RFC 3339).
+    pub as_of: String,
+    /// The sdist's SHA256.
+    pub sdist_sha256: String,
+    /// The vLLM release.
+    pub vllm: String,
+}
+
+/// `forge recipe lock`'s operation: the requirements of the recipe's vLLM release (its sdist:
+/// `sdist`, else `$FORGE_SDIST_DIR` or `~/.cache/forge/sdists/vllm-VERSION.tar.gz`) resolved
+/// for the image's CPython and the rehearsal's, as of the sdist's packing time; the two must
+/// agree. `command` is what the header says regenerates it.
+pub fn lock(
+    recipe: &crate::recipe::Recipe,
+    spec: &LockSpec,
+    sdist: Option<&Path>,
+    command: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Locked> {
+    let version = recipe
+        .build_args
+        .get("VLLM_REF")
+        .map(|r| r.trim_start_matches('v').to_owned())
+        .unwrap_or_default();
+    let sdist = match sdist {
+        Some(p) => p.to_owned(),
+        None => std::env::var_os("FORGE_SDIST_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/forge/sdists")))
+            .unwrap_or_default()
+            .join(format!("vllm-{version}.tar.gz")),
+    };
+    let src = read_sdist(&sdist)?;
+    if src.version != version {
+        return Err(Error::usage(
+            format!(
+                "`{}` is vLLM {}, the recipe builds vLLM `{}`",
+                sdist.display(),
+                src.version,
+                recipe
+                    .build_args
+                    .get("VLLM_REF")
+                    .map_or("?", String::as_str)
+            ),
+            Some("pass the sdist of the recipe's vLLM release with `--sdist`"),
+        ));
+    }
+    let lines = requirement_lines(&src.requirements, "rocm.txt")?;
+    let input = input(&lines, spec)?;
+    let as_of = rfc3339(src.packed_at);
+    let mut resolved = Vec::new();
+    for target in [IMAGE, REHEARSAL] {
+        progress(&format!(
+            "resolving vLLM {}'s requirements for CPython {} ({}) as of {as_of} ...",
+            src.version, target.python, target.platform
+        ));
+        resolved.push(resolve(&Resolve {
+            input: &input,
+            target,
+            as_of: as_of.clone(),
+            command: command.to_owned(),
+        })?);
+    }
+    let (image, rehearsal) = (pins(&resolved[0]), pins(&resolved[1]));
+    let split = differences(&image, &rehearsal);
+    if !split.is_empty() {
+        return Err(Error::usage(
+            format!(
+                "the image's CPython {} and the rehearsal's {} resolve differently (image vs \
+                 rehearsal): {}",
+                IMAGE.python,
+                REHEARSAL.python,
+                split.join("; ")
+            ),
+            Some("pin the package in `[lock] add` to a release both interpreters have"),
+        ));
+    }
+    let sha = crate::ops::drive::sha256_file(&sdist)?;
+    let text = header(&Header {
+        recipe: &recipe.file.name,
+        command,
+        vllm: &src.version,
+        sdist_sha256: &sha,
+        as_of: &as_of,
+        input: &input,
+        targets: &[IMAGE, REHEARSAL],
+        packages: image.len(),
+    }) + &resolved[0];
+    Ok(Locked {
+        text,
+        pins: image,
+        input,
+        as_of,
+        sdist_sha256: sha,
+        vllm: src.version,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

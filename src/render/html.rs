@@ -4,7 +4,7 @@
 //! stopped and why), then every phase's checks with their evidence.
 
 use super::markdown::{join_command, next_steps, release_line, size};
-use super::run::{PhaseStatus, RunView};
+use super::run::{PhaseStatus, PhaseView, RunView};
 use crate::report::{Check, Status, Verdict};
 
 /// Escape text for HTML.
@@ -84,15 +84,90 @@ fn fmt_t(t: f64) -> String {
     }
 }
 
+/// The timeline's geometry: the drawing's size, where the lanes and the chart sit, the time span.
+struct Frame {
+    /// The drawing's width.
+    w: f64,
+    /// The left margin (the lanes' labels).
+    left: f64,
+    /// The right margin.
+    right: f64,
+    /// One phase's lane height.
+    lane: f64,
+    /// The ninja chart's height.
+    chart_h: f64,
+    /// Where the first lane starts.
+    top: f64,
+    /// Where the ninja chart starts.
+    chart_top: f64,
+    /// The drawing's height.
+    h: f64,
+    /// The time the drawing ends at, in seconds (at least 1).
+    end: f64,
+}
+
+impl Frame {
+    /// The frame for `lanes` phase lanes over `end` seconds.
+    fn new(lanes: usize, end: f64) -> Self {
+        let end = end.max(1.0);
+        let (w, left, right) = (1120.0_f64, 230.0_f64, 20.0_f64);
+        let lane = 26.0;
+        let chart_h = 130.0;
+        let top = 24.0;
+        let lanes_h = lane * lanes as f64;
+        let chart_top = top + lanes_h + 34.0;
+        let h = chart_top + chart_h + 40.0;
+        Frame {
+            w,
+            left,
+            right,
+            lane,
+            chart_h,
+            top,
+            chart_top,
+            h,
+            end,
+        }
+    }
+
+    /// The x coordinate of time `t`.
+    fn x(&self, t: f64) -> f64 {
+        self.left + (t / self.end).clamp(0.0, 1.0) * (self.w - self.left - self.right)
+    }
+
+    /// The y coordinate of the ninja chart's bottom (0%).
+    fn y0(&self) -> f64 {
+        self.chart_top + self.chart_h
+    }
+}
+
 /// The timeline as inline SVG: one lane a timed phase, ninja's progress under it, the stop.
 pub fn timeline_svg(v: &RunView) -> String {
-    let timed: Vec<_> = v
+    let timed: Vec<&PhaseView> = v
         .phases
         .iter()
         .filter(|p| p.started.is_some() && p.ended.is_some())
         .collect();
+    if timed.is_empty() && v.ninja_progress.is_empty() {
+        return "<p class=\"meta\">No timings were recorded for this run.</p>".into();
+    }
+    let f = Frame::new(timed.len(), timeline_end(v, &timed));
+    let (w, h) = (f.w, f.h);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"build timeline\">\n"
+    );
+    s.push_str(&time_axis(&f));
+    s.push_str(&phase_lanes(&f, &timed));
+    s.push_str(&ninja_chart(&f, v));
+    s.push_str(&stop_marker(&f, v));
+    s.push_str("</svg>");
+    s
+}
+
+/// The time the timeline ends at: the run's length, or a later phase end, ninja line or stop.
+fn timeline_end(v: &RunView, timed: &[&PhaseView]) -> f64 {
     let mut end = v.seconds;
-    for p in &timed {
+    for p in timed {
         end = end.max(p.ended.unwrap_or(0.0));
     }
     for n in &v.ninja_progress {
@@ -101,35 +176,32 @@ pub fn timeline_svg(v: &RunView) -> String {
     if let Some(t) = v.stop.as_ref().and_then(|s| s.t) {
         end = end.max(t);
     }
-    if timed.is_empty() && v.ninja_progress.is_empty() {
-        return "<p class=\"meta\">No timings were recorded for this run.</p>".into();
-    }
-    let end = end.max(1.0);
-    let (w, left, right) = (1120.0_f64, 230.0_f64, 20.0_f64);
-    let lane = 26.0;
-    let chart_h = 130.0;
-    let top = 24.0;
-    let lanes_h = lane * timed.len() as f64;
-    let chart_top = top + lanes_h + 34.0;
-    let h = chart_top + chart_h + 40.0;
-    let x = |t: f64| left + (t / end).clamp(0.0, 1.0) * (w - left - right);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"build timeline\">\n"
-    );
-    // Time axis ticks.
+    end
+}
+
+/// The time axis: nine grid lines with their time labels.
+fn time_axis(f: &Frame) -> String {
+    let mut s = String::new();
     for i in 0..=8 {
-        let t = end * f64::from(i) / 8.0;
-        let xx = x(t);
+        let t = f.end * f64::from(i) / 8.0;
+        let xx = f.x(t);
         s.push_str(&format!(
-            "<line x1=\"{xx:.1}\" y1=\"{top}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#eceff3\"/><text x=\"{xx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#666\">{}</text>\n",
-            chart_top + chart_h,
-            chart_top + chart_h + 16.0,
+            "<line x1=\"{xx:.1}\" y1=\"{}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#eceff3\"/><text x=\"{xx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#666\">{}</text>\n",
+            f.top,
+            f.chart_top + f.chart_h,
+            f.chart_top + f.chart_h + 16.0,
             fmt_t(t)
         ));
     }
-    s.push_str("<text x=\"8\" y=\"16\" font-weight=\"600\">Phases over time</text>\n");
+    s
+}
+
+/// "Phases over time": one labelled bar a timed phase, coloured by its status.
+fn phase_lanes(f: &Frame, timed: &[&PhaseView]) -> String {
+    let mut s =
+        String::from("<text x=\"8\" y=\"16\" font-weight=\"600\">Phases over time</text>\n");
     for (i, p) in timed.iter().enumerate() {
-        let y = top + lane * i as f64;
+        let y = f.top + f.lane * i as f64;
         let (a, b) = (p.started.unwrap_or(0.0), p.ended.unwrap_or(0.0));
         let color = match p.status() {
             PhaseStatus::Pass => "#1f8a4c",
@@ -137,20 +209,20 @@ pub fn timeline_svg(v: &RunView) -> String {
             PhaseStatus::NotRun => "#8a94a3",
             _ => "#b7791f",
         };
-        let bw = (x(b) - x(a)).max(3.0);
+        let bw = (f.x(b) - f.x(a)).max(3.0);
         // The label inside a long bar (white), after a short one.
         let (lx, fill, anchor) = if bw > 160.0 {
-            (x(b) - 6.0, "#fff", "end")
+            (f.x(b) - 6.0, "#fff", "end")
         } else {
-            (x(b) + 6.0, "#444", "start")
+            (f.x(b) + 6.0, "#444", "start")
         };
         s.push_str(&format!(
             "<text x=\"8\" y=\"{:.1}\">{}</text><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bw:.1}\" height=\"{:.1}\" rx=\"3\" fill=\"{color}\"><title>{} {}: {} to {}</title></rect><text x=\"{lx:.1}\" y=\"{:.1}\" fill=\"{fill}\" text-anchor=\"{anchor}\" font-weight=\"600\">{} ({} to {})</text>\n",
             y + 17.0,
             esc(&p.name),
-            x(a),
+            f.x(a),
             y + 4.0,
-            lane - 8.0,
+            f.lane - 8.0,
             esc(&p.name),
             p.status().label(),
             fmt_t(a),
@@ -161,83 +233,111 @@ pub fn timeline_svg(v: &RunView) -> String {
             fmt_t(b),
         ));
     }
-    // Ninja progress.
-    s.push_str(&format!(
+    s
+}
+
+/// "Ninja progress [n/N]": the chart's box and ninja's [n/N] over time, or why there is none.
+fn ninja_chart(f: &Frame, v: &RunView) -> String {
+    let (left, chart_top, chart_h, y0) = (f.left, f.chart_top, f.chart_h, f.y0());
+    let mut s = format!(
         "<text x=\"8\" y=\"{:.1}\" font-weight=\"600\">Ninja progress [n/N]</text>\n",
         chart_top - 10.0
-    ));
-    let y0 = chart_top + chart_h;
+    );
     s.push_str(&format!(
         "<rect x=\"{left}\" y=\"{chart_top}\" width=\"{:.1}\" height=\"{chart_h}\" fill=\"none\" stroke=\"#d8dde4\"/>\n",
-        w - left - right
+        f.w - left - f.right
     ));
-    if v.ninja_progress.is_empty() {
+    let Some(last) = v.ninja_progress.last() else {
         s.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\">no ninja progress in the log (the compile did not start, or it was cached)</text>\n",
             left + 10.0,
             chart_top + chart_h / 2.0
         ));
-    } else {
-        let pts: Vec<String> = v
-            .ninja_progress
-            .iter()
-            .map(|n| {
-                let frac = n.done as f64 / n.total.max(1) as f64;
-                format!("{:.1},{:.1}", x(n.t), y0 - frac * chart_h)
-            })
-            .collect();
-        s.push_str(&format!(
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"#2563eb\" stroke-width=\"2\"/>\n",
-            pts.join(" ")
-        ));
-        let last = v.ninja_progress.last().expect("non-empty");
-        s.push_str(&format!(
-            "<text x=\"8\" y=\"{:.1}\" fill=\"#2563eb\">last: [{}/{}] {:.0}%</text><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\" text-anchor=\"end\">100%</text><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\" text-anchor=\"end\">0%</text>\n",
-            chart_top + 20.0,
-            last.done,
-            last.total,
-            last.done as f64 * 100.0 / last.total.max(1) as f64,
-            left - 4.0,
-            chart_top + 10.0,
-            left - 4.0,
-            y0
-        ));
-    }
-    if let Some(st) = &v.stop
-        && let Some(t) = st.t
-    {
-        let xx = x(t);
-        let label = format!(
-            "stopped at {}{}: {}",
-            fmt_t(t),
-            st.line
-                .map(|l| format!(", log line {l}"))
-                .unwrap_or_default(),
-            st.reason
-        );
-        let clipped: String = if label.chars().count() > 110 {
-            let cut: String = label.chars().take(108).collect();
-            format!("{}…", cut.rsplit_once(' ').map_or(cut.as_str(), |(a, _)| a))
-        } else {
-            label
-        };
-        let anchor = if xx > w / 2.0 { "end" } else { "start" };
-        let tx = if xx > w / 2.0 { xx - 6.0 } else { xx + 6.0 };
-        s.push_str(&format!(
-                "<line x1=\"{xx:.1}\" y1=\"{top}\" x2=\"{xx:.1}\" y2=\"{y0:.1}\" stroke=\"#c0392b\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/><text x=\"{tx:.1}\" y=\"{:.1}\" fill=\"#b42318\" font-weight=\"600\" text-anchor=\"{anchor}\">{}</text>\n",
-                chart_top + chart_h - 10.0,
-                esc(&clipped)
-            ));
-    }
-    s.push_str("</svg>");
+        return s;
+    };
+    let pts: Vec<String> = v
+        .ninja_progress
+        .iter()
+        .map(|n| {
+            let frac = n.done as f64 / n.total.max(1) as f64;
+            format!("{:.1},{:.1}", f.x(n.t), y0 - frac * chart_h)
+        })
+        .collect();
+    s.push_str(&format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#2563eb\" stroke-width=\"2\"/>\n",
+        pts.join(" ")
+    ));
+    s.push_str(&format!(
+        "<text x=\"8\" y=\"{:.1}\" fill=\"#2563eb\">last: [{}/{}] {:.0}%</text><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\" text-anchor=\"end\">100%</text><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\" text-anchor=\"end\">0%</text>\n",
+        chart_top + 20.0,
+        last.done,
+        last.total,
+        last.done as f64 * 100.0 / last.total.max(1) as f64,
+        left - 4.0,
+        chart_top + 10.0,
+        left - 4.0,
+        y0
+    ));
     s
+}
+
+/// The stop: a dashed red line at the time the build stopped, with why (clipped); nothing
+/// without a timed stop.
+fn stop_marker(f: &Frame, v: &RunView) -> String {
+    let Some(st) = &v.stop else {
+        return String::new();
+    };
+    let Some(t) = st.t else {
+        return String::new();
+    };
+    let xx = f.x(t);
+    let label = format!(
+        "stopped at {}{}: {}",
+        fmt_t(t),
+        st.line
+            .map(|l| format!(", log line {l}"))
+            .unwrap_or_default(),
+        st.reason
+    );
+    let clipped: String = if label.chars().count() > 110 {
+        let cut: String = label.chars().take(108).collect();
+        format!("{}…", cut.rsplit_once(' ').map_or(cut.as_str(), |(a, _)| a))
+    } else {
+        label
+    };
+    let anchor = if xx > f.w / 2.0 { "end" } else { "start" };
+    let tx = if xx > f.w / 2.0 { xx - 6.0 } else { xx + 6.0 };
+    format!(
+        "<line x1=\"{xx:.1}\" y1=\"{}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#c0392b\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/><text x=\"{tx:.1}\" y=\"{:.1}\" fill=\"#b42318\" font-weight=\"600\" text-anchor=\"{anchor}\">{}</text>\n",
+        f.top,
+        f.y0(),
+        f.chart_top + f.chart_h - 10.0,
+        esc(&clipped)
+    )
 }
 
 /// The whole page.
 pub fn render(v: &RunView) -> String {
-    let counts = v.counts();
-    let verdict = v.verdict();
-    let r = v.readiness();
+    let mut h = head(v);
+    h.push_str(&banner(v));
+    h.push_str(&checklist_table(v));
+    h.push_str(&next_list(v));
+    h.push_str(&stop_box(v));
+    h.push_str("<h2>Timeline</h2>\n");
+    h.push_str(&timeline_svg(v));
+    h.push('\n');
+    h.push_str(&phases_table(v));
+    for p in &v.phases {
+        h.push_str(&phase_details(v, p));
+    }
+    h.push_str(&workarounds_table(v));
+    h.push_str(&files_table(v));
+    h.push_str("</main></body></html>\n");
+    h
+}
+
+/// The page's head (title, inline CSS), the h1 and the meta line (image, recipe, times, forge).
+fn head(v: &RunView) -> String {
     let mut h = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
     h.push_str(&format!(
         "<title>forge report {}</title>\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<style>{CSS}</style></head><body><main>\n",
@@ -274,7 +374,14 @@ pub fn render(v: &RunView) -> String {
         h.push_str(&format!("build {} · ", esc(e.name())));
     }
     h.push_str(&format!("forge {}</p>\n", esc(&v.forge_version)));
+    h
+}
 
+/// The banner: three cards, the verdict with its counts, the release line, the readiness.
+fn banner(v: &RunView) -> String {
+    let counts = v.counts();
+    let verdict = v.verdict();
+    let r = v.readiness();
     let vclass = match verdict {
         Verdict::Pass => "pass",
         Verdict::Fail => "fail",
@@ -286,7 +393,7 @@ pub fn render(v: &RunView) -> String {
     } else {
         "fail"
     };
-    h.push_str(&format!(
+    format!(
         "<div class=\"banner\"><div class=\"card\"><b>Verdict</b><span class=\"{vclass}\">{}</span><br>{} passed, {} failed, {} skipped (a skip is never a pass)</div>\
          <div class=\"card\"><b>Release</b><span class=\"{rclass}\">{}</span></div>\
          <div class=\"card\"><b>Production readiness</b><span>{}</span><br>{}</div></div>\n",
@@ -297,9 +404,14 @@ pub fn render(v: &RunView) -> String {
         esc(&rel),
         esc(r.level.name()),
         esc(&r.line),
-    ));
+    )
+}
 
-    h.push_str("<h2>Deliverables checklist</h2>\n<table><tr><th>Status</th><th>Item</th><th>Evidence</th></tr>\n");
+/// "Deliverables checklist": one row an item with its status pill and evidence.
+fn checklist_table(v: &RunView) -> String {
+    let mut h = String::from(
+        "<h2>Deliverables checklist</h2>\n<table><tr><th>Status</th><th>Item</th><th>Evidence</th></tr>\n",
+    );
     if v.checklist().is_empty() {
         h.push_str("<tr><td colspan=\"3\">no checklist was judged for this run</td></tr>\n");
     }
@@ -315,8 +427,13 @@ pub fn render(v: &RunView) -> String {
         ));
     }
     h.push_str("</table>\n");
+    h
+}
 
+/// "What to do next" as an ordered list, or nothing when there is nothing to do.
+fn next_list(v: &RunView) -> String {
     let next = next_steps(v);
+    let mut h = String::new();
     if !next.is_empty() {
         h.push_str("<h2>What to do next</h2>\n<ol class=\"next\">\n");
         for n in &next {
@@ -324,33 +441,41 @@ pub fn render(v: &RunView) -> String {
         }
         h.push_str("</ol>\n");
     }
+    h
+}
 
-    if let Some(s) = &v.stop {
-        h.push_str(&format!(
-            "<h2>Where the build stopped</h2>\n<div class=\"stop\"><b>{}</b>",
-            esc(s.kind.describe())
-        ));
-        if let Some(l) = s.line {
-            h.push_str(&format!(" at log line {l}"));
-        }
-        if let Some(t) = s.t {
-            h.push_str(&format!(", {} into the build", fmt_t(t)));
-        }
-        if let Some(t) = &s.text {
-            h.push_str(&format!("<pre>{}</pre>", esc(t)));
-        }
-        h.push_str(&format!("<div>{}</div>", esc(&s.reason)));
-        if let Some(f) = &s.fix {
-            h.push_str(&format!("<div><b>Fix:</b> {}</div>", esc(f)));
-        }
-        h.push_str("</div>\n");
+/// "Where the build stopped": the kind, log line, time, text, reason and fix; nothing without
+/// a stop.
+fn stop_box(v: &RunView) -> String {
+    let Some(s) = &v.stop else {
+        return String::new();
+    };
+    let mut h = format!(
+        "<h2>Where the build stopped</h2>\n<div class=\"stop\"><b>{}</b>",
+        esc(s.kind.describe())
+    );
+    if let Some(l) = s.line {
+        h.push_str(&format!(" at log line {l}"));
     }
+    if let Some(t) = s.t {
+        h.push_str(&format!(", {} into the build", fmt_t(t)));
+    }
+    if let Some(t) = &s.text {
+        h.push_str(&format!("<pre>{}</pre>", esc(t)));
+    }
+    h.push_str(&format!("<div>{}</div>", esc(&s.reason)));
+    if let Some(f) = &s.fix {
+        h.push_str(&format!("<div><b>Fix:</b> {}</div>", esc(f)));
+    }
+    h.push_str("</div>\n");
+    h
+}
 
-    h.push_str("<h2>Timeline</h2>\n");
-    h.push_str(&timeline_svg(v));
-    h.push('\n');
-
-    h.push_str("<h2>Phases</h2>\n<table><tr><th>Phase</th><th>Status</th><th>Passed</th><th>Failed</th><th>Skipped</th></tr>\n");
+/// "Phases": one row a phase with its status pill and its counts.
+fn phases_table(v: &RunView) -> String {
+    let mut h = String::from(
+        "<h2>Phases</h2>\n<table><tr><th>Phase</th><th>Status</th><th>Passed</th><th>Failed</th><th>Skipped</th></tr>\n",
+    );
     for p in &v.phases {
         let n = |s| p.checks.iter().filter(|c| c.status == s).count();
         h.push_str(&format!(
@@ -364,52 +489,58 @@ pub fn render(v: &RunView) -> String {
         ));
     }
     h.push_str("</table>\n");
+    h
+}
 
-    for p in &v.phases {
-        let st = p.status();
-        let open = if matches!(
-            st,
-            PhaseStatus::Fail | PhaseStatus::Incomplete | PhaseStatus::Skip
-        ) {
-            " open"
-        } else {
-            ""
-        };
+/// One phase's `<details>` (open unless it passed or did not run): its note and checks' table.
+fn phase_details(v: &RunView, p: &PhaseView) -> String {
+    let st = p.status();
+    let open = if matches!(
+        st,
+        PhaseStatus::Fail | PhaseStatus::Incomplete | PhaseStatus::Skip
+    ) {
+        " open"
+    } else {
+        ""
+    };
+    let mut h = format!(
+        "<details{open}><summary>{} <span class=\"pill {}\">{}</span></summary>\n",
+        esc(&p.name),
+        phase_class(st),
+        st.label()
+    );
+    if let Some(n) = &p.note {
         h.push_str(&format!(
-            "<details{open}><summary>{} <span class=\"pill {}\">{}</span></summary>\n",
-            esc(&p.name),
-            phase_class(st),
-            st.label()
+            "<p class=\"meta\" style=\"padding:0 12px\">{}</p>",
+            esc(n)
         ));
-        if let Some(n) = &p.note {
-            h.push_str(&format!(
-                "<p class=\"meta\" style=\"padding:0 12px\">{}</p>",
-                esc(n)
-            ));
-        }
-        if p.checks.is_empty() {
-            h.push_str(
-                "<p class=\"meta\" style=\"padding:0 12px\">not run in this run</p></details>\n",
-            );
-            continue;
-        }
-        h.push_str("<table><tr><th>Test</th><th>Check</th><th>Pass condition</th><th>Status</th><th>Evidence</th></tr>\n");
-        for c in &p.checks {
-            h.push_str(&format!(
-                "<tr><td class=\"id\">{}</td><td>{}</td><td>{}</td><td><span class=\"pill {}\">{}</span></td><td class=\"ev\">{}{}</td></tr>\n",
-                esc(&c.id),
-                esc(&c.title),
-                esc(v.conditions.get(&c.id).map_or("-", String::as_str)),
-                class(c.status),
-                c.status.label(),
-                esc(&c.evidence),
-                fix(c)
-            ));
-        }
-        h.push_str("</table></details>\n");
     }
+    if p.checks.is_empty() {
+        h.push_str(
+            "<p class=\"meta\" style=\"padding:0 12px\">not run in this run</p></details>\n",
+        );
+        return h;
+    }
+    h.push_str("<table><tr><th>Test</th><th>Check</th><th>Pass condition</th><th>Status</th><th>Evidence</th></tr>\n");
+    for c in &p.checks {
+        h.push_str(&format!(
+            "<tr><td class=\"id\">{}</td><td>{}</td><td>{}</td><td><span class=\"pill {}\">{}</span></td><td class=\"ev\">{}{}</td></tr>\n",
+            esc(&c.id),
+            esc(&c.title),
+            esc(v.conditions.get(&c.id).map_or("-", String::as_str)),
+            class(c.status),
+            c.status.label(),
+            esc(&c.evidence),
+            fix(c)
+        ));
+    }
+    h.push_str("</table></details>\n");
+    h
+}
 
-    h.push_str("<h2>Workarounds in force</h2>\n");
+/// "Workarounds in force": a table of them, or the line saying there are none.
+fn workarounds_table(v: &RunView) -> String {
+    let mut h = String::from("<h2>Workarounds in force</h2>\n");
     if v.workarounds.is_empty() {
         h.push_str(
             "<p>None: the image sets no preload or override forge knows as a workaround.</p>\n",
@@ -426,28 +557,35 @@ pub fn render(v: &RunView) -> String {
         }
         h.push_str("</table>\n");
     }
+    h
+}
 
-    if !v.outputs.is_empty() {
-        h.push_str("<h2>Files</h2>\n<table><tr><th>File</th><th>Kind</th><th>Size</th><th>SHA256</th></tr>\n");
-        for o in &v.outputs {
-            h.push_str(&format!(
-                "<tr><td class=\"ev\">{}</td><td>{}</td><td>{}</td><td class=\"ev\">{}</td></tr>\n",
-                esc(&o.path),
-                esc(o.kind.name()),
-                size(o.bytes),
-                esc(o.sha256.as_deref().unwrap_or("-"))
-            ));
-        }
-        h.push_str("</table>\n");
-        if let Some(j) = join_command(v) {
-            h.push_str(&format!(
-                "<p>The archive is split; join and check it with: <code>{}</code></p>\n",
-                esc(&j)
-            ));
-        }
-        h.push_str("<p class=\"meta\"><code>forge verify &lt;this directory&gt;</code> rechecks every file against <code>manifest.json</code> and <code>SHA256SUMS</code>; <code>sha256sum -c SHA256SUMS</code> does the same without forge.</p>\n");
+/// "Files": the outputs' table, the join command of a split archive and how to verify; nothing
+/// without outputs.
+fn files_table(v: &RunView) -> String {
+    if v.outputs.is_empty() {
+        return String::new();
     }
-    h.push_str("</main></body></html>\n");
+    let mut h = String::from(
+        "<h2>Files</h2>\n<table><tr><th>File</th><th>Kind</th><th>Size</th><th>SHA256</th></tr>\n",
+    );
+    for o in &v.outputs {
+        h.push_str(&format!(
+            "<tr><td class=\"ev\">{}</td><td>{}</td><td>{}</td><td class=\"ev\">{}</td></tr>\n",
+            esc(&o.path),
+            esc(o.kind.name()),
+            size(o.bytes),
+            esc(o.sha256.as_deref().unwrap_or("-"))
+        ));
+    }
+    h.push_str("</table>\n");
+    if let Some(j) = join_command(v) {
+        h.push_str(&format!(
+            "<p>The archive is split; join and check it with: <code>{}</code></p>\n",
+            esc(&j)
+        ));
+    }
+    h.push_str("<p class=\"meta\"><code>forge verify &lt;this directory&gt;</code> rechecks every file against <code>manifest.json</code> and <code>SHA256SUMS</code>; <code>sha256sum -c SHA256SUMS</code> does the same without forge.</p>\n");
     h
 }
 

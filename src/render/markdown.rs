@@ -99,7 +99,20 @@ pub fn release_line(v: &RunView) -> String {
 
 /// The report as Markdown.
 pub fn render(v: &RunView) -> String {
-    let counts = v.counts();
+    let mut md = header(v);
+    md.push_str(&verdict_section(v));
+    md.push_str(&checklist_section(v));
+    md.push_str(&next_section(v));
+    md.push_str(&stop_section(v));
+    md.push_str(&summary_section(v));
+    md.push_str(&phase_sections(v));
+    md.push_str(&workarounds_section(v));
+    md.push_str(&files_section(v));
+    md
+}
+
+/// The title and the run's facts: image, recipe, start and duration, the build's end, forge.
+fn header(v: &RunView) -> String {
     let mut md = format!("# forge report: {}\n\n", v.run);
     if let Some(img) = &v.image {
         md.push_str(&format!("- image: `{}`", img.tag));
@@ -124,13 +137,19 @@ pub fn render(v: &RunView) -> String {
         md.push_str(&format!("- build: **{e}**\n"));
     }
     md.push_str(&format!("- forge {}\n\n", v.forge_version));
-    md.push_str(&format!(
+    md
+}
+
+/// The verdict with its counts, the release line and the production readiness.
+fn verdict_section(v: &RunView) -> String {
+    let counts = v.counts();
+    let mut md = format!(
         "**Verdict: {}**: {} passed, {} failed, {} skipped (a skip is never a pass).\n\n",
         v.verdict().name().to_uppercase(),
         counts.pass,
         counts.fail,
         counts.skip
-    ));
+    );
     md.push_str(&format!("**Release:** {}.\n\n", release_line(v)));
     let r = v.readiness();
     md.push_str(&format!("**Production readiness:** {}.\n", r.line));
@@ -141,8 +160,12 @@ pub fn render(v: &RunView) -> String {
         md.push_str(&format!("- not ready for: {x}\n"));
     }
     md.push('\n');
+    md
+}
 
-    md.push_str("## Deliverables checklist\n\n");
+/// "Deliverables checklist": one ticked or unticked line an item.
+fn checklist_section(v: &RunView) -> String {
+    let mut md = String::from("## Deliverables checklist\n\n");
     if v.checklist().is_empty() {
         md.push_str("No checklist was judged for this run.\n\n");
     }
@@ -160,8 +183,13 @@ pub fn render(v: &RunView) -> String {
         ));
     }
     md.push('\n');
+    md
+}
 
+/// "What to do next" as a numbered list, or nothing when there is nothing to do.
+fn next_section(v: &RunView) -> String {
     let next = next_steps(v);
+    let mut md = String::new();
     if !next.is_empty() {
         md.push_str("## What to do next\n\n");
         for (i, n) in next.iter().enumerate() {
@@ -169,29 +197,41 @@ pub fn render(v: &RunView) -> String {
         }
         md.push('\n');
     }
+    md
+}
 
-    if let Some(s) = &v.stop {
-        md.push_str(&format!(
-            "## Where the build stopped ({})\n\n",
-            s.kind.describe()
-        ));
-        if let Some(l) = s.line {
-            md.push_str(&format!("At log line {l}"));
-            if let Some(t) = s.t {
-                md.push_str(&format!(", {t:.1} s into the build"));
-            }
-            md.push_str(":\n\n");
+/// "Where the build stopped": the log line, its text, the reason and the fix (none: nothing).
+fn stop_section(v: &RunView) -> String {
+    let mut md = String::new();
+    let Some(s) = &v.stop else {
+        return md;
+    };
+    md.push_str(&format!(
+        "## Where the build stopped ({})\n\n",
+        s.kind.describe()
+    ));
+    if let Some(l) = s.line {
+        md.push_str(&format!("At log line {l}"));
+        if let Some(t) = s.t {
+            md.push_str(&format!(", {t:.1} s into the build"));
         }
-        if let Some(t) = &s.text {
-            md.push_str(&format!("```\n{t}\n```\n\n"));
-        }
-        md.push_str(&format!("{}\n\n", s.reason));
-        if let Some(f) = &s.fix {
-            md.push_str(&format!("Fix: {f}\n\n"));
-        }
+        md.push_str(":\n\n");
     }
+    if let Some(t) = &s.text {
+        md.push_str(&format!("```\n{t}\n```\n\n"));
+    }
+    md.push_str(&format!("{}\n\n", s.reason));
+    if let Some(f) = &s.fix {
+        md.push_str(&format!("Fix: {f}\n\n"));
+    }
+    md
+}
 
-    md.push_str("## Summary\n\n| Phase | Status | Passed | Failed | Skipped | Time |\n|---|---|---|---|---|---|\n");
+/// "Summary": one row a phase with its counts and time, then BuildKit's stage times if any.
+fn summary_section(v: &RunView) -> String {
+    let mut md = String::from(
+        "## Summary\n\n| Phase | Status | Passed | Failed | Skipped | Time |\n|---|---|---|---|---|---|\n",
+    );
     for p in &v.phases {
         let n = |s| p.checks.iter().filter(|c| c.status == s).count();
         let time = match (p.started, p.ended) {
@@ -219,7 +259,12 @@ pub fn render(v: &RunView) -> String {
         }
         md.push('\n');
     }
+    md
+}
 
+/// One section a phase: its note and its checks' table (test, status, condition, evidence).
+fn phase_sections(v: &RunView) -> String {
+    let mut md = String::new();
     for p in &v.phases {
         md.push_str(&format!("## {}: {}\n\n", p.name, p.status().label()));
         if let Some(n) = &p.note {
@@ -253,8 +298,12 @@ pub fn render(v: &RunView) -> String {
         }
         md.push('\n');
     }
+    md
+}
 
-    md.push_str("## Workarounds in force\n\n");
+/// "Workarounds in force": a table of them, or the line saying there are none.
+fn workarounds_section(v: &RunView) -> String {
+    let mut md = String::from("## Workarounds in force\n\n");
     if v.workarounds.is_empty() {
         md.push_str("None: the image sets no preload or override forge knows as a workaround.\n\n");
     } else {
@@ -269,28 +318,35 @@ pub fn render(v: &RunView) -> String {
         }
         md.push('\n');
     }
+    md
+}
 
-    if !v.outputs.is_empty() {
-        md.push_str("## Files\n\n| File | Kind | Size | SHA256 |\n|---|---|---|---|\n");
-        for o in &v.outputs {
-            md.push_str(&format!(
-                "| `{}` | {} | {} | {} |\n",
-                o.path,
-                o.kind,
-                mb(o.bytes),
-                o.sha256
-                    .as_deref()
-                    .map(|s| format!("`{s}`"))
-                    .unwrap_or_else(|| "-".into())
-            ));
-        }
-        md.push('\n');
-        if let Some(j) = join_command(v) {
-            md.push_str(&format!(
-                "The archive is split; join and check it with:\n\n```sh\n{j}\n```\n\n"
-            ));
-        }
-        md.push_str("`forge verify <this directory>` rechecks every file against `manifest.json` and `SHA256SUMS`; `sha256sum -c SHA256SUMS` does the same without forge.\n");
+/// "Files": the outputs' table, the join command of a split archive and how to verify; nothing
+/// without outputs.
+fn files_section(v: &RunView) -> String {
+    let mut md = String::new();
+    if v.outputs.is_empty() {
+        return md;
     }
+    md.push_str("## Files\n\n| File | Kind | Size | SHA256 |\n|---|---|---|---|\n");
+    for o in &v.outputs {
+        md.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            o.path,
+            o.kind,
+            mb(o.bytes),
+            o.sha256
+                .as_deref()
+                .map(|s| format!("`{s}`"))
+                .unwrap_or_else(|| "-".into())
+        ));
+    }
+    md.push('\n');
+    if let Some(j) = join_command(v) {
+        md.push_str(&format!(
+            "The archive is split; join and check it with:\n\n```sh\n{j}\n```\n\n"
+        ));
+    }
+    md.push_str("`forge verify <this directory>` rechecks every file against `manifest.json` and `SHA256SUMS`; `sha256sum -c SHA256SUMS` does the same without forge.\n");
     md
 }

@@ -23,7 +23,7 @@ mod verify;
 
 pub use compress::{BLOCK, Sink, compress_parallel, gzip_parallel};
 use split::SplitWriter;
-pub use split::{join_command, parse_size};
+pub use split::{join_command, parse_size, parts_check};
 use tar::TarStream;
 pub use verify::{Verification, checks, verify, verify_files};
 
@@ -355,6 +355,22 @@ impl Format {
 /// The first Docker Engine major version whose `docker load` reads zstd archives
 /// (moby/moby#41759, released in 23.0; 20.10 reads gzip, bzip2 and xz only).
 pub const ZSTD_LOAD_SINCE_MAJOR: u64 = 23;
+
+/// An archive in `format` is one the engine of `version` can load, or a usage error saying why
+/// not and what to do.
+pub fn loadable_by(format: Format, version: &str) -> Result<()> {
+    if format == Format::Zst && !engine_loads_zstd(version) {
+        return Err(Error::usage(
+            format!(
+                "this engine (Docker {version}) cannot load zstd image archives: `docker load` reads zstd from Docker Engine {ZSTD_LOAD_SINCE_MAJOR}.0 on (moby/moby#41759)",
+            ),
+            Some(
+                "use `--format gz` (the default), which every engine loads; export zstd on a host whose engine is 23.0 or newer, for receivers with such engines",
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Whether an engine of `version` (`20.10.24+dfsg1`, `27.3.1`) loads zstd archives.
 pub fn engine_loads_zstd(version: &str) -> bool {

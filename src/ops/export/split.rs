@@ -120,6 +120,26 @@ impl Write for SplitWriter {
     }
 }
 
+/// `export.parts` for a split archive, with the command that joins the parts.
+pub fn parts_check(e: &Export) -> Option<(crate::report::Check, String)> {
+    let join = join_command(e)?;
+    let names: Vec<String> = e
+        .parts
+        .iter()
+        .map(|p| p.path.display().to_string())
+        .collect();
+    let check = crate::report::Check::pass(
+        "export.parts",
+        "archive split into parts",
+        format!(
+            "{} parts: {}; SHA256SUMS lists them; join: {join}",
+            e.parts.len(),
+            names.join(", ")
+        ),
+    );
+    Some((check, join))
+}
+
 /// The command that joins the parts of `e` and checks the result.
 pub fn join_command(e: &Export) -> Option<String> {
     if e.parts.is_empty() {
