@@ -379,112 +379,166 @@ fn run_phases(
         }
     }
     for phase in phases.iter().filter(|p| p.over_record.is_none()) {
-        let mut why_rerun = None;
-        if chain && !phase.cheap {
-            let before = prior.and_then(|p| p.phase(phase.id));
-            match before.map(|b| b.status) {
-                Some(s) if s.passed() => match (phase.verify)(ctx) {
-                    Ok(()) => {
-                        let mut b = before.expect("matched").clone();
-                        b.reused = true;
-                        b.reason = Some("reused: recorded outputs verified".into());
-                        rec.resumes.push(format!(
-                            "{}: reused (recorded outputs verified)",
-                            phase.id.name()
-                        ));
-                        set(rec, b);
-                        rec.write(dir)?;
-                        continue;
-                    }
-                    Err(why) => {
-                        chain = false;
-                        why_rerun = Some(format!("run again: {why}"));
-                    }
-                },
-                Some(PhaseStatus::Skip) => {}
-                Some(s) => {
-                    chain = false;
-                    why_rerun = Some(format!("run again: it ended `{}` before", s.name()));
+        let why_rerun = if chain && !phase.cheap {
+            match reuse(phase, ctx, rec, prior, dir)? {
+                Reuse::Reused => continue,
+                Reuse::Rerun(why) => {
+                    chain = why.is_none() && chain_holds(phase, prior);
+                    why
                 }
-                None => chain = false,
             }
-            if let Some(w) = &why_rerun {
-                rec.resumes.push(format!("{}: {w}", phase.id.name()));
-            }
-        }
-        let skip = sel
-            .excluded(phase.id)
-            .or_else(|| blocked(phase, &rec.phases, &rec.outputs));
-        if let Some(reason) = skip {
-            // An unselected phase keeps what an earlier attempt recorded for it, if it passed.
-            if sel.excluded(phase.id).is_some()
-                && let Some(b) = prior.and_then(|p| p.phase(phase.id))
-                && b.status.passed()
-                && chain
-            {
-                set(rec, b.clone());
-                continue;
-            }
-            set(
-                rec,
-                PhaseRecord {
-                    status: PhaseStatus::Skip,
-                    reason: Some(reason),
-                    ..PhaseRecord::pending(phase.id)
-                },
-            );
+        } else {
+            None
+        };
+        if skipped(phase, rec, sel, prior, chain) {
             continue;
         }
-        let started = Instant::now();
-        set(
-            rec,
-            PhaseRecord {
-                status: PhaseStatus::Running,
-                reason: why_rerun.clone(),
-                started: Some(record::now()),
-                went_past: went_past(phase, &rec.phases),
-                ..PhaseRecord::pending(phase.id)
-            },
-        );
-        rec.write(dir)?;
-        let result = hold(phase.id, ctx.cancel)
-            .and_then(|()| ctx.cancel.check())
-            .and_then(|()| (phase.run)(ctx));
-        let p = rec.phase_mut(phase.id).expect("set above");
-        p.seconds = started.elapsed().as_secs_f64();
-        rec.outputs = ctx.outputs.clone();
-        match result {
-            Ok(mut checks) => {
-                if ctx.rehearsal {
-                    crate::ops::rehearse::soften(&mut checks);
-                }
-                let p = rec.phase_mut(phase.id).expect("set above");
-                p.status = PhaseStatus::of(&checks);
-                if p.status == PhaseStatus::Skip && p.reason.is_none() {
-                    p.reason = checks.first().map(|c| c.evidence.clone());
-                }
-                p.checks = checks;
-                rec.write(dir)?;
-            }
-            Err(e) => {
-                let p = rec.phase_mut(phase.id).expect("set above");
-                if let Error::Interrupted { signal } = e {
-                    p.status = PhaseStatus::Interrupted;
-                    p.reason = Some(format!("stopped by {}", cancel::name(signal)));
-                    rec.state = RunState::Interrupted;
-                    rec.signal = Some(signal);
-                } else {
-                    p.status = PhaseStatus::Error;
-                    p.reason = Some(e.to_string());
-                    rec.state = RunState::Error;
-                }
-                rec.write(dir)?;
-                return Err(e);
-            }
-        }
+        run_one(phase, ctx, rec, why_rerun, dir)?;
     }
     rec.state = RunState::Finished;
     rec.write(dir)
+}
+
+/// What resuming made of a phase.
+enum Reuse {
+    /// It passed before and its recorded outputs verify: kept.
+    Reused,
+    /// It runs again, and why (none when it was skipped or absent before).
+    Rerun(Option<String>),
+}
+
+/// On resume, while the chain of reused phases holds: reuse `phase` if it passed before and
+/// its recorded outputs verify, else say why it runs again.
+fn reuse(
+    phase: &Phase,
+    ctx: &mut Ctx<'_>,
+    rec: &mut RunRecord,
+    prior: Option<&RunRecord>,
+    dir: &Path,
+) -> Result<Reuse> {
+    let before = prior.and_then(|p| p.phase(phase.id));
+    let why = match before.map(|b| b.status) {
+        Some(s) if s.passed() => match (phase.verify)(ctx) {
+            Ok(()) => {
+                let mut b = before.expect("matched").clone();
+                b.reused = true;
+                b.reason = Some("reused: recorded outputs verified".into());
+                rec.resumes.push(format!(
+                    "{}: reused (recorded outputs verified)",
+                    phase.id.name()
+                ));
+                set(rec, b);
+                rec.write(dir)?;
+                return Ok(Reuse::Reused);
+            }
+            Err(why) => Some(format!("run again: {why}")),
+        },
+        Some(PhaseStatus::Skip) | None => None,
+        Some(s) => Some(format!("run again: it ended `{}` before", s.name())),
+    };
+    if let Some(w) = &why {
+        rec.resumes.push(format!("{}: {w}", phase.id.name()));
+    }
+    Ok(Reuse::Rerun(why))
+}
+
+/// Whether the chain of reused phases goes on past `phase`, which was not reused: only when it
+/// was skipped before (a phase absent from the earlier record breaks it).
+fn chain_holds(phase: &Phase, prior: Option<&RunRecord>) -> bool {
+    prior
+        .and_then(|p| p.phase(phase.id))
+        .is_some_and(|b| b.status == PhaseStatus::Skip)
+}
+
+/// Record `phase` as skipped when it is not selected or its inputs are missing or gated (an
+/// unselected phase keeps what an earlier attempt recorded for it, if it passed); returns
+/// whether it was.
+fn skipped(
+    phase: &Phase,
+    rec: &mut RunRecord,
+    sel: &Selection,
+    prior: Option<&RunRecord>,
+    chain: bool,
+) -> bool {
+    let Some(reason) = sel
+        .excluded(phase.id)
+        .or_else(|| blocked(phase, &rec.phases, &rec.outputs))
+    else {
+        return false;
+    };
+    if sel.excluded(phase.id).is_some()
+        && let Some(b) = prior.and_then(|p| p.phase(phase.id))
+        && b.status.passed()
+        && chain
+    {
+        set(rec, b.clone());
+        return true;
+    }
+    set(
+        rec,
+        PhaseRecord {
+            status: PhaseStatus::Skip,
+            reason: Some(reason),
+            ..PhaseRecord::pending(phase.id)
+        },
+    );
+    true
+}
+
+/// Run `phase`: recorded as running, then with its checks, or as interrupted or in error
+/// (returned); `run.json` written at each step.
+fn run_one(
+    phase: &Phase,
+    ctx: &mut Ctx<'_>,
+    rec: &mut RunRecord,
+    why_rerun: Option<String>,
+    dir: &Path,
+) -> Result<()> {
+    let started = Instant::now();
+    set(
+        rec,
+        PhaseRecord {
+            status: PhaseStatus::Running,
+            reason: why_rerun,
+            started: Some(record::now()),
+            went_past: went_past(phase, &rec.phases),
+            ..PhaseRecord::pending(phase.id)
+        },
+    );
+    rec.write(dir)?;
+    let result = hold(phase.id, ctx.cancel)
+        .and_then(|()| ctx.cancel.check())
+        .and_then(|()| (phase.run)(ctx));
+    rec.outputs = ctx.outputs.clone();
+    let p = rec.phase_mut(phase.id).expect("set above");
+    p.seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(mut checks) => {
+            if ctx.rehearsal {
+                crate::ops::rehearse::soften(&mut checks);
+            }
+            p.status = PhaseStatus::of(&checks);
+            if p.status == PhaseStatus::Skip && p.reason.is_none() {
+                p.reason = checks.first().map(|c| c.evidence.clone());
+            }
+            p.checks = checks;
+            rec.write(dir)
+        }
+        Err(e) => {
+            if let Error::Interrupted { signal } = e {
+                p.status = PhaseStatus::Interrupted;
+                p.reason = Some(format!("stopped by {}", cancel::name(signal)));
+                rec.state = RunState::Interrupted;
+                rec.signal = Some(signal);
+            } else {
+                p.status = PhaseStatus::Error;
+                p.reason = Some(e.to_string());
+                rec.state = RunState::Error;
+            }
+            rec.write(dir)?;
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
