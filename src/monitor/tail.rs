@@ -176,28 +176,7 @@ pub fn watch(
             Some("create the directory, or pass the path the build writes its log to"),
         ));
     }
-    let (tx, rx) = mpsc::channel::<()>();
-    let watcher = if opts.poll_only {
-        Err(notify::Error::generic("--poll given"))
-    } else {
-        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = tx.send(());
-        })
-        .and_then(|mut w| {
-            w.watch(&dir, notify::RecursiveMode::NonRecursive)
-                .map(|()| w)
-        })
-    };
-    let _watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            observer.note(&format!(
-                "notify unavailable ({e}); polling every {:?}",
-                opts.poll
-            ));
-            None
-        }
-    };
+    let (_watcher, rx) = dir_watcher(&dir, opts, observer);
 
     let mut feeder = LineFeeder::new(Monitor::new(expect.clone()));
     let mut cur: Option<Followed> = None;
@@ -225,42 +204,13 @@ pub fn watch(
                     cur = None;
                 }
                 if cur.is_none() {
-                    let file = File::open(path).map_err(|e| {
-                        Error::input(
-                            format!("cannot read `{}`: {e}", path.display()),
-                            Some("check the log's permissions"),
-                        )
-                    })?;
                     if announced_wait {
                         observer.note(&format!("{} appeared", path.display()));
                     }
-                    cur = Some(Followed {
-                        file,
-                        ino: meta.ino(),
-                        dev: meta.dev(),
-                        offset: 0,
-                        tail: Vec::new(),
-                    });
+                    cur = Some(Followed::open(path, &meta)?);
                 }
                 let c = cur.as_mut().expect("opened above");
-                let shorter = meta.len() < c.offset;
-                if shorter || c.rewritten() {
-                    observer.note(&format!(
-                        "{} was truncated ({} -> {} bytes{}): following it from its start",
-                        path.display(),
-                        c.offset,
-                        meta.len(),
-                        if shorter {
-                            ""
-                        } else {
-                            ", rewritten past the old end"
-                        }
-                    ));
-                    c.file
-                        .seek(SeekFrom::Start(0))
-                        .map_err(|e| Error::io("seek", path, e))?;
-                    c.offset = 0;
-                    c.tail.clear();
+                if c.restart_if_truncated(path, &meta, observer)? {
                     feeder = LineFeeder::new(Monitor::new(expect.clone()));
                 }
                 if let Some(finding) = drain(c, &mut feeder, &mut buf, path, observer)? {
@@ -299,22 +249,109 @@ pub fn watch(
                     Some("check the log path the build writes to"),
                 ));
             }
-            feeder.finish();
-            observer.update(&feeder.monitor);
-            if let Some(f) = feeder.monitor.fatal().cloned() {
-                return Ok((
-                    WatchEnd::Fatal {
-                        finding: f,
-                        signals: Vec::new(),
-                    },
-                    feeder.monitor,
-                ));
-            }
-            return Ok((WatchEnd::ProcessExited, feeder.monitor));
+            return Ok(writer_exited(feeder, observer));
         }
         // Sleep until the directory changes or the poll interval passes; swallow the burst.
         let _ = rx.recv_timeout(opts.poll);
         while rx.try_recv().is_ok() {}
+    }
+}
+
+/// The writer exited: the last partial line judged, a fatal finding among all the lines is the
+/// end, else the process's exit.
+fn writer_exited(mut feeder: LineFeeder, observer: &mut dyn Observer) -> (WatchEnd, Monitor) {
+    feeder.finish();
+    observer.update(&feeder.monitor);
+    if let Some(f) = feeder.monitor.fatal().cloned() {
+        return (
+            WatchEnd::Fatal {
+                finding: f,
+                signals: Vec::new(),
+            },
+            feeder.monitor,
+        );
+    }
+    (WatchEnd::ProcessExited, feeder.monitor)
+}
+
+/// A watcher of `dir` that sends on every change, or none (polling: `--poll`, or notify
+/// unavailable, which is said).
+fn dir_watcher(
+    dir: &Path,
+    opts: &WatchOptions,
+    observer: &mut dyn Observer,
+) -> (Option<notify::RecommendedWatcher>, mpsc::Receiver<()>) {
+    let (tx, rx) = mpsc::channel::<()>();
+    let watcher = if opts.poll_only {
+        Err(notify::Error::generic("--poll given"))
+    } else {
+        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        })
+        .and_then(|mut w| {
+            w.watch(dir, notify::RecursiveMode::NonRecursive)
+                .map(|()| w)
+        })
+    };
+    match watcher {
+        Ok(w) => (Some(w), rx),
+        Err(e) => {
+            observer.note(&format!(
+                "notify unavailable ({e}); polling every {:?}",
+                opts.poll
+            ));
+            (None, rx)
+        }
+    }
+}
+
+impl Followed {
+    /// Open the log at `path` (whose metadata is `meta`) from its start.
+    fn open(path: &Path, meta: &std::fs::Metadata) -> Result<Followed> {
+        let file = File::open(path).map_err(|e| {
+            Error::input(
+                format!("cannot read `{}`: {e}", path.display()),
+                Some("check the log's permissions"),
+            )
+        })?;
+        Ok(Followed {
+            file,
+            ino: meta.ino(),
+            dev: meta.dev(),
+            offset: 0,
+            tail: Vec::new(),
+        })
+    }
+
+    /// Truncated (shorter than read so far) or rewritten past the old end: back to the start,
+    /// said; returns whether it was (the monitor then starts afresh).
+    fn restart_if_truncated(
+        &mut self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        observer: &mut dyn Observer,
+    ) -> Result<bool> {
+        let shorter = meta.len() < self.offset;
+        if !(shorter || self.rewritten()) {
+            return Ok(false);
+        }
+        observer.note(&format!(
+            "{} was truncated ({} -> {} bytes{}): following it from its start",
+            path.display(),
+            self.offset,
+            meta.len(),
+            if shorter {
+                ""
+            } else {
+                ", rewritten past the old end"
+            }
+        ));
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("seek", path, e))?;
+        self.offset = 0;
+        self.tail.clear();
+        Ok(true)
     }
 }
 
