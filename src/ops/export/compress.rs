@@ -77,6 +77,60 @@ fn compress_block(
     }
 }
 
+/// A worker: blocks from the job queue compressed until the queue ends, the writer is gone or
+/// the producer failed.
+fn worker(
+    jobs: &std::sync::Mutex<mpsc::Receiver<(u64, Vec<u8>)>>,
+    done: &mpsc::SyncSender<(u64, std::io::Result<Vec<u8>>)>,
+    format: Format,
+    level: u32,
+    aborted: &dyn Fn() -> bool,
+) {
+    loop {
+        let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((i, block)) = job else { break };
+        if aborted() {
+            break;
+        }
+        let Some(r) = compress_block(&block, format, level, aborted) else {
+            return;
+        };
+        if done.send((i, r)).is_err() {
+            break;
+        }
+    }
+}
+
+/// The writer: members written in their order, hashed as written; `Ok(None)` when it stopped
+/// on the producer's failure. Returns (bytes written, SHA256).
+fn write_in_order(
+    done: mpsc::Receiver<(u64, std::io::Result<Vec<u8>>)>,
+    out: &mut (dyn Write + Send),
+    aborted: &dyn Fn() -> bool,
+) -> Result<Option<(u64, String)>> {
+    let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut hash = Sha256::new();
+    let mut written = 0u64;
+    for (i, r) in done {
+        if aborted() {
+            return Ok(None);
+        }
+        let member = r.map_err(|e| Error::io("compress", "<image stream>", e))?;
+        pending.insert(i, member);
+        while let Some(m) = pending.remove(&next) {
+            hash.update(&m);
+            out.write_all(&m)
+                .map_err(|e| Error::io("write", "<archive>", e))?;
+            written += m.len() as u64;
+            next += 1;
+        }
+    }
+    out.flush()
+        .map_err(|e| Error::io("write", "<archive>", e))?;
+    Ok(Some((written, hex(&hash.finalize()))))
+}
+
 /// [`gzip_parallel`] in `format`: members that concatenate into one valid stream (gzip members,
 /// zstd frames), with the same ordering, determinism and cancel behaviour.
 pub fn compress_parallel(
@@ -99,50 +153,14 @@ pub fn compress_parallel(
     std::thread::scope(|s| {
         for _ in 0..threads {
             let (job_rx, done_tx) = (std::sync::Arc::clone(&job_rx), done_tx.clone());
-            s.spawn(move || {
-                loop {
-                    let job = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((i, block)) = job else { break };
-                    if aborted() {
-                        break;
-                    }
-                    let Some(r) = compress_block(&block, format, level, &aborted) else {
-                        return;
-                    };
-                    if done_tx.send((i, r)).is_err() {
-                        break;
-                    }
-                }
-            });
+            s.spawn(move || worker(&job_rx, &done_tx, format, level, &aborted));
         }
         // Only the workers hold the job receiver: when the last one ends, sends fail.
         drop(job_rx);
         drop(done_tx);
         // The writer: members in order, hashed as written.
         // The writer returns `Ok(None)` when it stopped on an abort.
-        let writer = s.spawn(move || -> Result<Option<(u64, String)>> {
-            let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-            let mut next = 0u64;
-            let mut hash = Sha256::new();
-            let mut written = 0u64;
-            for (i, r) in done_rx {
-                if aborted() {
-                    return Ok(None);
-                }
-                let member = r.map_err(|e| Error::io("compress", "<image stream>", e))?;
-                pending.insert(i, member);
-                while let Some(m) = pending.remove(&next) {
-                    hash.update(&m);
-                    out.write_all(&m)
-                        .map_err(|e| Error::io("write", "<archive>", e))?;
-                    written += m.len() as u64;
-                    next += 1;
-                }
-            }
-            out.flush()
-                .map_err(|e| Error::io("write", "<archive>", e))?;
-            Ok(Some((written, hex(&hash.finalize()))))
-        });
+        let writer = s.spawn(move || write_in_order(done_rx, out, &aborted));
         let mut block = Vec::with_capacity(BLOCK);
         let mut index = 0u64;
         let tx = job_tx;
