@@ -20,32 +20,6 @@ use crate::render::run::{
 use crate::render::{html, junit, markdown};
 use crate::report::Check;
 
-
-// DIFFTEST-BEGIN
-#[cfg(debug_assertions)]
-#[path = "/tmp/old/old_files.rs"]
-mod old_files;
-#[cfg(debug_assertions)]
-#[path = "/tmp/old/old_html.rs"]
-mod old_html;
-#[cfg(debug_assertions)]
-#[path = "/tmp/old/old_markdown.rs"]
-mod old_markdown;
-#[cfg(debug_assertions)]
-pub(crate) fn difftest(what: &str, old: &str, new: &str) {
-    use std::io::Write;
-    let ok = old == new;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open("/tmp/old/cmp.log").unwrap();
-    writeln!(f, "{} {what} {}", if ok { "OK" } else { "MISMATCH" }, new.len()).unwrap();
-    if !ok {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        std::fs::write(format!("/tmp/old/mm-{what}-{n}.old"), old).unwrap();
-        std::fs::write(format!("/tmp/old/mm-{what}-{n}.new"), new).unwrap();
-        panic!("DIFFTEST mismatch in {what}");
-    }
-}
-// DIFFTEST-END
-
 /// The report files, relative to the run directory.
 pub const REPORTS: &[&str] = &[
     "report.json",
@@ -219,17 +193,6 @@ impl Source<'_> {
 /// stopped. `dir` is the run directory as it is now (the record may name it differently);
 /// `recipe` the run's recipe when it can be loaded (the workarounds, the conditions).
 pub fn from_record(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: Facts) -> RunView {
-    // DIFFTEST-BEGIN
-    #[cfg(debug_assertions)]
-    {
-        let a = old_files::from_record(rec, dir, recipe, facts.clone());
-        let b = from_record_new(rec, dir, recipe, facts.clone());
-        difftest("from_record", &format!("{a:?}"), &format!("{b:?}"));
-    }
-    from_record_new(rec, dir, recipe, facts)
-}
-fn from_record_new(rec: &RunRecord, dir: &Path, recipe: Option<&Recipe>, facts: Facts) -> RunView {
-    // DIFFTEST-END
     let src = Source {
         rec,
         plan_dir: rec.plan.artifacts.dir.clone(),
@@ -504,14 +467,6 @@ pub fn conditions(recipe: &Recipe) -> std::collections::BTreeMap<String, String>
 /// Write report.json, report.md, report.junit.xml and report.html into `dir`.
 pub fn write_reports(dir: &Path, view: &RunView) -> Result<Vec<PathBuf>> {
     let json = serde_json::to_vec_pretty(&view.to_report_json()).expect("report serializes");
-    // DIFFTEST-BEGIN
-    #[cfg(debug_assertions)]
-    {
-        difftest("md", &old_markdown::render(view), &markdown::render(view));
-        difftest("html", &old_html::render(view), &html::render(view));
-        difftest("svg", &old_html::timeline_svg(view), &html::timeline_svg(view));
-    }
-    // DIFFTEST-END
     let files: [(&str, Vec<u8>); 4] = [
         ("report.json", json),
         (

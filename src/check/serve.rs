@@ -138,16 +138,6 @@ fn quote(s: &str) -> String {
 
 /// The checks of the server test.
 pub fn checks(o: &Observed) -> Vec<Check> {
-    // DIFFTEST-BEGIN
-    #[cfg(debug_assertions)]
-    crate::bundle::files::difftest("serve", &format!("{:?}", old_serve::checks(o)), &format!("{:?}", checks_new(o)));
-    checks_new(o)
-}
-// DIFFTEST
-#[cfg(debug_assertions)]
-#[path = "/tmp/old/old_serve.rs"]
-mod old_serve;
-fn checks_new(o: &Observed) -> Vec<Check> {
     vec![
         started_check(o),
         ready_check(o),
