@@ -9,6 +9,7 @@ mod common;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 use common::{check_of, engine, json, stderr};
 
@@ -204,11 +205,9 @@ fn a_bad_arch_is_refused_before_anything_runs() {
     );
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-audit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh `forge-audit-{name}-XXXXXX` temp dir, removed when dropped (also when the test panics).
+fn tempdir(name: &str) -> TempDir {
+    common::tempdir(&format!("audit-{name}"))
 }
 
 #[test]
@@ -230,7 +229,8 @@ fn wheel_checks_gpu_code_reached_through_another_library() {
         .output()
         .unwrap();
     assert!(out.status.success() && out.stdout.starts_with(b"\x7fELF"));
-    let d = tmp("wheel");
+    let tmp = tempdir("wheel");
+    let d = tmp.path();
     let w = d.join("kern-1.0-py3-none-manylinux_2_28_x86_64.whl");
     let mut z = zip::ZipWriter::new(std::fs::File::create(&w).unwrap());
     let opts = zip::write::SimpleFileOptions::default();
@@ -253,7 +253,6 @@ fn wheel_checks_gpu_code_reached_through_another_library() {
     );
     let o = forge(&["wheel", w.to_str().unwrap(), "--json", "--arch", "gfx1030"]);
     assert_eq!(check_of(&json(&o), "wheel.gpu-targets")["status"], "pass");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Issue 25: one GPU-code inventory. A wheel whose GPU code is all standalone code objects
@@ -303,7 +302,8 @@ fn wheel_of_standalone_code_objects_names_their_arches() {
         String::from_utf8_lossy(&hsaco.stderr)
     );
 
-    let d = tmp("standalone");
+    let tmp = tempdir("standalone");
+    let d = tmp.path();
     let wheel = |name: &str, files: &[(String, Vec<u8>)]| {
         let w = d.join(format!("{name}-1.0-py3-none-manylinux_2_28_x86_64.whl"));
         let mut members = files.to_vec();
@@ -365,5 +365,4 @@ fn wheel_of_standalone_code_objects_names_their_arches() {
         j["code_objects"]["kern/k.hsaco"]["targets"][0], "gfx1151",
         "{j}"
     );
-    let _ = std::fs::remove_dir_all(&d);
 }

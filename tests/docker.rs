@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
+use tempfile::TempDir;
 
 mod common;
 use common::{check_of, engine, json, root, stderr};
@@ -20,10 +21,13 @@ fn serial_engine() -> Option<std::sync::MutexGuard<'static, ()>> {
     engine().then_some(guard)
 }
 
-fn artifacts(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-docker-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A run's artifacts directory, `artifacts` in a fresh `forge-docker-{name}-XXXXXX` temp dir (not
+/// made yet: forge makes it), and the guard that removes it all when dropped, also when the test
+/// panics. Bind the guard to a name (`_tmp`), not to `_`: that would remove it at once.
+fn artifacts(name: &str) -> (TempDir, PathBuf) {
+    let tmp = common::tempdir(&format!("docker-{name}"));
+    let arts = tmp.path().join("artifacts");
+    (tmp, arts)
 }
 
 fn build(recipe: &str, builder: &str, arts: &Path, run: &str) -> (Output, Duration) {
@@ -84,7 +88,7 @@ fn containers_with(needle: &str) -> String {
 
 fn good_build_yields_the_wheel(builder: &str) {
     let Some(_g) = serial_engine() else { return };
-    let arts = artifacts(&format!("good-{builder}"));
+    let (_tmp, arts) = artifacts(&format!("good-{builder}"));
     let (o, _) = build("good.toml", builder, &arts, "good");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let j = json(&o);
@@ -241,7 +245,6 @@ fn good_build_yields_the_wheel(builder: &str) {
         .output()
         .unwrap();
     assert!(imgs.stdout.is_empty(), "temporary wheel image left behind");
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 #[test]
@@ -256,7 +259,7 @@ fn good_build_yields_the_wheel_classic() {
 
 fn bad_summary_is_stopped(builder: &str) {
     let Some(_g) = serial_engine() else { return };
-    let arts = artifacts(&format!("bad-{builder}"));
+    let (_tmp, arts) = artifacts(&format!("bad-{builder}"));
     let (o, took) = build("bad.toml", builder, &arts, "bad");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     // The step sleeps for ten minutes after the summary: stopping well within that proves
@@ -292,7 +295,6 @@ fn bad_summary_is_stopped(builder: &str) {
         "",
         "a container of the build is left"
     );
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 #[test]
@@ -308,7 +310,7 @@ fn bad_summary_is_stopped_classic() {
 #[test]
 fn failing_step_reports_log_tail_and_diagnosis() {
     let Some(_g) = serial_engine() else { return };
-    let arts = artifacts("fail");
+    let (_tmp, arts) = artifacts("fail");
     let (o, _) = build("fail.toml", "auto", &arts, "fail");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let j = json(&o);
@@ -325,7 +327,6 @@ fn failing_step_reports_log_tail_and_diagnosis() {
         "{result}"
     );
     assert!(arts.join("fail/build.log").is_file());
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 #[test]
@@ -395,7 +396,7 @@ fn clean_removes_temporary_leftovers_of_dead_runs() {
 #[test]
 fn ctrl_c_cancels_the_build_and_exits_130() {
     let Some(_g) = serial_engine() else { return };
-    let arts = artifacts("ctrlc");
+    let (_tmp, arts) = artifacts("ctrlc");
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
         .args([
             "build",
@@ -441,7 +442,6 @@ fn ctrl_c_cancels_the_build_and_exits_130() {
         serde_json::from_slice(&std::fs::read(arts.join("slow/report.json")).unwrap()).unwrap();
     assert_eq!(report["end"], "interrupted");
     assert_eq!(report["stop"]["kind"], "interrupted");
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 /// A TCP endpoint that forwards to the engine's unix socket, as a remote engine would be reached.
@@ -500,7 +500,7 @@ fn shipped_dockerfile_parses_in_the_engine_and_guards_the_rocm_version() {
     let Some(_g) = serial_engine() else { return };
     // The real Dockerfile and 7.1.1 recipe on a local Debian image: the engine's own frontend
     // parses the Dockerfile and starts it; the base stage's ROCm guard must stop the build.
-    let arts = artifacts("real");
+    let (_tmp, arts) = artifacts("real");
     let (o, _) = build("real-on-debian.toml", "buildkit", &arts, "real");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let j = json(&o);
@@ -515,13 +515,12 @@ fn shipped_dockerfile_parses_in_the_engine_and_guards_the_rocm_version() {
         !e.contains("parse error") && !e.contains("dockerfile parse"),
         "{e}"
     );
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 #[test]
 fn export_writes_a_loadable_archive_and_a_checksum_sha256sum_accepts() {
     let Some(_g) = serial_engine() else { return };
-    let dir = artifacts("export");
+    let (_tmp, dir) = artifacts("export");
     let out = dir.join("base.tar.gz");
     let o = Command::new(env!("CARGO_BIN_EXE_forge"))
         .args([
@@ -621,7 +620,6 @@ fn export_writes_a_loadable_archive_and_a_checksum_sha256sum_accepts() {
             && !dir.join("nope.tar.gz.part").exists()
             && !dir.join("nope.tar.gz.sha256").exists()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -719,7 +717,7 @@ fn part_of(p: &Path) -> PathBuf {
 #[test]
 fn ctrl_c_during_export_exits_130_within_a_second_and_leaves_no_archive() {
     let Some(_g) = serial_engine() else { return };
-    let dir = artifacts("export-ctrlc");
+    let (_tmp, dir) = artifacts("export-ctrlc");
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("rocm.tar.gz");
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -744,14 +742,13 @@ fn ctrl_c_during_export_exits_130_within_a_second_and_leaves_no_archive() {
     for p in [&out, &part, &dir.join("rocm.tar.gz.sha256")] {
         assert!(!p.exists(), "{} left", p.display());
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Issue 14: Ctrl-C during a split export leaves no part, finished or `.part`.
 #[test]
 fn ctrl_c_during_a_split_export_leaves_no_part() {
     let Some(_g) = serial_engine() else { return };
-    let dir = artifacts("export-split-ctrlc");
+    let (_tmp, dir) = artifacts("export-split-ctrlc");
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
         .args([
@@ -782,14 +779,13 @@ fn ctrl_c_during_a_split_export_leaves_no_part() {
         "exited {took:?} after SIGINT"
     );
     assert_eq!(listing(), Vec::<String>::new(), "left in {}", dir.display());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Issue 11: a full disk made the export hang for ever with a `.part` left.
 #[test]
 fn a_full_disk_ends_the_export_with_an_error_and_no_part() {
     let Some(_g) = serial_engine() else { return };
-    let dir = artifacts("export-full");
+    let (_tmp, dir) = artifacts("export-full");
     std::fs::create_dir_all(&dir).unwrap();
     let mounted = Command::new("mount")
         .args([
@@ -853,7 +849,6 @@ fn a_full_disk_ends_the_export_with_an_error_and_no_part() {
         "{err}"
     );
     assert!(left.is_empty(), "left behind: {left:?}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 fn record(dir: &Path) -> serde_json::Value {
@@ -884,7 +879,7 @@ fn phase<'a>(rec: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 #[test]
 fn a_build_interrupted_in_export_resumes_to_the_same_verdict_and_archive() {
     let Some(_g) = serial_engine() else { return };
-    let arts = artifacts("resume");
+    let (_tmp, arts) = artifacts("resume");
     let (o, _) = build("good.toml", "buildkit", &arts, "whole");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let whole = json(&o);
@@ -963,7 +958,6 @@ fn a_build_interrupted_in_export_resumes_to_the_same_verdict_and_archive() {
         runs.iter()
             .any(|r| r["run"] == "cut" && r["latest"] == true)
     );
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 /// Issue 9: a run interrupted in each phase (SIGINT, and SIGTERM once) exits 130 (143), its
@@ -975,7 +969,7 @@ fn a_build_interrupted_in_export_resumes_to_the_same_verdict_and_archive() {
 #[test]
 fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
     let Some(_g) = serial_engine() else { return };
-    let arts = artifacts("resume-each");
+    let (_tmp, arts) = artifacts("resume-each");
     let (o, _) = build("good.toml", "buildkit", &arts, "whole");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let whole = json(&o);
@@ -1079,5 +1073,4 @@ fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
             "{at}: the resume left a container"
         );
     }
-    std::fs::remove_dir_all(&arts).ok();
 }

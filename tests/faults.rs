@@ -11,11 +11,12 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 mod common;
 use common::{engine, json, root, stderr};
@@ -27,11 +28,9 @@ fn serial_engine() -> Option<std::sync::MutexGuard<'static, ()>> {
     engine().then_some(guard)
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh `forge-faults-{name}-XXXXXX` temp dir, removed when dropped (also when the test panics).
+fn tempdir(name: &str) -> TempDir {
+    common::tempdir(&format!("faults-{name}"))
 }
 
 fn forge() -> Command {
@@ -225,7 +224,8 @@ fn files_in(dir: &Path) -> Vec<String> {
 #[test]
 fn build_with_the_engine_connection_cut_mid_stream() {
     let Some(_g) = serial_engine() else { return };
-    let arts = tmp("cut-build");
+    let tmp = tempdir("cut-build");
+    let arts = tmp.path();
     // Cut the build's answer 4 s in: the summary is printed, the ten-minute "compile" runs.
     let (port, injected) = faulty_proxy("/build?", Fault::Cut { bytes: 0, ms: 8000 });
     let run = format!("cut-{}", std::process::id());
@@ -262,13 +262,13 @@ fn build_with_the_engine_connection_cut_mid_stream() {
         containers_labelled("forge.run", &run).is_empty(),
         "a container was left"
     );
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 #[test]
 fn export_with_the_engine_connection_cut_mid_stream() {
     let Some(_g) = serial_engine() else { return };
-    let dir = tmp("cut-export");
+    let tmp = tempdir("cut-export");
+    let dir = tmp.path();
     let (port, injected) = faulty_proxy(
         "/get",
         Fault::Cut {
@@ -287,8 +287,7 @@ fn export_with_the_engine_connection_cut_mid_stream() {
     let o = with_host(c, port);
     assert_eq!(injected.load(Ordering::SeqCst), 1, "the cut happened");
     assert_clear_error(&o);
-    assert!(files_in(&dir).is_empty(), "left: {:?}", files_in(&dir));
-    std::fs::remove_dir_all(&dir).ok();
+    assert!(files_in(dir).is_empty(), "left: {:?}", files_in(dir));
 }
 
 #[test]
@@ -335,7 +334,8 @@ fn an_engine_that_speaks_garbage_is_a_clear_error() {
         vec!["export", "forge-test-base:trixie", "-o"],
         vec!["image", "forge-test-base:trixie"],
     ] {
-        let dir = tmp("garbage-engine");
+        let tmp = tempdir("garbage-engine");
+        let dir = tmp.path();
         let mut c = forge();
         c.current_dir(root()).args(&args);
         if args.last() != Some(&"forge-test-base:trixie") {
@@ -351,11 +351,10 @@ fn an_engine_that_speaks_garbage_is_a_clear_error() {
             stderr(&o)
         );
         assert!(
-            files_in(&dir).is_empty(),
+            files_in(dir).is_empty(),
             "{args:?} left {:?}",
-            files_in(&dir)
+            files_in(dir)
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
 
@@ -364,7 +363,8 @@ const GARBAGE_JSON: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\
 #[test]
 fn build_with_the_engine_answering_garbage() {
     let Some(_g) = serial_engine() else { return };
-    let arts = tmp("garbage-build");
+    let tmp = tempdir("garbage-build");
+    let arts = tmp.path();
     let (port, injected) = faulty_proxy("/build?", Fault::Garbage(GARBAGE_JSON));
     let run = format!("garbage-{}", std::process::id());
     let mut c = forge();
@@ -379,7 +379,6 @@ fn build_with_the_engine_answering_garbage() {
         "the build log is kept"
     );
     assert!(containers_labelled("forge.run", &run).is_empty());
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 #[test]
@@ -413,7 +412,8 @@ fn export_with_the_engine_answering_garbage() {
         Box::leak(r.into_boxed_slice())
     };
     for garbage in [junk, tar_cut] {
-        let dir = tmp("garbage-export");
+        let tmp = tempdir("garbage-export");
+        let dir = tmp.path();
         let (port, injected) = faulty_proxy("/get", Fault::Garbage(garbage));
         let archive = dir.join("base.tar.gz");
         let mut c = forge();
@@ -431,8 +431,7 @@ fn export_with_the_engine_answering_garbage() {
             "{}",
             stderr(&o)
         );
-        assert!(files_in(&dir).is_empty(), "left {:?}", files_in(&dir));
-        std::fs::remove_dir_all(&dir).ok();
+        assert!(files_in(dir).is_empty(), "left {:?}", files_in(dir));
     }
 }
 
@@ -506,7 +505,8 @@ fn sha256_hex(b: &[u8]) -> String {
 
 #[test]
 fn killed_extraction_leaves_nothing_incomplete_under_a_final_name() {
-    let dir = tmp("kill-extract");
+    let tmp = tempdir("kill-extract");
+    let dir = tmp.path();
     let wheels = dir.join("wheels");
     std::fs::create_dir_all(&wheels).unwrap();
     let small: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -577,8 +577,9 @@ fn killed_extraction_leaves_nothing_incomplete_under_a_final_name() {
     std::fs::remove_file(&fifo).unwrap();
     let tar_path = dir.join("whole.tar");
     std::fs::write(&tar_path, &tar).unwrap();
-    let got = forge::ops::drive::extract_wheels(&tar_path, &wheels, forge::cancel::Cancel::detached())
-        .unwrap();
+    let got =
+        forge::ops::drive::extract_wheels(&tar_path, &wheels, forge::cancel::Cancel::detached())
+            .unwrap();
     assert_eq!(got.len(), 2);
     assert!(
         got.iter()
@@ -597,15 +598,17 @@ fn killed_extraction_leaves_nothing_incomplete_under_a_final_name() {
     std::fs::write(&cut, &tar[..half]).unwrap();
     let fresh = dir.join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
-    assert!(forge::ops::drive::extract_wheels(&cut, &fresh, forge::cancel::Cancel::detached()).is_err());
+    assert!(
+        forge::ops::drive::extract_wheels(&cut, &fresh, forge::cancel::Cancel::detached()).is_err()
+    );
     assert_eq!(files_in(&fresh), vec!["a-1.0-py3-none-any.whl"]);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn killed_export_leaves_nothing_under_the_final_name() {
     let Some(_g) = serial_engine() else { return };
-    let dir = tmp("kill-export");
+    let tmp = tempdir("kill-export");
+    let dir = tmp.path();
     let archive = dir.join("base.tar.gz");
     let part = dir.join("base.tar.gz.part");
     let mut child = forge()
@@ -628,7 +631,7 @@ fn killed_export_leaves_nothing_under_the_final_name() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let left = files_in(&dir);
+    let left = files_in(dir);
     assert_eq!(left, vec!["base.tar.gz.part"], "only the .part is left");
     // The next export to the same name replaces it and yields a whole, checksummed archive.
     let o = forge()
@@ -645,14 +648,13 @@ fn killed_export_leaves_nothing_under_the_final_name() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(files_in(&dir), vec!["base.tar.gz", "base.tar.gz.sha256"]);
+    assert_eq!(files_in(dir), vec!["base.tar.gz", "base.tar.gz.sha256"]);
     let t = Command::new("gzip")
         .arg("-t")
         .arg(&archive)
         .status()
         .unwrap();
     assert!(t.success(), "the archive is whole");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // --- the log truncated and rewritten while watched ----------------------------------------------
@@ -660,7 +662,8 @@ fn killed_export_leaves_nothing_under_the_final_name() {
 const SUMMARY_GOOD: &str = "-- The CXX compiler identification is Clang 20.0.0\nHIP VERSION: 7.1.52802-26aae437f6\nBuilding PyTorch for GPU arch: gfx1151\n-- ******** Summary ********\n--   USE_CUDA              : OFF\n--   USE_ROCM              : ON\n--   USE_DISTRIBUTED       : ON\n-- Configuring done (1.0s)\n";
 
 fn truncated_and_rewritten_past_its_end(extra: &[&str]) {
-    let dir = tmp("watch-rewrite");
+    let tmp = tempdir("watch-rewrite");
+    let dir = tmp.path();
     let log = dir.join("build.log");
     std::fs::write(&log, SUMMARY_GOOD.repeat(4)).unwrap();
     // The new content is larger than the old, and is written in one go right after the
@@ -707,7 +710,6 @@ fn truncated_and_rewritten_past_its_end(extra: &[&str]) {
     let j = json(&o);
     assert_eq!(j["fatal"]["line"], 7, "counted from the new start: {j}");
     assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -722,15 +724,16 @@ fn watch_with_poll_sees_a_log_truncated_and_rewritten_past_its_old_end() {
 
 // --- a read-only artifacts directory ------------------------------------------------------------
 
-/// A read-only tmpfs mounted on a fresh directory (we run as root); unmounted on drop.
-struct ReadOnly(PathBuf);
+/// A read-only tmpfs mounted on a fresh temp dir (we run as root); unmounted on drop, then the
+/// temp dir is removed (`drop` runs before the field is dropped).
+struct ReadOnly(TempDir);
 
 impl ReadOnly {
     fn mount(name: &str) -> Option<ReadOnly> {
-        let d = tmp(name);
+        let tmp = tempdir(name);
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
-            .arg(&d)
+            .arg(tmp.path())
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
@@ -741,14 +744,17 @@ impl ReadOnly {
             eprintln!("!!!!!! SKIPPED: cannot mount a read-only tmpfs (not root?) !!!!!!");
             return None;
         }
-        Some(ReadOnly(d))
+        Some(ReadOnly(tmp))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
 impl Drop for ReadOnly {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = Command::new("umount").arg(self.path()).status();
     }
 }
 
@@ -762,7 +768,7 @@ fn read_only_artifacts_directory_is_a_clear_error() {
     let o = forge()
         .args(["build", "--recipe"])
         .arg(root().join("tests/fixtures/docker/good.toml"))
-        .args(["--artifacts", ro.0.to_str().unwrap(), "--run-id", &run])
+        .args(["--artifacts", ro.path().to_str().unwrap(), "--run-id", &run])
         .output()
         .unwrap();
     assert_clear_error(&o);
@@ -779,7 +785,7 @@ fn read_only_artifacts_directory_is_a_clear_error() {
     assert!(containers_labelled("forge.run", &run).is_empty());
     let o = forge()
         .args(["export", "forge-test-base:trixie", "-o"])
-        .arg(ro.0.join("base.tar.gz"))
+        .arg(ro.path().join("base.tar.gz"))
         .output()
         .unwrap();
     assert_clear_error(&o);
@@ -788,7 +794,7 @@ fn read_only_artifacts_directory_is_a_clear_error() {
         "{}",
         stderr(&o)
     );
-    assert!(files_in(&ro.0).is_empty());
+    assert!(files_in(ro.path()).is_empty());
 }
 
 // --- memory bounds -----------------------------------------------------------------------------
@@ -827,7 +833,8 @@ fn peak_rss(args: &[&str], feed: impl FnOnce() + Send + 'static) -> (Option<i32>
 
 #[test]
 fn a_one_gib_log_line_is_scanned_in_bounded_memory() {
-    let dir = tmp("gib-line");
+    let tmp = tempdir("gib-line");
+    let dir = tmp.path();
     let fifo = dir.join("build.log");
     assert!(
         Command::new("mkfifo")
@@ -851,7 +858,6 @@ fn a_one_gib_log_line_is_scanned_in_bounded_memory() {
     assert_eq!(code, Some(1), "{err}");
     assert!(mib < 64, "peak RSS {mib} MiB for a 1 GiB line");
     eprintln!("1 GiB line: peak RSS {mib} MiB");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A zip with one member whose deflated data expands to `real` bytes, its headers patched to
@@ -893,7 +899,8 @@ fn lying_zip(path: &Path, real: u64, declared: u32, level: i64) {
 
 #[test]
 fn a_member_whose_declared_size_lies_is_refused_in_bounded_memory() {
-    let dir = tmp("lying-zip");
+    let tmp = tempdir("lying-zip");
+    let dir = tmp.path();
     let wheel = dir.join("torch-2.9.1-cp312-cp312-linux_x86_64.whl");
     // 1 GiB of zeros declared as 10 kB.
     lying_zip(&wheel, 1 << 30, 10_000, 1);
@@ -913,7 +920,6 @@ fn a_member_whose_declared_size_lies_is_refused_in_bounded_memory() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("zip bomb"), "{err}");
     assert!(mib < 64, "peak RSS {mib} MiB");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 fn so_with_fatbin(dir: &Path, name: &str, fatbin: &[u8]) -> Vec<u8> {
@@ -943,7 +949,8 @@ fn so_with_fatbin(dir: &Path, name: &str, fatbin: &[u8]) -> Vec<u8> {
 
 #[test]
 fn bundle_headers_claiming_gigabytes_are_read_in_bounded_memory() {
-    let dir = tmp("giga-bundle");
+    let tmp = tempdir("giga-bundle");
+    let dir = tmp.path();
     let triple = b"hipv4-amdgcn-amd-amdhsa--gfx1151";
     // An uncompressed bundle: 65536 entries claimed, each at an offset and size near 2^63.
     let mut plain = b"__CLANG_OFFLOAD_BUNDLE__".to_vec();
@@ -970,11 +977,7 @@ fn bundle_headers_claiming_gigabytes_are_read_in_bounded_memory() {
     ccob.extend_from_slice(&(1u64 << 40).to_le_bytes());
     ccob.extend_from_slice(&0u64.to_le_bytes());
     ccob.extend_from_slice(&payload);
-    let so = so_with_fatbin(
-        &dir,
-        "libtorch_hip.so",
-        &[ccob, vec![0; 64], plain].concat(),
-    );
+    let so = so_with_fatbin(dir, "libtorch_hip.so", &[ccob, vec![0; 64], plain].concat());
     let wheel = dir.join("torch-2.9.1-cp312-cp312-linux_x86_64.whl");
     let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
     let opts = zip::write::SimpleFileOptions::default();
@@ -990,7 +993,6 @@ fn bundle_headers_claiming_gigabytes_are_read_in_bounded_memory() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(mib < 64, "peak RSS {mib} MiB");
     eprintln!("giga bundle headers: peak RSS {mib} MiB");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Wait until `child`'s run in `dir` is held open (its run.json says a phase is running).
@@ -1017,14 +1019,15 @@ fn held(child: &mut std::process::Child, dir: &Path) {
 #[test]
 fn a_second_build_on_the_same_artifacts_directory_is_refused() {
     let Some(_g) = serial_engine() else { return };
-    let arts = tmp("lock");
+    let tmp = tempdir("lock");
+    let arts = tmp.path();
     let recipe = root().join("tests/fixtures/docker/good.toml");
     let start = |run: &str, hold: bool| {
         let mut c = forge();
         c.args(["build", "--recipe"])
             .arg(&recipe)
             .arg("--artifacts")
-            .arg(&arts)
+            .arg(arts)
             .args(["--run-id", run, "--quiet"]);
         if hold {
             // held open in preflight, after run.json and `latest` are written
@@ -1069,5 +1072,4 @@ fn a_second_build_on_the_same_artifacts_directory_is_refused() {
     let rec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(arts.join("again/run.json")).unwrap()).unwrap();
     assert_eq!(rec["state"], "interrupted");
-    std::fs::remove_dir_all(&arts).ok();
 }

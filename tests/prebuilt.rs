@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 mod common;
 use common::{bundle, cc, engine};
@@ -17,11 +18,9 @@ const SDK: &str = "7.13.0a20260315";
 const GFX1151: &str = "hipv4-amdgcn-amd-amdhsa--gfx1151";
 const HOST: &str = "host-x86_64-unknown-linux-gnu-";
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-prebuilt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh `forge-prebuilt-{name}-XXXXXX` temp dir, removed when dropped (also when the test panics).
+fn tempdir(name: &str) -> TempDir {
+    common::tempdir(&format!("prebuilt-{name}"))
 }
 
 fn sha256(path: &Path) -> String {
@@ -241,10 +240,11 @@ wheel-min-bytes = "test wheels from cc are a few kB"
     p
 }
 
-/// A prebuilt test directory with its wheelhouse; returns (dir, torch wheel, sdk wheel).
-fn setup(name: &str, distributed: bool, hip: bool) -> (PathBuf, PathBuf, PathBuf) {
-    let dir = tmp(name);
-    let house = dir.join("wheelhouse");
+/// A prebuilt test directory with its wheelhouse; returns (the temp dir: the test's directory,
+/// removed when dropped; torch wheel, sdk wheel).
+fn setup(name: &str, distributed: bool, hip: bool) -> (TempDir, PathBuf, PathBuf) {
+    let tmp = tempdir(name);
+    let house = tmp.path().join("wheelhouse");
     std::fs::create_dir_all(&house).unwrap();
     let torch = torch_wheel(&house, distributed, hip);
     let sdk = sdk_wheel(&house);
@@ -253,7 +253,7 @@ fn setup(name: &str, distributed: bool, hip: bool) -> (PathBuf, PathBuf, PathBuf
     for d in ["torch-lib", "link", "sdk"] {
         let _ = std::fs::remove_dir_all(house.join(d));
     }
-    (dir, torch, sdk)
+    (tmp, torch, sdk)
 }
 
 fn build(dir: &Path, recipe: &Path, extra: &[&str]) -> (Output, serde_json::Value, Duration) {
@@ -331,9 +331,10 @@ fn a_taken_torch_without_distributed_stops_the_run_at_phase_3_before_any_compile
     if !engine() {
         return;
     }
-    let (dir, torch, sdk) = setup("nodist", false, true);
-    let r = recipe(&dir, &torch, &sdk, None);
-    let (out, rec, took) = build(&dir, &r, &[]);
+    let (tmp, torch, sdk) = setup("nodist", false, true);
+    let dir = tmp.path();
+    let r = recipe(dir, &torch, &sdk, None);
+    let (out, rec, took) = build(dir, &r, &[]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -348,8 +349,7 @@ fn a_taken_torch_without_distributed_stops_the_run_at_phase_3_before_any_compile
     assert_eq!(check(&rec, "3.2")["status"], "fail");
     assert_eq!(check(&rec, "3.3")["status"], "fail");
     assert_eq!(check(&rec, "3.5")["status"], "pass", "HIP is linked");
-    stopped_at_phase_3(&rec, &dir, took, "3.2");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stopped_at_phase_3(&rec, dir, took, "3.2");
 }
 
 #[test]
@@ -357,9 +357,10 @@ fn a_taken_torch_without_hip_stops_the_run_at_phase_3_before_any_compile() {
     if !engine() {
         return;
     }
-    let (dir, torch, sdk) = setup("nohip", true, false);
-    let r = recipe(&dir, &torch, &sdk, None);
-    let (out, rec, took) = build(&dir, &r, &[]);
+    let (tmp, torch, sdk) = setup("nohip", true, false);
+    let dir = tmp.path();
+    let r = recipe(dir, &torch, &sdk, None);
+    let (out, rec, took) = build(dir, &r, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(check(&rec, "3.2")["status"], "pass", "distributed is there");
     assert_eq!(check(&rec, "wheel.flavour")["status"], "fail");
@@ -369,8 +370,7 @@ fn a_taken_torch_without_hip_stops_the_run_at_phase_3_before_any_compile() {
             .unwrap()
             .starts_with("CPU-only"),
     );
-    stopped_at_phase_3(&rec, &dir, took, "wheel.flavour");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stopped_at_phase_3(&rec, dir, took, "wheel.flavour");
 }
 
 #[test]
@@ -378,9 +378,10 @@ fn a_taken_wheel_that_is_not_the_pinned_file_stops_the_run_at_phase_3() {
     if !engine() {
         return;
     }
-    let (dir, torch, sdk) = setup("pin", true, true);
-    let r = recipe(&dir, &torch, &sdk, Some(&"0".repeat(64)));
-    let (out, rec, took) = build(&dir, &r, &[]);
+    let (tmp, torch, sdk) = setup("pin", true, true);
+    let dir = tmp.path();
+    let r = recipe(dir, &torch, &sdk, Some(&"0".repeat(64)));
+    let (out, rec, took) = build(dir, &r, &[]);
     assert_eq!(out.status.code(), Some(1));
     let c = check(&rec, "wheel.taken");
     assert_eq!(c["status"], "fail");
@@ -391,8 +392,7 @@ fn a_taken_wheel_that_is_not_the_pinned_file_stops_the_run_at_phase_3() {
             .contains("the recipe pins 0000"),
         "{c:#}"
     );
-    stopped_at_phase_3(&rec, &dir, took, "wheel.taken");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stopped_at_phase_3(&rec, dir, took, "wheel.taken");
 }
 
 #[test]
@@ -401,10 +401,11 @@ fn a_taken_torch_whose_rocm_selector_is_not_taken_stops_the_run_at_phase_3() {
         return;
     }
     // TheRock's torch requires `rocm[libraries]`; without `[taken.rocm]` pip would take PyPI's
-    let (dir, torch, sdk) = setup("selector", true, true);
+    let (tmp, torch, sdk) = setup("selector", true, true);
+    let dir = tmp.path();
     std::fs::remove_file(dir.join(format!("wheelhouse/rocm-{SDK}.tar.gz"))).unwrap();
-    let r = recipe(&dir, &torch, &sdk, None);
-    let (out, rec, took) = build(&dir, &r, &[]);
+    let r = recipe(dir, &torch, &sdk, None);
+    let (out, rec, took) = build(dir, &r, &[]);
     assert_eq!(out.status.code(), Some(1));
     let c = check(&rec, "wheel.taken-requires");
     assert_eq!(c["status"], "fail", "{c:#}");
@@ -416,8 +417,7 @@ fn a_taken_torch_whose_rocm_selector_is_not_taken_stops_the_run_at_phase_3() {
         "{ev}"
     );
     assert!(!ev.contains("rocm[devel]"), "an extra's requirement: {ev}");
-    stopped_at_phase_3(&rec, &dir, took, "wheel.taken-requires");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stopped_at_phase_3(&rec, dir, took, "wheel.taken-requires");
 }
 
 #[test]
@@ -425,9 +425,10 @@ fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
     if !engine() {
         return;
     }
-    let (dir, torch, sdk) = setup("good", true, true);
-    let r = recipe(&dir, &torch, &sdk, None);
-    let (out, rec, _) = build(&dir, &r, &["--only", "wheel"]);
+    let (tmp, torch, sdk) = setup("good", true, true);
+    let dir = tmp.path();
+    let r = recipe(dir, &torch, &sdk, None);
+    let (out, rec, _) = build(dir, &r, &["--only", "wheel"]);
     // phase 3 passes; the run's verdict fails only on the deliverables (no image: `--only wheel`)
     assert_eq!(phase(&rec, "wheel")["status"], "pass", "{rec:#}");
     let failed: Vec<&str> = rec["phases"]
@@ -483,13 +484,13 @@ fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
             .contains("test wheels from cc are a few kB"),
     );
     // without the SDK wheel beside it, the HIP runtime is nowhere: 3.6 cannot pass
-    let r = recipe(&dir, &torch, &sdk, None);
+    let r = recipe(dir, &torch, &sdk, None);
     let text = std::fs::read_to_string(&r).unwrap();
     let cut = text.find("[taken.rocm-sdk-core]").unwrap();
     let end = text.find("[checks]").unwrap();
     std::fs::write(&r, format!("{}{}", &text[..cut], &text[end..])).unwrap();
     std::fs::remove_dir_all(dir.join("artifacts")).unwrap();
-    let (_, rec, _) = build(&dir, &r, &["--only", "wheel"]);
+    let (_, rec, _) = build(dir, &r, &["--only", "wheel"]);
     let c = check(&rec, "3.6");
     assert_ne!(c["status"], "pass", "{c:#}");
     assert!(
@@ -499,13 +500,13 @@ fn a_good_taken_torch_resolves_hip_against_the_taken_rocm_wheel() {
             .contains("not found: libamdhip64.so.7"),
         "{c:#}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// An image as the prebuilt Dockerfile makes it (torch and ROCm as wheels in /opt/venv, no
 /// system ROCm), or one that mixes in a system ROCm of another release (`/opt/rocm-7.1.1`).
 fn wheel_rocm_image(tag: &str, system_rocm: bool) {
-    let d = tmp(&format!("image-{system_rocm}"));
+    let tmp = tempdir(&format!("image-{system_rocm}"));
+    let d = tmp.path();
     let site = "/opt/venv/lib/python3.13/site-packages";
     let mut df = format!(
         "FROM forge-test-base:trixie\n\
@@ -522,12 +523,11 @@ fn wheel_rocm_image(tag: &str, system_rocm: bool) {
     std::fs::write(d.join("Dockerfile"), df).unwrap();
     let o = Command::new("docker")
         .args(["build", "-q", "-t", tag])
-        .arg(&d)
+        .arg(d)
         .env("DOCKER_BUILDKIT", "0")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
@@ -535,8 +535,9 @@ fn the_audit_fails_the_wheels_rocm_beside_a_system_rocm_of_another_release_namin
     if !engine() {
         return;
     }
-    let (dir, torch, sdk) = setup("audit", true, true);
-    let r = recipe(&dir, &torch, &sdk, None);
+    let (tmp, torch, sdk) = setup("audit", true, true);
+    let dir = tmp.path();
+    let r = recipe(dir, &torch, &sdk, None);
     let audit = |tag: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_forge"))
             .args(["image", tag, "--json", "--recipe"])
@@ -563,7 +564,6 @@ fn the_audit_fails_the_wheels_rocm_beside_a_system_rocm_of_another_release_namin
     ] {
         assert!(e.contains(want), "{want}: {e}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -575,13 +575,14 @@ fn the_prebuilt_dockerfile_refuses_a_base_image_with_a_system_rocm() {
     // through forge and the engine, on a base with /opt/rocm-7.1.1 (a second ROCm beside the
     // wheels'): refused by its first RUN, before anything is installed or compiled
     wheel_rocm_image("forge-pb-rocm-base:test", true);
-    let (dir, torch, sdk) = setup("refuse", true, true);
-    let r = recipe(&dir, &torch, &sdk, None);
+    let (tmp, torch, sdk) = setup("refuse", true, true);
+    let dir = tmp.path();
+    let r = recipe(dir, &torch, &sdk, None);
     let text = std::fs::read_to_string(&r)
         .unwrap()
         .replace("forge-test-base:trixie", "forge-pb-rocm-base:test");
     std::fs::write(&r, text).unwrap();
-    let (out, rec, _) = build(&dir, &r, &[]);
+    let (out, rec, _) = build(dir, &r, &[]);
     common::remove_image("forge-pb-rocm-base:test");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(phase(&rec, "wheel")["status"], "pass", "{rec:#}");
@@ -593,7 +594,6 @@ fn the_prebuilt_dockerfile_refuses_a_base_image_with_a_system_rocm() {
         ),
         "{log}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // ---- the prebuilt path rehearsed: `forge build --rehearse` of the prebuilt recipe's variant,
@@ -634,15 +634,17 @@ fn rmi(tag: &str) {
 }
 
 /// The stand-ins (`flags`: `--no-distributed`, `--no-hip`) and the rehearsal of the recipe's
-/// variant taking them; returns (dir, the rehearsal's image tag, output, run record, time).
-fn rehearse(name: &str, flags: &[&str]) -> (PathBuf, String, Output, serde_json::Value, Duration) {
-    let dir = tmp(&format!("rehearse-{name}"));
+/// variant taking them; returns (the temp dir: the test's directory, removed when dropped; the
+/// rehearsal's image tag, output, run record, time).
+fn rehearse(name: &str, flags: &[&str]) -> (TempDir, String, Output, serde_json::Value, Duration) {
+    let tmp = tempdir(&format!("rehearse-{name}"));
+    let dir = tmp.path();
     let tag = format!("forge-pb-rehearsal-{name}:test");
     let rehearsal_tag = format!("{tag}-rehearsal");
     rmi(&rehearsal_tag);
     let o = Command::new("python3")
         .arg(common::root().join("scripts/prebuilt-standins.py"))
-        .arg(&dir)
+        .arg(dir)
         .args(["--tag", &tag])
         // wheels of their own, so every step runs (none served from the build cache) and the
         // live log shows it
@@ -655,14 +657,15 @@ fn rehearse(name: &str, flags: &[&str]) -> (PathBuf, String, Output, serde_json:
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = dir.join("recipe.toml");
-    let (out, rec, took) = build(&dir, &r, &["--rehearse"]);
-    (dir, rehearsal_tag, out, rec, took)
+    let (out, rec, took) = build(dir, &r, &["--rehearse"]);
+    (tmp, rehearsal_tag, out, rec, took)
 }
 
 #[test]
 fn the_prebuilt_rehearsal_checks_the_given_torch_then_compiles_only_vllm_on_a_base_without_rocm() {
     let Some(_g) = rehearsal_engine() else { return };
-    let (dir, tag, out, rec, took) = rehearse("good", &[]);
+    let (tmp, tag, out, rec, took) = rehearse("good", &[]);
+    let dir = tmp.path();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let base = rec["plan"]["base_image"].as_str().unwrap();
@@ -766,14 +769,14 @@ fn the_prebuilt_rehearsal_checks_the_given_torch_then_compiles_only_vllm_on_a_ba
     );
     eprintln!("prebuilt rehearsal: {took:.1?}");
     rmi(&tag);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A rehearsal given a bad torch stand-in stops at phase 3: exit 1, `id` failed, no build log,
 /// no image, within a minute.
 fn rehearsal_stops_at_phase_3(name: &str, flag: &str, id: &str) {
     let Some(_g) = rehearsal_engine() else { return };
-    let (dir, tag, out, rec, took) = rehearse(name, &[flag]);
+    let (tmp, tag, out, rec, took) = rehearse(name, &[flag]);
+    let dir = tmp.path();
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -781,9 +784,8 @@ fn rehearsal_stops_at_phase_3(name: &str, flag: &str, id: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(check(&rec, id)["status"], "fail", "{:#}", check(&rec, id));
-    stopped_at_phase_3(&rec, &dir, took, id);
+    stopped_at_phase_3(&rec, dir, took, id);
     assert!(!image_exists(&tag), "{tag} was built");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -791,7 +793,8 @@ fn the_prebuilt_rehearsal_without_a_hip_compiler_fails_before_vllms_compile() {
     let Some(_g) = rehearsal_engine() else { return };
     // a devel wheel whose tree holds no hipcc: the real vLLM cannot compile, so the build stops
     // at the Dockerfile's guard, with the finding that names what to take
-    let (dir, tag, out, rec, _) = rehearse("nohipcc", &["--no-hipcc"]);
+    let (tmp, tag, out, rec, _) = rehearse("nohipcc", &["--no-hipcc"]);
+    let dir = tmp.path();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(check(&rec, "wheel.taken-requires")["status"], "pass");
@@ -804,7 +807,6 @@ fn the_prebuilt_rehearsal_without_a_hip_compiler_fails_before_vllms_compile() {
     );
     assert!(!log.contains("forge-standin: vllm-build received"), "{log}");
     assert!(!image_exists(&tag), "{tag} was built");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

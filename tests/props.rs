@@ -9,7 +9,7 @@
 //! (`fuzz/seeds/`, written by `fuzz/make-seeds.py` with `cc`).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use forge::check::wheel::{WheelOptions, checks, read_wheel};
 use forge::monitor::rules::{Expect, MAX_LINE, Monitor};
@@ -238,12 +238,6 @@ fn verdict(path: &Path, threads: usize) -> String {
     }
 }
 
-fn tmp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-props-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -262,7 +256,9 @@ proptest! {
         canonical.sort_by(|a, b| a.0.cmp(&b.0));
         let shuffled: Vec<&(String, Vec<u8>)> =
             order.iter().filter(|i| keep(**i)).map(|i| &all[*i]).collect();
-        let dir = tmp_dir();
+        // a fresh dir each case, removed at its end (a failing case's too)
+        let tmp = tempfile::Builder::new().prefix("forge-props-").tempdir().unwrap();
+        let dir = tmp.path();
         let name = "torch-2.9.1+rocm7.1.1-cp312-cp312-linux_x86_64.whl";
         let (a, b) = (dir.join("a"), dir.join("b"));
         std::fs::create_dir_all(&a).unwrap();

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, Once};
+use tempfile::TempDir;
 
 mod common;
 use common::{check_of, engine, json, root, stderr};
@@ -38,10 +39,13 @@ fn rehearsal_engine() -> Option<MutexGuard<'static, ()>> {
     Some(guard)
 }
 
-fn artifacts(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-rehearsal-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A run's artifacts directory, `artifacts` in a fresh `forge-rehearsal-{name}-XXXXXX` temp dir (not
+/// made yet: forge makes it), and the guard that removes it all when dropped, also when the test
+/// panics. Bind the guard to a name (`_tmp`), not to `_`: that would remove it at once.
+fn artifacts(name: &str) -> (TempDir, PathBuf) {
+    let tmp = common::tempdir(&format!("rehearsal-{name}"));
+    let arts = tmp.path().join("artifacts");
+    (tmp, arts)
 }
 
 fn forge(args: &[&str]) -> Output {
@@ -63,7 +67,7 @@ fn docker_run(image: &str, cmd: &str) -> String {
 #[test]
 fn the_shipped_dockerfile_builds_and_its_image_passes_phase_4_lists() {
     let Some(_g) = rehearsal_engine() else { return };
-    let arts = artifacts("good");
+    let (_tmp, arts) = artifacts("good");
     let o = forge(&[
         "build",
         "--rocm",
@@ -232,7 +236,6 @@ fn the_shipped_dockerfile_builds_and_its_image_passes_phase_4_lists() {
     assert_eq!(docker_run(tag, "cat /app/python-lock.txt"), lock);
     let installed = installed_lock_hashes(&docker_run(tag, "cat /app/wheels.sha256"), &lock);
     assert_eq!(installed.len(), 165, "{installed:?}");
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 /// `/app/wheels.sha256` (`HASH  FILE.whl`) against the lock: (package, hash) of every wheel of a
@@ -276,7 +279,7 @@ fn installed_lock_hashes(sums: &str, lock: &str) -> Vec<(String, String)> {
 #[test]
 fn a_requirement_outside_the_lock_fails_the_rehearsal_naming_it() {
     let Some(_g) = rehearsal_engine() else { return };
-    let arts = artifacts("outside");
+    let (_tmp, arts) = artifacts("outside");
     let o = Command::new(env!("CARGO_BIN_EXE_forge"))
         .args([
             "build",
@@ -306,7 +309,6 @@ fn a_requirement_outside_the_lock_fails_the_rehearsal_naming_it() {
             && log.contains("disagree on 1 package(s): openai"),
         "{log}"
     );
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 /// The number after `prefix` on the first log line that has it (BuildKit's `#12 3.4 ` prefix
@@ -374,7 +376,7 @@ fn failed_build_log(arts: &std::path::Path, recipe: &std::path::Path, run: &str)
 #[test]
 fn a_dockerfile_without_pkg_config_and_liblzma_fails_the_rehearsal() {
     let Some(_g) = rehearsal_engine() else { return };
-    let arts = artifacts("lzma");
+    let (_tmp, arts) = artifacts("lzma");
     let recipe = variant_recipe(
         &arts,
         |df| {
@@ -389,13 +391,12 @@ fn a_dockerfile_without_pkg_config_and_liblzma_fails_the_rehearsal() {
             && log.contains("Could NOT find PkgConfig"),
         "{log}"
     );
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 #[test]
 fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
     let Some(_g) = rehearsal_engine() else { return };
-    let arts = artifacts("freeze");
+    let (_tmp, arts) = artifacts("freeze");
     // the bug that shipped once: `pip freeze` prints `torch @ file:///...` for a local wheel.
     // The recipe also pins MAX_JOBS = 7 (issue 19): the stages that ran before the failure used 7.
     let recipe = variant_recipe(
@@ -425,7 +426,6 @@ fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
             "!!! build-torch came from the build cache: its MAX_JOBS=7 line is not in this log"
         );
     }
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 /// Issue 19: a stand-in wheel that fails 3.1 (size: padded past the rehearsal's own threshold)
@@ -434,7 +434,7 @@ fn a_reintroduced_pip_freeze_pattern_fails_the_rehearsal() {
 #[test]
 fn a_wheel_failing_only_3_1_goes_on_into_the_image_and_the_export() {
     let Some(_g) = rehearsal_engine() else { return };
-    let arts = artifacts("fails-3-1");
+    let (_tmp, arts) = artifacts("fails-3-1");
     let o = Command::new(env!("CARGO_BIN_EXE_forge"))
         .env(
             forge::ops::rehearse::VARIANT_ENV,
@@ -499,5 +499,4 @@ fn a_wheel_failing_only_3_1_goes_on_into_the_image_and_the_export() {
             .flatten()
             .any(|f| f.file_name().to_string_lossy().ends_with(".tar.gz"))
     );
-    std::fs::remove_dir_all(&arts).ok();
 }

@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 fn forge(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_forge"));
@@ -62,12 +63,15 @@ fn wait_port(port: u16, what: &str, child: &mut Child) {
 }
 
 /// A throwaway sshd on 127.0.0.1 and a stunnel TLS front of the engine, each on a free port,
-/// with their keys and certificates; both stopped on drop.
+/// with their keys and certificates; both stopped on drop. Their files (keys, certificates,
+/// configs, logs) are in `dir`, a temp dir that `_tmp` removes once they are stopped (`drop`
+/// runs before the fields are dropped).
 struct Remote {
     dir: PathBuf,
     ssh_port: u16,
     tls_port: u16,
     children: Vec<Child>,
+    _tmp: TempDir,
 }
 
 impl Drop for Remote {
@@ -76,7 +80,6 @@ impl Drop for Remote {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -95,15 +98,15 @@ fn tools() -> bool {
 
 impl Remote {
     fn start(name: &str) -> Remote {
-        let dir = std::env::temp_dir().join(format!("forge-remote-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = common::tempdir(&format!("remote-{name}"));
+        let dir = tmp.path().to_path_buf();
         let d = dir.display().to_string();
         let mut r = Remote {
             dir,
             ssh_port: free_port(),
             tls_port: free_port(),
             children: Vec::new(),
+            _tmp: tmp,
         };
         // sshd: its own host key, the test's key authorized for root, nothing else allowed
         sh(&format!(

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 mod common;
 use common::{check_of, engine, json, root, stderr};
@@ -21,11 +22,9 @@ fn serial_engine() -> Option<std::sync::MutexGuard<'static, ()>> {
     engine().then_some(guard)
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-i10-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh `forge-i10-{name}-XXXXXX` temp dir, removed when dropped (also when the test panics).
+fn tempdir(name: &str) -> TempDir {
+    common::tempdir(&format!("i10-{name}"))
 }
 
 /// Containers (any state) carrying `forge.run=<run>`.
@@ -54,7 +53,8 @@ fn evidence(j: &serde_json::Value, id: &str) -> String {
 #[test]
 fn runtime_on_debian_torch() {
     let Some(_g) = serial_engine() else { return };
-    let arts = tmp("runtime");
+    let tmp = tempdir("runtime");
+    let arts = tmp.path();
     let run = format!("i10-runtime-{}", std::process::id());
     let t = Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -66,7 +66,7 @@ fn runtime_on_debian_torch() {
             &run,
             "--artifacts",
         ])
-        .arg(&arts)
+        .arg(arts)
         .output()
         .unwrap();
     let took = t.elapsed();
@@ -111,7 +111,6 @@ fn runtime_on_debian_torch() {
         "forge runtime on forge-test-torch:trixie took {:.1} s",
         took.as_secs_f64()
     );
-    std::fs::remove_dir_all(&arts).ok();
 }
 
 /// The double's recipe in `mode`, written beside a copy that mounts the double by absolute path.
@@ -136,9 +135,12 @@ fn double_recipe(dir: &std::path::Path, mode: &str, startup: u64) -> PathBuf {
     p
 }
 
-fn serve(mode: &str, startup: u64) -> (Output, serde_json::Value, Duration, String, PathBuf) {
-    let dir = tmp(&format!("serve-{mode}"));
-    let recipe = double_recipe(&dir, mode, startup);
+/// `forge serve` of the double in `mode`, its artifacts in a temp dir removed on return; returns
+/// (output, JSON, time, run id, the run's server.log as text).
+fn serve(mode: &str, startup: u64) -> (Output, serde_json::Value, Duration, String, String) {
+    let tmp = tempdir(&format!("serve-{mode}"));
+    let dir = tmp.path();
+    let recipe = double_recipe(dir, mode, startup);
     let run = format!("i10-serve-{mode}-{}", std::process::id());
     let t = Instant::now();
     let o = Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -153,7 +155,7 @@ fn serve(mode: &str, startup: u64) -> (Output, serde_json::Value, Duration, Stri
         .arg("--recipe")
         .arg(&recipe)
         .arg("--artifacts")
-        .arg(&dir)
+        .arg(dir)
         .output()
         .unwrap();
     let took = t.elapsed();
@@ -163,8 +165,8 @@ fn serve(mode: &str, startup: u64) -> (Output, serde_json::Value, Duration, Stri
         "",
         "{mode}: the server's container was left behind"
     );
-    let log = dir.join(&run).join("server.log");
-    assert!(log.is_file(), "{mode}: no server.log");
+    let log = std::fs::read_to_string(dir.join(&run).join("server.log"))
+        .unwrap_or_else(|e| panic!("{mode}: no server.log: {e}"));
     eprintln!(
         "forge serve, double in mode {mode}: verdict {} in {:.1} s",
         j["verdict"],
@@ -221,11 +223,7 @@ fn serve_test_doubles() {
         evidence(&j, "6.6")
     );
     assert!(evidence(&j, "6.6").contains("double free"));
-    assert!(
-        std::fs::read_to_string(log)
-            .unwrap()
-            .contains("double free or corruption")
-    );
+    assert!(log.contains("double free or corruption"), "{log}");
     let diag = j["serve"]["diagnoses"].as_array().unwrap();
     assert!(diag.iter().any(|d| d["id"] == "double-free"), "{diag:?}");
     assert!(took < Duration::from_secs(40), "{took:?}");
@@ -256,8 +254,9 @@ fn serve_test_doubles() {
 #[test]
 fn serve_ctrl_c_removes_the_container() {
     let Some(_g) = serial_engine() else { return };
-    let dir = tmp("serve-ctrlc");
-    let recipe = double_recipe(&dir, "never-ready", 120);
+    let tmp = tempdir("serve-ctrlc");
+    let dir = tmp.path();
+    let recipe = double_recipe(dir, "never-ready", 120);
     let run = format!("i10-serve-ctrlc-{}", std::process::id());
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
         .args([
@@ -270,7 +269,7 @@ fn serve_ctrl_c_removes_the_container() {
         .arg("--recipe")
         .arg(&recipe)
         .arg("--artifacts")
-        .arg(&dir)
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -369,10 +368,11 @@ fn interrupt(
 #[test]
 fn issue_18_sigint_and_sigterm_stop_runtime_and_serve_with_the_shells_codes() {
     let Some(_g) = serial_engine() else { return };
-    let dir = tmp("signals");
+    let tmp = tempdir("signals");
+    let dir = tmp.path();
     let arts = dir.display().to_string();
-    let never = double_recipe(&dir, "never-ready", 120);
-    let slow = double_recipe(&dir, "slow", 30);
+    let never = double_recipe(dir, "never-ready", 120);
+    let slow = double_recipe(dir, "slow", 30);
     let (never, slow) = (never.to_str().unwrap(), slow.to_str().unwrap());
     let runtime = ["runtime", "forge-test-torch:trixie", "--no-gpu"];
     let serve = ["serve", "forge-test-base:trixie", "--no-gpu"];
@@ -442,7 +442,6 @@ fn issue_18_sigint_and_sigterm_stop_runtime_and_serve_with_the_shells_codes() {
         assert!(took < 15.0, "{name}: {took:.1} s");
         eprintln!("{name}: signal {sig} to exit {want}, no container left, in {took:.2} s");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Issue 18: a second SIGINT while the first is being handled ends forge at once with 130 (the
@@ -450,8 +449,9 @@ fn issue_18_sigint_and_sigterm_stop_runtime_and_serve_with_the_shells_codes() {
 #[test]
 fn issue_18_a_second_sigint_ends_forge_at_once() {
     let Some(_g) = serial_engine() else { return };
-    let dir = tmp("second-sigint");
-    let recipe = double_recipe(&dir, "never-ready", 120);
+    let tmp = tempdir("second-sigint");
+    let dir = tmp.path();
+    let recipe = double_recipe(dir, "never-ready", 120);
     let run = format!("i18-second-{}", std::process::id());
     let mut child = Command::new(env!("CARGO_BIN_EXE_forge"))
         .args([
@@ -464,7 +464,7 @@ fn issue_18_a_second_sigint_ends_forge_at_once() {
         .arg("--recipe")
         .arg(&recipe)
         .arg("--artifacts")
-        .arg(&dir)
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -495,7 +495,6 @@ fn issue_18_a_second_sigint_ends_forge_at_once() {
         "second SIGINT: exit 130 {:.2} s after the first",
         took.as_secs_f64()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -504,8 +503,9 @@ fn serve_without_gpu_skips_without_starting_anything() {
     if std::path::Path::new("/dev/kfd").exists() {
         return;
     }
-    let dir = tmp("serve-nogpu");
-    let recipe = double_recipe(&dir, "good", 8);
+    let tmp = tempdir("serve-nogpu");
+    let dir = tmp.path();
+    let recipe = double_recipe(dir, "good", 8);
     let run = format!("i10-serve-nogpu-{}", std::process::id());
     let run_it = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_forge"))
@@ -520,7 +520,7 @@ fn serve_without_gpu_skips_without_starting_anything() {
             .arg("--recipe")
             .arg(&recipe)
             .arg("--artifacts")
-            .arg(&dir)
+            .arg(dir)
             .output()
             .unwrap()
     };

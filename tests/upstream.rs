@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 use forge::recipe::{LoadOptions, Recipe};
 
@@ -17,11 +18,9 @@ fn forge(args: &[&str]) -> Output {
         .expect("forge runs")
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-upstream-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh `forge-upstream-{name}-XXXXXX` temp dir, removed when dropped (also when the test panics).
+fn tempdir(name: &str) -> TempDir {
+    common::tempdir(&format!("upstream-{name}"))
 }
 
 /// The sdist of vLLM `version`, or None (after saying why; a failure under `CI`).
@@ -57,7 +56,8 @@ fn sdist(version: &str) -> Option<PathBuf> {
 /// `forge recipe from-vllm` on the sdist: the recipe loaded by the strict parser, and the JSON.
 fn recipe_from(version: &str) -> Option<(Recipe, serde_json::Value, String)> {
     let sdist = sdist(version)?;
-    let out = tempdir(version).join("new.toml");
+    let tmp = tempdir(version);
+    let out = tmp.path().join("new.toml");
     let o = forge(&[
         "recipe",
         "from-vllm",
@@ -206,7 +206,8 @@ fn v0_34_0_installs_prebuilt_torch_and_is_refused_with_a_hint() {
 
 #[test]
 fn bad_input_exits_2_with_a_hint() {
-    let dir = tempdir("bad");
+    let tmp = tempdir("bad");
+    let dir = tmp.path();
     let not_tgz = dir.join("vllm.whl");
     std::fs::write(&not_tgz, b"PK\x03\x04 a zip, not a tarball").unwrap();
     let no_base = dir.join("vllm-0.0.1.tar.gz");
@@ -228,7 +229,7 @@ fn bad_input_exits_2_with_a_hint() {
         (dir.join("missing.tar.gz"), "cannot read"),
         (not_tgz, "is not a gzip-compressed tar"),
         (no_base, "holds no `docker/Dockerfile.rocm_base`"),
-        (dir.clone(), "has no `docker/Dockerfile.rocm_base`"),
+        (dir.to_path_buf(), "has no `docker/Dockerfile.rocm_base`"),
     ];
     for (path, msg) in cases {
         let o = forge(&["recipe", "from-vllm", path.to_str().unwrap()]);
@@ -244,7 +245,8 @@ fn bad_input_exits_2_with_a_hint() {
 
 #[test]
 fn a_source_tree_needs_its_vllm_ref_and_then_writes_the_recipe() {
-    let tree = tempdir("tree");
+    let tmp = tempdir("tree");
+    let tree = tmp.path();
     std::fs::create_dir_all(tree.join("docker")).unwrap();
     std::fs::write(
         tree.join("docker/Dockerfile.rocm_base"),
@@ -278,10 +280,11 @@ fn a_source_tree_needs_its_vllm_ref_and_then_writes_the_recipe() {
 }
 
 /// `--json` (a result and an error) matches the envelope every command's JSON matches
-/// (`src/report/envelope.schema.json`, validated by python3-jsonschema as tests/cli.rs does).
+/// (`src/report/envelope.schema.json`, validated by the `jsonschema` crate as tests/cli.rs does).
 #[test]
 fn json_matches_the_envelope_schema() {
-    let dir = tempdir("json");
+    let tmp = tempdir("json");
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("tree/docker")).unwrap();
     std::fs::write(
         dir.join("tree/docker/Dockerfile.rocm_base"),
@@ -303,31 +306,17 @@ fn json_matches_the_envelope_schema() {
     assert_eq!(runs[0].status.code(), Some(0), "{}", stderr(&runs[0]));
     assert_eq!(json(&runs[0])["verdict"], "pass");
     assert_eq!(json(&runs[1])["verdict"], "error");
-    let mut files = Vec::new();
-    for (i, o) in runs.iter().enumerate() {
-        let f = dir.join(format!("{i}.json"));
-        std::fs::write(&f, &o.stdout).unwrap();
-        files.push(f);
-    }
-    let v = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, jsonschema\n\
-             v = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))\n\
-             bad = [e.message for f in sys.argv[2:] for e in v.iter_errors(json.load(open(f)))]\n\
-             print(bad)\n\
-             sys.exit(1 if bad else 0)\n",
-        ])
-        .arg(common::root().join("src/report/envelope.schema.json"))
-        .args(&files)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        v.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        stderr(&v)
-    );
+    let schema = common::schema_validator("src/report/envelope.schema.json");
+    let errors: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, o)| {
+            common::schema_errors(&schema, &json(o))
+                .into_iter()
+                .map(move |e| format!("run {i}: {e}"))
+        })
+        .collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
 /// Issue 21: `forge recipe lock --check` resolves vLLM 0.12.0's real requirements again (uv, as
@@ -356,7 +345,8 @@ fn the_committed_lock_is_what_resolves_and_a_changed_pin_is_named() {
     assert_eq!(j["direct"], 64, "{j}");
 
     // the same recipe beside a lock whose numpy pin moved
-    let d = tempdir("lock");
+    let tmp = tempdir("lock");
+    let d = tmp.path();
     let recipe = std::fs::read_to_string(root.join("recipes/rocm-7.1.1.toml"))
         .unwrap()
         .replace(
@@ -392,5 +382,4 @@ fn the_committed_lock_is_what_resolves_and_a_changed_pin_is_named() {
             .contains("numpy: 2.1.0 vs 2.2.6"),
         "{j}"
     );
-    std::fs::remove_dir_all(&d).ok();
 }

@@ -5,15 +5,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 mod common;
 use common::{bundle, cc, check_of, engine};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-wheel-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh `forge-wheel-{name}-XXXXXX` temp dir, removed when dropped (also when the test panics).
+fn tempdir(name: &str) -> TempDir {
+    common::tempdir(&format!("wheel-{name}"))
 }
 
 /// A CCOB v3 zstd-compressed bundle.
@@ -201,8 +200,9 @@ fn status<'a>(j: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 
 #[test]
 fn good_rocm_wheel_passes_with_targets_exactly_as_bundled() {
-    let d = tmp("good");
-    let w = torch_wheel(&d, NAME, &Spec::default());
+    let tmp = tempdir("good");
+    let d = tmp.path();
+    let w = torch_wheel(d, NAME, &Spec::default());
     // 3.1's threshold set low: these test wheels are small.
     let recipe = d.join("r.toml");
     std::fs::write(
@@ -276,12 +276,13 @@ fn good_rocm_wheel_passes_with_targets_exactly_as_bundled() {
 
 #[test]
 fn missing_target_arch_fails_with_invalid_image() {
-    let d = tmp("arch");
+    let tmp = tempdir("arch");
+    let d = tmp.path();
     let spec = Spec {
         fatbin: bundle(&[HOST, GFX1100]),
         ..Spec::default()
     };
-    let w = torch_wheel(&d, NAME, &spec);
+    let w = torch_wheel(d, NAME, &spec);
     let (code, j, _) = wheel_json(&w, &[]);
     assert_eq!(code, 1);
     let g = status(&j, "wheel.gpu-targets");
@@ -301,12 +302,13 @@ fn missing_target_arch_fails_with_invalid_image() {
 
 #[test]
 fn rsmi_without_librocm_smi64_is_the_known_bug() {
-    let d = tmp("rsmi");
+    let tmp = tempdir("rsmi");
+    let d = tmp.path();
     let spec = Spec {
         needs_smi: false,
         ..Spec::default()
     };
-    let w = torch_wheel(&d, NAME, &spec);
+    let w = torch_wheel(d, NAME, &spec);
     let (_, j, _) = wheel_json(&w, &[]);
     let c = status(&j, "3.6");
     assert_eq!(c["status"], "fail", "{c}");
@@ -320,14 +322,15 @@ fn rsmi_without_librocm_smi64_is_the_known_bug() {
 
 #[test]
 fn cpu_only_wheel_without_distributed_fails_3_2_to_3_4() {
-    let d = tmp("cpu");
+    let tmp = tempdir("cpu");
+    let d = tmp.path();
     let spec = Spec {
         distributed: false,
         hip: false,
         ..Spec::default()
     };
     let w = torch_wheel(
-        &d,
+        d,
         "torch-2.9.1-cp312-cp312-manylinux_2_28_x86_64.whl",
         &spec,
     );
@@ -350,7 +353,8 @@ fn cpu_only_wheel_without_distributed_fails_3_2_to_3_4() {
 
 #[test]
 fn zip64_wheel_reads_the_same() {
-    let d = tmp("zip64");
+    let tmp = tempdir("zip64");
+    let d = tmp.path();
     // More than 65535 members: the archive needs zip64 end records, as multi-GB ROCm wheels do.
     let extra: Vec<(&str, Vec<u8>)> = Vec::new();
     let names: Vec<String> = (0..66_000)
@@ -361,7 +365,7 @@ fn zip64_wheel_reads_the_same() {
         .chain(names.iter().map(|n| (n.as_str(), b"//\n".to_vec())))
         .collect();
     let w = torch_wheel(
-        &d,
+        d,
         NAME,
         &Spec {
             zip64: true,
@@ -389,8 +393,9 @@ fn err_of(path: &Path) -> (i32, String) {
 
 #[test]
 fn corrupt_inputs_are_clear_errors() {
-    let d = tmp("corrupt");
-    let good = torch_wheel(&d, NAME, &Spec::default());
+    let tmp = tempdir("corrupt");
+    let d = tmp.path();
+    let good = torch_wheel(d, NAME, &Spec::default());
     let bytes = std::fs::read(&good).unwrap();
 
     // truncated zip
@@ -524,9 +529,10 @@ fn corrupt_inputs_are_clear_errors() {
 
 #[test]
 fn lib_root_resolves_libraries_outside_the_wheel() {
-    let d = tmp("libroot");
+    let tmp = tempdir("libroot");
+    let d = tmp.path();
     // libtorch_hip.so whose HIP libraries are not in the wheel: they live under a root.
-    let w = torch_wheel(&d, NAME, &Spec::default());
+    let w = torch_wheel(d, NAME, &Spec::default());
     let raw = std::fs::read(&w).unwrap();
     let mut ar = zip::ZipArchive::new(std::io::Cursor::new(raw)).unwrap();
     let out = d.join("slim").join(NAME);
@@ -657,8 +663,9 @@ fn image_resolves_against_real_debian_rocm_libraries() {
     if !engine() {
         return;
     }
-    let d = tmp("image");
-    let w = wheel_needing_debian_rocm(&d, None);
+    let tmp = tempdir("image");
+    let d = tmp.path();
+    let w = wheel_needing_debian_rocm(d, None);
     let (_, j, err) = wheel_json(&w, &["--image", "forge-test-rocm:trixie"]);
     let c = status(&j, "3.6");
     assert_eq!(c["status"], "pass", "{c} {err}");
@@ -670,8 +677,9 @@ fn image_resolves_against_real_debian_rocm_libraries() {
         "symlink followed to the real file inside the image: {loaded:?}"
     );
     // a symbol none of the real libraries defines is unresolved, and named
-    let d2 = tmp("image-bogus");
-    let w = wheel_needing_debian_rocm(&d2, Some("hipNoSuchFunctionInRocm"));
+    let tmp2 = tempdir("image-bogus");
+    let d2 = tmp2.path();
+    let w = wheel_needing_debian_rocm(d2, Some("hipNoSuchFunctionInRocm"));
     let (_, j, _) = wheel_json(&w, &["--image", "forge-test-rocm:trixie"]);
     let c = status(&j, "3.6");
     assert_eq!(c["status"], "fail", "{c}");
@@ -788,8 +796,9 @@ fn cxx11_wheel(dir: &Path, platform: &str) -> PathBuf {
 /// the policy, and the tag the wheel does fit.
 #[test]
 fn glibcxx_beyond_manylinux2014_fails_wheel_glibc_issue_12() {
-    let d = tmp("manylinux");
-    let w = cxx11_wheel(&d, "manylinux2014_x86_64");
+    let tmp = tempdir("manylinux");
+    let d = tmp.path();
+    let w = cxx11_wheel(d, "manylinux2014_x86_64");
     let (code, j, err) = wheel_json(&w, &[]);
     assert_eq!(code, 1, "{err}");
     let c = status(&j, "wheel.glibc");
@@ -802,7 +811,7 @@ fn glibcxx_beyond_manylinux2014_fails_wheel_glibc_issue_12() {
     let hint = c["hint"].as_str().unwrap();
     assert!(hint.contains("manylinux_2_24_x86_64"), "{hint}");
     // The same library under the tag it fits passes; under linux_x86_64 there is no promise.
-    let w = cxx11_wheel(&d, "manylinux_2_24_x86_64");
+    let w = cxx11_wheel(d, "manylinux_2_24_x86_64");
     let (_, j, _) = wheel_json(&w, &[]);
     assert_eq!(
         status(&j, "wheel.glibc")["status"],
@@ -810,7 +819,7 @@ fn glibcxx_beyond_manylinux2014_fails_wheel_glibc_issue_12() {
         "{}",
         status(&j, "wheel.glibc")
     );
-    let w = cxx11_wheel(&d, "linux_x86_64");
+    let w = cxx11_wheel(d, "linux_x86_64");
     let (_, j, _) = wheel_json(&w, &[]);
     let c = status(&j, "wheel.glibc");
     assert_eq!(c["status"], "pass");
@@ -829,8 +838,9 @@ fn wheel_with_a_missing_image_says_so_with_a_hint_issue_12() {
     if !engine() {
         return;
     }
-    let d = tmp("noimage");
-    let w = torch_wheel(&d, NAME, &Spec::default());
+    let tmp = tempdir("noimage");
+    let d = tmp.path();
+    let w = torch_wheel(d, NAME, &Spec::default());
     let o = forge(&[
         "wheel",
         w.to_str().unwrap(),

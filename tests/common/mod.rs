@@ -1,13 +1,26 @@
 //! Helpers the integration tests share.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;
+
+use tempfile::TempDir;
 
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh, empty directory `forge-{name}-XXXXXX` under the system temp dir, removed with
+/// everything in it when the returned guard drops: at the end of the test and also when the test
+/// panics (unwinding drops it). Bind it to a name for as long as the path is used (`let tmp =
+/// tempdir(..); let dir = tmp.path();`), never to `_`, which drops it at once.
+pub fn tempdir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("forge-{name}-"))
+        .tempdir()
+        .expect("make a temp dir")
 }
 
 /// A command's stdout as JSON; panics with stderr shown when it is not.
@@ -19,6 +32,35 @@ pub fn json(o: &Output) -> serde_json::Value {
             String::from_utf8_lossy(&o.stderr)
         )
     })
+}
+
+/// A JSON file, parsed; panics naming the file when it is not JSON.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// A Draft 2020-12 validator for the JSON Schema at `rel` (under the repository root:
+/// `src/report/envelope.schema.json`, `schemas/report.schema.json`), built in-process by the
+/// `jsonschema` crate, so a schema check never skips for want of a tool. The schema is first
+/// checked against its own meta-schema.
+pub fn schema_validator(rel: &str) -> jsonschema::Validator {
+    let schema = read_json(&root().join(rel));
+    if let Err(e) = jsonschema::meta::validate(&schema) {
+        panic!(
+            "{rel} is not a valid JSON Schema: {e} (at `{}`)",
+            e.instance_path()
+        );
+    }
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Every error of `doc` against `v`, one line each (`at /json/pointer: message`); empty when valid.
+pub fn schema_errors(v: &jsonschema::Validator, doc: &serde_json::Value) -> Vec<String> {
+    v.iter_errors(doc)
+        .map(|e| format!("at `{}`: {e}", e.instance_path()))
+        .collect()
 }
 
 /// A command's stderr as text.
@@ -91,8 +133,8 @@ pub fn check_of<'a>(j: &'a serde_json::Value, id: &str) -> &'a serde_json::Value
 /// A one-file image imported into the engine as `tag` (no registry, no build): small enough to
 /// export in well under a second in a debug build. Remove it with [`remove_image`].
 pub fn tiny_image(tag: &str) {
-    let dir = std::env::temp_dir().join(format!("forge-tiny-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempdir("tiny");
+    let dir = tmp.path();
     std::fs::write(dir.join("hello.txt"), "hello from forge's tests\n").unwrap();
     let st = Command::new("sh")
         .arg("-c")
@@ -103,7 +145,6 @@ pub fn tiny_image(tag: &str) {
         .status()
         .unwrap();
     assert!(st.success(), "docker import {tag}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Under CI only (a fresh, disposable machine), before a build of gigabytes: when the engine's
