@@ -472,20 +472,7 @@ pub fn drive(
                 let _ = engine.remove_image(&leaf);
             }
             sink.flush_partials();
-            return Err(match e {
-                Error::Engine { message, hint } => Error::Engine {
-                    message: format!("{message} (the log so far is kept: {})", log_path.display()),
-                    hint: hint.or_else(|| {
-                        Some(
-                            "the connection to the engine broke or it answered garbage \
-                             mid-build: check the engine (`docker info`), then run the build \
-                             again"
-                                .into(),
-                        )
-                    }),
-                },
-                e => e,
-            });
+            return Err(stream_broke(e, log_path));
         }
     };
     let cancel_ms = sink
@@ -501,11 +488,7 @@ pub fn drive(
     if !matches!(end, BuildEnd::Succeeded { .. })
         && let Some(leaf) = sink.classic_leaf.take()
     {
-        // The cancelled step's container goes away asynchronously: retry for a while.
-        let until = Instant::now() + std::time::Duration::from_secs(10);
-        while engine.remove_image(&leaf).is_err() && Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        remove_step_images(engine, &leaf);
     }
     if let Some(e) = sink.io_error.take() {
         return Err(Error::io("write", log_path, e));
@@ -537,6 +520,32 @@ pub fn drive(
         result,
         monitor: sink.feeder.monitor,
     })
+}
+
+/// The engine's build stream broke: the error says the log is kept and what to check.
+fn stream_broke(e: Error, log_path: &Path) -> Error {
+    match e {
+        Error::Engine { message, hint } => Error::Engine {
+            message: format!("{message} (the log so far is kept: {})", log_path.display()),
+            hint: hint.or_else(|| {
+                Some(
+                    "the connection to the engine broke or it answered garbage mid-build: check \
+                     the engine (`docker info`), then run the build again"
+                        .into(),
+                )
+            }),
+        },
+        e => e,
+    }
+}
+
+/// A classic build's step images from `leaf` down removed; the cancelled step's container goes
+/// away asynchronously, so this retries for up to 10 s.
+fn remove_step_images(engine: &dyn Engine, leaf: &str) {
+    let until = Instant::now() + std::time::Duration::from_secs(10);
+    while engine.remove_image(leaf).is_err() && Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 impl Driven {

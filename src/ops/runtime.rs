@@ -216,27 +216,7 @@ pub fn run_runtime(
     }
     let state = engine.state(&container.id)?;
     container.remove()?;
-    let (out, err) = (String::from_utf8_lossy(&out), String::from_utf8_lossy(&err));
-    let probe = match crate::check::runtime::parse(&out) {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => {
-            return Err(Error::Engine {
-                message: format!("the probe's output is not its JSON ({e})"),
-                hint: None,
-            });
-        }
-        None => {
-            return Err(Error::Engine {
-                message: format!(
-                    "the probe gave no result in `{image}` (exit {}{}): {}",
-                    state.exit_code.map_or("?".into(), |c| c.to_string()),
-                    if state.oom_killed { ", OOM-killed" } else { "" },
-                    crate::monitor::diagnose::clip(err.trim(), 400)
-                ),
-                hint: Some("the image needs python3 (3.8 or newer) on its PATH".into()),
-            });
-        }
-    };
+    let probe = probe_of(image, &out, &err, &state)?;
     let gpu = match &no_gpu {
         None => Gpu::Given,
         Some(why) => Gpu::Absent(why.clone()),
@@ -258,6 +238,33 @@ pub fn run_runtime(
         output.files = write_files(dir, &output)?;
     }
     Ok((checks, output))
+}
+
+/// The probe's answer in its stdout, or an error that says how it ended (exit code, OOM, the
+/// end of its stderr).
+fn probe_of(
+    image: &str,
+    out: &[u8],
+    err: &[u8],
+    state: &crate::engine::State,
+) -> Result<crate::check::runtime::Probe> {
+    let (out, err) = (String::from_utf8_lossy(out), String::from_utf8_lossy(err));
+    match crate::check::runtime::parse(&out) {
+        Some(Ok(p)) => Ok(p),
+        Some(Err(e)) => Err(Error::Engine {
+            message: format!("the probe's output is not its JSON ({e})"),
+            hint: None,
+        }),
+        None => Err(Error::Engine {
+            message: format!(
+                "the probe gave no result in `{image}` (exit {}{}): {}",
+                state.exit_code.map_or("?".into(), |c| c.to_string()),
+                if state.oom_killed { ", OOM-killed" } else { "" },
+                crate::monitor::diagnose::clip(err.trim(), 400)
+            ),
+            hint: Some("the image needs python3 (3.8 or newer) on its PATH".into()),
+        }),
+    }
 }
 
 /// Each check's `docker run` line(s): the same image, devices, groups and environment as the
