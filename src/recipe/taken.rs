@@ -71,93 +71,104 @@ fn norm(name: &str) -> String {
 
 /// Validate `[taken.*]` against the rest of the recipe.
 pub fn validate(f: &RecipeFile, text: &str, problems: &mut Vec<RecipeProblem>) {
-    let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
     for (name, t) in &f.taken {
         let line = Some(line_of(text, t.span().start));
-        let t = t.get_ref();
-        let mut problem = |message: String, hint: String| {
-            problems.push(RecipeProblem {
-                line,
-                message,
-                hint: Some(hint),
-            })
-        };
-        if norm(name) == "vllm" {
-            problem(
-                "`[taken.vllm]`: vLLM is the component forge compiles; it cannot be taken".into(),
-                "remove `[taken.vllm]` and give `[vllm]` repo and ref".into(),
-            );
-        }
-        match t.sha256.as_deref() {
-            None => problem(
-                format!("`[taken.{name}]` has no `sha256`: a taken wheel is pinned by its hash"),
-                format!(
-                    "add `sha256 = \"...\"` from `sha256sum {}` (or the `#sha256=` fragment of \
-                     the index's link to it)",
-                    t.wheel
-                ),
-            ),
-            Some(h) if !hex(h) => problem(
-                format!("`[taken.{name}]`: `sha256 = \"{h}\"` is not 64 hex digits"),
-                format!(
-                    "the output of `sha256sum {}`, without the file name",
-                    t.wheel
-                ),
-            ),
-            Some(_) => {}
-        }
-        if t.version.trim().is_empty() {
-            problem(
-                format!("`[taken.{name}]`: `version` is empty"),
-                "the version in the wheel's file name, like \"2.9.1+rocm7.10.0\"".into(),
-            );
-        }
-        // a wheel (name-version(-build)?-python-abi-platform.whl) or, for a distribution its
-        // index publishes only so (TheRock's `rocm` selector, which brings the `rocm-sdk` tool),
-        // an sdist (name-version.tar.gz)
-        let parsed: Option<(&str, &str)> = if let Some(stem) = t.wheel.strip_suffix(".tar.gz") {
-            stem.rsplit_once('-')
-                .filter(|(n, v)| !n.is_empty() && !v.is_empty())
-        } else {
-            let parts: Vec<&str> = t
-                .wheel
-                .strip_suffix(".whl")
-                .unwrap_or("")
-                .split('-')
-                .collect();
-            (5..=6).contains(&parts.len()).then(|| (parts[0], parts[1]))
-        };
-        match parsed.filter(|_| !t.wheel.contains('/')) {
-            None => problem(
-                format!(
-                    "`[taken.{name}]`: `wheel = \"{}\"` is not a wheel or sdist file name",
-                    t.wheel
-                ),
-                "name-version-python-abi-platform.whl (or name-version.tar.gz for an sdist), a \
-                 file in the wheelhouse (no folder)"
-                    .into(),
-            ),
-            Some((dist, version)) if norm(dist) != norm(name) || version != t.version => problem(
-                format!(
-                    "`[taken.{name}]`: the file `{}` is {dist} {version}, not {name} {}",
-                    t.wheel, t.version
-                ),
-                "name the table after the distribution and pin the version its file name carries"
-                    .into(),
-            ),
-            Some(_) => {}
-        }
-        if let Some(i) = &t.index
-            && !(i.starts_with("https://") || i.starts_with("http://"))
-        {
-            problem(
-                format!("`[taken.{name}]`: `index = \"{i}\"` is not an http(s) URL"),
-                "a PEP 503 index URL, or leave `index` out for a wheel only the wheelhouse has"
-                    .into(),
-            );
-        }
+        validate_one(name, t.get_ref(), line, problems);
     }
-    // A component is built or taken, never both; torch and vLLM need a source either way.
+    built_or_taken(f, problems);
+    if !f.taken.is_empty() {
+        replaced_with_reasons(f, problems);
+    }
+    compiler_and_context(f, problems);
+}
+
+/// One `[taken.NAME]` table: not vLLM, pinned by a SHA256, a version, a file name that is that
+/// distribution at that version, an http(s) index.
+fn validate_one(name: &str, t: &Taken, line: Option<usize>, problems: &mut Vec<RecipeProblem>) {
+    let hex = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut problem = |message: String, hint: String| {
+        problems.push(RecipeProblem {
+            line,
+            message,
+            hint: Some(hint),
+        })
+    };
+    if norm(name) == "vllm" {
+        problem(
+            "`[taken.vllm]`: vLLM is the component forge compiles; it cannot be taken".into(),
+            "remove `[taken.vllm]` and give `[vllm]` repo and ref".into(),
+        );
+    }
+    match t.sha256.as_deref() {
+        None => problem(
+            format!("`[taken.{name}]` has no `sha256`: a taken wheel is pinned by its hash"),
+            format!(
+                "add `sha256 = \"...\"` from `sha256sum {}` (or the `#sha256=` fragment of \
+                 the index's link to it)",
+                t.wheel
+            ),
+        ),
+        Some(h) if !hex(h) => problem(
+            format!("`[taken.{name}]`: `sha256 = \"{h}\"` is not 64 hex digits"),
+            format!(
+                "the output of `sha256sum {}`, without the file name",
+                t.wheel
+            ),
+        ),
+        Some(_) => {}
+    }
+    if t.version.trim().is_empty() {
+        problem(
+            format!("`[taken.{name}]`: `version` is empty"),
+            "the version in the wheel's file name, like \"2.9.1+rocm7.10.0\"".into(),
+        );
+    }
+    let parsed = file_name_parts(&t.wheel);
+    match parsed.filter(|_| !t.wheel.contains('/')) {
+        None => problem(
+            format!(
+                "`[taken.{name}]`: `wheel = \"{}\"` is not a wheel or sdist file name",
+                t.wheel
+            ),
+            "name-version-python-abi-platform.whl (or name-version.tar.gz for an sdist), a \
+             file in the wheelhouse (no folder)"
+                .into(),
+        ),
+        Some((dist, version)) if norm(dist) != norm(name) || version != t.version => problem(
+            format!(
+                "`[taken.{name}]`: the file `{}` is {dist} {version}, not {name} {}",
+                t.wheel, t.version
+            ),
+            "name the table after the distribution and pin the version its file name carries"
+                .into(),
+        ),
+        Some(_) => {}
+    }
+    if let Some(i) = &t.index
+        && !(i.starts_with("https://") || i.starts_with("http://"))
+    {
+        problem(
+            format!("`[taken.{name}]`: `index = \"{i}\"` is not an http(s) URL"),
+            "a PEP 503 index URL, or leave `index` out for a wheel only the wheelhouse has".into(),
+        );
+    }
+}
+
+/// (distribution, version) of a wheel's file name (name-version(-build)?-python-abi-platform.whl)
+/// or, for a distribution its index publishes only so (TheRock's `rocm` selector, which brings
+/// the `rocm-sdk` tool), an sdist's (name-version.tar.gz).
+fn file_name_parts(file: &str) -> Option<(&str, &str)> {
+    if let Some(stem) = file.strip_suffix(".tar.gz") {
+        stem.rsplit_once('-')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+    } else {
+        let parts: Vec<&str> = file.strip_suffix(".whl").unwrap_or("").split('-').collect();
+        (5..=6).contains(&parts.len()).then(|| (parts[0], parts[1]))
+    }
+}
+
+/// A component is built or taken, never both; torch and vLLM need a source either way.
+fn built_or_taken(f: &RecipeFile, problems: &mut Vec<RecipeProblem>) {
     for (dist, section) in BUILT_FROM_GIT {
         let taken = f.taken.keys().any(|k| norm(k) == *dist);
         let given = match *section {
@@ -191,27 +202,33 @@ pub fn validate(f: &RecipeFile, text: &str, problems: &mut Vec<RecipeProblem>) {
             });
         }
     }
-    if !f.taken.is_empty() {
-        for r in f
-            .checks
-            .replaced()
-            .iter()
-            .filter(|r| !f.checks.reasons.contains_key(&r.key))
-        {
-            problems.push(RecipeProblem {
-                line: None,
-                message: format!(
-                    "`checks.{}` replaces the spec's expectation ({}) without a reason",
-                    r.key, r.spec
-                ),
-                hint: Some(format!(
-                    "say why under `[checks.reasons]`: `{} = \"...\"` (the report names each \
-                     replaced expectation with it)",
-                    r.key
-                )),
-            });
-        }
+}
+
+/// With taken wheels, every replaced expectation says why.
+fn replaced_with_reasons(f: &RecipeFile, problems: &mut Vec<RecipeProblem>) {
+    for r in f
+        .checks
+        .replaced()
+        .iter()
+        .filter(|r| !f.checks.reasons.contains_key(&r.key))
+    {
+        problems.push(RecipeProblem {
+            line: None,
+            message: format!(
+                "`checks.{}` replaces the spec's expectation ({}) without a reason",
+                r.key, r.spec
+            ),
+            hint: Some(format!(
+                "say why under `[checks.reasons]`: `{} = \"...\"` (the report names each \
+                 replaced expectation with it)",
+                r.key
+            )),
+        });
     }
+}
+
+/// A taken torch needs the devel wheel (the HIP compiler), and taken wheels a build context.
+fn compiler_and_context(f: &RecipeFile, problems: &mut Vec<RecipeProblem>) {
     // vLLM compiles against a taken torch with a HIP compiler, and the prebuilt Dockerfile's base
     // carries no ROCm: the compiler comes from TheRock's devel wheel (`rocm-sdk init` expands it)
     let has = |dist: &str| f.taken.keys().any(|k| norm(k) == norm(dist));
