@@ -606,6 +606,30 @@ pub fn validate(
             hint: Some("write it as on /opt/rocm/.info/version, like \"7.1.1\"".into()),
         });
     }
+    validate_archs(f, rocm.as_ref(), opts, &at, problems);
+    sources_and_names_given(f, problems);
+    validate_checks(&f.checks, problems);
+    for r in &f.rules {
+        if let Err(e) = regex::Regex::new(r.pattern.get_ref()) {
+            problems.push(RecipeProblem {
+                line: at(r.pattern.span()),
+                message: format!("rule `{}`: pattern is not a valid regex: {e}", r.id),
+                hint: None,
+            });
+        }
+    }
+    rocm
+}
+
+/// The arch list: not empty, arch names, none an APU that the recipe's ROCm does not support
+/// (unless `--allow-unsupported`).
+fn validate_archs(
+    f: &RecipeFile,
+    rocm: Option<&Vec<u32>>,
+    opts: LoadOptions,
+    at: &dyn Fn(std::ops::Range<usize>) -> Option<usize>,
+    problems: &mut Vec<RecipeProblem>,
+) {
     let archs = f.archs.get_ref();
     let arch_line = if f.archs.span().is_empty() {
         None
@@ -627,7 +651,7 @@ pub fn validate(
             hint: Some("arch names look like gfx1151, gfx1100, gfx90a:xnack+".into()),
         });
     }
-    if let Some(v) = &rocm
+    if let Some(v) = rocm
         && version_lt(v, &MIN_ROCM_FOR_APU)
         && !opts.allow_unsupported
     {
@@ -646,6 +670,10 @@ pub fn validate(
             });
         }
     }
+}
+
+/// The sources' repos and refs, and the image's names, not empty.
+fn sources_and_names_given(f: &RecipeFile, problems: &mut Vec<RecipeProblem>) {
     let components = [
         ("pytorch", &f.pytorch),
         ("triton", &f.triton),
@@ -685,17 +713,6 @@ pub fn validate(
             });
         }
     }
-    validate_checks(&f.checks, problems);
-    for r in &f.rules {
-        if let Err(e) = regex::Regex::new(r.pattern.get_ref()) {
-            problems.push(RecipeProblem {
-                line: at(r.pattern.span()),
-                message: format!("rule `{}`: pattern is not a valid regex: {e}", r.id),
-                hint: None,
-            });
-        }
-    }
-    rocm
 }
 
 /// The build args the Dockerfile receives, with forge's required flags enforced.
@@ -740,56 +757,67 @@ pub fn resolve_build_args(
             );
             continue;
         }
-        match (k.as_str(), parse_flag(&value)) {
-            ("USE_DISTRIBUTED", Some(false)) => problem(
-                format!(
-                    "`USE_DISTRIBUTED = \"{value}\"` builds torch without torch.distributed: vLLM \
-                     then fails with `cannot import name 'PrefixStore'`"
-                ),
-                "set USE_DISTRIBUTED = \"1\" (or remove the line: forge sets it)",
-            ),
-            ("USE_ROCM", Some(false)) => problem(
-                format!("`USE_ROCM = \"{value}\"` builds a CPU-only torch"),
-                "set USE_ROCM = \"1\" (or remove the line: forge sets it)",
-            ),
-            ("USE_CUDA", Some(true)) => problem(
-                format!("`USE_CUDA = \"{value}\"` contradicts a ROCm build"),
-                "remove USE_CUDA (forge builds with USE_CUDA=0)",
-            ),
-            ("USE_DISTRIBUTED" | "USE_ROCM" | "USE_CUDA", None) => problem(
-                format!("`{k} = \"{value}\"` is not a flag value"),
-                "use \"1\" or \"0\"",
-            ),
-            ("MAX_JOBS", _)
-                if value != AUTO_JOBS && value.parse::<u32>().map_or(true, |n| n == 0) =>
-            {
-                problem(
-                    format!("`MAX_JOBS = \"{value}\"` is neither a positive number nor `auto`"),
-                    "remove the line (forge-jobs then decides on the machine that compiles) or pin \
-                     a number: MAX_JOBS = \"4\" suits a 32-128 GB machine",
-                )
-            }
-            ("PYTORCH_ROCM_ARCH", _) => {
-                let given: std::collections::BTreeSet<&str> = value
-                    .split([';', ',', ' '])
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                let wanted: std::collections::BTreeSet<&str> =
-                    f.archs.get_ref().iter().map(String::as_str).collect();
-                if given != wanted {
-                    problem(
-                        format!(
-                            "`PYTORCH_ROCM_ARCH = \"{value}\"` contradicts `archs = {:?}`",
-                            f.archs.get_ref()
-                        ),
-                        "remove PYTORCH_ROCM_ARCH: forge derives it from `archs`",
-                    );
-                }
-            }
-            _ => {}
-        }
+        judge_value(f, k, &value, &mut problem);
         out.insert(k.clone(), value);
     }
+    derived(f, torch_taken, &mut out);
+    out
+}
+
+/// A build arg's value judged against what it controls (flags, MAX_JOBS, PYTORCH_ROCM_ARCH vs
+/// `archs`).
+fn judge_value(f: &RecipeFile, k: &str, value: &str, problem: &mut dyn FnMut(String, &str)) {
+    match (k, parse_flag(value)) {
+        ("USE_DISTRIBUTED", Some(false)) => problem(
+            format!(
+                "`USE_DISTRIBUTED = \"{value}\"` builds torch without torch.distributed: vLLM \
+                 then fails with `cannot import name 'PrefixStore'`"
+            ),
+            "set USE_DISTRIBUTED = \"1\" (or remove the line: forge sets it)",
+        ),
+        ("USE_ROCM", Some(false)) => problem(
+            format!("`USE_ROCM = \"{value}\"` builds a CPU-only torch"),
+            "set USE_ROCM = \"1\" (or remove the line: forge sets it)",
+        ),
+        ("USE_CUDA", Some(true)) => problem(
+            format!("`USE_CUDA = \"{value}\"` contradicts a ROCm build"),
+            "remove USE_CUDA (forge builds with USE_CUDA=0)",
+        ),
+        ("USE_DISTRIBUTED" | "USE_ROCM" | "USE_CUDA", None) => problem(
+            format!("`{k} = \"{value}\"` is not a flag value"),
+            "use \"1\" or \"0\"",
+        ),
+        ("MAX_JOBS", _) if value != AUTO_JOBS && value.parse::<u32>().map_or(true, |n| n == 0) => {
+            problem(
+                format!("`MAX_JOBS = \"{value}\"` is neither a positive number nor `auto`"),
+                "remove the line (forge-jobs then decides on the machine that compiles) or pin \
+                 a number: MAX_JOBS = \"4\" suits a 32-128 GB machine",
+            )
+        }
+        ("PYTORCH_ROCM_ARCH", _) => {
+            let given: std::collections::BTreeSet<&str> = value
+                .split([';', ',', ' '])
+                .filter(|s| !s.is_empty())
+                .collect();
+            let wanted: std::collections::BTreeSet<&str> =
+                f.archs.get_ref().iter().map(String::as_str).collect();
+            if given != wanted {
+                problem(
+                    format!(
+                        "`PYTORCH_ROCM_ARCH = \"{value}\"` contradicts `archs = {:?}`",
+                        f.archs.get_ref()
+                    ),
+                    "remove PYTORCH_ROCM_ARCH: forge derives it from `archs`",
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The args forge sets itself: the flags it insists on (unless torch is taken), the job count's
+/// default, and those derived from the recipe's fields.
+fn derived(f: &RecipeFile, torch_taken: bool, out: &mut BTreeMap<String, String>) {
     if !torch_taken {
         for (k, v) in [
             ("USE_DISTRIBUTED", "1"),
@@ -821,7 +849,6 @@ pub fn resolve_build_args(
             out.insert(format!("{prefix}_REF"), src.git_ref.clone());
         }
     }
-    out
 }
 
 /// `[checks.runtime]` and `[checks.server]`: values that would fail later, or run as code.
