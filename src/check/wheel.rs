@@ -175,6 +175,17 @@ fn bad_wheel(path: &Path, why: impl std::fmt::Display) -> Error {
     )
 }
 
+/// One member to read: its index in the zip, its name, its declared and compressed sizes.
+type Job = (usize, String, u64, u64);
+
+/// What the central directory says: the members to read and where METADATA is.
+struct Listing {
+    /// ELF and kpack candidates.
+    jobs: Vec<Job>,
+    /// METADATA's index and declared size, if the wheel has one at the top level.
+    metadata: Option<(usize, u64)>,
+}
+
 /// Read the wheel: central directory, then every ELF and kpack member, in parallel.
 pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -195,7 +206,45 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
         len: bytes,
     };
     let mut archive = zip::ZipArchive::new(shared).map_err(|e| bad_wheel(path, e))?;
-    let mut jobs: Vec<(usize, String, u64, u64)> = Vec::new();
+    let mut listing = list_members(&mut archive, path)?;
+    let members = archive.len();
+    let requires = read_requires(&mut archive, listing.metadata, path)?;
+    // Largest first (they take longest), then by name: the order, and so which error is
+    // reported when several members are bad, does not depend on the zip's member order.
+    listing
+        .jobs
+        .sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.1.cmp(&b.1)));
+    let results = read_members(&archive, &listing.jobs, threads, path);
+    let mut data = WheelData {
+        path: path.to_owned(),
+        bytes,
+        name,
+        elves: BTreeMap::new(),
+        notes: BTreeMap::new(),
+        code_objects: BTreeMap::new(),
+        members,
+        requires,
+    };
+    for (_, member, size, r) in results {
+        match r? {
+            Parsed::Elf(info) => {
+                data.elves.insert(member, (size, *info));
+            }
+            Parsed::CodeObject(c) => {
+                data.code_objects.insert(member, c);
+            }
+            Parsed::Skipped(why) => {
+                data.notes.insert(member, why);
+            }
+        }
+    }
+    Ok(data)
+}
+
+/// Walk the central directory: refuse duplicate names and zip bombs, require a
+/// `*.dist-info/WHEEL`, and list the members to read.
+fn list_members(archive: &mut zip::ZipArchive<SharedFile>, path: &Path) -> Result<Listing> {
+    let mut jobs: Vec<Job> = Vec::new();
     let mut has_wheel_meta = false;
     let mut metadata = None;
     let mut declared_total = 0u64;
@@ -231,8 +280,16 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
     if !has_wheel_meta {
         return Err(bad_wheel(path, "no *.dist-info/WHEEL member"));
     }
-    let members = archive.len();
-    let requires = match metadata {
+    Ok(Listing { jobs, metadata })
+}
+
+/// The `Requires-Dist` values of the wheel's METADATA (none when it is absent or over 16 MiB).
+fn read_requires(
+    archive: &mut zip::ZipArchive<SharedFile>,
+    metadata: Option<(usize, u64)>,
+    path: &Path,
+) -> Result<Vec<String>> {
+    Ok(match metadata {
         Some((i, size)) if size <= 16 << 20 => {
             let mut text = String::new();
             archive
@@ -243,21 +300,30 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
             requires_dist(&text)
         }
         _ => Vec::new(),
-    };
-    // Largest first (they take longest), then by name: the order, and so which error is
-    // reported when several members are bad, does not depend on the zip's member order.
-    jobs.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.1.cmp(&b.1)));
+    })
+}
+
+/// One member's outcome: its job's position, name, declared size and what reading it gave.
+type Outcome = (usize, String, u64, std::result::Result<Parsed, Error>);
+
+/// Read the jobs on up to `threads` workers, stopping after the first failure (in job order);
+/// the outcomes come back in job order.
+fn read_members(
+    archive: &zip::ZipArchive<SharedFile>,
+    jobs: &[Job],
+    threads: usize,
+    path: &Path,
+) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     // The first job (in that order) that failed: later jobs are not started, earlier ones are
     // all finished, so the error reported is the same whatever the threads' timing.
     let failed_at = AtomicUsize::new(usize::MAX);
-    type Outcome = (usize, String, u64, std::result::Result<Parsed, Error>);
     let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     let workers = threads.clamp(1, jobs.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             let mut ar = archive.clone();
-            let (jobs, next, results, failed_at) = (&jobs, &next, &results, &failed_at);
+            let (next, results, failed_at) = (&next, &results, &failed_at);
             s.spawn(move || {
                 loop {
                     let k = next.fetch_add(1, Ordering::SeqCst);
@@ -279,32 +345,9 @@ pub fn read_wheel(path: &Path, threads: usize) -> Result<WheelData> {
             });
         }
     });
-    let mut data = WheelData {
-        path: path.to_owned(),
-        bytes,
-        name,
-        elves: BTreeMap::new(),
-        notes: BTreeMap::new(),
-        code_objects: BTreeMap::new(),
-        members,
-        requires,
-    };
     let mut results = results.into_inner().expect("no poisoned lock");
     results.sort_by_key(|r| r.0);
-    for (_, member, size, r) in results {
-        match r? {
-            Parsed::Elf(info) => {
-                data.elves.insert(member, (size, *info));
-            }
-            Parsed::CodeObject(c) => {
-                data.code_objects.insert(member, c);
-            }
-            Parsed::Skipped(why) => {
-                data.notes.insert(member, why);
-            }
-        }
-    }
-    Ok(data)
+    results
 }
 
 /// The `Requires-Dist` values of a METADATA text (its header block: the body is the long
@@ -528,142 +571,165 @@ pub fn checks_with(
 ) -> (Vec<Check>, Option<Resolution>) {
     let mut out = Vec::new();
     let fl = flavour(d);
-    let torch = fl != Flavour::NotTorch;
-    let not_torch = |id: &str| {
-        check(
-            id,
-            Status::Skip,
-            format!(
-                "no torch/lib/libtorch_cpu.so in `{}`: the torch checks do not apply",
-                d.name.name
-            ),
-        )
-    };
-
-    // 3.1
-    out.push(if torch {
-        let size = d.bytes;
-        let band = if size < 500_000_000 {
-            "< 500 MB: a CPU-only build per the spec's table"
-        } else if size < 2_000_000_000 {
-            "500 MB - 2 GB: an incomplete ROCm build per the spec's table"
-        } else {
-            "> 2 GB: a full ROCm build per the spec's table"
-        };
-        let mut c = check_when(size > opts.min_bytes, "3.1", format!("{} ({band}); threshold {}", mb(size), mb(opts.min_bytes)));
-        if size <= opts.min_bytes {
-            c = c.with_hint(match fl {
-                Flavour::Cuda => "this is a CUDA build (libtorch_cuda.so), not ROCm: build with USE_ROCM=1".to_owned(),
-                Flavour::Rocm => SMALL_ROCM_WHEEL.to_owned(),
-                _ => "build with USE_ROCM=1 and PYTORCH_ROCM_ARCH set; check `forge scan` on the build log".to_owned(),
-            });
-        }
-        c
-    } else {
-        not_torch("3.1")
-    });
-
-    // flavour
-    out.push(if torch {
-        let evidence = match fl {
-            Flavour::Rocm => "ROCm: torch/lib/libtorch_hip.so present".to_owned(),
-            Flavour::Cuda => {
-                "CUDA: torch/lib/libtorch_cuda.so present, no libtorch_hip.so".to_owned()
-            }
-            _ => "CPU-only: neither libtorch_hip.so nor libtorch_cuda.so".to_owned(),
-        };
-        let local = d
-            .name
-            .local
-            .as_deref()
-            .map(|l| format!("; local tag +{l}"))
-            .unwrap_or_default();
-        let c = check_when(
-            fl == Flavour::Rocm,
-            "wheel.flavour",
-            format!("{evidence}; {} {}{local}", d.name.name, d.name.version),
-        );
-        if fl == Flavour::Rocm {
-            c
-        } else {
-            c.with_hint("forge releases ROCm builds: build with USE_ROCM=1 on a ROCm base image")
-        }
-    } else {
-        not_torch("wheel.flavour")
-    });
-
-    // 3.2 - 3.4
-    match d.elves.get("torch/lib/libtorch_cpu.so") {
-        Some((_, cpu)) => {
-            let dist = "build with USE_DISTRIBUTED=1: without it vLLM fails with `cannot import name 'PrefixStore'`";
-            let c = check_when(
-                cpu.c10d > 0,
-                "3.2",
-                format!(
-                    "{} defined dynamic symbols contain c10d (of {})",
-                    cpu.c10d, cpu.defined_count
-                ),
-            );
-            out.push(if cpu.c10d > 0 { c } else { c.with_hint(dist) });
-            for (id, (n, example), what) in [
-                ("3.3", &cpu.prefix_store, "PrefixStore"),
-                ("3.4", &cpu.process_group, "ProcessGroup"),
-            ] {
-                let ev = match example {
-                    Some(e) => format!("{n} defined symbols name {what}, e.g. {e}"),
-                    None => format!("no defined symbol names {what}"),
-                };
-                let c = check_when(*n > 0, id, ev);
-                out.push(if *n > 0 { c } else { c.with_hint(dist) });
-            }
-        }
-        None => {
-            for id in ["3.2", "3.3", "3.4"] {
-                out.push(if torch {
-                    check(id, Status::Fail, "torch/lib/libtorch_cpu.so is missing")
-                } else {
-                    not_torch(id)
-                });
-            }
-        }
-    }
-
-    // 3.5 - 3.6
-    let mut resolution = None;
-    match d.elves.get("torch/lib/libtorch_hip.so") {
-        Some((_, hip)) => {
-            let has = |p: &str| hip.needed.iter().any(|n| n.starts_with(p));
-            let ok = has("libamdhip64") && has("libhsa-runtime64");
-            let c = check_when(ok, "3.5", format!("DT_NEEDED: {}", hip.needed.join(", ")));
-            out.push(if ok {
-                c
-            } else {
-                c.with_hint("libtorch_hip.so must link the HIP runtime: a broken ROCm build")
-            });
-            let mut wheel_elves: HashMap<String, ElfInfo> = HashMap::new();
-            for c in companions {
-                wheel_elves.extend(c.elves.iter().map(|(p, (_, i))| (p.clone(), i.clone())));
-            }
-            wheel_elves.extend(d.elves.iter().map(|(p, (_, i))| (p.clone(), i.clone())));
-            let desc = root.as_ref().map(|r| r.describe());
-            let res = resolve::resolve("torch/lib/libtorch_hip.so", hip, &wheel_elves, root);
-            out.push(check_36(hip, &res, desc.as_deref()));
-            resolution = Some(res);
-        }
-        None => {
-            let why = match fl {
-                Flavour::Cuda => "no torch/lib/libtorch_hip.so: this is a CUDA build",
-                Flavour::Cpu => "no torch/lib/libtorch_hip.so: this is a CPU-only build",
-                _ => "not a torch wheel",
-            };
-            out.push(check("3.5", Status::Skip, why));
-            out.push(check("3.6", Status::Skip, why));
-        }
-    }
-
+    out.push(size_check(d, opts, fl));
+    out.push(flavour_check(d, fl));
+    out.extend(symbol_checks(d, fl));
+    let (hip, resolution) = hip_checks(d, fl, root, companions);
+    out.extend(hip);
     out.push(gpu_check(d, opts));
     out.push(glibc_check(d));
     (out, resolution)
+}
+
+/// The Skip of a torch check on a wheel that is not torch.
+fn not_torch(d: &WheelData, id: &str) -> Check {
+    check(
+        id,
+        Status::Skip,
+        format!(
+            "no torch/lib/libtorch_cpu.so in `{}`: the torch checks do not apply",
+            d.name.name
+        ),
+    )
+}
+
+/// 3.1: the wheel's size against the threshold.
+fn size_check(d: &WheelData, opts: &WheelOptions, fl: Flavour) -> Check {
+    if fl == Flavour::NotTorch {
+        return not_torch(d, "3.1");
+    }
+    let size = d.bytes;
+    let band = if size < 500_000_000 {
+        "< 500 MB: a CPU-only build per the spec's table"
+    } else if size < 2_000_000_000 {
+        "500 MB - 2 GB: an incomplete ROCm build per the spec's table"
+    } else {
+        "> 2 GB: a full ROCm build per the spec's table"
+    };
+    let mut c = check_when(
+        size > opts.min_bytes,
+        "3.1",
+        format!("{} ({band}); threshold {}", mb(size), mb(opts.min_bytes)),
+    );
+    if size <= opts.min_bytes {
+        c = c.with_hint(match fl {
+            Flavour::Cuda => {
+                "this is a CUDA build (libtorch_cuda.so), not ROCm: build with USE_ROCM=1".to_owned()
+            }
+            Flavour::Rocm => SMALL_ROCM_WHEEL.to_owned(),
+            _ => "build with USE_ROCM=1 and PYTORCH_ROCM_ARCH set; check `forge scan` on the build log"
+                .to_owned(),
+        });
+    }
+    c
+}
+
+/// wheel.flavour: ROCm, CUDA or CPU-only, from the torch libraries present.
+fn flavour_check(d: &WheelData, fl: Flavour) -> Check {
+    if fl == Flavour::NotTorch {
+        return not_torch(d, "wheel.flavour");
+    }
+    let evidence = match fl {
+        Flavour::Rocm => "ROCm: torch/lib/libtorch_hip.so present".to_owned(),
+        Flavour::Cuda => "CUDA: torch/lib/libtorch_cuda.so present, no libtorch_hip.so".to_owned(),
+        _ => "CPU-only: neither libtorch_hip.so nor libtorch_cuda.so".to_owned(),
+    };
+    let local = d
+        .name
+        .local
+        .as_deref()
+        .map(|l| format!("; local tag +{l}"))
+        .unwrap_or_default();
+    let c = check_when(
+        fl == Flavour::Rocm,
+        "wheel.flavour",
+        format!("{evidence}; {} {}{local}", d.name.name, d.name.version),
+    );
+    if fl == Flavour::Rocm {
+        c
+    } else {
+        c.with_hint("forge releases ROCm builds: build with USE_ROCM=1 on a ROCm base image")
+    }
+}
+
+/// 3.2 - 3.4: libtorch_cpu.so defines the c10d, PrefixStore and ProcessGroup symbols.
+fn symbol_checks(d: &WheelData, fl: Flavour) -> Vec<Check> {
+    let Some((_, cpu)) = d.elves.get("torch/lib/libtorch_cpu.so") else {
+        return ["3.2", "3.3", "3.4"]
+            .into_iter()
+            .map(|id| {
+                if fl != Flavour::NotTorch {
+                    check(id, Status::Fail, "torch/lib/libtorch_cpu.so is missing")
+                } else {
+                    not_torch(d, id)
+                }
+            })
+            .collect();
+    };
+    let mut out = Vec::new();
+    let dist = "build with USE_DISTRIBUTED=1: without it vLLM fails with `cannot import name 'PrefixStore'`";
+    let c = check_when(
+        cpu.c10d > 0,
+        "3.2",
+        format!(
+            "{} defined dynamic symbols contain c10d (of {})",
+            cpu.c10d, cpu.defined_count
+        ),
+    );
+    out.push(if cpu.c10d > 0 { c } else { c.with_hint(dist) });
+    for (id, (n, example), what) in [
+        ("3.3", &cpu.prefix_store, "PrefixStore"),
+        ("3.4", &cpu.process_group, "ProcessGroup"),
+    ] {
+        let ev = match example {
+            Some(e) => format!("{n} defined symbols name {what}, e.g. {e}"),
+            None => format!("no defined symbol names {what}"),
+        };
+        let c = check_when(*n > 0, id, ev);
+        out.push(if *n > 0 { c } else { c.with_hint(dist) });
+    }
+    out
+}
+
+/// 3.5 - 3.6: libtorch_hip.so links the HIP runtime, and its symbols resolve (against the
+/// wheel, its companions and `root`).
+fn hip_checks(
+    d: &WheelData,
+    fl: Flavour,
+    root: Option<&mut dyn LibRoot>,
+    companions: &[WheelData],
+) -> (Vec<Check>, Option<Resolution>) {
+    let Some((_, hip)) = d.elves.get("torch/lib/libtorch_hip.so") else {
+        let why = match fl {
+            Flavour::Cuda => "no torch/lib/libtorch_hip.so: this is a CUDA build",
+            Flavour::Cpu => "no torch/lib/libtorch_hip.so: this is a CPU-only build",
+            _ => "not a torch wheel",
+        };
+        return (
+            vec![
+                check("3.5", Status::Skip, why),
+                check("3.6", Status::Skip, why),
+            ],
+            None,
+        );
+    };
+    let has = |p: &str| hip.needed.iter().any(|n| n.starts_with(p));
+    let ok = has("libamdhip64") && has("libhsa-runtime64");
+    let c = check_when(ok, "3.5", format!("DT_NEEDED: {}", hip.needed.join(", ")));
+    let c35 = if ok {
+        c
+    } else {
+        c.with_hint("libtorch_hip.so must link the HIP runtime: a broken ROCm build")
+    };
+    let mut wheel_elves: HashMap<String, ElfInfo> = HashMap::new();
+    for c in companions {
+        wheel_elves.extend(c.elves.iter().map(|(p, (_, i))| (p.clone(), i.clone())));
+    }
+    wheel_elves.extend(d.elves.iter().map(|(p, (_, i))| (p.clone(), i.clone())));
+    let desc = root.as_ref().map(|r| r.describe());
+    let res = resolve::resolve("torch/lib/libtorch_hip.so", hip, &wheel_elves, root);
+    let c36 = check_36(hip, &res, desc.as_deref());
+    (vec![c35, c36], Some(res))
 }
 
 fn is_rocm_symbol(name: &str) -> bool {
@@ -808,8 +874,19 @@ fn gpu_check(d: &WheelData, opts: &WheelOptions) -> Check {
     check("wheel.gpu-targets", Status::Pass, ev)
 }
 
+/// What the wheel's platform tag promises, and where the ELF files break it.
+#[derive(Default)]
+struct TagVerdict {
+    /// The policies (or GLIBC floor) the tag promises.
+    promised: Vec<String>,
+    /// Each need beyond them.
+    broken: Vec<String>,
+    /// Remarks that change no status.
+    notes: Vec<String>,
+}
+
+/// wheel.glibc: the symbol versions the ELF files need against the platform tag's promise.
 fn glibc_check(d: &WheelData) -> Check {
-    use super::manylinux::{self, TagPolicy};
     let maxes = max_versions(d);
     let listed: Vec<String> = maxes
         .iter()
@@ -826,54 +903,18 @@ fn glibc_check(d: &WheelData) -> Check {
     } else {
         listed.join(", ")
     };
-    let elves = || d.elves.iter().map(|(p, (_, i))| (p, i));
-    let mut promised = Vec::new();
-    let mut broken = Vec::new();
-    let mut notes = Vec::new();
-    // A compound tag (`manylinux_2_17_x86_64.manylinux2014_x86_64`) promises each of its parts.
-    for tag in d.name.platform.split('.') {
-        match manylinux::for_tag(tag) {
-            TagPolicy::NoPromise => {}
-            TagPolicy::Known(policy, arch) => {
-                promised.push(policy.display());
-                for v in manylinux::violations(policy, &arch, elves()) {
-                    broken.push(format!(
-                        "{} needs {}, which breaks {} ({})",
-                        v.member.rsplit('/').next().unwrap_or(&v.member),
-                        v.needs,
-                        policy.display(),
-                        v.why
-                    ));
-                }
-                let outside = manylinux::external_libraries(policy, elves());
-                if !outside.is_empty() {
-                    notes.push(format!(
-                        "links {} librar{} neither in {}'s list nor in the wheel ({}): auditwheel would bundle them or need `--exclude`",
-                        outside.len(),
-                        if outside.len() == 1 { "y" } else { "ies" },
-                        policy.name,
-                        outside.join(", ")
-                    ));
-                }
-            }
-            TagPolicy::OtherArch(arch) => notes.push(format!(
-                "forge carries auditwheel's policies for {} only, not {arch}: checked GLIBC against the tag alone",
-                manylinux::ARCHS.join(", ")
-            )),
-            TagPolicy::Unknown(name) => notes.push(format!(
-                "`{name}` is not in forge's copy of auditwheel's policies: checked GLIBC against the tag alone"
-            )),
-        }
-    }
+    let mut verdict = policy_verdict(d);
     // Tags without policy data: the GLIBC floor the tag names.
-    if promised.is_empty()
+    if verdict.promised.is_empty()
         && let Some(allowed) = platform_glibc(&d.name.platform)
     {
-        promised.push(format!("GLIBC <= {}", dotted(&allowed)));
+        verdict
+            .promised
+            .push(format!("GLIBC <= {}", dotted(&allowed)));
         if let Some((v, who)) = maxes.get("GLIBC")
             && crate::recipe::version_lt(&allowed, v)
         {
-            broken.push(format!(
+            verdict.broken.push(format!(
                 "{} needs GLIBC_{}, beyond the tag's GLIBC {}",
                 who.rsplit('/').next().unwrap_or(who),
                 dotted(v),
@@ -881,6 +922,11 @@ fn glibc_check(d: &WheelData) -> Check {
             ));
         }
     }
+    let TagVerdict {
+        promised,
+        broken,
+        notes,
+    } = verdict;
     let notes = if notes.is_empty() {
         String::new()
     } else {
@@ -907,6 +953,56 @@ fn glibc_check(d: &WheelData) -> Check {
             ),
         );
     }
+    glibc_fail(d, &ev, &broken, &notes)
+}
+
+/// The auditwheel policies each part of the platform tag names, checked against the ELF files
+/// (a compound tag, `manylinux_2_17_x86_64.manylinux2014_x86_64`, promises each of its parts).
+fn policy_verdict(d: &WheelData) -> TagVerdict {
+    use super::manylinux::{self, TagPolicy};
+    let elves = || d.elves.iter().map(|(p, (_, i))| (p, i));
+    let mut v = TagVerdict::default();
+    for tag in d.name.platform.split('.') {
+        match manylinux::for_tag(tag) {
+            TagPolicy::NoPromise => {}
+            TagPolicy::Known(policy, arch) => {
+                v.promised.push(policy.display());
+                for x in manylinux::violations(policy, &arch, elves()) {
+                    v.broken.push(format!(
+                        "{} needs {}, which breaks {} ({})",
+                        x.member.rsplit('/').next().unwrap_or(&x.member),
+                        x.needs,
+                        policy.display(),
+                        x.why
+                    ));
+                }
+                let outside = manylinux::external_libraries(policy, elves());
+                if !outside.is_empty() {
+                    v.notes.push(format!(
+                        "links {} librar{} neither in {}'s list nor in the wheel ({}): auditwheel would bundle them or need `--exclude`",
+                        outside.len(),
+                        if outside.len() == 1 { "y" } else { "ies" },
+                        policy.name,
+                        outside.join(", ")
+                    ));
+                }
+            }
+            TagPolicy::OtherArch(arch) => v.notes.push(format!(
+                "forge carries auditwheel's policies for {} only, not {arch}: checked GLIBC against the tag alone",
+                manylinux::ARCHS.join(", ")
+            )),
+            TagPolicy::Unknown(name) => v.notes.push(format!(
+                "`{name}` is not in forge's copy of auditwheel's policies: checked GLIBC against the tag alone"
+            )),
+        }
+    }
+    v
+}
+
+/// wheel.glibc's Fail: the first 8 broken needs, and the best policy the wheel fits.
+fn glibc_fail(d: &WheelData, ev: &str, broken: &[String], notes: &str) -> Check {
+    use super::manylinux;
+    let elves = || d.elves.iter().map(|(p, (_, i))| (p, i));
     let shown: Vec<&str> = broken.iter().take(8).map(String::as_str).collect();
     let arch = manylinux::tag_arch(&d.name.platform).unwrap_or("x86_64");
     let fits = manylinux::best_policy(arch, elves());
