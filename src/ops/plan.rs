@@ -182,6 +182,49 @@ pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Pla
     let text = recipe.dockerfile.read()?;
     let df = dockerfile::parse(&text);
     let f = &recipe.file;
+    let checks = dockerfile_checks(recipe, &df);
+
+    let planned_checks = CATALOG
+        .iter()
+        .filter(|e| e.id != "wheel.taken" || !recipe.taken.is_empty())
+        .map(|e| PlannedCheck {
+            id: e.id.to_owned(),
+            phase: e.phase,
+            title: e.title.to_owned(),
+            pass_condition: catalog::condition(e.id, recipe),
+            needs_gpu: e.needs_gpu,
+            run_by: catalog::runner(e.id).to_owned(),
+        })
+        .collect();
+
+    let plan = Plan {
+        jobs: recipe.jobs(),
+        job_stages: dockerfile::job_stages(&text),
+        notes: ref_notes(&recipe.build_args),
+        recipe: recipe.origin.to_string(),
+        name: f.name.clone(),
+        rocm: recipe.rocm_version().to_owned(),
+        archs: recipe.archs().to_vec(),
+        base_image: f.base_image.clone(),
+        dockerfile: recipe.dockerfile.display(),
+        context: recipe.context.clone(),
+        stages: df.stages.clone(),
+        target_stage: f.image.target.clone(),
+        wheel_stage: f.image.wheel_stage.clone(),
+        image_tag: f.image.tag.clone(),
+        build_args: recipe.build_args.clone(),
+        components: components(recipe),
+        replaced: f.checks.replaced(),
+        planned_checks,
+        artifacts: artifacts(artifacts_root, run, &f.image.tag),
+    };
+    Ok((plan, checks))
+}
+
+/// The recipe against its Dockerfile: every build arg declared and used, the target and wheel
+/// stages present, PYTORCH_ROCM_ARCH exported to RUN where declared.
+fn dockerfile_checks(recipe: &Recipe, df: &dockerfile::Dockerfile) -> Vec<Check> {
+    let f = &recipe.file;
     let mut checks = Vec::new();
 
     let problems: Vec<String> = recipe
@@ -259,41 +302,7 @@ pub fn resolve(recipe: &Recipe, artifacts_root: &Path, run: &str) -> Result<(Pla
         )
     });
 
-    let planned_checks = CATALOG
-        .iter()
-        .filter(|e| e.id != "wheel.taken" || !recipe.taken.is_empty())
-        .map(|e| PlannedCheck {
-            id: e.id.to_owned(),
-            phase: e.phase,
-            title: e.title.to_owned(),
-            pass_condition: catalog::condition(e.id, recipe),
-            needs_gpu: e.needs_gpu,
-            run_by: catalog::runner(e.id).to_owned(),
-        })
-        .collect();
-
-    let plan = Plan {
-        jobs: recipe.jobs(),
-        job_stages: dockerfile::job_stages(&text),
-        notes: ref_notes(&recipe.build_args),
-        recipe: recipe.origin.to_string(),
-        name: f.name.clone(),
-        rocm: recipe.rocm_version().to_owned(),
-        archs: recipe.archs().to_vec(),
-        base_image: f.base_image.clone(),
-        dockerfile: recipe.dockerfile.display(),
-        context: recipe.context.clone(),
-        stages: df.stages.clone(),
-        target_stage: f.image.target.clone(),
-        wheel_stage: f.image.wheel_stage.clone(),
-        image_tag: f.image.tag.clone(),
-        build_args: recipe.build_args.clone(),
-        components: components(recipe),
-        replaced: f.checks.replaced(),
-        planned_checks,
-        artifacts: artifacts(artifacts_root, run, &f.image.tag),
-    };
-    Ok((plan, checks))
+    checks
 }
 
 /// Whether `r` reads as an abbreviated commit (4-39 hex digits): a git server hands out branches,
