@@ -321,53 +321,7 @@ fn tar_of(files: &[FileIn]) -> Result<Vec<u8>> {
 impl DockerEngine {
     async fn create_and_start_async(&self, spec: &ContainerSpec) -> Result<String> {
         let docker = &self.docker;
-        let devices = spec
-            .gpu
-            .devices
-            .iter()
-            .map(|d| DeviceMapping {
-                path_on_host: Some(d.clone()),
-                path_in_container: Some(d.clone()),
-                cgroup_permissions: Some("rwm".into()),
-            })
-            .collect::<Vec<_>>();
-        let host_ip = if self.endpoint.transport.local() {
-            "127.0.0.1"
-        } else {
-            "0.0.0.0"
-        };
-        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
-            .ports
-            .iter()
-            .map(|p| {
-                (
-                    format!("{p}/tcp"),
-                    Some(vec![PortBinding {
-                        host_ip: Some(host_ip.into()),
-                        host_port: Some(String::new()),
-                    }]),
-                )
-            })
-            .collect();
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            cmd: Some(spec.cmd.clone()),
-            entrypoint: spec.entrypoint.clone(),
-            env: Some(spec.env.clone()),
-            labels: Some(spec.labels.clone().into_iter().collect()),
-            exposed_ports: Some(spec.ports.iter().map(|p| format!("{p}/tcp")).collect()),
-            network_disabled: spec.no_network.then_some(true),
-            host_config: Some(HostConfig {
-                devices: Some(devices),
-                group_add: Some(spec.gpu.groups.iter().map(u32::to_string).collect()),
-                shm_size: spec.shm_bytes.and_then(|b| i64::try_from(b).ok()),
-                port_bindings: Some(port_bindings),
-                binds: Some(spec.binds.clone()),
-                network_mode: spec.no_network.then(|| "none".to_owned()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let body = create_body(spec, self.endpoint.transport.local());
         let id = docker
             .create_container(
                 Some(CreateContainerOptions {
@@ -424,6 +378,55 @@ impl DockerEngine {
             return Err(e);
         }
         Ok(id)
+    }
+}
+
+/// The engine's create body for `spec`: the GPU's devices and groups, ports published on
+/// 127.0.0.1 for a local engine (all addresses for a remote one, whose host is reached by name),
+/// mounts, shared memory, no network when asked.
+fn create_body(spec: &ContainerSpec, local: bool) -> ContainerCreateBody {
+    let devices = spec
+        .gpu
+        .devices
+        .iter()
+        .map(|d| DeviceMapping {
+            path_on_host: Some(d.clone()),
+            path_in_container: Some(d.clone()),
+            cgroup_permissions: Some("rwm".into()),
+        })
+        .collect::<Vec<_>>();
+    let host_ip = if local { "127.0.0.1" } else { "0.0.0.0" };
+    let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
+        .ports
+        .iter()
+        .map(|p| {
+            (
+                format!("{p}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some(host_ip.into()),
+                    host_port: Some(String::new()),
+                }]),
+            )
+        })
+        .collect();
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(spec.cmd.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(spec.env.clone()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        exposed_ports: Some(spec.ports.iter().map(|p| format!("{p}/tcp")).collect()),
+        network_disabled: spec.no_network.then_some(true),
+        host_config: Some(HostConfig {
+            devices: Some(devices),
+            group_add: Some(spec.gpu.groups.iter().map(u32::to_string).collect()),
+            shm_size: spec.shm_bytes.and_then(|b| i64::try_from(b).ok()),
+            port_bindings: Some(port_bindings),
+            binds: Some(spec.binds.clone()),
+            network_mode: spec.no_network.then(|| "none".to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
