@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{check, check_when};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::recipe::Recipe;
+use crate::recipe::{Checks, Recipe};
 use crate::report::{Check, Status};
 
 /// What the probe reports.
@@ -126,8 +126,16 @@ pub fn rocm_release(version: &str) -> Option<String> {
 /// The phase 4 checks.
 pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
     let c = &recipe.file.checks;
+    let mut out = vec![size_check(c, size), dpkg_check(c, p), pip_check(c, p)];
+    out.extend(file_checks(c, p));
+    out.push(rocm_versions_check(recipe, p));
+    out
+}
+
+/// 4.1: the image's size against the threshold.
+fn size_check(c: &Checks, size: u64) -> Check {
     use crate::units::gb;
-    let mut size_check = check_when(
+    let size_check = check_when(
         size > c.image_min_bytes,
         "4.1",
         format!("{} (threshold {})", gb(size), gb(c.image_min_bytes)),
@@ -135,89 +143,93 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
     if size <= c.image_min_bytes {
         // The spec's 20 GB is its own image's (ROCm's full base with every arch's math
         // libraries; its archive was 9.5 GB compressed): a single-arch image is smaller.
-        size_check = size_check.with_hint(
+        return size_check.with_hint(
             "the spec's 20 GB counts a ROCm base with every arch's math libraries; a smaller image whose 4.2-4.5 and image.gpu-targets pass is not broken, and the runtime, serve and export phases still ran on it (lower `checks.image-min-bytes` in the recipe to record that choice)",
         );
     }
-    let mut out = vec![size_check];
+    size_check
+}
 
-    out.push(match &p.dpkg_error {
-        Some(e) => check(
+/// 4.2: the recipe's system packages are installed.
+fn dpkg_check(c: &Checks, p: &Probe) -> Check {
+    if let Some(e) = &p.dpkg_error {
+        return check(
             "4.2",
             Status::Fail,
             format!("cannot read the dpkg database: {e}"),
-        ),
-        None => {
-            let missing: Vec<&str> = c
-                .system_packages
-                .iter()
-                .filter(|s| !p.dpkg.contains_key(*s))
-                .map(String::as_str)
-                .collect();
-            let have: Vec<String> = c
-                .system_packages
-                .iter()
-                .filter_map(|s| p.dpkg.get(s).map(|v| format!("{s} {v}")))
-                .collect();
-            let ev = format!(
-                "installed: [{}]; missing: [{}]",
-                have.join(", "),
-                missing.join(", ")
-            );
-            let r = check_when(missing.is_empty(), "4.2", ev);
-            if missing.is_empty() {
-                r
-            } else {
-                r.with_hint("apt-get install them from the same ROCm release as the base image")
-            }
-        }
-    });
+        );
+    }
+    let missing: Vec<&str> = c
+        .system_packages
+        .iter()
+        .filter(|s| !p.dpkg.contains_key(*s))
+        .map(String::as_str)
+        .collect();
+    let have: Vec<String> = c
+        .system_packages
+        .iter()
+        .filter_map(|s| p.dpkg.get(s).map(|v| format!("{s} {v}")))
+        .collect();
+    let ev = format!(
+        "installed: [{}]; missing: [{}]",
+        have.join(", "),
+        missing.join(", ")
+    );
+    let r = check_when(missing.is_empty(), "4.2", ev);
+    if missing.is_empty() {
+        r
+    } else {
+        r.with_hint("apt-get install them from the same ROCm release as the base image")
+    }
+}
 
-    out.push(match &p.dists_error {
-        Some(e) => check(
+/// 4.3: the recipe's Python packages are installed.
+fn pip_check(c: &Checks, p: &Probe) -> Check {
+    if let Some(e) = &p.dists_error {
+        return check(
             "4.3",
             Status::Fail,
             format!("cannot list the Python packages: {e}"),
+        );
+    }
+    let have: BTreeMap<String, (&String, &String)> = p
+        .dists
+        .iter()
+        .map(|(n, v)| (normalize(n), (n, v)))
+        .collect();
+    let missing: Vec<&str> = c
+        .pip_packages
+        .iter()
+        .filter(|n| !have.contains_key(&normalize(n)))
+        .map(String::as_str)
+        .collect();
+    let found: Vec<String> = c
+        .pip_packages
+        .iter()
+        .filter_map(|n| {
+            have.get(&normalize(n))
+                .map(|(name, v)| format!("{name} {v}"))
+        })
+        .collect();
+    let r = check_when(
+        missing.is_empty(),
+        "4.3",
+        format!(
+            "installed: [{}]; missing: [{}]",
+            found.join(", "),
+            missing.join(", ")
         ),
-        None => {
-            let have: BTreeMap<String, (&String, &String)> = p
-                .dists
-                .iter()
-                .map(|(n, v)| (normalize(n), (n, v)))
-                .collect();
-            let missing: Vec<&str> = c
-                .pip_packages
-                .iter()
-                .filter(|n| !have.contains_key(&normalize(n)))
-                .map(String::as_str)
-                .collect();
-            let found: Vec<String> = c
-                .pip_packages
-                .iter()
-                .filter_map(|n| {
-                    have.get(&normalize(n))
-                        .map(|(name, v)| format!("{name} {v}"))
-                })
-                .collect();
-            let r = check_when(
-                missing.is_empty(),
-                "4.3",
-                format!(
-                    "installed: [{}]; missing: [{}]",
-                    found.join(", "),
-                    missing.join(", ")
-                ),
-            );
-            if missing.is_empty() {
-                r
-            } else {
-                r.with_hint(
-                    "pip install them in the runtime stage (amdsmi from /opt/rocm/share/amd_smi)",
-                )
-            }
-        }
-    });
+    );
+    if missing.is_empty() {
+        r
+    } else {
+        r.with_hint("pip install them in the runtime stage (amdsmi from /opt/rocm/share/amd_smi)")
+    }
+}
 
+/// 4.4 and 4.5: the recipe's files are present (4.5: the amd_smi ones, 4.4: the others).
+fn file_checks(c: &Checks, p: &Probe) -> Vec<Check> {
+    let mut out = Vec::new();
     for (id, smi) in [("4.4", false), ("4.5", true)] {
         let wanted: Vec<&str> = c
             .files
@@ -249,7 +261,11 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
             r.with_hint("install rocm-smi-lib / amd-smi-lib, which ship these libraries")
         });
     }
+    out
+}
 
+/// image.rocm-versions: every package from AMD's ROCm repository is of the recipe's release.
+fn rocm_versions_check(recipe: &Recipe, p: &Probe) -> Check {
     let mut releases: BTreeMap<String, Vec<&String>> = BTreeMap::new();
     for (pkg, v) in &p.dpkg {
         if let Some(r) = rocm_release(v) {
@@ -257,19 +273,30 @@ pub fn checks(recipe: &Recipe, size: u64, p: &Probe) -> Vec<Check> {
         }
     }
     let want = recipe.rocm_version();
-    out.push(match releases.len() {
-        0 => check("image.rocm-versions", Status::Skip, "no packages from AMD's ROCm repository (no `.NNNNN-` release in any version)"),
-        _ => {
-            let listed: Vec<String> = releases
-                .iter()
-                .map(|(r, pkgs)| format!("ROCm {r}: {} packages (e.g. {})", pkgs.len(), pkgs[0]))
-                .collect();
-            let ok = releases.len() == 1 && releases.contains_key(want);
-            let r = check_when(ok, "image.rocm-versions", format!("{}; recipe wants {want}", listed.join("; ")));
-            if ok { r } else { r.with_hint("one ROCm release everywhere: mixed ROCm libraries crash with `double free or corruption`") }
-        }
-    });
-    out
+    if releases.is_empty() {
+        return check(
+            "image.rocm-versions",
+            Status::Skip,
+            "no packages from AMD's ROCm repository (no `.NNNNN-` release in any version)",
+        );
+    }
+    let listed: Vec<String> = releases
+        .iter()
+        .map(|(r, pkgs)| format!("ROCm {r}: {} packages (e.g. {})", pkgs.len(), pkgs[0]))
+        .collect();
+    let ok = releases.len() == 1 && releases.contains_key(want);
+    let r = check_when(
+        ok,
+        "image.rocm-versions",
+        format!("{}; recipe wants {want}", listed.join("; ")),
+    );
+    if ok {
+        r
+    } else {
+        r.with_hint(
+            "one ROCm release everywhere: mixed ROCm libraries crash with `double free or corruption`",
+        )
+    }
 }
 
 #[cfg(test)]
