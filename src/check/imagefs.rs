@@ -428,70 +428,119 @@ fn link_target(path: &str, target: &str, symlink: bool) -> String {
     parts.join("/")
 }
 
+/// What one pass over the image tar found.
+#[derive(Default)]
+struct Stream {
+    /// Layer tars by path.
+    layers: BTreeMap<String, Layer>,
+    /// Their paths in stream order.
+    order: Vec<String>,
+    /// manifest.json's layer list, if the stream has one.
+    manifest: Option<Vec<String>>,
+    /// Link entries by name, to the path they point at.
+    links: BTreeMap<String, String>,
+}
+
 /// Read a whole image tar (docker-save format) from `r`.
 pub fn read_image(r: &mut dyn Read) -> io::Result<ImageFs> {
     let mut counted = Counting { r, n: 0 };
     let mut fs = ImageFs::default();
-    let mut layers: BTreeMap<String, Layer> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut manifest: Option<Vec<String>> = None;
-    // Link entries by name (docker save writes a layer whose diff it already wrote, e.g. a
-    // second empty layer, as a symlink `<id>/layer.tar -> ../<other id>/layer.tar`): resolved
-    // once the stream is read, so the link may come before or after its target.
-    let mut links: BTreeMap<String, String> = BTreeMap::new();
-    {
-        let mut ar = tar::Archive::new(&mut counted);
-        for entry in ar.entries()? {
-            let mut entry = entry?;
-            let path = clean(&String::from_utf8_lossy(&entry.path_bytes()));
-            let ty = entry.header().entry_type();
-            if ty.is_symlink() || ty.is_hard_link() {
-                if let Some(t) = entry.link_name_bytes() {
-                    let t = link_target(&path, &String::from_utf8_lossy(&t), ty.is_symlink());
-                    links.insert(path, t);
-                }
-                continue;
-            }
-            if !ty.is_file() {
-                continue;
-            }
-            if path == "manifest.json" {
-                let size = entry.size();
-                let t = read_text(&mut entry, size)?;
-                let m: Vec<ManifestEntry> = serde_json::from_str(&t).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("manifest.json: {e}"))
-                })?;
-                manifest = Some(m.into_iter().next().map(|m| m.layers).unwrap_or_default());
-                continue;
-            }
-            if entry.size() < 512 {
-                continue;
-            }
-            let mut head = vec![0u8; 512];
-            entry.read_exact(&mut head)?;
-            let gz = head.starts_with(&[0x1f, 0x8b]);
-            if !gz && !is_tar_head(&head) && !is_empty_tar(&head) {
-                continue;
-            }
-            let mut inner = io::Cursor::new(head).chain(&mut entry);
-            let layer = if gz {
-                read_layer(
-                    &mut flate2::read::GzDecoder::new(&mut inner),
-                    &mut fs.notes,
-                    &mut fs.files_read,
-                )
-            } else {
-                read_layer(&mut inner, &mut fs.notes, &mut fs.files_read)
-            }
-            .map_err(|e| io::Error::new(e.kind(), format!("layer {path}: {e}")))?;
-            order.push(path.clone());
-            layers.insert(path, layer);
-        }
-        // Read to the end (the tar's trailing blocks), so the byte count is the stream's.
-        io::copy(&mut counted, &mut io::sink())?;
-    }
+    let Stream {
+        layers,
+        order,
+        manifest,
+        links,
+    } = read_stream(&mut counted, &mut fs)?;
     let order = manifest.unwrap_or(order);
     fs.layers = order.len();
+    let stack = stack_layers(order, &links, layers)?;
+    fs.nodes = merge(stack);
+    fs.tar_bytes = counted.n;
+    Ok(fs)
+}
+
+/// Read the image tar's entries: its links, manifest.json and layer tars (each layer read into
+/// memory, its notes and file count into `fs`), then the rest of the stream.
+fn read_stream(counted: &mut Counting, fs: &mut ImageFs) -> io::Result<Stream> {
+    let mut s = Stream::default();
+    let mut ar = tar::Archive::new(&mut *counted);
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let path = clean(&String::from_utf8_lossy(&entry.path_bytes()));
+        let ty = entry.header().entry_type();
+        // Link entries by name (docker save writes a layer whose diff it already wrote, e.g. a
+        // second empty layer, as a symlink `<id>/layer.tar -> ../<other id>/layer.tar`):
+        // resolved once the stream is read, so the link may come before or after its target.
+        if ty.is_symlink() || ty.is_hard_link() {
+            if let Some(t) = entry.link_name_bytes() {
+                let t = link_target(&path, &String::from_utf8_lossy(&t), ty.is_symlink());
+                s.links.insert(path, t);
+            }
+            continue;
+        }
+        if !ty.is_file() {
+            continue;
+        }
+        let size = entry.size();
+        if path == "manifest.json" {
+            s.manifest = Some(read_manifest(&mut entry, size)?);
+            continue;
+        }
+        if let Some(layer) = read_layer_entry(&mut entry, size, &path, fs)? {
+            s.order.push(path.clone());
+            s.layers.insert(path, layer);
+        }
+    }
+    // Read to the end (the tar's trailing blocks), so the byte count is the stream's.
+    io::copy(counted, &mut io::sink())?;
+    Ok(s)
+}
+
+/// The layer list of manifest.json's first image.
+fn read_manifest(entry: &mut dyn Read, size: u64) -> io::Result<Vec<String>> {
+    let t = read_text(entry, size)?;
+    let m: Vec<ManifestEntry> = serde_json::from_str(&t)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("manifest.json: {e}")))?;
+    Ok(m.into_iter().next().map(|m| m.layers).unwrap_or_default())
+}
+
+/// An entry of the image tar read as a layer, if it is one (a tar, gzipped or not, or an empty
+/// tar).
+fn read_layer_entry(
+    entry: &mut dyn Read,
+    size: u64,
+    path: &str,
+    fs: &mut ImageFs,
+) -> io::Result<Option<Layer>> {
+    if size < 512 {
+        return Ok(None);
+    }
+    let mut head = vec![0u8; 512];
+    entry.read_exact(&mut head)?;
+    let gz = head.starts_with(&[0x1f, 0x8b]);
+    if !gz && !is_tar_head(&head) && !is_empty_tar(&head) {
+        return Ok(None);
+    }
+    let mut inner = io::Cursor::new(head).chain(entry);
+    if gz {
+        read_layer(
+            &mut flate2::read::GzDecoder::new(&mut inner),
+            &mut fs.notes,
+            &mut fs.files_read,
+        )
+    } else {
+        read_layer(&mut inner, &mut fs.notes, &mut fs.files_read)
+    }
+    .map(Some)
+    .map_err(|e| io::Error::new(e.kind(), format!("layer {path}: {e}")))
+}
+
+/// The layers in the manifest's order, each name resolved through the stream's links.
+fn stack_layers(
+    order: Vec<String>,
+    links: &BTreeMap<String, String>,
+    mut layers: BTreeMap<String, Layer>,
+) -> io::Result<Vec<Layer>> {
     // A name the manifest gives, through the stream's links, to the layer tar it stands for.
     let resolve = |p: &str| {
         let mut p = clean(p);
@@ -541,9 +590,7 @@ pub fn read_image(r: &mut dyn Read) -> io::Result<ImageFs> {
             }
         }
     }
-    fs.nodes = merge(stack);
-    fs.tar_bytes = counted.n;
-    Ok(fs)
+    Ok(stack)
 }
 
 struct Counting<'a> {
