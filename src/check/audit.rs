@@ -457,27 +457,15 @@ pub enum Purpose {
     Unstated,
 }
 
+/// image.gpu-targets: every unit of GPU code carries the archs, judged by whether torch/vLLM
+/// loads it.
 fn gpu_check(
     units: &mut [GpuUnit],
     loaded: &BTreeMap<String, String>,
     archs: &[String],
     why_none: &str,
 ) -> Check {
-    for u in units.iter_mut() {
-        let key = u.path.trim_start_matches('/').to_owned();
-        u.loaded_by = match u.kind {
-            "elf" => loaded.get(&key).cloned(),
-            _ => opener(&u.path).and_then(|lib| {
-                loaded
-                    .keys()
-                    .find(|p| {
-                        file_name(p).starts_with(&format!("{lib}.so"))
-                            || file_name(p).starts_with(&format!("{lib}64.so"))
-                    })
-                    .map(|p| format!("opened by name by /{p}"))
-            }),
-        };
-    }
+    mark_loaders(units, loaded);
     if units.is_empty() {
         return check(
             "image.gpu-targets",
@@ -486,33 +474,6 @@ fn gpu_check(
         );
     }
     let want = archs.join(";");
-    let show = |u: &GpuUnit| {
-        let what = if u.kind == "elf" {
-            u.path.clone()
-        } else {
-            format!("{} ({} code-object files)", u.path, u.files)
-        };
-        let targets = if u.targets.is_empty() {
-            "no readable target".to_owned()
-        } else {
-            u.targets.join(",")
-        };
-        format!("{what} [{targets}]")
-    };
-    let group = |list: Vec<&GpuUnit>| -> String {
-        let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for u in list {
-            let mut s = show(u);
-            if let Some(w) = &u.loaded_by {
-                s.push_str(&format!(" ({w})"));
-            }
-            by.entry(u.package.as_str()).or_default().push(s);
-        }
-        by.iter()
-            .map(|(p, l)| format!("{p}: {}", l.join(", ")))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
     let judged = units.iter().filter(|u| u.loaded_by.is_some()).count();
     let lacking_loaded: Vec<&GpuUnit> = units
         .iter()
@@ -555,13 +516,13 @@ fn gpu_check(
     if !lacking_loaded.is_empty() {
         ev.push_str(&format!(
             "; LACKING {want}, loaded by torch/vLLM: {}",
-            group(lacking_loaded.clone())
+            group_by_package(&lacking_loaded)
         ));
     }
     if !lacking_idle.is_empty() {
         ev.push_str(&format!(
             "; lacking {want} but loaded by neither torch nor vLLM: {}",
-            group(lacking_idle)
+            group_by_package(&lacking_idle)
         ));
     }
     if judged == 0 {
@@ -573,6 +534,57 @@ fn gpu_check(
     check("image.gpu-targets", Status::Fail, ev).with_hint(format!(
         "these would fail on their first kernel with `invalid device function` / hipErrorNoBinaryForGpu on {want}: rebuild them for {want} (PYTORCH_ROCM_ARCH, GPU_TARGETS), or install builds that carry it"
     ))
+}
+
+/// Set each unit's `loaded_by`: an ELF torch/vLLM loads, or a code-object directory whose
+/// opening library it loads.
+fn mark_loaders(units: &mut [GpuUnit], loaded: &BTreeMap<String, String>) {
+    for u in units.iter_mut() {
+        let key = u.path.trim_start_matches('/').to_owned();
+        u.loaded_by = match u.kind {
+            "elf" => loaded.get(&key).cloned(),
+            _ => opener(&u.path).and_then(|lib| {
+                loaded
+                    .keys()
+                    .find(|p| {
+                        file_name(p).starts_with(&format!("{lib}.so"))
+                            || file_name(p).starts_with(&format!("{lib}64.so"))
+                    })
+                    .map(|p| format!("opened by name by /{p}"))
+            }),
+        };
+    }
+}
+
+/// A unit as evidence: its path (or directory and file count) and its targets.
+fn show_unit(u: &GpuUnit) -> String {
+    let what = if u.kind == "elf" {
+        u.path.clone()
+    } else {
+        format!("{} ({} code-object files)", u.path, u.files)
+    };
+    let targets = if u.targets.is_empty() {
+        "no readable target".to_owned()
+    } else {
+        u.targets.join(",")
+    };
+    format!("{what} [{targets}]")
+}
+
+/// Units as evidence, grouped by the package that owns them, each with what loads it.
+fn group_by_package(list: &[&GpuUnit]) -> String {
+    let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for u in list {
+        let mut s = show_unit(u);
+        if let Some(w) = &u.loaded_by {
+            s.push_str(&format!(" ({w})"));
+        }
+        by.entry(u.package.as_str()).or_default().push(s);
+    }
+    by.iter()
+        .map(|(p, l)| format!("{p}: {}", l.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Release from a version's leading `M.m(.p)`.
@@ -662,14 +674,29 @@ pub fn release_of_file(name: &str) -> Option<String> {
     None
 }
 
+/// The ROCm components of the image and the release each is of: packages, Python
+/// distributions, `/opt/*/.info/version` files and library file names.
 fn components(
     fs: &ImageFs,
     pkgs: &BTreeMap<String, (String, String)>,
     ds: &[Dist],
     owners: &HashMap<String, String>,
 ) -> Vec<Component> {
-    let mut out = Vec::new();
     let distro = distribution(fs);
+    let (mut out, dated) = package_components(pkgs, &distro);
+    out.extend(ds.iter().filter_map(dist_component));
+    out.extend(info_components(fs));
+    out.extend(soname_components(fs, owners, &dated));
+    out
+}
+
+/// Components from dpkg packages (AMD's, or the distribution's own ROCm stack), and the
+/// names of the packages so dated.
+fn package_components<'a>(
+    pkgs: &'a BTreeMap<String, (String, String)>,
+    distro: &str,
+) -> (Vec<Component>, BTreeSet<&'a str>) {
+    let mut out = Vec::new();
     let mut dated: BTreeSet<&str> = BTreeSet::new();
     for (p, (v, src)) in pkgs {
         if let Some(r) = super::image::rocm_release(v) {
@@ -690,50 +717,58 @@ fn components(
                 name: p.clone(),
                 release: r,
                 source: format!("distribution package {v} (source {src})"),
-                distribution: Some(distro.clone()),
+                distribution: Some(distro.to_owned()),
             });
         }
     }
-    for d in ds {
-        let n = super::image::normalize(&d.name);
-        if n == "rocm" || n.starts_with("rocm-sdk") {
-            if let Some(r) = leading_release(&d.version, 3) {
-                out.push(Component {
-                    name: d.name.clone(),
-                    release: r,
-                    source: format!("pip {} {} (/{})", d.name, d.version, d.site),
-                    distribution: None,
-                });
-            }
-        } else if n == "amdsmi" {
-            // The package index numbers amdsmi by ROCm release (7.0.2); ROCm's own copy
-            // (pip-installed from /opt/rocm/share/amd_smi) carries amd-smi-lib's numbering
-            // (24.x-26.x), which is no ROCm release.
-            if let Some(r) = leading_release(&d.version, 3)
-                && r.split('.').next().and_then(|m| m.parse::<u32>().ok()) < Some(20)
-            {
-                out.push(Component {
-                    name: d.name.clone(),
-                    release: r,
-                    source: format!(
-                        "pip {} {} (the package index's ROCm numbering; /{})",
-                        d.name, d.version, d.site
-                    ),
-                    distribution: None,
-                });
-            }
-        } else if let Some(local) = d.version.split_once('+').map(|x| x.1)
-            && let Some(rv) = local.strip_prefix("rocm")
-            && let Some(r) = leading_release(rv, 3)
-        {
-            out.push(Component {
-                name: d.name.clone(),
-                release: r,
-                source: format!("pip {} {} (built for ROCm {rv})", d.name, d.version),
-                distribution: None,
-            });
-        }
+    (out, dated)
+}
+
+/// The component a Python distribution is, if any: ROCm's own wheels, amdsmi by the package
+/// index's numbering, or a `+rocmX.Y.Z` build.
+fn dist_component(d: &Dist) -> Option<Component> {
+    let n = super::image::normalize(&d.name);
+    if n == "rocm" || n.starts_with("rocm-sdk") {
+        let r = leading_release(&d.version, 3)?;
+        return Some(Component {
+            name: d.name.clone(),
+            release: r,
+            source: format!("pip {} {} (/{})", d.name, d.version, d.site),
+            distribution: None,
+        });
     }
+    if n == "amdsmi" {
+        // The package index numbers amdsmi by ROCm release (7.0.2); ROCm's own copy
+        // (pip-installed from /opt/rocm/share/amd_smi) carries amd-smi-lib's numbering
+        // (24.x-26.x), which is no ROCm release.
+        let r = leading_release(&d.version, 3)?;
+        if r.split('.').next().and_then(|m| m.parse::<u32>().ok()) >= Some(20) {
+            return None;
+        }
+        return Some(Component {
+            name: d.name.clone(),
+            release: r,
+            source: format!(
+                "pip {} {} (the package index's ROCm numbering; /{})",
+                d.name, d.version, d.site
+            ),
+            distribution: None,
+        });
+    }
+    let local = d.version.split_once('+').map(|x| x.1)?;
+    let rv = local.strip_prefix("rocm")?;
+    let r = leading_release(rv, 3)?;
+    Some(Component {
+        name: d.name.clone(),
+        release: r,
+        source: format!("pip {} {} (built for ROCm {rv})", d.name, d.version),
+        distribution: None,
+    })
+}
+
+/// Components from `/opt/*/.info/version` files.
+fn info_components(fs: &ImageFs) -> Vec<Component> {
+    let mut out = Vec::new();
     for (p, t) in fs.texts() {
         if p.starts_with("opt/") && p.ends_with("/.info/version") {
             let v = t.trim();
@@ -747,8 +782,17 @@ fn components(
             }
         }
     }
-    // Sonames: of unowned files, and of files a package owns that is not dated above (a
-    // wheel that bundles libamdhip64, a package of another name).
+    out
+}
+
+/// Sonames: of unowned files, and of files a package owns that is not `dated` (a wheel that
+/// bundles libamdhip64, a package of another name).
+fn soname_components(
+    fs: &ImageFs,
+    owners: &HashMap<String, String>,
+    dated: &BTreeSet<&str>,
+) -> Vec<Component> {
+    let mut out = Vec::new();
     for (p, n) in &fs.nodes {
         if !matches!(n, Node::Elf(_)) {
             continue;
