@@ -168,6 +168,47 @@ fn text(b: &[u8]) -> String {
 /// Read an ELF shared object. `keep_defined` keeps the defined symbols' name hashes (for
 /// resolving another library's undefined symbols against this one).
 pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfError> {
+    let head = header_bytes(src)?;
+    let (sparse, fatbin) = sparse_image(src, head)?;
+    let data = &sparse;
+    let e = LE;
+    let header = elf::FileHeader64::<LE>::parse(data).map_err(malformed("header"))?;
+    let sections = header.sections(e, data).map_err(malformed("sections"))?;
+    let mut info = ElfInfo::default();
+    symbols_into(&mut info, &sections, data, keep_defined)?;
+    dynamic_into(&mut info, &sections, data)?;
+    verneed_into(&mut info, &sections, data)?;
+    if let Some((_, sh)) = sections.section_by_name(e, b".rocm_kpack_ref") {
+        let raw = sh.data(e, data).map_err(malformed(".rocm_kpack_ref"))?;
+        let s = text(
+            raw.split(|b| *b == 0)
+                .find(|p| !p.is_empty())
+                .unwrap_or(b""),
+        );
+        info.kpack_ref = Some(s);
+    }
+    if let Some((o, s)) = fatbin {
+        info.has_fatbin = true;
+        if o.checked_add(s).is_none_or(|end| end > src.len()) {
+            return Err(ElfError::Truncated(format!(
+                ".hip_fatbin at {o}+{s} is past the end"
+            )));
+        }
+        info.bundles = offload::scan(src, o, s).map_err(ElfError::Malformed)?;
+    }
+    Ok(info)
+}
+
+/// The object crate's error on `what` as a malformed file.
+fn malformed(what: &'static str) -> impl Fn(object::read::Error) -> ElfError {
+    move |err| ElfError::Malformed(format!("{what}: {err}"))
+}
+
+/// The section table over the pieces read.
+type Sections<'a> = object::read::elf::SectionTable<'a, elf::FileHeader64<LE>, &'a Sparse>;
+
+/// The first 64 bytes, judged: ELF, 64-bit, little-endian.
+fn header_bytes(src: &dyn ByteSource) -> Result<Vec<u8>, ElfError> {
     let head = {
         let n = src.len().min(64) as usize;
         let mut h = vec![0u8; n];
@@ -201,6 +242,15 @@ pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfErro
     if head[5] != elf::ELFDATA2LSB.0 {
         return Err(ElfError::Unsupported("big-endian".into()));
     }
+    Ok(head)
+}
+
+/// Only the pieces the reader needs (headers, section names, dynamic symbols and strings,
+/// `.dynamic`, version needs, the kpack reference), read once; and where `.hip_fatbin` is.
+fn sparse_image(
+    src: &dyn ByteSource,
+    head: Vec<u8>,
+) -> Result<(Sparse, Option<(u64, u64)>), ElfError> {
     let (fh, _) = object::pod::from_bytes::<elf::FileHeader64<LE>>(&head)
         .map_err(|_| ElfError::Malformed("header".into()))?;
     let e = LE;
@@ -281,14 +331,18 @@ pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfErro
         len: src.len(),
         pieces,
     };
-    let data = &sparse;
-    fn malformed(what: &'static str) -> impl Fn(object::read::Error) -> ElfError {
-        move |err| ElfError::Malformed(format!("{what}: {err}"))
-    }
-    let header = elf::FileHeader64::<LE>::parse(data).map_err(malformed("header"))?;
-    let sections = header.sections(e, data).map_err(malformed("sections"))?;
+    Ok((sparse, fatbin))
+}
 
-    let mut info = ElfInfo::default();
+/// The dynamic symbols: undefined ones, defined ones counted (and hashed if kept), the
+/// distributed markers (c10d, PrefixStore, ProcessGroup).
+fn symbols_into<'a>(
+    info: &mut ElfInfo,
+    sections: &Sections<'a>,
+    data: &'a Sparse,
+    keep_defined: bool,
+) -> Result<(), ElfError> {
+    let e = LE;
     let dynsyms = sections
         .symbols(e, data, elf::SHT_DYNSYM)
         .map_err(malformed(".dynsym"))?;
@@ -324,6 +378,16 @@ pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfErro
             }
         }
     }
+    Ok(())
+}
+
+/// `.dynamic`: NEEDED, SONAME, RUNPATH, RPATH.
+fn dynamic_into<'a>(
+    info: &mut ElfInfo,
+    sections: &Sections<'a>,
+    data: &'a Sparse,
+) -> Result<(), ElfError> {
+    let e = LE;
     if let Some((dyns, link)) = sections.dynamic(e, data).map_err(malformed(".dynamic"))? {
         let strtab = sections
             .strings(e, data, link)
@@ -354,6 +418,16 @@ pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfErro
             }
         }
     }
+    Ok(())
+}
+
+/// `.gnu.version_r`: the symbol versions needed, per library.
+fn verneed_into<'a>(
+    info: &mut ElfInfo,
+    sections: &Sections<'a>,
+    data: &'a Sparse,
+) -> Result<(), ElfError> {
+    let e = LE;
     if let Some((mut iter, link)) = sections
         .gnu_verneed(e, data)
         .map_err(malformed(".gnu.version_r"))?
@@ -372,25 +446,7 @@ pub fn read(src: &dyn ByteSource, keep_defined: bool) -> Result<ElfInfo, ElfErro
             }
         }
     }
-    if let Some((_, sh)) = sections.section_by_name(e, b".rocm_kpack_ref") {
-        let raw = sh.data(e, data).map_err(malformed(".rocm_kpack_ref"))?;
-        let s = text(
-            raw.split(|b| *b == 0)
-                .find(|p| !p.is_empty())
-                .unwrap_or(b""),
-        );
-        info.kpack_ref = Some(s);
-    }
-    if let Some((o, s)) = fatbin {
-        info.has_fatbin = true;
-        if o.checked_add(s).is_none_or(|end| end > src.len()) {
-            return Err(ElfError::Truncated(format!(
-                ".hip_fatbin at {o}+{s} is past the end"
-            )));
-        }
-        info.bundles = offload::scan(src, o, s).map_err(ElfError::Malformed)?;
-    }
-    Ok(info)
+    Ok(())
 }
 
 #[cfg(test)]
