@@ -210,56 +210,7 @@ pub fn checks(
         }
     };
     let name = h.name.as_str();
-    let devices = match (h.kfd(), h.render()) {
-        (Some(kfd), render) if !render.is_empty() => {
-            let all: Vec<String> = std::iter::once(kfd)
-                .chain(render)
-                .map(|n| format!("{} (gid {}, mode {})", n.path, n.gid, n.mode))
-                .collect();
-            let groups = h.gpu_access().map(|g| g.groups).unwrap_or_default();
-            check(
-                "1.2",
-                Status::Pass,
-                format!(
-                    "{}; containers get them with --group-add {}",
-                    all.join(", "),
-                    groups
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" --group-add ")
-                ),
-            )
-        }
-        (kfd, _) => check(
-            "1.2",
-            Status::Fail,
-            format!(
-                "{}no /dev/dri/renderD* node",
-                if kfd.is_none() {
-                    "/dev/kfd missing; "
-                } else {
-                    ""
-                }
-            ),
-        )
-        .with_hint("no AMD GPU driver exposes devices on that host: is it the GPU machine?"),
-    };
-    let groups = match h.gpu_access() {
-        Ok(g) => check(
-            "host.groups",
-            Status::Pass,
-            format!(
-                "containers there are given the nodes' groups by id ({}): no login's groups needed",
-                g.groups
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        Err(why) => check("host.groups", Status::Skip, why),
-    };
+    let (devices, groups) = (devices_check(h), groups_check(h));
     let rocminfo = match &h.rocminfo {
         Some(run) => judge_rocminfo(recipe, run.clone(), Duration::from_secs(60)),
         None => check("1.3", Status::Fail, "not run: no /dev/kfd to give rocminfo")
@@ -302,6 +253,64 @@ pub fn checks(
         ),
         disk,
     ]
+}
+
+/// 1.2 on the engine's host: /dev/kfd and the render nodes, with the groups containers get.
+fn devices_check(h: &EngineHost) -> Check {
+    match (h.kfd(), h.render()) {
+        (Some(kfd), render) if !render.is_empty() => {
+            let all: Vec<String> = std::iter::once(kfd)
+                .chain(render)
+                .map(|n| format!("{} (gid {}, mode {})", n.path, n.gid, n.mode))
+                .collect();
+            let groups = h.gpu_access().map(|g| g.groups).unwrap_or_default();
+            check(
+                "1.2",
+                Status::Pass,
+                format!(
+                    "{}; containers get them with --group-add {}",
+                    all.join(", "),
+                    groups
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" --group-add ")
+                ),
+            )
+        }
+        (kfd, _) => check(
+            "1.2",
+            Status::Fail,
+            format!(
+                "{}no /dev/dri/renderD* node",
+                if kfd.is_none() {
+                    "/dev/kfd missing; "
+                } else {
+                    ""
+                }
+            ),
+        )
+        .with_hint("no AMD GPU driver exposes devices on that host: is it the GPU machine?"),
+    }
+}
+
+/// host.groups: the nodes' groups given to containers by id.
+fn groups_check(h: &EngineHost) -> Check {
+    match h.gpu_access() {
+        Ok(g) => check(
+            "host.groups",
+            Status::Pass,
+            format!(
+                "containers there are given the nodes' groups by id ({}): no login's groups needed",
+                g.groups
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(why) => check("host.groups", Status::Skip, why),
+    }
 }
 
 /// host.kernel and host.gtt on the engine host's facts.
