@@ -403,23 +403,6 @@ fn build_log_item(dir: &Path, view: &RunView) -> Check {
             .ok()
             .and_then(|m| m.flags.get("USE_DISTRIBUTED").cloned())
     };
-    let line_text = |p: &Path, n: u64| -> String {
-        std::fs::File::open(p)
-            .ok()
-            .and_then(|f| {
-                use std::io::BufRead;
-                std::io::BufReader::new(f)
-                    .lines()
-                    .nth(n.saturating_sub(1) as usize)
-                    .and_then(std::result::Result::ok)
-            })
-            .map(|l| {
-                crate::monitor::rules::strip_prefix_str(&l)
-                    .trim()
-                    .to_owned()
-            })
-            .unwrap_or_default()
-    };
     let (flag, from, note) = match find(&live) {
         Some(f) => (Some(f), live.clone(), ""),
         None => match find(&kept) {
@@ -444,7 +427,7 @@ fn build_log_item(dir: &Path, view: &RunView) -> Check {
             format!(
                 "{rel} line {}: `{}`{note}",
                 f.line,
-                line_text(&from, f.line)
+                log_line(&from, f.line)
             ),
         ),
         Some(f) => check(
@@ -454,7 +437,7 @@ fn build_log_item(dir: &Path, view: &RunView) -> Check {
             format!(
                 "{rel} line {}: `{}`{note}",
                 f.line,
-                line_text(&from, f.line)
+                log_line(&from, f.line)
             ),
         )
         .with_hint("rebuild with USE_DISTRIBUTED=1 in the build environment"),
@@ -466,6 +449,25 @@ fn build_log_item(dir: &Path, view: &RunView) -> Check {
         )
         .with_hint("the build did not reach PyTorch's configure step, or its log was clipped"),
     }
+}
+
+/// Line `n` (1-based) of the log at `p`, its timestamp prefix stripped; empty if unreadable.
+fn log_line(p: &Path, n: u64) -> String {
+    std::fs::File::open(p)
+        .ok()
+        .and_then(|f| {
+            use std::io::BufRead;
+            std::io::BufReader::new(f)
+                .lines()
+                .nth(n.saturating_sub(1) as usize)
+                .and_then(std::result::Result::ok)
+        })
+        .map(|l| {
+            crate::monitor::rules::strip_prefix_str(&l)
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
 }
 
 fn gpu_phases_item(view: &RunView) -> Check {
