@@ -5,7 +5,7 @@
 # --rehearse` sends it with the build context (streamed) as .forge/wheelhouse/.
 #   usage: scripts/lock-wheelhouse.sh [LOCK]   (default recipes/rocm-7.1.1.lock.txt)
 # Cache: $FORGE_WHEELHOUSE_DIR (default ~/.cache/forge/wheelhouse)/<lock sha256, 16 hex>-cp313,
-# the name forge computes (src/pylock.rs, wheelhouse_dir); made once, reused while the lock is the
+# the name forge computes (src/recipe/pylock.rs, wheelhouse_dir); made once, reused while the lock is the
 # same (about 500 MB and 90 s for vLLM 0.12.0's lock). Prints the directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 prebuilt=
 if [ "${1:-}" = --prebuilt ]; then prebuilt=1; shift; fi
 rocm=${1:-7.1.1}
-# -s3: the stand-ins' generation (src/rehearse.rs, STANDINS_GENERATION): worktrees with other
+# -s3: the stand-ins' generation (src/ops/rehearse.rs, STANDINS_GENERATION): worktrees with other
 # stand-ins keep their own base instead of rebuilding each other's
 tag=forge-rehearsal-rocm:$rocm-s3
 dockerfile=base.Dockerfile

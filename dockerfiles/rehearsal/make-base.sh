@@ -128,7 +128,7 @@ repo pytorch pytorch
 short=$(git -C "$top/git/pytorch.git" rev-parse --short=8 main)
 later pytorch requirements.txt
 standin pytorch "$short"
-# the wheel-fails-3.1 variant (src/rehearse.rs, FORGE_REHEARSAL_VARIANT): the same stand-in on a
+# the wheel-fails-3.1 variant (src/ops/rehearse.rs, FORGE_REHEARSAL_VARIANT): the same stand-in on a
 # branch that pads the wheel with 64 MiB of incompressible data, far under 3.1's 2 GB but
 # structurally the same wheel, for testing what a size failure stops
 tmp=$(mktemp -d); git clone -q "$top/git/pytorch.git" "$tmp"
