@@ -2,7 +2,7 @@
 # Regenerates the engine recordings under tests/fixtures/engine/ that the scripted fake engine
 # (src/engine/fake.rs) replays in the pipeline's tests (src/pipeline/tests.rs): real answers
 # of this machine's Docker engine to `forge build` of the Docker fixtures, recorded by forge
-# itself (FORGE_RECORD_ENGINE, src/engine/recording.rs):
+# itself (__FORGE_TEST_RECORD_ENGINE, src/engine/recording.rs):
 #
 #   tests/fixtures/engine/good/  forge build --recipe tests/fixtures/docker/good.toml --run-id r
 #   tests/fixtures/engine/bad/   forge build --recipe tests/fixtures/docker/bad.toml --run-id r
@@ -32,7 +32,7 @@ for name in good bad; do
   arts=$(mktemp -d)
   rm -rf "$out"
   set +e
-  FORGE_RECORD_ENGINE=$out "$forge" build --recipe "tests/fixtures/docker/$name.toml" \
+  __FORGE_TEST_RECORD_ENGINE=$out "$forge" build --recipe "tests/fixtures/docker/$name.toml" \
     --artifacts "$arts" --run-id r --quiet
   code=$?
   set -e
@@ -43,7 +43,7 @@ for name in good bad; do
     exit 1
   fi
   if [ ! -s "$out/calls.jsonl" ]; then
-    echo "$out/calls.jsonl is missing: this forge does not record (FORGE_RECORD_ENGINE)" >&2
+    echo "$out/calls.jsonl is missing: this forge does not record (__FORGE_TEST_RECORD_ENGINE)" >&2
     exit 1
   fi
   echo "recorded $out (forge exited $code): $(du -sh "$out" | cut -f1)"
@@ -55,7 +55,7 @@ for cmd in runtime serve; do
   arts=$(mktemp -d)
   rm -rf "$out"
   set +e
-  FORGE_RECORD_ENGINE=$out "$forge" "$cmd" forge-fixture-good:latest --no-gpu \
+  __FORGE_TEST_RECORD_ENGINE=$out "$forge" "$cmd" forge-fixture-good:latest --no-gpu \
     --recipe tests/fixtures/docker/good.toml --artifacts "$arts" --run-id r --quiet >/dev/null
   code=$?
   set -e

@@ -964,7 +964,7 @@ fn a_build_interrupted_in_export_resumes_to_the_same_verdict_and_archive() {
 /// record says where it stopped, nothing is left (no archive, no `.part`, no container), and
 /// `forge build --resume` ends in the verdict, the image id and the archive SHA256 of the
 /// uninterrupted run, reusing the image when the phase stopped came after it.
-/// `FORGE_TEST_HOLD` holds the chosen phase open until the signal comes (the wheel and runtime
+/// `__FORGE_TEST_HOLD` holds the chosen phase open until the signal comes (the wheel and runtime
 /// phases take milliseconds here).
 #[test]
 fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
@@ -999,7 +999,7 @@ fn a_run_interrupted_in_each_phase_resumes_to_the_same_verdict_and_archive() {
             .args(["build", "--recipe", recipe.to_str().unwrap(), "--artifacts"])
             .arg(&arts)
             .args(["--run-id", &run, "--quiet"])
-            .env("FORGE_TEST_HOLD", at)
+            .env("__FORGE_TEST_HOLD", at)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -1031,7 +1031,7 @@ fn a_second_build_on_the_same_artifacts_directory_is_refused() {
             .args(["--run-id", run, "--quiet"]);
         if hold {
             // held open in preflight, after run.json and `latest` are written
-            c.env("FORGE_TEST_HOLD", "preflight");
+            c.env("__FORGE_TEST_HOLD", "preflight");
         }
         c
     };

@@ -121,7 +121,7 @@ pub fn read_input(file: Option<&Path>) -> Result<(String, String)> {
 }
 
 /// `f` with the engine a container command talks to: the Docker engine (connected, 10 s), or
-/// under `FORGE_RECORD_ENGINE` the same engine with every call written down (the fake engine's
+/// under `__FORGE_TEST_RECORD_ENGINE` the same engine with every call written down (the fake engine's
 /// fixtures).
 pub(crate) fn with_containers<R>(
     f: impl FnOnce(&dyn crate::engine::Containers) -> Result<R>,

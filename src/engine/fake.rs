@@ -302,7 +302,7 @@ impl FakeEngine {
     }
 
     /// The long-lived containers' calls of the recording in `dir` replayed too (one made by
-    /// `FORGE_RECORD_ENGINE=DIR forge runtime IMAGE` or `forge serve IMAGE`: a host without a
+    /// `__FORGE_TEST_RECORD_ENGINE=DIR forge runtime IMAGE` or `forge serve IMAGE`: a host without a
     /// GPU records phases 5-7 there, not inside `forge build`).
     pub fn with_containers_of(mut self, dir: &Path) -> FakeEngine {
         self.rec.containers.extend(Recorded::load(dir).containers);

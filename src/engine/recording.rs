@@ -1,4 +1,4 @@
-//! A recording of what a real engine answered (`FORGE_RECORD_ENGINE=DIR`), for the scripted fake
+//! A recording of what a real engine answered (`__FORGE_TEST_RECORD_ENGINE=DIR`), for the scripted fake
 //! engine the pipeline's tests replay. [`Recording`] wraps an engine and passes every call
 //! through, writing into DIR:
 //!
@@ -34,7 +34,7 @@ use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
 /// The variable naming the directory to record into.
-pub const ENV: &str = "FORGE_RECORD_ENGINE";
+pub const ENV: &str = "__FORGE_TEST_RECORD_ENGINE";
 
 /// One line of a `build-<target>.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -309,8 +309,13 @@ impl<'a> Recording<'a> {
         })
     }
 
-    /// A recorder of `inner` when [`ENV`] is set (and not empty), else `None`.
+    /// A recorder of `inner` when [`ENV`] is set (and not empty), else `None`. A test hook:
+    /// debug builds only (`scripts/record-engine.sh` builds one), so a stray variable never makes
+    /// a user's release build write its engine's answers to disk.
     pub fn from_env(inner: &'a dyn Engine) -> Result<Option<Recording<'a>>> {
+        if !cfg!(debug_assertions) {
+            return Ok(None);
+        }
         match std::env::var_os(ENV) {
             Some(d) if !d.is_empty() => Recording::new(inner, Path::new(&d)).map(Some),
             _ => Ok(None),

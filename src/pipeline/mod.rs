@@ -281,12 +281,12 @@ fn not_a_gate(id: &str) -> &'static str {
     }
 }
 
-/// `FORGE_TEST_HOLD=PHASE`, for tests that interrupt a run in a chosen phase: once `run.json`
+/// `__FORGE_TEST_HOLD=PHASE`, for tests that interrupt a run in a chosen phase: once `run.json`
 /// says PHASE is running, wait (up to 60 s) for a signal before running it, so a SIGINT or
 /// SIGTERM sent then lands in that phase however short the phase is. Unset, it costs nothing.
 /// A test hook: only a debug build (what `cargo test` runs) honours it, so a stray variable can
 /// never hold a user's release build.
-pub const HOLD_ENV: &str = "FORGE_TEST_HOLD";
+pub const HOLD_ENV: &str = "__FORGE_TEST_HOLD";
 
 fn hold(id: PhaseId, cancel: Cancel) -> Result<()> {
     if !cfg!(debug_assertions) || std::env::var(HOLD_ENV).ok().as_deref() != Some(id.name()) {
