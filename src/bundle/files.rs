@@ -628,8 +628,11 @@ mod tests {
     /// the build's fatal finding, the outputs are the record's, relative to the run directory.
     #[test]
     fn a_run_record_maps_onto_the_run_view() {
-        let dir = std::env::temp_dir().join(format!("forge-from-record-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-from-record-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         std::fs::write(
             dir.join("build.log"),
             "#9 12.5 [10/100] Building CXX object a.o\n#9 20.0 [50/100] Building CXX object b.o\n",
@@ -715,7 +718,7 @@ mod tests {
             resumes: Vec::new(),
         };
         rec.phases[0].checks = vec![Check::skip("1.1", "GPU", "no GPU")];
-        let v = from_record(&rec, &dir, None, Facts::default());
+        let v = from_record(&rec, dir, None, Facts::default());
         let p = |id: &str| v.phases.iter().find(|p| p.id == id).unwrap();
         assert_eq!((p("1").started, p("1").ended), (Some(1.0), Some(3.0)));
         assert_eq!((p("2").started, p("2").ended), (Some(10.0), Some(40.0)));
@@ -752,6 +755,5 @@ mod tests {
                 .count(),
             2
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

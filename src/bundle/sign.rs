@@ -322,43 +322,40 @@ mod tests {
 
     #[test]
     fn signs_and_verifies_and_rejects_a_changed_byte() {
-        let t = tempdir();
-        let key = SignKey::load(&keypair(&t)).unwrap();
+        let tmp = tempdir();
+        let t = tmp.path();
+        let key = SignKey::load(&keypair(t)).unwrap();
         std::fs::write(t.join(SUMS), "00  manifest.json\n").unwrap();
-        sign(&t, &key, "r1").unwrap();
+        sign(t, &key, "r1").unwrap();
         let pk = load_public(&t.join("forge.pub")).unwrap();
         assert_eq!(
-            verify_check(&t, Some(&pk)).status,
+            verify_check(t, Some(&pk)).status,
             crate::report::Status::Pass
         );
         std::fs::write(t.join(SUMS), "01  manifest.json\n").unwrap();
         assert_eq!(
-            verify_check(&t, Some(&pk)).status,
+            verify_check(t, Some(&pk)).status,
             crate::report::Status::Fail
         );
-        assert!(remove_stale(&t).unwrap());
-        assert_eq!(after_sums(&t, None, "r1").unwrap(), Signed::Unsigned);
+        assert!(remove_stale(t).unwrap());
+        assert_eq!(after_sums(t, None, "r1").unwrap(), Signed::Unsigned);
     }
 
     #[test]
     fn the_public_key_is_no_signing_key() {
-        let t = tempdir();
-        keypair(&t);
+        let tmp = tempdir();
+        let t = tmp.path();
+        keypair(t);
         let e = SignKey::load(&t.join("forge.pub")).unwrap_err();
         assert!(e.to_string().contains("signing key"), "{e}");
         assert!(e.hint().is_some());
     }
 
-    fn tempdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "forge-sign-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh temp dir, removed (also when the test panics) when the guard drops.
+    fn tempdir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("forge-sign-")
+            .tempdir()
+            .unwrap()
     }
 }

@@ -496,8 +496,11 @@ mod stream_tests {
     /// sent in pieces no larger than [`PIECE`] (a big directory is never held whole).
     #[test]
     fn a_streamed_context_is_one_tar_with_the_small_files_and_the_directory() {
-        let dir = std::env::temp_dir().join(format!("forge-ctx-stream-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-ctx-stream-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         let big: Vec<u8> = (0..3 * PIECE + 17).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.join("sub/big.whl"), &big).unwrap();
@@ -510,7 +513,7 @@ mod stream_tests {
         .unwrap();
         let spec = BuildSpec {
             context_tar: small,
-            context_dirs: vec![(".forge/wheelhouse".into(), dir.clone())],
+            context_dirs: vec![(".forge/wheelhouse".into(), dir.to_path_buf())],
             dockerfile: ".forge.Dockerfile".into(),
             target: String::new(),
             tag: String::new(),
@@ -542,6 +545,5 @@ mod stream_tests {
         assert_eq!(seen[".forge/lock.txt"], b"a==1\n");
         assert_eq!(seen[".forge.Dockerfile"], b"FROM scratch\n");
         assert_eq!(seen[".forge/wheelhouse/sub/big.whl"], big);
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

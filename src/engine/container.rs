@@ -612,17 +612,19 @@ mod tests {
     #[test]
     fn gpu_access_reads_the_nodes_groups() {
         use std::os::unix::fs::MetadataExt;
-        let d = std::env::temp_dir().join(format!("forge-gpu-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-gpu-")
+            .tempdir()
+            .unwrap();
+        let d = tmp.path();
         std::fs::create_dir_all(d.join("dri")).unwrap();
-        assert!(GpuAccess::from_host(&d).unwrap_err().contains("no AMD GPU"));
+        assert!(GpuAccess::from_host(d).unwrap_err().contains("no AMD GPU"));
         std::fs::write(d.join("kfd"), "").unwrap();
         std::fs::write(d.join("dri/renderD128"), "").unwrap();
         let gid = std::fs::metadata(d.join("kfd")).unwrap().gid();
-        let g = GpuAccess::from_host(&d).unwrap();
+        let g = GpuAccess::from_host(d).unwrap();
         assert_eq!(g.devices.len(), 2);
         // root-owned nodes (gid 0) add no group; others add theirs once
         assert_eq!(g.groups, if gid == 0 { vec![] } else { vec![gid] });
-        std::fs::remove_dir_all(&d).ok();
     }
 }

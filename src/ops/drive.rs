@@ -859,9 +859,11 @@ mod tests {
 
     #[test]
     fn recorded_jobs_fill_in_for_cached_stages_only() {
-        let d = std::env::temp_dir().join(format!("forge-jobs-log-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-jobs-log-")
+            .tempdir()
+            .unwrap();
+        let d = tmp.path();
         let log = d.join("build.log");
         std::fs::write(
             &log,
@@ -878,7 +880,7 @@ mod tests {
             "forge-jobs: build-triton MAX_JOBS=1 (auto: 2 CPUs)\n",
         )
         .unwrap();
-        let added = log_recorded_jobs(&log, &d).unwrap();
+        let added = log_recorded_jobs(&log, d).unwrap();
         assert_eq!(added.len(), 1, "{added:?}");
         assert!(
             added[0].starts_with("forge-jobs: build-torch MAX_JOBS=2 (auto: 2 CPUs) [recorded")
@@ -889,11 +891,11 @@ mod tests {
             "{text}"
         );
         // a second call adds nothing
-        assert!(log_recorded_jobs(&log, &d).unwrap().is_empty());
-        std::fs::remove_dir_all(&d).ok();
+        assert!(log_recorded_jobs(&log, d).unwrap().is_empty());
     }
 
     use super::*;
+    use tempfile::NamedTempFile;
 
     #[test]
     fn unsafe_tar_paths_are_refused() {
@@ -904,13 +906,14 @@ mod tests {
         assert!(!safe_relative(Path::new("a/../../x")));
     }
 
-    fn tar_with(entries: &[(&str, &[u8], tar::EntryType, Option<&str>)]) -> PathBuf {
-        let p = std::env::temp_dir().join(format!(
-            "forge-wheeltar-{}-{}.tar",
-            std::process::id(),
-            entries.len()
-        ));
-        let mut b = tar::Builder::new(File::create(&p).unwrap());
+    /// A tar of `entries`, in a temp file removed when the returned guard drops.
+    fn tar_with(entries: &[(&str, &[u8], tar::EntryType, Option<&str>)]) -> NamedTempFile {
+        let t = tempfile::Builder::new()
+            .prefix("forge-wheeltar-")
+            .suffix(".tar")
+            .tempfile()
+            .unwrap();
+        let mut b = tar::Builder::new(t.reopen().unwrap());
         for (name, data, kind, link) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
@@ -926,13 +929,16 @@ mod tests {
             b.append(&h, *data).unwrap();
         }
         b.finish().unwrap();
-        p
+        t
     }
 
     #[test]
     fn extracts_wheels_with_checksums_and_refuses_escapes() {
-        let dir = std::env::temp_dir().join(format!("forge-wheels-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-wheels-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let t = tar_with(&[
             (
                 "torch-2.9.1-cp312-linux_x86_64.whl",
@@ -943,7 +949,7 @@ mod tests {
             ("build.log", b"log", tar::EntryType::Regular, None),
             ("etc/hosts", b"x", tar::EntryType::Regular, None),
         ]);
-        let w = extract_wheels(&t, &dir, Cancel::detached()).unwrap();
+        let w = extract_wheels(t.path(), dir, Cancel::detached()).unwrap();
         assert_eq!(w.len(), 2);
         assert_eq!(w[0].size, 13);
         assert_eq!(w[0].sha256, hex(&Sha256::digest(b"PK-not-really")));
@@ -951,18 +957,17 @@ mod tests {
         assert!(!dir.join("hosts").exists());
         let t = tar_with(&[("../evil.whl", b"x", tar::EntryType::Regular, None)]);
         assert!(
-            extract_wheels(&t, &dir, Cancel::detached())
+            extract_wheels(t.path(), dir, Cancel::detached())
                 .unwrap_err()
                 .to_string()
                 .contains("unsafe path")
         );
         let t = tar_with(&[("a.whl", b"", tar::EntryType::Symlink, Some("/etc/passwd"))]);
         assert!(
-            extract_wheels(&t, &dir, Cancel::detached())
+            extract_wheels(t.path(), dir, Cancel::detached())
                 .unwrap_err()
                 .to_string()
                 .contains("link")
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -525,8 +525,11 @@ mod tests {
 
     #[test]
     fn plan_flags_a_dockerfile_that_lacks_an_arg() {
-        let dir = std::env::temp_dir().join(format!("forge-plan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-plan-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         std::fs::write(
             dir.join("Dockerfile"),
             "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS wheels\nARG PYTORCH_ROCM_ARCH\nRUN echo $PYTORCH_ROCM_ARCH\nFROM wheels AS runtime\n",
@@ -548,6 +551,5 @@ mod tests {
         );
         let env = checks.iter().find(|c| c.id == "plan.arch-env").unwrap();
         assert_eq!(env.status, crate::report::Status::Fail);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

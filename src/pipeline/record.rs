@@ -498,17 +498,20 @@ mod tests {
 
     #[test]
     fn atomic_write_and_latest_link() {
-        let dir = std::env::temp_dir().join(format!("forge-record-{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-record-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("r1")).unwrap();
         write_atomically(&dir.join("r1/x.json"), b"{}").unwrap();
         assert_eq!(std::fs::read(dir.join("r1/x.json")).unwrap(), b"{}");
         assert!(!dir.join("r1/x.json.part").exists());
-        set_latest(&dir, "r1").unwrap();
-        set_latest(&dir, "r1").unwrap();
+        set_latest(dir, "r1").unwrap();
+        set_latest(dir, "r1").unwrap();
         assert_eq!(
             std::fs::read_link(dir.join("latest")).unwrap(),
             Path::new("r1")
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

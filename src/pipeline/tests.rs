@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
+use tempfile::TempDir;
 
 use super::record::{self, Outputs, PhaseRecord, PhaseStatus, RecipeRef, RunRecord, RunState};
 use super::{Ctx, PhaseId, Selection};
@@ -50,11 +51,14 @@ fn recipe(name: &str) -> Recipe {
     Recipe::from_path(&p, LoadOptions::default()).expect("the fixture recipe loads")
 }
 
-/// A fresh artifacts root for one test.
-fn arts(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-pipeline-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh, empty artifacts root for one test, `forge-pipeline-{name}-XXXXXX` under the temp
+/// dir, removed (also when the test panics) when the returned guard drops: keep it bound while
+/// its path is used.
+fn arts(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("forge-pipeline-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Why the GPU phases cannot run here; `None` on a host with an AMD GPU.
@@ -338,12 +342,13 @@ fn count(calls: &[String], prefix: &str) -> usize {
 }
 
 /// The uninterrupted run of the good recording every resume must end like.
-fn reference(name: &str) -> Done {
-    let a = arts(&format!("{name}-reference"));
+/// The artifacts root comes with it: its paths are the record's.
+fn reference(name: &str) -> (TempDir, Done) {
+    let tmp = arts(&format!("{name}-reference"));
     let f = fake("good");
-    let d = build(&f, &recipe("good"), &a, &base_sel(), None);
+    let d = build(&f, &recipe("good"), tmp.path(), &base_sel(), None);
     d.result.as_ref().expect("the reference run finishes");
-    d
+    (tmp, d)
 }
 
 /// An engine call, and the phases' statuses run.json held when it came.
@@ -351,7 +356,8 @@ type Snapshot = (String, Vec<(PhaseId, PhaseStatus)>);
 
 #[test]
 fn a_full_run_records_the_phases_in_order_and_writes_the_record_after_each() {
-    let a = arts("order");
+    let tmp = arts("order");
+    let a = tmp.path();
     let f = fake("good");
     // At every engine call, what run.json said then.
     let seen: Arc<Mutex<Vec<Snapshot>>> = Arc::default();
@@ -366,7 +372,7 @@ fn a_full_run_records_the_phases_in_order_and_writes_the_record_after_each() {
         }
         None
     });
-    let d = build(&f, &recipe("good"), &a, &base_sel(), None);
+    let d = build(&f, &recipe("good"), a, &base_sel(), None);
     d.result.as_ref().expect("the run finishes");
     assert_eq!(d.rec.state, RunState::Finished);
     let ids: Vec<PhaseId> = d.rec.phases.iter().map(|p| p.id).collect();
@@ -489,14 +495,14 @@ fn a_full_run_records_the_phases_in_order_and_writes_the_record_after_each() {
     // image stays under its tag.
     assert_eq!(leftovers(&f), Vec::<String>::new());
     assert_eq!(f.image_id(IMAGE_TAG).unwrap().as_deref(), Some(id.as_str()));
-    std::fs::remove_dir_all(&a).ok();
 }
 
 #[test]
 fn the_bad_recording_stops_the_build_and_skips_every_phase_that_needs_it() {
-    let a = arts("bad");
+    let tmp = arts("bad");
+    let a = tmp.path();
     let f = fake("bad");
-    let d = build(&f, &recipe("bad"), &a, &base_sel(), None);
+    let d = build(&f, &recipe("bad"), a, &base_sel(), None);
     d.result
         .as_ref()
         .expect("a stopped build is a finished run");
@@ -550,7 +556,6 @@ fn the_bad_recording_stops_the_build_and_skips_every_phase_that_needs_it() {
     assert_eq!(count(&calls, "export_image"), 0, "{calls:?}");
     assert!(!d.plan.artifacts.archive.exists());
     assert_eq!(leftovers(&f), Vec::<String>::new());
-    std::fs::remove_dir_all(&a).ok();
 }
 
 #[test]
@@ -563,9 +568,10 @@ fn skip_and_only_skip_phases_saying_why() {
         sel
     };
     // --skip image: what needs the image says so; the image was never built.
-    let a = arts("skip-image");
+    let tmp = arts("skip-image");
+    let a = tmp.path();
     let f = fake("good");
-    let d = build(&f, &good, &a, &with(&[PhaseId::Image], &[]), None);
+    let d = build(&f, &good, a, &with(&[PhaseId::Image], &[]), None);
     d.result.as_ref().unwrap();
     assert!(d.status(PhaseId::Build).passed());
     assert!(d.status(PhaseId::Wheel).passed());
@@ -577,15 +583,15 @@ fn skip_and_only_skip_phases_saying_why() {
     );
     assert_eq!(count(&f.calls(), "build runtime"), 0);
     assert_eq!(count(&f.calls(), "export_image"), 0);
-    std::fs::remove_dir_all(&a).ok();
 
     // --only build,wheel: preflight, image and export are not run, plan and report always are.
-    let a = arts("only-build-wheel");
+    let tmp = arts("only-build-wheel");
+    let a = tmp.path();
     let f = fake("good");
     let d = build(
         &f,
         &good,
-        &a,
+        a,
         &with(&[], &[PhaseId::Build, PhaseId::Wheel]),
         None,
     );
@@ -612,12 +618,12 @@ fn skip_and_only_skip_phases_saying_why() {
         f.calls()
     );
     assert_eq!(count(&f.calls(), "build runtime"), 0);
-    std::fs::remove_dir_all(&a).ok();
 
     // --only export on a fresh run: the phases it needs were not run, and it says so.
-    let a = arts("only-export");
+    let tmp = arts("only-export");
+    let a = tmp.path();
     let f = fake("good");
-    let d = build(&f, &good, &a, &with(&[], &[PhaseId::Export]), None);
+    let d = build(&f, &good, a, &with(&[], &[PhaseId::Export]), None);
     d.result.as_ref().unwrap();
     assert_eq!(d.reason(PhaseId::Build), "not run: `--only export`");
     assert_eq!(
@@ -629,29 +635,29 @@ fn skip_and_only_skip_phases_saying_why() {
         ["info"],
         "no engine call but the report's (the engine's version)"
     );
-    std::fs::remove_dir_all(&a).ok();
 
     // --skip export (`--no-export`): everything else ran; no archive, not even in part.
-    let a = arts("skip-export");
+    let tmp = arts("skip-export");
+    let a = tmp.path();
     let f = fake("good");
-    let d = build(&f, &good, &a, &with(&[PhaseId::Export], &[]), None);
+    let d = build(&f, &good, a, &with(&[PhaseId::Export], &[]), None);
     d.result.as_ref().unwrap();
     assert!(d.status(PhaseId::Image).passed());
     assert_eq!(d.reason(PhaseId::Export), "not run: `--skip export`");
     assert_eq!(count(&f.calls(), "export_image"), 0);
     assert!(!d.plan.artifacts.archive.exists() && d.rec.outputs.archive.is_none());
-    assert!(parts(&a).is_empty());
-    std::fs::remove_dir_all(&a).ok();
+    assert!(parts(a).is_empty());
 }
 
 /// Cancel the good run where `arm` says, in `phase`; then resume it.
 fn cancel_then_resume(name: &str, phase: PhaseId, arm: impl FnOnce(&FakeEngine)) {
-    let reference = reference(name);
-    let a = arts(name);
+    let (_reference_arts, reference) = reference(name);
+    let tmp = arts(name);
+    let a = tmp.path();
     let f = fake("good");
     arm(&f);
     let good = recipe("good");
-    let d = build(&f, &good, &a, &base_sel(), None);
+    let d = build(&f, &good, a, &base_sel(), None);
     assert!(
         matches!(
             d.result,
@@ -699,7 +705,7 @@ fn cancel_then_resume(name: &str, phase: PhaseId, arm: impl FnOnce(&FakeEngine))
         !archive.exists() && !d.plan.artifacts.sha256.exists(),
         "{name}"
     );
-    assert_eq!(parts(&a), Vec::<PathBuf>::new(), "{name}");
+    assert_eq!(parts(a), Vec::<PathBuf>::new(), "{name}");
     assert!(d.rec.outputs.archive.is_none());
 
     // Resume from that record with a fresh token: the same verdict and outputs as the
@@ -707,7 +713,7 @@ fn cancel_then_resume(name: &str, phase: PhaseId, arm: impl FnOnce(&FakeEngine))
     f.clear_script();
     f.new_cancel();
     let before = f.calls().len();
-    let r = build(&f, &good, &a, &base_sel(), Some(&d.rec));
+    let r = build(&f, &good, a, &base_sel(), Some(&d.rec));
     r.result
         .as_ref()
         .unwrap_or_else(|e| panic!("{name}: the resume: {e}"));
@@ -747,9 +753,7 @@ fn cancel_then_resume(name: &str, phase: PhaseId, arm: impl FnOnce(&FakeEngine))
     );
     assert_eq!(count(&calls, "export_image"), 1, "{name}: {calls:?}");
     assert_eq!(leftovers(&f), Vec::<String>::new(), "{name}");
-    assert!(archive.is_file() && parts(&a).is_empty());
-    std::fs::remove_dir_all(&a).ok();
-    std::fs::remove_dir_all(arts(&format!("{name}-reference"))).ok();
+    assert!(archive.is_file() && parts(a).is_empty());
 }
 
 #[test]
@@ -817,15 +821,16 @@ fn gpu_host(arts: &Path) -> PathBuf {
 /// watched a copy of the token and ended `error`, exit 2.
 #[test]
 fn issue_18_sigint_in_the_runtime_phase_records_interrupted_and_exits_130() {
-    let a = arts("cancel-runtime");
-    let dev = gpu_host(&a);
+    let tmp = arts("cancel-runtime");
+    let a = tmp.path();
+    let dev = gpu_host(a);
     let f = gpu_fake();
     f.cancel_after_log_piece(3);
     let d = build_in(
         &f,
         &f,
         &recipe("good"),
-        &a,
+        a,
         &Selection::default(),
         None,
         &dev,
@@ -865,7 +870,6 @@ fn issue_18_sigint_in_the_runtime_phase_records_interrupted_and_exits_130() {
         (disk.state, disk.signal),
         (RunState::Interrupted, Some(libc::SIGINT))
     );
-    std::fs::remove_dir_all(&a).ok();
 }
 
 /// Issue 18: SIGTERM in the serve phase of `forge build` (phase 6 "with a GPU", the server's
@@ -873,8 +877,9 @@ fn issue_18_sigint_in_the_runtime_phase_records_interrupted_and_exits_130() {
 /// the server's container is stopped and removed.
 #[test]
 fn issue_18_sigterm_in_the_serve_phase_records_interrupted_and_exits_143() {
-    let a = arts("cancel-serve");
-    let dev = gpu_host(&a);
+    let tmp = arts("cancel-serve");
+    let a = tmp.path();
+    let dev = gpu_host(a);
     let f = gpu_fake();
     // the second container of the run is the server's (the first is the probe's)
     f.at_call("create_and_start", None, 2, Act::Signal(libc::SIGTERM));
@@ -882,7 +887,7 @@ fn issue_18_sigterm_in_the_serve_phase_records_interrupted_and_exits_143() {
         &f,
         &f,
         &recipe("good"),
-        &a,
+        a,
         &Selection::default(),
         None,
         &dev,
@@ -911,21 +916,21 @@ fn issue_18_sigterm_in_the_serve_phase_records_interrupted_and_exits_143() {
     assert_eq!(count(&calls, "stop fake-container-"), 1, "{calls:?}");
     assert_eq!(count(&calls, "remove fake-container-"), 2, "{calls:?}");
     assert_eq!(leftovers(&f), Vec::<String>::new(), "{calls:?}");
-    std::fs::remove_dir_all(&a).ok();
 }
 
 /// The GPU phases left to finish on the fake: the recorded probe's and server's checks, their
 /// containers gone.
 #[test]
 fn the_gpu_phases_run_on_the_fake_with_a_gpu_and_remove_their_containers() {
-    let a = arts("gpu-on-fake");
-    let dev = gpu_host(&a);
+    let tmp = arts("gpu-on-fake");
+    let a = tmp.path();
+    let dev = gpu_host(a);
     let f = gpu_fake();
     let sel = Selection {
         skip: vec![PhaseId::Export],
         only: Vec::new(),
     };
-    let d = build_in(&f, &f, &recipe("good"), &a, &sel, None, &dev);
+    let d = build_in(&f, &f, &recipe("good"), a, &sel, None, &dev);
     d.result.as_ref().expect("the run finishes");
     // the recording's image has neither torch nor vLLM: 5.1 and 6.1 say so
     assert_eq!(d.status(PhaseId::Runtime), PhaseStatus::Fail);
@@ -935,21 +940,21 @@ fn the_gpu_phases_run_on_the_fake_with_a_gpu_and_remove_their_containers() {
     assert_eq!(d.check("6.1"), Status::Fail);
     assert_eq!(d.check("6.6"), Status::Pass);
     assert_eq!(leftovers(&f), Vec::<String>::new(), "{:?}", f.calls());
-    std::fs::remove_dir_all(&a).ok();
 }
 
 #[test]
 fn resume_reruns_what_changed_and_says_why() {
     let good = recipe("good");
     // The image is gone from the engine: build and wheel reused, the image built again.
-    let a = arts("image-gone");
+    let tmp = arts("image-gone");
+    let a = tmp.path();
     let f = fake("good");
-    let full = build(&f, &good, &a, &base_sel(), None);
+    let full = build(&f, &good, a, &base_sel(), None);
     full.result.as_ref().unwrap();
     let img = full.rec.outputs.image.clone().unwrap();
     f.remove_image(IMAGE_TAG).unwrap();
     let before = f.calls().len();
-    let r = build(&f, &good, &a, &base_sel(), Some(&full.rec));
+    let r = build(&f, &good, a, &base_sel(), Some(&full.rec));
     r.result.as_ref().unwrap();
     let why = format!(
         "run again: image {} (`{IMAGE_TAG}`) is gone from the engine",
@@ -975,12 +980,12 @@ fn resume_reruns_what_changed_and_says_why() {
     );
     assert_eq!(f.image_id(IMAGE_TAG).unwrap(), Some(img.id.clone()));
     assert_eq!(outputs_of(&r), outputs_of(&full));
-    std::fs::remove_dir_all(&a).ok();
 
     // A wheel's bytes changed on disk: the build runs again, and everything after it.
-    let a = arts("wheel-changed");
+    let tmp = arts("wheel-changed");
+    let a = tmp.path();
     let f = fake("good");
-    let full = build(&f, &good, &a, &base_sel(), None);
+    let full = build(&f, &good, a, &base_sel(), None);
     full.result.as_ref().unwrap();
     let w = full
         .rec
@@ -994,7 +999,7 @@ fn resume_reruns_what_changed_and_says_why() {
     std::fs::write(&w.path, &bytes).unwrap();
     let changed = crate::ops::drive::sha256_file(&w.path).unwrap();
     let before = f.calls().len();
-    let r = build(&f, &good, &a, &base_sel(), Some(&full.rec));
+    let r = build(&f, &good, a, &base_sel(), Some(&full.rec));
     r.result.as_ref().unwrap();
     let why = format!(
         "run again: {} changed (SHA256 {changed}, recorded {})",
@@ -1033,7 +1038,7 @@ fn resume_reruns_what_changed_and_says_why() {
     let e = r.rec.outputs.archive.clone().unwrap();
     std::fs::write(&e.archive, b"not the archive").unwrap();
     let before = f.calls().len();
-    let again = build(&f, &good, &a, &base_sel(), Some(&r.rec));
+    let again = build(&f, &good, a, &base_sel(), Some(&r.rec));
     again.result.as_ref().unwrap();
     assert!(
         again
@@ -1057,7 +1062,7 @@ fn resume_reruns_what_changed_and_says_why() {
     // Another recipe hash: nothing is reused, and the record says why.
     let mut other = again.rec.clone();
     other.recipe.hash = "0".repeat(64);
-    let r = build(&f, &good, &a, &base_sel(), Some(&other));
+    let r = build(&f, &good, a, &base_sel(), Some(&other));
     r.result.as_ref().unwrap();
     assert!(r.rec.phases.iter().all(|p| !p.reused));
     assert!(
@@ -1068,13 +1073,13 @@ fn resume_reruns_what_changed_and_says_why() {
         "{:?}",
         r.rec.resumes
     );
-    std::fs::remove_dir_all(&a).ok();
 }
 
 #[test]
 fn an_engine_error_stops_the_run_with_the_record_saying_where_then_resume() {
     let good = recipe("good");
-    let a = arts("engine-error");
+    let tmp = arts("engine-error");
+    let a = tmp.path();
     let f = fake("good");
     // The engine's stream breaks in the middle of the export.
     f.script({
@@ -1087,7 +1092,7 @@ fn an_engine_error_stops_the_run_with_the_record_saying_where_then_resume() {
             None
         }
     });
-    let d = build(&f, &good, &a, &base_sel(), None);
+    let d = build(&f, &good, a, &base_sel(), None);
     let e = d.result.as_ref().unwrap_err();
     assert!(matches!(e, Error::Engine { .. }), "{e:?}");
     assert_eq!(d.rec.state, RunState::Error);
@@ -1099,10 +1104,10 @@ fn an_engine_error_stops_the_run_with_the_record_saying_where_then_resume() {
         d.reason(PhaseId::Export)
     );
     assert_eq!(d.status(PhaseId::Report), PhaseStatus::Pending);
-    assert!(!d.plan.artifacts.archive.exists() && parts(&a).is_empty());
+    assert!(!d.plan.artifacts.archive.exists() && parts(a).is_empty());
     // The image the run built is kept: the resume exports it without building anything.
     let before = f.calls().len();
-    let r = build(&f, &good, &a, &base_sel(), Some(&d.rec));
+    let r = build(&f, &good, a, &base_sel(), Some(&d.rec));
     r.result.as_ref().unwrap();
     assert_eq!(
         r.reason(PhaseId::Export),
@@ -1111,17 +1116,16 @@ fn an_engine_error_stops_the_run_with_the_record_saying_where_then_resume() {
     assert!(r.status(PhaseId::Export).passed());
     assert_eq!(count(&f.calls()[before..], "build "), 0);
     // A build call that fails (the engine gone): an error in the build phase, nothing left.
-    let a2 = arts("engine-error-build");
+    let tmp2 = arts("engine-error-build");
+    let a2 = tmp2.path();
     let f = fake("good");
     f.at_call("build", Some("wheels"), 1, Act::Fail("engine gone".into()));
-    let d = build(&f, &good, &a2, &base_sel(), None);
+    let d = build(&f, &good, a2, &base_sel(), None);
     assert!(d.result.is_err());
     assert_eq!(d.status(PhaseId::Build), PhaseStatus::Error);
     assert!(d.reason(PhaseId::Build).contains("engine gone"));
     assert_eq!(d.status(PhaseId::Wheel), PhaseStatus::Pending);
     assert_eq!(leftovers(&f), Vec::<String>::new());
-    std::fs::remove_dir_all(&a).ok();
-    std::fs::remove_dir_all(&a2).ok();
 }
 
 #[test]
@@ -1129,7 +1133,8 @@ fn the_recorder_writes_down_what_the_engine_answered() {
     use crate::engine::fake::Recorded;
     use crate::engine::recording::Recording;
     // The good run on the fake, recorded: the same builds and calls as the recording replayed.
-    let a = arts("recorder");
+    let tmp = arts("recorder");
+    let a = tmp.path();
     let f = fake("good");
     let out = a.join("recording");
     let r = Recording::new(&f, &out).unwrap();
@@ -1138,7 +1143,7 @@ fn the_recorder_writes_down_what_the_engine_answered() {
         "an existing recording is not overwritten"
     );
     let good = recipe("good");
-    let d = build_on(&r, &f, &good, &a, &base_sel(), None);
+    let d = build_on(&r, &f, &good, a, &base_sel(), None);
     d.result.as_ref().unwrap();
     let (was, now) = (f.recorded(), Recorded::load(&out));
     let key = |b: &crate::engine::fake::RecordedBuild| {
@@ -1173,7 +1178,6 @@ fn the_recorder_writes_down_what_the_engine_answered() {
         }
         assert_eq!(n.file.is_some(), w.file.is_some());
     }
-    std::fs::remove_dir_all(&a).ok();
 }
 
 /// Issue 19: a wheel that fails only 3.1 (size) still goes into the image and the export; the
@@ -1184,7 +1188,8 @@ fn the_recorder_writes_down_what_the_engine_answered() {
 fn a_wheel_failing_only_its_size_still_goes_into_the_image_and_the_export() {
     use super::Phase;
     use crate::report::Check;
-    let a = arts("size-only");
+    let tmp = arts("size-only");
+    let a = tmp.path();
     let f = fake("good");
     let list: Vec<Phase> = phases::BUILD
         .iter()
@@ -1203,7 +1208,7 @@ fn a_wheel_failing_only_its_size_still_goes_into_the_image_and_the_export() {
             ..*p
         })
         .collect();
-    let d = build_list(&list, &f, &recipe("good"), &a, &base_sel());
+    let d = build_list(&list, &f, &recipe("good"), a, &base_sel());
     d.result.as_ref().expect("the run finishes");
     assert_eq!(d.check("3.1"), Status::Fail);
     assert_eq!(d.status(PhaseId::Wheel), PhaseStatus::Fail);
@@ -1224,7 +1229,6 @@ fn a_wheel_failing_only_its_size_still_goes_into_the_image_and_the_export() {
         md.contains("ran on although 3.1 failed in the wheel phase and does not gate the image phase: a size below the spec's threshold is not a broken build"),
         "{md}"
     );
-    std::fs::remove_dir_all(&a).ok();
 }
 
 /// Issue 19: the gating checks by id: a wheel without distributed (3.2) or without code for
@@ -1302,9 +1306,10 @@ fn the_wheel_gates_are_named_checks() {
 #[test]
 fn a_record_of_format_1_is_read_and_resumed_and_an_unknown_format_refused() {
     let good = recipe("good");
-    let a = arts("format-1");
+    let tmp = arts("format-1");
+    let a = tmp.path();
     let f = fake("good");
-    let d = build(&f, &good, &a, &base_sel(), None);
+    let d = build(&f, &good, a, &base_sel(), None);
     d.result.as_ref().unwrap();
     let dir = d.plan.artifacts.dir.clone();
     let build_result = d.rec.outputs.build.clone().unwrap();
@@ -1349,7 +1354,7 @@ fn a_record_of_format_1_is_read_and_resumed_and_an_unknown_format_refused() {
 
     write(&v1);
     let old = RunRecord::read(&dir).unwrap();
-    let r = build(&f, &good, &a, &base_sel(), Some(&old));
+    let r = build(&f, &good, a, &base_sel(), Some(&old));
     r.result.as_ref().unwrap();
     for id in [
         PhaseId::Build,
@@ -1360,5 +1365,4 @@ fn a_record_of_format_1_is_read_and_resumed_and_an_unknown_format_refused() {
         assert!(r.phase(id).reused, "{id:?}: {:#?}", r.phase(id));
     }
     assert_eq!(RunRecord::read(&dir).unwrap().schema, record::SCHEMA);
-    std::fs::remove_dir_all(&a).ok();
 }

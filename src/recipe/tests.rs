@@ -205,8 +205,11 @@ fn versions_compare() {
 
 #[test]
 fn file_recipe_resolves_dockerfile_relative_to_itself() {
-    let dir = std::env::temp_dir().join(format!("forge-recipe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("forge-recipe-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let text = base().replace("../dockerfiles/vllm-rocm.Dockerfile", "missing.Dockerfile");
     std::fs::write(dir.join("r.toml"), &text).unwrap();
     let e = Recipe::from_path(&dir.join("r.toml"), LoadOptions::default()).unwrap_err();
@@ -221,7 +224,6 @@ fn file_recipe_resolves_dockerfile_relative_to_itself() {
     std::fs::write(dir.join("r.toml"), &text).unwrap();
     let r = Recipe::from_path(&dir.join("r.toml"), LoadOptions::default()).unwrap();
     assert!(matches!(r.dockerfile, DockerfileRef::Embedded { .. }));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -871,7 +871,12 @@ mod tests {
 
     #[test]
     fn ninja_progress_is_read_with_buildkit_times_and_thinned() {
-        let p = std::env::temp_dir().join(format!("forge-ninja-{}.log", std::process::id()));
+        let log = tempfile::Builder::new()
+            .prefix("forge-ninja-")
+            .suffix(".log")
+            .tempfile()
+            .unwrap();
+        let p = log.path();
         let mut s = String::from("#7 [torch-build 3/3] RUN make\n#7 0.5 -- USE_ROCM : ON\n");
         for i in 1..=1000 {
             s.push_str(&format!(
@@ -880,8 +885,8 @@ mod tests {
             ));
         }
         s.push_str("[5/9] no time prefix: ignored\n");
-        std::fs::write(&p, s).unwrap();
-        let pts = ninja_from_log(&p, 100);
+        std::fs::write(p, s).unwrap();
+        let pts = ninja_from_log(p, 100);
         assert_eq!(pts.len(), 100);
         assert_eq!(pts[0].done, 1);
         assert_eq!(pts[0].t, 11.0);
@@ -893,7 +898,6 @@ mod tests {
                 total: 1000
             }
         );
-        std::fs::remove_file(&p).ok();
         assert_eq!(line_time("#12 103.4 -- x"), Some(103.4));
         assert_eq!(line_time("#12 [stage 1/2] RUN"), None);
     }

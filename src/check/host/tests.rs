@@ -109,13 +109,14 @@ fn meminfo_values() {
     assert_eq!(meminfo_bytes(t, "Nope"), None);
 }
 
-fn fake_root() -> (PathBuf, HostPaths) {
-    let dir = std::env::temp_dir().join(format!(
-        "forge-host-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+/// A stand-in host under a fresh temp dir, removed (also when the test panics) when the returned
+/// guard drops: keep it bound while the paths are used.
+fn fake_root() -> (tempfile::TempDir, HostPaths) {
+    let tmp = tempfile::Builder::new()
+        .prefix("forge-host-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("dri")).unwrap();
     let paths = HostPaths {
         proc_modules: dir.join("modules"),
@@ -129,7 +130,7 @@ fn fake_root() -> (PathBuf, HostPaths) {
         osrelease: dir.join("osrelease"),
         ttm_pages_limit: dir.join("ttm-pages-limit"),
     };
-    (dir, paths)
+    (tmp, paths)
 }
 
 /// Issue 12, item 12: the archive goes under the artifacts directory, so preflight measures
@@ -137,7 +138,8 @@ fn fake_root() -> (PathBuf, HostPaths) {
 /// needs when it shares the engine's filesystem.
 #[test]
 fn artifacts_disk_is_checked_beside_the_data_root_issue_12() {
-    let (dir, paths) = fake_root();
+    let (tmp, paths) = fake_root();
+    let dir = tmp.path();
     let mut r = Recipe::shipped("7.1.1", Default::default()).unwrap();
     r.file.preflight.min_free_artifacts_gb = 1;
     r.file.preflight.min_free_disk_gb = 0;
@@ -150,7 +152,7 @@ fn artifacts_disk_is_checked_beside_the_data_root_issue_12() {
         "{}",
         c.evidence
     );
-    let free = free_bytes(&dir).unwrap();
+    let free = free_bytes(dir).unwrap();
     assert_eq!(
         c.status,
         if free >= 1_000_000_000 {
@@ -187,12 +189,11 @@ fn artifacts_disk_is_checked_beside_the_data_root_issue_12() {
         "{}",
         c.evidence
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn missing_gpu_pieces_fail_with_hints() {
-    let (dir, paths) = fake_root();
+    let (_tmp, paths) = fake_root();
     let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
     std::fs::write(&paths.proc_modules, "overlay 1 0 - Live 0x0\n").unwrap();
     let c = check_amdgpu(&paths);
@@ -217,12 +218,11 @@ fn missing_gpu_pieces_fail_with_hints() {
     assert!(c.evidence.contains("6.2.4"));
     std::fs::write(&paths.rocm_version, "7.1.10\n").unwrap();
     assert_eq!(check_rocm_version(&r, &paths).status, Status::Fail);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn memory_per_job_uses_max_jobs() {
-    let (dir, paths) = fake_root();
+    let (_tmp, paths) = fake_root();
     let pinned = crate::recipe::SHIPPED[0]
         .2
         .replace("USE_ROCM = \"1\"", "USE_ROCM = \"1\"\nMAX_JOBS = \"4\"");
@@ -244,12 +244,11 @@ fn memory_per_job_uses_max_jobs() {
         "{:?}",
         c.hint
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn unpinned_jobs_show_what_the_engine_host_will_get() {
-    let (dir, paths) = fake_root();
+    let (_tmp, paths) = fake_root();
     let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
     // a remote engine on a 16-core box where Linux sees 32 GB (the BIOS gave the rest to the GPU)
     let engine = Ok(EngineInfo {
@@ -278,7 +277,6 @@ fn unpinned_jobs_show_what_the_engine_host_will_get() {
     std::fs::write(&paths.meminfo, "MemTotal: 4000000 kB\n").unwrap();
     let c = check_memory(&r, &Err(Error::usage("x", None)), &paths);
     assert_eq!(c.status, Status::Fail, "{}", c.evidence);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -294,7 +292,7 @@ fn missing_rocminfo_is_a_finding() {
 /// Issue 19: what gfx1151 serving needs of the host, as its peers document it.
 #[test]
 fn kernel_and_gtt_for_serving_on_gfx1151() {
-    let (dir, paths) = fake_root();
+    let (_tmp, paths) = fake_root();
     let r = Recipe::shipped("7.1.1", Default::default()).unwrap();
     assert_eq!(
         kernel_version("6.18.9-200.fc43.x86_64"),
@@ -347,5 +345,4 @@ fn kernel_and_gtt_for_serving_on_gfx1151() {
     .unwrap();
     assert_eq!(check_kernel(&r, &paths).status, Status::Skip);
     assert_eq!(check_gtt(&r, &paths).status, Status::Skip);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

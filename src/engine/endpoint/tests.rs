@@ -1,13 +1,15 @@
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::*;
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("forge-endpoint-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh, empty temp dir `forge-endpoint-{name}-XXXXXX`, removed (also when the test panics)
+/// when the returned guard drops: keep it bound while its path is used.
+fn dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("forge-endpoint-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// A context as `docker context create NAME --docker host=HOST` writes it.
@@ -59,7 +61,8 @@ fn context_directory_is_the_sha256_of_the_name() {
 
 #[test]
 fn precedence_is_the_clis() {
-    let home = dir("precedence");
+    let tmp_home = dir("precedence");
+    let home = tmp_home.path();
     let config = home.join(".docker");
     context(&config, "flag", "ssh://f@flaghost", false);
     context(&config, "envctx", "tcp://envctx:2375", false);
@@ -74,7 +77,7 @@ fn precedence_is_the_clis() {
         ("DOCKER_CONTEXT", "envctx"),
     ];
 
-    let e = resolve_in(Some("flag"), &all, &home).unwrap();
+    let e = resolve_in(Some("flag"), &all, home).unwrap();
     assert_eq!(
         (e.source.clone(), e.host.as_str()),
         (Source::ContextFlag, "ssh://f@flaghost")
@@ -85,19 +88,19 @@ fn precedence_is_the_clis() {
         e.describe()
     );
 
-    let e = resolve_in(None, &all, &home).unwrap();
+    let e = resolve_in(None, &all, home).unwrap();
     assert_eq!(
         (e.source, e.host.as_str()),
         (Source::DockerHost, "unix:///run/other.sock")
     );
 
-    let e = resolve_in(None, &all[1..], &home).unwrap();
+    let e = resolve_in(None, &all[1..], home).unwrap();
     assert_eq!(
         (e.source, e.host.as_str()),
         (Source::DockerContext, "tcp://envctx:2375")
     );
 
-    let e = resolve_in(None, &[], &home).unwrap();
+    let e = resolve_in(None, &[], home).unwrap();
     assert_eq!(
         (e.source.clone(), e.host.as_str()),
         (Source::CurrentContext, "ssh://current")
@@ -109,7 +112,7 @@ fn precedence_is_the_clis() {
     );
 
     std::fs::remove_file(config.join("config.json")).unwrap();
-    let e = resolve_in(None, &[], &home).unwrap();
+    let e = resolve_in(None, &[], home).unwrap();
     assert_eq!(
         (e.source, e.host.as_str()),
         (Source::Default, DEFAULT_SOCKET)
@@ -117,17 +120,19 @@ fn precedence_is_the_clis() {
     assert!(e.transport.local());
 
     // `default` is the environment's engine, whichever way it is named
-    let e = resolve_in(Some("default"), &all, &home).unwrap();
+    let e = resolve_in(Some("default"), &all, home).unwrap();
     assert_eq!(e.host, "unix:///run/other.sock");
 }
 
 #[test]
 fn docker_config_moves_the_config_directory() {
-    let home = dir("dockerconfig-home");
-    let other = dir("dockerconfig-other");
-    context(&other, "box", "ssh://me@box:2222", false);
+    let tmp_home = dir("dockerconfig-home");
+    let home = tmp_home.path();
+    let tmp_other = dir("dockerconfig-other");
+    let other = tmp_other.path();
+    context(other, "box", "ssh://me@box:2222", false);
     std::fs::write(other.join("config.json"), r#"{"currentContext":"box"}"#).unwrap();
-    let e = resolve_in(None, &[("DOCKER_CONFIG", other.to_str().unwrap())], &home).unwrap();
+    let e = resolve_in(None, &[("DOCKER_CONFIG", other.to_str().unwrap())], home).unwrap();
     assert_eq!(e.context.as_deref(), Some("box"));
     assert_eq!(
         e.transport,
@@ -139,15 +144,13 @@ fn docker_config_moves_the_config_directory() {
         }
     );
     // without DOCKER_CONFIG, ~/.docker has no such context
-    assert_eq!(
-        resolve_in(None, &[], &home).unwrap().source,
-        Source::Default
-    );
+    assert_eq!(resolve_in(None, &[], home).unwrap().source, Source::Default);
 }
 
 #[test]
 fn tls_from_the_environment_and_from_a_context() {
-    let home = dir("tls");
+    let tmp_home = dir("tls");
+    let home = tmp_home.path();
     let e = resolve_in(
         None,
         &[
@@ -155,7 +158,7 @@ fn tls_from_the_environment_and_from_a_context() {
             ("DOCKER_TLS_VERIFY", "1"),
             ("DOCKER_CERT_PATH", "/certs"),
         ],
-        &home,
+        home,
     )
     .unwrap();
     let Transport::Tls { addr, files } = &e.transport else {
@@ -169,7 +172,7 @@ fn tls_from_the_environment_and_from_a_context() {
     let e = resolve_in(
         None,
         &[("DOCKER_HOST", "tcp://h:1234"), ("DOCKER_TLS_VERIFY", "1")],
-        &home,
+        home,
     )
     .unwrap();
     let Transport::Tls { files, .. } = &e.transport else {
@@ -178,7 +181,7 @@ fn tls_from_the_environment_and_from_a_context() {
     assert_eq!(files.ca, home.join(".docker/ca.pem"));
 
     // without DOCKER_TLS_VERIFY, plain tcp on 2375
-    let e = resolve_in(None, &[("DOCKER_HOST", "tcp://h")], &home).unwrap();
+    let e = resolve_in(None, &[("DOCKER_HOST", "tcp://h")], home).unwrap();
     assert_eq!(
         e.transport,
         Transport::Tcp {
@@ -189,7 +192,7 @@ fn tls_from_the_environment_and_from_a_context() {
     // a context with TLS material
     let config = home.join(".docker");
     context(&config, "secure", "tcp://10.0.0.2:2376", true);
-    let e = resolve_in(Some("secure"), &[], &home).unwrap();
+    let e = resolve_in(Some("secure"), &[], home).unwrap();
     let Transport::Tls { files, .. } = &e.transport else {
         panic!("{:?}", e.transport)
     };
@@ -203,8 +206,9 @@ fn tls_from_the_environment_and_from_a_context() {
 
 #[test]
 fn unknown_context_says_so_with_a_hint() {
-    let home = dir("unknown");
-    let err = resolve_in(Some("nosuch"), &[], &home).unwrap_err();
+    let tmp_home = dir("unknown");
+    let home = tmp_home.path();
+    let err = resolve_in(Some("nosuch"), &[], home).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("no docker context `nosuch`"), "{msg}");
     assert!(msg.contains("--context"), "{msg}");
@@ -217,14 +221,15 @@ fn unknown_context_says_so_with_a_hint() {
         r#"{"currentContext":"gone"}"#,
     )
     .unwrap();
-    let err = resolve_in(None, &[], &home).unwrap_err();
+    let err = resolve_in(None, &[], home).unwrap_err();
     assert!(err.to_string().contains("currentContext"), "{err}");
     assert!(err.hint().unwrap().contains("docker context use default"));
 }
 
 #[test]
 fn skip_tls_verify_is_refused() {
-    let home = dir("skipverify");
+    let tmp_home = dir("skipverify");
+    let home = tmp_home.path();
     let meta = home.join(".docker/contexts/meta").join(context_id("loose"));
     std::fs::create_dir_all(&meta).unwrap();
     std::fs::write(
@@ -232,7 +237,7 @@ fn skip_tls_verify_is_refused() {
         r#"{"Name":"loose","Endpoints":{"docker":{"Host":"tcp://h:2376","SkipTLSVerify":true}}}"#,
     )
     .unwrap();
-    let err = resolve_in(Some("loose"), &[], &home).unwrap_err();
+    let err = resolve_in(Some("loose"), &[], home).unwrap_err();
     assert!(err.to_string().contains("skips TLS verification"), "{err}");
 }
 

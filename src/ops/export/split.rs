@@ -176,8 +176,11 @@ mod tests {
 
     #[test]
     fn split_writer_cuts_at_the_limit_and_hashes_each_part() {
-        let dir = std::env::temp_dir().join(format!("forge-split-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-split-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
         let mut w = SplitWriter {
             base: dir.join("a.tar.gz"),
@@ -207,6 +210,5 @@ mod tests {
         }
         assert_eq!(joined, data);
         assert!(dir.join("a.tar.gz.001").is_file() && !dir.join("a.tar.gz.001.part").exists());
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

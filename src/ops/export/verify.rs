@@ -302,8 +302,11 @@ mod tests {
     /// Issue 12, item 2: a standalone export is judged on the archive read back.
     #[test]
     fn verify_reads_the_archive_back_issue_12() {
-        let dir = std::env::temp_dir().join(format!("forge-verify-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("forge-verify-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let manifest = br#"[{"Config":"abc.json","RepoTags":["img:1"],"Layers":["l1/layer.tar"]}]"#;
         let big: Vec<u8> = (0..(BLOCK + 1000)).map(|i| (i % 251) as u8).collect();
         let good = tar_of(&[
@@ -311,7 +314,7 @@ mod tests {
             ("l1/layer.tar", &big),
             ("manifest.json", manifest),
         ]);
-        let (archive, sum) = write_archive(&dir, &good);
+        let (archive, sum) = write_archive(dir, &good);
         let v = verify(&archive, &sum);
         assert_eq!(v.error, None);
         assert_eq!(v.tar_bytes, good.len() as u64);
@@ -355,15 +358,14 @@ mod tests {
         );
 
         // Complete gzip, but no manifest: not loadable.
-        let (archive, sum) = write_archive(&dir, &tar_of(&[("abc.json", b"{}")]));
+        let (archive, sum) = write_archive(dir, &tar_of(&[("abc.json", b"{}")]));
         let v = verify(&archive, &sum);
         assert!(v.error.is_none() && !v.manifest);
         // A manifest naming a layer the tar lacks.
         let (archive, sum) = write_archive(
-            &dir,
+            dir,
             &tar_of(&[("abc.json", b"{}"), ("manifest.json", manifest)]),
         );
         assert_eq!(verify(&archive, &sum).missing, ["l1/layer.tar"]);
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
