@@ -424,21 +424,13 @@ fn build_log_item(dir: &Path, view: &RunView) -> Check {
             id,
             title,
             Some(true),
-            format!(
-                "{rel} line {}: `{}`{note}",
-                f.line,
-                log_line(&from, f.line)
-            ),
+            format!("{rel} line {}: `{}`{note}", f.line, log_line(&from, f.line)),
         ),
         Some(f) => check(
             id,
             title,
             Some(false),
-            format!(
-                "{rel} line {}: `{}`{note}",
-                f.line,
-                log_line(&from, f.line)
-            ),
+            format!("{rel} line {}: `{}`{note}", f.line, log_line(&from, f.line)),
         )
         .with_hint("rebuild with USE_DISTRIBUTED=1 in the build environment"),
         None => check(
