@@ -54,7 +54,10 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
         .map(crate::bundle::sign::SignKey::load)
         .transpose()?;
     let req = start::Request {
-        recipe: &args.recipe,
+        rocm: args.recipe.rocm.as_deref(),
+        recipe_file: args.recipe.recipe.as_deref(),
+        allow_unsupported: args.recipe.allow_unsupported,
+        phases: phases::for_recipe,
         artifacts: &args.artifacts,
         run_id: args.run_id.as_deref(),
         resume: args.resume.as_deref(),

@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 use super::record::{
     self, ArtifactsLock, PhaseRecord, RecipeRef, RunRecord, RunState, validate_run_id,
 };
-use crate::cli::RecipeArgs;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ops::plan::Plan;
@@ -19,8 +18,14 @@ use crate::report::Check;
 
 /// What a run is asked to be.
 pub struct Request<'a> {
-    /// Which recipe (`--rocm`, `--recipe`, `--allow-unsupported`).
-    pub recipe: &'a RecipeArgs,
+    /// `--rocm`: a shipped recipe.
+    pub rocm: Option<&'a str>,
+    /// `--recipe`: a recipe file.
+    pub recipe_file: Option<&'a Path>,
+    /// `--allow-unsupported`.
+    pub allow_unsupported: bool,
+    /// The phases of a recipe (`crate::phases::for_recipe`): the first record lists them.
+    pub phases: fn(&Recipe) -> &'static [super::Phase],
     /// `--artifacts`.
     pub artifacts: &'a Path,
     /// `--run-id`.
@@ -76,7 +81,7 @@ pub fn resolve(req: &Request<'_>) -> Result<Resolved> {
         .resume
         .map(|run| resumed(req.artifacts, run))
         .transpose()?;
-    let recipe = recipe_of(req.recipe, prior.as_ref())?;
+    let recipe = recipe_of(req, prior.as_ref())?;
     Ok(Resolved { prior, recipe })
 }
 
@@ -108,7 +113,7 @@ pub fn open(req: &Request<'_>, resolved: Resolved, engine: &dyn Engine) -> Resul
         ));
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-    let mut record = new_record(req.recipe, &recipe, &plan, &run, prior.as_ref())?;
+    let mut record = new_record(req, &recipe, &plan, &run, prior.as_ref())?;
     record.write(&dir)?;
     record::set_latest(req.artifacts, &run)?;
     Ok(Opened {
@@ -158,12 +163,12 @@ fn prior(root: &Path, run: &str) -> Result<RunRecord> {
 }
 
 /// The recipe named, else the resumed run's own.
-fn recipe_of(r: &RecipeArgs, prior: Option<&RunRecord>) -> Result<Recipe> {
+fn recipe_of(r: &Request<'_>, prior: Option<&RunRecord>) -> Result<Recipe> {
     let opts = LoadOptions {
         allow_unsupported: r.allow_unsupported,
     };
     match prior {
-        Some(p) if r.rocm.is_none() && r.recipe.is_none() => {
+        Some(p) if r.rocm.is_none() && r.recipe_file.is_none() => {
             let opts = LoadOptions {
                 allow_unsupported: p.recipe.allow_unsupported || r.allow_unsupported,
             };
@@ -173,7 +178,7 @@ fn recipe_of(r: &RecipeArgs, prior: Option<&RunRecord>) -> Result<Recipe> {
                 (None, None) => Recipe::select(None, None, opts),
             }
         }
-        _ => Recipe::select(r.rocm.as_deref(), r.recipe.as_deref(), opts),
+        _ => Recipe::select(r.rocm, r.recipe_file, opts),
     }
 }
 
@@ -222,7 +227,7 @@ fn rehearse(engine: &dyn Engine, recipe: &mut Recipe, base: Option<&str>) -> Res
 
 /// The record a run starts with: every phase pending; a resumed run keeps its start and history.
 fn new_record(
-    args: &RecipeArgs,
+    args: &Request<'_>,
     recipe: &Recipe,
     plan: &Plan,
     run: &str,
@@ -253,7 +258,7 @@ fn new_record(
         state: RunState::Running,
         signal: None,
         verdict: crate::report::Verdict::Incomplete,
-        phases: crate::phases::for_recipe(recipe)
+        phases: (args.phases)(recipe)
             .iter()
             .map(|p| PhaseRecord::pending(p.id))
             .collect(),

@@ -607,7 +607,7 @@ pub fn lock(
             Some("pin the package in `[lock] add` to a release both interpreters have"),
         ));
     }
-    let sha = crate::ops::drive::sha256_file(&sdist)?;
+    let sha = crate::atomic::sha256_file(&sdist)?.1;
     let text = header(&Header {
         recipe: &recipe.file.name,
         command,
