@@ -32,6 +32,8 @@ pub enum Source {
     CurrentContext,
     /// Nothing set: the local socket.
     Default,
+    /// `forge build --gpu-engine ENGINE`: the engine phases 4-7 run on.
+    GpuEngineFlag,
 }
 
 impl Source {
@@ -47,6 +49,10 @@ impl Source {
                 config.join("config.json").display()
             ),
             Source::Default => "the default socket (no DOCKER_HOST, no context)".to_owned(),
+            Source::GpuEngineFlag => match context {
+                Some(n) => format!("context `{n}` from --gpu-engine"),
+                None => "--gpu-engine".to_owned(),
+            },
         }
     }
 }
@@ -329,6 +335,16 @@ pub fn resolve(flag: Option<&str>, env: &Env<'_>) -> Result<Endpoint> {
     } else {
         (None, Source::Default)
     };
+    endpoint_of(name, source, config, env)
+}
+
+/// The endpoint of context `name` (the environment's for none or `default`).
+fn endpoint_of(
+    name: Option<String>,
+    source: Source,
+    config: PathBuf,
+    env: &Env<'_>,
+) -> Result<Endpoint> {
     match name.as_deref() {
         None | Some("default") => {
             let host = env
@@ -359,6 +375,37 @@ pub fn resolve(flag: Option<&str>, env: &Env<'_>) -> Result<Endpoint> {
             })
         }
     }
+}
+
+/// `--gpu-engine ENGINE`: an engine URL (`ssh://me@strix`, `tcp://strix:2376` with the TLS
+/// variables as for DOCKER_HOST, `unix:///path/docker.sock`) or the name of a docker context.
+pub fn resolve_named(spec: &str, env: &Env<'_>) -> Result<Endpoint> {
+    let config = config_dir(env);
+    if spec.contains("://") {
+        let tls = env.get("DOCKER_TLS_VERIFY").map(|_| {
+            TlsFiles::under(
+                &env.get("DOCKER_CERT_PATH")
+                    .map_or_else(|| config.clone(), PathBuf::from),
+            )
+        });
+        return Ok(Endpoint {
+            transport: Transport::parse(spec, tls)?,
+            host: spec.to_owned(),
+            context: None,
+            source: Source::GpuEngineFlag,
+            config_dir: config,
+        });
+    }
+    if spec.is_empty() {
+        return Err(Error::Usage {
+            message: "--gpu-engine is empty".into(),
+            hint: Some(
+                "name a docker context (`docker context ls`) or an engine URL (ssh://me@strix)"
+                    .into(),
+            ),
+        });
+    }
+    endpoint_of(Some(spec.to_owned()), Source::GpuEngineFlag, config, env)
 }
 
 /// `currentContext` of `config.json`, if set (a missing file is no context; a broken one an error).

@@ -118,7 +118,7 @@ impl EngineInfo {
 }
 
 /// What forge needs from a container engine.
-pub trait Engine {
+pub trait Engine: Sync {
     /// Version and system information.
     fn info(&self) -> Result<EngineInfo>;
     /// Run a build; `sink` sees every event and may cancel it. Ctrl-C cancels it too.

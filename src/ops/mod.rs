@@ -12,6 +12,7 @@
 //! - [`rehearse`]: `forge build --rehearse`, the stand-in base image and wheels.
 //! - [`sbom`]: the image's CycloneDX 1.6 SBOM.
 //! - [`registry`]: pushing the image; credentials from the docker config.
+//! - [`transfer`]: an image streamed from one engine into another (build engine -> GPU engine).
 
 pub mod drive;
 pub mod export;
@@ -21,3 +22,4 @@ pub mod rehearse;
 pub mod runtime;
 pub mod sbom;
 pub mod serve;
+pub mod transfer;
