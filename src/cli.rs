@@ -175,6 +175,11 @@ pub enum Command {
         /// `scripts/rehearsal-base.sh`).
         #[arg(long, value_name = "IMAGE", requires = "rehearse")]
         rehearsal_base: Option<String>,
+        /// Build on the usual engine (`--context`, DOCKER_HOST, ...), then stream the image into
+        /// this one and run phases 4-7 there: the engine on the GPU host, as a docker context
+        /// name or an engine URL (ssh://me@strix, tcp://strix:2376 with DOCKER_TLS_VERIFY).
+        #[arg(long, value_name = "ENGINE", env = "FORGE_GPU_ENGINE")]
+        gpu_engine: Option<String>,
         #[command(flatten)]
         sign: SignArgs,
     },

@@ -68,6 +68,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             strict,
             rehearse,
             rehearsal_base,
+            gpu_engine,
             sign,
         } => commands::build::run(
             &ui,
@@ -83,6 +84,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 strict,
                 rehearse,
                 rehearsal_base,
+                gpu_engine,
                 sign_key: sign.sign_key,
             },
         ),

@@ -711,6 +711,7 @@ mod tests {
                 image: Some(ImageOut {
                     tag: "forge/x:1".into(),
                     id: "sha256:1".into(),
+                    engines: Vec::new(),
                     stages: Vec::new(),
                 }),
                 archive: None,

@@ -40,8 +40,17 @@ pub struct Args {
     pub rehearse: bool,
     /// `--rehearsal-base`.
     pub rehearsal_base: Option<String>,
+    /// `--gpu-engine ENGINE`: phases 4-7 on this engine, the image streamed into it.
+    pub gpu_engine: Option<String>,
     /// `--sign-key FILE`: sign the bundle's SHA256SUMS once the report is written.
     pub sign_key: Option<PathBuf>,
+}
+
+/// `--gpu-engine`: the engine phases 4-7 run on, connected.
+fn gpu_engine(spec: Option<&str>) -> Result<Option<DockerEngine>> {
+    let Some(spec) = spec else { return Ok(None) };
+    let ep = crate::engine::endpoint::resolve_named(spec, &crate::engine::endpoint::process_env())?;
+    DockerEngine::connect_to(ep, Duration::from_secs(10)).map(Some)
 }
 
 /// Run `forge build`.
@@ -65,6 +74,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     };
     let resolved = start::resolve(&req)?;
     let engine = DockerEngine::connect(Duration::from_secs(10))?;
+    let gpu = gpu_engine(args.gpu_engine.as_deref())?;
     let recording = crate::engine::recording::Recording::from_env(&engine)?;
     let opened = start::open(&req, resolved, &engine)?;
     if let Some(s) = &opened.rehearsal {
@@ -90,6 +100,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     }
     let mut display = crate::monitor::ui::Display::new(ui.quiet, ui.verbose > 0);
     let mut ctx = Ctx {
+        gpu: gpu.as_ref().map(|g| g as &dyn crate::engine::Engine),
         recipe: &recipe,
         plan: &plan,
         plan_checks,

@@ -229,6 +229,8 @@ pub struct FakeEngine {
     cancel: Mutex<Cancel>,
     state: Mutex<State>,
     hooks: Mutex<Vec<Hook>>,
+    /// The engine ID `info` gives instead of the recorded one (a second engine).
+    engine_id: Option<String>,
 }
 
 fn no_image(image: &str) -> Error {
@@ -298,7 +300,14 @@ impl FakeEngine {
             cancel: Mutex::new(Cancel::detached()),
             state: Mutex::new(state),
             hooks: Mutex::new(Vec::new()),
+            engine_id: None,
         }
+    }
+
+    /// The same recording answering as another engine: `info` gives this engine ID.
+    pub fn with_engine_id(mut self, id: &str) -> FakeEngine {
+        self.engine_id = Some(id.to_owned());
+        self
     }
 
     /// The long-lived containers' calls of the recording in `dir` replayed too (one made by
@@ -685,8 +694,12 @@ impl Engine for FakeEngine {
             .rec
             .find("info", |_| true)
             .ok_or_else(|| unrecorded("info".into()))?;
-        serde_json::from_value(Self::answer(c)?.clone())
-            .map_err(|e| unrecorded(format!("info ({e})")))
+        let mut info: EngineInfo = serde_json::from_value(Self::answer(c)?.clone())
+            .map_err(|e| unrecorded(format!("info ({e})")))?;
+        if let Some(id) = &self.engine_id {
+            info.id = Some(id.clone());
+        }
+        Ok(info)
     }
 
     fn build(

@@ -79,27 +79,110 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<Vec<Check>> {
             message: format!("the engine has no `{}` right after building it", spec.tag),
             hint: None,
         })?;
-    ctx.outputs.image = Some(ImageOut {
-        tag: spec.tag.clone(),
-        id: id.clone(),
-        stages: driven.result.stages.clone(),
-    });
     let mut checks = driven.checks("image.build");
     if let Some(c) = checks.last_mut() {
         c.evidence = format!("{}; image id {id}", c.evidence);
     }
+    ctx.outputs.image = Some(ImageOut {
+        tag: spec.tag.clone(),
+        id: id.clone(),
+        engines: Vec::new(),
+        stages: driven.result.stages.clone(),
+    });
     ctx.cancel.check()?;
-    let size = ctx.engine.image_size(&id)?;
-    let probe = phase4::probe(ctx.engine, &id, &ctx.recipe.file.checks.files)?;
+    if let Some(gpu) = ctx.gpu {
+        let check = to_gpu_engine(ctx, gpu, &spec.tag)?;
+        let moved = check.status == Status::Pass;
+        checks.push(check);
+        if !moved {
+            return Ok(checks);
+        }
+        if let Some(i) = ctx.outputs.image.as_mut() {
+            i.engines = [engine_id(ctx.engine), engine_id(gpu)]
+                .into_iter()
+                .flatten()
+                .collect();
+        }
+    }
+    let on = ctx.gpu_engine();
+    let size = on.image_size(&id)?;
+    let probe = phase4::probe(on, &id, &ctx.recipe.file.checks.files)?;
     checks.extend(phase4::checks(ctx.recipe, size, &probe));
     Ok(checks)
 }
 
-/// Resume: the recorded image is still in the engine, under its tag.
+/// The engine's own ID, when it gives one.
+fn engine_id(engine: &dyn crate::engine::Engine) -> Option<String> {
+    engine.info().ok().and_then(|i| i.id)
+}
+
+/// `image.transfer`: the image streamed from the build engine into the GPU engine.
+fn to_gpu_engine(ctx: &mut Ctx<'_>, gpu: &dyn crate::engine::Engine, tag: &str) -> Result<Check> {
+    use crate::ops::transfer;
+    let (from, to) = (ctx.engine.info().ok(), gpu.info().ok());
+    let words = format!(
+        "from the {} into the {}",
+        transfer::engine_words("build", from.as_ref()),
+        transfer::engine_words("GPU", to.as_ref())
+    );
+    let title = crate::report::catalog::title("image.transfer");
+    if from.as_ref().and_then(|i| i.id.as_ref()).is_some()
+        && from.as_ref().and_then(|i| i.id.as_ref()) == to.as_ref().and_then(|i| i.id.as_ref())
+    {
+        return Ok(Check::pass(
+            "image.transfer",
+            title,
+            format!(
+                "nothing to move: the GPU engine is the build engine (the same engine ID, reached two ways) {words}"
+            ),
+        ));
+    }
+    let observer = &mut *ctx.observer;
+    match transfer::transfer(ctx.engine, gpu, tag, &mut |l| observer.note(l)) {
+        Ok(t) => Ok(Check::pass(
+            "image.transfer",
+            title,
+            format!("{}; {words}", t.describe()),
+        )),
+        Err(e @ Error::Interrupted { .. }) => Err(e),
+        Err(e) => Ok(Check::fail(
+            "image.transfer",
+            title,
+            format!("{e}; {words}"),
+        )),
+    }
+}
+
+/// Resume: the recorded image is still in the engine, under its tag, and in the GPU engine
+/// when the run has one.
 pub fn verify(ctx: &Ctx<'_>) -> std::result::Result<(), String> {
     let Some(img) = &ctx.outputs.image else {
         return Err("no image was recorded".into());
     };
+    if let Some(gpu) = ctx.gpu {
+        let id = engine_id(gpu);
+        if id.as_ref().is_none_or(|id| !img.engines.contains(id)) {
+            return Err(format!(
+                "the GPU engine{} was not given the image in the earlier attempt (held by {})",
+                id.map(|i| format!(" {i}")).unwrap_or_default(),
+                if img.engines.is_empty() {
+                    "no recorded engine".to_owned()
+                } else {
+                    img.engines.join(", ")
+                }
+            ));
+        }
+        match gpu.image_id(&img.tag) {
+            Ok(Some(got)) if got == img.id => {}
+            Ok(_) => {
+                return Err(format!(
+                    "image {} (`{}`) is gone from the GPU engine",
+                    img.id, img.tag
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
     match ctx.engine.image_id(&img.tag) {
         Ok(Some(id)) if id == img.id => Ok(()),
         Ok(Some(id)) => Err(format!(

@@ -30,7 +30,7 @@ fn target(ctx: &Ctx<'_>) -> std::result::Result<String, String> {
     let Some(image) = ctx.outputs.image.as_ref() else {
         return Err("no image was built by this run".into());
     };
-    match ctx.engine.containers() {
+    match ctx.gpu_engine().containers() {
         Some(c) => c.engine_gpu(&ctx.dev, &ctx.run)?,
         None => GpuAccess::from_host(&ctx.dev)?,
     };
@@ -39,10 +39,12 @@ fn target(ctx: &Ctx<'_>) -> std::result::Result<String, String> {
 
 /// The run's engine, as the starter of GPU containers.
 fn containers<'a>(ctx: &Ctx<'a>) -> Result<&'a dyn crate::engine::Containers> {
-    ctx.engine.containers().ok_or_else(|| crate::Error::Engine {
-        message: "this engine cannot start containers with devices".into(),
-        hint: Some("run `forge runtime IMAGE` and `forge serve IMAGE` against Docker".into()),
-    })
+    ctx.gpu_engine()
+        .containers()
+        .ok_or_else(|| crate::Error::Engine {
+            message: "this engine cannot start containers with devices".into(),
+            hint: Some("run `forge runtime IMAGE` and `forge serve IMAGE` against Docker".into()),
+        })
 }
 
 /// Phases 5 and 7: one probe container with the GPU.

@@ -161,8 +161,11 @@ pub struct Ctx<'a> {
     pub plan_checks: Vec<Check>,
     /// Run id.
     pub run: String,
-    /// The engine.
+    /// The engine (the build engine).
     pub engine: &'a dyn Engine,
+    /// `--gpu-engine`: the engine phases 4-7 run on, the image streamed into it after the
+    /// build; `None`: the build engine.
+    pub gpu: Option<&'a dyn Engine>,
     /// The cancel token.
     pub cancel: Cancel,
     /// Progress.
@@ -177,6 +180,13 @@ pub struct Ctx<'a> {
     pub rehearsal: bool,
     /// The host's device directory (`/dev`; the pipeline's tests give a stand-in with `kfd`).
     pub dev: std::path::PathBuf,
+}
+
+impl<'a> Ctx<'a> {
+    /// The engine phases 4-7 run on: the GPU engine, else the build engine.
+    pub fn gpu_engine(&self) -> &'a dyn Engine {
+        self.gpu.unwrap_or(self.engine)
+    }
 }
 
 /// Which phases to run.

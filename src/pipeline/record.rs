@@ -75,6 +75,10 @@ pub struct ImageOut {
     pub tag: String,
     /// Its id (`sha256:...`).
     pub id: String,
+    /// With `--gpu-engine`: the engines holding it, by their own IDs (the build engine, the GPU
+    /// engine it was streamed into). Resume checks the GPU engine still does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub engines: Vec<String>,
     /// Its build's stages and their wall times (BuildKit only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<crate::ops::drive::StageTime>,

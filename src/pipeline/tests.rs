@@ -186,7 +186,7 @@ fn build_on(
 ) -> Done {
     build_with(
         phases::BUILD,
-        engine,
+        (engine, None),
         fake,
         recipe,
         arts,
@@ -204,7 +204,16 @@ fn build_list(
     arts: &Path,
     sel: &Selection,
 ) -> Done {
-    build_with(list, fake, fake, recipe, arts, sel, None, Path::new("/dev"))
+    build_with(
+        list,
+        (fake, None),
+        fake,
+        recipe,
+        arts,
+        sel,
+        None,
+        Path::new("/dev"),
+    )
 }
 
 /// [`build_on`] on a host whose device directory is `dev` (a stand-in with `kfd`: a GPU host).
@@ -217,13 +226,22 @@ fn build_in(
     prior: Option<&RunRecord>,
     dev: &Path,
 ) -> Done {
-    build_with(phases::BUILD, engine, fake, recipe, arts, sel, prior, dev)
+    build_with(
+        phases::BUILD,
+        (engine, None),
+        fake,
+        recipe,
+        arts,
+        sel,
+        prior,
+        dev,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
 fn build_with(
     list: &[super::Phase],
-    engine: &dyn Engine,
+    (engine, gpu): (&dyn Engine, Option<&dyn Engine>),
     fake: &FakeEngine,
     recipe: &Recipe,
     arts: &Path,
@@ -265,6 +283,7 @@ fn build_with(
     rec.write(&dir).unwrap();
     let mut quiet = Quiet;
     let mut ctx = Ctx {
+        gpu,
         recipe,
         plan: &plan,
         plan_checks,
@@ -1365,4 +1384,109 @@ fn a_record_of_format_1_is_read_and_resumed_and_an_unknown_format_refused() {
         assert!(r.phase(id).reused, "{id:?}: {:#?}", r.phase(id));
     }
     assert_eq!(RunRecord::read(&dir).unwrap().schema, record::SCHEMA);
+}
+
+#[test]
+fn a_gpu_engine_gets_the_image_streamed_and_phase_4_runs_there() {
+    let fake = fake("good").with_engine_id("BUILD:ENGINE");
+    let gpu = FakeEngine::new(&root().join("tests/fixtures/engine/good"))
+        .without_images()
+        .with_engine_id("GPU:ENGINE");
+    let recipe = recipe("good");
+    let tmp = arts("gpu-engine");
+    let d = build_with(
+        phases::BUILD,
+        (&fake, Some(&gpu)),
+        &fake,
+        &recipe,
+        tmp.path(),
+        &base_sel(),
+        None,
+        Path::new("/dev"),
+    );
+    d.result.as_ref().unwrap();
+    let image = d.rec.phase(PhaseId::Image).unwrap();
+    let t = image
+        .checks
+        .iter()
+        .find(|c| c.id == "image.transfer")
+        .expect("the transfer is a check");
+    assert_eq!(t.status, Status::Pass, "{}", t.evidence);
+    assert!(
+        t.evidence.contains("GPU:ENGINE") && t.evidence.contains("BUILD:ENGINE"),
+        "{}",
+        t.evidence
+    );
+    let id = fake.image_id(IMAGE_TAG).unwrap().unwrap();
+    assert_eq!(gpu.image_id(IMAGE_TAG).unwrap(), Some(id.clone()));
+    let out = d.rec.outputs.image.as_ref().unwrap();
+    assert_eq!(out.engines, ["BUILD:ENGINE", "GPU:ENGINE"]);
+    // phase 4 asked the GPU engine, not the build engine
+    assert!(
+        gpu.calls().iter().any(|c| c.starts_with("run_once")),
+        "{:?}",
+        gpu.calls()
+    );
+    assert!(!fake.calls().iter().any(|c| c.starts_with("run_once")));
+    assert!(
+        image.checks.iter().any(|c| c.id == "4.1"),
+        "phase 4 ran after the transfer"
+    );
+
+    // resume against a GPU engine that lost the image: the image phase runs again and moves it
+    gpu.remove_image(IMAGE_TAG).unwrap();
+    let again = build_with(
+        phases::BUILD,
+        (&fake, Some(&gpu)),
+        &fake,
+        &recipe,
+        tmp.path(),
+        &base_sel(),
+        Some(&d.rec),
+        Path::new("/dev"),
+    );
+    again.result.as_ref().unwrap();
+    assert!(
+        again
+            .rec
+            .resumes
+            .iter()
+            .any(|r| r.starts_with("image: run again") && r.contains("gone from the GPU engine")),
+        "{:?}",
+        again.rec.resumes
+    );
+    assert_eq!(gpu.image_id(IMAGE_TAG).unwrap(), Some(id));
+
+    // a GPU engine refusing the load fails image.transfer; phase 4 is not run anywhere
+    let gpu2 = FakeEngine::new(&root().join("tests/fixtures/engine/good"))
+        .without_images()
+        .with_engine_id("GPU2");
+    gpu2.at_call(
+        "load_image",
+        None,
+        1,
+        Act::Fail("no space left on device".into()),
+    );
+    let tmp2 = arts("gpu-engine-full");
+    let d = build_with(
+        phases::BUILD,
+        (&fake, Some(&gpu2)),
+        &fake,
+        &recipe,
+        tmp2.path(),
+        &base_sel(),
+        None,
+        Path::new("/dev"),
+    );
+    d.result.as_ref().unwrap();
+    let image = d.rec.phase(PhaseId::Image).unwrap();
+    assert_eq!(image.status, PhaseStatus::Fail);
+    let t = image
+        .checks
+        .iter()
+        .find(|c| c.id == "image.transfer")
+        .unwrap();
+    assert!(t.evidence.contains("no space left"), "{}", t.evidence);
+    assert!(!image.checks.iter().any(|c| c.id == "4.1"));
+    assert!(gpu2.images().is_empty());
 }
