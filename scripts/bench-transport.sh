@@ -10,6 +10,14 @@
 # (`docker save > /dev/null`) through both; `docker save | ssh host docker load`, the hand-carried
 # transfer forge's two-engine stream is to be compared with (the engine already holds the layers,
 # so the load side is the cheap one here).
+#
+# Then the image moved between two engines (a second dockerd on this machine, its own data root
+# and engine ID: scripts/second-engine.sh), RUNS times each (default 3), the image removed from
+# the second engine before each: forge's stream (`forge image IMAGE --gpu-engine ENGINE`, the
+# `image.transfer` check's own seconds, export to loaded id) against `docker save | docker load`
+# over the local sockets, and forge's stream over ssh against `docker save | ssh host docker load`,
+# the hand-carried transfer the issue names. The far side's engine over ssh is the second one
+# (`ssh://root@127.0.0.1:PORT/SOCKET`, the docker CLI's `--host` on the far side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image=${1:-forge-test-torch:trixie}
@@ -20,7 +28,11 @@ command -v /usr/sbin/sshd >/dev/null || { echo "needs openssh-server (scripts/te
 
 d=$(mktemp -d /tmp/forge-bench-transport.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cleanup() { [ -n "${sshd:-}" ] && kill "$sshd" 2>/dev/null; rm -rf "$d"; }
+cleanup() {
+  [ -n "${sshd:-}" ] && kill "$sshd" 2>/dev/null
+  [ -n "${engine2:-}" ] && scripts/second-engine.sh stop "$engine2"
+  rm -rf "$d"
+}
 trap cleanup EXIT
 ssh-keygen -q -t ed25519 -N '' -f "$d/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$d/id"
@@ -68,3 +80,50 @@ rm -f "$d"/*.tar.gz
 t "docker save > /dev/null, unix socket" sh -c "docker save '$image' > /dev/null"
 t "docker save > /dev/null, docker CLI over ssh" env PATH="$d/bin:$PATH" sh -c "DOCKER_HOST='$url' docker save '$image' > /dev/null"
 t "docker save | ssh host docker load" sh -c "docker save '$image' | ssh -F '$d/ssh_config' -p $port root@127.0.0.1 docker load"
+
+# ---- between two engines ----
+runs=${RUNS:-3}
+engine2=$(mktemp -d /tmp/forge-bench-engine2.XXXXXX)
+url2=$(scripts/second-engine.sh start "$engine2")
+sock2=${url2#unix://}
+d2() { DOCKER_HOST="$url2" docker "$@"; }
+fresh() { d2 image rm -f "$image" >/dev/null 2>&1 || true; d2 image prune -f >/dev/null 2>&1 || true; }
+forge_transfer() { # ENGINE: the image.transfer check's seconds
+  "$forge" image "$image" --gpu-engine "$1" --json 2>/dev/null | python3 -c '
+import json, re, sys
+c = [c for c in json.load(sys.stdin)["checks"] if c["id"] == "image.transfer"][0]
+m = re.search(r" in ([0-9.]+) s ", c["evidence"])
+if c["status"] != "pass" or not m:
+    sys.exit("image.transfer: " + c["status"] + ": " + c["evidence"])
+print(m.group(1))'
+}
+row() { # label, then one wall time per run
+  local label=$1; shift
+  python3 -c "
+import statistics, sys
+w = [float(x) for x in sys.argv[2:]]
+m = statistics.median(w)
+print(f'{sys.argv[1]:<52} {m:7.2f} s  {$bytes/m/1e6:8.1f} MB/s  (runs: {\", \".join(f\"{x:.2f}\" for x in w)})')" "$label" "$@"
+}
+wall() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); python3 -c "print($e-$s)"; }
+echo
+echo "between two engines on this machine (the second: $url2, engine ID $(d2 info --format '{{.ID}}')); median of $runs"
+for label in "docker save | docker load, unix sockets" "forge image --gpu-engine, unix sockets" \
+             "docker save | ssh host docker load" "forge image --gpu-engine, ssh (dial-stdio)"; do
+  times=()
+  for _ in $(seq "$runs"); do
+    fresh
+    case "$label" in
+      "docker save | docker load, unix sockets")
+        times+=("$(wall sh -c "docker save '$image' | DOCKER_HOST='$url2' docker load")") ;;
+      "forge image --gpu-engine, unix sockets")
+        times+=("$(forge_transfer "$url2")") ;;
+      "docker save | ssh host docker load")
+        times+=("$(wall sh -c "docker save '$image' | ssh -F '$d/ssh_config' -p $port root@127.0.0.1 docker --host 'unix://$sock2' load")") ;;
+      "forge image --gpu-engine, ssh (dial-stdio)")
+        times+=("$(forge_transfer "$url$sock2")") ;;
+    esac
+    [ -n "$(d2 image ls -q "$image")" ] || { echo "!! $label: the second engine does not hold $image afterwards" >&2; exit 1; }
+  done
+  row "$label" "${times[@]}"
+done

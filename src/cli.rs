@@ -376,6 +376,10 @@ pub enum Command {
         /// its purl, ROCm releases, the GPU arches of every library with GPU code) to FILE.
         #[arg(long, value_name = "FILE")]
         sbom: Option<PathBuf>,
+        /// Stream the image from the usual engine into this one first, then check it there (a
+        /// docker context name or an engine URL, as `forge build --gpu-engine`).
+        #[arg(long, value_name = "ENGINE", env = "FORGE_GPU_ENGINE")]
+        gpu_engine: Option<String>,
     },
     /// Write a recipe from upstream's own pins (`forge recipe from-vllm SDIST_OR_TREE`), or
     /// its Python lock (`forge recipe lock`).

@@ -147,7 +147,17 @@ pub fn run(cli: Cli) -> Result<u8> {
             arch,
             recipe,
             sbom,
-        } => commands::image::run(&ui, image, arch, recipe, sbom.as_deref()),
+            gpu_engine,
+        } => commands::image::run(
+            &ui,
+            commands::image::Args {
+                image,
+                arch,
+                recipe,
+                sbom,
+                gpu_engine,
+            },
+        ),
         Command::Runtime {
             image,
             no_gpu,

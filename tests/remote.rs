@@ -536,3 +536,263 @@ fn walk(d: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A second engine on this machine (scripts/second-engine.sh: its own data root, exec root,
+/// socket, engine ID, mount and network namespaces), stopped and removed on drop.
+struct SecondEngine {
+    dir: PathBuf,
+    url: String,
+}
+
+impl SecondEngine {
+    /// None (the test skips) where it cannot start and CI is not set.
+    fn start(name: &str) -> Option<SecondEngine> {
+        // kept short: the engine's sockets live under it (108 bytes at most for a socket path)
+        let dir = std::env::temp_dir().join(format!("forge-e2-{name}-{}", std::process::id()));
+        let mut e = SecondEngine {
+            url: String::new(),
+            dir,
+        };
+        match e.run_script("start") {
+            Ok(url) => {
+                e.url = url;
+                Some(e)
+            }
+            Err(why) => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI is set and a second engine cannot start here: {why}"
+                );
+                eprintln!("!!!!!! SKIPPED: no second engine here: {why} !!!!!!");
+                None
+            }
+        }
+    }
+
+    fn run_script(&self, verb: &str) -> Result<String, String> {
+        let o = Command::new(common::root().join("scripts/second-engine.sh"))
+            .arg(verb)
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&o.stderr).into_owned())
+        }
+    }
+
+    /// `docker ARGS` against this engine: stdout, trimmed.
+    fn docker(&self, args: &[&str]) -> String {
+        let o = Command::new("docker")
+            .env("DOCKER_HOST", &self.url)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() || args.first() == Some(&"image"),
+            "docker {args:?} on the second engine: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    }
+
+    /// Kill the engine (and its containerd: the process group the script started) at once.
+    fn kill(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("docker.pid")).unwrap();
+        sh(&format!("kill -9 -- -{} || kill -9 {0}", pid.trim()));
+    }
+}
+
+impl Drop for SecondEngine {
+    fn drop(&mut self) {
+        let _ = self.run_script("stop");
+    }
+}
+
+fn docker_here(args: &[&str]) -> String {
+    let o = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// Issue 22's second measure, on two real engines: `forge build --gpu-engine` builds on this
+/// machine's engine, streams the image into a second dockerd (its own engine ID) and runs phase
+/// 4 there; the record names both engines by ID; preflight's GPU checks name the GPU engine's
+/// host.
+#[test]
+fn a_second_engine_gets_the_image_and_phase_4_runs_there() {
+    if !common::engine() {
+        return;
+    }
+    let Some(e2) = SecondEngine::start("build") else {
+        return;
+    };
+    let tmp = common::tempdir("two-engines");
+    let arts = tmp.path().join("arts");
+    let recipe = common::root().join("tests/fixtures/docker/good.toml");
+    let o = forge(
+        &[
+            "build",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--artifacts",
+            arts.to_str().unwrap(),
+            "--run-id",
+            "two-engines",
+            "--no-export",
+            "--gpu-engine",
+            &e2.url,
+            "--json",
+        ],
+        &[],
+    );
+    let j = common::json(&o);
+    let (id1, id2) = (
+        docker_here(&["info", "--format", "{{.ID}}"]),
+        e2.docker(&["info", "--format", "{{.ID}}"]),
+    );
+    assert_ne!(id1, id2, "two engines, two IDs");
+    let t = common::check_of(&j, "image.transfer");
+    let ev = t["evidence"].as_str().unwrap();
+    assert_eq!(t["status"], "pass", "{t}\n{}", common::stderr(&o));
+    assert!(
+        ev.contains(&id1) && ev.contains(&id2) && ev.contains(&e2.url),
+        "{ev}"
+    );
+    // the same image, by id, in both engines
+    let image = docker_here(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "forge-fixture-good:latest",
+    ]);
+    assert!(image.starts_with("sha256:"), "{image}");
+    assert_eq!(
+        e2.docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            "forge-fixture-good:latest"
+        ]),
+        image
+    );
+    // phase 4 ran there: the GPU engine started its probe containers from that image (its
+    // event log answers a `--until` of the current second late: asked again for up to 10 s)
+    let created = |events: &str| {
+        events.lines().any(|l| {
+            l == "container create forge-fixture-good:latest"
+                || l == format!("container create {image}")
+        })
+    };
+    let t = Instant::now();
+    let events = loop {
+        let until = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1)
+        .to_string();
+        let events = e2.docker(&[
+            "events",
+            "--since",
+            "1",
+            "--until",
+            &until,
+            "--format",
+            "{{.Type}} {{.Action}} {{.From}}",
+        ]);
+        if created(&events) || t.elapsed() > Duration::from_secs(10) {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        created(&events),
+        "no container from the image was created on the GPU engine: {events:?}"
+    );
+    // the GPU phases skip naming the engine (and the host) they looked at
+    for id in ["5.3", "6.1", "7.1"] {
+        let c = common::check_of(&j, id);
+        let ev = c["evidence"].as_str().unwrap();
+        assert_eq!(c["status"], "skip", "{c}");
+        assert!(ev.starts_with("GPU engine") && ev.contains(&e2.url), "{ev}");
+    }
+    let c = common::check_of(&j, "4.2");
+    assert_ne!(c["status"], "skip", "{c}");
+    // the record: both engines by ID; preflight's GPU facts from the GPU engine's host
+    let run = common::read_json(&arts.join("two-engines/run.json"));
+    let engines = run["outputs"]["image"]["engines"].as_array().unwrap();
+    assert!(
+        engines.iter().any(|e| e == &id1) && engines.iter().any(|e| e == &id2),
+        "{engines:?}"
+    );
+    let gpu = common::check_of(&j, "1.2");
+    let ev = gpu["evidence"].as_str().unwrap();
+    assert!(
+        ev.starts_with("GPU engine") && ev.contains(&e2.url) && ev.contains(&id2),
+        "{ev}"
+    );
+    assert!(!ev.contains("here"), "{ev}");
+}
+
+/// An engine that dies mid-transfer: the run says so and fails, and the engine, once started
+/// again, holds nothing of the image (no half-loaded image under the tag).
+#[test]
+fn an_engine_killed_mid_transfer_is_left_holding_nothing() {
+    if !common::engine() {
+        return;
+    }
+    let Some(e2) = SecondEngine::start("kill") else {
+        return;
+    };
+    let image = "forge-test-torch:trixie";
+    let child = Command::new(env!("CARGO_BIN_EXE_forge"))
+        .args(["image", image, "--gpu-engine", &e2.url, "--json"])
+        .env_remove("DOCKER_HOST")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the receiving engine unpacks a load under its data root's tmp/ as the bytes arrive
+    let tmp = e2.dir.join("root/tmp");
+    let t = Instant::now();
+    let receiving = loop {
+        let busy = std::fs::read_dir(&tmp)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| d.file_name().to_string_lossy().starts_with("docker-import"));
+        if busy || t.elapsed() > Duration::from_secs(60) {
+            break busy;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        receiving,
+        "the second engine never started receiving the image"
+    );
+    e2.kill();
+    let o = child.wait_with_output().unwrap();
+    let j = common::json(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    let c = common::check_of(&j, "image.transfer");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(c["evidence"].as_str().unwrap().contains(&e2.url), "{c}");
+    // nothing checked on a GPU engine that does not hold the image
+    assert_eq!(j["checks"].as_array().unwrap().len(), 1, "{j}");
+    // started again on the same data root: nothing of the image
+    e2.run_script("start").expect("the engine starts again");
+    assert_eq!(e2.docker(&["image", "ls", "-q", image]), "");
+    let id = docker_here(&["image", "inspect", "--format", "{{.Id}}", image]);
+    assert_eq!(
+        e2.docker(&["image", "ls", "-q", "--no-trunc"])
+            .lines()
+            .filter(|l| *l == id)
+            .count(),
+        0
+    );
+}

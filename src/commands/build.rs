@@ -46,13 +46,6 @@ pub struct Args {
     pub sign_key: Option<PathBuf>,
 }
 
-/// `--gpu-engine`: the engine phases 4-7 run on, connected.
-fn gpu_engine(spec: Option<&str>) -> Result<Option<DockerEngine>> {
-    let Some(spec) = spec else { return Ok(None) };
-    let ep = crate::engine::endpoint::resolve_named(spec, &crate::engine::endpoint::process_env())?;
-    DockerEngine::connect_to(ep, Duration::from_secs(10)).map(Some)
-}
-
 /// Run `forge build`.
 pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     cancel::cooperate();
@@ -74,7 +67,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     };
     let resolved = start::resolve(&req)?;
     let engine = DockerEngine::connect(Duration::from_secs(10))?;
-    let gpu = gpu_engine(args.gpu_engine.as_deref())?;
+    let gpu = super::gpu_engine(args.gpu_engine.as_deref())?;
     let recording = crate::engine::recording::Recording::from_env(&engine)?;
     let opened = start::open(&req, resolved, &engine)?;
     if let Some(s) = &opened.rehearsal {

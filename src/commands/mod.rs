@@ -48,6 +48,14 @@ pub(crate) mod prelude {
     pub(crate) use crate::{cancel, check, engine, monitor, render};
 }
 
+/// `--gpu-engine ENGINE` (a context name or an engine URL): the engine the image is checked on,
+/// connected; none given, none.
+pub fn gpu_engine(spec: Option<&str>) -> Result<Option<crate::engine::DockerEngine>> {
+    let Some(spec) = spec else { return Ok(None) };
+    let ep = crate::engine::endpoint::resolve_named(spec, &crate::engine::endpoint::process_env())?;
+    crate::engine::DockerEngine::connect_to(ep, std::time::Duration::from_secs(10)).map(Some)
+}
+
 /// The recipe `--rocm`/`--recipe` pick.
 pub fn load_recipe(args: &RecipeArgs) -> Result<Recipe> {
     Recipe::select(

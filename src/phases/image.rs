@@ -118,17 +118,29 @@ fn engine_id(engine: &dyn crate::engine::Engine) -> Option<String> {
 
 /// `image.transfer`: the image streamed from the build engine into the GPU engine.
 fn to_gpu_engine(ctx: &mut Ctx<'_>, gpu: &dyn crate::engine::Engine, tag: &str) -> Result<Check> {
+    let observer = &mut *ctx.observer;
+    transfer_check(ctx.engine, gpu, tag, &mut |l| observer.note(l))
+}
+
+/// Check `image.transfer`: `tag` streamed from the engine `from` into the engine `to` (nothing
+/// moved when both are one engine reached two ways); progress lines go to `note`. A failed
+/// stream is a failed check; only an interruption is an error.
+pub fn transfer_check(
+    from: &dyn crate::engine::Engine,
+    to: &dyn crate::engine::Engine,
+    tag: &str,
+    note: &mut dyn FnMut(&str),
+) -> Result<Check> {
     use crate::ops::transfer;
-    let (from, to) = (ctx.engine.info().ok(), gpu.info().ok());
+    let (from_info, to_info) = (from.info().ok(), to.info().ok());
     let words = format!(
         "from the {} into the {}",
-        transfer::engine_words("build", from.as_ref()),
-        transfer::engine_words("GPU", to.as_ref())
+        transfer::engine_words("build", from_info.as_ref()),
+        transfer::engine_words("GPU", to_info.as_ref())
     );
     let title = crate::report::catalog::title("image.transfer");
-    if from.as_ref().and_then(|i| i.id.as_ref()).is_some()
-        && from.as_ref().and_then(|i| i.id.as_ref()) == to.as_ref().and_then(|i| i.id.as_ref())
-    {
+    let id_of = |i: &Option<crate::engine::EngineInfo>| i.as_ref().and_then(|i| i.id.clone());
+    if id_of(&from_info).is_some() && id_of(&from_info) == id_of(&to_info) {
         return Ok(Check::pass(
             "image.transfer",
             title,
@@ -137,8 +149,7 @@ fn to_gpu_engine(ctx: &mut Ctx<'_>, gpu: &dyn crate::engine::Engine, tag: &str) 
             ),
         ));
     }
-    let observer = &mut *ctx.observer;
-    match transfer::transfer(ctx.engine, gpu, tag, &mut |l| observer.note(l)) {
+    match transfer::transfer(from, to, tag, note) {
         Ok(t) => Ok(Check::pass(
             "image.transfer",
             title,

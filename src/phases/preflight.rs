@@ -62,7 +62,7 @@ pub fn gpu_failures_to_skips(ctx: &mut Ctx<'_>, checks: Vec<Check>) -> Vec<Check
                 ));
                 c.status = Status::Skip;
                 c.evidence = format!(
-                    "{}; not needed to build: {GPU_PHASES} are left unverified here",
+                    "{}; not needed to build: {GPU_PHASES} are left unverified on {host}",
                     c.evidence
                 );
             }

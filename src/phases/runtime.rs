@@ -30,10 +30,18 @@ fn target(ctx: &Ctx<'_>) -> std::result::Result<String, String> {
     let Some(image) = ctx.outputs.image.as_ref() else {
         return Err("no image was built by this run".into());
     };
-    match ctx.gpu_engine().containers() {
-        Some(c) => c.engine_gpu(&ctx.dev, &ctx.run)?,
-        None => GpuAccess::from_host(&ctx.dev)?,
+    let gpu = match ctx.gpu_engine().containers() {
+        Some(c) => c.engine_gpu(&ctx.dev, &ctx.run),
+        None => GpuAccess::from_host(&ctx.dev),
     };
+    // with a GPU engine, the reason names the engine (and so the host) it looked at
+    gpu.map_err(|why| match ctx.gpu {
+        Some(g) => format!(
+            "{}: {why}",
+            crate::ops::transfer::engine_words("GPU", g.info().ok().as_ref())
+        ),
+        None => why,
+    })?;
     Ok(image.tag.clone())
 }
 
