@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 fn forge(args: &[&str], env: &[(&str, &str)]) -> Output {
+    forge_cmd(args, env).output().expect("forge runs")
+}
+
+/// forge with `args`, none of the engine variables of this process, then `env`.
+fn forge_cmd(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_forge"));
     c.args(args).stdin(Stdio::null());
     for k in [
@@ -28,7 +33,7 @@ fn forge(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("forge runs")
+    c
 }
 
 fn free_port() -> u16 {
@@ -795,4 +800,111 @@ fn an_engine_killed_mid_transfer_is_left_holding_nothing() {
             .count(),
         0
     );
+}
+
+/// Phase 6 on a remote engine (issue 22): the server's port is not published on the engine's
+/// host at all; forge reaches it through a relay in the container over its engine connection
+/// (TLS with client certificates, then ssh), and every serving check passes against the test
+/// double.
+#[test]
+fn serve_on_a_remote_engine_publishes_no_port() {
+    if !common::engine() || !tools() {
+        return;
+    }
+    let r = Remote::start("serve");
+    let recipe = common::double_recipe(&r.dir, "good", 8);
+    let (tls, ssh, opts) = (
+        format!("tcp://127.0.0.1:{}", r.tls_port),
+        r.ssh_url(),
+        r.ssh_opts("ssh_config"),
+    );
+    let dir = r.dir.display().to_string();
+    let ways: [(&str, Vec<(&str, &str)>); 2] = [
+        (
+            "tls",
+            vec![
+                ("DOCKER_HOST", tls.as_str()),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", dir.as_str()),
+            ],
+        ),
+        (
+            "ssh",
+            vec![
+                ("DOCKER_HOST", ssh.as_str()),
+                ("FORGE_SSH_OPTS", opts.as_str()),
+            ],
+        ),
+    ];
+    for (how, env) in ways {
+        let run = format!("remote-serve-{how}-{}", std::process::id());
+        let mut child = forge_cmd(
+            &[
+                "serve",
+                "forge-test-base:trixie",
+                "--no-gpu",
+                "--json",
+                "--run-id",
+                &run,
+                "--recipe",
+                recipe.to_str().unwrap(),
+                "--artifacts",
+                &dir,
+            ],
+            &env,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        // the server container's ports, as the engine lists them, while forge runs
+        let mut seen = Vec::new();
+        while child.try_wait().unwrap().is_none() {
+            let ports = docker_here(&[
+                "ps",
+                "--filter",
+                &format!("label=forge.run={run}"),
+                "--format",
+                "{{.Ports}}",
+            ]);
+            if !ports.is_empty() {
+                seen.push(ports);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let o = child.wait_with_output().unwrap();
+        let j = common::json(&o);
+        for id in [
+            "6.1",
+            "6.2",
+            "6.3",
+            "6.4",
+            "6.5",
+            "serve.stream",
+            "serve.chat",
+            "6.6",
+        ] {
+            let c = common::check_of(&j, id);
+            assert_eq!(
+                c["status"],
+                "pass",
+                "{how}: {id}: {c}\n{}",
+                common::stderr(&o)
+            );
+        }
+        assert!(
+            !seen.is_empty(),
+            "{how}: the server container was never seen running"
+        );
+        assert!(
+            seen.iter()
+                .all(|p| p.contains("8000/tcp") && !p.contains("->")),
+            "{how}: a port was published on the engine's host: {seen:?}"
+        );
+        assert_eq!(
+            docker_here(&["ps", "-aq", "--filter", &format!("label=forge.run={run}")]),
+            "",
+            "{how}: the server's container was left behind"
+        );
+    }
 }

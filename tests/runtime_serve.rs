@@ -6,14 +6,13 @@
 //! each of its modes. Every test asserts that no container of its own run (by label) is left.
 //! Where no engine answers these tests skip loudly, unless `CI` is set: then they fail.
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod common;
-use common::{check_of, engine, json, root, stderr};
+use common::{check_of, double_recipe, engine, json, stderr};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -111,28 +110,6 @@ fn runtime_on_debian_torch() {
         "forge runtime on forge-test-torch:trixie took {:.1} s",
         took.as_secs_f64()
     );
-}
-
-/// The double's recipe in `mode`, written beside a copy that mounts the double by absolute path.
-fn double_recipe(dir: &std::path::Path, mode: &str, startup: u64) -> PathBuf {
-    let src = root().join("tests/fixtures/serve/double.toml");
-    let text = std::fs::read_to_string(&src)
-        .unwrap()
-        .replace("\"MODE\"", &format!("\"{mode}\""))
-        .replace(
-            "\"double:/double:ro\"",
-            &format!(
-                "\"{}:/double:ro\"",
-                root().join("tests/fixtures/serve/double").display()
-            ),
-        )
-        .replace(
-            "startup-timeout-secs = 8",
-            &format!("startup-timeout-secs = {startup}"),
-        );
-    let p = dir.join(format!("{mode}.toml"));
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 /// `forge serve` of the double in `mode`, its artifacts in a temp dir removed on return; returns

@@ -228,8 +228,14 @@ pub trait Containers: Sync {
     /// Create `spec`'s container, copy its files in, start it. The container is removed again
     /// when any step fails.
     fn create_and_start(&self, spec: &ContainerSpec) -> Result<String>;
-    /// Host address of container port `port` (published on the engine's host).
+    /// Where forge reaches container port `port`: published on 127.0.0.1 of a local engine's
+    /// host, or a relay through a remote engine (the port is not published there).
     fn published(&self, id: &str, port: u16) -> Result<(String, u16)>;
+    /// What the relays behind [`Containers::published`] said when they failed (remote
+    /// engines), newest last; none for published ports.
+    fn relay_errors(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Follow the container's output from its start until it exits, `sink` says stop,
     /// `deadline` passes or `cancel` is triggered. Each piece is passed as it arrives.
     fn follow(
@@ -382,8 +388,9 @@ impl DockerEngine {
 }
 
 /// The engine's create body for `spec`: the GPU's devices and groups, ports published on
-/// 127.0.0.1 for a local engine (all addresses for a remote one, whose host is reached by name),
-/// mounts, shared memory, no network when asked.
+/// 127.0.0.1 for a local engine (none for a remote one: its ports are reached through a relay
+/// in the container, `forward.rs`, never on the engine host's network), mounts, shared memory,
+/// no network when asked.
 fn create_body(spec: &ContainerSpec, local: bool) -> ContainerCreateBody {
     let devices = spec
         .gpu
@@ -395,15 +402,15 @@ fn create_body(spec: &ContainerSpec, local: bool) -> ContainerCreateBody {
             cgroup_permissions: Some("rwm".into()),
         })
         .collect::<Vec<_>>();
-    let host_ip = if local { "127.0.0.1" } else { "0.0.0.0" };
     let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = spec
         .ports
         .iter()
+        .filter(|_| local)
         .map(|p| {
             (
                 format!("{p}/tcp"),
                 Some(vec![PortBinding {
-                    host_ip: Some(host_ip.into()),
+                    host_ip: Some("127.0.0.1".into()),
                     host_port: Some(String::new()),
                 }]),
             )
@@ -440,6 +447,9 @@ impl Containers for DockerEngine {
     }
 
     fn published(&self, id: &str, port: u16) -> Result<(String, u16)> {
+        if !self.endpoint.transport.local() {
+            return Ok(("127.0.0.1".to_owned(), self.forward(id, port)?));
+        }
         let c = self
             .rt
             .block_on(
@@ -459,18 +469,11 @@ impl Containers for DockerEngine {
                 message: format!("port {port} of the container was not published"),
                 hint: None,
             })?;
-        let host = match &self.endpoint.transport {
-            super::Transport::Unix { .. } => "127.0.0.1".to_owned(),
-            // tcp://host:2376 -> host
-            super::Transport::Tcp { addr } | super::Transport::Tls { addr, .. } => addr
-                .rsplit_once(':')
-                .map_or("127.0.0.1", |(h, _)| h)
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            super::Transport::Ssh { host, .. } => host.clone(),
-        };
-        Ok((host, bound))
+        Ok(("127.0.0.1".to_owned(), bound))
+    }
+
+    fn relay_errors(&self) -> Vec<String> {
+        self.forward_errors()
     }
 
     fn follow(
@@ -555,6 +558,7 @@ impl Containers for DockerEngine {
     }
 
     fn remove(&self, id: &str) -> Result<()> {
+        self.close_forwards(id);
         match self
             .rt
             .block_on(super::files::remove_container(&self.docker, id))
@@ -626,5 +630,27 @@ mod tests {
         assert_eq!(g.devices.len(), 2);
         // root-owned nodes (gid 0) add no group; others add theirs once
         assert_eq!(g.groups, if gid == 0 { vec![] } else { vec![gid] });
+    }
+
+    #[test]
+    fn a_remote_engine_publishes_no_port_a_local_one_only_on_loopback() {
+        let spec = ContainerSpec {
+            image: "img:1".into(),
+            ports: vec![8000],
+            ..Default::default()
+        };
+        let bindings = |local| {
+            let b = create_body(&spec, local);
+            assert_eq!(
+                b.exposed_ports,
+                Some(vec!["8000/tcp".to_owned()]),
+                "exposed either way"
+            );
+            b.host_config.unwrap().port_bindings.unwrap()
+        };
+        let local = bindings(true);
+        let on = local["8000/tcp"].as_ref().unwrap();
+        assert_eq!(on[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert!(bindings(false).is_empty());
     }
 }

@@ -12,6 +12,7 @@ pub mod endpoint;
 #[cfg(test)]
 pub mod fake;
 mod files;
+mod forward;
 mod load;
 mod probe;
 pub mod recording;
@@ -226,6 +227,8 @@ pub struct DockerEngine {
     docker: bollard::Docker,
     endpoint: Endpoint,
     cancel: Cancel,
+    /// Container ports reached through a relay in the container (remote engines).
+    forwards: forward::Forwards,
 }
 
 /// The engine forge talks to: `--context`, `DOCKER_HOST`, `DOCKER_CONTEXT`, the current context.
@@ -334,6 +337,7 @@ impl DockerEngine {
                         docker: docker.with_timeout(Duration::from_secs(600)),
                         endpoint: ep,
                         cancel: Cancel::process(),
+                        forwards: forward::Forwards::default(),
                     }),
                     _ => {
                         let (why, hint) = ssh::diagnose(&dest, timeout + Duration::from_secs(20));
@@ -361,6 +365,7 @@ impl DockerEngine {
             docker,
             endpoint: ep,
             cancel: Cancel::process(),
+            forwards: forward::Forwards::default(),
         })
     }
 

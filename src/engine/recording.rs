@@ -580,6 +580,10 @@ impl Containers for Boxes<'_> {
         r
     }
 
+    fn relay_errors(&self) -> Vec<String> {
+        self.inner.relay_errors()
+    }
+
     fn follow(
         &self,
         id: &str,

@@ -256,3 +256,25 @@ pub fn write_zip(path: &std::path::Path, members: &[(String, Vec<u8>)], stored: 
     }
     z.finish().unwrap();
 }
+
+/// The double's recipe in `mode`, written beside a copy that mounts the double by absolute path.
+pub fn double_recipe(dir: &std::path::Path, mode: &str, startup: u64) -> PathBuf {
+    let src = root().join("tests/fixtures/serve/double.toml");
+    let text = std::fs::read_to_string(&src)
+        .unwrap()
+        .replace("\"MODE\"", &format!("\"{mode}\""))
+        .replace(
+            "\"double:/double:ro\"",
+            &format!(
+                "\"{}:/double:ro\"",
+                root().join("tests/fixtures/serve/double").display()
+            ),
+        )
+        .replace(
+            "startup-timeout-secs = 8",
+            &format!("startup-timeout-secs = {startup}"),
+        );
+    let p = dir.join(format!("{mode}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}

@@ -589,6 +589,11 @@ fn requests(
             _ => break h,
         }
     };
+    // through a relay (a remote engine): a closed connection is explained by what it said
+    let health = health.map_err(|e| match engine.relay_errors().last() {
+        Some(why) => format!("{e} ({why})"),
+        None => e,
+    });
     progress(&format!("/health: {}", brief(&health)));
     o.health = Some(health);
     if cancel.requested() {

@@ -1,0 +1,178 @@
+//! A container's port reached from forge's host without publishing it on the engine's host
+//! (issue 22, phase 6 on a remote engine): a listener on 127.0.0.1 here, and for each connection
+//! to it a relay process started in the container through the engine's API (`docker exec -i`),
+//! which joins its stdin and stdout to `127.0.0.1:PORT` inside the container. The bytes travel
+//! on the connection forge already has to the engine (ssh, or TLS with client certificates);
+//! nothing listens on the engine host's network, and nothing needs a route from forge's host to
+//! the engine host's published ports.
+//!
+//! The relay is a few lines of Python: a vLLM image has python3 (the server is Python). An image
+//! without it cannot be reached this way: the connection closes at once and the relay's own
+//! error is kept for the check's evidence ([`DockerEngine::forward_errors`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::DockerEngine;
+use crate::error::{Error, Result};
+
+/// What the relay runs: `python3 -c RELAY PORT`.
+const RELAY: &str = r#"import socket, sys, threading
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def up():
+    i = sys.stdin.buffer.raw
+    while True:
+        d = i.read(65536)
+        if not d:
+            break
+        s.sendall(d)
+    try:
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=up, daemon=True).start()
+o = sys.stdout.buffer
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    o.write(d)
+    o.flush()
+"#;
+
+/// An open forward: the local port, and the sender whose drop ends the listener.
+type Open = (u16, tokio::sync::watch::Sender<()>);
+
+/// The open forwards of one engine, by (container, port).
+#[derive(Default)]
+pub(super) struct Forwards {
+    open: Mutex<HashMap<(String, u16), Open>>,
+    /// The relays' errors (stderr, or why the exec did not start), newest last.
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl DockerEngine {
+    /// A port on 127.0.0.1 here that reaches container `id`'s port `port` through the engine.
+    /// The same one when asked again; it closes when the container is removed.
+    pub(super) fn forward(&self, id: &str, port: u16) -> Result<u16> {
+        let mut open = self.forwards.open.lock().expect("forwards");
+        if let Some((local, _)) = open.get(&(id.to_owned(), port)) {
+            return Ok(*local);
+        }
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+            .map_err(|e| Error::io("listen on", "127.0.0.1", e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::io("listen on", "127.0.0.1", e))?
+            .port();
+        let (stop, mut stopped) = tokio::sync::watch::channel(());
+        let (docker, container, errors) = (
+            self.docker.clone(),
+            id.to_owned(),
+            Arc::clone(&self.forwards.errors),
+        );
+        self.rt.spawn(async move {
+            loop {
+                tokio::select! {
+                    // the sender is dropped when the container is removed
+                    _ = stopped.changed() => break,
+                    a = listener.accept() => match a {
+                        Ok((conn, _)) => {
+                            tokio::spawn(relay(docker.clone(), container.clone(), port, conn, Arc::clone(&errors)));
+                        }
+                        Err(_) => break,
+                    },
+                }
+            }
+        });
+        open.insert((id.to_owned(), port), (local, stop));
+        Ok(local)
+    }
+
+    /// Close the forwards of container `id`.
+    pub(super) fn close_forwards(&self, id: &str) {
+        self.forwards
+            .open
+            .lock()
+            .expect("forwards")
+            .retain(|(c, _), _| c != id);
+    }
+
+    /// What the relays said on stderr or why they did not start, for evidence.
+    pub fn forward_errors(&self) -> Vec<String> {
+        self.forwards.errors.lock().expect("errors").clone()
+    }
+}
+
+/// One connection: a relay process in the container, bytes both ways until the server closes.
+async fn relay(
+    docker: bollard::Docker,
+    id: String,
+    port: u16,
+    conn: tokio::net::TcpStream,
+    errors: Arc<Mutex<Vec<String>>>,
+) {
+    let note = |e: String| errors.lock().expect("errors").push(e);
+    let cmd = vec![
+        "python3".to_owned(),
+        "-c".to_owned(),
+        RELAY.to_owned(),
+        port.to_string(),
+    ];
+    let exec = docker
+        .create_exec(
+            &id,
+            CreateExecOptions {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd),
+                ..Default::default()
+            },
+        )
+        .await;
+    let started = match exec {
+        Ok(e) => docker.start_exec(&e.id, None).await,
+        Err(e) => return note(format!("the relay to port {port} could not be made: {e}")),
+    };
+    let (mut output, mut input) = match started {
+        Ok(StartExecResults::Attached { output, input }) => (output, input),
+        Ok(StartExecResults::Detached) => return,
+        Err(e) => return note(format!("the relay to port {port} did not start: {e}")),
+    };
+    let (mut rd, mut wr) = conn.into_split();
+    let up = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut rd, &mut input).await;
+        let _ = input.shutdown().await;
+    });
+    let mut err = Vec::new();
+    while let Some(Ok(piece)) = output.next().await {
+        let passed = match piece {
+            LogOutput::StdOut { message } => wr.write_all(&message).await.is_ok(),
+            LogOutput::StdErr { message } => {
+                err.extend_from_slice(&message);
+                true
+            }
+            _ => true,
+        };
+        if !passed {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+    up.abort();
+    let err = String::from_utf8_lossy(&err);
+    if let Some(last) = err.lines().rfind(|l| !l.trim().is_empty()) {
+        note(format!(
+            "the relay to port {port} in the container (python3) said: {}",
+            last.trim()
+        ));
+    }
+}
