@@ -67,6 +67,16 @@ struct Pipe {
     pos: usize,
 }
 
+impl Pipe {
+    fn new(rx: Receiver<Piece>) -> Pipe {
+        Pipe {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
 impl Read for Pipe {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.buf.len() {
@@ -126,11 +136,7 @@ pub fn transfer(
     }
     let total = from.image_size(&id).unwrap_or(0);
     let (tx, rx) = sync_channel::<Piece>(16);
-    let pipe = Pipe {
-        rx,
-        buf: Vec::new(),
-        pos: 0,
-    };
+    let pipe = Pipe::new(rx);
     let mut hasher = sha2::Sha256::new();
     let (sent, loaded) = std::thread::scope(|s| {
         let loader = s.spawn(move || to.load_image(Box::new(pipe)));
@@ -358,11 +364,7 @@ mod tests {
     #[test]
     fn the_pipe_reads_the_pieces_in_order_and_breaks_with_the_reason() {
         let (tx, rx) = sync_channel(4);
-        let mut p = Pipe {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        };
+        let mut p = Pipe::new(rx);
         tx.send(Piece::Data(b"abc".to_vec())).unwrap();
         tx.send(Piece::Data(Vec::new())).unwrap();
         tx.send(Piece::Data(b"de".to_vec())).unwrap();
@@ -381,11 +383,7 @@ mod tests {
         }
         assert_eq!(got, b"abcde");
         let (tx, rx) = sync_channel(1);
-        let mut p = Pipe {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        };
+        let mut p = Pipe::new(rx);
         tx.send(Piece::Data(b"x".to_vec())).unwrap();
         drop(tx);
         let mut all = Vec::new();

@@ -1386,6 +1386,27 @@ fn a_record_of_format_1_is_read_and_resumed_and_an_unknown_format_refused() {
     assert_eq!(RunRecord::read(&dir).unwrap().schema, record::SCHEMA);
 }
 
+/// The whole build on the fake `build` engine with `gpu` as the GPU engine, into `dir`,
+/// resuming `prior` when given.
+fn build_to_gpu(
+    build: &FakeEngine,
+    gpu: &FakeEngine,
+    recipe: &Recipe,
+    dir: &Path,
+    prior: Option<&RunRecord>,
+) -> Done {
+    build_with(
+        phases::BUILD,
+        (build, Some(gpu)),
+        build,
+        recipe,
+        dir,
+        &base_sel(),
+        prior,
+        Path::new("/dev"),
+    )
+}
+
 #[test]
 fn a_gpu_engine_gets_the_image_streamed_and_phase_4_runs_there() {
     let fake = fake("good").with_engine_id("BUILD:ENGINE");
@@ -1394,16 +1415,7 @@ fn a_gpu_engine_gets_the_image_streamed_and_phase_4_runs_there() {
         .with_engine_id("GPU:ENGINE");
     let recipe = recipe("good");
     let tmp = arts("gpu-engine");
-    let d = build_with(
-        phases::BUILD,
-        (&fake, Some(&gpu)),
-        &fake,
-        &recipe,
-        tmp.path(),
-        &base_sel(),
-        None,
-        Path::new("/dev"),
-    );
+    let d = build_to_gpu(&fake, &gpu, &recipe, tmp.path(), None);
     d.result.as_ref().unwrap();
     let image = d.rec.phase(PhaseId::Image).unwrap();
     let t = image
@@ -1435,16 +1447,7 @@ fn a_gpu_engine_gets_the_image_streamed_and_phase_4_runs_there() {
 
     // resume against a GPU engine that lost the image: the image phase runs again and moves it
     gpu.remove_image(IMAGE_TAG).unwrap();
-    let again = build_with(
-        phases::BUILD,
-        (&fake, Some(&gpu)),
-        &fake,
-        &recipe,
-        tmp.path(),
-        &base_sel(),
-        Some(&d.rec),
-        Path::new("/dev"),
-    );
+    let again = build_to_gpu(&fake, &gpu, &recipe, tmp.path(), Some(&d.rec));
     again.result.as_ref().unwrap();
     assert!(
         again
@@ -1468,16 +1471,7 @@ fn a_gpu_engine_gets_the_image_streamed_and_phase_4_runs_there() {
         Act::Fail("no space left on device".into()),
     );
     let tmp2 = arts("gpu-engine-full");
-    let d = build_with(
-        phases::BUILD,
-        (&fake, Some(&gpu2)),
-        &fake,
-        &recipe,
-        tmp2.path(),
-        &base_sel(),
-        None,
-        Path::new("/dev"),
-    );
+    let d = build_to_gpu(&fake, &gpu2, &recipe, tmp2.path(), None);
     d.result.as_ref().unwrap();
     let image = d.rec.phase(PhaseId::Image).unwrap();
     assert_eq!(image.status, PhaseStatus::Fail);

@@ -36,18 +36,20 @@ fn context(config: &Path, name: &str, host: &str, tls: bool) {
 }
 
 fn resolve_in(flag: Option<&str>, vars: &[(&str, &str)], home: &Path) -> Result<Endpoint> {
+    with_env(vars, home, |env| resolve(flag, env))
+}
+
+/// `f` on an environment of `vars` with `home` as the home directory.
+fn with_env<T>(vars: &[(&str, &str)], home: &Path, f: impl FnOnce(&Env<'_>) -> T) -> T {
     let vars: BTreeMap<String, String> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     let get = move |k: &str| vars.get(k).cloned();
-    resolve(
-        flag,
-        &Env {
-            var: &get,
-            home: Some(home.to_owned()),
-        },
-    )
+    f(&Env {
+        var: &get,
+        home: Some(home.to_owned()),
+    })
 }
 
 #[test]
@@ -304,34 +306,27 @@ fn the_gpu_engine_is_a_url_or_a_context_never_the_build_engines_setting() {
     let home = tmp_home.path();
     let config = home.join(".docker");
     context(&config, "strix", "ssh://me@strix", false);
-    let vars: BTreeMap<String, String> = [("DOCKER_HOST", "unix:///run/build.sock")]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let get = move |k: &str| vars.get(k).cloned();
-    let env = Env {
-        var: &get,
-        home: Some(home.to_owned()),
-    };
-    // a context by name: DOCKER_HOST (the build engine's) does not win over it
-    let e = resolve_named("strix", &env).unwrap();
-    assert_eq!(e.host, "ssh://me@strix");
-    assert_eq!(e.source, Source::GpuEngineFlag);
-    assert!(
-        e.describe().contains("context `strix` from --gpu-engine"),
-        "{}",
-        e.describe()
-    );
-    // a URL as it is
-    let e = resolve_named("tcp://strix:2375", &env).unwrap();
-    assert_eq!(e.transport.kind(), "tcp");
-    assert!(e.describe().ends_with("(--gpu-engine)"), "{}", e.describe());
-    // a context that does not exist says which flag named it
-    let err = resolve_named("nosuch", &env).unwrap_err().to_string();
-    assert!(
-        err.contains("nosuch") && err.contains("--gpu-engine"),
-        "{err}"
-    );
-    assert!(resolve_named("", &env).is_err());
-    assert!(resolve_named("ftp://x", &env).is_err());
+    with_env(&[("DOCKER_HOST", "unix:///run/build.sock")], home, |env| {
+        // a context by name: DOCKER_HOST (the build engine's) does not win over it
+        let e = resolve_named("strix", env).unwrap();
+        assert_eq!(e.host, "ssh://me@strix");
+        assert_eq!(e.source, Source::GpuEngineFlag);
+        assert!(
+            e.describe().contains("context `strix` from --gpu-engine"),
+            "{}",
+            e.describe()
+        );
+        // a URL as it is
+        let e = resolve_named("tcp://strix:2375", env).unwrap();
+        assert_eq!(e.transport.kind(), "tcp");
+        assert!(e.describe().ends_with("(--gpu-engine)"), "{}", e.describe());
+        // a context that does not exist says which flag named it
+        let err = resolve_named("nosuch", env).unwrap_err().to_string();
+        assert!(
+            err.contains("nosuch") && err.contains("--gpu-engine"),
+            "{err}"
+        );
+        assert!(resolve_named("", env).is_err());
+        assert!(resolve_named("ftp://x", env).is_err());
+    });
 }
