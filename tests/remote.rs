@@ -741,6 +741,10 @@ fn a_second_engine_gets_the_image_and_phase_4_runs_there() {
         "{ev}"
     );
     assert!(!ev.contains("here"), "{ev}");
+    // an image the build engine does not have is bad input, before anything moves
+    let o = forge(&["image", "nosuch:img", "--gpu-engine", &e2.url], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("no image `nosuch:img`"));
 }
 
 /// An engine that dies mid-transfer: the run says so and fails, and the engine, once started

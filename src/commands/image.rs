@@ -39,6 +39,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<u8> {
     };
     let build = engine::DockerEngine::connect(Duration::from_secs(10))?;
     let gpu = super::gpu_engine(gpu_engine.as_deref())?;
+    // a missing image is bad input (exit 2) with a GPU engine as without one
+    engine::Engine::image_size(&build, &image)?;
     // With a GPU engine: the image is streamed there first, and checked there; a failed
     // stream is the outcome (nothing to check on the GPU engine).
     let mut moved = Vec::new();
