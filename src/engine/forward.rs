@@ -9,6 +9,12 @@
 //! The relay is a few lines of Python: a vLLM image has python3 (the server is Python). An image
 //! without it cannot be reached this way: the connection closes at once and the relay's own
 //! error is kept for the check's evidence ([`DockerEngine::forward_errors`]).
+//!
+//! Starting a relay costs a round trip or two to the engine (an ssh session for the exec, its
+//! create and start, python's start): 0.3-0.6 s per request over ssh on one machine. So the next
+//! connections' relays are started ahead (four), and each connects to the server only when the first bytes
+//! of a request arrive: a request's time (the first-token latency of a stream included) then
+//! holds the relay's in-container connect, not its start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,11 +27,18 @@ use tokio::io::AsyncWriteExt;
 use super::DockerEngine;
 use crate::error::{Error, Result};
 
+/// Relays kept started ahead: phase 6 asks five requests in a row, each a new connection.
+const AHEAD: usize = 4;
+
 /// What the relay runs: `python3 -c RELAY PORT`.
 const RELAY: &str = r#"import socket, sys, threading
+i = sys.stdin.buffer.raw
+first = i.read(65536)
+if not first:
+    sys.exit(0)
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(first)
 def up():
-    i = sys.stdin.buffer.raw
     while True:
         d = i.read(65536)
         if not d:
@@ -79,17 +92,26 @@ impl DockerEngine {
             Arc::clone(&self.forwards.errors),
         );
         self.rt.spawn(async move {
+            let warm = || tokio::spawn(start_relay(docker.clone(), container.clone(), port));
+            // the relays for the next connections, started ahead
+            let mut ready: std::collections::VecDeque<_> = (0..AHEAD).map(|_| warm()).collect();
             loop {
                 tokio::select! {
                     // the sender is dropped when the container is removed
                     _ = stopped.changed() => break,
                     a = listener.accept() => match a {
                         Ok((conn, _)) => {
-                            tokio::spawn(relay(docker.clone(), container.clone(), port, conn, Arc::clone(&errors)));
+                            let relay = ready.pop_front().unwrap_or_else(warm);
+                            ready.push_back(warm());
+                            tokio::spawn(pump(relay, conn, Arc::clone(&errors)));
                         }
                         Err(_) => break,
                     },
                 }
+            }
+            // an unused relay reads end-of-input once dropped, and exits without connecting
+            for r in ready {
+                r.abort();
             }
         });
         open.insert((id.to_owned(), port), (local, stop));
@@ -111,15 +133,23 @@ impl DockerEngine {
     }
 }
 
-/// One connection: a relay process in the container, bytes both ways until the server closes.
-async fn relay(
+/// A relay's exec, started and attached.
+type Relay = (
+    std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>>
+                + Send,
+        >,
+    >,
+    std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+);
+
+/// Start a relay process in the container (it waits for its first input before connecting).
+async fn start_relay(
     docker: bollard::Docker,
     id: String,
     port: u16,
-    conn: tokio::net::TcpStream,
-    errors: Arc<Mutex<Vec<String>>>,
-) {
-    let note = |e: String| errors.lock().expect("errors").push(e);
+) -> std::result::Result<Relay, String> {
     let cmd = vec![
         "python3".to_owned(),
         "-c".to_owned(),
@@ -137,15 +167,26 @@ async fn relay(
                 ..Default::default()
             },
         )
-        .await;
-    let started = match exec {
-        Ok(e) => docker.start_exec(&e.id, None).await,
-        Err(e) => return note(format!("the relay to port {port} could not be made: {e}")),
-    };
-    let (mut output, mut input) = match started {
-        Ok(StartExecResults::Attached { output, input }) => (output, input),
-        Ok(StartExecResults::Detached) => return,
-        Err(e) => return note(format!("the relay to port {port} did not start: {e}")),
+        .await
+        .map_err(|e| format!("the relay to port {port} could not be made: {e}"))?;
+    match docker.start_exec(&exec.id, None).await {
+        Ok(StartExecResults::Attached { output, input }) => Ok((output, input)),
+        Ok(StartExecResults::Detached) => Err(format!("the relay to port {port} detached")),
+        Err(e) => Err(format!("the relay to port {port} did not start: {e}")),
+    }
+}
+
+/// One connection through its relay: bytes both ways until the server closes.
+async fn pump(
+    ready: tokio::task::JoinHandle<std::result::Result<Relay, String>>,
+    conn: tokio::net::TcpStream,
+    errors: Arc<Mutex<Vec<String>>>,
+) {
+    let note = |e: String| errors.lock().expect("errors").push(e);
+    let (mut output, mut input) = match ready.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return note(e),
+        Err(_) => return,
     };
     let (mut rd, mut wr) = conn.into_split();
     let up = tokio::spawn(async move {
@@ -171,7 +212,7 @@ async fn relay(
     let err = String::from_utf8_lossy(&err);
     if let Some(last) = err.lines().rfind(|l| !l.trim().is_empty()) {
         note(format!(
-            "the relay to port {port} in the container (python3) said: {}",
+            "the relay in the container (python3) said: {}",
             last.trim()
         ));
     }
