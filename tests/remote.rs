@@ -796,6 +796,11 @@ fn an_engine_killed_mid_transfer_is_left_holding_nothing() {
     // started again on the same data root: nothing of the image
     e2.run_script("start").expect("the engine starts again");
     assert_eq!(e2.docker(&["image", "ls", "-q", image]), "");
+    assert_eq!(
+        e2.docker(&["ps", "-aq"]),
+        "",
+        "no container left on the GPU engine"
+    );
     let id = docker_here(&["image", "inspect", "--format", "{{.Id}}", image]);
     assert_eq!(
         e2.docker(&["image", "ls", "-q", "--no-trunc"])

@@ -961,6 +961,47 @@ fn the_gpu_phases_run_on_the_fake_with_a_gpu_and_remove_their_containers() {
     assert_eq!(leftovers(&f), Vec::<String>::new(), "{:?}", f.calls());
 }
 
+/// With a GPU engine that has the GPU (the fake replaying real runtime and serve containers, a
+/// stand-in `/dev`): the image is moved there and phases 5-7 start their containers there, none
+/// on the build engine, and leave none behind.
+#[test]
+fn with_a_gpu_engine_the_gpu_phases_start_their_containers_there() {
+    let tmp = arts("gpu-engine-with-gpu");
+    let a = tmp.path();
+    let dev = gpu_host(a);
+    let build_engine = fake("good").with_engine_id("BUILD:ENGINE");
+    let gpu = gpu_fake().without_images().with_engine_id("GPU:ENGINE");
+    let sel = Selection {
+        skip: vec![PhaseId::Export],
+        only: Vec::new(),
+    };
+    let d = build_with(
+        phases::BUILD,
+        (&build_engine, Some(&gpu)),
+        &build_engine,
+        &recipe("good"),
+        a,
+        &sel,
+        None,
+        &dev,
+    );
+    d.result.as_ref().expect("the run finishes");
+    assert_eq!(d.check("image.transfer"), Status::Pass);
+    // the recording's image has neither torch nor vLLM: 5.1 and 6.1 say so, as on one engine
+    assert_eq!(d.check("5.1"), Status::Fail);
+    assert_eq!(d.check("6.1"), Status::Fail);
+    assert_eq!(d.check("6.6"), Status::Pass);
+    // the runtime probe, the server, the server on the default path
+    assert_eq!(
+        count(&gpu.calls(), "create_and_start "),
+        3,
+        "{:?}",
+        gpu.calls()
+    );
+    assert_eq!(count(&build_engine.calls(), "create_and_start "), 0);
+    assert_eq!(leftovers(&gpu), Vec::<String>::new(), "{:?}", gpu.calls());
+}
+
 #[test]
 fn resume_reruns_what_changed_and_says_why() {
     let good = recipe("good");
