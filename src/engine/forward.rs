@@ -11,10 +11,10 @@
 //! error is kept for the check's evidence ([`DockerEngine::forward_errors`]).
 //!
 //! Starting a relay costs a round trip or two to the engine (an ssh session for the exec, its
-//! create and start, python's start): 0.3-0.6 s per request over ssh on one machine. So the next
-//! connections' relays are started ahead (four), and each connects to the server only when the first bytes
-//! of a request arrive: a request's time (the first-token latency of a stream included) then
-//! holds the relay's in-container connect, not its start.
+//! create and start, python's start): 0.3-0.6 s per request over ssh on one machine. So the
+//! next connections' relays are started ahead (four), and each connects to the server only when
+//! the first bytes of a request arrive: a request's time (the first-token latency of a stream
+//! included) then holds the relay's in-container connect, not its start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
