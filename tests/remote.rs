@@ -845,7 +845,7 @@ fn serve_on_a_remote_engine_publishes_no_port() {
             ],
         ),
     ];
-    for (how, env) in ways {
+    for (how, env) in &ways {
         let run = format!("remote-serve-{how}-{}", std::process::id());
         let mut child = forge_cmd(
             &[
@@ -916,4 +916,45 @@ fn serve_on_a_remote_engine_publishes_no_port() {
             "{how}: the server's container was left behind"
         );
     }
+    // a server that says it is ready but listens nowhere: the relay's own refused connect is
+    // the evidence (after the 5 s of retries a refused connection gets)
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let liar = r.dir.join("liar.toml");
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("command = ") {
+                r#"command = ["sh", "-c", "echo Uvicorn running on http://0.0.0.0:8000; exec sleep 60"]"#.to_owned()
+            } else if l.starts_with("args = ") {
+                "args = []".to_owned()
+            } else if l.starts_with("stop-timeout-secs") {
+                "stop-timeout-secs = 1".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&liar, text).unwrap();
+    let o = forge(
+        &[
+            "serve",
+            "forge-test-base:trixie",
+            "--no-gpu",
+            "--json",
+            "--recipe",
+            liar.to_str().unwrap(),
+            "--artifacts",
+            &dir,
+        ],
+        &ways[0].1,
+    );
+    let j = common::json(&o);
+    let c = common::check_of(&j, "6.3");
+    let ev = c["evidence"].as_str().unwrap();
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        ev.contains("the relay in the container (python3) said") && ev.contains("refused"),
+        "{ev}"
+    );
 }

@@ -231,9 +231,10 @@ pub trait Containers: Sync {
     /// Where forge reaches container port `port`: published on 127.0.0.1 of a local engine's
     /// host, or a relay through a remote engine (the port is not published there).
     fn published(&self, id: &str, port: u16) -> Result<(String, u16)>;
-    /// What the relays behind [`Containers::published`] said when they failed (remote
-    /// engines), newest last; none for published ports.
-    fn relay_errors(&self) -> Vec<String> {
+    /// What the relays behind [`Containers::published`] for container `id` said when they
+    /// failed (remote engines), newest last; none for published ports.
+    fn relay_errors(&self, id: &str) -> Vec<String> {
+        let _ = id;
         Vec::new()
     }
     /// Follow the container's output from its start until it exits, `sink` says stop,
@@ -472,8 +473,8 @@ impl Containers for DockerEngine {
         Ok(("127.0.0.1".to_owned(), bound))
     }
 
-    fn relay_errors(&self) -> Vec<String> {
-        self.forward_errors()
+    fn relay_errors(&self, id: &str) -> Vec<String> {
+        self.forward_errors(id)
     }
 
     fn follow(

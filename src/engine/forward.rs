@@ -58,15 +58,16 @@ while True:
     o.flush()
 "#;
 
-/// An open forward: the local port, and the sender whose drop ends the listener.
-type Open = (u16, tokio::sync::watch::Sender<()>);
+/// What the relays of one forward said on stderr, or why they did not start, newest last.
+type Errors = Arc<Mutex<Vec<String>>>;
+
+/// An open forward: the local port, the sender whose drop ends the listener, its relays' errors.
+type Open = (u16, tokio::sync::watch::Sender<()>, Errors);
 
 /// The open forwards of one engine, by (container, port).
 #[derive(Default)]
 pub(super) struct Forwards {
     open: Mutex<HashMap<(String, u16), Open>>,
-    /// The relays' errors (stderr, or why the exec did not start), newest last.
-    errors: Arc<Mutex<Vec<String>>>,
 }
 
 impl DockerEngine {
@@ -74,7 +75,7 @@ impl DockerEngine {
     /// The same one when asked again; it closes when the container is removed.
     pub(super) fn forward(&self, id: &str, port: u16) -> Result<u16> {
         let mut open = self.forwards.open.lock().expect("forwards");
-        if let Some((local, _)) = open.get(&(id.to_owned(), port)) {
+        if let Some((local, _, _)) = open.get(&(id.to_owned(), port)) {
             return Ok(*local);
         }
         let listener = self
@@ -86,11 +87,8 @@ impl DockerEngine {
             .map_err(|e| Error::io("listen on", "127.0.0.1", e))?
             .port();
         let (stop, mut stopped) = tokio::sync::watch::channel(());
-        let (docker, container, errors) = (
-            self.docker.clone(),
-            id.to_owned(),
-            Arc::clone(&self.forwards.errors),
-        );
+        let errors = Errors::default();
+        let (docker, container, said) = (self.docker.clone(), id.to_owned(), Arc::clone(&errors));
         self.rt.spawn(async move {
             let warm = || tokio::spawn(start_relay(docker.clone(), container.clone(), port));
             // the relays for the next connections, started ahead
@@ -103,7 +101,7 @@ impl DockerEngine {
                         Ok((conn, _)) => {
                             let relay = ready.pop_front().unwrap_or_else(warm);
                             ready.push_back(warm());
-                            tokio::spawn(pump(relay, conn, Arc::clone(&errors)));
+                            tokio::spawn(pump(relay, conn, Arc::clone(&said)));
                         }
                         Err(_) => break,
                     },
@@ -114,7 +112,7 @@ impl DockerEngine {
                 r.abort();
             }
         });
-        open.insert((id.to_owned(), port), (local, stop));
+        open.insert((id.to_owned(), port), (local, stop, errors));
         Ok(local)
     }
 
@@ -127,9 +125,14 @@ impl DockerEngine {
             .retain(|(c, _), _| c != id);
     }
 
-    /// What the relays said on stderr or why they did not start, for evidence.
-    pub fn forward_errors(&self) -> Vec<String> {
-        self.forwards.errors.lock().expect("errors").clone()
+    /// What the relays to container `id` said on stderr or why they did not start, for
+    /// evidence.
+    pub fn forward_errors(&self, id: &str) -> Vec<String> {
+        let open = self.forwards.open.lock().expect("forwards");
+        open.iter()
+            .filter(|((c, _), _)| c == id)
+            .flat_map(|(_, (_, _, e))| e.lock().expect("errors").clone())
+            .collect()
     }
 }
 
@@ -180,7 +183,7 @@ async fn start_relay(
 async fn pump(
     ready: tokio::task::JoinHandle<std::result::Result<Relay, String>>,
     conn: tokio::net::TcpStream,
-    errors: Arc<Mutex<Vec<String>>>,
+    errors: Errors,
 ) {
     let note = |e: String| errors.lock().expect("errors").push(e);
     let (mut output, mut input) = match ready.await {
@@ -207,8 +210,7 @@ async fn pump(
             break;
         }
     }
-    let _ = wr.shutdown().await;
-    up.abort();
+    // what the relay said is noted before the client sees the end, so it can read it
     let err = String::from_utf8_lossy(&err);
     if let Some(last) = err.lines().rfind(|l| !l.trim().is_empty()) {
         note(format!(
@@ -216,4 +218,6 @@ async fn pump(
             last.trim()
         ));
     }
+    let _ = wr.shutdown().await;
+    up.abort();
 }

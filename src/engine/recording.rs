@@ -580,8 +580,8 @@ impl Containers for Boxes<'_> {
         r
     }
 
-    fn relay_errors(&self) -> Vec<String> {
-        self.inner.relay_errors()
+    fn relay_errors(&self, id: &str) -> Vec<String> {
+        self.inner.relay_errors(id)
     }
 
     fn follow(

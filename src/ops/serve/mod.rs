@@ -569,9 +569,22 @@ fn requests(
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let (host, hport) = engine.published(id, port)?;
+    // Through a relay (a remote engine), a closed connection is explained by what the relay of
+    // that request said (its own refused connect included).
     let call = |method: &str, path: &str, body: Option<&serde_json::Value>| {
         let req = http::Request { method, path, body };
-        http::call(&host, hport, req, timeout, cancel, &mut |_, _| {}).map(http_of)
+        let before = engine.relay_errors(id).len();
+        let answer = http::call(&host, hport, req, timeout, cancel, &mut |_, _| {})?;
+        Ok::<Http, Error>(http_of(answer).map_err(|e| {
+            match engine
+                .relay_errors(id)
+                .get(before..)
+                .and_then(<[String]>::last)
+            {
+                Some(why) => format!("{e} ({why})"),
+                None => e,
+            }
+        }))
     };
     // The port is published as the server binds it: a refused connection right after the ready
     // line is retried for up to 5 s.
@@ -589,11 +602,6 @@ fn requests(
             _ => break h,
         }
     };
-    // through a relay (a remote engine): a closed connection is explained by what it said
-    let health = health.map_err(|e| match engine.relay_errors().last() {
-        Some(why) => format!("{e} ({why})"),
-        None => e,
-    });
     progress(&format!("/health: {}", brief(&health)));
     o.health = Some(health);
     if cancel.requested() {
