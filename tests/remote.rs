@@ -860,7 +860,7 @@ fn serve_on_a_remote_engine_publishes_no_port() {
                 "--artifacts",
                 &dir,
             ],
-            &env,
+            env,
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
