@@ -221,6 +221,63 @@ fn preflight_with_unreachable_engine_is_a_finding_not_a_crash() {
             .contains("/nonexistent/docker.sock")
     );
     assert!(docker["hint"].as_str().unwrap().contains("DOCKER_HOST"));
+    // a local engine's host is this machine: its GPU facts are read here all the same
+    for id in ["1.1", "1.2", "host.memory"] {
+        let c = check_of(&j, id);
+        assert!(
+            !c["evidence"].as_str().unwrap().starts_with("not read"),
+            "{c}"
+        );
+    }
+}
+
+/// An engine elsewhere (or one whose setting cannot be read) that does not answer leaves the GPU
+/// host unknown: phase 1's GPU-host checks and the compile's memory are skipped naming the
+/// engine, never answered with this machine's own `/dev`, `/proc` and `/sys`.
+#[test]
+fn preflight_with_an_unreachable_remote_engine_reads_nothing_here() {
+    let config = tempdir("unreached");
+    for (how, env, named) in [
+        (
+            "tcp",
+            ("DOCKER_HOST", "tcp://127.0.0.1:1"),
+            "`tcp://127.0.0.1:1`",
+        ),
+        (
+            "context",
+            ("DOCKER_CONTEXT", "nosuch"),
+            "setting could not be read",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_forge"))
+            .args(["preflight", "--json"])
+            .env_remove("DOCKER_HOST")
+            .env("DOCKER_CONFIG", config.path())
+            .env(env.0, env.1)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{how}: {}", stderr(&o));
+        let j = json(&o);
+        assert_eq!(check_of(&j, "host.docker")["status"], "fail", "{how}");
+        for id in [
+            "1.1",
+            "1.2",
+            "host.groups",
+            "1.3",
+            "1.4",
+            "host.memory",
+            "host.kernel",
+            "host.gtt",
+        ] {
+            let c = check_of(&j, id);
+            let ev = c["evidence"].as_str().unwrap();
+            assert_eq!(c["status"], "skip", "{how}: {c}");
+            assert!(
+                ev.starts_with("not read") && ev.contains(named) && ev.contains("engine's host"),
+                "{how}: {c}"
+            );
+        }
+    }
 }
 
 /// Every symptom of the spec's failure-mode table, as a user would paste it.

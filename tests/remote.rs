@@ -422,13 +422,14 @@ fn bad_remote_engines_say_what_is_wrong() {
     // nothing listens there
     let closed = format!("ssh://root@127.0.0.1:{}", free_port());
     let good = r.ssh_opts("ssh_config");
-    let c = host_docker(&forge(
+    let j = common::json(&forge(
         &["preflight", "--json"],
         &[
             ("DOCKER_HOST", closed.as_str()),
             ("FORGE_SSH_OPTS", good.as_str()),
         ],
     ));
+    let c = common::check_of(&j, "host.docker");
     assert_eq!(c["status"], "fail", "{c}");
     assert!(
         c["evidence"]
@@ -438,6 +439,12 @@ fn bad_remote_engines_say_what_is_wrong() {
         "{c}"
     );
     assert!(c["hint"].as_str().unwrap().contains("sshd running"), "{c}");
+    // the GPU host is that engine's host: not read here in its place
+    for id in ["1.1", "1.2", "host.memory"] {
+        let g = common::check_of(&j, id);
+        assert_eq!(g["status"], "skip", "{g}");
+        assert!(g["evidence"].as_str().unwrap().contains(&closed), "{g}");
+    }
 
     // an unknown context
     let config = r.path("empty-config");

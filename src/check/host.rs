@@ -799,6 +799,38 @@ pub fn preflight(
     ]
 }
 
+/// The whole preflight when the engine did not answer and is not (or may not be) on this
+/// machine: the GPU host is the engine's host, so its GPU, groups, kernel and memory are not
+/// known, and this machine's own would answer for the wrong host. `why` says which engine and
+/// what happened (`` the engine at `ssh://me@box` did not answer ``).
+pub fn preflight_unreached(
+    recipe: &Recipe,
+    engine: &Result<EngineInfo, Error>,
+    paths: &HostPaths,
+    why: &str,
+) -> Vec<Check> {
+    let unread = |id: &str| {
+        check(
+            id,
+            Status::Skip,
+            format!("not read: {why}; this is read on the engine's host, not on this machine"),
+        )
+    };
+    vec![
+        unread("1.1"),
+        unread("1.2"),
+        unread("host.groups"),
+        unread("1.3"),
+        unread("1.4"),
+        check_docker(engine),
+        check_disk(recipe, engine),
+        check_artifacts_disk(recipe, engine, paths),
+        unread("host.memory"),
+        unread("host.kernel"),
+        unread("host.gtt"),
+    ]
+}
+
 /// The whole preflight, reading the GPU host where the engine is: this machine's own files when
 /// the engine's socket is local, a probe container on the engine's host otherwise (never this
 /// machine's `/dev` for a remote engine). `run` labels the probe's containers.
@@ -814,7 +846,15 @@ pub fn preflight_through(
         .map_err(|_| ())
         .and_then(|i| if i.local { Err(()) } else { Ok(i) })
     else {
-        return preflight(recipe, info, paths);
+        return match (info, engine.remote_host()) {
+            (Err(_), Some(at)) => preflight_unreached(
+                recipe,
+                info,
+                paths,
+                &format!("the engine at `{at}` did not answer"),
+            ),
+            _ => preflight(recipe, info, paths),
+        };
     };
     let host = remote::read(engine, i, run);
     let mut v = remote::checks(recipe, i, &host);

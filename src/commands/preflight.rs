@@ -24,7 +24,23 @@ pub fn run(ui: &Ui, recipe: RecipeArgs, artifacts: PathBuf) -> Result<u8> {
             d,
             &format!("preflight-{}", std::process::id()),
         ),
-        None => check::host::preflight(&recipe, &engine, &paths),
+        // not even a connection: a local engine's socket is missing (this machine's GPU is the
+        // engine host's), or the engine is elsewhere or its setting unreadable (it is not)
+        None => match engine::resolve_endpoint() {
+            Ok(ep) if ep.transport.local() => check::host::preflight(&recipe, &engine, &paths),
+            Ok(ep) => check::host::preflight_unreached(
+                &recipe,
+                &engine,
+                &paths,
+                &format!("the engine at `{}` did not answer", ep.host),
+            ),
+            Err(_) => check::host::preflight_unreached(
+                &recipe,
+                &engine,
+                &paths,
+                "the engine's setting could not be read (host.docker says why)",
+            ),
+        },
     };
     let outcome = Outcome::new(
         format!("preflight for {} ({})", recipe.file.name, recipe.origin),

@@ -122,6 +122,12 @@ impl EngineInfo {
 pub trait Engine: Sync {
     /// Version and system information.
     fn info(&self) -> Result<EngineInfo>;
+    /// Where the engine is when it is not on this machine (its URL), known even when it does not
+    /// answer: the GPU host is the engine's host, so an engine that did not answer leaves it
+    /// unknown rather than this machine. `None` for a local engine.
+    fn remote_host(&self) -> Option<String> {
+        None
+    }
     /// Run a build; `sink` sees every event and may cancel it. Ctrl-C cancels it too.
     fn build(
         &self,
@@ -396,6 +402,10 @@ fn engine_err(what: &str, e: impl std::fmt::Display) -> Error {
 impl Engine for DockerEngine {
     fn containers(&self) -> Option<&dyn Containers> {
         Some(self)
+    }
+
+    fn remote_host(&self) -> Option<String> {
+        (!self.endpoint().transport.local()).then(|| self.endpoint().host.clone())
     }
 
     fn build(

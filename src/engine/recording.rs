@@ -368,6 +368,10 @@ impl Engine for Recording<'_> {
         self.boxes.as_ref().map(|b| b as &dyn Containers)
     }
 
+    fn remote_host(&self) -> Option<String> {
+        self.inner.remote_host()
+    }
+
     fn info(&self) -> Result<EngineInfo> {
         let r = self.inner.info();
         self.note(Self::call("info", None), &r)?;
