@@ -778,56 +778,60 @@ pub fn judge_gtt(recipe: &Recipe, g: &Gtt) -> Check {
     ))
 }
 
-/// The whole preflight.
+/// The whole preflight, the GPU host read on this machine (a local engine's host).
 pub fn preflight(
     recipe: &Recipe,
     engine: &Result<EngineInfo, Error>,
     paths: &HostPaths,
 ) -> Vec<Check> {
-    vec![
-        check_amdgpu(paths),
-        check_devices(paths),
-        check_groups(paths),
-        check_rocminfo(recipe, Duration::from_secs(30)),
-        check_rocm_version(recipe, paths),
-        check_docker(engine),
-        check_disk(recipe, engine),
-        check_artifacts_disk(recipe, engine, paths),
-        check_memory(recipe, engine, paths),
-        check_kernel(recipe, paths),
-        check_gtt(recipe, paths),
-    ]
+    host_checks(recipe, engine, paths, None)
 }
 
 /// The whole preflight when the engine did not answer and is not (or may not be) on this
 /// machine: the GPU host is the engine's host, so its GPU, groups, kernel and memory are not
-/// known, and this machine's own would answer for the wrong host. `why` says which engine and
-/// what happened (`` the engine at `ssh://me@box` did not answer ``).
+/// known, and this machine's own would answer for the wrong host. `at`: the engine's URL, `None`
+/// when its setting could not be read.
 pub fn preflight_unreached(
     recipe: &Recipe,
     engine: &Result<EngineInfo, Error>,
     paths: &HostPaths,
-    why: &str,
+    at: Option<&str>,
 ) -> Vec<Check> {
-    let unread = |id: &str| {
-        check(
+    let why = match at {
+        Some(at) => format!("the engine at `{at}` did not answer"),
+        None => "the engine's setting could not be read (host.docker says why)".to_owned(),
+    };
+    host_checks(recipe, engine, paths, Some(&why))
+}
+
+/// Phase 1's checks in their order; with `unread`, the engine host's checks are skipped saying
+/// why instead of read here.
+fn host_checks(
+    recipe: &Recipe,
+    engine: &Result<EngineInfo, Error>,
+    paths: &HostPaths,
+    unread: Option<&str>,
+) -> Vec<Check> {
+    let on_engine_host = |id: &str, read: &dyn Fn() -> Check| match unread {
+        None => read(),
+        Some(why) => check(
             id,
             Status::Skip,
             format!("not read: {why}; this is read on the engine's host, not on this machine"),
-        )
+        ),
     };
     vec![
-        unread("1.1"),
-        unread("1.2"),
-        unread("host.groups"),
-        unread("1.3"),
-        unread("1.4"),
+        on_engine_host("1.1", &|| check_amdgpu(paths)),
+        on_engine_host("1.2", &|| check_devices(paths)),
+        on_engine_host("host.groups", &|| check_groups(paths)),
+        on_engine_host("1.3", &|| check_rocminfo(recipe, Duration::from_secs(30))),
+        on_engine_host("1.4", &|| check_rocm_version(recipe, paths)),
         check_docker(engine),
         check_disk(recipe, engine),
         check_artifacts_disk(recipe, engine, paths),
-        unread("host.memory"),
-        unread("host.kernel"),
-        unread("host.gtt"),
+        on_engine_host("host.memory", &|| check_memory(recipe, engine, paths)),
+        on_engine_host("host.kernel", &|| check_kernel(recipe, paths)),
+        on_engine_host("host.gtt", &|| check_gtt(recipe, paths)),
     ]
 }
 
@@ -847,12 +851,7 @@ pub fn preflight_through(
         .and_then(|i| if i.local { Err(()) } else { Ok(i) })
     else {
         return match (info, engine.remote_host()) {
-            (Err(_), Some(at)) => preflight_unreached(
-                recipe,
-                info,
-                paths,
-                &format!("the engine at `{at}` did not answer"),
-            ),
+            (Err(_), Some(at)) => preflight_unreached(recipe, info, paths, Some(&at)),
             _ => preflight(recipe, info, paths),
         };
     };

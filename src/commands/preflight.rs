@@ -28,18 +28,10 @@ pub fn run(ui: &Ui, recipe: RecipeArgs, artifacts: PathBuf) -> Result<u8> {
         // engine host's), or the engine is elsewhere or its setting unreadable (it is not)
         None => match engine::resolve_endpoint() {
             Ok(ep) if ep.transport.local() => check::host::preflight(&recipe, &engine, &paths),
-            Ok(ep) => check::host::preflight_unreached(
-                &recipe,
-                &engine,
-                &paths,
-                &format!("the engine at `{}` did not answer", ep.host),
-            ),
-            Err(_) => check::host::preflight_unreached(
-                &recipe,
-                &engine,
-                &paths,
-                "the engine's setting could not be read (host.docker says why)",
-            ),
+            ep => {
+                let at = ep.ok().map(|ep| ep.host);
+                check::host::preflight_unreached(&recipe, &engine, &paths, at.as_deref())
+            }
         },
     };
     let outcome = Outcome::new(
